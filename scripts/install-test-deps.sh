@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Installs the non-Rust test dependencies, pinned, into the git-ignored .deps/:
+#
+#   .deps/venv    Python venv with the official MCP Python SDK (tests/interop/requirements.txt)
+#   .deps/node    the official Azure MCP Server from npm (@azure/mcp + its native platform package)
+#   .deps/paths.env   KEY=VALUE lines the Rust tests read (see the end of this file)
+#
+# Idempotent: a stamp per part records what was installed; when it matches, that
+# part is skipped and only paths.env is rewritten (well under a second).
+#
+# Usage: scripts/install-test-deps.sh [--verify] [--force]
+#   --verify  also start azmcp over stdio with the Python SDK and check the tool count
+#   --force   reinstall both parts
+# Environment: WARDEN_PYTHON  interpreter to build the venv from (default: python3, needs >= 3.10)
+set -euo pipefail
+
+MCP_PY_VERSION=2.3.0          # PyPI `mcp`; the full lock is tests/interop/requirements.txt
+AZMCP_VERSION=2.0.5           # npm `@azure/mcp` and its `@azure/mcp-<os>-<arch>` binary package
+AZMCP_EXPECTED_TOOLS=235      # tools/list with `server start --mode all` (checked by --verify)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS="$ROOT/.deps"
+REQS="$ROOT/tests/interop/requirements.txt"
+
+VERIFY=0
+FORCE=0
+for arg in "$@"; do
+    case "$arg" in
+        --verify) VERIFY=1 ;;
+        --force) FORCE=1 ;;
+        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install-test-deps: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "install-test-deps: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+mkdir -p "$DEPS"
+
+# ---------------------------------------------------------------- Python venv
+VENV="$DEPS/venv"
+VENV_PY="$VENV/bin/python"
+PY_STAMP="$VENV/.warden-stamp"
+
+grep -qx "mcp==$MCP_PY_VERSION" "$REQS" || die "$REQS does not pin mcp==$MCP_PY_VERSION"
+reqs_sum="$(sha256sum "$REQS" | cut -d' ' -f1)"
+base_python="${WARDEN_PYTHON:-python3}"
+command -v "$base_python" >/dev/null 2>&1 || die "no $base_python on PATH (set WARDEN_PYTHON)"
+base_version="$("$base_python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+"$base_python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+    || die "$base_python is Python $base_version; the MCP SDK needs >= 3.10 (set WARDEN_PYTHON)"
+py_want="python=$base_version requirements=$reqs_sum"
+
+if [[ $FORCE == 0 && -x "$VENV_PY" && -f "$PY_STAMP" && "$(cat "$PY_STAMP")" == "$py_want" ]]; then
+    log "python venv up to date (mcp==$MCP_PY_VERSION)"
+else
+    log "creating $VENV with $base_python ($base_version) and installing mcp==$MCP_PY_VERSION"
+    rm -rf "$VENV"
+    "$base_python" -m venv "$VENV"
+    "$VENV_PY" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQS"
+    "$VENV_PY" - "$MCP_PY_VERSION" <<'EOF'
+import sys
+from importlib.metadata import version
+from mcp.client.streamable_http import streamable_http_client  # noqa: F401  (the name the scripts use)
+from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: F401
+got = version("mcp")
+if got != sys.argv[1]:
+    sys.exit(f"installed mcp {got}, expected {sys.argv[1]}")
+EOF
+    echo "$py_want" > "$PY_STAMP"
+fi
+
+# ---------------------------------------------------------------- Azure MCP Server (npm)
+NODE_DIR="$DEPS/node"
+NODE_STAMP="$NODE_DIR/.warden-stamp"
+command -v node >/dev/null 2>&1 || die "node is not on PATH"
+command -v npm >/dev/null 2>&1 || die "npm is not on PATH"
+# The platform package name is `@azure/mcp-${process.platform}-${process.arch}` (see @azure/mcp's index.js).
+platform="$(node -p 'process.platform + "-" + process.arch')"
+platform_pkg="@azure/mcp-$platform"
+AZMCP="$NODE_DIR/node_modules/$platform_pkg/dist/azmcp"
+node_want="@azure/mcp@$AZMCP_VERSION $platform_pkg@$AZMCP_VERSION"
+
+if [[ $FORCE == 0 && -x "$AZMCP" && -f "$NODE_STAMP" && "$(cat "$NODE_STAMP")" == "$node_want" ]]; then
+    log "azure mcp server up to date ($node_want)"
+else
+    log "installing $node_want into $NODE_DIR"
+    rm -rf "$NODE_DIR"
+    mkdir -p "$NODE_DIR"
+    # A package.json of our own, so npm never walks up to another project's.
+    printf '{\n  "name": "warden-test-deps",\n  "private": true\n}\n' > "$NODE_DIR/package.json"
+    # The platform package is an optionalDependency of @azure/mcp; name it
+    # explicitly so an npm configured to omit optional deps still installs it.
+    # @azure/mcp's postinstall only checks that package is resolvable; npm 11
+    # does not run it unless allowed, which is fine.
+    npm install --prefix "$NODE_DIR" --no-audit --no-fund --save-exact --loglevel=error \
+        "@azure/mcp@$AZMCP_VERSION" "$platform_pkg@$AZMCP_VERSION" >&2
+    [[ -f "$AZMCP" ]] || die "npm installed $platform_pkg but $AZMCP is missing"
+    chmod +x "$AZMCP"
+    # First start of this self-contained single-file .NET app extracts its native
+    # libraries (to ~/.net/azmcp/...); doing it here keeps that out of test timings.
+    got="$(DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 AZURE_MCP_COLLECT_TELEMETRY=false "$AZMCP" --version 2>&1)" \
+        || die "$AZMCP --version failed: $got"
+    [[ "$got" == "$AZMCP_VERSION"* ]] || die "$AZMCP --version printed '$got', expected $AZMCP_VERSION"
+    echo "$node_want" > "$NODE_STAMP"
+fi
+
+# ---------------------------------------------------------------- paths.env
+# One KEY=VALUE per line; the value is the rest of the line, unquoted.
+# WARDEN_AZMCP_ENV_<NAME>=<value> lines give azmcp's environment when a test runs
+# it (tests/interop.rs puts them into the upstream's `env`; azmcp_probe.py --stdio
+# uses the same values by default):
+#   AZURE_MCP_COLLECT_TELEMETRY=false        no telemetry upload attempts
+#   AZURE_TOKEN_CREDENTIALS=EnvironmentCredential
+#                                            only the env-var credential: no browser/broker
+#                                            fallback, no managed-identity endpoint probing;
+#                                            a tool needing Azure answers in ~0.2 s with a
+#                                            tool result isError=true ({"status":401,...})
+#   DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1  no libicu needed
+# WARDEN_TEST_AZMCP_ARGS is the argument list (space-separated) to start it as an MCP server.
+tmp="$(mktemp "$DEPS/paths.env.XXXXXX")"
+cat > "$tmp" <<EOF
+WARDEN_TEST_PYTHON=$VENV_PY
+WARDEN_TEST_MCP_PY_VERSION=$MCP_PY_VERSION
+WARDEN_TEST_AZMCP=$AZMCP
+WARDEN_TEST_AZMCP_VERSION=$AZMCP_VERSION
+WARDEN_TEST_AZMCP_ARGS=server start --mode all
+WARDEN_TEST_AZMCP_TOOL_COUNT=$AZMCP_EXPECTED_TOOLS
+WARDEN_AZMCP_ENV_AZURE_MCP_COLLECT_TELEMETRY=false
+WARDEN_AZMCP_ENV_AZURE_TOKEN_CREDENTIALS=EnvironmentCredential
+WARDEN_AZMCP_ENV_DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
+WARDEN_TEST_INTEROP_DIR=$ROOT/tests/interop
+EOF
+mv -f "$tmp" "$DEPS/paths.env"
+
+log "python: $VENV_PY (mcp $MCP_PY_VERSION)"
+log "azmcp:  $AZMCP ($AZMCP_VERSION)"
+log "wrote $DEPS/paths.env"
+
+# ---------------------------------------------------------------- optional end-to-end check
+if [[ $VERIFY == 1 ]]; then
+    log "verifying: azmcp over stdio with the Python SDK"
+    out="$("$VENV_PY" "$ROOT/tests/interop/azmcp_probe.py" --stdio "$AZMCP" --timeout 120)" \
+        || die "azmcp_probe.py --stdio failed"
+    "$VENV_PY" - "$AZMCP_EXPECTED_TOOLS" "$out" <<'EOF'
+import json, sys
+want, got = int(sys.argv[1]), json.loads(sys.argv[2])
+call = got["call"]
+print(f"install-test-deps: {got['server_name']} {got['server_version']}: {got['tool_count']} tools; "
+      f"{call['tool']} without credentials: is_error={call['is_error']} in {call['seconds']} s", file=sys.stderr)
+if got["tool_count"] != want:
+    sys.exit(f"install-test-deps: error: expected {want} tools, got {got['tool_count']}")
+if not all(t["annotations"] for t in got["tools"]):
+    sys.exit("install-test-deps: error: some azmcp tools have no annotations")
+EOF
+fi

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The project's one test command (README quick start, .ci/run):
+#   1. installs the pinned non-Rust test dependencies into .deps/ (scripts/install-test-deps.sh)
+#   2. builds the example binaries the integration tests spawn (target/debug/examples)
+#   3. runs every test target (all failures reported, --no-fail-fast):
+#      cargo-nextest when installed, else cargo test;
+#      doc tests with `cargo test --doc` (nextest cannot run them) when the crate has a lib.
+#
+# Usage: scripts/test.sh [extra args for the test runner]
+#   e.g. scripts/test.sh relay            (a test-name filter)
+#        scripts/test.sh -- --nocapture   (with cargo test; nextest takes --no-capture)
+# Environment: WARDEN_TEST_RUNNER=cargo    use cargo test even when nextest is installed
+#              CARGO_* as usual; the default target dir (target/) is used.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { echo "==> $*" >&2; }
+
+step "installing test dependencies"
+scripts/install-test-deps.sh
+
+# Tests read .deps/paths.env themselves; exporting it too lets a test (or a
+# command run under this script) find the same paths through the environment.
+while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ "$line" == *=* && "$line" != \#* ]] || continue
+    export "${line%%=*}=${line#*=}"
+done < .deps/paths.env
+
+step "cargo build --examples"
+cargo build --examples
+
+if [[ "${WARDEN_TEST_RUNNER:-}" != cargo ]] && cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --all-targets --no-fail-fast $*"
+    cargo nextest run --all-targets --no-fail-fast "$@"
+    runner=nextest
+else
+    step "cargo test --all-targets --no-fail-fast $*"
+    cargo test --all-targets --no-fail-fast "$@"
+    runner=cargo
+fi
+
+if [[ -f src/lib.rs ]]; then
+    if [[ $runner == cargo ]]; then
+        step "cargo test --doc $*"
+        cargo test --doc "$@"
+    elif [[ $# -eq 0 ]]; then
+        step "cargo test --doc"
+        cargo test --doc
+    else
+        # nextest arguments do not fit cargo test; a narrowed run skips doc tests.
+        step "skipping doc tests (extra arguments were given to nextest)"
+    fi
+fi

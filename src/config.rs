@@ -1,0 +1,366 @@
+//! `warden.toml` → a typed, validated [`Config`].
+//!
+//! Validation is strict: an unknown key, a wrong type or a missing required
+//! value is an error that names the key and, where TOML can tell, the line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::identity::IdentityConfig;
+
+/// Everything Warden needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Who may call: Microsoft Entra ID tenants, audiences, scopes, MFA facts.
+    /// Required; `allow_anonymous = true` is an explicit opt-out for local
+    /// experiments.
+    pub identity: IdentityConfig,
+    /// Upstream MCP servers by name. Names are part of the namespacing scheme
+    /// (see `gateway::names`), so they are restricted to `[a-z0-9-]`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+/// The MCP front.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP listener (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
+    pub listen: SocketAddr,
+    /// Accepted `Host` header values (`name` or `name:port`). Defaults to
+    /// loopback names only, which defeats DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// Accepted browser `Origin` values (`scheme://host:port`, `:*` for any
+    /// port). Empty: any request that carries an `Origin` is refused.
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted POST body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most concurrent MCP sessions; `initialize` beyond it is refused.
+    pub max_sessions: usize,
+    /// A session with no traffic for this long is closed (and its upstream
+    /// children stopped).
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    /// How long an upstream may take to start and answer `initialize`.
+    #[serde(with = "humantime_serde")]
+    pub upstream_init_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            max_sessions: 256,
+            session_idle_timeout: Duration::from_secs(300),
+            upstream_init_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One upstream MCP server: a child process over stdio, or a remote
+/// Streamable HTTP endpoint. Exactly one of `command` and `url` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Program to start (stdio upstream); looked up on `PATH` when relative.
+    pub command: Option<PathBuf>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment for the child. The child does not inherit Warden's
+    /// environment except `PATH`, `HOME`, `LANG`, `TMPDIR` and `USER`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the child.
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP endpoint (remote upstream).
+    pub url: Option<String>,
+    /// Static headers sent with every request to a remote upstream.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// How to reach an upstream, after validation.
+#[derive(Debug, Clone)]
+pub enum UpstreamKind {
+    Stdio {
+        command: PathBuf,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl UpstreamConfig {
+    /// The validated transport of this upstream. Only valid after
+    /// [`Config::validate`] succeeded.
+    pub fn kind(&self) -> UpstreamKind {
+        match (&self.command, &self.url) {
+            (Some(command), _) => UpstreamKind::Stdio {
+                command: command.clone(),
+                args: self.args.clone(),
+                env: self.env.clone(),
+                cwd: self.cwd.clone(),
+            },
+            (None, url) => UpstreamKind::Http {
+                url: url.clone().unwrap_or_default(),
+                headers: self.headers.clone(),
+            },
+        }
+    }
+}
+
+/// A configuration problem, always naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((0, 0));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.identity.validate()?;
+        let server = &self.server;
+        if server.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes: must be at least 1024".into());
+        }
+        if server.max_sessions == 0 {
+            return Err("server.max_sessions: must be at least 1".into());
+        }
+        if server.session_idle_timeout < Duration::from_secs(1) {
+            return Err("server.session_idle_timeout: must be at least 1s".into());
+        }
+        if server.upstream_init_timeout < Duration::from_millis(100) {
+            return Err("server.upstream_init_timeout: must be at least 100ms".into());
+        }
+        for origin in &server.allowed_origins {
+            if origin != "null" && !origin.contains("://") {
+                return Err(format!(
+                    "server.allowed_origins: {origin:?} must include a scheme, e.g. \"https://{origin}\""
+                ));
+            }
+        }
+        if self.upstreams.is_empty() {
+            return Err("upstreams: at least one upstream is required, e.g. [upstreams.azure] command = \"azmcp\"".into());
+        }
+        for (name, upstream) in &self.upstreams {
+            let key = format!("upstreams.{name}");
+            if !valid_upstream_name(name) {
+                return Err(format!(
+                    "{key}: upstream names use lower-case letters, digits and single '-' (e.g. \"azure\"), starting with a letter"
+                ));
+            }
+            match (&upstream.command, &upstream.url) {
+                (Some(_), Some(_)) => {
+                    return Err(format!("{key}: set either `command` or `url`, not both"));
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "{key}: missing `command` (stdio child) or `url` (Streamable HTTP)"
+                    ));
+                }
+                (Some(command), None) => {
+                    if command.as_os_str().is_empty() {
+                        return Err(format!("{key}.command: must not be empty"));
+                    }
+                    if !upstream.headers.is_empty() {
+                        return Err(format!("{key}.headers: only valid with `url`"));
+                    }
+                }
+                (None, Some(url)) => {
+                    let parsed = reqwest::Url::parse(url)
+                        .map_err(|e| format!("{key}.url: {url:?} is not a URL: {e}"))?;
+                    if !matches!(parsed.scheme(), "http" | "https") {
+                        return Err(format!("{key}.url: scheme must be http or https"));
+                    }
+                    if !upstream.args.is_empty()
+                        || !upstream.env.is_empty()
+                        || upstream.cwd.is_some()
+                    {
+                        return Err(format!(
+                            "{key}: `args`, `env` and `cwd` are only valid with `command`"
+                        ));
+                    }
+                    for (header, value) in &upstream.headers {
+                        http::HeaderName::try_from(header.as_str()).map_err(|_| {
+                            format!("{key}.headers: {header:?} is not a header name")
+                        })?;
+                        http::HeaderValue::try_from(value.as_str()).map_err(|_| {
+                            format!("{key}.headers.{header}: value is not a valid header value")
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[a-z][a-z0-9]*(-[a-z0-9]+)*`: safe in tool names and as a URI scheme prefix.
+fn valid_upstream_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && name.len() <= 32
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANONYMOUS: &str = "[identity]\nallow_anonymous = true\n";
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(&format!("{text}{ANONYMOUS}"), Path::new("warden.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_config_uses_safe_defaults() {
+        let config = parse("[upstreams.azure]\ncommand = \"azmcp\"\n").unwrap();
+        assert_eq!(config.server.listen.ip().to_string(), "127.0.0.1");
+        assert!(
+            config
+                .server
+                .allowed_hosts
+                .contains(&"localhost".to_owned())
+        );
+        assert!(config.server.allowed_origins.is_empty());
+        assert!(matches!(
+            config.upstreams["azure"].kind(),
+            UpstreamKind::Stdio { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(err.contains("warden.toml:3:"), "{err}");
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = parse("[server]\nmax_sessions = \"many\"\n[upstreams.a]\ncommand = \"x\"\n")
+            .unwrap_err();
+        assert!(err.contains("warden.toml:2:"), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn upstream_needs_exactly_one_transport() {
+        let err = parse("[upstreams.a]\nargs = []\n").unwrap_err();
+        assert!(err.contains("upstreams.a: missing `command`"), "{err}");
+        let err = parse("[upstreams.a]\ncommand = \"x\"\nurl = \"http://h/mcp\"\n").unwrap_err();
+        assert!(err.contains("either `command` or `url`"), "{err}");
+    }
+
+    #[test]
+    fn upstream_names_are_restricted() {
+        for bad in ["Azure", "a__b", "a--b", "1a", "a_b", "a-"] {
+            let err = parse(&format!("[upstreams.\"{bad}\"]\ncommand = \"x\"\n")).unwrap_err();
+            assert!(err.contains("upstream names"), "{bad}: {err}");
+        }
+        assert!(parse("[upstreams.azure-prod]\ncommand = \"x\"\n").is_ok());
+    }
+
+    #[test]
+    fn bad_url_and_durations_are_named() {
+        let err = parse("[upstreams.a]\nurl = \"ftp://h/x\"\n").unwrap_err();
+        assert!(err.contains("upstreams.a.url"), "{err}");
+        let err =
+            parse("[server]\nsession_idle_timeout = \"soon\"\n[upstreams.a]\ncommand = \"x\"\n")
+                .unwrap_err();
+        assert!(err.contains("warden.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn identity_is_required_and_validated() {
+        let err = Config::parse("[upstreams.a]\ncommand = \"x\"\n", Path::new("w.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `identity`"), "{err}");
+        let err = Config::parse(
+            "[upstreams.a]\ncommand = \"x\"\n[identity]\ntenants = [\"contoso.com\"]\naudiences = [\"api://w\"]\n",
+            Path::new("w.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("identity.tenants"), "{err}");
+    }
+
+    #[test]
+    fn no_upstream_is_an_error() {
+        let err = parse("[server]\n").unwrap_err();
+        assert!(err.contains("at least one upstream"), "{err}");
+    }
+}

@@ -1,0 +1,390 @@
+//! One MCP client connection to one upstream server: a child process over
+//! stdio, or a remote Streamable HTTP endpoint.
+//!
+//! The connection knows nothing of the client session it serves; what the
+//! upstream asks of the client (elicitation, sampling, roots, notifications)
+//! goes to a [`Downstream`], which the gateway implements.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rmcp::model::{
+    ClientConfig, ClientNotification, ClientRequest, ClientResult, ErrorCode, Implementation,
+    ProgressToken, RequestId, RequestMetaObject, ServerConfig, ServerNotification, ServerRequest,
+    ServerResult,
+};
+use rmcp::service::{
+    NotificationContext, PeerRequestOptions, RequestContext, RoleClient, RunningService, Service,
+    ServiceError,
+};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ErrorData as McpError, serve_client};
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::UpstreamKind;
+use crate::metrics::Metrics;
+
+/// Environment variables a stdio child inherits from Warden; everything else
+/// must be set explicitly in the upstream's `env` table.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"];
+
+/// JSON-RPC code for a request the client cancelled (the code LSP uses;
+/// MCP defines none).
+pub const REQUEST_CANCELLED: ErrorCode = ErrorCode(-32800);
+
+/// How often a remote upstream is pinged while a request to it is pending.
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long such a ping may take before the upstream counts as lost.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an upstream connection needs from the client session it serves.
+pub trait Downstream: Send + Sync + 'static {
+    /// A request the upstream sends to the client (elicitation, sampling,
+    /// roots, or anything custom).
+    fn request(
+        &self,
+        upstream: &str,
+        request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> BoxFuture<'_, Result<ClientResult, McpError>>;
+
+    /// A notification from the upstream (progress, log message, list changed,
+    /// resource updated, ...).
+    fn notify(&self, upstream: &str, notification: ServerNotification) -> BoxFuture<'_, ()>;
+}
+
+/// Why an upstream could not serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream '{upstream}' could not be started: {detail}")]
+    Start { upstream: String, detail: String },
+    #[error("upstream '{upstream}' did not finish initialize within {timeout:?}")]
+    InitTimeout { upstream: String, timeout: Duration },
+    #[error(
+        "upstream '{upstream}' is unavailable: the connection closed (the server exited or crashed); start a new session"
+    )]
+    Closed { upstream: String },
+    #[error("upstream '{upstream}' gave an unexpected answer to {method}")]
+    UnexpectedResponse { upstream: String, method: String },
+    #[error("upstream '{upstream}' transport failure: {detail}")]
+    Transport { upstream: String, detail: String },
+    /// The upstream's own JSON-RPC error, relayed unchanged.
+    #[error("{0}")]
+    Upstream(McpError),
+    #[error("request cancelled by the client")]
+    Cancelled,
+}
+
+impl UpstreamError {
+    /// The JSON-RPC error a client sees for this failure.
+    pub fn into_mcp(self) -> McpError {
+        match self {
+            UpstreamError::Upstream(error) => error,
+            UpstreamError::Cancelled => McpError::new(REQUEST_CANCELLED, "request cancelled", None),
+            other => McpError::internal_error(other.to_string(), None),
+        }
+    }
+}
+
+/// A live MCP client session with one upstream.
+pub struct UpstreamConn {
+    name: String,
+    /// Remote upstreams are pinged while a request is pending: a server that
+    /// dies mid-call leaves no closed pipe to notice.
+    remote: bool,
+    service: RunningService<RoleClient, UpstreamClient>,
+    info: ServerConfig,
+    _child: Option<ChildCount>,
+}
+
+/// Counts a running child in `/metrics` for as long as it lives.
+struct ChildCount(Metrics);
+
+impl Drop for ChildCount {
+    fn drop(&mut self) {
+        self.0.upstream_children.dec();
+    }
+}
+
+impl UpstreamConn {
+    /// Starts (stdio) or connects to (HTTP) the upstream and performs the MCP
+    /// handshake with `client_info`, the client's own initialize parameters.
+    pub async fn connect(
+        name: &str,
+        kind: &UpstreamKind,
+        client_info: ClientConfig,
+        downstream: Arc<dyn Downstream>,
+        timeout: Duration,
+        metrics: &Metrics,
+    ) -> Result<Self, UpstreamError> {
+        let handler = UpstreamClient {
+            name: name.to_owned(),
+            client_info,
+            downstream,
+        };
+        let start = |detail: String| UpstreamError::Start {
+            upstream: name.to_owned(),
+            detail,
+        };
+        let handshake = async {
+            match kind {
+                UpstreamKind::Stdio {
+                    command,
+                    args,
+                    env,
+                    cwd,
+                } => {
+                    let mut cmd = tokio::process::Command::new(command);
+                    cmd.args(args).env_clear();
+                    for key in INHERITED_ENV {
+                        if let Some(value) = std::env::var_os(key) {
+                            cmd.env(key, value);
+                        }
+                    }
+                    cmd.envs(env);
+                    if let Some(cwd) = cwd {
+                        cmd.current_dir(cwd);
+                    }
+                    let (transport, stderr) = TokioChildProcess::builder(cmd)
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .map_err(|e| start(format!("{}: {e}", command.display())))?;
+                    metrics.upstream_children.inc();
+                    let child = ChildCount(metrics.clone());
+                    if let Some(stderr) = stderr {
+                        tokio::spawn(log_stderr(name.to_owned(), stderr));
+                    }
+                    let service = serve_client(handler, transport)
+                        .await
+                        .map_err(|e| start(e.to_string()))?;
+                    Ok((service, Some(child)))
+                }
+                UpstreamKind::Http { url, headers } => {
+                    let headers: HashMap<_, _> = headers
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.parse().ok()?, v.parse().ok()?)))
+                        .collect();
+                    let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                        .custom_headers(headers);
+                    let transport =
+                        StreamableHttpClientTransport::with_client(http_client(), config);
+                    let service = serve_client(handler, transport)
+                        .await
+                        .map_err(|e| start(format!("{url}: {e}")))?;
+                    Ok((service, None))
+                }
+            }
+        };
+        let (service, child) = tokio::time::timeout(timeout, handshake)
+            .await
+            .map_err(|_| UpstreamError::InitTimeout {
+                upstream: name.to_owned(),
+                timeout,
+            })??;
+        let peer_info = service
+            .peer()
+            .peer_info()
+            .ok_or_else(|| start("no initialize result".into()))?;
+        let mut info = ServerConfig::new(peer_info.capabilities.clone());
+        info.protocol_version = peer_info.protocol_version.clone();
+        info.server_info = peer_info
+            .server_info
+            .clone()
+            .unwrap_or_else(|| Implementation::new(name, "unknown"));
+        info.instructions = peer_info.instructions.clone();
+        info.meta = peer_info.meta.clone();
+        Ok(Self {
+            name: name.to_owned(),
+            remote: matches!(kind, UpstreamKind::Http { .. }),
+            service,
+            info,
+            _child: child,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The upstream's initialize result (capabilities, server info, instructions).
+    pub fn info(&self) -> &ServerConfig {
+        &self.info
+    }
+
+    /// Sends `request` with the client's `_meta` (without its progress token:
+    /// the connection assigns its own). `sent` sees the upstream request id
+    /// and progress token before any reply can arrive, so the caller can
+    /// route progress and nested requests back. `ct` cancels the request
+    /// upstream.
+    pub async fn request(
+        &self,
+        request: ClientRequest,
+        mut meta: RequestMetaObject,
+        ct: &CancellationToken,
+        sent: impl FnOnce(&RequestId, &ProgressToken),
+    ) -> Result<ServerResult, UpstreamError> {
+        meta.remove("progressToken");
+        let options = PeerRequestOptions::no_options().with_meta(meta);
+        let handle = self
+            .service
+            .peer()
+            .send_cancellable_request(request, options)
+            .await
+            .map_err(|e| self.service_error(e))?;
+        sent(&handle.id, &handle.progress_token);
+        let peer = handle.peer.clone();
+        let id = handle.id.clone();
+        tokio::select! {
+            response = handle.await_response() => response.map_err(|e| self.service_error(e)),
+            () = ct.cancelled() => {
+                cancel(&peer, id).await;
+                Err(UpstreamError::Cancelled)
+            }
+            error = self.lost(), if self.remote => Err(error),
+        }
+    }
+
+    /// Resolves once a remote upstream stops answering pings (checked every
+    /// [`LIVENESS_INTERVAL`], each ping allowed [`LIVENESS_TIMEOUT`]).
+    async fn lost(&self) -> UpstreamError {
+        loop {
+            tokio::time::sleep(LIVENESS_INTERVAL).await;
+            let ping = ClientRequest::PingRequest(rmcp::model::PingRequest::default());
+            let options = PeerRequestOptions::with_timeout(LIVENESS_TIMEOUT);
+            let answer = match self
+                .service
+                .peer()
+                .send_request_with_option(ping, options)
+                .await
+            {
+                Ok(handle) => handle.await_response().await,
+                Err(error) => Err(error),
+            };
+            match answer {
+                Ok(_) | Err(ServiceError::McpError(_)) => continue,
+                Err(error) => {
+                    tracing::warn!(upstream = %self.name, %error, "remote upstream stopped answering");
+                    return UpstreamError::Transport {
+                        upstream: self.name.clone(),
+                        detail: format!("stopped answering during the call ({error})"),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Sends a notification to the upstream; a closed connection is ignored
+    /// (the next request reports it).
+    pub async fn notify(&self, notification: ClientNotification) {
+        if let Err(error) = self.service.peer().send_notification(notification).await {
+            tracing::debug!(upstream = %self.name, %error, "notification not delivered");
+        }
+    }
+
+    /// True once the upstream's transport has closed (child exited).
+    pub fn is_closed(&self) -> bool {
+        self.service.peer().is_transport_closed()
+    }
+
+    fn service_error(&self, error: ServiceError) -> UpstreamError {
+        let upstream = self.name.clone();
+        match error {
+            ServiceError::McpError(error) => UpstreamError::Upstream(error),
+            ServiceError::TransportClosed => UpstreamError::Closed { upstream },
+            ServiceError::UnexpectedResponse => UpstreamError::UnexpectedResponse {
+                upstream,
+                method: "request".into(),
+            },
+            ServiceError::Cancelled { .. } => UpstreamError::Cancelled,
+            other => UpstreamError::Transport {
+                upstream,
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// The HTTP client of remote upstreams, shared by all of them: pooled
+/// keep-alive connections with `TCP_NODELAY` (a new connection per request
+/// costs about a millisecond on loopback), and no redirects: an upstream is
+/// reached at its configured URL or not at all.
+fn http_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
+        .clone()
+}
+
+/// Tells a peer that request `id` is cancelled.
+pub(crate) async fn cancel<R: rmcp::service::ServiceRole>(
+    peer: &rmcp::service::Peer<R>,
+    id: RequestId,
+) where
+    R::Not: From<rmcp::model::CancelledNotification>,
+{
+    let notification =
+        rmcp::model::CancelledNotification::new(rmcp::model::CancelledNotificationParam::new(
+            Some(id),
+            Some("cancelled by the other side of the gateway".into()),
+        ));
+    if let Err(error) = peer.send_notification(notification.into()).await {
+        tracing::debug!(%error, "cancellation not delivered");
+    }
+}
+
+async fn log_stderr(upstream: String, stderr: tokio::process::ChildStderr) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "warden::upstream", upstream = %upstream, "{line}");
+    }
+}
+
+/// The client half that the upstream talks to.
+struct UpstreamClient {
+    name: String,
+    client_info: ClientConfig,
+    downstream: Arc<dyn Downstream>,
+}
+
+impl Service<RoleClient> for UpstreamClient {
+    async fn handle_request(
+        &self,
+        request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, McpError> {
+        match request {
+            // Ping is hop-by-hop: the gateway answers for its client.
+            ServerRequest::PingRequest(_) => Ok(ClientResult::empty(())),
+            request => self.downstream.request(&self.name, request, context).await,
+        }
+    }
+
+    async fn handle_notification(
+        &self,
+        notification: ServerNotification,
+        _context: NotificationContext<RoleClient>,
+    ) -> Result<(), McpError> {
+        match notification {
+            // Cancellation of the upstream's own requests is handled by the
+            // SDK (it cancels the request context the downstream waits on).
+            ServerNotification::CancelledNotification(_) => {}
+            notification => self.downstream.notify(&self.name, notification).await,
+        }
+        Ok(())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        self.client_info.clone()
+    }
+}

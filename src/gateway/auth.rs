@@ -1,0 +1,232 @@
+//! Stage 1 at the HTTP front: every `/mcp` request is authenticated before
+//! the MCP transport sees it, and a session is bound to the principal that
+//! opened it.
+//!
+//! - No or bad token: the status of the [`AuthError`] (401/403/503) with a
+//!   `WWW-Authenticate` challenge naming the protected-resource metadata
+//!   (RFC 9728), and a JSON-RPC error body so SDK clients can show why.
+//! - A request on a session opened by another `tid`/`oid`: 403, logged and
+//!   counted.
+//! - Otherwise the verified [`Principal`] travels in the request extensions
+//!   to the session and the pipeline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use serde_json::json;
+
+use super::Gateway;
+use crate::identity::AuthError;
+
+/// JSON-RPC error code for authentication and session-binding refusals.
+pub const UNAUTHORIZED: i64 = -32001;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Which principal (`tid`, `oid`) opened each live session.
+pub struct Bindings {
+    sessions: Arc<LocalSessionManager>,
+    owners: Mutex<HashMap<String, (String, String)>>,
+    /// Prune owners of ended sessions when the map grows beyond this.
+    prune_above: usize,
+}
+
+impl Bindings {
+    pub fn new(sessions: Arc<LocalSessionManager>, max_sessions: usize) -> Self {
+        Self {
+            sessions,
+            owners: Mutex::new(HashMap::new()),
+            prune_above: max_sessions.saturating_mul(2).max(16),
+        }
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, String)>> {
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn owner(&self, session: &str) -> Option<(String, String)> {
+        self.owners().get(session).cloned()
+    }
+
+    async fn bind(&self, session: String, owner: (String, String)) {
+        let prune = {
+            let mut owners = self.owners();
+            owners.insert(session, owner);
+            owners.len() > self.prune_above
+        };
+        if prune {
+            let live = self.sessions.sessions.read().await;
+            self.owners().retain(|id, _| live.contains_key(id.as_str()));
+        }
+    }
+
+    fn unbind(&self, session: &str) {
+        self.owners().remove(session);
+    }
+}
+
+/// Where a client finds the protected-resource metadata and what the
+/// resource is called: from `identity.resource` when configured, else from
+/// the request's `Host`.
+pub fn resource_urls(gateway: &Gateway, headers: &HeaderMap) -> (String, String) {
+    let resource = match &gateway.config.identity.resource {
+        Some(resource) => resource.clone(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}/mcp")
+        }
+    };
+    let (origin, path) = split_origin(&resource);
+    (resource.clone(), format!("{origin}{METADATA_PATH}{path}"))
+}
+
+/// `https://h:1/a/b` → (`https://h:1`, `/a/b`).
+fn split_origin(url: &str) -> (&str, &str) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => url.split_at(after_scheme + slash),
+        None => (url, ""),
+    }
+}
+
+/// `GET /.well-known/oauth-protected-resource[/mcp]`.
+pub async fn metadata(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let (resource, _) = resource_urls(&gateway, &headers);
+    axum::Json(gateway.identity.protected_resource_metadata(&resource)).into_response()
+}
+
+fn refusal(status: StatusCode, challenge: Option<String>, message: &str, reason: &str) -> Response {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": UNAUTHORIZED, "message": message, "data": {"reason": reason}},
+    });
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(challenge) = challenge.and_then(|c| c.parse().ok()) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
+/// The `/mcp` middleware.
+pub async fn guard(
+    State((gateway, bindings)): State<(Arc<Gateway>, Arc<Bindings>)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let source_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match gateway
+        .identity
+        .authenticate(authorization, source_ip)
+        .await
+    {
+        Ok(principal) => principal,
+        Err(error) => return refuse(&gateway, request.headers(), &error, source_ip),
+    };
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &session
+        && let Some(owner) = bindings.owner(session)
+        && owner != principal.key()
+    {
+        gateway.metrics.session_binding_violations.inc();
+        tracing::warn!(
+            session = %session,
+            owner_tid = %owner.0,
+            owner_oid = %owner.1,
+            tid = %principal.tid,
+            oid = %principal.oid,
+            source_ip = ?source_ip,
+            "request on a session opened by another principal refused"
+        );
+        return refusal(
+            StatusCode::FORBIDDEN,
+            None,
+            "this MCP session belongs to another principal; open your own session",
+            "session_binding",
+        );
+    }
+    let key = principal.key();
+    let method = request.method().clone();
+    request.extensions_mut().insert(Arc::new(principal));
+    let response = next.run(request).await;
+    match (&session, &method) {
+        (None, &Method::POST) => {
+            if let Some(opened) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                bindings.bind(opened.to_owned(), key).await;
+            }
+        }
+        (Some(session), &Method::DELETE) if response.status().is_success() => {
+            bindings.unbind(session);
+        }
+        _ => {}
+    }
+    response
+}
+
+fn refuse(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    error: &AuthError,
+    source_ip: Option<std::net::IpAddr>,
+) -> Response {
+    let reason = error.reason();
+    gateway.metrics.auth_failure(reason);
+    tracing::warn!(reason, source_ip = ?source_ip, error = %error, "authentication failed");
+    let (_, metadata_url) = resource_urls(gateway, headers);
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    refusal(
+        status,
+        Some(gateway.identity.challenge(error, &metadata_url)),
+        &error.to_string(),
+        reason,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_origin;
+
+    #[test]
+    fn splits_origin_and_path() {
+        assert_eq!(
+            split_origin("https://w.example.com/mcp"),
+            ("https://w.example.com", "/mcp")
+        );
+        assert_eq!(
+            split_origin("http://127.0.0.1:8787"),
+            ("http://127.0.0.1:8787", "")
+        );
+    }
+}

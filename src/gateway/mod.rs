@@ -1,0 +1,105 @@
+//! The MCP front: Streamable HTTP (`/mcp`) and stdio, plus the operational
+//! endpoints `/healthz`, `/readyz` and `/metrics`.
+
+mod auth;
+mod jsonrpc;
+mod names;
+mod ready;
+mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+pub use names::Names;
+
+use crate::identity::Principal;
+pub use session::{Gateway, Session};
+
+/// The HTTP application: `/mcp` and the operational endpoints.
+pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
+    let server = &gateway.config.server;
+    let mut http = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(server.allowed_hosts.clone())
+        .with_allowed_origins(server.allowed_origins.clone());
+    if server.allowed_origins.is_empty() {
+        // An empty list means "no browser origin is trusted", not "any".
+        http = http.enforce_origin_validation();
+    }
+    http.max_request_body_bytes = server.max_body_bytes;
+    http.cancellation_token = shutdown;
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(server.session_idle_timeout);
+    let factory = {
+        let gateway = gateway.clone();
+        move || Ok(gateway.session())
+    };
+    let sessions = Arc::new(sessions);
+    let bindings = Arc::new(auth::Bindings::new(sessions.clone(), server.max_sessions));
+    let mcp = StreamableHttpService::new(factory, sessions, http);
+    // Outermost first: authenticate, then screen the body, then MCP.
+    let mcp = Router::new()
+        .fallback_service(mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            server.max_body_bytes,
+            jsonrpc::screen,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            (gateway.clone(), bindings),
+            auth::guard,
+        ));
+    Router::new()
+        .nest_service("/mcp", mcp)
+        .route("/.well-known/oauth-protected-resource", get(auth::metadata))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(auth::metadata),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(gateway)
+}
+
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let report = ready::check(&gateway.identity, gateway.upstreams()).await;
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report))
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        gateway.metrics.render(),
+    )
+}
+
+/// Serves one MCP session over this process's stdin/stdout until the client
+/// closes it, on behalf of `principal`.
+pub async fn serve_stdio(
+    gateway: Arc<Gateway>,
+    principal: Principal,
+) -> Result<(), std::io::Error> {
+    let running = gateway
+        .stdio_session(principal)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(std::io::Error::other)?;
+    running.waiting().await.map_err(std::io::Error::other)?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! `WWW-Authenticate` challenges, RFC 9728 metadata and step-up.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use super::validate::short_scope;
+use super::{AuthError, Authenticator, Principal, StepUp};
+
+/// Longest `error_description` sent to clients.
+const MAX_DESCRIPTION: usize = 200;
+
+impl Authenticator {
+    /// The `WWW-Authenticate` value to send with `error.status()`.
+    ///
+    /// * 401, no token (`missing`): `Bearer resource_metadata="…", scope="…"`
+    ///   — no `error` parameter (RFC 6750 §3.1).
+    /// * 401, bad token: the same plus `error="invalid_token",
+    ///   error_description="…"`.
+    /// * 403 `insufficient_scope`: `Bearer error="insufficient_scope",
+    ///   scope="…", resource_metadata="…"`.
+    /// * 403 `client_not_allowed` / `groups_overage`: `Bearer
+    ///   resource_metadata="…", error_description="…"` (RFC 6750 has no
+    ///   error code for them).
+    /// * 503 `keys_unavailable`: `Bearer resource_metadata="…"`; sending it
+    ///   is optional.
+    ///
+    /// `scope` lists the required scopes as a client must request them
+    /// (see [`protected_resource_metadata`](Self::protected_resource_metadata))
+    /// and is omitted when none are configured.
+    pub fn challenge(&self, error: &AuthError, resource_metadata_url: &str) -> String {
+        let metadata = param("resource_metadata", resource_metadata_url);
+        let scope = self.scope_param();
+        match error {
+            AuthError::InsufficientScope(_) => {
+                let mut parts = vec![param("error", "insufficient_scope")];
+                parts.extend(scope);
+                parts.push(metadata);
+                format!("Bearer {}", parts.join(", "))
+            }
+            AuthError::ClientNotAllowed(_) | AuthError::GroupsOverage => {
+                let detail = description(&error.to_string());
+                format!("Bearer {metadata}, {detail}")
+            }
+            AuthError::KeysUnavailable(_) => format!("Bearer {metadata}"),
+            _ => {
+                let mut parts = vec![metadata];
+                parts.extend(scope);
+                if !matches!(error, AuthError::Missing(_)) {
+                    parts.push(param("error", "invalid_token"));
+                    parts.push(description(&error.to_string()));
+                }
+                format!("Bearer {}", parts.join(", "))
+            }
+        }
+    }
+
+    /// RFC 9728 protected resource metadata. `resource` is the URL derived
+    /// from the request; `identity.resource`, when set, takes precedence.
+    pub fn protected_resource_metadata(&self, resource: &str) -> Value {
+        let resource = self.config.resource.as_deref().unwrap_or(resource);
+        let servers: Vec<String> = self
+            .config
+            .tenants
+            .iter()
+            .map(|t| self.config.v2_issuer(t))
+            .collect();
+        json!({
+            "resource": resource,
+            "authorization_servers": servers,
+            "scopes_supported": self.advertised_scopes(),
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Warden",
+        })
+    }
+
+    /// Asks for authentication context `auth_context` (e.g. `c1`).
+    ///
+    /// If the client declared `xms_cc = cp1` it handles Entra claims
+    /// challenges: answer HTTP 401 with [`StepUp::Challenge`] (`claims` is
+    /// standard padded base64 of
+    /// `{"access_token":{"acrs":{"essential":true,"value":"c1"}}}`).
+    /// Otherwise fail the tool call with [`StepUp::ToolError`], whose message
+    /// says which sign-in is needed.
+    pub fn step_up(
+        &self,
+        principal: &Principal,
+        auth_context: &str,
+        resource_metadata_url: &str,
+    ) -> StepUp {
+        let context = header_safe(auth_context);
+        let is_mfa = self
+            .config
+            .mfa_auth_contexts
+            .iter()
+            .any(|c| c == auth_context);
+        let (needs, how) = if is_mfa {
+            (
+                format!(
+                    "multi-factor authentication (Microsoft Entra authentication context {context})"
+                ),
+                "Sign in again with MFA and retry",
+            )
+        } else {
+            (
+                format!(
+                    "a sign-in that satisfies Microsoft Entra authentication context {context}"
+                ),
+                "Sign in again as that context requires (for example with MFA) and retry",
+            )
+        };
+        if principal.client_capabilities.contains("cp1") {
+            let claims = json!({
+                "access_token": { "acrs": { "essential": true, "value": auth_context } }
+            });
+            let parts = [
+                param("realm", ""),
+                param("error", "insufficient_claims"),
+                description(&format!("This call requires {needs}.")),
+                param("claims", &STANDARD.encode(claims.to_string())),
+                param("resource_metadata", resource_metadata_url),
+            ];
+            StepUp::Challenge {
+                www_authenticate: format!("Bearer {}", parts.join(", ")),
+            }
+        } else {
+            StepUp::ToolError {
+                message: format!(
+                    "This call requires {needs}. {how}; your client does not support claims \
+                     challenges, so it must acquire a new token itself."
+                ),
+            }
+        }
+    }
+
+    /// Required scopes as a client requests them: full URIs stay as they
+    /// are; a short name is qualified with the first audience that is a URI
+    /// (`api://warden` + `access_as_user` → `api://warden/access_as_user`),
+    /// or left short if there is none.
+    fn advertised_scopes(&self) -> Vec<String> {
+        let base = self
+            .config
+            .audiences
+            .iter()
+            .find(|a| a.contains("://"))
+            .map(|a| a.trim_end_matches('/'));
+        self.config
+            .required_scopes
+            .iter()
+            .map(|scope| match base {
+                Some(base) if short_scope(scope) == scope.as_str() => format!("{base}/{scope}"),
+                _ => scope.clone(),
+            })
+            .collect()
+    }
+
+    fn scope_param(&self) -> Option<String> {
+        let scopes = self.advertised_scopes();
+        (!scopes.is_empty()).then(|| param("scope", &scopes.join(" ")))
+    }
+}
+
+/// `name="value"` with the value made safe for a quoted-string.
+fn param(name: &str, value: &str) -> String {
+    format!("{name}=\"{}\"", header_safe(value))
+}
+
+/// `error_description="…"`, at most `MAX_DESCRIPTION` characters.
+fn description(text: &str) -> String {
+    let short: String = header_safe(text).chars().take(MAX_DESCRIPTION).collect();
+    format!("error_description=\"{short}\"")
+}
+
+/// Printable ASCII without `"` and `\`: safe inside a quoted-string of a
+/// header value.
+fn header_safe(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c == '"' { '\'' } else { c })
+        .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '\\')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_cannot_break_out_of_quotes() {
+        assert_eq!(header_safe("a\"b\\c\r\nd"), "a'bcd");
+        assert_eq!(
+            description(&"x".repeat(500)),
+            format!("error_description=\"{}\"", "x".repeat(MAX_DESCRIPTION))
+        );
+        assert_eq!(param("scope", "a b"), "scope=\"a b\"");
+    }
+}

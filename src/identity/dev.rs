@@ -1,0 +1,564 @@
+//! A local token issuer that looks like Entra ID to [`Authenticator`]: it
+//! serves a discovery document and a JWKS over HTTP and mints RS256 tokens
+//! in the v1 and v2 formats. Local runs and tests validate its tokens with
+//! the production code path, unchanged.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use warden::identity::{Authenticator, dev::{DevIssuer, TokenOptions}};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let base_url = format!("http://{}", listener.local_addr()?);
+//! let dir = std::path::PathBuf::from("data/dev-issuer");
+//! let mut issuer = tokio::task::spawn_blocking(move || DevIssuer::load_or_create(&dir)).await??;
+//! issuer.set_base_url(&base_url);
+//! tokio::spawn(axum::serve(listener, issuer.router(&base_url)).into_future());
+//! let auth = Authenticator::start(issuer.identity_config(&base_url), reqwest::Client::new());
+//! let token = issuer.mint(&TokenOptions::default())?;
+//! let principal = auth.authenticate(Some(&format!("Bearer {token}")), None).await?;
+//! # let _ = principal; Ok(()) }
+//! ```
+//!
+//! Base URL: the issuer needs its own public base URL for `iss`; set it once
+//! with [`DevIssuer::set_base_url`] before [`DevIssuer::mint`]. `router` and
+//! `identity_config` take it as a parameter; pass the same value.
+//!
+//! [`Authenticator`]: super::Authenticator
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rand::RngCore;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::sha2::{Digest, Sha256};
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde_json::{Map, Value, json};
+
+use super::config::IdentityConfig;
+
+/// Tenant id of the dev issuer (a well-formed GUID, v4 layout).
+pub const DEV_TENANT: &str = "11111111-2222-4333-8444-555555555555";
+/// Audience of dev tokens, and the audience the dev config accepts.
+pub const DEV_AUDIENCE: &str = "api://warden-dev";
+/// Default client application id (`azp` / `appid`) of dev tokens.
+pub const DEV_CLIENT_APP: &str = "22222222-3333-4444-8555-666666666666";
+/// Default delegated scope of dev user tokens, required by the dev config.
+pub const DEV_SCOPE: &str = "access_as_user";
+/// File name of the persisted signing key inside the issuer directory.
+pub const DEV_KEY_FILE: &str = "dev-issuer-key.pem";
+/// Path under the base URL that plays `https://sts.windows.net` (v1 issuer
+/// base): v1 tokens have `iss = {base_url}/sts/{tid}/`.
+pub const DEV_V1_ISSUER_PATH: &str = "/sts";
+
+const KEY_BITS: usize = 2048;
+
+/// Failures of the dev issuer.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("dev issuer key {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("dev issuer key {path}: not a PKCS#8 RSA private key: {message}")]
+    BadKey { path: PathBuf, message: String },
+    #[error("dev issuer key: {0}")]
+    Key(String),
+    #[error("the dev issuer has no base URL; call DevIssuer::set_base_url first")]
+    NoBaseUrl,
+    #[error("signing the dev token failed: {0}")]
+    Sign(String),
+}
+
+/// Token format: v1 (`sts.windows.net`-style issuer, `appid`, `upn`, `amr`)
+/// or v2 (`…/v2.0` issuer, `azp`, `preferred_username`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenVersion {
+    V1,
+    #[default]
+    V2,
+}
+
+/// What to put in a dev token. `Default`: user `dev-user`, scope
+/// `access_as_user`, one hour, v2, audience [`DEV_AUDIENCE`], client
+/// [`DEV_CLIENT_APP`], no groups, roles, MFA or auth contexts.
+#[derive(Debug, Clone)]
+pub struct TokenOptions {
+    /// User name (`upn` / `preferred_username`); for an app-only token, the
+    /// app's display name. `oid` is derived from it.
+    pub user: String,
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    /// v1: `amr = ["pwd","mfa"]` instead of `["pwd"]`. v2 access tokens carry
+    /// no `amr`; use `acrs` with a configured MFA auth context there.
+    pub mfa: bool,
+    /// Satisfied authentication contexts (`acrs`), e.g. `["c1"]`.
+    pub acrs: Vec<String>,
+    /// App-only token: `idtyp = "app"`, `app_displayname`, no `scp`/`upn`.
+    pub app: bool,
+    pub ttl: Duration,
+    /// Delegated scopes (`scp`, space-joined) of a user token. An empty list
+    /// omits `scp`, which makes the token app-only for the validator.
+    pub scopes: Vec<String>,
+    /// `aud`; default [`DEV_AUDIENCE`].
+    pub audience: Option<String>,
+    pub version: TokenVersion,
+    /// `azp` (v2) / `appid` (v1); default [`DEV_CLIENT_APP`].
+    pub client_app: Option<String>,
+    /// Merged last, overriding any claim; a `null` value removes the claim.
+    pub extra: Map<String, Value>,
+}
+
+impl Default for TokenOptions {
+    fn default() -> Self {
+        Self {
+            user: "dev-user".into(),
+            groups: Vec::new(),
+            roles: Vec::new(),
+            mfa: false,
+            acrs: Vec::new(),
+            app: false,
+            ttl: Duration::from_secs(3600),
+            scopes: vec![DEV_SCOPE.into()],
+            audience: None,
+            version: TokenVersion::V2,
+            client_app: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// One signing key.
+struct DevKey {
+    kid: String,
+    private: RsaPrivateKey,
+    encoding: EncodingKey,
+}
+
+impl DevKey {
+    fn new(private: RsaPrivateKey) -> Result<Self, DevError> {
+        let public = RsaPublicKey::from(&private);
+        let der = public
+            .to_public_key_der()
+            .map_err(|e| DevError::Key(e.to_string()))?;
+        let pkcs1 = private
+            .to_pkcs1_der()
+            .map_err(|e| DevError::Key(e.to_string()))?;
+        Ok(Self {
+            kid: key_id(der.as_bytes()),
+            encoding: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
+            private,
+        })
+    }
+
+    fn jwk(&self) -> Value {
+        let public = RsaPublicKey::from(&self.private);
+        json!({
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+        })
+    }
+}
+
+/// `kid`: the first 16 hex digits of SHA-256 over the DER
+/// SubjectPublicKeyInfo (SHA-256 from `rsa::sha2`, the `sha2` crate that
+/// `rsa` re-exports).
+fn key_id(public_der: &[u8]) -> String {
+    hex(&Sha256::digest(public_der)[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The dev issuer. Clones share their keys, so a router handed out before
+/// [`rotate`](Self::rotate) publishes the new key too.
+#[derive(Clone)]
+pub struct DevIssuer {
+    /// Published keys, oldest first; the last one signs.
+    keys: Arc<RwLock<Vec<DevKey>>>,
+    base_url: Option<String>,
+}
+
+impl std::fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIssuer")
+            .field("kids", &self.kids())
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl DevIssuer {
+    /// Loads `dir/dev-issuer-key.pem` (PKCS#8 PEM), or generates an RSA
+    /// 2048 key and writes it there with mode 0600. Creates `dir`.
+    /// Blocking (file I/O, key generation): call it from
+    /// `spawn_blocking` or before the runtime starts.
+    pub fn load_or_create(dir: &Path) -> Result<DevIssuer, DevError> {
+        let io_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| DevError::Io { path, source }
+        };
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let path = dir.join(DEV_KEY_FILE);
+        let private = match fs::read_to_string(&path) {
+            Ok(pem) => {
+                warn_if_shared(&path);
+                RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| DevError::BadKey {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let private = generate()?;
+                let pem = private
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| DevError::Key(e.to_string()))?;
+                match write_private(&path, pem.as_bytes()) {
+                    Ok(()) => private,
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let pem = fs::read_to_string(&path).map_err(io_error(&path))?;
+                        RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| DevError::BadKey {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?
+                    }
+                    Err(e) => return Err(io_error(&path)(e)),
+                }
+            }
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        Ok(DevIssuer {
+            keys: Arc::new(RwLock::new(vec![DevKey::new(private)?])),
+            base_url: None,
+        })
+    }
+
+    /// Sets the public base URL (e.g. `http://127.0.0.1:8788`) used for `iss`.
+    pub fn set_base_url(&mut self, base_url: &str) {
+        self.base_url = Some(base_url.trim_end_matches('/').to_owned());
+    }
+
+    /// The base URL set with [`set_base_url`](Self::set_base_url).
+    pub fn base_url(&self) -> Option<&str> {
+        self.base_url.as_deref()
+    }
+
+    /// Key rotation: generates a new key (in memory only; the key file keeps
+    /// the original), publishes it next to the old ones, and signs with it
+    /// from now on. Returns the new `kid`. Blocking (key generation).
+    pub fn rotate(&mut self) -> Result<String, DevError> {
+        let key = DevKey::new(generate()?)?;
+        let kid = key.kid.clone();
+        self.write_keys().push(key);
+        Ok(kid)
+    }
+
+    /// The `kid` that signs new tokens.
+    pub fn kid(&self) -> String {
+        self.read_keys()
+            .last()
+            .map(|k| k.kid.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every published `kid`, oldest first.
+    pub fn kids(&self) -> Vec<String> {
+        self.read_keys().iter().map(|k| k.kid.clone()).collect()
+    }
+
+    /// The JWKS document (every published key).
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.read_keys().iter().map(DevKey::jwk).collect::<Vec<_>>() })
+    }
+
+    /// Discovery and JWKS for [`DEV_TENANT`], laid out like Entra:
+    ///
+    /// * `GET /{tenant}/v2.0/.well-known/openid-configuration`
+    /// * `GET /{tenant}/discovery/v2.0/keys`
+    ///
+    /// Other tenants get 404. The token endpoint is not served.
+    pub fn router(&self, base_url: &str) -> Router {
+        let state = RouterState {
+            issuer: self.clone(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        };
+        Router::new()
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                get(discovery_document),
+            )
+            .route("/{tenant}/discovery/v2.0/keys", get(jwks_document))
+            .with_state(state)
+    }
+
+    /// A config that trusts this issuer at `base_url`: authority
+    /// `base_url`, v1 issuer base `base_url/sts`, tenant [`DEV_TENANT`],
+    /// audience [`DEV_AUDIENCE`], required scope `access_as_user`, no
+    /// required app roles; everything else default.
+    pub fn identity_config(&self, base_url: &str) -> IdentityConfig {
+        let base = base_url.trim_end_matches('/');
+        IdentityConfig {
+            authority: base.to_owned(),
+            v1_issuer_base: format!("{base}{DEV_V1_ISSUER_PATH}"),
+            tenants: vec![DEV_TENANT.to_owned()],
+            audiences: vec![DEV_AUDIENCE.to_owned()],
+            required_scopes: vec![DEV_SCOPE.to_owned()],
+            required_app_roles: Vec::new(),
+            ..IdentityConfig::default()
+        }
+    }
+
+    /// The claims [`mint`](Self::mint) would sign (with fresh `uti` and times).
+    pub fn claims(&self, options: &TokenOptions) -> Result<Map<String, Value>, DevError> {
+        let base = self.base_url.as_deref().ok_or(DevError::NoBaseUrl)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let oid = derived_guid("oid", &options.user);
+        let client_app = options
+            .client_app
+            .clone()
+            .unwrap_or_else(|| DEV_CLIENT_APP.to_owned());
+        let mut claims = Map::new();
+        let mut set = |name: &str, value: Value| {
+            claims.insert(name.to_owned(), value);
+        };
+        set(
+            "aud",
+            json!(options.audience.as_deref().unwrap_or(DEV_AUDIENCE)),
+        );
+        set("iat", json!(now));
+        set("nbf", json!(now));
+        set("exp", json!(now + options.ttl.as_secs()));
+        set("tid", json!(DEV_TENANT));
+        set("oid", json!(oid));
+        set("sub", json!(derived_guid("sub", &options.user)));
+        set("uti", json!(random_id()));
+        match options.version {
+            TokenVersion::V2 => {
+                set("iss", json!(format!("{base}/{DEV_TENANT}/v2.0")));
+                set("ver", json!("2.0"));
+                set("azp", json!(client_app));
+                set("azpacr", json!("0"));
+            }
+            TokenVersion::V1 => {
+                set(
+                    "iss",
+                    json!(format!("{base}{DEV_V1_ISSUER_PATH}/{DEV_TENANT}/")),
+                );
+                set("ver", json!("1.0"));
+                set("appid", json!(client_app));
+                set("appidacr", json!("0"));
+            }
+        }
+        if options.app {
+            set("idtyp", json!("app"));
+            set("app_displayname", json!(options.user));
+        } else {
+            set("name", json!(options.user));
+            match options.version {
+                TokenVersion::V2 => set("preferred_username", json!(options.user)),
+                TokenVersion::V1 => {
+                    set("upn", json!(options.user));
+                    set("unique_name", json!(options.user));
+                    let amr = if options.mfa {
+                        json!(["pwd", "mfa"])
+                    } else {
+                        json!(["pwd"])
+                    };
+                    set("amr", amr);
+                }
+            }
+            if !options.scopes.is_empty() {
+                set("scp", json!(options.scopes.join(" ")));
+            }
+        }
+        if !options.roles.is_empty() {
+            set("roles", json!(options.roles));
+        }
+        if !options.groups.is_empty() {
+            set("groups", json!(options.groups));
+        }
+        if !options.acrs.is_empty() {
+            set("acrs", json!(options.acrs));
+        }
+        for (name, value) in &options.extra {
+            if value.is_null() {
+                claims.remove(name);
+            } else {
+                claims.insert(name.clone(), value.clone());
+            }
+        }
+        Ok(claims)
+    }
+
+    /// A signed token (RS256, `kid` of the current key). Needs
+    /// [`set_base_url`](Self::set_base_url).
+    pub fn mint(&self, options: &TokenOptions) -> Result<String, DevError> {
+        let claims = self.claims(options)?;
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims with the current key.
+    pub fn sign(&self, claims: &Map<String, Value>) -> Result<String, DevError> {
+        let keys = self.read_keys();
+        let key = keys.last().ok_or(DevError::Key("no signing key".into()))?;
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| DevError::Sign(e.to_string()))
+    }
+
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<DevKey>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, Vec<DevKey>> {
+        self.keys.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn current_private_key(&self) -> Option<RsaPrivateKey> {
+        self.read_keys().last().map(|k| k.private.clone())
+    }
+}
+
+#[derive(Clone)]
+struct RouterState {
+    issuer: DevIssuer,
+    base_url: String,
+}
+
+async fn discovery_document(
+    State(state): State<RouterState>,
+    UrlPath(tenant): UrlPath<String>,
+) -> Response {
+    if tenant != DEV_TENANT {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let base = &state.base_url;
+    Json(json!({
+        "issuer": format!("{base}/{tenant}/v2.0"),
+        "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
+        "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
+        "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "code_challenge_methods_supported": ["S256"],
+        "tenant_region_scope": "DEV",
+    }))
+    .into_response()
+}
+
+async fn jwks_document(
+    State(state): State<RouterState>,
+    UrlPath(tenant): UrlPath<String>,
+) -> Response {
+    if tenant != DEV_TENANT {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    Json(state.issuer.jwks()).into_response()
+}
+
+fn generate() -> Result<RsaPrivateKey, DevError> {
+    RsaPrivateKey::new(&mut rand::rngs::OsRng, KEY_BITS).map_err(|e| DevError::Key(e.to_string()))
+}
+
+/// Logs a warning when the key file is readable by others.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "dev issuer key file has mode {mode:o}; it should be 600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Writes a new file readable by its owner only; fails if it exists.
+fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// A GUID derived from `kind` and `name` with SHA-256, stamped as a
+/// version-8 (custom) UUID: stable across runs, distinct per user.
+fn derived_guid(kind: &str, name: &str) -> String {
+    let digest = Sha256::digest(format!("warden-dev-{kind}:{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
+}
+
+/// 16 random bytes, base64url (the shape of Entra's `uti`).
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::config::is_guid;
+
+    #[test]
+    fn constants_are_well_formed() {
+        assert!(is_guid(DEV_TENANT));
+        assert!(is_guid(DEV_CLIENT_APP));
+    }
+
+    #[test]
+    fn derived_ids_are_stable_guids() {
+        let a = derived_guid("oid", "ada");
+        assert!(is_guid(&a));
+        assert_eq!(a, derived_guid("oid", "ada"));
+        assert_ne!(a, derived_guid("oid", "bob"));
+        assert_eq!(a.as_bytes()[14], b'8');
+    }
+
+    #[test]
+    fn key_id_is_16_hex_digits() {
+        let kid = key_id(b"abc");
+        assert_eq!(kid.len(), 16);
+        assert_eq!(kid, "ba7816bf8f01cfea");
+    }
+}

@@ -1,0 +1,12 @@
+//! Warden: a security gateway in front of MCP tool servers that manage Azure.
+//!
+//! See `DESIGN.md` for the map: [`pipeline`] composes the stages; [`gateway`]
+//! is the MCP front; [`executor`] talks to upstream servers.
+
+pub mod config;
+pub mod dev;
+pub mod executor;
+pub mod gateway;
+pub mod identity;
+pub mod metrics;
+pub mod pipeline;

@@ -1,0 +1,278 @@
+//! The `warden` command.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use warden::config::Config;
+use warden::gateway::{self, Gateway};
+use warden::identity::dev::{DevIssuer, TokenOptions};
+use warden::identity::{Authenticator, Principal};
+use warden::metrics::Metrics;
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Security gateway for MCP tool servers that manage Azure"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "WARDEN_CONFIG", default_value = "warden.toml")]
+        config: PathBuf,
+        /// Serve one MCP session on stdin/stdout instead of HTTP.
+        #[arg(long)]
+        stdio: bool,
+    },
+    /// Run Warden on embedded defaults: the gateway, a local token issuer,
+    /// and the sample upstream.
+    Dev {
+        #[command(subcommand)]
+        command: Option<DevCommand>,
+        /// Address of the gateway.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// Address of the local token issuer (discovery document and JWKS).
+        #[arg(long, default_value = warden::dev::ISSUER_LISTEN)]
+        issuer_listen: SocketAddr,
+        /// Directory for all state of `warden dev` (issuer key included).
+        #[arg(long, default_value = ".warden-dev", global = true)]
+        data_dir: PathBuf,
+    },
+    /// Validate a configuration file and exit.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Print a token signed by the dev issuer.
+    Token(Box<TokenArgs>),
+    /// Serve the sample upstream on stdin/stdout (started by `warden dev`).
+    #[command(hide = true)]
+    SampleUpstream,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// User name (upn); for --app, the application's display name.
+    #[arg(long, default_value = "dev-user")]
+    user: String,
+    /// Group object id or name (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// App role (repeatable).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Mark the sign-in as multi-factor (v1 `amr` contains `mfa`).
+    #[arg(long)]
+    mfa: bool,
+    /// Satisfied authentication context id, e.g. c1 (repeatable).
+    #[arg(long)]
+    acrs: Vec<String>,
+    /// An app-only token (no user, no scopes).
+    #[arg(long)]
+    app: bool,
+    /// Lifetime, e.g. 1h or 15m.
+    #[arg(long, default_value = "1h")]
+    ttl: humantime::Duration,
+    /// Base URL of the running dev issuer (it is the token's issuer).
+    #[arg(long, default_value = "http://127.0.0.1:8788")]
+    issuer_url: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("warden: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}: ok ({} upstream{})",
+                file.display(),
+                config.upstreams.len(),
+                if config.upstreams.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::Serve { config, stdio } => {
+            let config = Config::load(&config)?;
+            init_logging();
+            runtime()?.block_on(serve(config, stdio))
+        }
+        Command::Dev {
+            command: Some(DevCommand::Token(args)),
+            data_dir,
+            ..
+        } => {
+            let mut issuer = DevIssuer::load_or_create(&data_dir)?;
+            issuer.set_base_url(&args.issuer_url);
+            let args = *args;
+            let options = TokenOptions {
+                user: args.user,
+                groups: args.groups,
+                roles: args.roles,
+                mfa: args.mfa,
+                acrs: args.acrs,
+                app: args.app,
+                ttl: args.ttl.into(),
+                ..TokenOptions::default()
+            };
+            println!("{}", issuer.mint(&options)?);
+            Ok(())
+        }
+        Command::Dev {
+            command: Some(DevCommand::SampleUpstream),
+            ..
+        } => {
+            init_logging();
+            runtime()?
+                .block_on(warden::dev::sample::serve_stdio())
+                .context("sample upstream")
+        }
+        Command::Dev {
+            command: None,
+            listen,
+            issuer_listen,
+            data_dir,
+        } => {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            let mut issuer = DevIssuer::load_or_create(&data_dir)?;
+            let issuer_url = format!("http://{issuer_listen}");
+            issuer.set_base_url(&issuer_url);
+            let executable = std::env::current_exe().context("locating the warden executable")?;
+            let config =
+                warden::dev::config(listen, &executable, issuer.identity_config(&issuer_url))?;
+            init_logging();
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(issuer_listen)
+                    .await
+                    .with_context(|| format!("dev issuer cannot listen on {issuer_listen}"))?;
+                let issuer_app = issuer.router(&issuer_url);
+                tokio::spawn(async move { axum::serve(listener, issuer_app).await });
+                eprintln!(
+                    "warden dev: MCP at http://{listen}/mcp, token issuer at {issuer_url}, state in {}\n\
+                     get a token with: warden dev token --user alice --data-dir {}",
+                    data_dir.display(),
+                    data_dir.display()
+                );
+                serve(config, false).await
+            })
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
+/// Logs go to stderr (stdout may be the stdio MCP transport): JSON when
+/// stderr is not a terminal. `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
+    let identity = Authenticator::start(config.identity.clone(), reqwest::Client::new());
+    let gateway = Gateway::new(Arc::new(config), identity.clone(), Metrics::new());
+    if stdio {
+        let principal = stdio_principal(&identity).await?;
+        return gateway::serve_stdio(gateway, principal)
+            .await
+            .context("serving MCP on stdio");
+    }
+    let listen = gateway.config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shutdown = CancellationToken::new();
+    let app = gateway::router(gateway, shutdown.clone());
+    tracing::info!(address = %listener.local_addr()?, "warden listening; MCP at /mcp");
+    // Small SSE writes must not wait for delayed ACKs (~40 ms per message).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    })
+    .await
+    .context("HTTP server failed")
+}
+
+/// The stdio front has no HTTP request to carry a token: the caller's token
+/// comes from `WARDEN_TOKEN` and is validated once, at start, by the same
+/// path as HTTP requests.
+async fn stdio_principal(identity: &Authenticator) -> anyhow::Result<Principal> {
+    let token = std::env::var("WARDEN_TOKEN").ok();
+    let header = token.map(|t| format!("Bearer {t}"));
+    if !identity.config().allow_anonymous {
+        identity.refresh_keys().await;
+    }
+    identity
+        .authenticate(header.as_deref(), None)
+        .await
+        .map_err(|e| anyhow::anyhow!("WARDEN_TOKEN: {e} ({})", e.reason()))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

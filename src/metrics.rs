@@ -1,0 +1,175 @@
+//! Process metrics, served as Prometheus text on `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+/// How an MCP request ended.
+#[derive(
+    Clone, Copy, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue,
+)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// Answered with a result.
+    ok,
+    /// A tool call that ran and reported `isError: true`.
+    tool_error,
+    /// Answered with a JSON-RPC error.
+    error,
+    /// Cancelled by the client.
+    cancelled,
+}
+
+/// All of Warden's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<MethodLabel, Histogram>,
+    pub sessions: Gauge,
+    pub sessions_refused: Counter,
+    pub upstream_children: Gauge,
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    pub session_binding_violations: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("warden");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "mcp_requests",
+            "MCP requests from clients, by method and outcome",
+            requests.clone(),
+        );
+        let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ])
+        });
+        registry.register(
+            "mcp_request_duration_seconds",
+            "Time from receiving an MCP request to answering it",
+            latency.clone(),
+        );
+        let sessions = Gauge::default();
+        registry.register("sessions", "Open MCP client sessions", sessions.clone());
+        let sessions_refused = Counter::default();
+        registry.register(
+            "sessions_refused",
+            "Sessions refused because the session cap was reached",
+            sessions_refused.clone(),
+        );
+        let upstream_children = Gauge::default();
+        registry.register(
+            "upstream_children",
+            "Running upstream child processes",
+            upstream_children.clone(),
+        );
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused by authentication, by reason",
+            auth_failures.clone(),
+        );
+        let session_binding_violations = Counter::default();
+        registry.register(
+            "session_binding_violations",
+            "Requests on a session opened by another principal",
+            session_binding_violations.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            auth_failures,
+            session_binding_violations,
+            requests,
+            latency,
+            sessions,
+            sessions_refused,
+            upstream_children,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe(&self, method: &str, outcome: Outcome, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabel {
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one refused authentication.
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let metrics = Metrics::new();
+        metrics.observe("tools/call", Outcome::ok, Duration::from_millis(3));
+        metrics.sessions.inc();
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"warden_mcp_requests_total{method="tools/call",outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_mcp_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("warden_sessions 1"), "{text}");
+    }
+}

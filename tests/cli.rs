@@ -1,0 +1,173 @@
+//! The `warden` command line: config validation and the stdio front.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+fn warden() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+fn check(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = warden().arg("check-config").arg(&path).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let (ok, stdout, stderr) = check(
+        "[identity]\ntenants = [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\naudiences = [\"api://warden\"]\n\
+         [upstreams.azure]\ncommand = \"azmcp\"\nargs = [\"server\", \"start\"]\n",
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok (1 upstream)"), "{stdout}");
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_line() {
+    let (ok, _, stderr) = check(
+        "[server]\nmax_sessions = 4\nmax_sesions = 5\n[upstreams.a]\ncommand = \"x\"\n[identity]\nallow_anonymous = true\n",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("warden.toml:3:"), "{stderr}");
+    assert!(stderr.contains("max_sesions"), "{stderr}");
+
+    let (ok, _, stderr) = check("[server]\nlisten = 8080\n[upstreams.a]\ncommand = \"x\"\n");
+    assert!(!ok);
+    assert!(
+        stderr.contains("warden.toml:2:") && stderr.contains("invalid type"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) =
+        check("[identity]\nallow_anonymous = true\n[upstreams.a]\nargs = [\"x\"]\n");
+    assert!(!ok);
+    assert!(
+        stderr.contains("upstreams.a: missing `command`"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = check("[upstreams.a]\ncommand = \"x\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("missing field `identity`"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.toml");
+    std::fs::write(&path, "[server]\nlisten = \"not an address\"\n").unwrap();
+    let out = warden()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warden.toml:2:"), "{stderr}");
+
+    let missing = warden()
+        .args(["serve", "--config", "/nonexistent/warden.toml"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/warden.toml")
+    );
+}
+
+#[tokio::test]
+async fn stdio_front_relays_like_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[identity]\nallow_anonymous = true\n{}",
+            demo_stdio("demo", "stdio-front")
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+    command.args(["serve", "--stdio", "--config"]).arg(&path);
+    let transport = rmcp::transport::TokioChildProcess::new(command).unwrap();
+    let handler = RecordingClient::default();
+    let client = rmcp::ServiceExt::serve(handler.clone(), transport)
+        .await
+        .unwrap();
+    assert_eq!(server_name(&client), "demo-upstream");
+    let echoed = client
+        .call_tool({
+            let mut p = rmcp::model::CallToolRequestParams::new("echo");
+            p.arguments = json!({"text": "over stdio"}).as_object().cloned();
+            p
+        })
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed), "over stdio");
+    let mut p = rmcp::model::CallToolRequestParams::new("elicit_name");
+    p.arguments = Some(Default::default());
+    let answer = client.call_tool(p).await.unwrap();
+    assert_eq!(text(&answer), "hello Ada");
+}
+
+#[tokio::test]
+async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let issuer_port = free_port();
+    let state = dir.path().join("state");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--issuer-listen",
+                &format!("127.0.0.1:{issuer_port}"),
+                "--data-dir",
+            ])
+            .arg(&state)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(&mut child, port);
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let unauthenticated = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401, "dev mode authenticates too");
+    let token = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["dev", "token", "--user", "alice", "--issuer-url"])
+        .arg(format!("http://127.0.0.1:{issuer_port}"))
+        .arg("--data-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout).unwrap();
+    let (client, handler) = connect_as(&url, Some(token.trim())).await;
+    assert_eq!(server_name(&client), "demo-upstream");
+    let answer = call(&client, "elicit_name", json!({})).await.unwrap();
+    assert_eq!(text(&answer), "hello Ada");
+    assert_eq!(handler.seen().elicitations.len(), 1);
+    assert!(dir.path().join("state").is_dir(), "data dir created");
+}

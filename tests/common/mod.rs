@@ -1,0 +1,409 @@
+//! Test harness: a real `warden serve` process on a free port, real upstream
+//! processes from `examples/`, and a real rmcp client that records what the
+//! gateway relays to it.
+#![allow(dead_code, deprecated)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use rmcp::model::*;
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, ErrorData as McpError, ServiceExt};
+
+/// Path of a binary built from `examples/`, building the examples once.
+pub fn example(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--examples", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --examples");
+        assert!(status.success(), "cargo build --examples failed");
+    });
+    let warden = PathBuf::from(env!("CARGO_BIN_EXE_warden"));
+    warden
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join(name)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until `child` listens on `port`: panics if it exits first or after
+/// 60 s (generous: a loaded CI machine runs many tests at once).
+pub fn wait_for_port(child: &mut Child, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the process meant to listen on port {port} exited ({status})");
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// The demo upstream serving Streamable HTTP on a free port; kill it when done.
+pub fn demo_http(tag: &str) -> (Child, u16) {
+    let port = free_port();
+    let mut child = Command::new(example("demo_upstream"))
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("DEMO_TAG", tag)
+        .spawn()
+        .expect("spawn demo upstream");
+    wait_for_port(&mut child, port);
+    (child, port)
+}
+
+/// The JSON-RPC messages in a response body (plain JSON or SSE `data:` lines).
+pub fn messages(body: &str) -> Vec<serde_json::Value> {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
+        return vec![value];
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
+/// The `server_info.name` a client was given at initialize.
+pub fn server_name(client: &Client) -> String {
+    client
+        .peer_info()
+        .and_then(|info| info.server_info.as_ref().map(|s| s.name.clone()))
+        .unwrap_or_default()
+}
+
+/// The `/metrics` lines that start with one of `prefixes`, joined by `,`.
+pub async fn metric_lines(base: &str, prefixes: &[&str]) -> String {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Polls `/metrics` until [`metric_lines`] equals `expected` (10 s at most).
+pub async fn wait_for_metrics(base: &str, prefixes: &[&str], expected: &str) {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = metric_lines(base, prefixes).await;
+        if last == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, expected);
+}
+
+/// A `[upstreams.NAME]` table for the demo upstream over stdio.
+pub fn demo_stdio(name: &str, tag: &str) -> String {
+    format!(
+        "[upstreams.{name}]\ncommand = {:?}\nenv = {{ DEMO_TAG = {tag:?} }}\n",
+        example("demo_upstream").display().to_string()
+    )
+}
+
+/// A running `warden serve`, killed on drop.
+pub struct Warden {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Warden {
+    /// Starts Warden with `[server]` extras and upstream tables, without
+    /// authentication (`allow_anonymous`); waits until it listens.
+    pub fn start(server_extra: &str, upstreams: &str) -> Warden {
+        Self::start_with_identity(server_extra, "allow_anonymous = true", upstreams)
+    }
+
+    /// Starts Warden with `[server]` extras, the body of the `[identity]`
+    /// table, and upstream tables.
+    pub fn start_with_identity(server_extra: &str, identity: &str, upstreams: &str) -> Warden {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n[identity]\n{identity}\n{upstreams}"
+        );
+        let config_path = dir.path().join("warden.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let stderr_path = dir.path().join("warden.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info,warden=debug")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn warden");
+        let mut warden = Warden {
+            child,
+            port,
+            dir,
+            stderr_path,
+        };
+        warden.wait_healthy();
+        warden
+    }
+
+    fn wait_healthy(&mut self) {
+        // Like `wait_for_port`, but shows Warden's log on failure.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("warden exited early ({status}): {}", self.log());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("warden did not start: {}", self.log());
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything Warden logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("warden.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process that is killed when the test ends, even by a panic.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the client saw from the server side, besides responses.
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub progress: Vec<ProgressNotificationParam>,
+    pub logs: Vec<LoggingMessageNotificationParam>,
+    pub resource_updates: Vec<String>,
+    pub tool_list_changed: usize,
+    pub prompt_list_changed: usize,
+    pub resource_list_changed: usize,
+    pub elicitations: Vec<String>,
+    pub samplings: Vec<String>,
+    pub roots_requests: usize,
+    /// Requests the server cancelled while this client was still answering.
+    pub cancelled_by_server: Vec<String>,
+}
+
+/// An MCP client that answers elicitation ("Ada"), sampling ("42") and
+/// roots (`file:///work`), and records every notification.
+#[derive(Clone, Default)]
+pub struct RecordingClient {
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+impl RecordingClient {
+    pub fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().expect("seen lock")
+    }
+}
+
+impl ClientHandler for RecordingClient {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = ClientCapabilities::builder()
+            .enable_roots()
+            .enable_sampling()
+            .enable_elicitation()
+            .build();
+        ClientConfig::new(capabilities, Implementation::new("warden-tests", "0.0.1"))
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, McpError> {
+        let prompt = serde_json::to_string(&params.messages).unwrap_or_default();
+        self.seen().samplings.push(prompt);
+        Ok(CreateMessageResult::new(
+            SamplingMessage::new(Role::Assistant, SamplingMessageContentBlock::text("42")),
+            "test-model".into(),
+        ))
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, McpError> {
+        self.seen().roots_requests += 1;
+        Ok(ListRootsResult::new(vec![Root::new("file:///work")]))
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        let message = serde_json::to_value(&request)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        self.seen().elicitations.push(message.clone());
+        if message.starts_with("Quick") {
+            // A slow user: wait until the server gives up and cancels.
+            context.ct.cancelled().await;
+            self.seen().cancelled_by_server.push(message);
+            return Err(McpError::internal_error("cancelled", None));
+        }
+        Ok(ElicitResult::new(ElicitationAction::Accept)
+            .with_content(serde_json::json!({ "name": "Ada" })))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.seen().progress.push(params);
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.seen().logs.push(params);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.seen().resource_updates.push(params.uri);
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.seen().tool_list_changed += 1;
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.seen().prompt_list_changed += 1;
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.seen().resource_list_changed += 1;
+    }
+}
+
+pub type Client = RunningService<RoleClient, RecordingClient>;
+
+/// Connects a recording client to `url` (Streamable HTTP).
+pub async fn connect(url: &str) -> (Client, RecordingClient) {
+    connect_as(url, None).await
+}
+
+/// Connects a recording client to `url` with an optional bearer token.
+pub async fn connect_as(url: &str, token: Option<&str>) -> (Client, RecordingClient) {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    if let Some(token) = token {
+        config = config.auth_header(token.to_owned());
+    }
+    let handler = RecordingClient::default();
+    let client = handler
+        .clone()
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .expect("client connects through warden");
+    (client, handler)
+}
+
+/// The text of a tool result's first content block.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .find_map(|c| c.as_text().map(|t| t.text.clone()))
+        .unwrap_or_default()
+}
+
+/// Calls `name` with JSON `args`.
+pub async fn call(
+    client: &Client,
+    name: &str,
+    args: serde_json::Value,
+) -> Result<CallToolResult, rmcp::ServiceError> {
+    let mut params = CallToolRequestParams::new(name.to_owned());
+    params.arguments = args.as_object().cloned();
+    client.call_tool(params).await
+}
+
+/// Polls `check` until it holds or 10 s pass.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
