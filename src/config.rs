@@ -10,7 +10,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::audit::AuditConfig;
 use crate::identity::IdentityConfig;
+
+/// `[store]`: the embedded SQLite file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite file (created if missing; relative to the config file).
+    pub path: PathBuf,
+}
 
 /// Everything Warden needs to start.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +31,10 @@ pub struct Config {
     /// Required; `allow_anonymous = true` is an explicit opt-out for local
     /// experiments.
     pub identity: IdentityConfig,
+    /// Where state lives (the audit log, and later approvals and baselines).
+    pub store: StoreConfig,
+    /// The tamper-evident audit log: keys, checkpoint cadence, redaction.
+    pub audit: AuditConfig,
     /// Upstream MCP servers by name. Names are part of the namespacing scheme
     /// (see `gateway::names`), so they are restricted to `[a-z0-9-]`.
     #[serde(default)]
@@ -154,7 +167,7 @@ impl Config {
 
     /// Parses and validates config text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
                 .map(|span| line_column(text, span.start))
@@ -170,11 +183,21 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
+        // Files named in the config are relative to the config file.
+        let base = path.parent().unwrap_or(Path::new(""));
+        if config.store.path.is_relative() {
+            config.store.path = base.join(&config.store.path);
+        }
+        config.audit.resolve(base);
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
         self.identity.validate()?;
+        self.audit.validate()?;
+        if self.store.path.as_os_str().is_empty() {
+            return Err("store.path: must name a file".into());
+        }
         let server = &self.server;
         if server.max_body_bytes < 1024 {
             return Err("server.max_body_bytes: must be at least 1024".into());
@@ -277,7 +300,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    const ANONYMOUS: &str = "[identity]\nallow_anonymous = true\n";
+    const ANONYMOUS: &str = "[identity]\nallow_anonymous = true\n[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"keys/s.key\"\nhmac_key = \"/etc/warden/h.key\"\n";
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(&format!("{text}{ANONYMOUS}"), Path::new("warden.toml"))
@@ -350,12 +373,37 @@ mod tests {
             .to_string();
         assert!(err.contains("missing field `identity`"), "{err}");
         let err = Config::parse(
-            "[upstreams.a]\ncommand = \"x\"\n[identity]\ntenants = [\"contoso.com\"]\naudiences = [\"api://w\"]\n",
+            "[upstreams.a]\ncommand = \"x\"\n[identity]\ntenants = [\"contoso.com\"]\naudiences = [\"api://w\"]\n[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s\"\nhmac_key = \"h\"\n",
             Path::new("w.toml"),
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("identity.tenants"), "{err}");
+    }
+
+    #[test]
+    fn store_and_audit_are_required_and_paths_are_relative_to_the_file() {
+        let err = Config::parse(
+            "[upstreams.a]\ncommand = \"x\"\n[identity]\nallow_anonymous = true\n",
+            Path::new("w.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("missing field `store`"), "{err}");
+        let config = Config::parse(
+            &format!("[upstreams.a]\ncommand = \"x\"\n{ANONYMOUS}"),
+            Path::new("/etc/warden/warden.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.store.path, Path::new("/etc/warden/w.db"));
+        assert_eq!(
+            config.audit.signing_key,
+            Path::new("/etc/warden/keys/s.key")
+        );
+        assert_eq!(config.audit.hmac_key, Path::new("/etc/warden/h.key"));
+        let err =
+            parse("[upstreams.a]\ncommand = \"x\"\n[audit.redaction]\nplane = []\n").unwrap_err();
+        assert!(err.contains("plane"), "{err}");
     }
 
     #[test]

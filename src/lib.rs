@@ -3,6 +3,7 @@
 //! See `DESIGN.md` for the map: [`pipeline`] composes the stages; [`gateway`]
 //! is the MCP front; [`executor`] talks to upstream servers.
 
+pub mod audit;
 pub mod config;
 pub mod dev;
 pub mod executor;
@@ -10,3 +11,4 @@ pub mod gateway;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
+pub mod store;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use warden::audit::Audit;
 use warden::config::Config;
 use warden::gateway::{self, Gateway};
 use warden::identity::dev::{DevIssuer, TokenOptions};
@@ -52,10 +53,81 @@ enum Command {
         #[arg(long, default_value = ".warden-dev", global = true)]
         data_dir: PathBuf,
     },
+    /// The audit log: keys, verification, export, live tail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Validate a configuration file and exit.
     CheckConfig {
         /// Configuration file (TOML).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Create a checkpoint signing key (named for the log's origin), its
+    /// public key, and an HMAC key for redaction. Never overwrites.
+    Keygen {
+        /// The log's origin, e.g. warden.contoso.com/audit/prod-1 (no spaces or '+').
+        #[arg(long)]
+        origin: String,
+        /// Where to write audit-signing.key, audit.pub and audit-hmac.key.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Only a signing key and its public key (for a key rotation).
+        #[arg(long)]
+        no_hmac: bool,
+    },
+    /// Verify a log offline; exit 0 when it verifies, 1 when it does not,
+    /// 2 when it cannot be read.
+    Verify {
+        /// A Warden store file.
+        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
+        db: Option<PathBuf>,
+        /// An export bundle directory.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The trusted public key file (audit.pub).
+        #[arg(long)]
+        key: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export records for auditors (bundle) or for SIEMs and sampling.
+    Export {
+        #[arg(long)]
+        db: PathBuf,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum)]
+        format: warden::audit::export::Format,
+        /// From this time (RFC 3339 or YYYY-MM-DD, inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this time (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this principal (object id).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only calls with this decision (allow or deny).
+        #[arg(long)]
+        decision: Option<String>,
+        /// Only calls to this tool.
+        #[arg(long)]
+        tool: Option<String>,
+    },
+    /// Print records as they are appended (JSON Lines), until interrupted.
+    Tail {
+        #[arg(long)]
+        db: PathBuf,
+        /// Start at this sequence number (default: only new records).
+        #[arg(long)]
+        from_seq: Option<u64>,
     },
 }
 
@@ -109,6 +181,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Audit { command } => audit_command(command),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             println!(
@@ -166,8 +239,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let issuer_url = format!("http://{issuer_listen}");
             issuer.set_base_url(&issuer_url);
             let executable = std::env::current_exe().context("locating the warden executable")?;
-            let config =
-                warden::dev::config(listen, &executable, issuer.identity_config(&issuer_url))?;
+            warden::dev::ensure_audit_keys(&data_dir)?;
+            let config = warden::dev::config(
+                listen,
+                &executable,
+                issuer.identity_config(&issuer_url),
+                &data_dir,
+            )?;
             init_logging();
             runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(issuer_listen)
@@ -207,8 +285,44 @@ fn init_logging() {
 }
 
 async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
+    ignore_file_size_signal();
+    let metrics = Metrics::new();
+    let audit = Audit::open(&config.store.path, config.audit.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("opening the audit log {}", config.store.path.display()))?;
+    tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), store = %config.store.path.display(), "audit log open");
+    let stop_maintenance = CancellationToken::new();
+    let maintenance = audit.spawn_maintenance(stop_maintenance.clone());
+    let result = serve_fronts(config, stdio, metrics, audit.clone()).await;
+    stop_maintenance.cancel();
+    let _ = maintenance.await;
+    audit.close().await;
+    audit.join_writer();
+    result
+}
+
+/// A write past a file-size limit must fail with an error (and the call be
+/// refused), not kill the process: handling SIGXFSZ turns it into EFBIG.
+fn ignore_file_size_signal() {
+    #[cfg(target_os = "linux")]
+    {
+        const SIGXFSZ: i32 = 25;
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ))
+        {
+            tokio::spawn(async move { while signal.recv().await.is_some() {} });
+        }
+    }
+}
+
+async fn serve_fronts(
+    config: Config,
+    stdio: bool,
+    metrics: Metrics,
+    audit: Arc<Audit>,
+) -> anyhow::Result<()> {
     let identity = Authenticator::start(config.identity.clone(), reqwest::Client::new());
-    let gateway = Gateway::new(Arc::new(config), identity.clone(), Metrics::new());
+    let gateway = Gateway::new(Arc::new(config), identity.clone(), metrics, audit);
     if stdio {
         let principal = stdio_principal(&identity).await?;
         return gateway::serve_stdio(gateway, principal)
@@ -275,4 +389,117 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Exit status of `warden audit verify` when the log does not verify.
+const VERIFY_FAILED: u8 = 1;
+/// Exit status of `warden audit verify` when it cannot read its inputs.
+const VERIFY_UNREADABLE: u8 = 2;
+
+fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
+    use warden::audit::export;
+    match command {
+        AuditCommand::Keygen {
+            origin,
+            dir,
+            no_hmac,
+        } => {
+            let files = warden::audit::KeyFiles::in_dir(&dir);
+            let key = warden::audit::keygen(&origin, &files, !no_hmac)?;
+            println!("{}", key.encode());
+            eprintln!(
+                "wrote {} (secret), {}{}",
+                files.signing_key.display(),
+                files.public_key.display(),
+                if no_hmac {
+                    String::new()
+                } else {
+                    format!(" and {} (secret)", files.hmac_key.display())
+                }
+            );
+            Ok(())
+        }
+        AuditCommand::Verify {
+            db,
+            bundle,
+            key,
+            json,
+        } => {
+            let report = warden::audit::load_verifier(&key)
+                .map_err(anyhow::Error::from)
+                .and_then(|key| match (&db, &bundle) {
+                    (Some(db), _) => Ok(export::verify_store(db, key)?),
+                    (None, Some(dir)) => Ok(export::verify_bundle(dir, key)?),
+                    (None, None) => anyhow::bail!("give --db FILE or --bundle DIR"),
+                });
+            let report = match report {
+                Ok(report) => report,
+                Err(error) => {
+                    eprintln!("warden: cannot verify: {error:#}");
+                    std::process::exit(VERIFY_UNREADABLE.into());
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            if !report.ok {
+                std::process::exit(VERIFY_FAILED.into());
+            }
+            Ok(())
+        }
+        AuditCommand::Export {
+            db,
+            out,
+            format,
+            from,
+            to,
+            principal,
+            decision,
+            tool,
+        } => {
+            let time = |t: Option<String>, flag: &str| {
+                t.map(|t| export::parse_time(&t).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+                    .transpose()
+            };
+            let filter = export::Filter {
+                from: time(from, "from")?,
+                to: time(to, "to")?,
+                principal,
+                decision,
+                tool,
+            };
+            let done = export::export(&db, &out, format, filter)?;
+            for file in &done.files {
+                println!("{}", file.display());
+            }
+            eprintln!("exported {} records", done.records);
+            Ok(())
+        }
+        AuditCommand::Tail { db, from_seq } => tail(&db, from_seq),
+    }
+}
+
+/// Follows the store read-only, printing new records as JSON Lines.
+fn tail(db: &std::path::Path, from_seq: Option<u64>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let reader = warden::store::Reader::open(db)?;
+    let mut next = match from_seq {
+        Some(seq) => seq as i64,
+        None => reader.max_seq()?.map_or(0, |m| m + 1),
+    };
+    let stdout = std::io::stdout();
+    loop {
+        let mut out = stdout.lock();
+        reader.for_each_record(next, |row| {
+            next = row.seq + 1;
+            out.write_all(&row.bytes)
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(|e| warden::store::StoreError::Read(e.to_string()))
+        })?;
+        out.flush()?;
+        drop(out);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }

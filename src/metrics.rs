@@ -53,6 +53,18 @@ pub struct Metrics {
     pub upstream_children: Gauge,
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub session_binding_violations: Counter,
+    pub audit_records: Family<KindLabel, Counter>,
+    pub audit_write_failures: Family<KindLabel, Counter>,
+    pub audit_writable: Gauge,
+    pub audit_tree_size: Gauge,
+    pub audit_checkpoints: Counter,
+    pub audit_commit_batch: Histogram,
+    pub audit_intent_latency: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
 }
 
 impl Default for Metrics {
@@ -107,8 +119,60 @@ impl Metrics {
             "Requests on a session opened by another principal",
             session_binding_violations.clone(),
         );
+        let audit_records = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "audit_records",
+            "Audit records made durable, by kind",
+            audit_records.clone(),
+        );
+        let audit_write_failures = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit records that could not be written, by kind",
+            audit_write_failures.clone(),
+        );
+        let audit_writable = Gauge::default();
+        registry.register(
+            "audit_writable",
+            "1 while the audit log accepts writes; 0 while calls are refused (fail closed)",
+            audit_writable.clone(),
+        );
+        let audit_tree_size = Gauge::default();
+        registry.register(
+            "audit_tree_size",
+            "Records in the audit log's Merkle tree",
+            audit_tree_size.clone(),
+        );
+        let audit_checkpoints = Counter::default();
+        registry.register(
+            "audit_checkpoints",
+            "Signed checkpoints written",
+            audit_checkpoints.clone(),
+        );
+        let audit_commit_batch =
+            Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+        registry.register(
+            "audit_commit_batch_records",
+            "Records per durable group commit",
+            audit_commit_batch.clone(),
+        );
+        let audit_intent_latency = Histogram::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+        ]);
+        registry.register(
+            "audit_intent_duration_seconds",
+            "Time to make a call's intent record durable",
+            audit_intent_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            audit_records,
+            audit_write_failures,
+            audit_writable,
+            audit_tree_size,
+            audit_checkpoints,
+            audit_commit_batch,
+            audit_intent_latency,
             auth_failures,
             session_binding_violations,
             requests,
@@ -139,6 +203,22 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn audit_record(&self, kind: &str) {
+        self.audit_records
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn audit_write_failure(&self, kind: &str) {
+        self.audit_write_failures
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
             })
             .inc();
     }

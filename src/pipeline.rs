@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::CallToolResponse;
+use serde_json::Value;
 
+use crate::audit::Audit;
+use crate::audit::record::Status;
 use crate::identity::Principal;
 use crate::metrics::{Metrics, Outcome};
 
@@ -26,17 +29,35 @@ pub struct ToolCall {
     pub upstream: String,
     /// The tool name at the upstream.
     pub upstream_tool: String,
+    /// Identifies the call across its audit records (UUIDv7).
+    pub call_id: String,
+    /// The call's arguments as the client sent them.
+    pub arguments: Option<Value>,
+    /// The HTTP `User-Agent` of the client, when there is one.
+    pub user_agent: Option<String>,
+}
+
+impl ToolCall {
+    /// A new call id.
+    pub fn new_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
 }
 
 /// The composed call pipeline.
 #[derive(Clone)]
 pub struct Pipeline {
     metrics: Metrics,
+    audit: Arc<Audit>,
 }
 
 impl Pipeline {
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Metrics, audit: Arc<Audit>) -> Self {
+        Self { metrics, audit }
+    }
+
+    pub fn audit(&self) -> &Arc<Audit> {
+        &self.audit
     }
 
     /// Runs one tool call through every stage. `execute` performs the call
@@ -50,20 +71,38 @@ impl Pipeline {
         let started = Instant::now();
 
         // 1. authenticate: the front verified the bearer token; no principal, no call.
-        let result = match &call.principal {
-            None => Err(McpError::invalid_request(
+        if call.principal.is_none() {
+            let refused = Err(McpError::invalid_request(
                 "unauthenticated: the call carries no verified principal",
                 None,
-            )),
-            // 7. execute
-            Some(_) => execute.await,
-        };
+            ));
+            self.record(call, &refused, started.elapsed());
+            return refused;
+        }
+
+        // 6. record intent: durable before anything runs, or the call is refused.
+        if let Err(error) = self.audit.intent(call).await {
+            let refused = Err(McpError::internal_error(
+                format!("{error}; the call was not forwarded"),
+                Some(serde_json::json!({ "reason": "audit_unavailable" })),
+            ));
+            self.record(call, &refused, started.elapsed());
+            return refused;
+        }
+
+        // 7. execute
+        let result = execute.await;
 
         // 8. record the outcome
-        self.record(call, &result, started.elapsed());
+        let elapsed = started.elapsed();
+        let (status, error) = status_of(&result);
+        self.audit
+            .outcome(call, status, error.as_deref(), elapsed, None);
+        self.record(call, &result, elapsed);
         result
     }
 
+    /// Metrics and the operational log line (the audit log is separate).
     fn record(
         &self,
         call: &ToolCall,
@@ -99,5 +138,25 @@ impl Pipeline {
             error = error.as_deref(),
             "tools/call"
         );
+    }
+}
+
+/// The audit status of a finished call, and its error text.
+fn status_of(result: &Result<CallToolResponse, McpError>) -> (Status, Option<String>) {
+    match result {
+        Ok(CallToolResponse::Complete(done)) if done.is_error == Some(true) => {
+            let text = done
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (Status::ToolError, (!text.is_empty()).then_some(text))
+        }
+        Ok(_) => (Status::Ok, None),
+        Err(e) if e.code == crate::executor::REQUEST_CANCELLED => {
+            (Status::Cancelled, Some(e.message.to_string()))
+        }
+        Err(e) => (Status::Error, Some(e.message.to_string())),
     }
 }

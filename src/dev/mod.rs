@@ -13,6 +13,18 @@ use crate::identity::IdentityConfig;
 /// starts beside the gateway.
 pub const ISSUER_LISTEN: &str = "127.0.0.1:8788";
 
+/// The audit log's origin in dev mode.
+pub const AUDIT_ORIGIN: &str = "warden-dev/audit";
+
+/// Creates the audit keys of `warden dev` in `data_dir` unless they exist.
+pub fn ensure_audit_keys(data_dir: &Path) -> Result<(), crate::audit::AuditError> {
+    let files = crate::audit::KeyFiles::in_dir(data_dir);
+    if files.signing_key.exists() {
+        return Ok(());
+    }
+    crate::audit::keygen(AUDIT_ORIGIN, &files, !files.hmac_key.exists()).map(drop)
+}
+
 /// The embedded configuration of `warden dev`: the gateway on `listen`, in
 /// front of the sample upstream (this same executable started as `warden dev
 /// sample-upstream`), trusting `identity` (the dev issuer's).
@@ -20,6 +32,7 @@ pub fn config(
     listen: SocketAddr,
     executable: &Path,
     identity: IdentityConfig,
+    data_dir: &Path,
 ) -> Result<Config, ConfigError> {
     // The identity table is set from the typed value below; the text only
     // carries a valid stand-in so that the rest is validated as usual.
@@ -31,6 +44,13 @@ listen = "{listen}"
 [identity]
 allow_anonymous = true
 
+[store]
+path = "warden.db"
+
+[audit]
+signing_key = "audit-signing.key"
+hmac_key = "audit-hmac.key"
+
 [upstreams.sample]
 command = {executable:?}
 args = ["dev", "sample-upstream"]
@@ -39,6 +59,8 @@ args = ["dev", "sample-upstream"]
     );
     let source = Path::new("<warden dev defaults>");
     let mut config = Config::parse(&text, source)?;
+    config.store.path = data_dir.join("warden.db");
+    config.audit.resolve(data_dir);
     identity
         .validate()
         .map_err(|message| ConfigError::Invalid {
@@ -63,8 +85,14 @@ mod tests {
             "127.0.0.1:8787".parse().unwrap(),
             Path::new("/bin/warden"),
             identity,
+            Path::new("/tmp/dev"),
         )
         .unwrap();
+        assert_eq!(config.store.path, Path::new("/tmp/dev/warden.db"));
+        assert_eq!(
+            config.audit.signing_key,
+            Path::new("/tmp/dev/audit-signing.key")
+        );
         assert!(!config.identity.allow_anonymous);
         assert_eq!(config.identity.authority, "http://127.0.0.1:8788");
         assert_eq!(config.upstreams.len(), 1);

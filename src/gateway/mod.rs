@@ -70,7 +70,12 @@ pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    let report = ready::check(&gateway.identity, gateway.upstreams()).await;
+    let report = ready::check(
+        &gateway.identity,
+        gateway.pipeline.audit(),
+        gateway.upstreams(),
+    )
+    .await;
     let status = if report.ready {
         StatusCode::OK
     } else {

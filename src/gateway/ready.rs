@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::audit::Audit;
 use crate::config::UpstreamKind;
 use crate::identity::Authenticator;
 
@@ -20,6 +21,8 @@ pub struct Readiness {
     pub ready: bool,
     /// Signing keys of every configured tenant are loaded.
     pub identity: UpstreamReadiness,
+    /// The audit log accepts writes (calls are refused while it does not).
+    pub audit: UpstreamReadiness,
     pub upstreams: BTreeMap<String, UpstreamReadiness>,
 }
 
@@ -29,7 +32,11 @@ pub struct UpstreamReadiness {
     pub detail: String,
 }
 
-pub async fn check(identity: &Authenticator, upstreams: &[(String, UpstreamKind)]) -> Readiness {
+pub async fn check(
+    identity: &Authenticator,
+    audit: &Audit,
+    upstreams: &[(String, UpstreamKind)],
+) -> Readiness {
     let probes = upstreams.iter().map(|(name, kind)| async move {
         let result = match kind {
             UpstreamKind::Stdio { command, cwd, .. } => executable(command, cwd.as_deref()),
@@ -61,9 +68,20 @@ pub async fn check(identity: &Authenticator, upstreams: &[(String, UpstreamKind)
             detail,
         },
     };
+    let audit = match audit.problem() {
+        None => UpstreamReadiness {
+            ready: true,
+            detail: format!("audit log {} writable", audit.origin()),
+        },
+        Some(detail) => UpstreamReadiness {
+            ready: false,
+            detail,
+        },
+    };
     Readiness {
-        ready: identity.ready && upstreams.values().all(|u| u.ready),
+        ready: identity.ready && audit.ready && upstreams.values().all(|u| u.ready),
         identity,
+        audit,
         upstreams,
     }
 }
@@ -150,7 +168,10 @@ mod tests {
             ..Default::default()
         };
         let identity = Authenticator::start(anonymous, reqwest::Client::new());
-        let report = check(&identity, &upstreams).await;
+        let dir = tempfile::tempdir().unwrap();
+        let audit = crate::audit::test_audit(dir.path()).await;
+        let report = check(&identity, &audit, &upstreams).await;
+        assert!(report.audit.ready, "{:?}", report.audit);
         assert!(!report.ready);
         assert!(!report.upstreams["gone"].ready);
         assert!(report.upstreams["sh"].ready, "{:?}", report.upstreams["sh"]);

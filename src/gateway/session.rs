@@ -26,6 +26,7 @@ use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::names::Names;
+use crate::audit::Audit;
 use crate::config::{Config, UpstreamKind};
 use crate::executor::{Downstream, UpstreamConn, UpstreamError, cancel};
 use crate::identity::{Authenticator, Principal};
@@ -45,7 +46,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, identity: Arc<Authenticator>, metrics: Metrics) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        identity: Arc<Authenticator>,
+        metrics: Metrics,
+        audit: Arc<Audit>,
+    ) -> Arc<Self> {
         let upstreams: Vec<_> = config
             .upstreams
             .iter()
@@ -53,7 +59,7 @@ impl Gateway {
             .collect();
         let names = Names::new(upstreams.iter().map(|(name, _)| name.clone()).collect());
         Arc::new(Self {
-            pipeline: Pipeline::new(metrics.clone()),
+            pipeline: Pipeline::new(metrics.clone(), audit),
             slots: Arc::new(Semaphore::new(config.server.max_sessions)),
             identity,
             config,
@@ -286,6 +292,15 @@ impl Session {
             .or_else(|| self.principal.clone())
     }
 
+    fn user_agent(context: &RequestContext<RoleServer>) -> Option<String> {
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get(http::header::USER_AGENT))
+            .and_then(|ua| ua.to_str().ok())
+            .map(str::to_owned)
+    }
+
     /// The session label used in logs: the `Mcp-Session-Id` over HTTP.
     fn label(context: &RequestContext<RoleServer>) -> String {
         context
@@ -465,6 +480,9 @@ impl ServerHandler for Session {
             tool: request.name.to_string(),
             upstream: self.gateway.names.upstream(index).to_owned(),
             upstream_tool: inner.to_owned(),
+            call_id: ToolCall::new_id(),
+            arguments: request.arguments.clone().map(serde_json::Value::Object),
+            user_agent: Self::user_agent(&context),
         };
         let mut upstream_request = request.clone();
         upstream_request.name = Cow::Owned(inner.to_owned());

@@ -17,6 +17,15 @@ pub enum PrincipalKind {
     Application,
 }
 
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Application => "application",
+        }
+    }
+}
+
 /// Who is calling. Identity is [`Principal::key`] = (`tid`, `oid`); every
 /// other field is a fact for policy and audit, and `display_name` is for
 /// display only.

@@ -125,6 +125,9 @@ pub fn demo_stdio(name: &str, tag: &str) -> String {
     )
 }
 
+/// The origin of the audit logs of test Wardens.
+pub const AUDIT_ORIGIN: &str = "warden.test/audit";
+
 /// A running `warden serve`, killed on drop.
 pub struct Warden {
     child: Child,
@@ -143,31 +146,93 @@ impl Warden {
     /// Starts Warden with `[server]` extras, the body of the `[identity]`
     /// table, and upstream tables.
     pub fn start_with_identity(server_extra: &str, identity: &str, upstreams: &str) -> Warden {
+        Self::start_with_audit(server_extra, identity, upstreams, "")
+    }
+
+    /// Like [`Warden::start_with_identity`], with extra `[audit]` keys (and
+    /// tables after them, e.g. `[audit.redaction.tools]`). The audit keys are
+    /// made by `warden audit keygen` in Warden's directory; the store is
+    /// `warden.db` there.
+    pub fn start_with_audit(
+        server_extra: &str,
+        identity: &str,
+        upstreams: &str,
+        audit_extra: &str,
+    ) -> Warden {
         let dir = tempfile::tempdir().expect("tempdir");
+        let keygen = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "keygen", "--origin", AUDIT_ORIGIN, "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run warden audit keygen");
+        assert!(
+            keygen.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&keygen.stderr)
+        );
         let port = free_port();
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n[identity]\n{identity}\n{upstreams}"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n[identity]\n{identity}\n\
+             [store]\npath = \"warden.db\"\n\
+             [audit]\nsigning_key = \"audit-signing.key\"\nhmac_key = \"audit-hmac.key\"\n{audit_extra}\n{upstreams}"
         );
         let config_path = dir.path().join("warden.toml");
         std::fs::write(&config_path, config).expect("write config");
         let stderr_path = dir.path().join("warden.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info,warden=debug")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn warden");
         let mut warden = Warden {
-            child,
+            child: Self::spawn(&config_path, &stderr_path),
             port,
             dir,
             stderr_path,
         };
         warden.wait_healthy();
         warden
+    }
+
+    fn spawn(config_path: &Path, stderr_path: &Path) -> Child {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr_path)
+            .expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .env("RUST_LOG", "info,warden=debug")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn warden")
+    }
+
+    /// Kills Warden with SIGKILL (a crash) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops Warden with SIGTERM (a clean shutdown) and waits for it.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for warden")
+    }
+
+    /// Starts Warden again on the same config, store and port.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.config_path(), &self.stderr_path);
+        self.wait_healthy();
+    }
+
+    /// The store file.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("warden.db")
+    }
+
+    /// The audit log's public key file.
+    pub fn public_key(&self) -> PathBuf {
+        self.dir.path().join("audit.pub")
     }
 
     fn wait_healthy(&mut self) {

@@ -1,0 +1,751 @@
+//! The append-only, tamper-evident audit log (DESIGN.md §5).
+//!
+//! Every tool call writes an `intent` record that is durable (fsync'd by
+//! the store's group commit) before the call is forwarded, and an `outcome`
+//! record after. Records are redacted before they are hashed, stored as
+//! RFC 8785 canonical bytes, and form an RFC 6962 Merkle tree whose heads
+//! are signed as C2SP checkpoints with Ed25519 at an interval, on shutdown
+//! and on demand (SIGUSR1). `warden audit verify` checks all of it offline.
+//!
+//! Failing closed: if an intent cannot be written the call is refused; if an
+//! outcome cannot be written it is kept in memory and retried, and every new
+//! call is refused until it has been written.
+
+pub mod export;
+pub mod merkle;
+pub mod note;
+pub mod record;
+pub mod redact;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::pipeline::ToolCall;
+use crate::store::{CheckpointRow, Sealed, Sealer, Store, StoreError};
+use merkle::{Frontier, Hash, leaf_hash};
+use note::{Checkpoint, Signature, SignedNote, Signer, VerifierKey};
+use record::{Actor, Kind, Record, Status};
+use redact::{RedactionConfig, Redactor};
+
+/// `[audit]` in warden.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The Ed25519 checkpoint signing key (`warden audit keygen` makes one).
+    /// Its name is the log's origin.
+    pub signing_key: PathBuf,
+    /// The key that signed the log so far, when rotating to `signing_key`.
+    #[serde(default)]
+    pub previous_signing_key: Option<PathBuf>,
+    /// The HMAC key that redacts argument values.
+    pub hmac_key: PathBuf,
+    /// How often a checkpoint is signed when records were added.
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// A heartbeat record is written after this long without records.
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    #[serde(default)]
+    pub redaction: RedactionConfig,
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl AuditConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.checkpoint_interval < Duration::from_millis(100) {
+            return Err("audit.checkpoint_interval: must be at least 100ms".into());
+        }
+        if self.heartbeat_interval < Duration::from_secs(1) {
+            return Err("audit.heartbeat_interval: must be at least 1s".into());
+        }
+        Ok(())
+    }
+
+    /// Makes relative key paths relative to `base` (the config file's folder).
+    pub fn resolve(&mut self, base: &Path) {
+        for path in [&mut self.signing_key, &mut self.hmac_key] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+        if let Some(path) = &mut self.previous_signing_key
+            && path.is_relative()
+        {
+            *path = base.join(&*path);
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("{path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the audit log cannot start: {0}")]
+    Start(String),
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn read_key_file(path: &Path) -> Result<String, AuditError> {
+    std::fs::read_to_string(path).map_err(|e| AuditError::Key {
+        path: path.to_owned(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound {
+            "no such key file (create keys with `warden audit keygen`)".into()
+        } else {
+            e.to_string()
+        },
+    })
+}
+
+pub fn load_signer(path: &Path) -> Result<Signer, AuditError> {
+    Signer::parse(&read_key_file(path)?).map_err(|e| AuditError::Key {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn load_verifier(path: &Path) -> Result<VerifierKey, AuditError> {
+    VerifierKey::parse(&read_key_file(path)?).map_err(|e| AuditError::Key {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn load_hmac_key(path: &Path) -> Result<Vec<u8>, AuditError> {
+    let text = read_key_file(path)?;
+    match hex::decode(text.trim()) {
+        Ok(key) if key.len() >= 32 => Ok(key),
+        _ => Err(AuditError::Key {
+            path: path.to_owned(),
+            reason: "an HMAC key is at least 32 bytes in hex".into(),
+        }),
+    }
+}
+
+/// The files `warden audit keygen` writes.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    pub signing_key: PathBuf,
+    pub public_key: PathBuf,
+    pub hmac_key: PathBuf,
+}
+
+impl KeyFiles {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            signing_key: dir.join("audit-signing.key"),
+            public_key: dir.join("audit.pub"),
+            hmac_key: dir.join("audit-hmac.key"),
+        }
+    }
+}
+
+fn write_new(path: &Path, text: &str, secret: bool) -> Result<(), AuditError> {
+    use std::io::Write;
+    let key_error = |reason: String| AuditError::Key {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = options.open(path).map_err(|e| {
+        key_error(if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "already exists; keys are never overwritten".into()
+        } else {
+            e.to_string()
+        })
+    })?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| key_error(e.to_string()))
+}
+
+/// Creates a signing key named `origin`, its public key, and an HMAC key
+/// (any that is named and missing; existing files are never overwritten).
+pub fn keygen(origin: &str, files: &KeyFiles, hmac: bool) -> Result<VerifierKey, AuditError> {
+    let signer = Signer::generate(origin).map_err(|e| AuditError::Start(e.to_string()))?;
+    for path in [&files.signing_key, &files.public_key, &files.hmac_key] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| AuditError::Key {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    write_new(&files.signing_key, &format!("{}\n", signer.encode()), true)?;
+    write_new(
+        &files.public_key,
+        &format!("{}\n", signer.verifier().encode()),
+        false,
+    )?;
+    if hmac {
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        write_new(&files.hmac_key, &format!("{}\n", hex::encode(key)), true)?;
+    }
+    Ok(signer.verifier())
+}
+
+/// The log's health as `/readyz` and the pipeline see it.
+#[derive(Default)]
+struct Health {
+    /// Outcomes that could not be written yet (retried; calls are refused
+    /// until they are written).
+    pending: Vec<Record>,
+    /// The last write failure, until a write succeeds.
+    error: Option<String>,
+}
+
+/// The audit log of one Warden process.
+pub struct Audit {
+    store: Store,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    signer: Signer,
+    redactor: Redactor,
+    config: AuditConfig,
+    frontier: Arc<Mutex<Frontier>>,
+    /// Serialises checkpoints so their sizes never go down.
+    checkpointing: tokio::sync::Mutex<u64>,
+    health: Mutex<Health>,
+    last_append: Mutex<Instant>,
+    outcomes: TaskTracker,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit")
+            .field("store", &self.store)
+            .field("origin", &self.signer.name())
+            .finish_non_exhaustive()
+    }
+}
+
+fn frontier_bytes(f: &Frontier) -> Vec<u8> {
+    f.peaks().concat()
+}
+
+impl Audit {
+    /// Opens the log: loads the keys, opens the store, restores the Merkle
+    /// frontier, rotates the signing key if configured, closes the calls a
+    /// crash interrupted, and writes `log_start` and a checkpoint.
+    pub async fn open(
+        store_path: &Path,
+        config: AuditConfig,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, AuditError> {
+        let signer = load_signer(&config.signing_key)?;
+        let hmac_key = load_hmac_key(&config.hmac_key)?;
+        let previous = match &config.previous_signing_key {
+            Some(path) => Some(load_signer(path)?),
+            None => None,
+        };
+        let frontier = Arc::new(Mutex::new(Frontier::new()));
+        let hook_frontier = frontier.clone();
+        let hook_metrics = metrics.clone();
+        let opened = Store::open(
+            store_path,
+            Box::new(move |_, leaves: &[Hash]| {
+                let mut f = hook_frontier.lock().expect("frontier lock");
+                for leaf in leaves {
+                    f.push(*leaf);
+                }
+                hook_metrics.audit_tree_size.set(f.size() as i64);
+                hook_metrics.audit_commit_batch.observe(leaves.len() as f64);
+            }),
+        )?;
+        let reader = opened.store.reader()?;
+        let last = reader.last_checkpoint()?;
+        let restored = restore_frontier(&reader, last.as_ref(), opened.next_seq)?;
+        let checkpointed = last.as_ref().map_or(0, |c| c.size);
+        metrics.audit_tree_size.set(restored.size() as i64);
+        *frontier.lock().expect("frontier lock") = restored;
+
+        let redactor = Redactor::new(hmac_key.clone(), &config.redaction);
+        let audit = Arc::new(Self {
+            store: opened.store,
+            writer: Mutex::new(Some(opened.writer)),
+            signer,
+            redactor,
+            config,
+            frontier,
+            checkpointing: tokio::sync::Mutex::new(checkpointed),
+            health: Mutex::new(Health::default()),
+            last_append: Mutex::new(Instant::now()),
+            outcomes: TaskTracker::new(),
+            metrics,
+        });
+        metrics_writable(&audit.metrics, true);
+
+        // The key that signed the log so far must be ours, or the one we
+        // rotate from.
+        if let Some(last) = &last {
+            audit.check_signer(last, previous.as_ref()).await?;
+        }
+        // Calls a crash interrupted get an `abandoned` outcome.
+        for bytes in reader.open_intents_since_last(Kind::LogStart.as_str())? {
+            let Ok(intent) = serde_json::from_slice::<Record>(&bytes) else {
+                continue;
+            };
+            let mut outcome = Record::new(Kind::Outcome);
+            outcome.call_id = intent.call_id;
+            outcome.principal = intent.principal;
+            outcome.session_id = intent.session_id;
+            outcome.tool = intent.tool;
+            outcome.upstream = intent.upstream;
+            outcome.status = Some(Status::Abandoned);
+            outcome.error = Some("Warden stopped before the call ended".into());
+            audit.append(outcome).await?;
+        }
+        let hmac_id = hex::encode(&Sha256::digest(&hmac_key)[..8]);
+        let mut start = Record::new(Kind::LogStart);
+        start.details = Some(json!({
+            "origin": audit.signer.name(),
+            "key": audit.signer.verifier().encode(),
+            "hmac_key_id": hmac_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+        }));
+        audit.append(start).await?;
+        audit.checkpoint().await?;
+        Ok(audit)
+    }
+
+    async fn check_signer(
+        &self,
+        last: &CheckpointRow,
+        previous: Option<&Signer>,
+    ) -> Result<(), AuditError> {
+        let note = SignedNote::parse(&last.note)
+            .map_err(|e| AuditError::Start(format!("the last checkpoint is unreadable: {e}")))?;
+        let ours = self.signer.verifier();
+        if note.signed_by(&ours) == Signature::Valid {
+            return Ok(());
+        }
+        let Some(old) = previous.filter(|p| note.signed_by(&p.verifier()) == Signature::Valid)
+        else {
+            return Err(AuditError::Start(format!(
+                "the log's last checkpoint is not signed by {} ({}); to rotate keys set \
+                 audit.previous_signing_key to the key that signed it (signed by {})",
+                self.config.signing_key.display(),
+                ours.encode(),
+                note.signers().join(", ")
+            )));
+        };
+        if old.name() != self.signer.name() {
+            return Err(AuditError::Start(format!(
+                "a rotated key keeps the log's origin: the new key is named {:?}, the log {:?}",
+                self.signer.name(),
+                old.name()
+            )));
+        }
+        // The rotation record, endorsed by the old key, then a checkpoint
+        // the old key signs over it; from then on the new key signs.
+        let new_key = ours.encode();
+        let endorsement = old.sign_bytes(verify::rotation_message(old.name(), &new_key).as_bytes());
+        let mut rotation = Record::new(Kind::KeyRotation);
+        rotation.details = Some(json!({
+            "old_key": old.verifier().encode(),
+            "new_key": new_key,
+            "endorsement": B64.encode(endorsement),
+        }));
+        self.append(rotation).await?;
+        self.checkpoint_with(old, true).await?;
+        tracing::info!(old = %old.verifier().encode(), new = %new_key, "audit signing key rotated");
+        Ok(())
+    }
+
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    pub fn public_key(&self) -> VerifierKey {
+        self.signer.verifier()
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Why the log cannot take calls right now, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let health = self.health.lock().expect("health lock");
+        if !health.pending.is_empty() {
+            return Some(format!(
+                "{} outcome record(s) could not be written ({}); calls are refused until the \
+                 audit log is writable again",
+                health.pending.len(),
+                health.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        health.error.clone()
+    }
+
+    fn failed(&self, error: &StoreError) {
+        self.health.lock().expect("health lock").error = Some(error.to_string());
+        metrics_writable(&self.metrics, false);
+    }
+
+    fn succeeded(&self) {
+        let mut health = self.health.lock().expect("health lock");
+        if health.pending.is_empty() {
+            health.error = None;
+            metrics_writable(&self.metrics, true);
+        }
+    }
+
+    /// Appends one record durably; returns its sequence number.
+    pub async fn append(&self, record: Record) -> Result<u64, AuditError> {
+        let kind = record.kind;
+        let result = self.store.append(vec![sealer(record)]).await;
+        match result {
+            Ok(seqs) => {
+                *self.last_append.lock().expect("clock lock") = Instant::now();
+                self.metrics.audit_record(kind.as_str());
+                self.succeeded();
+                Ok(seqs[0])
+            }
+            Err(e) => {
+                self.metrics.audit_write_failure(kind.as_str());
+                self.failed(&e);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The intent record of a call, durable when this returns `Ok`.
+    pub async fn intent(&self, call: &ToolCall) -> Result<u64, AuditError> {
+        if let Some(problem) = self.pending_problem() {
+            return Err(AuditError::Unavailable(problem));
+        }
+        let started = Instant::now();
+        let mut r = Record::new(Kind::Intent);
+        fill_call(&mut r, call);
+        r.arguments = call
+            .arguments
+            .as_ref()
+            .map(|args| self.redactor.arguments(&call.tool, args));
+        let result = self.append(r).await;
+        self.metrics
+            .audit_intent_latency
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|e| AuditError::Unavailable(e.to_string()))
+    }
+
+    fn pending_problem(&self) -> Option<String> {
+        let has_pending = !self.health.lock().expect("health lock").pending.is_empty();
+        if has_pending { self.problem() } else { None }
+    }
+
+    /// Writes a call's outcome in the background (the client is not kept
+    /// waiting); a failure holds the record for retry and fails closed.
+    pub fn outcome(
+        self: &Arc<Self>,
+        call: &ToolCall,
+        status: Status,
+        error: Option<&str>,
+        duration: Duration,
+        azure_correlation_id: Option<String>,
+    ) {
+        let mut r = Record::new(Kind::Outcome);
+        fill_call(&mut r, call);
+        r.status = Some(status);
+        r.error = error.map(|e| self.redactor.message(e));
+        r.duration_us = Some(duration.as_micros() as u64);
+        r.azure_correlation_id = azure_correlation_id;
+        let audit = self.clone();
+        self.outcomes.spawn(async move {
+            let kind = r.kind;
+            if let Err(e) = audit.store.append(vec![sealer(r.clone())]).await {
+                tracing::error!(error = %e, call_id = ?r.call_id, "outcome record not written; refusing new calls until it is");
+                audit.metrics.audit_write_failure(kind.as_str());
+                audit.failed(&e);
+                audit.health.lock().expect("health lock").pending.push(r);
+            } else {
+                *audit.last_append.lock().expect("clock lock") = Instant::now();
+                audit.metrics.audit_record(kind.as_str());
+                audit.succeeded();
+            }
+        });
+    }
+
+    /// Retries outcomes that could not be written.
+    async fn retry_pending(&self) {
+        let pending = std::mem::take(&mut self.health.lock().expect("health lock").pending);
+        if pending.is_empty() {
+            return;
+        }
+        let sealers = pending.iter().cloned().map(sealer).collect();
+        match self.store.append(sealers).await {
+            Ok(_) => {
+                tracing::info!(
+                    records = pending.len(),
+                    "pending outcome records written; accepting calls again"
+                );
+                for r in &pending {
+                    self.metrics.audit_record(r.kind.as_str());
+                }
+                self.succeeded();
+            }
+            Err(e) => {
+                self.failed(&e);
+                let mut health = self.health.lock().expect("health lock");
+                let newer = std::mem::replace(&mut health.pending, pending);
+                health.pending.extend(newer);
+            }
+        }
+    }
+
+    /// Signs and stores a checkpoint of the current tree unless the last
+    /// one already has this size.
+    pub async fn checkpoint(&self) -> Result<Option<CheckpointRow>, AuditError> {
+        self.checkpoint_with(&self.signer, false).await
+    }
+
+    async fn checkpoint_with(
+        &self,
+        signer: &Signer,
+        force: bool,
+    ) -> Result<Option<CheckpointRow>, AuditError> {
+        let mut last_size = self.checkpointing.lock().await;
+        let (size, root, peaks) = {
+            let f = self.frontier.lock().expect("frontier lock");
+            (f.size(), f.root(), frontier_bytes(&f))
+        };
+        if size == *last_size && !force && size > 0 {
+            return Ok(None);
+        }
+        let body = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root,
+        };
+        let row = CheckpointRow {
+            id: 0,
+            size,
+            root: root.to_vec(),
+            frontier: peaks,
+            note: signer.sign_note(&body.text()),
+            created: record::now(),
+        };
+        match self.store.append_checkpoint(row.clone()).await {
+            Ok(()) => {
+                *last_size = size;
+                self.metrics.audit_checkpoints.inc();
+                Ok(Some(row))
+            }
+            Err(e) => {
+                self.failed(&e);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Checkpoints at the configured interval, writes heartbeats when idle,
+    /// retries failed outcomes, and checkpoints on SIGUSR1; until `stop`.
+    pub fn spawn_maintenance(
+        self: &Arc<Self>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let audit = self.clone();
+        tokio::spawn(async move {
+            let tick = audit.config.checkpoint_interval.min(Duration::from_secs(1));
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_checkpoint = Instant::now();
+            #[cfg(unix)]
+            let mut usr1 =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
+            loop {
+                #[cfg(unix)]
+                let on_demand = async {
+                    match usr1.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let on_demand = std::future::pending::<Option<()>>();
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = interval.tick() => {}
+                    _ = on_demand => {
+                        if let Err(e) = audit.checkpoint().await {
+                            tracing::error!(error = %e, "on-demand checkpoint failed");
+                        }
+                        continue;
+                    }
+                }
+                audit.retry_pending().await;
+                let idle = audit.last_append.lock().expect("clock lock").elapsed();
+                let broken = audit.health.lock().expect("health lock").error.is_some();
+                if idle >= audit.config.heartbeat_interval || broken {
+                    // A heartbeat also probes a log that failed a write.
+                    let _ = audit.append(Record::new(Kind::Heartbeat)).await;
+                }
+                if last_checkpoint.elapsed() >= audit.config.checkpoint_interval {
+                    last_checkpoint = Instant::now();
+                    if let Err(e) = audit.checkpoint().await {
+                        tracing::error!(error = %e, "checkpoint failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Waits for outcome writes, retries what is pending, signs a final
+    /// checkpoint and stops the writer.
+    pub async fn close(&self) {
+        self.outcomes.close();
+        self.outcomes.wait().await;
+        self.retry_pending().await;
+        if let Err(e) = self.checkpoint().await {
+            tracing::error!(error = %e, "final checkpoint failed");
+        }
+    }
+
+    /// Stops the writer thread once every handle is gone (for tests and
+    /// tools that reopen the same file in one process).
+    pub fn join_writer(self: Arc<Self>) {
+        if let Ok(audit) = Arc::try_unwrap(self) {
+            let writer = audit.writer.lock().expect("writer lock").take();
+            drop(audit.store);
+            if let Some(w) = writer {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+fn metrics_writable(metrics: &Metrics, writable: bool) {
+    metrics.audit_writable.set(i64::from(writable));
+}
+
+fn fill_call(r: &mut Record, call: &ToolCall) {
+    r.call_id = Some(call.call_id.clone());
+    if let Some(p) = &call.principal {
+        r.principal = Some(Actor::from(p.as_ref()));
+        r.source_ip = p.source_ip.map(|ip| ip.to_string());
+    }
+    r.user_agent = call.user_agent.clone();
+    r.session_id = Some(call.session.clone());
+    r.tool = Some(call.tool.clone());
+    r.upstream = Some(call.upstream.clone());
+    r.upstream_tool = Some(call.upstream_tool.clone());
+}
+
+/// The store's sealer for a record: sets `seq`, canonicalises, hashes.
+fn sealer(mut record: Record) -> Sealer {
+    Box::new(move |seq| {
+        record.seq = seq;
+        let bytes = record.canonical().map_err(|e| e.to_string())?;
+        Ok(Sealed {
+            ts: record.ts.clone(),
+            kind: record.kind.as_str().to_owned(),
+            call_id: record.call_id.clone(),
+            principal_oid: record.principal.as_ref().map(|p| p.oid.clone()),
+            tool: record.tool.clone(),
+            decision: record.decision_effect(),
+            leaf_hash: leaf_hash(&bytes),
+            bytes,
+        })
+    })
+}
+
+/// The frontier at the last checkpoint, then the records after it.
+fn restore_frontier(
+    reader: &crate::store::Reader,
+    last: Option<&CheckpointRow>,
+    records: u64,
+) -> Result<Frontier, AuditError> {
+    let mut frontier = match last {
+        None => Frontier::new(),
+        Some(c) => {
+            if c.size > records {
+                return Err(AuditError::Start(format!(
+                    "the store holds {records} records but its last checkpoint covers {}: \
+                     records were removed (run `warden audit verify`)",
+                    c.size
+                )));
+            }
+            let peaks: Vec<Hash> = c
+                .frontier
+                .chunks(32)
+                .filter_map(|p| p.try_into().ok())
+                .collect();
+            let f = Frontier::from_peaks(c.size, peaks).ok_or_else(|| {
+                AuditError::Start("the last checkpoint's frontier is malformed".into())
+            })?;
+            if f.root()[..] != c.root[..] {
+                return Err(AuditError::Start(
+                    "the last checkpoint's frontier does not match its root".into(),
+                ));
+            }
+            f
+        }
+    };
+    let mut broken = None;
+    reader.for_each_record(frontier.size() as i64, |row| {
+        if row.seq as u64 != frontier.size() && broken.is_none() {
+            broken = Some(row.seq);
+        }
+        frontier.push(leaf_hash(&row.bytes));
+        Ok(())
+    })?;
+    if let Some(seq) = broken {
+        return Err(AuditError::Start(format!(
+            "the store's sequence numbers are not contiguous at {seq} (run `warden audit verify`)"
+        )));
+    }
+    Ok(frontier)
+}
+
+/// A JSON-RPC-friendly description of why a call was refused.
+pub fn refusal(error: &AuditError) -> Value {
+    json!({ "reason": "audit_unavailable", "detail": error.to_string() })
+}
+
+/// An audit log with fresh keys in `dir` (for unit tests elsewhere).
+#[cfg(test)]
+pub(crate) async fn test_audit(dir: &Path) -> Arc<Audit> {
+    let files = KeyFiles::in_dir(dir);
+    keygen("warden.test/audit", &files, true).unwrap();
+    let config = AuditConfig {
+        signing_key: files.signing_key,
+        previous_signing_key: None,
+        hmac_key: files.hmac_key,
+        checkpoint_interval: default_checkpoint_interval(),
+        heartbeat_interval: default_heartbeat_interval(),
+        redaction: RedactionConfig::default(),
+    };
+    Audit::open(&dir.join("warden.db"), config, Metrics::new())
+        .await
+        .unwrap()
+}
