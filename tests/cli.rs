@@ -11,6 +11,8 @@ fn warden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden"))
 }
 
+const STATE: &str = "[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s.key\"\nhmac_key = \"h.key\"\n";
+
 fn check(text: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("warden.toml");
@@ -25,19 +27,19 @@ fn check(text: &str) -> (bool, String, String) {
 
 #[test]
 fn check_config_accepts_a_good_file() {
-    let (ok, stdout, stderr) = check(
+    let (ok, stdout, stderr) = check(&format!(
         "[identity]\ntenants = [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\naudiences = [\"api://warden\"]\n\
-         [upstreams.azure]\ncommand = \"azmcp\"\nargs = [\"server\", \"start\"]\n",
-    );
+         [upstreams.azure]\ncommand = \"azmcp\"\nargs = [\"server\", \"start\"]\n{STATE}",
+    ));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("ok (1 upstream)"), "{stdout}");
 }
 
 #[test]
 fn check_config_names_the_bad_key_and_line() {
-    let (ok, _, stderr) = check(
-        "[server]\nmax_sessions = 4\nmax_sesions = 5\n[upstreams.a]\ncommand = \"x\"\n[identity]\nallow_anonymous = true\n",
-    );
+    let (ok, _, stderr) = check(&format!(
+        "[server]\nmax_sessions = 4\nmax_sesions = 5\n[upstreams.a]\ncommand = \"x\"\n[identity]\nallow_anonymous = true\n{STATE}",
+    ));
     assert!(!ok);
     assert!(stderr.contains("warden.toml:3:"), "{stderr}");
     assert!(stderr.contains("max_sesions"), "{stderr}");
@@ -49,8 +51,9 @@ fn check_config_names_the_bad_key_and_line() {
         "{stderr}"
     );
 
-    let (ok, _, stderr) =
-        check("[identity]\nallow_anonymous = true\n[upstreams.a]\nargs = [\"x\"]\n");
+    let (ok, _, stderr) = check(&format!(
+        "[identity]\nallow_anonymous = true\n[upstreams.a]\nargs = [\"x\"]\n{STATE}"
+    ));
     assert!(!ok);
     assert!(
         stderr.contains("upstreams.a: missing `command`"),
@@ -60,6 +63,10 @@ fn check_config_names_the_bad_key_and_line() {
     let (ok, _, stderr) = check("[upstreams.a]\ncommand = \"x\"\n");
     assert!(!ok);
     assert!(stderr.contains("missing field `identity`"), "{stderr}");
+
+    let (ok, _, stderr) = check("[identity]\nallow_anonymous = true\n[upstreams.a]\ncommand = \"x\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("missing field `store`"), "{stderr}");
 }
 
 #[test]
@@ -93,7 +100,8 @@ async fn stdio_front_relays_like_http() {
     std::fs::write(
         &path,
         format!(
-            "[identity]\nallow_anonymous = true\n{}",
+            "[identity]\nallow_anonymous = true\n{}{}",
+            audit_tables(dir.path()),
             demo_stdio("demo", "stdio-front")
         ),
     )

@@ -6,6 +6,8 @@
 //!
 //! `DEMO_TAG` (env) is echoed by the `whoami` tool so tests can tell
 //! processes apart; `crash` exits the process to simulate a failing upstream.
+// `DEMO_CALL_LOG` (env) names a file to which `echo` appends each text it
+// receives, so tests can compare what reached the upstream with the audit log.
 // Logging, sampling, roots and resources/subscribe are deprecated in rmcp
 // (SEP-2577) but are exactly what this server exists to exercise.
 #![allow(deprecated)]
@@ -152,6 +154,7 @@ impl Demo {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn echo(&self, Parameters(args): Parameters<TextArgs>) -> String {
+        record_call(&args.text);
         args.text
     }
 
@@ -600,4 +603,18 @@ pub async fn serve_stdio() -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     service.waiting().await.map_err(std::io::Error::other)?;
     Ok(())
+}
+
+/// Appends `text` to the file named by `DEMO_CALL_LOG`, if set.
+fn record_call(text: &str) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os("DEMO_CALL_LOG") {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            let _ = writeln!(file, "{text}");
+        }
+    }
 }

@@ -128,6 +128,25 @@ pub fn demo_stdio(name: &str, tag: &str) -> String {
 /// The origin of the audit logs of test Wardens.
 pub const AUDIT_ORIGIN: &str = "warden.test/audit";
 
+/// Creates audit keys in `dir` with `warden audit keygen` and returns the
+/// `[store]` and `[audit]` tables that use them (the store is `dir/warden.db`);
+/// more `[audit]` keys may follow the returned text.
+pub fn audit_tables(dir: &Path) -> String {
+    let keygen = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "keygen", "--origin", AUDIT_ORIGIN, "--dir"])
+        .arg(dir)
+        .output()
+        .expect("run warden audit keygen");
+    assert!(
+        keygen.status.success(),
+        "keygen: {}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    "[store]\npath = \"warden.db\"\n\
+     [audit]\nsigning_key = \"audit-signing.key\"\nhmac_key = \"audit-hmac.key\"\n"
+        .to_owned()
+}
+
 /// A running `warden serve`, killed on drop.
 pub struct Warden {
     child: Child,
@@ -160,21 +179,11 @@ impl Warden {
         audit_extra: &str,
     ) -> Warden {
         let dir = tempfile::tempdir().expect("tempdir");
-        let keygen = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["audit", "keygen", "--origin", AUDIT_ORIGIN, "--dir"])
-            .arg(dir.path())
-            .output()
-            .expect("run warden audit keygen");
-        assert!(
-            keygen.status.success(),
-            "keygen: {}",
-            String::from_utf8_lossy(&keygen.stderr)
-        );
+        let state = audit_tables(dir.path());
         let port = free_port();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n[identity]\n{identity}\n\
-             [store]\npath = \"warden.db\"\n\
-             [audit]\nsigning_key = \"audit-signing.key\"\nhmac_key = \"audit-hmac.key\"\n{audit_extra}\n{upstreams}"
+             {state}{audit_extra}\n{upstreams}"
         );
         let config_path = dir.path().join("warden.toml");
         std::fs::write(&config_path, config).expect("write config");
