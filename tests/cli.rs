@@ -11,7 +11,8 @@ fn warden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden"))
 }
 
-const STATE: &str = "[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s.key\"\nhmac_key = \"h.key\"\n";
+const STATE: &str =
+    "[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s.key\"\nhmac_key = \"h.key\"\n";
 
 fn check(text: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +65,8 @@ fn check_config_names_the_bad_key_and_line() {
     assert!(!ok);
     assert!(stderr.contains("missing field `identity`"), "{stderr}");
 
-    let (ok, _, stderr) = check("[identity]\nallow_anonymous = true\n[upstreams.a]\ncommand = \"x\"\n");
+    let (ok, _, stderr) =
+        check("[identity]\nallow_anonymous = true\n[upstreams.a]\ncommand = \"x\"\n");
     assert!(!ok);
     assert!(stderr.contains("missing field `store`"), "{stderr}");
 }

@@ -499,7 +499,7 @@ pub fn verify_store(db: &Path, key: VerifierKey) -> Result<Report, ExportError> 
         .collect();
     let mut verifier = Verifier::new(key, checkpoints);
     reader.for_each_record(0, |row| {
-        verifier.record(Some(row.seq as u64), &row.bytes);
+        verifier.record(Some(row.seq as u64), Some(&row.leaf_hash), &row.bytes);
         Ok(())
     })?;
     let triggers = reader.triggers()?;
@@ -583,7 +583,7 @@ pub fn verify_bundle(dir: &Path, key: VerifierKey) -> Result<Report, ExportError
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        verifier.record(None, &line);
+        verifier.record(None, None, &line);
     }
     Ok(verifier.finish())
 }

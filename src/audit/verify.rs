@@ -329,8 +329,9 @@ impl Verifier {
     }
 
     /// Feeds the next record. `row_seq` is the sequence number the store
-    /// files it under (`None` for a bundle, where only the record says).
-    pub fn record(&mut self, row_seq: Option<u64>, bytes: &[u8]) {
+    /// files it under and `stored_leaf` the leaf hash stored beside it
+    /// (`None` for a bundle, where only the record says).
+    pub fn record(&mut self, row_seq: Option<u64>, stored_leaf: Option<&[u8]>, bytes: &[u8]) {
         let position = self.frontier.size();
         let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
         let embedded = parsed
@@ -372,11 +373,24 @@ impl Verifier {
                 Verdict::Invalid,
                 Some((seq, seq)),
                 None,
-                format!("the record says seq {embedded:?} but is filed as {seq}"),
+                format!(
+                    "the record says seq {} but is filed as {seq}",
+                    embedded.map_or_else(|| "nothing".to_owned(), |e| e.to_string())
+                ),
             ),
             Some(value) => self.facts(seq, value),
         }
-        self.frontier.push(leaf_hash(bytes));
+        let leaf = leaf_hash(bytes);
+        if stored_leaf.is_some_and(|stored| stored != leaf) {
+            // A naive edit pinpointed; a careful one is still caught by the roots.
+            self.problem(
+                Verdict::Invalid,
+                Some((seq, seq)),
+                None,
+                "the record's bytes do not match the leaf hash stored with them (edited)",
+            );
+        }
+        self.frontier.push(leaf);
         self.reach(self.frontier.size());
     }
 
