@@ -214,6 +214,10 @@ impl Warden {
             .expect("spawn warden")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills Warden with SIGKILL (a crash) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
