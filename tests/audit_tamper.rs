@@ -175,8 +175,10 @@ fn verify_db(log: &Log) -> (i32, Value) {
     verify(&[Path::new("--db"), &log.db], &log.key)
 }
 
-/// The problems as (verdict, from, to, checkpoint) for exact comparison.
-fn problems(report: &Value) -> Vec<(String, Option<u64>, Option<u64>, Option<String>)> {
+/// A problem as (verdict, first seq, last seq, checkpoint), compared exactly.
+type Found = (String, Option<u64>, Option<u64>, Option<String>);
+
+fn problems(report: &Value) -> Vec<Found> {
     report["problems"]
         .as_array()
         .unwrap()
@@ -192,11 +194,7 @@ fn problems(report: &Value) -> Vec<(String, Option<u64>, Option<u64>, Option<Str
         .collect()
 }
 
-fn p(
-    verdict: &str,
-    seqs: Option<(u64, u64)>,
-    checkpoint: Option<&str>,
-) -> (String, Option<u64>, Option<u64>, Option<String>) {
+fn p(verdict: &str, seqs: Option<(u64, u64)>, checkpoint: Option<&str>) -> Found {
     (
         verdict.to_owned(),
         seqs.map(|s| s.0),

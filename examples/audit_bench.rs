@@ -1,0 +1,280 @@
+//! Benchmark of Warden's audit log on a real SQLite file.
+//!
+//! ```text
+//! cargo run --release --example audit_bench -- --seconds 5 [--dir DIR] [--writers 1,16,64]
+//! ```
+//!
+//! It makes fresh keys and a fresh store in a temporary folder (under `--dir`
+//! when given, to choose the filesystem; removed at the end), then measures:
+//!
+//! 1. Appends: for each writer count, that many tokio tasks each loop
+//!    `audit.append(intent).await` for `--seconds` (every append returns only
+//!    once its record is fsync'd by the store's group commit). Reported:
+//!    records/s, per-append latency p50/p99 (µs) and mean records per commit
+//!    (records / commits, from `warden_audit_commit_batch_records_count`).
+//!    A checkpoint is signed after each round; all rounds share one log.
+//! 2. Verify: after `close` and `join_writer`, `verify_store` over the whole
+//!    file against the public key (the program fails if it does not verify).
+//! 3. Export: `export` in each format (jsonl, csv, ocsf, bundle), each into a
+//!    fresh folder, and `verify_bundle` over the bundle.
+//!
+//! Records are intents like real ones: a principal, a session, a tool, and
+//! redacted arguments (~700 bytes of canonical JSON). Results are printed as
+//! Markdown tables followed by one JSON line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use warden::audit::export::{Format, export, verify_bundle, verify_store};
+use warden::audit::record::{Actor, Kind, Record};
+use warden::audit::verify::Report;
+use warden::audit::{Audit, AuditConfig, KeyFiles, keygen, redact::RedactionConfig};
+use warden::metrics::Metrics;
+
+#[derive(Parser)]
+#[command(about = "Benchmark of the audit log: appends, verify, export")]
+struct Cli {
+    /// Wall time of each append round, in seconds.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Folder to make the temporary store in (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Concurrent writers of each append round.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64])]
+    writers: Vec<usize>,
+}
+
+/// The `_count` and `_sum` of the commit batch histogram.
+fn commits(metrics: &Metrics) -> (u64, f64) {
+    let text = metrics.render();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("warden_audit_commit_batch_records_count") as u64,
+        value("warden_audit_commit_batch_records_sum"),
+    )
+}
+
+/// One writer's intent template; `next` stamps a fresh call from it.
+fn template(audit: &Audit, writer: usize) -> Record {
+    let tool = "azure_vm_restart";
+    let args = json!({
+        "subscription_id": "6f1c2a9e-3b7d-4c1e-9a2f-8d0e5b4c7a13",
+        "resource_group": "rg-prod-weu-payments",
+        "vm_name": format!("vm-payments-weu-{writer:03}"),
+        "location": "westeurope",
+        "reason": "Restart after the patch window, change CHG0041823",
+    });
+    Record {
+        principal: Some(Actor {
+            tid: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            oid: Uuid::new_v4().to_string(),
+            name: format!("writer{writer}@contoso.example"),
+            kind: "user".into(),
+            client_app: None,
+        }),
+        session_id: Some(Uuid::new_v4().to_string()),
+        tool: Some(tool.into()),
+        upstream: Some("azure-mcp".into()),
+        upstream_tool: Some("vm_restart".into()),
+        arguments: Some(audit.redactor().arguments(tool, &args)),
+        ..Record::new(Kind::Intent)
+    }
+}
+
+fn next(template: &Record) -> Record {
+    let fresh = Record::new(Kind::Intent);
+    Record {
+        event_id: fresh.event_id,
+        ts: fresh.ts,
+        call_id: Some(Uuid::new_v4().to_string()),
+        ..template.clone()
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
+}
+
+/// One append round: `writers` tasks appending until `wall` has passed.
+async fn append_round(
+    audit: &Arc<Audit>,
+    metrics: &Metrics,
+    writers: usize,
+    wall: Duration,
+) -> anyhow::Result<Value> {
+    let (commits_before, sum_before) = commits(metrics);
+    let start = Instant::now();
+    let deadline = start + wall;
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (audit, intent) = (audit.clone(), template(audit, w));
+            tokio::spawn(async move {
+                let mut latency = new_histogram();
+                while Instant::now() < deadline {
+                    let record = next(&intent);
+                    let t = Instant::now();
+                    audit.append(record).await?;
+                    latency.saturating_record(t.elapsed().as_micros() as u64);
+                }
+                anyhow::Ok(latency)
+            })
+        })
+        .collect();
+    let mut latency = new_histogram();
+    for task in tasks {
+        latency.add(task.await??)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (commits_after, sum_after) = commits(metrics);
+    let records = latency.len();
+    let commits = commits_after - commits_before;
+    ensure!(
+        (sum_after - sum_before) as u64 == records,
+        "the commit histogram counted {} records, the writers {records}",
+        sum_after - sum_before
+    );
+    audit.checkpoint().await?;
+    Ok(json!({
+        "writers": writers,
+        "records": records,
+        "seconds": secs,
+        "records_per_s": records as f64 / secs,
+        "p50_us": latency.value_at_quantile(0.50),
+        "p99_us": latency.value_at_quantile(0.99),
+        "commits": commits,
+        "records_per_commit": records as f64 / commits.max(1) as f64,
+    }))
+}
+
+/// Times `f`, which returns how many records it went through.
+fn timed(name: &str, f: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<Value> {
+    let start = Instant::now();
+    let records = f()?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok(json!({
+        "step": name,
+        "records": records,
+        "seconds": secs,
+        "records_per_s": records as f64 / secs,
+    }))
+}
+
+/// A verification's record count, or an error if it found problems.
+fn verified(report: Report) -> anyhow::Result<u64> {
+    ensure!(report.ok, "verification failed: {:?}", report.problems);
+    Ok(report.records)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let parent = cli.dir.unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).with_context(|| parent.display().to_string())?;
+    let work = tempfile::Builder::new()
+        .prefix("audit-bench-")
+        .tempdir_in(&parent)?;
+    let files = KeyFiles::in_dir(work.path());
+    keygen("bench.warden.example/audit", &files, true)?;
+    let config = AuditConfig {
+        signing_key: files.signing_key,
+        previous_signing_key: None,
+        hmac_key: files.hmac_key,
+        checkpoint_interval: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_secs(60),
+        redaction: RedactionConfig::default(),
+    };
+    let db = work.path().join("warden.db");
+    let metrics = Metrics::new();
+    let audit = Audit::open(&db, config, metrics.clone()).await?;
+    let record_bytes = next(&template(&audit, 0)).canonical()?.len();
+
+    let mut appends = Vec::new();
+    for &writers in &cli.writers {
+        let wall = Duration::from_secs(cli.seconds);
+        appends.push(append_round(&audit, &metrics, writers, wall).await?);
+    }
+
+    let key = audit.public_key();
+    audit.close().await;
+    ensure!(
+        Arc::strong_count(&audit) == 1,
+        "the audit log is still shared"
+    );
+    audit.join_writer();
+    let db_bytes = std::fs::metadata(&db)?.len();
+
+    let mut offline = vec![timed("verify store", || {
+        verified(verify_store(&db, key.clone())?)
+    })?];
+    for (name, format) in [
+        ("jsonl", Format::Jsonl),
+        ("csv", Format::Csv),
+        ("ocsf", Format::Ocsf),
+        ("bundle", Format::Bundle),
+    ] {
+        let out = work.path().join(format!("export-{name}"));
+        let step = format!("export {name}");
+        offline.push(timed(&step, || {
+            Ok(export(&db, &out, format, Default::default())?.records)
+        })?);
+        if format == Format::Bundle {
+            offline.push(timed("verify bundle", || {
+                verified(verify_bundle(&out, key.clone())?)
+            })?);
+        }
+    }
+
+    println!(
+        "store: {} (record ≈ {record_bytes} B canonical JSON, store file {:.1} MiB)\n",
+        work.path().display(),
+        db_bytes as f64 / 1048576.0
+    );
+    println!("| writers | records | records/s | p50 µs | p99 µs | records/commit |");
+    println!("|--:|--:|--:|--:|--:|--:|");
+    for a in &appends {
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {:.1} |",
+            a["writers"],
+            a["records"],
+            a["records_per_s"].as_f64().unwrap_or(0.0),
+            a["p50_us"],
+            a["p99_us"],
+            a["records_per_commit"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!("\n| step | records | seconds | records/s |");
+    println!("|---|--:|--:|--:|");
+    for o in &offline {
+        println!(
+            "| {} | {} | {:.3} | {:.0} |",
+            o["step"].as_str().unwrap_or(""),
+            o["records"],
+            o["seconds"].as_f64().unwrap_or(0.0),
+            o["records_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!(
+        "\n{}",
+        json!({
+            "dir": parent,
+            "seconds": cli.seconds,
+            "record_bytes": record_bytes,
+            "store_bytes": db_bytes,
+            "appends": appends,
+            "offline": offline,
+        })
+    );
+    Ok(())
+}
