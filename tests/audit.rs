@@ -619,3 +619,60 @@ async fn after_kill_9_under_load_the_log_verifies_and_holds_every_forwarded_call
     let outcomes = of_kind(&all, "outcome");
     assert_eq!(outcomes.len(), of_kind(&all, "intent").len());
 }
+
+#[tokio::test]
+async fn checkpoints_on_demand_heartbeats_when_idle_and_a_held_lock_refuses() {
+    let scratch = tempfile::tempdir().unwrap();
+    let calls = scratch.path().join("calls.log");
+    let (_upstream, port) = recording_upstream(&calls);
+    let mut warden = Warden::start_with_audit(
+        "",
+        "allow_anonymous = true",
+        &http_upstream(port),
+        "checkpoint_interval = \"1h\"\nheartbeat_interval = \"1s\"\n",
+    );
+    let checkpoints = || {
+        warden::store::Reader::open(&warden.db())
+            .unwrap()
+            .checkpoints()
+            .unwrap()
+            .len()
+    };
+    // Idle: heartbeats follow one another.
+    let all = wait_for_records(&warden.db(), |r| of_kind(r, "heartbeat").len() >= 2).await;
+    assert!(of_kind(&all, "heartbeat").len() >= 2);
+    // SIGUSR1 signs a checkpoint now (the interval is an hour).
+    let before = checkpoints();
+    let signal = Command::new("kill")
+        .args(["-USR1", &warden.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while checkpoints() == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(checkpoints(), before + 1);
+
+    // Another process holds the write lock past the 5 s busy timeout.
+    let (client, _) = connect(&warden.url()).await;
+    let holder = rusqlite::Connection::open(warden.db()).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let refused = call(&client, "echo", json!({"text": "locked out"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("audit log unavailable"), "{refused}");
+    assert!(refused.contains("locked"), "{refused}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    assert!(received(&calls).is_empty());
+    wait_for_readiness(&warden.base(), 200).await;
+    call(&client, "echo", json!({"text": "unlocked"}))
+        .await
+        .unwrap();
+    assert_eq!(received(&calls), ["unlocked"]);
+    assert_eq!(warden.terminate().code(), Some(0));
+    let (code, report) = verify(&warden.db(), &warden.public_key());
+    assert_eq!(code, 0, "{report:#}");
+}

@@ -614,7 +614,8 @@ fn record_call(text: &str) {
             .append(true)
             .open(path);
         if let Ok(mut file) = file {
-            let _ = writeln!(file, "{text}");
+            // One write per line, so concurrent calls never interleave.
+            let _ = file.write_all(format!("{text}\n").as_bytes());
         }
     }
 }
