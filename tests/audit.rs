@@ -261,11 +261,23 @@ async fn every_call_has_an_intent_before_and_an_outcome_after() {
 }
 
 #[tokio::test]
-async fn tail_follows_new_records() {
+async fn tail_follows_new_records_and_a_second_writer_is_refused() {
     let scratch = tempfile::tempdir().unwrap();
     let calls = scratch.path().join("calls.log");
     let (_upstream, port) = recording_upstream(&calls);
     let warden = Warden::start("", &http_upstream(port));
+    // One process writes a store: a second Warden on it does not start.
+    let second = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--config"])
+        .arg(warden.config_path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("in use by another Warden process"),
+        "{stderr}"
+    );
     let mut tail = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["audit", "tail", "--db"])

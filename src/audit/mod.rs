@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -281,13 +281,6 @@ impl Audit {
                 hook_metrics.audit_commit_batch.observe(leaves.len() as f64);
             }),
         )?;
-        let reader = opened.store.reader()?;
-        let last = reader.last_checkpoint()?;
-        let restored = restore_frontier(&reader, last.as_ref(), opened.next_seq)?;
-        let checkpointed = last.as_ref().map_or(0, |c| c.size);
-        metrics.audit_tree_size.set(restored.size() as i64);
-        *frontier.lock().expect("frontier lock") = restored;
-
         let redactor = Redactor::new(hmac_key.clone(), &config.redaction);
         let audit = Arc::new(Self {
             store: opened.store,
@@ -296,18 +289,44 @@ impl Audit {
             redactor,
             config,
             frontier,
-            checkpointing: tokio::sync::Mutex::new(checkpointed),
+            checkpointing: tokio::sync::Mutex::new(0),
             health: Mutex::new(Health::default()),
             last_append: Mutex::new(Instant::now()),
             outcomes: TaskTracker::new(),
             metrics,
         });
-        metrics_writable(&audit.metrics, true);
+        match audit
+            .start(previous.as_ref(), opened.next_seq, &hmac_key)
+            .await
+        {
+            Ok(()) => Ok(audit),
+            Err(e) => {
+                // Release the store (and its lock) before saying why.
+                audit.join_writer();
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything `open` does once the store is open.
+    async fn start(
+        &self,
+        previous: Option<&Signer>,
+        records: u64,
+        hmac_key: &[u8],
+    ) -> Result<(), AuditError> {
+        let reader = self.store.reader()?;
+        let last = reader.last_checkpoint()?;
+        let restored = restore_frontier(&reader, last.as_ref(), records)?;
+        *self.checkpointing.lock().await = last.as_ref().map_or(0, |c| c.size);
+        self.metrics.audit_tree_size.set(restored.size() as i64);
+        *self.frontier.lock().expect("frontier lock") = restored;
+        metrics_writable(&self.metrics, true);
 
         // The key that signed the log so far must be ours, or the one we
         // rotate from.
         if let Some(last) = &last {
-            audit.check_signer(last, previous.as_ref()).await?;
+            self.check_signer(last, previous).await?;
         }
         // Calls a crash interrupted get an `abandoned` outcome.
         for bytes in reader.open_intents_since_last(Kind::LogStart.as_str())? {
@@ -322,20 +341,20 @@ impl Audit {
             outcome.upstream = intent.upstream;
             outcome.status = Some(Status::Abandoned);
             outcome.error = Some("Warden stopped before the call ended".into());
-            audit.append(outcome).await?;
+            self.append(outcome).await?;
         }
-        let hmac_id = hex::encode(&Sha256::digest(&hmac_key)[..8]);
+        let hmac_id = hex::encode(&Sha256::digest(hmac_key)[..8]);
         let mut start = Record::new(Kind::LogStart);
         start.details = Some(json!({
-            "origin": audit.signer.name(),
-            "key": audit.signer.verifier().encode(),
+            "origin": self.signer.name(),
+            "key": self.signer.verifier().encode(),
             "hmac_key_id": hmac_id,
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
         }));
-        audit.append(start).await?;
-        audit.checkpoint().await?;
-        Ok(audit)
+        self.append(start).await?;
+        self.checkpoint().await?;
+        Ok(())
     }
 
     async fn check_signer(
@@ -725,11 +744,6 @@ fn restore_frontier(
         )));
     }
     Ok(frontier)
-}
-
-/// A JSON-RPC-friendly description of why a call was refused.
-pub fn refusal(error: &AuditError) -> Value {
-    json!({ "reason": "audit_unavailable", "detail": error.to_string() })
 }
 
 /// An audit log with fresh keys in `dir` (for unit tests elsewhere).

@@ -170,6 +170,47 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
+/// One writer per store: the log's sequence numbers and Merkle frontier live
+/// in the writing process, so a second process appending to the same file
+/// would fork the log. `<db>.lock` is held (flock) while the writer runs;
+/// readers (verify, export, tail) do not take it.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let open_error = |reason: String| StoreError::Open {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| open_error(format!("cannot open {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::{Seek, Write};
+            // Best effort: say who holds it, for the next one's message.
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = writeln!(file, "{}", std::process::id());
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            Err(open_error(format!(
+                "the store is in use by another Warden process (pid {}); one process writes a store: \
+                 give each instance its own store and signing key (origin)",
+                holder.trim()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(open_error(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the SQLite file, sets and reads back WAL
     /// and `synchronous=FULL`, creates the schema, and starts the writer.
@@ -180,6 +221,7 @@ impl Store {
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
+        let lock = lock_exclusively(path)?;
         let conn = open_connection(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -221,7 +263,9 @@ impl Store {
                     next_seq,
                     hook,
                 }
-                .run(queue)
+                .run(queue);
+                // The lock is held for as long as the writer runs.
+                drop(lock);
             })
             .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?;
         Ok(Opened {
@@ -635,6 +679,26 @@ mod tests {
         opened.writer.join().unwrap();
         let again = Store::open(&path, Box::new(|_, _| {})).unwrap();
         assert_eq!(again.next_seq, 100);
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_is_refused_until_the_first_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let first = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let error = Store::open(&path, Box::new(|_, _| {}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("in use by another Warden process"),
+            "{error}"
+        );
+        assert!(error.contains(&std::process::id().to_string()), "{error}");
+        // Readers are welcome meanwhile.
+        Reader::open(&path).unwrap();
+        drop(first.store);
+        first.writer.join().unwrap();
+        Store::open(&path, Box::new(|_, _| {})).unwrap();
     }
 
     #[tokio::test]
