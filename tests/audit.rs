@@ -278,9 +278,11 @@ async fn tail_follows_new_records_and_a_second_writer_is_refused() {
         stderr.contains("in use by another Warden process"),
         "{stderr}"
     );
+    // Follow from the current end (no race with tail's own start-up).
+    let end = records(&warden.db()).len().to_string();
     let mut tail = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["audit", "tail", "--db"])
+            .args(["audit", "tail", "--from-seq", &end, "--db"])
             .arg(warden.db())
             .stdout(Stdio::piped())
             .spawn()
@@ -295,15 +297,17 @@ async fn tail_follows_new_records_and_a_second_writer_is_refused() {
             .take(2)
             .collect::<Vec<_>>()
     });
-    // Give tail a moment to read the current end, then make a call.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let (client, _) = connect(&warden.url()).await;
     call(&client, "echo", json!({"text": "tailed"}))
         .await
         .unwrap();
-    let lines = tokio::task::spawn_blocking(move || lines.join().unwrap())
-        .await
-        .unwrap();
+    let lines = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || lines.join().unwrap()),
+    )
+    .await
+    .expect("tail printed the call's records")
+    .unwrap();
     let kinds: Vec<Value> = lines
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].clone())

@@ -180,4 +180,22 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
     assert_eq!(text(&answer), "hello Ada");
     assert_eq!(handler.seen().elicitations.len(), 1);
     assert!(dir.path().join("state").is_dir(), "data dir created");
+
+    // The dev store's audit log verifies with the dev public key.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let verify = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--db"])
+        .arg(state.join("warden.db"))
+        .arg("--key")
+        .arg(state.join("audit.pub"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{report}");
+    assert!(report.contains("OK: origin warden-dev/audit"), "{report}");
 }
