@@ -27,8 +27,31 @@ fn recording_upstream(calls: &Path) -> (KillOnDrop, u16) {
     (child, port)
 }
 
-fn http_upstream(port: u16) -> String {
-    format!("[upstreams.demo]\nurl = \"http://127.0.0.1:{port}/mcp\"\n")
+/// A Warden (anonymous callers, extra `[audit]` keys) in front of a
+/// recording upstream, and the scratch folder with the upstream's call log.
+struct Audited {
+    scratch: tempfile::TempDir,
+    calls: PathBuf,
+    _upstream: KillOnDrop,
+    warden: Warden,
+}
+
+fn audited(audit_extra: &str) -> Audited {
+    let scratch = tempfile::tempdir().unwrap();
+    let calls = scratch.path().join("calls.log");
+    let (upstream, port) = recording_upstream(&calls);
+    let warden = Warden::start_with_audit(
+        "",
+        "allow_anonymous = true",
+        &format!("[upstreams.demo]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"),
+        audit_extra,
+    );
+    Audited {
+        scratch,
+        calls,
+        _upstream: upstream,
+        warden,
+    }
 }
 
 /// What the upstream received, one echoed text per line.
@@ -124,15 +147,12 @@ fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 #[tokio::test]
 async fn every_call_has_an_intent_before_and_an_outcome_after() {
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let (_upstream, port) = recording_upstream(&calls);
-    let mut warden = Warden::start_with_audit(
-        "",
-        "allow_anonymous = true",
-        &http_upstream(port),
-        "checkpoint_interval = \"200ms\"\n[audit.redaction.tools]\necho = [\"text\"]\n",
-    );
+    let Audited {
+        scratch,
+        calls,
+        _upstream,
+        mut warden,
+    } = audited("checkpoint_interval = \"200ms\"\n[audit.redaction.tools]\necho = [\"text\"]\n");
     let (client, _) = connect(&warden.url()).await;
     let echoed = call(&client, "echo", json!({"text": "hello audit"}))
         .await
@@ -262,10 +282,12 @@ async fn every_call_has_an_intent_before_and_an_outcome_after() {
 
 #[tokio::test]
 async fn tail_follows_new_records_and_a_second_writer_is_refused() {
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let (_upstream, port) = recording_upstream(&calls);
-    let warden = Warden::start("", &http_upstream(port));
+    let Audited {
+        scratch: _scratch,
+        calls: _calls,
+        _upstream,
+        warden,
+    } = audited("");
     // One process writes a store: a second Warden on it does not start.
     let second = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--config"])
@@ -327,16 +349,13 @@ async fn secrets_never_reach_the_store_the_wal_or_an_export() {
     // A plain-looking secret: redacted because its argument is named so.
     const PASSWORD: &str = "hunter2-test-password-value";
     const VISIBLE: &str = "rg-visible-marker";
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let (_upstream, port) = recording_upstream(&calls);
-    let mut warden = Warden::start_with_audit(
-        "",
-        "allow_anonymous = true",
-        &http_upstream(port),
-        // `text` and `name` are allowlisted: secret-looking values are still redacted.
-        "[audit.redaction.tools]\necho = [\"text\"]\n",
-    );
+    // `text` and `name` are allowlisted: secret-looking values are still redacted.
+    let Audited {
+        scratch,
+        calls: _calls,
+        _upstream,
+        mut warden,
+    } = audited("[audit.redaction.tools]\necho = [\"text\"]\n");
     let (client, _) = connect(&warden.url()).await;
     for secret in SECRETS {
         let args = json!({
@@ -401,15 +420,12 @@ async fn secrets_never_reach_the_store_the_wal_or_an_export() {
 
 #[tokio::test]
 async fn an_exhausted_disk_refuses_calls_until_it_has_room() {
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let (_upstream, port) = recording_upstream(&calls);
-    let mut warden = Warden::start_with_audit(
-        "",
-        "allow_anonymous = true",
-        &http_upstream(port),
-        "[audit.redaction.tools]\necho = [\"text\"]\n",
-    );
+    let Audited {
+        scratch: _scratch,
+        calls,
+        _upstream,
+        mut warden,
+    } = audited("[audit.redaction.tools]\necho = [\"text\"]\n");
     let (client, _) = connect(&warden.url()).await;
     call(&client, "echo", json!({"text": "before"}))
         .await
@@ -473,15 +489,12 @@ fn immutable(path: &Path, on: bool) {
 
 #[tokio::test]
 async fn a_read_only_log_refuses_calls_and_an_unwritten_outcome_fails_closed() {
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let (_upstream, port) = recording_upstream(&calls);
-    let mut warden = Warden::start_with_audit(
-        "",
-        "allow_anonymous = true",
-        &http_upstream(port),
-        "[audit.redaction.tools]\necho = [\"text\"]\n",
-    );
+    let Audited {
+        scratch: _scratch,
+        calls,
+        _upstream,
+        mut warden,
+    } = audited("[audit.redaction.tools]\necho = [\"text\"]\n");
     let db = warden.db();
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     let (client, _) = connect(&warden.url()).await;
@@ -571,15 +584,12 @@ async fn a_read_only_log_refuses_calls_and_an_unwritten_outcome_fails_closed() {
 
 #[tokio::test]
 async fn after_kill_9_under_load_the_log_verifies_and_holds_every_forwarded_call() {
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let (_upstream, port) = recording_upstream(&calls);
-    let mut warden = Warden::start_with_audit(
-        "",
-        "allow_anonymous = true",
-        &http_upstream(port),
-        "checkpoint_interval = \"100ms\"\n[audit.redaction.tools]\necho = [\"text\"]\n",
-    );
+    let Audited {
+        scratch: _scratch,
+        calls,
+        _upstream,
+        mut warden,
+    } = audited("checkpoint_interval = \"100ms\"\n[audit.redaction.tools]\necho = [\"text\"]\n");
     let url = warden.url();
     let mut load = Vec::new();
     for worker in 0..8 {
@@ -638,15 +648,12 @@ async fn after_kill_9_under_load_the_log_verifies_and_holds_every_forwarded_call
 
 #[tokio::test]
 async fn checkpoints_on_demand_heartbeats_when_idle_and_a_held_lock_refuses() {
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let (_upstream, port) = recording_upstream(&calls);
-    let mut warden = Warden::start_with_audit(
-        "",
-        "allow_anonymous = true",
-        &http_upstream(port),
-        "checkpoint_interval = \"1h\"\nheartbeat_interval = \"1s\"\n",
-    );
+    let Audited {
+        scratch: _scratch,
+        calls,
+        _upstream,
+        mut warden,
+    } = audited("checkpoint_interval = \"1h\"\nheartbeat_interval = \"1s\"\n");
     let checkpoints = || {
         warden::store::Reader::open(&warden.db())
             .unwrap()

@@ -278,35 +278,23 @@ impl Verifier {
         for p in list {
             let key = self.key_for_size(size).clone();
             let mut good = p.authentic;
-            match p.note.signed_by(&key) {
-                Signature::Valid => {}
-                Signature::Invalid => {
-                    good = false;
-                    self.problem(
-                        Verdict::Invalid,
-                        None,
-                        Some(&p.label),
-                        format!(
-                            "the signature of {}+{} does not verify (altered)",
-                            key.name(),
-                            key.id_hex()
-                        ),
-                    );
-                }
-                Signature::Absent => {
-                    good = false;
-                    self.problem(
-                        Verdict::Invalid,
-                        None,
-                        Some(&p.label),
-                        format!(
-                            "not signed by the trusted key {}+{} (signed by {})",
-                            key.name(),
-                            key.id_hex(),
-                            p.note.signers().join(", ")
-                        ),
-                    );
-                }
+            let signature_problem = match p.note.signed_by(&key) {
+                Signature::Valid => None,
+                Signature::Invalid => Some(format!(
+                    "the signature of {}+{} does not verify (altered)",
+                    key.name(),
+                    key.id_hex()
+                )),
+                Signature::Absent => Some(format!(
+                    "not signed by the trusted key {}+{} (signed by {})",
+                    key.name(),
+                    key.id_hex(),
+                    p.note.signers().join(", ")
+                )),
+            };
+            if let Some(reason) = signature_problem {
+                good = false;
+                self.problem(Verdict::Invalid, None, Some(&p.label), reason);
             }
             if p.body.root != root {
                 good = false;
