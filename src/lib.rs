@@ -4,6 +4,7 @@
 //! is the MCP front; [`executor`] talks to upstream servers.
 
 pub mod audit;
+pub mod catalog;
 pub mod config;
 pub mod dev;
 pub mod executor;
@@ -11,4 +12,5 @@ pub mod gateway;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod store;

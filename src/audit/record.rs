@@ -90,6 +90,8 @@ pub enum Status {
     Cancelled,
     /// Warden stopped (crashed) before the call ended; written at the next start.
     Abandoned,
+    /// Policy denied the call; it was not executed.
+    Denied,
 }
 
 impl Status {
@@ -100,6 +102,7 @@ impl Status {
             Status::Error => "error",
             Status::Cancelled => "cancelled",
             Status::Abandoned => "abandoned",
+            Status::Denied => "denied",
         }
     }
 }

@@ -1,0 +1,878 @@
+//! The engine: a validated policy set behind an atomic pointer, and the
+//! evaluation of calls against it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    AuthorizationError, Authorizer, Context, Decision as CedarDecision, Effect as CedarEffect,
+    Entities, Entity, EntityUid, PolicyId, PolicySet, Request, ValidationMode, Validator,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
+use super::error::{PolicyError, Problem};
+use super::request::{self, CallContext, JitFacts, OperationFacts, RiskFacts, RolesByGroup, Types};
+use super::residual;
+use super::schema::{self, SchemaParts};
+use super::scope::Hierarchy;
+use super::source::{self, PolicyInfo};
+use super::{BUILTIN_SCHEMA, PolicyConfig};
+use crate::identity::{Principal, PrincipalKind};
+
+/// What a successful load found: recorded as the `policy_load` audit
+/// record's details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The policy-set hash (see [`hash_files`](super::hash_files)).
+    pub hash: String,
+    pub dir: PathBuf,
+    /// The schema file, or `built-in`.
+    pub schema: String,
+    /// The `*.cedar` files, sorted.
+    pub files: Vec<PathBuf>,
+    pub policies: Vec<PolicyInfo>,
+    /// Operations declared in the schema (the static file's and the
+    /// catalog's).
+    pub operations: usize,
+    /// Validator warnings (e.g. a policy that can never apply) and unknown
+    /// annotations; the set is loaded regardless.
+    pub warnings: Vec<String>,
+}
+
+/// Policies of one kind of evaluation, and their permits alone (to tell
+/// "a forbid denied" from "no permit applied").
+pub(crate) struct Sets {
+    all: PolicySet,
+    permits: PolicySet,
+}
+
+impl Sets {
+    fn of<'a>(policies: impl Iterator<Item = &'a cedar_policy::Policy>) -> Result<Self, String> {
+        let mut all = PolicySet::new();
+        let mut permits = PolicySet::new();
+        for p in policies {
+            if p.effect() == CedarEffect::Permit {
+                permits.add(p.clone()).map_err(|e| e.to_string())?;
+            }
+            all.add(p.clone()).map_err(|e| e.to_string())?;
+        }
+        Ok(Sets { all, permits })
+    }
+}
+
+/// A loaded, validated policy set with its schema.
+pub(crate) struct Compiled {
+    pub summary: Summary,
+    parts: SchemaParts,
+    types: Types,
+    /// The policies enforced: all but `@shadow` ones.
+    enforced: Sets,
+    /// All policies, when some are `@shadow`.
+    full: Option<Sets>,
+    info: HashMap<String, PolicyInfo>,
+}
+
+/// Loads, parses and strictly validates the policy set of `config`.
+pub(crate) fn compile(
+    config: &PolicyConfig,
+    known_operations: &[(String, String)],
+) -> Result<Compiled, PolicyError> {
+    let (schema_file, schema_label, schema_source) = match &config.schema {
+        Some(path) => (
+            path.clone(),
+            path.display().to_string(),
+            std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => (
+            PathBuf::from("schemas/warden.cedarschema"),
+            "built-in".to_owned(),
+            BUILTIN_SCHEMA.to_owned(),
+        ),
+    };
+    let parts = schema::build(&schema_file, &schema_source, known_operations)?;
+    let types = Types::new().map_err(|message| PolicyError::Schema {
+        file: schema_file.clone(),
+        message,
+    })?;
+    self_check(&parts, &types).map_err(|message| PolicyError::Schema {
+        file: schema_file.clone(),
+        message: format!("it does not describe the requests Warden builds: {message}"),
+    })?;
+
+    let sources = source::read_dir(&config.dir)?;
+    let info: HashMap<String, PolicyInfo> = sources
+        .policies
+        .iter()
+        .map(|(_, i)| (i.id.clone(), i.clone()))
+        .collect();
+    let located = |id: &str, message: String| {
+        let i = info.get(id);
+        Problem {
+            file: i.map(|i| i.file.clone()).unwrap_or_default(),
+            line: i.map_or(0, |i| i.line),
+            policy: Some(id.to_owned()),
+            message,
+        }
+    };
+    // Ids are unique by now, so adding cannot fail; report it if it does.
+    let set_error = |message: String| {
+        PolicyError::Invalid(vec![Problem {
+            file: config.dir.clone(),
+            line: 0,
+            policy: None,
+            message,
+        }])
+    };
+    let full = Sets::of(sources.policies.iter().map(|(p, _)| p)).map_err(set_error)?;
+    let result = Validator::new(parts.schema.clone()).validate(&full.all, ValidationMode::Strict);
+    let problems: Vec<Problem> = result
+        .validation_errors()
+        .map(|e| located(e.policy_id().as_ref(), e.to_string()))
+        .collect();
+    if !problems.is_empty() {
+        return Err(PolicyError::Invalid(problems));
+    }
+    let mut warnings = sources.warnings;
+    warnings.extend(
+        result
+            .validation_warnings()
+            .map(|w| located(w.policy_id().as_ref(), w.to_string()).to_string()),
+    );
+
+    let shadowed = sources.policies.iter().any(|(_, i)| i.shadow);
+    let (enforced, full) = if shadowed {
+        let enforced = Sets::of(
+            sources
+                .policies
+                .iter()
+                .filter(|(_, i)| !i.shadow)
+                .map(|(p, _)| p),
+        )
+        .map_err(set_error)?;
+        if enforced.all.is_empty() {
+            warnings.push("every policy is @shadow: every call is denied".into());
+        }
+        (enforced, Some(full))
+    } else {
+        (full, None)
+    };
+
+    let summary = Summary {
+        hash: sources.hash,
+        dir: config.dir.clone(),
+        schema: schema_label,
+        files: sources.files,
+        policies: sources.policies.into_iter().map(|(_, i)| i).collect(),
+        operations: parts.actions.operations(),
+        warnings,
+    };
+    Ok(Compiled {
+        summary,
+        parts,
+        types,
+        enforced,
+        full,
+        info,
+    })
+}
+
+/// Checks that the schema's entity types and context accept what
+/// [`request`] builds, so that a schema edit cannot make every request
+/// fail at run time.
+fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
+    use std::collections::BTreeMap;
+
+    let mut user = Principal::anonymous(Some([192, 0, 2, 1].into()));
+    user.groups.insert("g1".into());
+    user.roles.insert("Reader".into());
+    user.scopes.insert("access_as_user".into());
+    user.client_app = Some("app".into());
+    user.acrs.insert("c1".into());
+    let mut app = Principal::anonymous(None);
+    app.kind = PrincipalKind::Application;
+    let mut entities: Vec<Entity> = Vec::new();
+    for p in [&user, &app] {
+        let (_, e) = request::principal_entities(types, p, &RolesByGroup::new())?;
+        entities.extend(e);
+    }
+    let mut op = OperationFacts::new(
+        "A/b/read",
+        "read",
+        "/subscriptions/s/resourcegroups/rg/providers/a/b/c",
+    );
+    op.location = Some("westeurope".into());
+    op.tags = BTreeMap::from([("env".into(), "dev".into())]);
+    let hierarchy = Hierarchy::default();
+    let (resource, _, e) = request::resource_entities(types, &op, &hierarchy)?;
+    entities.extend(e);
+    let mg = OperationFacts::new(
+        "A/b/read",
+        "read",
+        "/providers/microsoft.management/managementgroups/m",
+    );
+    entities.extend(request::resource_entities(types, &mg, &hierarchy)?.2);
+    let entities: HashMap<EntityUid, Entity> = entities.into_iter().map(|e| (e.uid(), e)).collect();
+    Entities::from_entities(entities.into_values(), Some(&parts.schema))
+        .map_err(|e| e.to_string())?;
+
+    // A declared operation (there may be none) checks the context type.
+    let Some(declared) = parts.actions.any_operation() else {
+        return Ok(());
+    };
+    let mut full = CallContext::new("t", "s", chrono::Utc::now());
+    full.user_agent = Some("ua".into());
+    full.arguments = Some(serde_json::json!({ "ignored": 1 }));
+    full.risk = Some(RiskFacts {
+        score: 1,
+        level: "low".into(),
+    });
+    full.jit = Some(JitFacts {
+        grant_id: "g".into(),
+        approver: "a".into(),
+        expires: chrono::Utc::now(),
+        role: Some("Owner".into()),
+        scope: Some("/".into()),
+    });
+    let minimal = CallContext::new("t", "s", chrono::Utc::now());
+    for (principal, call) in [(&user, &full), (&app, &minimal)] {
+        let (p, _) = request::principal_entities(types, principal, &RolesByGroup::new())?;
+        let context = request::context(principal, call, &parts.args)?;
+        Request::new(
+            p,
+            types.action(&declared)?,
+            resource.clone(),
+            context,
+            Some(&parts.schema),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A request ready for Cedar.
+struct Built {
+    request: Request,
+    entities: Entities,
+    resource: String,
+}
+
+/// One evaluation of a call against one set of policies.
+struct Evaluation {
+    outcome: Outcome,
+    errors: Vec<String>,
+    alerts: Vec<Alert>,
+}
+
+/// The per-call facts shared by its operations.
+struct Prepared {
+    principal: (EntityUid, Vec<Entity>),
+    context: Context,
+}
+
+/// The policy engine. Cheap to share (`Arc<Engine>`); evaluation never
+/// blocks on a reload.
+pub struct Engine {
+    config: PolicyConfig,
+    hierarchy: Hierarchy,
+    roles_by_group: RolesByGroup,
+    operations: Mutex<Vec<(String, String)>>,
+    current: ArcSwap<Compiled>,
+    reloading: Mutex<()>,
+    authorizer: Authorizer,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.config.dir)
+            .field("hash", &self.hash())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[policy.roles]` inverted: group object id → roles.
+pub(crate) fn roles_by_group(config: &PolicyConfig) -> Result<RolesByGroup, PolicyError> {
+    let mut map = RolesByGroup::new();
+    for (role, groups) in &config.roles {
+        let key = format!("roles.{role}");
+        if role.trim().is_empty() {
+            return Err(PolicyError::Config {
+                key,
+                message: "a role name cannot be empty".into(),
+            });
+        }
+        for group in groups {
+            if group.trim().is_empty() {
+                return Err(PolicyError::Config {
+                    key,
+                    message: "a group object id cannot be empty".into(),
+                });
+            }
+            map.entry(group.trim().to_ascii_lowercase())
+                .or_default()
+                .push(role.clone());
+        }
+    }
+    Ok(map)
+}
+
+impl Engine {
+    /// Loads and validates the policy set. `known_operations` are the
+    /// catalog's `(azure_op, class)` pairs; they are declared as actions
+    /// (see "Actions" in the [module documentation](super)).
+    pub fn load(
+        config: &PolicyConfig,
+        known_operations: &[(String, String)],
+    ) -> Result<Self, PolicyError> {
+        let hierarchy = Hierarchy::from_config(&config.management_groups)?;
+        let roles_by_group = roles_by_group(config)?;
+        let compiled = compile(config, known_operations)?;
+        Ok(Engine {
+            config: config.clone(),
+            hierarchy,
+            roles_by_group,
+            operations: Mutex::new(known_operations.to_vec()),
+            current: ArcSwap::from_pointee(compiled),
+            reloading: Mutex::new(()),
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// The hash of the running policy set.
+    pub fn hash(&self) -> String {
+        self.current.load().summary.hash.clone()
+    }
+
+    /// What the running set was loaded from.
+    pub fn summary(&self) -> Summary {
+        self.current.load().summary.clone()
+    }
+
+    /// Re-reads the policy files (and schema) and swaps the new set in
+    /// atomically. On error the running set stays, untouched.
+    pub fn reload(&self) -> Result<Summary, PolicyError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let operations = self
+            .operations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.swap(compile(&self.config, &operations)?)
+    }
+
+    /// Like [`Engine::reload`], with a new set of known operations (the
+    /// catalog changed); kept for later reloads only if the load succeeds.
+    pub fn reload_with_operations(
+        &self,
+        known_operations: &[(String, String)],
+    ) -> Result<Summary, PolicyError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let summary = self.swap(compile(&self.config, known_operations)?)?;
+        *self
+            .operations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = known_operations.to_vec();
+        Ok(summary)
+    }
+
+    fn swap(&self, compiled: Compiled) -> Result<Summary, PolicyError> {
+        let summary = compiled.summary.clone();
+        self.current.store(Arc::new(compiled));
+        Ok(summary)
+    }
+
+    /// Decides a call: allowed iff every operation is. Never fails: a call
+    /// that cannot be evaluated is denied, with the reason in `errors`.
+    /// Under the global shadow flag the call is allowed and the decision
+    /// the policies made is in `shadow`.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        operations: &[OperationFacts],
+        call: &CallContext,
+    ) -> Decision {
+        self.decide(
+            &self.current.load(),
+            principal,
+            operations,
+            call,
+            self.config.shadow,
+        )
+    }
+
+    /// [`Engine::authorize`] ignoring the global shadow flag (policy tests
+    /// check what the policies decide, not how they are deployed).
+    pub(crate) fn authorize_enforcing(
+        &self,
+        principal: &Principal,
+        operations: &[OperationFacts],
+        call: &CallContext,
+    ) -> Decision {
+        self.decide(&self.current.load(), principal, operations, call, false)
+    }
+
+    fn decide(
+        &self,
+        c: &Compiled,
+        principal: &Principal,
+        operations: &[OperationFacts],
+        call: &CallContext,
+        global_shadow: bool,
+    ) -> Decision {
+        let hash = &c.summary.hash;
+        if operations.is_empty() {
+            return Decision::error(hash, "the call resolved to no Azure operation");
+        }
+        let built: Vec<Result<Built, String>> = match self.prepare(c, principal, call) {
+            Ok(prepared) => operations
+                .iter()
+                .map(|op| self.build(c, &prepared, op))
+                .collect(),
+            Err(e) => operations.iter().map(|_| Err(e.clone())).collect(),
+        };
+
+        if global_shadow {
+            let would = self.evaluate(
+                c,
+                c.full.as_ref().unwrap_or(&c.enforced),
+                operations,
+                &built,
+            );
+            let enforced = Outcome::of(
+                operations
+                    .iter()
+                    .zip(&built)
+                    .map(|(op, b)| OperationDecision {
+                        azure_op: op.azure_op.clone(),
+                        resource: resource_of(op, b),
+                        effect: Effect::Allow,
+                        advice: None,
+                        policies: Vec::new(),
+                    })
+                    .collect(),
+            );
+            let differs = would.outcome.effect != Effect::Allow;
+            return Decision {
+                outcome: enforced,
+                policy_set: hash.clone(),
+                errors: would.errors,
+                alerts: would.alerts,
+                shadow: Some(Shadow {
+                    global: true,
+                    outcome: would.outcome,
+                    differs,
+                }),
+            };
+        }
+
+        let enforced = self.evaluate(c, &c.enforced, operations, &built);
+        let shadow = c.full.as_ref().map(|full| {
+            let would = self.evaluate(c, full, operations, &built);
+            let differs = would.outcome.effect != enforced.outcome.effect
+                || would.outcome.advice != enforced.outcome.advice;
+            Shadow {
+                global: false,
+                outcome: would.outcome,
+                differs,
+            }
+        });
+        Decision {
+            outcome: enforced.outcome,
+            policy_set: hash.clone(),
+            errors: enforced.errors,
+            alerts: enforced.alerts,
+            shadow,
+        }
+    }
+
+    fn prepare(
+        &self,
+        c: &Compiled,
+        principal: &Principal,
+        call: &CallContext,
+    ) -> Result<Prepared, String> {
+        Ok(Prepared {
+            principal: request::principal_entities(&c.types, principal, &self.roles_by_group)?,
+            context: request::context(principal, call, &c.parts.args)?,
+        })
+    }
+
+    fn build(
+        &self,
+        c: &Compiled,
+        prepared: &Prepared,
+        op: &OperationFacts,
+    ) -> Result<Built, String> {
+        let action = c.parts.actions.resolve(&op.azure_op, &op.class)?;
+        let (action_uid, action_entities) = request::action_entities(&c.types, &action)?;
+        let (resource_uid, resource, resource_entities) =
+            request::resource_entities(&c.types, op, &self.hierarchy)?;
+        let (principal_uid, principal_entities) = &prepared.principal;
+        let request = Request::new(
+            principal_uid.clone(),
+            action_uid,
+            resource_uid,
+            prepared.context.clone(),
+            action.declared.then_some(&c.parts.schema),
+        )
+        .map_err(|e| format!("request: {e}"))?;
+        let entities = request::entities(
+            principal_entities
+                .iter()
+                .cloned()
+                .chain(action_entities)
+                .chain(resource_entities)
+                .collect(),
+        )?;
+        Ok(Built {
+            request,
+            entities,
+            resource,
+        })
+    }
+
+    fn evaluate(
+        &self,
+        c: &Compiled,
+        sets: &Sets,
+        operations: &[OperationFacts],
+        built: &[Result<Built, String>],
+    ) -> Evaluation {
+        let mut errors = Vec::new();
+        let mut alerts = BTreeSet::new();
+        let mut decisions = Vec::with_capacity(operations.len());
+        for (op, b) in operations.iter().zip(built) {
+            let decision = match b {
+                Ok(b) => self.evaluate_one(c, sets, op, b, &mut errors, &mut alerts),
+                Err(e) => {
+                    errors.push(format!("{}: {e}", op.azure_op));
+                    OperationDecision {
+                        azure_op: op.azure_op.clone(),
+                        resource: resource_of(op, b),
+                        effect: Effect::Deny,
+                        advice: Some(Advice::Deny),
+                        policies: Vec::new(),
+                    }
+                }
+            };
+            decisions.push(decision);
+        }
+        Evaluation {
+            outcome: Outcome::of(decisions),
+            errors,
+            alerts: alerts.into_iter().collect(),
+        }
+    }
+
+    /// One operation: Cedar's answer, made fail-closed, with advice and
+    /// alerts.
+    fn evaluate_one(
+        &self,
+        c: &Compiled,
+        sets: &Sets,
+        op: &OperationFacts,
+        b: &Built,
+        errors: &mut Vec<String>,
+        alerts: &mut BTreeSet<Alert>,
+    ) -> OperationDecision {
+        let response = self
+            .authorizer
+            .is_authorized(&b.request, &sets.all, &b.entities);
+        let reasons = sorted(response.diagnostics().reason().map(ToString::to_string));
+        let mut failed = Vec::new();
+        for error in response.diagnostics().errors() {
+            let AuthorizationError::PolicyEvaluationError(e) = error;
+            failed.push(e.policy_id().to_string());
+            errors.push(format!("{}: {error}", op.azure_op));
+        }
+        let allowed = response.decision() == CedarDecision::Allow;
+
+        // The satisfied permits: Cedar lists them on allow; on deny they are
+        // found by evaluating the permits alone.
+        let satisfied_permits = if allowed {
+            reasons.clone()
+        } else {
+            let permits = self
+                .authorizer
+                .is_authorized(&b.request, &sets.permits, &b.entities);
+            if permits.decision() == CedarDecision::Allow {
+                sorted(permits.diagnostics().reason().map(ToString::to_string))
+            } else {
+                Vec::new()
+            }
+        };
+        let satisfied_forbids = if allowed { &[][..] } else { &reasons[..] };
+        for id in satisfied_permits.iter().chain(satisfied_forbids) {
+            if let Some(alert) = c.info.get(id).and_then(|i| i.alert.clone()) {
+                alerts.insert(Alert {
+                    policy: id.clone(),
+                    alert,
+                });
+            }
+        }
+
+        let (effect, advice, policies) = if !failed.is_empty() {
+            (Effect::Deny, Some(Advice::Deny), sorted(failed.into_iter()))
+        } else if allowed {
+            (Effect::Allow, None, reasons)
+        } else if reasons.is_empty() || satisfied_permits.is_empty() {
+            // No permit applies: neither step-up nor approval can help.
+            (Effect::Deny, Some(Advice::Deny), reasons)
+        } else {
+            let advice = reasons
+                .iter()
+                .map(|id| {
+                    c.info
+                        .get(id)
+                        .and_then(|i| i.advice)
+                        .unwrap_or(Advice::Deny)
+                })
+                .max();
+            (Effect::Deny, advice.or(Some(Advice::Deny)), reasons)
+        };
+        OperationDecision {
+            azure_op: op.azure_op.clone(),
+            resource: b.resource.clone(),
+            effect,
+            advice,
+            policies,
+        }
+    }
+
+    /// Whether `principal` could be allowed to perform all of `operations`
+    /// (`(azure_op, class)`) together, on some resource in some context:
+    /// the `tools/list` filter. Call it once per set of operations a tool
+    /// call performs; for a tool whose operations depend on its arguments,
+    /// list the tool if any alternative could be allowed.
+    ///
+    /// Method: Cedar partial evaluation with the principal and action known
+    /// and the resource and context unknown, per operation. The operation
+    /// can never be allowed when the partial decision is already deny (no
+    /// permit can apply, or a forbid applies whatever the resource and
+    /// context), when a policy fails whatever they are (errors deny), or
+    /// when every permit left is a residual whose conditions are already
+    /// decided false: Cedar leaves `<unknown> && false` unsimplified, so
+    /// boolean constants are folded in the residuals (the NotActions of a
+    /// custom role are caught this way). Forbids left as residuals (MFA,
+    /// JIT, tags) may not apply, so they do not hide a tool: the caller may
+    /// step up or obtain a grant. Under the global shadow flag everything
+    /// could be allowed.
+    pub fn could_be_allowed<A: AsRef<str>, C: AsRef<str>>(
+        &self,
+        principal: &Principal,
+        operations: impl IntoIterator<Item = (A, C)>,
+    ) -> bool {
+        if self.config.shadow {
+            return true;
+        }
+        let c = self.current.load();
+        let Ok((principal_uid, principal_entities)) =
+            request::principal_entities(&c.types, principal, &self.roles_by_group)
+        else {
+            return false;
+        };
+        let mut any = false;
+        for (azure_op, class) in operations {
+            any = true;
+            if !self.could_allow_one(
+                &c,
+                &principal_uid,
+                &principal_entities,
+                azure_op.as_ref(),
+                class.as_ref(),
+            ) {
+                return false;
+            }
+        }
+        any
+    }
+
+    fn could_allow_one(
+        &self,
+        c: &Compiled,
+        principal_uid: &EntityUid,
+        principal_entities: &[Entity],
+        azure_op: &str,
+        class: &str,
+    ) -> bool {
+        let Ok(action) = c.parts.actions.resolve(azure_op, class) else {
+            return false;
+        };
+        let Ok((action_uid, action_entities)) = request::action_entities(&c.types, &action) else {
+            return false;
+        };
+        let Ok(entities) = request::entities(
+            principal_entities
+                .iter()
+                .cloned()
+                .chain(action_entities)
+                .collect(),
+        ) else {
+            return false;
+        };
+        let request = Request::builder()
+            .principal(principal_uid.clone())
+            .action(action_uid)
+            .build();
+        let response = self
+            .authorizer
+            .is_authorized_partial(&request, &c.enforced.all, &entities);
+        if response.definitely_errored().next().is_some() {
+            return false;
+        }
+        match response.decision() {
+            Some(CedarDecision::Deny) => false,
+            Some(CedarDecision::Allow) => true,
+            None => {
+                response
+                    .definitely_satisfied()
+                    .any(|p| p.effect() == CedarEffect::Permit)
+                    || response.nontrivial_residuals().any(|p| {
+                        p.effect() == CedarEffect::Permit && !residual::never_satisfied(&p)
+                    })
+            }
+        }
+    }
+
+    /// The decision on a call with the Cedar request of each operation
+    /// (entities and context as JSON) and the text of the determining
+    /// policies: `warden policy explain`.
+    pub fn explain(
+        &self,
+        principal: &Principal,
+        operations: &[OperationFacts],
+        call: &CallContext,
+    ) -> Explanation {
+        let c = self.current.load();
+        let decision = self.decide(&c, principal, operations, call, self.config.shadow);
+        let prepared = self.prepare(&c, principal, call);
+        let requests = operations
+            .iter()
+            .map(|op| {
+                let built = prepared
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|p| self.build(&c, p, op));
+                match built {
+                    Ok(b) => ExplainedRequest {
+                        azure_op: op.azure_op.clone(),
+                        principal: b.request.principal().map(ToString::to_string),
+                        action: b.request.action().map(ToString::to_string),
+                        resource: b.request.resource().map(ToString::to_string),
+                        context: b
+                            .request
+                            .context()
+                            .and_then(|ctx| ctx.to_json_value().ok())
+                            .unwrap_or(Value::Null),
+                        entities: b.entities.to_json_value().unwrap_or(Value::Null),
+                        error: None,
+                    },
+                    Err(e) => ExplainedRequest {
+                        azure_op: op.azure_op.clone(),
+                        principal: None,
+                        action: None,
+                        resource: None,
+                        context: Value::Null,
+                        entities: Value::Null,
+                        error: Some(e),
+                    },
+                }
+            })
+            .collect();
+        let mut ids: BTreeSet<&String> = decision.outcome.policies.iter().collect();
+        if let Some(shadow) = &decision.shadow {
+            ids.extend(&shadow.outcome.policies);
+        }
+        let all = c.full.as_ref().unwrap_or(&c.enforced);
+        let policies = ids
+            .into_iter()
+            .filter_map(|id| {
+                let info = c.info.get(id)?;
+                let text = all.all.policy(&PolicyId::new(id))?.to_string();
+                Some(ExplainedPolicy {
+                    info: info.clone(),
+                    text,
+                })
+            })
+            .collect();
+        Explanation {
+            decision,
+            requests,
+            policies,
+        }
+    }
+}
+
+/// See [`Engine::explain`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub decision: Decision,
+    pub requests: Vec<ExplainedRequest>,
+    pub policies: Vec<ExplainedPolicy>,
+}
+
+/// One operation as Cedar saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainedRequest {
+    pub azure_op: String,
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub context: Value,
+    /// Cedar entities JSON (principal, its groups and roles, the action and
+    /// its groups, the resource and the scopes containing it).
+    pub entities: Value,
+    /// Why the request could not be built (the call is then denied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A determining policy, with its source.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainedPolicy {
+    #[serde(flatten)]
+    pub info: PolicyInfo,
+    pub text: String,
+}
+
+fn sorted(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn resource_of(op: &OperationFacts, built: &Result<Built, String>) -> String {
+    match built {
+        Ok(b) => b.resource.clone(),
+        Err(_) => op.resource_id.to_ascii_lowercase(),
+    }
+}
+
+/// Validates the policy set of `config` without starting an engine: the
+/// `warden policy validate` command.
+pub fn validate(
+    config: &PolicyConfig,
+    known_operations: &[(String, String)],
+) -> Result<Summary, PolicyError> {
+    Hierarchy::from_config(&config.management_groups)?;
+    roles_by_group(config)?;
+    Ok(compile(config, known_operations)?.summary)
+}

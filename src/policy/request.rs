@@ -1,0 +1,474 @@
+//! The facts of a call and their Cedar form: principal, action and resource
+//! entities, and the context record.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::schema::{ArgKind, ArgSpec, ResolvedAction, arg_key};
+use super::scope::{Hierarchy, Scope};
+use crate::identity::{Principal, PrincipalKind};
+
+/// One Azure operation of a call, as the catalog resolved it. The
+/// integrator maps `catalog::Operation` onto it (`class` as its snake_case
+/// name); `location` and `tags` come from whatever knows the resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationFacts {
+    /// e.g. `Microsoft.Compute/virtualMachines/delete`, or the catalog's
+    /// synthetic `Warden/tools/<tool>/<class>`.
+    pub azure_op: String,
+    /// `read`, `write`, `delete`, `action`, `privileged` or `unknown`.
+    pub class: String,
+    /// ARM id of the narrowest known scope, any case; `/` if none.
+    #[serde(default = "root_scope")]
+    pub resource_id: String,
+    /// When given, must agree with `resource_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
+    /// When given, must agree with `resource_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+    /// Informative (the catalog may name the targeted type while the id is
+    /// its container); the entity's type is read from `resource_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    /// Informative, like `resource_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Azure region of the resource, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Azure tags of the resource, when known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn root_scope() -> String {
+    "/".into()
+}
+
+impl OperationFacts {
+    /// An operation on the scope `resource_id`, with no other facts.
+    pub fn new(azure_op: &str, class: &str, resource_id: &str) -> Self {
+        OperationFacts {
+            azure_op: azure_op.to_owned(),
+            class: class.to_owned(),
+            resource_id: resource_id.to_owned(),
+            subscription: None,
+            resource_group: None,
+            resource_type: None,
+            name: None,
+            location: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// The risk stage's assessment (`context.risk`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskFacts {
+    /// 0..100.
+    pub score: i64,
+    /// `low`, `medium`, `high` or `critical`.
+    pub level: String,
+}
+
+/// The JIT grant covering the call (`context.jit`), attached by the
+/// approvals stage only when it matches the call (principal, operation,
+/// scope).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JitFacts {
+    pub grant_id: String,
+    /// Object id of the approver.
+    pub approver: String,
+    pub expires: DateTime<Utc>,
+    /// The eligible role activated, when the grant is a role activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// ARM id of the scope the grant covers (lower-cased into the context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// What the pipeline knows of a call besides its principal and operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallContext {
+    /// When the call is evaluated (`context.now`).
+    pub now: DateTime<Utc>,
+    /// The tool as the client called it.
+    pub tool: String,
+    /// MCP session id.
+    pub session: String,
+    pub user_agent: Option<String>,
+    /// The call's arguments; those named in the schema's `Args` reach
+    /// `context.args`.
+    pub arguments: Option<Value>,
+    pub risk: Option<RiskFacts>,
+    pub jit: Option<JitFacts>,
+}
+
+impl CallContext {
+    /// A context at `now` for `tool` with nothing else known.
+    pub fn new(tool: &str, session: &str, now: DateTime<Utc>) -> Self {
+        CallContext {
+            now,
+            tool: tool.to_owned(),
+            session: session.to_owned(),
+            user_agent: None,
+            arguments: None,
+            risk: None,
+            jit: None,
+        }
+    }
+}
+
+/// How app roles are conferred by Entra group membership
+/// (`[policy.roles]`): group object id (lower-cased) → roles.
+pub(crate) type RolesByGroup = HashMap<String, Vec<String>>;
+
+/// The entity type names of the schema, parsed once when policies load so
+/// that building a request cannot fail on them.
+#[derive(Debug, Clone)]
+pub(crate) struct Types(HashMap<&'static str, EntityTypeName>);
+
+impl Types {
+    pub fn new() -> Result<Self, String> {
+        let names = [
+            "User",
+            "ServicePrincipal",
+            "Group",
+            "AppRole",
+            "Action",
+            "Tenant",
+            "ManagementGroup",
+            "Subscription",
+            "ResourceGroup",
+            "Resource",
+        ];
+        let mut map = HashMap::new();
+        for name in names {
+            let parsed = name
+                .parse::<EntityTypeName>()
+                .map_err(|e| format!("entity type {name}: {e}"))?;
+            map.insert(name, parsed);
+        }
+        Ok(Types(map))
+    }
+
+    /// The uid of an entity of one of the schema's types.
+    fn uid(&self, type_name: &str, id: &str) -> Result<EntityUid, String> {
+        let ty = self
+            .0
+            .get(type_name)
+            .ok_or_else(|| format!("entity type {type_name} is not known"))?;
+        Ok(EntityUid::from_type_name_and_id(
+            ty.clone(),
+            EntityId::new(id),
+        ))
+    }
+
+    pub fn action(&self, name: &str) -> Result<EntityUid, String> {
+        self.uid("Action", name)
+    }
+}
+
+fn string(s: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(s.to_owned())
+}
+
+fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> RestrictedExpression {
+    RestrictedExpression::new_set(items.into_iter().map(|s| string(s)))
+}
+
+fn datetime(t: &DateTime<Utc>) -> RestrictedExpression {
+    RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn record(
+    pairs: Vec<(String, RestrictedExpression)>,
+    what: &str,
+) -> Result<RestrictedExpression, String> {
+    RestrictedExpression::new_record(pairs).map_err(|e| format!("{what}: {e}"))
+}
+
+/// The principal entity (`User` or `ServicePrincipal`, id `<tid>/<oid>`)
+/// and its groups and app roles: the token's `roles`, plus the roles
+/// `[policy.roles]` confers on the token's groups.
+pub(crate) fn principal_entities(
+    t: &Types,
+    principal: &Principal,
+    roles_by_group: &RolesByGroup,
+) -> Result<(EntityUid, Vec<Entity>), String> {
+    let type_name = match principal.kind {
+        PrincipalKind::User => "User",
+        PrincipalKind::Application => "ServicePrincipal",
+    };
+    let me = t.uid(type_name, &format!("{}/{}", principal.tid, principal.oid))?;
+    let groups: BTreeSet<String> = principal
+        .groups
+        .iter()
+        .map(|g| g.to_ascii_lowercase())
+        .collect();
+    let mut roles: BTreeSet<&str> = principal.roles.iter().map(String::as_str).collect();
+    for group in &groups {
+        if let Some(conferred) = roles_by_group.get(group) {
+            roles.extend(conferred.iter().map(String::as_str));
+        }
+    }
+    let parents: Vec<EntityUid> = groups
+        .iter()
+        .map(|g| t.uid("Group", g))
+        .chain(roles.iter().map(|r| t.uid("AppRole", r)))
+        .collect::<Result<_, _>>()?;
+    let mut attrs = vec![
+        ("tid".to_owned(), string(&principal.tid)),
+        ("oid".to_owned(), string(&principal.oid)),
+        ("display_name".to_owned(), string(&principal.display_name)),
+        (
+            "groups_overage".to_owned(),
+            RestrictedExpression::new_bool(principal.groups_overage),
+        ),
+    ];
+    if principal.kind == PrincipalKind::User {
+        attrs.push(("scopes".to_owned(), strings(&principal.scopes)));
+    }
+    let mut entities = vec![
+        Entity::new_with_tags(me.clone(), attrs, parents.iter().cloned(), [])
+            .map_err(|e| format!("principal: {e}"))?,
+    ];
+    entities.extend(
+        parents
+            .into_iter()
+            .map(|p| Entity::new_no_attrs(p, Default::default())),
+    );
+    Ok((me, entities))
+}
+
+/// The action entity and its groups.
+pub(crate) fn action_entities(
+    t: &Types,
+    action: &ResolvedAction,
+) -> Result<(EntityUid, Vec<Entity>), String> {
+    let mut entities = Vec::with_capacity(action.entities.len());
+    for (name, parents) in &action.entities {
+        let parents = parents
+            .iter()
+            .map(|p| t.action(p))
+            .collect::<Result<_, _>>()?;
+        entities.push(Entity::new_no_attrs(t.action(name)?, parents));
+    }
+    Ok((t.action(&action.name)?, entities))
+}
+
+/// The resource entity (the narrowest scope of `resource_id`) and every
+/// scope containing it. Location and tags belong to the narrowest scope.
+pub(crate) fn resource_entities(
+    t: &Types,
+    op: &OperationFacts,
+    hierarchy: &Hierarchy,
+) -> Result<(EntityUid, String, Vec<Entity>), String> {
+    let chain = hierarchy.chain(&op.resource_id)?;
+    let target = &chain[0];
+    let agree = |given: &Option<String>, known: &Option<String>, what: &str| match (given, known) {
+        (Some(g), Some(k)) if !g.eq_ignore_ascii_case(k) => Err(format!(
+            "the operation's {what} {g:?} is not the one of its resource id {:?}",
+            op.resource_id
+        )),
+        (Some(g), None) => Err(format!(
+            "the operation names {what} {g:?} but its resource id {:?} has none",
+            op.resource_id
+        )),
+        _ => Ok(()),
+    };
+    agree(&op.subscription, &target.subscription_id, "subscription")?;
+    agree(&op.resource_group, &target.resource_group, "resource group")?;
+
+    let mut entities = Vec::with_capacity(chain.len());
+    for (i, scope) in chain.iter().enumerate() {
+        let (location, tags) = if i == 0 {
+            (
+                op.location.as_deref().map(str::to_ascii_lowercase),
+                op.tags
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        } else {
+            (None, BTreeMap::new())
+        };
+        entities.push(scope_entity(t, scope, location, tags)?);
+    }
+    let target_uid = t.uid(target.kind.type_name(), &target.id)?;
+    Ok((target_uid, target.id.clone(), entities))
+}
+
+fn scope_entity(
+    t: &Types,
+    scope: &Scope,
+    location: Option<String>,
+    tags: BTreeMap<String, String>,
+) -> Result<Entity, String> {
+    let mut attrs = vec![
+        ("name".to_owned(), string(&scope.name)),
+        ("resource_type".to_owned(), string(&scope.resource_type)),
+    ];
+    let optional = [
+        ("subscription_id", scope.subscription_id.as_deref()),
+        ("resource_group", scope.resource_group.as_deref()),
+        ("location", location.as_deref()),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            attrs.push((name.to_owned(), string(v)));
+        }
+    }
+    let parents = scope
+        .parent
+        .iter()
+        .map(|(kind, id)| t.uid(kind.type_name(), id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tags = tags.into_iter().map(|(k, v)| (k, string(&v)));
+    Entity::new_with_tags(
+        t.uid(scope.kind.type_name(), &scope.id)?,
+        attrs,
+        parents,
+        tags,
+    )
+    .map_err(|e| format!("resource {}: {e}", scope.id))
+}
+
+/// The context record (see `Context` in the schema).
+pub(crate) fn context(
+    principal: &Principal,
+    call: &CallContext,
+    args: &[ArgSpec],
+) -> Result<Context, String> {
+    let mut pairs = vec![
+        ("now".to_owned(), datetime(&call.now)),
+        (
+            "mfa".to_owned(),
+            RestrictedExpression::new_bool(principal.mfa),
+        ),
+        ("acrs".to_owned(), strings(&principal.acrs)),
+        ("tool".to_owned(), string(&call.tool)),
+        (
+            "args".to_owned(),
+            record(context_args(call, args)?, "args")?,
+        ),
+    ];
+    if let Some(ip) = principal.source_ip {
+        pairs.push((
+            "source_ip".to_owned(),
+            RestrictedExpression::new_ip(ip.to_string()),
+        ));
+    }
+    if let Some(app) = &principal.client_app {
+        pairs.push(("client_app".to_owned(), string(app)));
+    }
+    if let Some(risk) = &call.risk {
+        let risk = vec![
+            (
+                "score".to_owned(),
+                RestrictedExpression::new_long(risk.score),
+            ),
+            ("level".to_owned(), string(&risk.level.to_ascii_lowercase())),
+        ];
+        pairs.push(("risk".to_owned(), record(risk, "risk")?));
+    }
+    if let Some(jit) = &call.jit {
+        let mut grant = vec![
+            ("grant_id".to_owned(), string(&jit.grant_id)),
+            ("approver".to_owned(), string(&jit.approver)),
+            ("expires".to_owned(), datetime(&jit.expires)),
+        ];
+        if let Some(role) = &jit.role {
+            grant.push(("role".to_owned(), string(role)));
+        }
+        if let Some(scope) = &jit.scope {
+            grant.push(("scope".to_owned(), string(&scope.to_ascii_lowercase())));
+        }
+        pairs.push(("jit".to_owned(), record(grant, "jit")?));
+    }
+    let mut session = vec![("id".to_owned(), string(&call.session))];
+    if let Some(agent) = &call.user_agent {
+        session.push(("user_agent".to_owned(), string(agent)));
+    }
+    pairs.push(("session".to_owned(), record(session, "session")?));
+    Context::from_pairs(pairs).map_err(|e| format!("context: {e}"))
+}
+
+/// The arguments of the call that fill `context.args`: those whose name
+/// matches an `Args` attribute ignoring case, `_` and `-`. Strings are
+/// lower-cased; `null` counts as absent; any other mismatch of type is an
+/// error (so the call is denied rather than a policy silently not seeing
+/// the argument).
+fn context_args(
+    call: &CallContext,
+    specs: &[ArgSpec],
+) -> Result<Vec<(String, RestrictedExpression)>, String> {
+    let Some(Value::Object(arguments)) = &call.arguments else {
+        return Ok(Vec::new());
+    };
+    let mut filled: BTreeMap<&str, (&str, RestrictedExpression)> = BTreeMap::new();
+    for (name, value) in arguments {
+        let key = arg_key(name);
+        let Some(spec) = specs.iter().find(|s| s.key == key) else {
+            continue;
+        };
+        let wrong = |expected: &str| {
+            format!(
+                "argument {name:?} must be {expected} to be tested by policies (context.args.{})",
+                spec.name
+            )
+        };
+        let expr = match (spec.kind, value) {
+            (_, Value::Null) => continue,
+            (ArgKind::String, Value::String(s)) => string(&s.to_ascii_lowercase()),
+            (ArgKind::String, _) => return Err(wrong("a string")),
+            (ArgKind::Long, Value::Number(n)) => {
+                RestrictedExpression::new_long(n.as_i64().ok_or_else(|| wrong("an integer"))?)
+            }
+            (ArgKind::Long, _) => return Err(wrong("an integer")),
+            (ArgKind::Bool, Value::Bool(b)) => RestrictedExpression::new_bool(*b),
+            (ArgKind::Bool, _) => return Err(wrong("a boolean")),
+            (ArgKind::StringSet, Value::Array(items)) => {
+                let items = items
+                    .iter()
+                    .map(|i| i.as_str().map(|s| string(&s.to_ascii_lowercase())))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| wrong("an array of strings"))?;
+                RestrictedExpression::new_set(items)
+            }
+            (ArgKind::StringSet, _) => return Err(wrong("an array of strings")),
+        };
+        if let Some((other, _)) = filled.insert(&spec.name, (name, expr)) {
+            return Err(format!(
+                "arguments {other:?} and {name:?} both fill context.args.{}",
+                spec.name
+            ));
+        }
+    }
+    Ok(filled
+        .into_iter()
+        .map(|(attr, (_, expr))| (attr.to_owned(), expr))
+        .collect())
+}
+
+/// Collects entities into a store (no schema: action entities of
+/// undeclared operations are built here, and the builders above are tested
+/// against the schema).
+pub(crate) fn entities(all: Vec<Entity>) -> Result<Entities, String> {
+    let mut unique: HashMap<EntityUid, Entity> = HashMap::new();
+    for e in all {
+        unique.entry(e.uid()).or_insert(e);
+    }
+    Entities::from_entities(unique.into_values(), None).map_err(|e| format!("entities: {e}"))
+}
