@@ -53,6 +53,11 @@ enum Command {
         #[arg(long, default_value = ".warden-dev", global = true)]
         data_dir: PathBuf,
     },
+    /// Cedar policies: validate, run the policy tests, explain a decision.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The audit log: keys, verification, export, live tail.
     Audit {
         #[command(subcommand)]
@@ -62,6 +67,53 @@ enum Command {
     CheckConfig {
         /// Configuration file (TOML).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Strictly validate the policy set against the schema (and the catalog's operations).
+    Validate {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// A schema file replacing the built-in one.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+    /// Run the declarative cases in DIR/tests/*.toml against the policies in DIR.
+    Test {
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Print every case, not only failures.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Resolve a tool call to its Azure operations and show the decision,
+    /// the determining policies and the advice (JSON).
+    Explain {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// The tool, as the upstream names it (e.g. compute_vm_delete).
+        #[arg(long)]
+        tool: String,
+        /// The call's arguments (JSON object).
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Display name of the caller.
+        #[arg(long, default_value = "explain-user")]
+        user: String,
+        /// App role of the caller (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Entra group object id of the caller (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The caller signed in with MFA.
+        #[arg(long)]
+        mfa: bool,
+        /// An app-only caller.
+        #[arg(long)]
+        app: bool,
     },
 }
 
@@ -182,6 +234,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Audit { command } => audit_command(command),
+        Command::Policy { command } => policy_command(command),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             println!(
@@ -501,5 +554,117 @@ fn tail(db: &std::path::Path, from_seq: Option<u64>) -> anyhow::Result<()> {
         out.flush()?;
         drop(out);
         std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// The catalog's operations as the policy engine declares them.
+fn known_operations(catalog: &warden::catalog::Catalog) -> Vec<(String, String)> {
+    catalog
+        .actions()
+        .into_iter()
+        .flat_map(|(op, classes)| {
+            classes
+                .into_iter()
+                .map(move |class| (op.clone(), class.as_str().to_owned()))
+        })
+        .collect()
+}
+
+fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
+    use warden::policy::{self, CallContext, OperationFacts, PolicyConfig};
+    let catalog = warden::catalog::Catalog::builtin().context("loading the built-in catalog")?;
+    let operations = known_operations(&catalog);
+    match command {
+        PolicyCommand::Validate { policies, schema } => {
+            let config = PolicyConfig {
+                dir: policies,
+                schema,
+                ..PolicyConfig::default()
+            };
+            let summary = policy::validate(&config, &operations)?;
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{}: ok ({} policies in {} files, set {})",
+                config.dir.display(),
+                summary.policies.len(),
+                summary.files.len(),
+                summary.hash
+            );
+            Ok(())
+        }
+        PolicyCommand::Test { dir, verbose } => {
+            let config = PolicyConfig {
+                dir: dir.clone(),
+                ..PolicyConfig::default()
+            };
+            let engine = policy::Engine::load(&config, &operations)?;
+            let report = policy::run_tests(&engine, &dir.join("tests"));
+            for case in &report.cases {
+                if !case.passed() || verbose {
+                    let mark = if case.passed() { "ok  " } else { "FAIL" };
+                    println!("{mark} {}: {}", case.file.display(), case.name);
+                    for failure in &case.failures {
+                        println!("     {failure}");
+                    }
+                }
+            }
+            println!(
+                "{} passed, {} failed (policy set {})",
+                report.passed(),
+                report.failed(),
+                report.policy_set
+            );
+            if !report.ok() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        PolicyCommand::Explain {
+            policies,
+            tool,
+            args,
+            user,
+            roles,
+            groups,
+            mfa,
+            app,
+        } => {
+            let arguments: serde_json::Value =
+                serde_json::from_str(&args).context("--args is not JSON")?;
+            anyhow::ensure!(arguments.is_object(), "--args must be a JSON object");
+            let config = PolicyConfig {
+                dir: policies,
+                ..PolicyConfig::default()
+            };
+            let engine = policy::Engine::load(&config, &operations)?;
+            let spec: policy::PrincipalSpec = serde_json::from_value(serde_json::json!({
+                "kind": if app { "application" } else { "user" },
+                "name": user,
+                "roles": roles,
+                "groups": groups,
+                "mfa": mfa,
+            }))
+            .context("building the caller")?;
+            let resolution = catalog.resolve(&tool, &arguments, None);
+            let facts: Vec<OperationFacts> = resolution
+                .operations
+                .iter()
+                .map(OperationFacts::from)
+                .collect();
+            let mut call = CallContext::new(&tool, "explain", chrono::Utc::now());
+            call.arguments = Some(arguments);
+            let explanation = engine.explain(&spec.principal(), &facts, &call);
+            let out = serde_json::json!({
+                "tool": tool,
+                "resolution": resolution,
+                "decision": explanation.decision,
+                "requests": explanation.requests,
+                "policies": explanation.policies,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
     }
 }

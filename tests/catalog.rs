@@ -169,8 +169,12 @@ async fn every_azmcp_tool_resolves_from_the_catalog() {
             .as_ref()
             .and_then(|m| m.get("SecretHint"))
             .is_some_and(|v| v == &json!(true));
-        if secret && !classes.contains(&Class::Privileged) {
-            failures.push(format!("{name}: SecretHint but resolves to {classes:?}"));
+        // azmcp's SecretHint marks tools that handle secrets: a read-only
+        // one returns secret values (privileged); the others take secret
+        // arguments (redacted in the audit log) and keep their RBAC class.
+        let read_only = annotations.and_then(|a| a.read_only_hint) == Some(true);
+        if secret && read_only && !classes.contains(&Class::Privileged) {
+            failures.push(format!("{name}: reads secrets but resolves to {classes:?}"));
         }
         if catalog.operations_of(name, annotations).is_empty() {
             failures.push(format!("{name}: operations_of is empty"));

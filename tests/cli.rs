@@ -199,3 +199,101 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
     assert!(verify.status.success(), "{report}");
     assert!(report.contains("OK: origin warden-dev/audit"), "{report}");
 }
+
+fn policies_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+#[test]
+fn policy_validate_test_and_explain() {
+    let validate = warden()
+        .args(["policy", "validate", "--policies"])
+        .arg(policies_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&validate.stdout);
+    assert!(
+        validate.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    assert!(stdout.contains(": ok ("), "{stdout}");
+
+    let test = warden()
+        .args(["policy", "test"])
+        .arg(policies_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+
+    // The developer's custom role excludes VM deletes (a NotAction).
+    let explain = |role: &str, mfa: bool| {
+        let mut cmd = warden();
+        cmd.args(["policy", "explain", "--policies"])
+            .arg(policies_dir())
+            .args(["--tool", "compute_vm_delete", "--role", role, "--args"])
+            .arg(
+                json!({
+                    "subscription": "11111111-1111-1111-1111-111111111111",
+                    "resource-group": "dev-web",
+                    "vm-name": "vm-1",
+                })
+                .to_string(),
+            );
+        if mfa {
+            cmd.arg("--mfa");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let developer = explain("Developer", true);
+    assert_eq!(developer["decision"]["effect"], "deny", "{developer:#}");
+    assert_eq!(
+        developer["resolution"]["operations"][0]["azure_op"],
+        "Microsoft.Compute/virtualMachines/delete"
+    );
+    assert_eq!(
+        developer["resolution"]["operations"][0]["resource"]["id"],
+        "/subscriptions/11111111-1111-1111-1111-111111111111/resourcegroups/dev-web/providers/microsoft.compute/virtualmachines/vm-1"
+    );
+    let contributor = explain("Contributor", false);
+    assert_eq!(contributor["decision"]["effect"], "deny");
+    assert_eq!(
+        contributor["decision"]["advice"], "step_up",
+        "{contributor:#}"
+    );
+    let with_mfa = explain("Contributor", true);
+    assert_eq!(with_mfa["decision"]["effect"], "allow", "{with_mfa:#}");
+}
+
+#[test]
+fn an_invalid_policy_is_named_with_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(policies_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cedar") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("typo.cedar"),
+        "@id(\"typo\")\npermit (principal, action == Action::\"Microsoft.Compute/virtualMachinez/read\", resource);\n",
+    )
+    .unwrap();
+    let out = warden()
+        .args(["policy", "validate", "--policies"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("typo.cedar:"), "{stderr}");
+    assert!(stderr.contains("virtualMachinez"), "{stderr}");
+}

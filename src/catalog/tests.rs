@@ -110,10 +110,12 @@ fn every_inventory_tool_resolves_from_catalog_or_rule() {
                 tool.name
             );
         }
-        if tool.secret {
+        // A read-only SecretHint tool returns secret values; the others
+        // take secret arguments and keep their RBAC class.
+        if tool.secret && tool.read_only == Some(true) {
             assert!(
                 classes.contains(&Class::Privileged),
-                "{} handles secrets but resolves to {classes:?}",
+                "{} reads secrets but resolves to {classes:?}",
                 tool.name
             );
         }
@@ -161,11 +163,7 @@ fn builds_lower_cased_resource_ids() {
     assert_eq!(r.source, Source::Catalog);
     let op = one(&r);
     assert_eq!(op.azure_op, "Microsoft.Compute/virtualMachines/delete");
-    assert_eq!(
-        op.class,
-        Class::Privileged,
-        "entry override (SecretHint tool)"
-    );
+    assert_eq!(op.class, Class::Delete, "class from the operation's suffix");
     assert_eq!(
         op.resource,
         Resource {
@@ -434,7 +432,7 @@ fn multi_operation_tools_authorize_every_operation() {
         .map(|o| (o.azure_op.as_str(), o.class))
         .collect();
     assert!(
-        ops.contains(&("Microsoft.Compute/virtualMachines/write", Class::Privileged)),
+        ops.contains(&("Microsoft.Compute/virtualMachines/write", Class::Write)),
         "{ops:?}"
     );
     assert!(ops.contains(&(
@@ -799,12 +797,10 @@ fn operations_of_lists_each_operation_once() {
         catalog.operations_of("functions_language_list", read_only().as_ref()),
         [("Warden/guidance/read".to_owned(), Class::Read)]
     );
-    // One operation, two classes: write in compute_vm_update, privileged in
-    // compute_vm_create (admin credentials).
     let actions = catalog.actions();
     assert_eq!(
         actions["Microsoft.Compute/virtualMachines/write"],
-        BTreeSet::from([Class::Write, Class::Privileged])
+        BTreeSet::from([Class::Write])
     );
     assert_eq!(
         actions["Microsoft.KeyVault/vaults/secrets/getSecret/action"],

@@ -472,3 +472,20 @@ pub(crate) fn entities(all: Vec<Entity>) -> Result<Entities, String> {
     }
     Entities::from_entities(unique.into_values(), None).map_err(|e| format!("entities: {e}"))
 }
+
+impl From<&crate::catalog::Operation> for OperationFacts {
+    /// The facts the catalog resolved for one operation of a call.
+    fn from(op: &crate::catalog::Operation) -> Self {
+        OperationFacts {
+            azure_op: op.azure_op.clone(),
+            class: op.class.as_str().to_owned(),
+            resource_id: op.resource.id.clone(),
+            subscription: op.resource.subscription.clone(),
+            resource_group: op.resource.resource_group.clone(),
+            resource_type: op.resource.resource_type.clone(),
+            name: op.resource.name.clone(),
+            location: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
