@@ -557,23 +557,10 @@ fn tail(db: &std::path::Path, from_seq: Option<u64>) -> anyhow::Result<()> {
     }
 }
 
-/// The catalog's operations as the policy engine declares them.
-fn known_operations(catalog: &warden::catalog::Catalog) -> Vec<(String, String)> {
-    catalog
-        .actions()
-        .into_iter()
-        .flat_map(|(op, classes)| {
-            classes
-                .into_iter()
-                .map(move |class| (op.clone(), class.as_str().to_owned()))
-        })
-        .collect()
-}
-
 fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     use warden::policy::{self, CallContext, OperationFacts, PolicyConfig};
     let catalog = warden::catalog::Catalog::builtin().context("loading the built-in catalog")?;
-    let operations = known_operations(&catalog);
+    let operations = catalog.operation_classes();
     match command {
         PolicyCommand::Validate { policies, schema } => {
             let config = PolicyConfig {

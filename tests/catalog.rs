@@ -8,11 +8,14 @@
 //! `schemas/catalog/azmcp.inventory.json` from the live server (after an
 //! azmcp upgrade), then fails so that the new inventory gets reviewed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::dep;
 use rmcp::ServiceExt;
 use rmcp::model::Tool;
 use rmcp::transport::TokioChildProcess;
@@ -23,39 +26,17 @@ use warden::catalog::{Catalog, Class, Inventory, InventoryTool, Source};
 const AZMCP_TOOLS: usize = 235;
 const AZMCP_VERSION: &str = "2.0.5";
 
-/// Paths written by `scripts/install-test-deps.sh` into `.deps/paths.env`.
-fn deps() -> HashMap<String, String> {
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".deps/paths.env");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/install-test-deps.sh (scripts/test.sh does) first",
-            file.display()
-        )
-    });
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
-fn dep(deps: &HashMap<String, String>, name: &str) -> String {
-    deps.get(name).cloned().unwrap_or_else(|| {
-        panic!("{name} missing from .deps/paths.env; rerun scripts/install-test-deps.sh")
-    })
-}
-
 /// Starts azmcp as `.deps/paths.env` says and lists all its tools.
 async fn azmcp_tools() -> (String, Vec<Tool>) {
-    let deps = deps();
-    let azmcp = dep(&deps, "WARDEN_TEST_AZMCP");
+    let azmcp = dep("WARDEN_TEST_AZMCP");
     assert!(
         std::path::Path::new(&azmcp).is_file(),
         "{azmcp} (WARDEN_TEST_AZMCP) is missing; rerun scripts/install-test-deps.sh"
     );
-    assert_eq!(dep(&deps, "WARDEN_TEST_AZMCP_VERSION"), AZMCP_VERSION);
+    assert_eq!(dep("WARDEN_TEST_AZMCP_VERSION"), AZMCP_VERSION);
     let mut command = tokio::process::Command::new(&azmcp);
-    command.args(dep(&deps, "WARDEN_TEST_AZMCP_ARGS").split_whitespace());
-    for (key, value) in &deps {
+    command.args(dep("WARDEN_TEST_AZMCP_ARGS").split_whitespace());
+    for (key, value) in &common::deps() {
         if let Some(name) = key.strip_prefix("WARDEN_AZMCP_ENV_") {
             command.env(name, value);
         }

@@ -5,33 +5,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-/// Paths written by `scripts/install-test-deps.sh` into `.deps/paths.env`.
-fn deps() -> HashMap<String, String> {
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".deps/paths.env");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/install-test-deps.sh (scripts/test.sh does) first",
-            file.display()
-        )
-    });
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
-fn dep(name: &str) -> String {
-    deps()
-        .remove(name)
-        .unwrap_or_else(|| panic!("{name} missing from .deps/paths.env"))
-}
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

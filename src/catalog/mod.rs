@@ -401,6 +401,19 @@ impl Catalog {
     /// carries (an entry may override the class of an operation, so one
     /// operation can carry several). For building Cedar actions; fallback
     /// operations are `Warden/tools/<tool>/<class>` (see [`fallback_op`]).
+    /// [`Catalog::actions`] as `(operation, class)` pairs, one per class an
+    /// operation carries: the known operations the policy engine declares.
+    pub fn operation_classes(&self) -> Vec<(String, String)> {
+        self.actions()
+            .into_iter()
+            .flat_map(|(op, classes)| {
+                classes
+                    .into_iter()
+                    .map(move |class| (op.clone(), class.as_str().to_owned()))
+            })
+            .collect()
+    }
+
     pub fn actions(&self) -> BTreeMap<String, BTreeSet<Class>> {
         let mut out: BTreeMap<String, BTreeSet<Class>> = BTreeMap::new();
         let all = self

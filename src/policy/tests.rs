@@ -24,16 +24,9 @@ fn baseline_config() -> PolicyConfig {
 /// The operations of the built-in tool catalog, as the integrator passes
 /// them (one pair per class an operation carries).
 fn catalog_operations() -> Vec<(String, String)> {
-    let catalog = crate::catalog::Catalog::builtin().expect("the built-in catalog loads");
-    catalog
-        .actions()
-        .into_iter()
-        .flat_map(|(op, classes)| {
-            classes
-                .into_iter()
-                .map(move |c| (op.clone(), c.as_str().to_owned()))
-        })
-        .collect()
+    crate::catalog::Catalog::builtin()
+        .expect("the built-in catalog loads")
+        .operation_classes()
 }
 
 fn now() -> DateTime<Utc> {

@@ -125,6 +125,28 @@ pub fn demo_stdio(name: &str, tag: &str) -> String {
     )
 }
 
+/// Paths written by `scripts/install-test-deps.sh` into `.deps/paths.env`.
+pub fn deps() -> std::collections::HashMap<String, String> {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".deps/paths.env");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/install-test-deps.sh (scripts/test.sh does) first",
+            file.display()
+        )
+    });
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// One entry of [`deps`]; panics naming it if missing.
+pub fn dep(name: &str) -> String {
+    deps().remove(name).unwrap_or_else(|| {
+        panic!("{name} missing from .deps/paths.env; rerun scripts/install-test-deps.sh")
+    })
+}
+
 /// The origin of the audit logs of test Wardens.
 pub const AUDIT_ORIGIN: &str = "warden.test/audit";
 
