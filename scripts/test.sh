@@ -32,12 +32,13 @@ step "cargo build --examples"
 cargo build --examples
 
 if [[ "${WARDEN_TEST_RUNNER:-}" != cargo ]] && cargo nextest --version >/dev/null 2>&1; then
-    step "cargo nextest run --all-targets --no-fail-fast $*"
-    cargo nextest run --all-targets --no-fail-fast "$@"
+    # Criterion benches are not tests: they run once each in test mode below.
+    step "cargo nextest run --lib --bins --tests --examples --no-fail-fast $*"
+    cargo nextest run --lib --bins --tests --examples --no-fail-fast "$@"
     runner=nextest
 else
-    step "cargo test --all-targets --no-fail-fast $*"
-    cargo test --all-targets --no-fail-fast "$@"
+    step "cargo test --lib --bins --tests --examples --no-fail-fast $*"
+    cargo test --lib --bins --tests --examples --no-fail-fast "$@"
     runner=cargo
 fi
 
@@ -52,4 +53,10 @@ if [[ -f src/lib.rs ]]; then
         # nextest arguments do not fit cargo test; a narrowed run skips doc tests.
         step "skipping doc tests (extra arguments were given to nextest)"
     fi
+fi
+
+if [[ $# -eq 0 ]]; then
+    # Each benchmark once, in test mode: they build and their checks hold.
+    step "cargo test --benches"
+    cargo test --benches
 fi

@@ -1,0 +1,128 @@
+//! Decision latency of the Cedar policy engine.
+//!
+//! `cargo bench --bench policy` measures `Engine::authorize` for three calls
+//! (a reader's VM read, a developer's VM start in `dev-*`, a contributor's
+//! delete that needs MFA) with the baseline policies of `policies/`, and with
+//! the baseline plus 100 and 1,000 generated policies (per-resource-group
+//! permits and forbids of the kind a large tenant accumulates, all
+//! validated against the same schema).
+
+use std::path::Path;
+
+use chrono::Utc;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use warden::catalog::Catalog;
+use warden::policy::{CallContext, Engine, OperationFacts, PolicyConfig, PrincipalSpec};
+
+const SUB: &str = "11111111-1111-1111-1111-111111111111";
+
+/// A policy directory with the baseline and `extra` generated policies.
+fn policies(extra: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(baseline).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cedar") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut generated = String::new();
+    for i in 0..extra {
+        let group = format!("/subscriptions/{SUB}/resourcegroups/team-{i}");
+        if i % 4 == 3 {
+            generated.push_str(&format!(
+                "@id(\"generated-forbid-{i}\")\n@advice(\"deny\")\n\
+                 forbid (principal in AppRole::\"Developer\", action in Action::\"delete\", \
+                 resource in ResourceGroup::\"{group}\");\n"
+            ));
+        } else {
+            generated.push_str(&format!(
+                "@id(\"generated-permit-{i}\")\n\
+                 permit (principal in Group::\"team-{i}\", \
+                 action in Action::\"Microsoft.Compute/virtualMachines/*\", \
+                 resource in ResourceGroup::\"{group}\");\n"
+            ));
+        }
+    }
+    std::fs::write(dir.path().join("generated.cedar"), generated).unwrap();
+    dir
+}
+
+fn operation(op: &str, class: &str, group: &str) -> OperationFacts {
+    serde_json::from_value(serde_json::json!({
+        "azure_op": op,
+        "class": class,
+        "resource_id": format!(
+            "/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/vm-1"
+        ),
+    }))
+    .unwrap()
+}
+
+fn caller(roles: &[&str], mfa: bool) -> warden::identity::Principal {
+    let spec: PrincipalSpec =
+        serde_json::from_value(serde_json::json!({ "roles": roles, "mfa": mfa })).unwrap();
+    spec.principal()
+}
+
+fn decisions(c: &mut Criterion) {
+    let operations = Catalog::builtin().unwrap().operation_classes();
+    let calls = [
+        (
+            "reader-read",
+            caller(&["Reader"], false),
+            operation("Microsoft.Compute/virtualMachines/read", "read", "prod-web"),
+        ),
+        (
+            "developer-start-dev",
+            caller(&["Developer"], false),
+            operation(
+                "Microsoft.Compute/virtualMachines/start/action",
+                "action",
+                "dev-web",
+            ),
+        ),
+        (
+            "contributor-delete-no-mfa",
+            caller(&["Contributor"], false),
+            operation(
+                "Microsoft.Compute/virtualMachines/delete",
+                "delete",
+                "dev-web",
+            ),
+        ),
+    ];
+    let mut group = c.benchmark_group("authorize");
+    for extra in [0usize, 100, 1000] {
+        let dir = policies(extra);
+        let config = PolicyConfig {
+            dir: dir.path().to_owned(),
+            ..PolicyConfig::default()
+        };
+        let engine = Engine::load(&config, &operations).unwrap();
+        for (name, principal, op) in &calls {
+            let context = CallContext::new("bench_tool", "bench", Utc::now());
+            let ops = std::slice::from_ref(op);
+            // The decision must be the baseline's, whatever the set size.
+            let decision = engine.authorize(principal, ops, &context);
+            assert_eq!(
+                serde_json::to_value(decision.effect()).unwrap(),
+                if *name == "contributor-delete-no-mfa" {
+                    "deny"
+                } else {
+                    "allow"
+                },
+                "{name}"
+            );
+            group.bench_with_input(
+                BenchmarkId::new(*name, format!("baseline+{extra}")),
+                &(),
+                |b, _| b.iter(|| engine.authorize(principal, ops, &context)),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decisions);
+criterion_main!(benches);
