@@ -167,7 +167,7 @@ impl Demo {
     }
 
     #[tool(
-        description = "Sends `steps` progress notifications, `delay_ms` apart",
+        description = "Sends `steps` progress notifications, each followed by `delay_ms`",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn progress(
@@ -177,10 +177,9 @@ impl Demo {
     ) -> Result<String, McpError> {
         // rmcp moves the request's `_meta` (with `progressToken`) into the context.
         let token = context.meta.get_progress_token();
+        // Every notification, the last one too, is followed by the delay, so
+        // the answer never races the last progress.
         for step in 1..=steps {
-            if step > 1 {
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            }
             if let Some(token) = &token {
                 let update = ProgressNotificationParam::new(token.clone(), f64::from(step))
                     .with_total(f64::from(steps))
@@ -191,6 +190,7 @@ impl Demo {
                     .await
                     .map_err(|e| internal("progress notification", e))?;
             }
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
         Ok(format!("done {steps}"))
     }
