@@ -478,13 +478,15 @@ async fn an_exhausted_disk_refuses_calls_until_it_has_room() {
 
 /// Sets or clears the immutable attribute: even root cannot write the file,
 /// through descriptors opened before as well.
-fn immutable(path: &Path, on: bool) {
-    let status = Command::new("chattr")
-        .arg(if on { "+i" } else { "-i" })
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "chattr on {}", path.display());
+fn immutable(paths: &[&Path], on: bool) {
+    for path in paths {
+        let status = Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chattr on {}", path.display());
+    }
 }
 
 #[tokio::test]
@@ -500,16 +502,14 @@ async fn a_read_only_log_refuses_calls_and_an_unwritten_outcome_fails_closed() {
     let (client, _) = connect(&warden.url()).await;
 
     // A read-only log: the call is refused and never forwarded.
-    immutable(&db, true);
-    immutable(&wal, true);
+    immutable(&[&db, &wal], true);
     let refused = call(&client, "echo", json!({"text": "refused"}))
         .await
         .unwrap_err()
         .to_string();
     assert!(refused.contains("audit log unavailable"), "{refused}");
     assert!(received(&calls).is_empty());
-    immutable(&db, false);
-    immutable(&wal, false);
+    immutable(&[&db, &wal], false);
     wait_for_readiness(&warden.base(), 200).await;
 
     // The log turns read-only while a call runs: its outcome cannot be
@@ -528,8 +528,7 @@ async fn a_read_only_log_refuses_calls_and_an_unwritten_outcome_fails_closed() {
             .any(|x| x["kind"] == "intent" && x["tool"] == "progress")
     })
     .await;
-    immutable(&db, true);
-    immutable(&wal, true);
+    immutable(&[&db, &wal], true);
     slow.await
         .unwrap()
         .expect("the running call still completes");
@@ -546,8 +545,7 @@ async fn a_read_only_log_refuses_calls_and_an_unwritten_outcome_fails_closed() {
     assert!(refused.contains("calls are refused until"), "{refused}");
     assert!(received(&calls).is_empty());
 
-    immutable(&db, false);
-    immutable(&wal, false);
+    immutable(&[&db, &wal], false);
     wait_for_readiness(&warden.base(), 200).await;
     call(&client, "echo", json!({"text": "after"}))
         .await
@@ -569,13 +567,13 @@ async fn a_read_only_log_refuses_calls_and_an_unwritten_outcome_fails_closed() {
     assert_eq!(progress["status"], "ok");
 
     // Warden does not start on a log it cannot write.
-    immutable(&db, true);
+    immutable(&[&db], true);
     let start = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--config"])
         .arg(warden.config_path())
         .output()
         .unwrap();
-    immutable(&db, false);
+    immutable(&[&db], false);
     assert!(!start.status.success());
     let stderr = String::from_utf8_lossy(&start.stderr);
     assert!(stderr.contains("opening the audit log"), "{stderr}");

@@ -476,6 +476,18 @@ fn fail(job: Job, error: StoreError) {
     }
 }
 
+/// A `SELECT id, size, root, frontier, note, created` row.
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
+    Ok(CheckpointRow {
+        id: r.get(0)?,
+        size: r.get::<_, i64>(1)? as u64,
+        root: r.get(2)?,
+        frontier: r.get(3)?,
+        note: r.get(4)?,
+        created: r.get(5)?,
+    })
+}
+
 /// Read-only access to a store file: for verification, export, tail and
 /// recovery. Never writes (a verifier must not change what it checks).
 pub struct Reader {
@@ -545,18 +557,7 @@ impl Reader {
                 "SELECT id, size, root, frontier, note, created FROM audit_checkpoints ORDER BY id",
             )
             .map_err(read_error)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(CheckpointRow {
-                    id: r.get(0)?,
-                    size: r.get::<_, i64>(1)? as u64,
-                    root: r.get(2)?,
-                    frontier: r.get(3)?,
-                    note: r.get(4)?,
-                    created: r.get(5)?,
-                })
-            })
-            .map_err(read_error)?;
+        let rows = stmt.query_map([], checkpoint_row).map_err(read_error)?;
         rows.collect::<Result<_, _>>().map_err(read_error)
     }
 
@@ -569,16 +570,7 @@ impl Reader {
             )
             .map_err(read_error)?;
         let row = stmt
-            .query_row([], |r| {
-                Ok(CheckpointRow {
-                    id: r.get(0)?,
-                    size: r.get::<_, i64>(1)? as u64,
-                    root: r.get(2)?,
-                    frontier: r.get(3)?,
-                    note: r.get(4)?,
-                    created: r.get(5)?,
-                })
-            })
+            .query_row([], checkpoint_row)
             .optional()
             .map_err(read_error)?;
         Ok(row)
