@@ -12,6 +12,8 @@ rm -rf "$DISK" "$SHM"; mkdir -p "$DISK" "$SHM"
 run() { # dir port
   local dir=$1 port=$2
   $R/warden audit keygen --origin bench/audit --dir "$dir" >/dev/null 2>&1
+  mkdir -p "$dir/policies"
+  printf '@id("allow-all")\npermit (principal, action, resource);\n' > "$dir/policies/allow.cedar"
   cat > "$dir/w.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
@@ -23,6 +25,8 @@ path = "warden.db"
 [audit]
 signing_key = "audit-signing.key"
 hmac_key = "audit-hmac.key"
+[policy]
+dir = "policies"
 [upstreams.echo]
 command = "$PWD/$R/examples/echo_upstream"
 TOML

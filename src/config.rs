@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::audit::AuditConfig;
 use crate::identity::IdentityConfig;
+use crate::policy::PolicyConfig;
 
 /// `[store]`: the embedded SQLite file.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +20,16 @@ use crate::identity::IdentityConfig;
 pub struct StoreConfig {
     /// The SQLite file (created if missing; relative to the config file).
     pub path: PathBuf,
+}
+
+/// `[catalog]`: tool → Azure operations.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// A directory of catalog files (`*.toml`, format in
+    /// `schemas/catalog/README.md`) replacing the built-in catalog of the
+    /// official Azure MCP Server's tools. Relative to the config file.
+    pub dir: Option<PathBuf>,
 }
 
 /// Everything Warden needs to start.
@@ -35,6 +46,12 @@ pub struct Config {
     pub store: StoreConfig,
     /// The tamper-evident audit log: keys, checkpoint cadence, redaction.
     pub audit: AuditConfig,
+    /// The Cedar policy set every tool call is authorized against. Required:
+    /// Warden does not run without one.
+    pub policy: PolicyConfig,
+    /// Which Azure operations each tool performs.
+    #[serde(default)]
+    pub catalog: CatalogConfig,
     /// Upstream MCP servers by name. Names are part of the namespacing scheme
     /// (see `gateway::names`), so they are restricted to `[a-z0-9-]`.
     #[serde(default)]
@@ -189,12 +206,19 @@ impl Config {
             config.store.path = base.join(&config.store.path);
         }
         config.audit.resolve(base);
+        config.policy.resolve(base);
+        if let Some(dir) = &mut config.catalog.dir
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
         self.identity.validate()?;
         self.audit.validate()?;
+        self.policy.validate()?;
         if self.store.path.as_os_str().is_empty() {
             return Err("store.path: must name a file".into());
         }
@@ -300,7 +324,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    const ANONYMOUS: &str = "[identity]\nallow_anonymous = true\n[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"keys/s.key\"\nhmac_key = \"/etc/warden/h.key\"\n";
+    const ANONYMOUS: &str = "[identity]\nallow_anonymous = true\n[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"keys/s.key\"\nhmac_key = \"/etc/warden/h.key\"\n[policy]\ndir = \"policies\"\n";
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(&format!("{text}{ANONYMOUS}"), Path::new("warden.toml"))
@@ -373,7 +397,7 @@ mod tests {
             .to_string();
         assert!(err.contains("missing field `identity`"), "{err}");
         let err = Config::parse(
-            "[upstreams.a]\ncommand = \"x\"\n[identity]\ntenants = [\"contoso.com\"]\naudiences = [\"api://w\"]\n[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s\"\nhmac_key = \"h\"\n",
+            "[upstreams.a]\ncommand = \"x\"\n[identity]\ntenants = [\"contoso.com\"]\naudiences = [\"api://w\"]\n[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s\"\nhmac_key = \"h\"\n[policy]\n",
             Path::new("w.toml"),
         )
         .unwrap_err()
@@ -404,6 +428,45 @@ mod tests {
         let err =
             parse("[upstreams.a]\ncommand = \"x\"\n[audit.redaction]\nplane = []\n").unwrap_err();
         assert!(err.contains("plane"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_set_is_required_and_its_paths_are_relative_to_the_file() {
+        let without = ANONYMOUS.replace("[policy]\ndir = \"policies\"\n", "");
+        let err = Config::parse(
+            &format!("[upstreams.a]\ncommand = \"x\"\n{without}"),
+            Path::new("w.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("missing field `policy`"), "{err}");
+        let config = Config::parse(
+            &format!(
+                "[upstreams.a]\ncommand = \"x\"\n[catalog]\ndir = \"cat\"\n{without}\
+                 [policy]\ndir = \"rules\"\nschema = \"s.cedarschema\"\nwatch_interval = \"0s\"\n"
+            ),
+            Path::new("/etc/warden/warden.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.policy.dir, Path::new("/etc/warden/rules"));
+        assert_eq!(
+            config.policy.schema.as_deref(),
+            Some(Path::new("/etc/warden/s.cedarschema"))
+        );
+        assert!(config.policy.watch_interval.is_zero());
+        assert_eq!(
+            config.catalog.dir.as_deref(),
+            Some(Path::new("/etc/warden/cat"))
+        );
+        let err = Config::parse(
+            &format!(
+                "[upstreams.a]\ncommand = \"x\"\n{without}[policy]\nwatch_interval = \"1ms\"\n"
+            ),
+            Path::new("w.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("policy.watch_interval"), "{err}");
     }
 
     #[test]

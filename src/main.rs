@@ -10,11 +10,14 @@ use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warden::audit::Audit;
+use warden::catalog::Catalog;
 use warden::config::Config;
 use warden::gateway::{self, Gateway};
 use warden::identity::dev::{DevIssuer, TokenOptions};
 use warden::identity::{Authenticator, Principal};
 use warden::metrics::Metrics;
+use warden::pipeline::{Pipeline, Stages};
+use warden::policy::Engine;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +55,10 @@ enum Command {
         /// Directory for all state of `warden dev` (issuer key included).
         #[arg(long, default_value = ".warden-dev", global = true)]
         data_dir: PathBuf,
+        /// Directory of Cedar policies (default: DATA_DIR/policies, created
+        /// with the baseline policies).
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
     /// Cedar policies: validate, run the policy tests, explain a decision.
     Policy {
@@ -237,11 +244,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { command } => policy_command(command),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
+            let (_, policy) = load_catalog_and_policy(&config)?;
             println!(
-                "{}: ok ({} upstream{})",
+                "{}: ok ({} upstream{}, {} polic{})",
                 file.display(),
                 config.upstreams.len(),
-                if config.upstreams.len() == 1 { "" } else { "s" }
+                if config.upstreams.len() == 1 { "" } else { "s" },
+                policy.summary().policies.len(),
+                if policy.summary().policies.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
             );
             Ok(())
         }
@@ -285,6 +299,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             issuer_listen,
             data_dir,
+            policies,
         } => {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -293,11 +308,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             issuer.set_base_url(&issuer_url);
             let executable = std::env::current_exe().context("locating the warden executable")?;
             warden::dev::ensure_audit_keys(&data_dir)?;
+            let policies = match policies {
+                Some(dir) => dir,
+                None => warden::dev::ensure_policies(&data_dir).with_context(|| {
+                    format!(
+                        "cannot write the baseline policies under {}",
+                        data_dir.display()
+                    )
+                })?,
+            };
             let config = warden::dev::config(
                 listen,
                 &executable,
                 issuer.identity_config(&issuer_url),
                 &data_dir,
+                &policies,
             )?;
             init_logging();
             runtime()?.block_on(async move {
@@ -307,9 +332,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let issuer_app = issuer.router(&issuer_url);
                 tokio::spawn(async move { axum::serve(listener, issuer_app).await });
                 eprintln!(
-                    "warden dev: MCP at http://{listen}/mcp, token issuer at {issuer_url}, state in {}\n\
-                     get a token with: warden dev token --user alice --data-dir {}",
+                    "warden dev: MCP at http://{listen}/mcp, token issuer at {issuer_url}, state in {}, policies in {}\n\
+                     get a token with: warden dev token --user alice --role Reader --data-dir {}\n\
+                     (roles: Reader, Developer, Operator, SecurityManager, Contributor; add --mfa for an MFA sign-in)",
                     data_dir.display(),
+                    policies.display(),
                     data_dir.display()
                 );
                 serve(config, false).await
@@ -327,9 +354,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log that cannot be written (disk full, file-size limit) must not
+    // take calls down: tracing's fallback report of a failed write is an
+    // `eprint!`, which panics the logging task when stderr fails too.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {
@@ -340,18 +371,47 @@ fn init_logging() {
 async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
     ignore_file_size_signal();
     let metrics = Metrics::new();
+    let (catalog, policy) = load_catalog_and_policy(&config)?;
     let audit = Audit::open(&config.store.path, config.audit.clone(), metrics.clone())
         .await
         .with_context(|| format!("opening the audit log {}", config.store.path.display()))?;
     tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), store = %config.store.path.display(), "audit log open");
-    let stop_maintenance = CancellationToken::new();
-    let maintenance = audit.spawn_maintenance(stop_maintenance.clone());
-    let result = serve_fronts(config, stdio, metrics, audit.clone()).await;
-    stop_maintenance.cancel();
+    let pipeline = Pipeline::new(Stages {
+        identity: Authenticator::start(config.identity.clone(), reqwest::Client::new()),
+        metrics,
+        catalog: Arc::new(catalog),
+        policy: Arc::new(policy),
+        audit: audit.clone(),
+    });
+    pipeline
+        .record_initial_policies()
+        .await
+        .context("recording the policy set in the audit log")?;
+    let summary = pipeline.policy().summary();
+    tracing::info!(hash = %summary.hash, policies = summary.policies.len(), dir = %summary.dir.display(), "policy set loaded");
+    let stop = CancellationToken::new();
+    let maintenance = audit.spawn_maintenance(stop.clone());
+    let watch = pipeline.spawn_policy_watch(stop.clone());
+    let result = serve_fronts(config, stdio, pipeline).await;
+    stop.cancel();
     let _ = maintenance.await;
+    let _ = watch.await;
     audit.close().await;
     audit.join_writer();
     result
+}
+
+/// The tool catalog (built in, or `[catalog] dir`) and the policy set,
+/// validated against each other.
+fn load_catalog_and_policy(config: &Config) -> anyhow::Result<(Catalog, Engine)> {
+    let catalog = match &config.catalog.dir {
+        Some(dir) => Catalog::load_dir(dir)
+            .with_context(|| format!("loading the tool catalog {}", dir.display()))?,
+        None => Catalog::builtin().context("loading the built-in tool catalog")?,
+    };
+    let policy = Engine::load(&config.policy, &catalog.operation_classes())
+        .with_context(|| format!("loading the policy set {}", config.policy.dir.display()))?;
+    Ok((catalog, policy))
 }
 
 /// A write past a file-size limit must fail with an error (and the call be
@@ -368,14 +428,9 @@ fn ignore_file_size_signal() {
     }
 }
 
-async fn serve_fronts(
-    config: Config,
-    stdio: bool,
-    metrics: Metrics,
-    audit: Arc<Audit>,
-) -> anyhow::Result<()> {
-    let identity = Authenticator::start(config.identity.clone(), reqwest::Client::new());
-    let gateway = Gateway::new(Arc::new(config), identity.clone(), metrics, audit);
+async fn serve_fronts(config: Config, stdio: bool, pipeline: Pipeline) -> anyhow::Result<()> {
+    let identity = pipeline.identity().clone();
+    let gateway = Gateway::new(Arc::new(config), pipeline);
     if stdio {
         let principal = stdio_principal(&identity).await?;
         return gateway::serve_stdio(gateway, principal)

@@ -60,6 +60,31 @@ pub struct Metrics {
     pub audit_checkpoints: Counter,
     pub audit_commit_batch: Histogram,
     pub audit_intent_latency: Histogram,
+    pub policy_decisions: Family<DecisionLabels, Counter>,
+    pub policy_loads: Family<LoadLabel, Counter>,
+    pub policy_alerts: Family<AlertLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `allow` or `deny`.
+    pub effect: String,
+    /// The advice of a deny (`step_up`, `require_approval`, `deny`); `none`
+    /// on allow.
+    pub advice: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoadLabel {
+    /// `ok`, `invalid` (the set was refused; the running one stays) or
+    /// `unrecorded` (valid, but its `policy_load` audit record could not be
+    /// written, so it was not installed).
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabel {
+    pub alert: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,8 +189,29 @@ impl Metrics {
             "Time to make a call's intent record durable",
             audit_intent_latency.clone(),
         );
+        let policy_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "policy_decisions",
+            "Tool calls decided by policy, by effect and advice",
+            policy_decisions.clone(),
+        );
+        let policy_loads = Family::<LoadLabel, Counter>::default();
+        registry.register(
+            "policy_loads",
+            "Policy set loads and reloads, by result",
+            policy_loads.clone(),
+        );
+        let policy_alerts = Family::<AlertLabel, Counter>::default();
+        registry.register(
+            "policy_alerts",
+            "Alerts raised by @alert policies (e.g. break-glass use)",
+            policy_alerts.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            policy_decisions,
+            policy_loads,
+            policy_alerts,
             audit_records,
             audit_write_failures,
             audit_writable,
@@ -181,6 +227,15 @@ impl Metrics {
             sessions_refused,
             upstream_children,
         }
+    }
+
+    /// Counts a policy set load attempt.
+    pub fn policy_load(&self, result: &str) {
+        self.policy_loads
+            .get_or_create(&LoadLabel {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one answered request.

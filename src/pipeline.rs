@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::ErrorData as McpError;
-use rmcp::model::CallToolResponse;
-use serde_json::Value;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, ErrorCode, ToolAnnotations};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
-use crate::audit::Audit;
-use crate::audit::record::Status;
-use crate::identity::Principal;
-use crate::metrics::{Metrics, Outcome};
+use crate::audit::record::{self, Kind, Record, Status};
+use crate::audit::{Assessment, Audit};
+use crate::catalog::{Catalog, Resolution};
+use crate::identity::{Authenticator, Principal, StepUp, UNAUTHORIZED};
+use crate::metrics::{DecisionLabels, Metrics, Outcome};
+use crate::policy::{Advice, CallContext, Decision, Effect, Engine, OperationFacts};
 
 /// What the front knows about a tool call when it enters the pipeline.
 #[derive(Debug, Clone)]
@@ -35,6 +38,12 @@ pub struct ToolCall {
     pub arguments: Option<Value>,
     /// The HTTP `User-Agent` of the client, when there is one.
     pub user_agent: Option<String>,
+    /// The tool's MCP annotations as its upstream lists them (resolution
+    /// falls back on them for tools the catalog does not name).
+    pub annotations: Option<ToolAnnotations>,
+    /// Where the client finds the protected-resource metadata, for step-up
+    /// challenges (`None` on stdio).
+    pub resource_metadata: Option<String>,
 }
 
 impl ToolCall {
@@ -44,20 +53,94 @@ impl ToolCall {
     }
 }
 
+/// The stages a [`Pipeline`] composes.
+pub struct Stages {
+    pub metrics: Metrics,
+    pub identity: Arc<Authenticator>,
+    pub catalog: Arc<Catalog>,
+    pub policy: Arc<Engine>,
+    pub audit: Arc<Audit>,
+}
+
+/// What a policy reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The new set was recorded and runs.
+    Loaded,
+    /// The new set is invalid; the running set stays.
+    Invalid,
+    /// The new set is valid but its `policy_load` record could not be
+    /// written; the running set stays.
+    Unrecorded,
+}
+
 /// The composed call pipeline.
 #[derive(Clone)]
 pub struct Pipeline {
     metrics: Metrics,
+    identity: Arc<Authenticator>,
+    catalog: Arc<Catalog>,
+    policy: Arc<Engine>,
     audit: Arc<Audit>,
 }
 
 impl Pipeline {
-    pub fn new(metrics: Metrics, audit: Arc<Audit>) -> Self {
-        Self { metrics, audit }
+    pub fn new(stages: Stages) -> Self {
+        let Stages {
+            metrics,
+            identity,
+            catalog,
+            policy,
+            audit,
+        } = stages;
+        Self {
+            metrics,
+            identity,
+            catalog,
+            policy,
+            audit,
+        }
     }
 
     pub fn audit(&self) -> &Arc<Audit> {
         &self.audit
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn identity(&self) -> &Arc<Authenticator> {
+        &self.identity
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn policy(&self) -> &Arc<Engine> {
+        &self.policy
+    }
+
+    /// Whether `principal` could ever be allowed to call the upstream tool
+    /// `tool` (the `tools/list` filter): every operation a call of the tool
+    /// performs without its optional arguments (see
+    /// [`Catalog::baseline_operations_of`]) must be one the same policies
+    /// could allow for some resource and context (see
+    /// [`Engine::could_be_allowed`]).
+    pub fn could_call(
+        &self,
+        principal: &Principal,
+        tool: &str,
+        annotations: Option<&ToolAnnotations>,
+    ) -> bool {
+        let operations = self.catalog.baseline_operations_of(tool, annotations);
+        self.policy.could_be_allowed(
+            principal,
+            operations
+                .iter()
+                .map(|(op, class)| (op.as_str(), class.as_str())),
+        )
     }
 
     /// Runs one tool call through every stage. `execute` performs the call
@@ -71,20 +154,45 @@ impl Pipeline {
         let started = Instant::now();
 
         // 1. authenticate: the front verified the bearer token; no principal, no call.
-        if call.principal.is_none() {
+        let Some(principal) = call.principal.as_deref() else {
             let refused = Err(McpError::invalid_request(
                 "unauthenticated: the call carries no verified principal",
                 None,
             ));
             self.record(call, &refused, started.elapsed());
             return refused;
+        };
+
+        // 2. resolve: the Azure operations and resources the call touches.
+        let resolution = self.catalog.resolve(
+            &call.upstream_tool,
+            call.arguments.as_ref().unwrap_or(&Value::Null),
+            call.annotations.as_ref(),
+        );
+
+        // 3. score: the risk stage is not built yet; `context.risk` stays empty.
+
+        // 4. authorize: every operation must be allowed by Cedar.
+        let decision = self.authorize(principal, call, &resolution);
+        let assessed = Assessment {
+            operations: resolution.operations.iter().map(audited).collect(),
+            decision: serde_json::to_value(&decision).ok(),
+            risk: None,
+        };
+
+        // 5. approve: JIT approvals are not built yet; a call that needs
+        //    one is denied with advice `require_approval`.
+        if !decision.is_allowed() {
+            return self
+                .refuse(call, principal, &decision, assessed, started)
+                .await;
         }
 
         // 6. record intent: durable before anything runs, or the call is refused.
-        if let Err(error) = self.audit.intent(call).await {
+        if let Err(error) = self.audit.intent(call, assessed).await {
             let refused = Err(McpError::internal_error(
                 format!("{error}; the call was not forwarded"),
-                Some(serde_json::json!({ "reason": "audit_unavailable" })),
+                Some(json!({ "reason": "audit_unavailable" })),
             ));
             self.record(call, &refused, started.elapsed());
             return refused;
@@ -100,6 +208,200 @@ impl Pipeline {
             .outcome(call, status, error.as_deref(), elapsed, None);
         self.record(call, &result, elapsed);
         result
+    }
+
+    /// Stage 4: the decision on every operation of the call, counted and
+    /// its alerts raised.
+    fn authorize(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        resolution: &Resolution,
+    ) -> Decision {
+        let facts: Vec<OperationFacts> = resolution
+            .operations
+            .iter()
+            .map(OperationFacts::from)
+            .collect();
+        let mut context = CallContext::new(&call.upstream_tool, &call.session, chrono::Utc::now());
+        context.user_agent = call.user_agent.clone();
+        context.arguments = call.arguments.clone();
+        let mut decision = self.policy.authorize(principal, &facts, &context);
+        if let Some(problem) = &resolution.problem {
+            decision.errors.push(format!(
+                "the call's resources cannot be resolved: {problem}"
+            ));
+        }
+        self.metrics
+            .policy_decisions
+            .get_or_create(&DecisionLabels {
+                effect: decision.effect().as_str().to_owned(),
+                advice: decision.advice().map_or("none", Advice::as_str).to_owned(),
+            })
+            .inc();
+        for alert in &decision.alerts {
+            self.metrics
+                .policy_alerts
+                .get_or_create(&crate::metrics::AlertLabel {
+                    alert: alert.alert.clone(),
+                })
+                .inc();
+            tracing::warn!(
+                target: "warden::alert",
+                alert = %alert.alert,
+                policy = %alert.policy,
+                tid = %principal.tid,
+                oid = %principal.oid,
+                principal = %principal.display_name,
+                tool = %call.tool,
+                call_id = %call.call_id,
+                effect = decision.effect().as_str(),
+                "policy alert"
+            );
+        }
+        if let Some(shadow) = decision.shadow.as_ref().filter(|s| s.differs) {
+            tracing::info!(
+                target: "warden::shadow",
+                call_id = %call.call_id,
+                tool = %call.tool,
+                enforced = decision.effect().as_str(),
+                shadow = shadow.outcome.effect.as_str(),
+                policies = ?shadow.outcome.policies,
+                "shadow policies decide differently"
+            );
+        }
+        decision
+    }
+
+    /// A denied call: recorded like any other (an intent carrying the
+    /// decision, then an outcome `denied`) but never executed, and answered
+    /// with what the caller can do about it.
+    async fn refuse(
+        &self,
+        call: &ToolCall,
+        principal: &Principal,
+        decision: &Decision,
+        assessed: Assessment,
+        started: Instant,
+    ) -> Result<CallToolResponse, McpError> {
+        let recorded = self.audit.intent(call, assessed).await;
+        let why = denial_text(decision, &call.call_id);
+        let answer = match decision.advice() {
+            Some(Advice::StepUp) => {
+                let url = call.resource_metadata.as_deref().unwrap_or_default();
+                match self.identity.step_up_mfa(principal, url) {
+                    StepUp::Challenge { www_authenticate } => Err(McpError::new(
+                        ErrorCode(UNAUTHORIZED as i32),
+                        format!("{why} Sign in again with multi-factor authentication and retry."),
+                        Some(json!({
+                            "reason": "insufficient_claims",
+                            "www_authenticate": www_authenticate,
+                            "policies": decision.policies(),
+                        })),
+                    )),
+                    StepUp::ToolError { message } => Ok(tool_error(format!("{why} {message}"))),
+                }
+            }
+            Some(Advice::RequireApproval) => Ok(tool_error(format!(
+                "{why} It needs a just-in-time grant approved by a security manager."
+            ))),
+            _ => Ok(tool_error(why)),
+        };
+        let elapsed = started.elapsed();
+        match recorded {
+            Ok(_) => {
+                let (_, text) = status_of(&answer);
+                self.audit
+                    .outcome(call, Status::Denied, text.as_deref(), elapsed, None);
+            }
+            // The call is refused whatever the log says; the log being
+            // unavailable is reported by /readyz and refuses every call.
+            Err(error) => {
+                tracing::error!(%error, call_id = %call.call_id, "denied call not recorded")
+            }
+        }
+        self.record(call, &answer, elapsed);
+        answer
+    }
+
+    /// Reloads the policy set (`trigger` says why: `sighup`,
+    /// `file_change`). A valid set is recorded in the audit log (a
+    /// `policy_load` record with its hash) and then installed; an invalid
+    /// one, or one the log cannot record, leaves the running set in place.
+    pub async fn reload_policies(&self, trigger: &str) -> Reload {
+        let staged = match self.policy.stage() {
+            Ok(staged) => staged,
+            Err(error) => {
+                self.metrics.policy_load("invalid");
+                tracing::error!(trigger, %error, running = %self.policy.hash(), "policy set refused; the running set stays");
+                return Reload::Invalid;
+            }
+        };
+        if let Err(error) = self.record_policy_load(staged.summary(), trigger).await {
+            self.metrics.policy_load("unrecorded");
+            tracing::error!(trigger, %error, hash = %staged.summary().hash, "policy set not installed: its load could not be recorded");
+            return Reload::Unrecorded;
+        }
+        let summary = self.policy.install(staged);
+        self.metrics.policy_load("ok");
+        for warning in &summary.warnings {
+            tracing::warn!(trigger, warning = %warning, "policy warning");
+        }
+        tracing::info!(trigger, hash = %summary.hash, policies = summary.policies.len(), "policy set loaded");
+        Reload::Loaded
+    }
+
+    /// The `policy_load` record of the set the engine was created with.
+    pub async fn record_initial_policies(&self) -> Result<(), crate::audit::AuditError> {
+        let summary = self.policy.summary();
+        self.record_policy_load(&summary, "start").await?;
+        self.metrics.policy_load("ok");
+        Ok(())
+    }
+
+    async fn record_policy_load(
+        &self,
+        summary: &crate::policy::Summary,
+        trigger: &str,
+    ) -> Result<u64, crate::audit::AuditError> {
+        let mut details = serde_json::to_value(summary).unwrap_or_else(|_| json!({}));
+        if let Value::Object(map) = &mut details {
+            map.insert("trigger".into(), Value::from(trigger));
+        }
+        let mut r = Record::new(Kind::PolicyLoad);
+        r.details = Some(details);
+        self.audit.append(r).await
+    }
+
+    /// Reloads the policy set on SIGHUP, and when its files change (checked
+    /// every `policy.watch_interval`), until `stop`.
+    pub fn spawn_policy_watch(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let pipeline = self.clone();
+        tokio::spawn(async move {
+            let config = pipeline.policy.config().clone();
+            let interval = config.watch_interval;
+            let mut seen = crate::policy::fingerprint(&config);
+            let mut hangups = hangup_signals();
+            loop {
+                let trigger = tokio::select! {
+                    () = stop.cancelled() => return,
+                    Some(()) = recv(&mut hangups) => "sighup",
+                    () = tokio::time::sleep(interval), if !interval.is_zero() => {
+                        let now = crate::policy::fingerprint(&config);
+                        if now == seen {
+                            continue;
+                        }
+                        seen = now;
+                        "file_change"
+                    }
+                };
+                if pipeline.reload_policies(trigger).await == Reload::Unrecorded {
+                    // Retried at the next check; a refused set is reported
+                    // once, until its files change again.
+                    seen.clear();
+                }
+            }
+        })
     }
 
     /// Metrics and the operational log line (the audit log is separate).
@@ -158,5 +460,71 @@ fn status_of(result: &Result<CallToolResponse, McpError>) -> (Status, Option<Str
             (Status::Cancelled, Some(e.message.to_string()))
         }
         Err(e) => (Status::Error, Some(e.message.to_string())),
+    }
+}
+
+/// How an operation appears in the audit record.
+fn audited(op: &crate::catalog::Operation) -> record::Operation {
+    record::Operation {
+        azure_op: op.azure_op.clone(),
+        class: Some(op.class.as_str().to_owned()),
+        resource_id: Some(op.resource.id.clone()),
+    }
+}
+
+/// A tool result flagged `isError`, with one text.
+fn tool_error(text: String) -> CallToolResponse {
+    CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(text)]))
+}
+
+/// Why a call was denied, naming each denied operation and the policies
+/// that denied it, for the caller (a person or a model) and the log.
+fn denial_text(decision: &Decision, call_id: &str) -> String {
+    let quoted = |ids: &[String]| {
+        ids.iter()
+            .map(|id| format!("\"{id}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut reasons: Vec<String> = decision
+        .outcome
+        .operations
+        .iter()
+        .filter(|op| op.effect == Effect::Deny)
+        .map(|op| {
+            let by = match (op.policies.as_slice(), decision.errors.is_empty()) {
+                ([], _) => "no policy permits it".to_owned(),
+                ([one], true) => {
+                    format!("forbidden by policy {}", quoted(std::slice::from_ref(one)))
+                }
+                (many, true) => format!("forbidden by policies {}", quoted(many)),
+                (failed, false) => format!("policy {} could not be evaluated", quoted(failed)),
+            };
+            format!("{} on {}: {by}", op.azure_op, op.resource)
+        })
+        .collect();
+    if reasons.is_empty() {
+        reasons.push("no operation could be authorized".to_owned());
+    }
+    let mut text = format!("Denied by Warden policy. {}.", reasons.join("; "));
+    if !decision.errors.is_empty() {
+        text.push_str(&format!(
+            " The call is denied because: {}.",
+            decision.errors.join("; ")
+        ));
+    }
+    text.push_str(&format!(" (call {call_id})"));
+    text
+}
+
+/// SIGHUP, where there are signals.
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+async fn recv(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signals {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -63,31 +63,6 @@ fn received(calls: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Every record in the store, in order.
-fn records(db: &Path) -> Vec<Value> {
-    let reader = warden::store::Reader::open(db).unwrap();
-    let mut out = Vec::new();
-    reader
-        .for_each_record(0, |row| {
-            out.push(serde_json::from_slice(&row.bytes).unwrap());
-            Ok(())
-        })
-        .unwrap();
-    out
-}
-
-/// Polls the store until `done` holds for its records (20 s at most).
-async fn wait_for_records(db: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let all = records(db);
-        if done(&all) || Instant::now() > deadline {
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn verify(db: &Path, key: &Path) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["audit", "verify", "--json", "--db"])
@@ -433,7 +408,8 @@ async fn an_exhausted_disk_refuses_calls_until_it_has_room() {
     wait_for_records(&warden.db(), |r| of_kind(r, "outcome").len() == 1).await;
 
     // No file of Warden's may grow past 4 KiB (the soft limit, which can be
-    // raised again): every WAL frame write fails.
+    // raised again): every WAL frame write fails, and so do writes to its
+    // log file, which must not stop Warden from answering.
     let pid = warden.pid().to_string();
     let limit = Command::new("prlimit")
         .args(["--pid", &pid, "--fsize=4096:"])

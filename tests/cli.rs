@@ -11,11 +11,12 @@ fn warden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden"))
 }
 
-const STATE: &str =
-    "[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s.key\"\nhmac_key = \"h.key\"\n";
+const STATE: &str = "[store]\npath = \"w.db\"\n[audit]\nsigning_key = \"s.key\"\nhmac_key = \"h.key\"\n\
+     [policy]\ndir = \"policies\"\n";
 
 fn check(text: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
+    allow_all_policy(dir.path());
     let path = dir.path().join("warden.toml");
     std::fs::write(&path, text).unwrap();
     let out = warden().arg("check-config").arg(&path).output().unwrap();
@@ -33,7 +34,7 @@ fn check_config_accepts_a_good_file() {
          [upstreams.azure]\ncommand = \"azmcp\"\nargs = [\"server\", \"start\"]\n{STATE}",
     ));
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("ok (1 upstream)"), "{stdout}");
+    assert!(stdout.contains("ok (1 upstream, 1 policy)"), "{stdout}");
 }
 
 #[test]
@@ -102,7 +103,8 @@ async fn stdio_front_relays_like_http() {
     std::fs::write(
         &path,
         format!(
-            "[identity]\nallow_anonymous = true\n{}{}",
+            "[identity]\nallow_anonymous = true\n{}{}{}",
+            allow_all_policy(dir.path()),
             audit_tables(dir.path()),
             demo_stdio("demo", "stdio-front")
         ),
@@ -162,7 +164,15 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
         .unwrap();
     assert_eq!(unauthenticated.status(), 401, "dev mode authenticates too");
     let token = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["dev", "token", "--user", "alice", "--issuer-url"])
+        .args([
+            "dev",
+            "token",
+            "--user",
+            "alice",
+            "--role",
+            "Reader",
+            "--issuer-url",
+        ])
         .arg(format!("http://127.0.0.1:{issuer_port}"))
         .arg("--data-dir")
         .arg(&state)
@@ -180,6 +190,14 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
     assert_eq!(text(&answer), "hello Ada");
     assert_eq!(handler.seen().elicitations.len(), 1);
     assert!(dir.path().join("state").is_dir(), "data dir created");
+    // The baseline policies decide: a reader may not run a tool that writes.
+    assert!(state.join("policies/roles.cedar").is_file());
+    let denied = call(&client, "bump_counter", json!({})).await.unwrap();
+    assert!(
+        text(&denied).contains("Warden/tools/bump_counter/write on /: no policy permits it"),
+        "{}",
+        text(&denied)
+    );
 
     // The dev store's audit log verifies with the dev public key.
     let status = Command::new("kill")

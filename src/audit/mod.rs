@@ -460,13 +460,16 @@ impl Audit {
     }
 
     /// The intent record of a call, durable when this returns `Ok`.
-    pub async fn intent(&self, call: &ToolCall) -> Result<u64, AuditError> {
+    pub async fn intent(&self, call: &ToolCall, assessed: Assessment) -> Result<u64, AuditError> {
         if let Some(problem) = self.pending_problem() {
             return Err(AuditError::Unavailable(problem));
         }
         let started = Instant::now();
         let mut r = Record::new(Kind::Intent);
         fill_call(&mut r, call);
+        r.operations = assessed.operations;
+        r.decision = assessed.decision;
+        r.risk = assessed.risk;
         r.arguments = call
             .arguments
             .as_ref()
@@ -678,6 +681,18 @@ fn fill_call(r: &mut Record, call: &ToolCall) {
     r.tool = Some(call.tool.clone());
     r.upstream = Some(call.upstream.clone());
     r.upstream_tool = Some(call.upstream_tool.clone());
+}
+
+/// What the stages before execution found out about a call: its intent
+/// record carries it.
+#[derive(Debug, Clone, Default)]
+pub struct Assessment {
+    /// The Azure operations the call performs (resolve stage).
+    pub operations: Vec<record::Operation>,
+    /// The authorization decision (authorize stage).
+    pub decision: Option<serde_json::Value>,
+    /// The risk assessment (score stage).
+    pub risk: Option<serde_json::Value>,
 }
 
 /// The store's sealer for a record: sets `seq`, canonicalises, hashes.

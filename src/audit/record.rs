@@ -72,6 +72,10 @@ impl From<&Principal> for Actor {
 pub struct Operation {
     /// e.g. `Microsoft.Compute/virtualMachines/delete`.
     pub azure_op: String,
+    /// `read`, `write`, `delete`, `action`, `privileged` or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Lower-cased ARM id of the narrowest known scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
 }

@@ -373,11 +373,38 @@ impl Catalog {
         }
     }
 
-    /// The operations the tool may perform whatever its arguments (for filtering tools/list).
+    /// Whether the catalog has an explicit entry for `tool` (its
+    /// resolution needs no annotations).
+    pub fn has_entry(&self, tool: &str) -> bool {
+        self.entries.contains_key(tool)
+    }
+
+    /// The operations the tool may perform whatever its arguments.
     pub fn operations_of(
         &self,
         tool: &str,
         annotations: Option<&ToolAnnotations>,
+    ) -> Vec<(String, Class)> {
+        self.operations_where(tool, annotations, |_| true)
+    }
+
+    /// The operations every call of the tool may perform: those not tied to
+    /// an optional argument (`when`). A caller who could be allowed these
+    /// can call the tool (without the optional arguments); the
+    /// `tools/list` filter uses them.
+    pub fn baseline_operations_of(
+        &self,
+        tool: &str,
+        annotations: Option<&ToolAnnotations>,
+    ) -> Vec<(String, Class)> {
+        self.operations_where(tool, annotations, |op| op.when.is_empty())
+    }
+
+    fn operations_where(
+        &self,
+        tool: &str,
+        annotations: Option<&ToolAnnotations>,
+        keep: impl Fn(&OpSpec) -> bool,
     ) -> Vec<(String, Class)> {
         let ops = match (self.entries.get(tool), self.rule_for(tool, annotations)) {
             (Some(entry), _) => &entry.ops,
@@ -388,7 +415,7 @@ impl Catalog {
             }
         };
         let mut out: Vec<(String, Class)> = Vec::new();
-        for op in ops {
+        for op in ops.iter().filter(|op| keep(op)) {
             let pair = (op.azure_op.clone(), op.class);
             if !out.contains(&pair) {
                 out.push(pair);

@@ -4,7 +4,7 @@
 pub mod sample;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
 use crate::identity::IdentityConfig;
@@ -25,14 +25,42 @@ pub fn ensure_audit_keys(data_dir: &Path) -> Result<(), crate::audit::AuditError
     crate::audit::keygen(AUDIT_ORIGIN, &files, !files.hmac_key.exists()).map(drop)
 }
 
+/// The baseline policy files built into the binary (`policies/*.cedar`).
+pub const BASELINE_POLICIES: &[(&str, &str)] = &[
+    ("roles.cedar", include_str!("../../policies/roles.cedar")),
+    (
+        "guardrails.cedar",
+        include_str!("../../policies/guardrails.cedar"),
+    ),
+];
+
+/// The policy directory of `warden dev`: `DIR/policies`, created with the
+/// baseline policies on first use and left alone afterwards (edit it and
+/// the running gateway reloads it).
+pub fn ensure_policies(data_dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = data_dir.join("policies");
+    if !dir.exists() {
+        let staging = data_dir.join(".policies.new");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)?;
+        for (name, text) in BASELINE_POLICIES {
+            std::fs::write(staging.join(name), text)?;
+        }
+        std::fs::rename(&staging, &dir)?;
+    }
+    Ok(dir)
+}
+
 /// The embedded configuration of `warden dev`: the gateway on `listen`, in
 /// front of the sample upstream (this same executable started as `warden dev
-/// sample-upstream`), trusting `identity` (the dev issuer's).
+/// sample-upstream`), trusting `identity` (the dev issuer's), deciding with
+/// the policies in `policies`.
 pub fn config(
     listen: SocketAddr,
     executable: &Path,
     identity: IdentityConfig,
     data_dir: &Path,
+    policies: &Path,
 ) -> Result<Config, ConfigError> {
     // The identity table is set from the typed value below; the text only
     // carries a valid stand-in so that the rest is validated as usual.
@@ -51,6 +79,9 @@ path = "warden.db"
 signing_key = "audit-signing.key"
 hmac_key = "audit-hmac.key"
 
+[policy]
+dir = "policies"
+
 [upstreams.sample]
 command = {executable:?}
 args = ["dev", "sample-upstream"]
@@ -61,6 +92,7 @@ args = ["dev", "sample-upstream"]
     let mut config = Config::parse(&text, source)?;
     config.store.path = data_dir.join("warden.db");
     config.audit.resolve(data_dir);
+    config.policy.dir = policies.to_owned();
     identity
         .validate()
         .map_err(|message| ConfigError::Invalid {
@@ -86,8 +118,10 @@ mod tests {
             Path::new("/bin/warden"),
             identity,
             Path::new("/tmp/dev"),
+            Path::new("/tmp/dev/policies"),
         )
         .unwrap();
+        assert_eq!(config.policy.dir, Path::new("/tmp/dev/policies"));
         assert_eq!(config.store.path, Path::new("/tmp/dev/warden.db"));
         assert_eq!(
             config.audit.signing_key,
@@ -97,5 +131,40 @@ mod tests {
         assert_eq!(config.identity.authority, "http://127.0.0.1:8788");
         assert_eq!(config.upstreams.len(), 1);
         assert_eq!(config.upstreams["sample"].args, ["dev", "sample-upstream"]);
+    }
+
+    #[test]
+    fn baseline_policies_are_the_repository_files_and_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = ensure_policies(dir.path()).unwrap();
+        for (name, text) in BASELINE_POLICIES {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("policies")
+                .join(name);
+            assert_eq!(std::fs::read_to_string(&repo).unwrap(), *text, "{name}");
+            assert_eq!(std::fs::read_to_string(policies.join(name)).unwrap(), *text);
+        }
+        let repo_files = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "cedar")
+            })
+            .count();
+        assert_eq!(
+            repo_files,
+            BASELINE_POLICIES.len(),
+            "every baseline file is built in"
+        );
+        // An edited set is kept.
+        std::fs::write(policies.join("roles.cedar"), "// mine").unwrap();
+        ensure_policies(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(policies.join("roles.cedar")).unwrap(),
+            "// mine"
+        );
     }
 }

@@ -22,10 +22,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use serde_json::json;
 
 use super::Gateway;
-use crate::identity::AuthError;
-
-/// JSON-RPC error code for authentication and session-binding refusals.
-pub const UNAUTHORIZED: i64 = -32001;
+use crate::identity::{AuthError, UNAUTHORIZED};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";

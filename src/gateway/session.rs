@@ -26,7 +26,6 @@ use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::names::Names;
-use crate::audit::Audit;
 use crate::config::{Config, UpstreamKind};
 use crate::executor::{Downstream, UpstreamConn, UpstreamError, cancel};
 use crate::identity::{Authenticator, Principal};
@@ -46,12 +45,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(
-        config: Arc<Config>,
-        identity: Arc<Authenticator>,
-        metrics: Metrics,
-        audit: Arc<Audit>,
-    ) -> Arc<Self> {
+    pub fn new(config: Arc<Config>, pipeline: Pipeline) -> Arc<Self> {
+        let identity = pipeline.identity().clone();
+        let metrics = pipeline.metrics().clone();
         let upstreams: Vec<_> = config
             .upstreams
             .iter()
@@ -59,7 +55,7 @@ impl Gateway {
             .collect();
         let names = Names::new(upstreams.iter().map(|(name, _)| name.clone()).collect());
         Arc::new(Self {
-            pipeline: Pipeline::new(metrics.clone(), audit),
+            pipeline,
             slots: Arc::new(Semaphore::new(config.server.max_sessions)),
             identity,
             config,
@@ -155,6 +151,7 @@ impl Session {
             front,
             names: gateway.names.clone(),
             inflight: Mutex::new(Inflight::default()),
+            tools: std::sync::Mutex::new(HashMap::new()),
         });
         let timeout = gateway.config.server.upstream_init_timeout;
         let connects = gateway.upstreams.iter().map(|(name, kind)| {
@@ -312,6 +309,79 @@ impl Session {
             .to_owned()
     }
 
+    /// Keeps the annotations of listed tools for resolution.
+    fn remember_tools(&self, tools: &[Tool]) {
+        let Some(connected) = self.state.get() else {
+            return;
+        };
+        let mut known = connected.relay.tools();
+        for tool in tools {
+            if let Some((index, inner)) = self.gateway.names.route(&tool.name) {
+                known.insert((index, inner.to_owned()), tool.annotations.clone());
+            }
+        }
+    }
+
+    /// The annotations of upstream `index`'s tool `inner`: as last listed,
+    /// else (a client may call a tool without listing) from a fresh listing
+    /// of that upstream. Not needed for tools the catalog names. `None`
+    /// when the upstream does not list the tool: the call then resolves to
+    /// class `unknown`.
+    async fn annotations(
+        &self,
+        index: usize,
+        inner: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<ToolAnnotations> {
+        let connected = self.state.get()?;
+        let key = (index, inner.to_owned());
+        if let Some(known) = connected.relay.tools().get(&key) {
+            return known.clone();
+        }
+        if self.gateway.pipeline.catalog().has_entry(inner) {
+            return None;
+        }
+        let upstream = &connected.upstreams[index];
+        let mut cursor = None;
+        for _ in 0..MAX_LISTING_PAGES {
+            let mut params = PaginatedRequestParams::default();
+            params.cursor = cursor;
+            let request = ClientRequest::ListToolsRequest(RequestOptionalParam::with_param(params));
+            let page = match upstream
+                .request(
+                    request,
+                    RequestMetaObject::default(),
+                    &context.ct,
+                    |_, _| {},
+                )
+                .await
+            {
+                Ok(ServerResult::ListToolsResult(page)) => page,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(upstream = upstream.name(), %error, "listing tools for their annotations failed");
+                    break;
+                }
+            };
+            let mut known = connected.relay.tools();
+            for tool in &page.tools {
+                known.insert((index, tool.name.to_string()), tool.annotations.clone());
+            }
+            drop(known);
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        connected.relay.tools().get(&key).cloned().flatten()
+    }
+
+    /// The protected-resource metadata URL step-up challenges name.
+    fn resource_metadata(&self, context: &RequestContext<RoleServer>) -> Option<String> {
+        let parts = context.extensions.get::<http::request::Parts>()?;
+        Some(super::auth::resource_urls(&self.gateway, &parts.headers).1)
+    }
+
     async fn notify_all(&self, notification: ClientNotification) {
         if let Some(connected) = self.state.get() {
             for upstream in &connected.upstreams {
@@ -320,6 +390,9 @@ impl Session {
         }
     }
 }
+
+/// Most pages of an upstream's tool list read to find one tool's annotations.
+const MAX_LISTING_PAGES: usize = 100;
 
 /// A page of a paginated list result.
 trait Page: Default {
@@ -439,24 +512,38 @@ impl ServerHandler for Session {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        self.observed(
-            "tools/list",
-            self.list_page(
-                request,
-                &context,
-                |caps| caps.tools.is_some(),
-                |p| ClientRequest::ListToolsRequest(RequestOptionalParam::with_param(p)),
-                |result, index, names| match result {
-                    ServerResult::ListToolsResult(mut page) => {
-                        for tool in &mut page.tools {
-                            tool.name = names.outward(index, &tool.name).into();
+        self.observed("tools/list", async {
+            let mut page = self
+                .list_page(
+                    request,
+                    &context,
+                    |caps| caps.tools.is_some(),
+                    |p| ClientRequest::ListToolsRequest(RequestOptionalParam::with_param(p)),
+                    |result, index, names| match result {
+                        ServerResult::ListToolsResult(mut page) => {
+                            for tool in &mut page.tools {
+                                tool.name = names.outward(index, &tool.name).into();
+                            }
+                            Some(page)
                         }
-                        Some(page)
-                    }
-                    _ => None,
-                },
-            ),
-        )
+                        _ => None,
+                    },
+                )
+                .await?;
+            self.remember_tools(&page.tools);
+            let principal = self.principal(&context);
+            let pipeline = &self.gateway.pipeline;
+            page.tools.retain(|tool| {
+                let Some(principal) = &principal else {
+                    return false;
+                };
+                let Some((_, inner)) = self.gateway.names.route(&tool.name) else {
+                    return false;
+                };
+                pipeline.could_call(principal, inner, tool.annotations.as_ref())
+            });
+            Ok(page)
+        })
         .await
     }
 
@@ -483,6 +570,8 @@ impl ServerHandler for Session {
             call_id: ToolCall::new_id(),
             arguments: request.arguments.clone().map(serde_json::Value::Object),
             user_agent: Self::user_agent(&context),
+            annotations: self.annotations(index, inner, &context).await,
+            resource_metadata: self.resource_metadata(&context),
         };
         let mut upstream_request = request.clone();
         upstream_request.name = Cow::Owned(inner.to_owned());
@@ -829,6 +918,20 @@ struct Relay {
     front: Peer<RoleServer>,
     names: Names,
     inflight: Mutex<Inflight>,
+    /// The annotations of each upstream tool seen in a `tools/list` (the
+    /// catalog falls back on them), forgotten when the upstream says its
+    /// list changed.
+    tools: std::sync::Mutex<HashMap<(usize, String), Option<ToolAnnotations>>>,
+}
+
+impl Relay {
+    fn tools(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(usize, String), Option<ToolAnnotations>>> {
+        self.tools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Relay {
@@ -900,6 +1003,10 @@ impl Relay {
                 };
                 progress.params.progress_token = client_token;
                 ServerNotification::ProgressNotification(progress)
+            }
+            ServerNotification::ToolListChangedNotification(changed) => {
+                self.tools().retain(|(i, _), _| *i != index);
+                ServerNotification::ToolListChangedNotification(changed)
             }
             ServerNotification::ResourceUpdatedNotification(mut updated) => {
                 updated.params.uri = self.names.outward_uri(index, &updated.params.uri);

@@ -74,6 +74,21 @@ impl Authenticator {
         })
     }
 
+    /// Asks for multi-factor authentication: through the first configured
+    /// MFA authentication context (`identity.mfa_auth_contexts`), or, with
+    /// none configured, a tool error asking for an MFA sign-in (v1 tokens
+    /// then carry `amr: ["mfa"]`).
+    pub fn step_up_mfa(&self, principal: &Principal, resource_metadata_url: &str) -> StepUp {
+        match self.config.mfa_auth_contexts.first() {
+            Some(context) => self.step_up(principal, context, resource_metadata_url),
+            None => StepUp::ToolError {
+                message: "This call requires multi-factor authentication. Sign in again with \
+                          MFA and retry."
+                    .to_owned(),
+            },
+        }
+    }
+
     /// Asks for authentication context `auth_context` (e.g. `c1`).
     ///
     /// If the client declared `xms_cc = cp1` it handles Entra claims

@@ -57,6 +57,10 @@ pub const DEV_AUDIENCE: &str = "api://warden-dev";
 pub const DEV_CLIENT_APP: &str = "22222222-3333-4444-8555-666666666666";
 /// Default delegated scope of dev user tokens, required by the dev config.
 pub const DEV_SCOPE: &str = "access_as_user";
+/// The authentication context the dev issuer's tenant treats as MFA: a v2
+/// token minted with `mfa` carries it in `acrs` (v2 access tokens have no
+/// `amr`), and step-up challenges ask for it.
+pub const DEV_MFA_AUTH_CONTEXT: &str = "c1";
 /// File name of the persisted signing key inside the issuer directory.
 pub const DEV_KEY_FILE: &str = "dev-issuer-key.pem";
 /// Path under the base URL that plays `https://sts.windows.net` (v1 issuer
@@ -99,8 +103,8 @@ pub struct TokenOptions {
     pub user: String,
     pub groups: Vec<String>,
     pub roles: Vec<String>,
-    /// v1: `amr = ["pwd","mfa"]` instead of `["pwd"]`. v2 access tokens carry
-    /// no `amr`; use `acrs` with a configured MFA auth context there.
+    /// v1: `amr = ["pwd","mfa"]` instead of `["pwd"]`; v2 access tokens carry
+    /// no `amr`, so `acrs` gets [`DEV_MFA_AUTH_CONTEXT`] instead.
     pub mfa: bool,
     /// Satisfied authentication contexts (`acrs`), e.g. `["c1"]`.
     pub acrs: Vec<String>,
@@ -320,6 +324,7 @@ impl DevIssuer {
             audiences: vec![DEV_AUDIENCE.to_owned()],
             required_scopes: vec![DEV_SCOPE.to_owned()],
             required_app_roles: Vec::new(),
+            mfa_auth_contexts: vec![DEV_MFA_AUTH_CONTEXT.to_owned()],
             ..IdentityConfig::default()
         }
     }
@@ -396,8 +401,16 @@ impl DevIssuer {
         if !options.groups.is_empty() {
             set("groups", json!(options.groups));
         }
-        if !options.acrs.is_empty() {
-            set("acrs", json!(options.acrs));
+        let mut acrs = options.acrs.clone();
+        if options.mfa
+            && !options.app
+            && options.version == TokenVersion::V2
+            && !acrs.iter().any(|c| c == DEV_MFA_AUTH_CONTEXT)
+        {
+            acrs.push(DEV_MFA_AUTH_CONTEXT.to_owned());
+        }
+        if !acrs.is_empty() {
+            set("acrs", json!(acrs));
         }
         for (name, value) in &options.extra {
             if value.is_null() {

@@ -178,6 +178,11 @@ impl AuthError {
     }
 }
 
+/// JSON-RPC error code of authentication refusals: a bad token at the HTTP
+/// front, a session opened by another principal, and a step-up claims
+/// challenge answered to a tool call.
+pub const UNAUTHORIZED: i64 = -32001;
+
 /// How to ask the caller for a stronger sign-in (see [`Authenticator::step_up`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepUp {

@@ -43,6 +43,16 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
+/// A validated policy set, not yet running (see [`Engine::stage`]).
+pub struct Staged(Compiled);
+
+impl Staged {
+    /// What the set holds (the `policy_load` audit record's details).
+    pub fn summary(&self) -> &Summary {
+        &self.0.summary
+    }
+}
+
 /// Policies of one kind of evaluation, and their permits alone (to tell
 /// "a forbid denied" from "no permit applied").
 pub(crate) struct Sets {
@@ -366,12 +376,31 @@ impl Engine {
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.swap(self.stage()?.0)
+    }
+
+    /// Re-reads and validates the policy files without running them: the
+    /// caller records the [`Staged::summary`] (the `policy_load` audit
+    /// record) and then [`Engine::install`]s it, so that no decision is
+    /// made by a set the log does not know.
+    pub fn stage(&self) -> Result<Staged, PolicyError> {
         let operations = self
             .operations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        self.swap(compile(&self.config, &operations)?)
+        Ok(Staged(compile(&self.config, &operations)?))
+    }
+
+    /// Runs a set from [`Engine::stage`] from the next decision on.
+    pub fn install(&self, staged: Staged) -> Summary {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let summary = staged.0.summary.clone();
+        self.current.store(Arc::new(staged.0));
+        summary
     }
 
     /// Like [`Engine::reload`], with a new set of known operations (the

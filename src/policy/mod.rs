@@ -143,7 +143,8 @@ mod source;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,11 +153,13 @@ pub use cases::{
     read_cases, run_tests,
 };
 pub use decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
-pub use engine::{Engine, ExplainedPolicy, ExplainedRequest, Explanation, Summary, validate};
+pub use engine::{
+    Engine, ExplainedPolicy, ExplainedRequest, Explanation, Staged, Summary, validate,
+};
 pub use error::{PolicyError, Problem};
 pub use request::{CallContext, JitFacts, OperationFacts, RiskFacts};
 pub use schema::{CLASSES, class_of};
-pub use source::{PolicyInfo, hash_files};
+pub use source::{PolicyInfo, fingerprint, hash_files};
 
 /// `schemas/warden.cedarschema`, built in: the schema used when
 /// `[policy] schema` is not set.
@@ -184,6 +187,39 @@ pub struct PolicyConfig {
     /// subscriptions.
     #[serde(default)]
     pub management_groups: BTreeMap<String, ManagementGroupConfig>,
+    /// How often the policy files are checked for changes (a changed set
+    /// is reloaded as on SIGHUP); `0s` checks only on SIGHUP.
+    #[serde(default = "default_watch_interval", with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+fn default_watch_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl PolicyConfig {
+    /// Makes `dir` and `schema` relative to `base` (the config file's folder).
+    pub fn resolve(&mut self, base: &Path) {
+        if self.dir.is_relative() {
+            self.dir = base.join(&self.dir);
+        }
+        if let Some(schema) = &mut self.schema
+            && schema.is_relative()
+        {
+            *schema = base.join(&*schema);
+        }
+    }
+
+    /// Checks what does not need the files (those are checked at load).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dir.as_os_str().is_empty() {
+            return Err("policy.dir: must name a directory of *.cedar files".into());
+        }
+        if !self.watch_interval.is_zero() && self.watch_interval < Duration::from_millis(100) {
+            return Err("policy.watch_interval: must be 0s (off) or at least 100ms".into());
+        }
+        Ok(())
+    }
 }
 
 fn default_dir() -> PathBuf {
@@ -198,6 +234,7 @@ impl Default for PolicyConfig {
             shadow: false,
             roles: BTreeMap::new(),
             management_groups: BTreeMap::new(),
+            watch_interval: default_watch_interval(),
         }
     }
 }

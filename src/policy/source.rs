@@ -12,6 +12,7 @@ use cedar_policy::{Effect, Policy, PolicyId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::PolicyConfig;
 use super::decision::Advice;
 use super::error::{PolicyError, Problem};
 
@@ -59,34 +60,7 @@ pub(crate) struct Sources {
 /// names starting with `.` are skipped, as editors leave such files around).
 /// Every problem of every file is collected before failing.
 pub(crate) fn read_dir(dir: &Path) -> Result<Sources, PolicyError> {
-    let io = |source| PolicyError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if path.extension().is_some_and(|e| e == "cedar")
-            && !name.starts_with('.')
-            && path.is_file()
-        {
-            files.push(path);
-        }
-    }
-    files.sort();
-    if files.is_empty() {
-        return Err(PolicyError::Empty(dir.to_path_buf()));
-    }
-
-    let mut contents = Vec::with_capacity(files.len());
-    for path in &files {
-        let bytes = std::fs::read(path).map_err(|source| PolicyError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        contents.push(bytes);
-    }
+    let (files, contents) = read_files(dir)?;
     let hash = hash_files(
         files
             .iter()
@@ -125,6 +99,61 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The `*.cedar` files directly in `dir`, sorted, and their bytes.
+fn read_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Vec<u8>>), PolicyError> {
+    let io = |source| PolicyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.extension().is_some_and(|e| e == "cedar")
+            && !name.starts_with('.')
+            && path.is_file()
+        {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(PolicyError::Empty(dir.to_path_buf()));
+    }
+    let mut contents = Vec::with_capacity(files.len());
+    for path in &files {
+        let bytes = std::fs::read(path).map_err(|source| PolicyError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        contents.push(bytes);
+    }
+    Ok((files, contents))
+}
+
+/// What a change of the policy set changes: the hash of the `*.cedar`
+/// files and of the schema file (when one is configured) as they are now,
+/// or the reason they cannot be read. The watcher reloads when it changes.
+pub fn fingerprint(config: &PolicyConfig) -> String {
+    let policies = match read_files(&config.dir) {
+        Ok((files, contents)) => hash_files(
+            files
+                .iter()
+                .zip(&contents)
+                .map(|(path, bytes)| (file_name(path), bytes.as_slice())),
+        ),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    let schema = match &config.schema {
+        None => String::new(),
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => hash_files([(String::from("schema"), bytes.as_slice())]),
+            Err(e) => format!("unreadable: {e}"),
+        },
+    };
+    format!("{policies} {schema}")
 }
 
 /// The policy-set hash: hex SHA-256 over, for each file in order of its

@@ -3,6 +3,8 @@
 //! gateway relays to it.
 #![allow(dead_code, deprecated)]
 
+pub mod issuer;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -169,6 +171,29 @@ pub fn audit_tables(dir: &Path) -> String {
         .to_owned()
 }
 
+/// The test default policy set: every call is allowed (tests of relaying,
+/// audit and faults are not about policy).
+pub const ALLOW_ALL_POLICY: &str =
+    "@id(\"test-allow-all\")\npermit (principal, action, resource);\n";
+
+/// Writes the allow-all policy set to `dir/policies` and returns the
+/// `[policy]` table that uses it.
+pub fn allow_all_policy(dir: &Path) -> String {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).expect("policy dir");
+    std::fs::write(policies.join("allow.cedar"), ALLOW_ALL_POLICY).expect("write policy");
+    "[policy]\ndir = \"policies\"\n".to_owned()
+}
+
+/// The body of a `[policy]` table that uses the repository's baseline
+/// policies.
+pub fn baseline_policy() -> String {
+    format!(
+        "dir = {:?}\n",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+    )
+}
+
 /// A running `warden serve`, killed on drop.
 pub struct Warden {
     child: Child,
@@ -200,12 +225,39 @@ impl Warden {
         upstreams: &str,
         audit_extra: &str,
     ) -> Warden {
+        Self::launch(server_extra, identity, upstreams, audit_extra, None)
+    }
+
+    /// Like [`Warden::start_with_identity`], deciding with the policy set
+    /// the body of `[policy]` names (e.g. [`baseline_policy`]) instead of
+    /// the test default, which allows every call.
+    pub fn start_with_policy(
+        server_extra: &str,
+        identity: &str,
+        upstreams: &str,
+        policy: &str,
+    ) -> Warden {
+        Self::launch(server_extra, identity, upstreams, "", Some(policy))
+    }
+
+    fn launch(
+        server_extra: &str,
+        identity: &str,
+        upstreams: &str,
+        audit_extra: &str,
+        policy: Option<&str>,
+    ) -> Warden {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = audit_tables(dir.path());
+        let policy = match policy {
+            Some(body) => format!("[policy]\n{body}\n"),
+            None => allow_all_policy(dir.path()),
+        };
         let port = free_port();
+        // `[audit]` extras may end in their own tables, so `[policy]` goes first.
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n[identity]\n{identity}\n\
-             {state}{audit_extra}\n{upstreams}"
+             {policy}{state}{audit_extra}\n{upstreams}"
         );
         let config_path = dir.path().join("warden.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -506,4 +558,32 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Every record in the store, in order.
+pub fn records(db: &Path) -> Vec<serde_json::Value> {
+    let reader = warden::store::Reader::open(db).unwrap();
+    let mut out = Vec::new();
+    reader
+        .for_each_record(0, |row| {
+            out.push(serde_json::from_slice(&row.bytes).unwrap());
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+/// Polls the store until `done` holds for its records (20 s at most).
+pub async fn wait_for_records(
+    db: &Path,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = records(db);
+        if done(&all) || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
