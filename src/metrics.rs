@@ -63,6 +63,7 @@ pub struct Metrics {
     pub policy_decisions: Family<DecisionLabels, Counter>,
     pub policy_loads: Family<LoadLabel, Counter>,
     pub policy_alerts: Family<AlertLabel, Counter>,
+    pub policy_latency: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -207,8 +208,17 @@ impl Metrics {
             "Alerts raised by @alert policies (e.g. break-glass use)",
             policy_alerts.clone(),
         );
+        let policy_latency = Histogram::new([
+            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+        ]);
+        registry.register(
+            "policy_decision_duration_seconds",
+            "Time to resolve a tool call's operations and decide it (stages 2 and 4)",
+            policy_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            policy_latency,
             policy_decisions,
             policy_loads,
             policy_alerts,

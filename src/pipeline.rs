@@ -164,6 +164,7 @@ impl Pipeline {
         };
 
         // 2. resolve: the Azure operations and resources the call touches.
+        let deciding = Instant::now();
         let resolution = self.catalog.resolve(
             &call.upstream_tool,
             call.arguments.as_ref().unwrap_or(&Value::Null),
@@ -174,6 +175,9 @@ impl Pipeline {
 
         // 4. authorize: every operation must be allowed by Cedar.
         let decision = self.authorize(principal, call, &resolution);
+        self.metrics
+            .policy_latency
+            .observe(deciding.elapsed().as_secs_f64());
         let assessed = Assessment {
             operations: resolution.operations.iter().map(audited).collect(),
             decision: serde_json::to_value(&decision).ok(),

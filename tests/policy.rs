@@ -483,3 +483,42 @@ async fn a_policy_that_fails_to_evaluate_denies() {
             .contains("overflow")
     );
 }
+
+#[tokio::test]
+async fn global_shadow_mode_records_the_decision_but_enforces_nothing() {
+    let gate = gate(&repo_policies(), "shadow = true\n").await;
+    let developer = gate.client("dave", &["Developer"], false).await;
+    let ran = call(&developer, "echo", vm_args("shadowed", "prod-web"))
+        .await
+        .unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    assert_eq!(gate.received(), ["shadowed"]);
+    let intents = intents(&gate.warden.db());
+    let decision = &intents[0]["decision"];
+    assert_eq!(decision["effect"], "allow");
+    assert_eq!(decision["shadow"]["global"], true);
+    assert_eq!(decision["shadow"]["effect"], "deny");
+    assert_eq!(decision["shadow"]["differs"], true);
+}
+
+#[tokio::test]
+async fn break_glass_is_allowed_and_always_alerted() {
+    let gate = gate(&repo_policies(), "").await;
+    let admin = gate.client("bea", &["BreakGlass"], true).await;
+    let ran = call(&admin, "echo", vm_args("emergency", "prod-web"))
+        .await
+        .unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    assert_eq!(gate.received(), ["emergency"]);
+    let intents = intents(&gate.warden.db());
+    assert_eq!(
+        intents[0]["decision"]["alerts"],
+        json!([{"policy": "break-glass", "alert": "break_glass"}])
+    );
+    wait_for_metric_line(
+        &gate.warden.base(),
+        r#"warden_policy_alerts_total{alert="break_glass"} 1"#,
+    )
+    .await;
+    assert!(gate.warden.log().contains("policy alert"));
+}
