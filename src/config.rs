@@ -52,6 +52,10 @@ pub struct Config {
     /// Which Azure operations each tool performs.
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// Azure Resource Manager and Warden's own credential, for the built-in
+    /// Azure tools.
+    #[serde(default)]
+    pub azure: Option<crate::azure::AzureConfig>,
     /// Upstream MCP servers by name. Names are part of the namespacing scheme
     /// (see `gateway::names`), so they are restricted to `[a-z0-9-]`.
     #[serde(default)]
@@ -117,6 +121,9 @@ pub struct UpstreamConfig {
     /// Static headers sent with every request to a remote upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// A server built into Warden: `"arm"`, the Azure Resource Manager
+    /// tools (needs `[azure]`).
+    pub builtin: Option<String>,
 }
 
 /// How to reach an upstream, after validation.
@@ -132,12 +139,19 @@ pub enum UpstreamKind {
         url: String,
         headers: BTreeMap<String, String>,
     },
+    /// A server inside Warden (see `executor::Builtins`).
+    Builtin { builtin: String },
 }
 
 impl UpstreamConfig {
     /// The validated transport of this upstream. Only valid after
     /// [`Config::validate`] succeeded.
     pub fn kind(&self) -> UpstreamKind {
+        if let Some(builtin) = &self.builtin {
+            return UpstreamKind::Builtin {
+                builtin: builtin.clone(),
+            };
+        }
         match (&self.command, &self.url) {
             (Some(command), _) => UpstreamKind::Stdio {
                 command: command.clone(),
@@ -207,6 +221,9 @@ impl Config {
         }
         config.audit.resolve(base);
         config.policy.resolve(base);
+        if let Some(azure) = &mut config.azure {
+            azure.resolve(base);
+        }
         if let Some(dir) = &mut config.catalog.dir
             && dir.is_relative()
         {
@@ -219,6 +236,9 @@ impl Config {
         self.identity.validate()?;
         self.audit.validate()?;
         self.policy.validate()?;
+        if let Some(azure) = &self.azure {
+            azure.validate()?;
+        }
         if self.store.path.as_os_str().is_empty() {
             return Err("store.path: must name a file".into());
         }
@@ -252,13 +272,37 @@ impl Config {
                     "{key}: upstream names use lower-case letters, digits and single '-' (e.g. \"azure\"), starting with a letter"
                 ));
             }
+            if let Some(builtin) = &upstream.builtin {
+                if upstream.command.is_some()
+                    || upstream.url.is_some()
+                    || !upstream.args.is_empty()
+                    || !upstream.env.is_empty()
+                    || upstream.cwd.is_some()
+                    || !upstream.headers.is_empty()
+                {
+                    return Err(format!(
+                        "{key}: a `builtin` upstream takes no `command`, `url`, `args`, `env`, `cwd` or `headers`"
+                    ));
+                }
+                if builtin != crate::executor::arm_tools::BUILTIN_NAME {
+                    return Err(format!(
+                        "{key}.builtin: {builtin:?} is not a built-in server (known: \"arm\")"
+                    ));
+                }
+                if self.azure.is_none() {
+                    return Err(format!(
+                        "{key}.builtin: the built-in Azure tools need an [azure] table (ARM endpoint and credential)"
+                    ));
+                }
+                continue;
+            }
             match (&upstream.command, &upstream.url) {
                 (Some(_), Some(_)) => {
                     return Err(format!("{key}: set either `command` or `url`, not both"));
                 }
                 (None, None) => {
                     return Err(format!(
-                        "{key}: missing `command` (stdio child) or `url` (Streamable HTTP)"
+                        "{key}: missing `command` (stdio child), `url` (Streamable HTTP) or `builtin` (in Warden)"
                     ));
                 }
                 (Some(command), None) => {

@@ -4,6 +4,7 @@
 //! is the MCP front; [`executor`] talks to upstream servers.
 
 pub mod audit;
+pub mod azure;
 pub mod catalog;
 pub mod config;
 pub mod dev;

@@ -10,8 +10,10 @@ use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warden::audit::Audit;
+use warden::azure::client::ArmClient;
 use warden::catalog::Catalog;
 use warden::config::Config;
+use warden::executor::Builtins;
 use warden::gateway::{self, Gateway};
 use warden::identity::dev::{DevIssuer, TokenOptions};
 use warden::identity::{Authenticator, Principal};
@@ -401,6 +403,20 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
     result
 }
 
+/// The built-in servers `[azure]` enables: the ARM tools, with Warden's
+/// own credential.
+fn builtins(config: &Config) -> anyhow::Result<Builtins> {
+    let Some(azure) = &config.azure else {
+        return Ok(Builtins::default());
+    };
+    let credential =
+        warden::azure::credential::build(&azure.credential).context("[azure.credential]")?;
+    let client = ArmClient::new(azure.arm.clone(), credential)
+        .map_err(|e| anyhow::anyhow!("[azure.arm]: {e}"))?;
+    tracing::info!(endpoint = %azure.arm.endpoint, credential = azure.credential.credential.kind(), "Azure Resource Manager tools ready");
+    Ok(Builtins::default().with_arm(Arc::new(client)))
+}
+
 /// The tool catalog (built in, or `[catalog] dir`) and the policy set,
 /// validated against each other.
 fn load_catalog_and_policy(config: &Config) -> anyhow::Result<(Catalog, Engine)> {
@@ -430,7 +446,8 @@ fn ignore_file_size_signal() {
 
 async fn serve_fronts(config: Config, stdio: bool, pipeline: Pipeline) -> anyhow::Result<()> {
     let identity = pipeline.identity().clone();
-    let gateway = Gateway::new(Arc::new(config), pipeline);
+    let builtins = builtins(&config)?;
+    let gateway = Gateway::new(Arc::new(config), pipeline, builtins);
     if stdio {
         let principal = stdio_principal(&identity).await?;
         return gateway::serve_stdio(gateway, principal)

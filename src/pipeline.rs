@@ -208,8 +208,13 @@ impl Pipeline {
         // 8. record the outcome
         let elapsed = started.elapsed();
         let (status, error) = status_of(&result);
-        self.audit
-            .outcome(call, status, error.as_deref(), elapsed, None);
+        self.audit.outcome(
+            call,
+            status,
+            error.as_deref(),
+            elapsed,
+            azure_correlation_id(&result),
+        );
         self.record(call, &result, elapsed);
         result
     }
@@ -464,6 +469,20 @@ fn status_of(result: &Result<CallToolResponse, McpError>) -> (Status, Option<Str
             (Status::Cancelled, Some(e.message.to_string()))
         }
         Err(e) => (Status::Error, Some(e.message.to_string())),
+    }
+}
+
+/// The Azure correlation id a built-in tool reports in its result's `_meta`.
+fn azure_correlation_id(result: &Result<CallToolResponse, McpError>) -> Option<String> {
+    match result {
+        Ok(CallToolResponse::Complete(done)) => done
+            .meta
+            .as_ref()?
+            .0
+            .get(crate::executor::arm_tools::CORRELATION_META)?
+            .as_str()
+            .map(str::to_owned),
+        _ => None,
     }
 }
 

@@ -9,7 +9,9 @@ use toml::Spanned;
 
 use super::inventory::{Inventory, InventoryTool};
 use super::template::{self, Template};
-use super::{Catalog, CatalogError, Class, Entry, OpSpec, Origin, Rule, glob_match};
+use super::{
+    ArmArg, ArmSpec, Catalog, CatalogError, Class, Entry, OpSpec, Origin, Rule, glob_match,
+};
 
 /// One catalog file as written.
 #[derive(Debug, Deserialize)]
@@ -51,6 +53,16 @@ struct EntryDoc {
     when: Option<Spanned<Vec<String>>>,
     unless: Option<Spanned<Vec<String>>>,
     ops: Option<Vec<Spanned<OpDoc>>>,
+    /// A raw ARM request: the operation is derived from its method and path.
+    arm: Option<Spanned<ArmDoc>>,
+}
+
+/// `arm = { method = "GET" | "{arg}", path = "{arg}" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArmDoc {
+    method: String,
+    path: String,
 }
 
 /// `[[rules]]`: like an entry, for every read-only tool whose name matches.
@@ -130,12 +142,13 @@ impl Text<'_> {
 }
 
 /// Class patterns gathered from every file's `[classes]`, most severe first.
-struct ClassTable(Vec<(Class, String)>);
+#[derive(Debug, Clone, Default)]
+pub(super) struct ClassTable(Vec<(Class, String)>);
 
 impl ClassTable {
     /// The class of `op`: the first (most severe) matching pattern, else the
     /// last segment of the operation (`read`, `write`, `delete`, `action`).
-    fn class_of(&self, op: &str) -> Option<Class> {
+    pub(super) fn class_of(&self, op: &str) -> Option<Class> {
         let lower = op.to_ascii_lowercase();
         self.0
             .iter()
@@ -248,6 +261,27 @@ pub(super) fn load(
                 Some(vec![listed])
             };
             let e = entry.get_ref();
+            if let Some(arm) = &e.arm {
+                if e.op.is_some() || e.ops.is_some() || e.resource.is_some() || e.class.is_some() {
+                    return Err(src.error(
+                        arm.span(),
+                        format!("{key}.arm"),
+                        "an `arm` entry derives its operation, class and resource from the request: \
+                         it takes no `op`, `ops`, `class` or `resource`",
+                    ));
+                }
+                let spec = arm_spec(arm.get_ref(), arguments.as_deref())
+                    .map_err(|m| src.error(arm.span(), format!("{key}.arm"), m))?;
+                entries.insert(
+                    tool.clone(),
+                    Entry {
+                        ops: Vec::new(),
+                        arm: Some(spec),
+                        origin: src.origin(name.span()),
+                    },
+                );
+                continue;
+            }
             let ops = build_ops(
                 src,
                 &key,
@@ -267,6 +301,7 @@ pub(super) fn load(
                 tool.clone(),
                 Entry {
                     ops,
+                    arm: None,
                     origin: src.origin(name.span()),
                 },
             );
@@ -334,7 +369,37 @@ pub(super) fn load(
         entries,
         rules,
         inventory: inventory.into_values().collect(),
+        classes: table,
     })
+}
+
+/// An `arm` entry's method (a literal or `{arg}`) and path (`{arg}`).
+fn arm_spec(doc: &ArmDoc, tools: Option<&[&InventoryTool]>) -> Result<ArmSpec, String> {
+    let placeholder = |text: &str| {
+        text.strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .map(str::to_owned)
+    };
+    let method = match placeholder(&doc.method) {
+        Some(arg) => {
+            check_argument(tools, &arg)?;
+            ArmArg::Argument(arg)
+        }
+        None => {
+            let method = doc.method.to_ascii_uppercase();
+            if !["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST"].contains(&method.as_str()) {
+                return Err(format!(
+                    "method {:?} is neither an HTTP method nor an {{argument}}",
+                    doc.method
+                ));
+            }
+            ArmArg::Literal(method)
+        }
+    };
+    let path = placeholder(&doc.path)
+        .ok_or_else(|| format!("path {:?} must be an {{argument}}", doc.path))?;
+    check_argument(tools, &path)?;
+    Ok(ArmSpec { method, path })
 }
 
 fn severity(class: Class) -> u8 {

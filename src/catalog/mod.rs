@@ -32,6 +32,7 @@
 //!   `/`, an id that does not parse) resolves the whole call to one
 //!   operation of class `unknown` (see [`Resolution::problem`]).
 
+pub mod arm;
 mod file;
 pub mod inventory;
 mod template;
@@ -214,7 +215,23 @@ struct OpSpec {
 #[derive(Debug, Clone)]
 struct Entry {
     ops: Vec<OpSpec>,
+    /// Set for a raw ARM request tool (`ops` is then empty).
+    arm: Option<ArmSpec>,
     origin: Origin,
+}
+
+/// How a raw ARM request tool names its method and path.
+#[derive(Debug, Clone)]
+struct ArmSpec {
+    method: ArmArg,
+    /// The argument holding the path.
+    path: String,
+}
+
+#[derive(Debug, Clone)]
+enum ArmArg {
+    Literal(String),
+    Argument(String),
 }
 
 #[derive(Debug, Clone)]
@@ -272,12 +289,22 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         "classes.toml",
         include_str!("../../schemas/catalog/classes.toml"),
     ),
+    (
+        "warden-arm.toml",
+        include_str!("../../schemas/catalog/warden-arm.toml"),
+    ),
 ];
 
-const BUILTIN_INVENTORIES: &[(&str, &str)] = &[(
-    "azmcp.inventory.json",
-    include_str!("../../schemas/catalog/azmcp.inventory.json"),
-)];
+const BUILTIN_INVENTORIES: &[(&str, &str)] = &[
+    (
+        "azmcp.inventory.json",
+        include_str!("../../schemas/catalog/azmcp.inventory.json"),
+    ),
+    (
+        "warden-arm.inventory.json",
+        include_str!("../../schemas/catalog/warden-arm.inventory.json"),
+    ),
+];
 
 /// Tool → operations, loaded from catalog files.
 #[derive(Debug, Clone)]
@@ -285,6 +312,7 @@ pub struct Catalog {
     entries: BTreeMap<String, Entry>,
     rules: Vec<Rule>,
     inventory: Vec<InventoryTool>,
+    classes: file::ClassTable,
 }
 
 impl Catalog {
@@ -347,6 +375,9 @@ impl Catalog {
         annotations: Option<&ToolAnnotations>,
     ) -> Resolution {
         if let Some(entry) = self.entries.get(tool) {
+            if let Some(arm) = &entry.arm {
+                return self.resolve_arm(tool, arm, arguments);
+            }
             return resolve_ops(tool, &entry.ops, arguments, Source::Catalog);
         }
         if let Some(rule) = self.rule_for(tool, annotations) {
@@ -370,6 +401,51 @@ impl Catalog {
                 Source::Annotations
             },
             problem: None,
+        }
+    }
+
+    /// A raw ARM request: its operation from its method and path (see
+    /// [`arm::operation_of`]), its class from the `[classes]` table.
+    fn resolve_arm(&self, tool: &str, spec: &ArmSpec, arguments: &Value) -> Resolution {
+        let text = |name: &str| {
+            arguments
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("argument `{name}` is missing or not a string"))
+        };
+        let method = match &spec.method {
+            ArmArg::Literal(method) => Ok(method.clone()),
+            ArmArg::Argument(name) => text(name),
+        };
+        let derived = method
+            .and_then(|method| Ok((method, text(&spec.path)?)))
+            .and_then(|(method, path)| arm::operation_of(&method, &path));
+        match derived {
+            Ok(op) => {
+                let class = self
+                    .classes
+                    .class_of(&op.azure_op)
+                    .unwrap_or(Class::Unknown);
+                Resolution {
+                    operations: vec![Operation {
+                        azure_op: op.azure_op,
+                        class,
+                        resource: op.resource,
+                    }],
+                    source: Source::Catalog,
+                    problem: None,
+                }
+            }
+            Err(problem) => Resolution {
+                operations: vec![Operation {
+                    azure_op: fallback_op(tool, Class::Unknown),
+                    class: Class::Unknown,
+                    resource: Resource::root(),
+                }],
+                source: Source::Catalog,
+                problem: Some(problem),
+            },
         }
     }
 
@@ -407,6 +483,12 @@ impl Catalog {
         keep: impl Fn(&OpSpec) -> bool,
     ) -> Vec<(String, Class)> {
         let ops = match (self.entries.get(tool), self.rule_for(tool, annotations)) {
+            // A raw ARM request may perform any operation: it is listed to
+            // callers who may read (the call itself is authorized on the
+            // operation its method and path name).
+            (Some(entry), _) if entry.arm.is_some() => {
+                return vec![(fallback_op(tool, Class::Read), Class::Read)];
+            }
             (Some(entry), _) => &entry.ops,
             (None, Some(rule)) => &rule.ops,
             (None, None) => {

@@ -1,6 +1,58 @@
-//! Stage 7: performing a tool call. For now, through upstream MCP servers.
+//! Stage 7: performing a tool call, through upstream MCP servers (child
+//! processes, remote servers) or Warden's own built-in servers.
 
+pub mod arm_tools;
 mod upstream;
+
+use std::sync::Arc;
+
+use rmcp::ServiceExt;
 
 pub(crate) use upstream::cancel;
 pub use upstream::{Downstream, REQUEST_CANCELLED, UpstreamConn, UpstreamError};
+
+use crate::azure::client::ArmClient;
+
+/// The built-in MCP servers Warden can run in process, by the name
+/// `[upstreams.NAME] builtin = "..."` gives them.
+#[derive(Clone, Default, Debug)]
+pub struct Builtins {
+    arm: Option<Arc<ArmClient>>,
+}
+
+impl Builtins {
+    /// The built-in Azure tools ([`arm_tools`]), calling ARM with `client`.
+    pub fn with_arm(mut self, client: Arc<ArmClient>) -> Self {
+        self.arm = Some(client);
+        self
+    }
+
+    /// Whether `name` can be started.
+    pub fn has(&self, name: &str) -> bool {
+        name == arm_tools::BUILTIN_NAME && self.arm.is_some()
+    }
+
+    /// Serves built-in `name` for one session on `transport`.
+    fn start(&self, name: &str, transport: tokio::io::DuplexStream) -> Result<(), String> {
+        match (name, &self.arm) {
+            (arm_tools::BUILTIN_NAME, Some(client)) => {
+                let server = arm_tools::ArmTools::new(client.clone());
+                tokio::spawn(async move {
+                    match server.serve(transport).await {
+                        Ok(running) => {
+                            let _ = running.waiting().await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "built-in ARM tools did not start");
+                        }
+                    }
+                });
+                Ok(())
+            }
+            (arm_tools::BUILTIN_NAME, None) => {
+                Err("the built-in Azure tools need the [azure] table".to_owned())
+            }
+            (other, _) => Err(format!("no built-in server named {other:?}")),
+        }
+    }
+}

@@ -92,6 +92,9 @@ impl UpstreamError {
 }
 
 /// A live MCP client session with one upstream.
+/// Buffer of the in-process pipe to a built-in server.
+const BUILTIN_PIPE_BYTES: usize = 1 << 20;
+
 pub struct UpstreamConn {
     name: String,
     /// Remote upstreams are pinged while a request is pending: a server that
@@ -121,6 +124,7 @@ impl UpstreamConn {
         downstream: Arc<dyn Downstream>,
         timeout: Duration,
         metrics: &Metrics,
+        builtins: &super::Builtins,
     ) -> Result<Self, UpstreamError> {
         let handler = UpstreamClient {
             name: name.to_owned(),
@@ -163,6 +167,17 @@ impl UpstreamConn {
                         .await
                         .map_err(|e| start(e.to_string()))?;
                     Ok((service, Some(child)))
+                }
+                UpstreamKind::Builtin { builtin } => {
+                    // An in-process server on one end of a pipe, the
+                    // gateway's client on the other: the same MCP exchange
+                    // as with any upstream.
+                    let (ours, theirs) = tokio::io::duplex(BUILTIN_PIPE_BYTES);
+                    builtins.start(builtin, theirs).map_err(start)?;
+                    let service = serve_client(handler, ours)
+                        .await
+                        .map_err(|e| start(e.to_string()))?;
+                    Ok((service, None))
                 }
                 UpstreamKind::Http { url, headers } => {
                     let headers: HashMap<_, _> = headers

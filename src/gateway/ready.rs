@@ -41,6 +41,7 @@ pub async fn check(
         let result = match kind {
             UpstreamKind::Stdio { command, cwd, .. } => executable(command, cwd.as_deref()),
             UpstreamKind::Http { url, .. } => reachable(url).await,
+            UpstreamKind::Builtin { builtin } => Ok(format!("built into Warden ({builtin})")),
         };
         let status = match result {
             Ok(detail) => UpstreamReadiness {

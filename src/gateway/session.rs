@@ -27,7 +27,7 @@ use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::names::Names;
 use crate::config::{Config, UpstreamKind};
-use crate::executor::{Downstream, UpstreamConn, UpstreamError, cancel};
+use crate::executor::{Builtins, Downstream, UpstreamConn, UpstreamError, cancel};
 use crate::identity::{Authenticator, Principal};
 use crate::metrics::{Metrics, Outcome};
 use crate::pipeline::{Pipeline, ToolCall};
@@ -42,10 +42,11 @@ pub struct Gateway {
     upstreams: Vec<(String, UpstreamKind)>,
     names: Names,
     slots: Arc<Semaphore>,
+    builtins: Builtins,
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, pipeline: Pipeline) -> Arc<Self> {
+    pub fn new(config: Arc<Config>, pipeline: Pipeline, builtins: Builtins) -> Arc<Self> {
         let identity = pipeline.identity().clone();
         let metrics = pipeline.metrics().clone();
         let upstreams: Vec<_> = config
@@ -56,6 +57,7 @@ impl Gateway {
         let names = Names::new(upstreams.iter().map(|(name, _)| name.clone()).collect());
         Arc::new(Self {
             pipeline,
+            builtins,
             slots: Arc::new(Semaphore::new(config.server.max_sessions)),
             identity,
             config,
@@ -162,6 +164,7 @@ impl Session {
                 relay.clone(),
                 timeout,
                 &gateway.metrics,
+                &gateway.builtins,
             )
         });
         let upstreams = futures::future::try_join_all(connects).await.map_err(|e| {

@@ -22,6 +22,13 @@
 //! with [`DevIssuer::set_base_url`] before [`DevIssuer::mint`]. `router` and
 //! `identity_config` take it as a parameter; pass the same value.
 //!
+//! Token endpoint: the router also serves Entra's OAuth 2.0 token endpoint
+//! for the client-credentials grant, for one registered confidential client
+//! ([`DevIssuer::dev_client`]), so that Warden's own Azure credential
+//! (`azure_identity`'s `ClientSecretCredential`, see
+//! `crate::azure::credential`) fetches its tokens from this issuer over HTTP
+//! exactly as it does from Entra.
+//!
 //! [`Authenticator`]: super::Authenticator
 
 use std::fs;
@@ -32,10 +39,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path as UrlPath, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -63,6 +71,18 @@ pub const DEV_SCOPE: &str = "access_as_user";
 pub const DEV_MFA_AUTH_CONTEXT: &str = "c1";
 /// File name of the persisted signing key inside the issuer directory.
 pub const DEV_KEY_FILE: &str = "dev-issuer-key.pem";
+/// Application (client) id of the confidential client registered with the
+/// dev issuer: Warden's own identity toward Azure in dev (a service
+/// principal with a client secret). See [`DevIssuer::dev_client`].
+pub const DEV_CONFIDENTIAL_CLIENT: &str = "33333333-4444-4555-8666-777777777777";
+/// Display name (`app_displayname`) of [`DEV_CONFIDENTIAL_CLIENT`].
+pub const DEV_CONFIDENTIAL_CLIENT_NAME: &str = "warden-dev-service";
+/// File name of [`DEV_CONFIDENTIAL_CLIENT`]'s secret inside the issuer
+/// directory: the secret alone (no newline), mode 0600.
+pub const DEV_CLIENT_SECRET_FILE: &str = "dev-client-secret";
+/// `expires_in` (and `ext_expires_in`) of tokens from the token endpoint,
+/// in seconds, as Entra answers for the client-credentials grant.
+pub const DEV_TOKEN_LIFETIME_SECS: u64 = 3599;
 /// Path under the base URL that plays `https://sts.windows.net` (v1 issuer
 /// base): v1 tokens have `iss = {base_url}/sts/{tid}/`.
 pub const DEV_V1_ISSUER_PATH: &str = "/sts";
@@ -82,6 +102,10 @@ pub enum DevError {
     NoBaseUrl,
     #[error("signing the dev token failed: {0}")]
     Sign(String),
+    #[error("dev client secret {path}: {source}")]
+    ClientSecretIo { path: PathBuf, source: io::Error },
+    #[error("dev client secret {path}: the file is empty; delete it to get a new secret")]
+    EmptyClientSecret { path: PathBuf },
 }
 
 /// Token format: v1 (`sts.windows.net`-style issuer, `appid`, `upn`, `amr`)
@@ -196,6 +220,21 @@ pub struct DevIssuer {
     /// Published keys, oldest first; the last one signs.
     keys: Arc<RwLock<Vec<DevKey>>>,
     base_url: Option<String>,
+    /// The directory given to `load_or_create` (key file, client secret).
+    dir: PathBuf,
+}
+
+/// The confidential client registered with the dev issuer, as a service
+/// principal's credentials would be handed to Warden: its application id,
+/// and a file holding its client secret (read it, never copy it into a
+/// config file). The token endpoint accepts exactly this pair, with tenant
+/// [`DEV_TENANT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevClient {
+    /// [`DEV_CONFIDENTIAL_CLIENT`].
+    pub client_id: String,
+    /// `{dir}/dev-client-secret`: the secret alone, mode 0600.
+    pub secret_file: PathBuf,
 }
 
 impl std::fmt::Debug for DevIssuer {
@@ -203,6 +242,7 @@ impl std::fmt::Debug for DevIssuer {
         f.debug_struct("DevIssuer")
             .field("kids", &self.kids())
             .field("base_url", &self.base_url)
+            .field("dir", &self.dir)
             .finish()
     }
 }
@@ -250,7 +290,56 @@ impl DevIssuer {
         Ok(DevIssuer {
             keys: Arc::new(RwLock::new(vec![DevKey::new(private)?])),
             base_url: None,
+            dir: dir.to_owned(),
         })
+    }
+
+    /// The registered confidential client: [`DEV_CONFIDENTIAL_CLIENT`] and
+    /// its secret file `dev-client-secret`, next to the key. The secret (32
+    /// random bytes, base64url) is generated on first use and written with
+    /// mode 0600; later calls, and other processes using the same
+    /// directory, read the same file. Blocking (file I/O).
+    pub fn dev_client(&self) -> Result<DevClient, DevError> {
+        self.client_secret()?;
+        Ok(DevClient {
+            client_id: DEV_CONFIDENTIAL_CLIENT.to_owned(),
+            secret_file: self.dir.join(DEV_CLIENT_SECRET_FILE),
+        })
+    }
+
+    /// The client secret of [`DEV_CONFIDENTIAL_CLIENT`], created on first
+    /// use (see [`dev_client`](Self::dev_client)).
+    fn client_secret(&self) -> Result<String, DevError> {
+        let path = self.dir.join(DEV_CLIENT_SECRET_FILE);
+        let io_error = |source| DevError::ClientSecretIo {
+            path: path.clone(),
+            source,
+        };
+        let secret = match fs::read_to_string(&path) {
+            Ok(secret) => {
+                warn_if_shared(&path);
+                secret
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                let secret = URL_SAFE_NO_PAD.encode(bytes);
+                match write_private(&path, secret.as_bytes()) {
+                    Ok(()) => secret,
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        fs::read_to_string(&path).map_err(io_error)?
+                    }
+                    Err(e) => return Err(io_error(e)),
+                }
+            }
+            Err(e) => return Err(io_error(e)),
+        };
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(DevError::EmptyClientSecret { path });
+        }
+        Ok(secret.to_owned())
     }
 
     /// Sets the public base URL (e.g. `http://127.0.0.1:8788`) used for `iss`.
@@ -291,12 +380,40 @@ impl DevIssuer {
         json!({ "keys": self.read_keys().iter().map(DevKey::jwk).collect::<Vec<_>>() })
     }
 
-    /// Discovery and JWKS for [`DEV_TENANT`], laid out like Entra:
+    /// Discovery, JWKS and the token endpoint for [`DEV_TENANT`], laid out
+    /// like Entra:
     ///
     /// * `GET /{tenant}/v2.0/.well-known/openid-configuration`
     /// * `GET /{tenant}/discovery/v2.0/keys`
+    /// * `POST /{tenant}/oauth2/v2.0/token`
     ///
-    /// Other tenants get 404. The token endpoint is not served.
+    /// Other tenants get 404 (400 `AADSTS90002` from the token endpoint).
+    ///
+    /// The token endpoint implements the client-credentials grant only, for
+    /// [`dev_client`](Self::dev_client) (secret in the form body,
+    /// `client_secret_post`, as `azure_identity` sends it). The request is
+    /// `application/x-www-form-urlencoded` with `grant_type =
+    /// client_credentials`, `client_id`, `client_secret` and `scope =
+    /// {resource}/.default` (one scope). The answer is Entra's:
+    /// `{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,
+    /// "access_token":…}`, an app-only token (`idtyp = app`, no `scp`, no
+    /// `roles`) with `aud` = the scope without `/.default` (so
+    /// `https://management.azure.com/.default` gives `aud =
+    /// https://management.azure.com`, and `…azure.com//.default` the
+    /// trailing-slash form, as in Entra), `tid` = [`DEV_TENANT`],
+    /// `oid` = `sub` derived from the client id, `azp`/`appid` = the client
+    /// id. The token is v2 for [`DEV_AUDIENCE`] (an app registration that
+    /// asks for v2 tokens) and v1 for any other resource (Microsoft's own
+    /// APIs such as Azure Resource Manager get v1 tokens). Refusals are
+    /// Entra's JSON errors (`error`, `error_description` starting with the
+    /// AADSTS code, `error_codes`, …): unknown tenant 400
+    /// `invalid_request` (AADSTS90002); a missing parameter 400
+    /// `invalid_request` (AADSTS900144); another grant type 400
+    /// `unsupported_grant_type` (AADSTS70003); no secret 401
+    /// `invalid_client` (AADSTS7000218); an unknown client id 400
+    /// `unauthorized_client` (AADSTS700016); a wrong secret 401
+    /// `invalid_client` (AADSTS7000215); a scope that is not one
+    /// `…/.default` 400 `invalid_scope` (AADSTS1002012).
     pub fn router(&self, base_url: &str) -> Router {
         let state = RouterState {
             issuer: self.clone(),
@@ -308,6 +425,7 @@ impl DevIssuer {
                 get(discovery_document),
             )
             .route("/{tenant}/discovery/v2.0/keys", get(jwks_document))
+            .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint))
             .with_state(state)
     }
 
@@ -493,6 +611,212 @@ async fn jwks_document(
     Json(state.issuer.jwks()).into_response()
 }
 
+/// `POST /{tenant}/oauth2/v2.0/token` (see [`DevIssuer::router`]).
+async fn token_endpoint(
+    State(state): State<RouterState>,
+    UrlPath(tenant): UrlPath<String>,
+    form: Result<Form<std::collections::HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let base = &state.base_url;
+    let oauth_error = |status, error, code, description: String| {
+        token_error(base, status, error, code, &description)
+    };
+    let missing = |name: &str| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            format!(
+                "AADSTS900144: The request body must contain the following parameter: '{name}'."
+            ),
+        )
+    };
+    if tenant != DEV_TENANT {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            format!(
+                "AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the \
+                 correct tenant ID and are signing into the correct cloud."
+            ),
+        );
+    }
+    // A body that is not a form (wrong content type, bad encoding) has no
+    // parameters, as far as Entra is concerned.
+    let Form(params) = form.unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let Some(grant_type) = param("grant_type") else {
+        return missing("grant_type");
+    };
+    if grant_type != "client_credentials" {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            format!(
+                "AADSTS70003: The app requested an unsupported grant type '{grant_type}'. \
+                 The Warden dev issuer supports only 'client_credentials'."
+            ),
+        );
+    }
+    let Some(client_id) = param("client_id") else {
+        return missing("client_id");
+    };
+    let Some(scope) = param("scope") else {
+        return missing("scope");
+    };
+    let Some(client_secret) = param("client_secret") else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "AADSTS7000218: The request body must contain the following parameter: \
+             'client_assertion' or 'client_secret'."
+                .to_owned(),
+        );
+    };
+    if !client_id.eq_ignore_ascii_case(DEV_CONFIDENTIAL_CLIENT) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            format!(
+                "AADSTS700016: Application with identifier '{client_id}' was not found in the \
+                 directory '{DEV_TENANT}'. The dev issuer knows one client, \
+                 '{DEV_CONFIDENTIAL_CLIENT}'."
+            ),
+        );
+    }
+    let issuer = state.issuer.clone();
+    let expected = match tokio::task::spawn_blocking(move || issuer.client_secret()).await {
+        Ok(Ok(secret)) => secret,
+        Ok(Err(e)) => return server_error(&e.to_string()),
+        Err(e) => return server_error(&e.to_string()),
+    };
+    if !constant_time_eq(client_secret.as_bytes(), expected.as_bytes()) {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            format!(
+                "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent \
+                 in the request is the client secret value, not the client secret ID, for a \
+                 secret added to app '{DEV_CONFIDENTIAL_CLIENT}'."
+            ),
+        );
+    }
+    let resource = match scope.strip_suffix("/.default") {
+        Some(resource) if !resource.is_empty() && !resource.contains(char::is_whitespace) => {
+            resource
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                1002012,
+                format!(
+                    "AADSTS1002012: The provided value for scope {scope} is not valid. Client \
+                     credential flows must have a scope value with /.default suffixed to the \
+                     resource identifier (application ID URI)."
+                ),
+            );
+        }
+    };
+    let sp_object_id = derived_guid("sp", DEV_CONFIDENTIAL_CLIENT);
+    let mut extra = Map::new();
+    extra.insert("oid".into(), json!(sp_object_id));
+    extra.insert("sub".into(), json!(sp_object_id));
+    let version = if resource == DEV_AUDIENCE {
+        TokenVersion::V2
+    } else {
+        TokenVersion::V1
+    };
+    // The client authenticated with a secret: `azpacr` / `appidacr` = "1".
+    let acr_claim = match version {
+        TokenVersion::V2 => "azpacr",
+        TokenVersion::V1 => "appidacr",
+    };
+    extra.insert(acr_claim.into(), json!("1"));
+    let options = TokenOptions {
+        user: DEV_CONFIDENTIAL_CLIENT_NAME.to_owned(),
+        app: true,
+        scopes: Vec::new(),
+        audience: Some(resource.to_owned()),
+        client_app: Some(DEV_CONFIDENTIAL_CLIENT.to_owned()),
+        version,
+        ttl: Duration::from_secs(DEV_TOKEN_LIFETIME_SECS),
+        extra,
+        ..TokenOptions::default()
+    };
+    // The router's base URL is the issuer's, whatever `set_base_url` said.
+    let mut issuer = state.issuer.clone();
+    issuer.set_base_url(base);
+    match issuer.mint(&options) {
+        Ok(token) => (
+            [
+                (header::CACHE_CONTROL, "no-store, no-cache"),
+                (header::PRAGMA, "no-cache"),
+            ],
+            Json(json!({
+                "token_type": "Bearer",
+                "expires_in": DEV_TOKEN_LIFETIME_SECS,
+                "ext_expires_in": DEV_TOKEN_LIFETIME_SECS,
+                "access_token": token,
+            })),
+        )
+            .into_response(),
+        Err(e) => server_error(&e.to_string()),
+    }
+}
+
+/// An Entra-style OAuth error answer.
+fn token_error(
+    base: &str,
+    status: StatusCode,
+    error: &str,
+    code: u32,
+    description: &str,
+) -> Response {
+    let timestamp = chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string();
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, "no-store, no-cache"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(json!({
+            "error": error,
+            "error_description": description,
+            "error_codes": [code],
+            "timestamp": timestamp,
+            "trace_id": uuid::Uuid::new_v4().to_string(),
+            "correlation_id": uuid::Uuid::new_v4().to_string(),
+            "error_uri": format!("{base}/error?code={code}"),
+        })),
+    )
+        .into_response()
+}
+
+fn server_error(message: &str) -> Response {
+    tracing::error!("dev issuer token endpoint: {message}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": "server_error", "error_description": message })),
+    )
+        .into_response()
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn generate() -> Result<RsaPrivateKey, DevError> {
     RsaPrivateKey::new(&mut rand::rngs::OsRng, KEY_BITS).map_err(|e| DevError::Key(e.to_string()))
 }
@@ -548,6 +872,71 @@ fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Test helpers shared with other modules' tests (the Azure credential
+/// tests fetch tokens from a served dev issuer).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::OnceLock;
+
+    use super::*;
+
+    /// A dev issuer in a new temporary directory. RSA key generation is
+    /// slow, so every issuer made here loads the same key, generated once
+    /// per test binary through [`DevIssuer::load_or_create`].
+    pub(crate) async fn issuer_in_tempdir() -> (DevIssuer, tempfile::TempDir) {
+        static KEY_PEM: OnceLock<String> = OnceLock::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_owned();
+        let issuer = tokio::task::spawn_blocking(move || {
+            let pem = KEY_PEM.get_or_init(|| {
+                let scratch = tempfile::tempdir().expect("tempdir");
+                DevIssuer::load_or_create(scratch.path()).expect("generate dev issuer key");
+                fs::read_to_string(scratch.path().join(DEV_KEY_FILE)).expect("read key")
+            });
+            write_private(&path.join(DEV_KEY_FILE), pem.as_bytes()).expect("write key");
+            DevIssuer::load_or_create(&path)
+        })
+        .await
+        .expect("join")
+        .expect("dev issuer");
+        (issuer, dir)
+    }
+
+    /// A dev issuer served on a free loopback port; the server stops when
+    /// the value is dropped.
+    pub(crate) struct Served {
+        pub(crate) issuer: DevIssuer,
+        pub(crate) base_url: String,
+        pub(crate) dir: tempfile::TempDir,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            self.server.abort();
+        }
+    }
+
+    pub(crate) async fn serve() -> Served {
+        let (mut issuer, dir) = issuer_in_tempdir().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("address"));
+        issuer.set_base_url(&base_url);
+        let app = issuer.router(&base_url);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Served {
+            issuer,
+            base_url,
+            dir,
+            server,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,5 +962,277 @@ mod tests {
         let kid = key_id(b"abc");
         assert_eq!(kid.len(), 16);
         assert_eq!(kid, "ba7816bf8f01cfea");
+    }
+
+    #[test]
+    fn confidential_client_id_is_well_formed() {
+        assert!(is_guid(DEV_CONFIDENTIAL_CLIENT));
+        assert_ne!(DEV_CONFIDENTIAL_CLIENT, DEV_CLIENT_APP);
+    }
+
+    #[tokio::test]
+    async fn dev_client_secret_is_private_stable_and_shared_by_directory() {
+        let (issuer, dir) = test_support::issuer_in_tempdir().await;
+        let client = issuer.dev_client().unwrap();
+        assert_eq!(client.client_id, DEV_CONFIDENTIAL_CLIENT);
+        assert_eq!(client.secret_file, dir.path().join(DEV_CLIENT_SECRET_FILE));
+        let secret = fs::read_to_string(&client.secret_file).unwrap();
+        assert_eq!(secret.len(), 43, "32 bytes, base64url");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&client.secret_file)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(issuer.dev_client().unwrap(), client);
+        assert_eq!(fs::read_to_string(&client.secret_file).unwrap(), secret);
+        let again = DevIssuer::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.client_secret().unwrap(), secret);
+
+        fs::write(&client.secret_file, "\n").unwrap();
+        let error = issuer.dev_client().unwrap_err();
+        assert!(error.to_string().contains("the file is empty"), "{error}");
+    }
+
+    /// `application/x-www-form-urlencoded` body of `pairs`.
+    fn form(pairs: &[(&str, &str)]) -> String {
+        let encode = |text: &str| {
+            text.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    async fn post_token(base_url: &str, tenant: &str, body: String) -> (StatusCode, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{base_url}/{tenant}/oauth2/v2.0/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("token request");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    fn payload(token: &str) -> Map<String, Value> {
+        let part = token.split('.').nth(1).expect("three segments");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_issues_app_only_tokens_for_the_requested_resource() {
+        let served = test_support::serve().await;
+        let secret = fs::read_to_string(served.issuer.dev_client().unwrap().secret_file).unwrap();
+        let request = |scope: &'static str| {
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEV_CONFIDENTIAL_CLIENT),
+                ("client_secret", &secret),
+                ("scope", scope),
+            ])
+        };
+
+        let (status, body) = post_token(
+            &served.base_url,
+            DEV_TENANT,
+            request("https://management.azure.com/.default"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 3599);
+        assert_eq!(body["ext_expires_in"], 3599);
+        let claims = payload(body["access_token"].as_str().unwrap());
+        let base = &served.base_url;
+        assert_eq!(claims["aud"], "https://management.azure.com");
+        assert_eq!(claims["iss"], format!("{base}/sts/{DEV_TENANT}/"));
+        assert_eq!(claims["ver"], "1.0");
+        assert_eq!(claims["tid"], DEV_TENANT);
+        assert_eq!(claims["idtyp"], "app");
+        assert_eq!(claims["appid"], DEV_CONFIDENTIAL_CLIENT);
+        assert_eq!(claims["appidacr"], "1");
+        assert_eq!(claims["app_displayname"], DEV_CONFIDENTIAL_CLIENT_NAME);
+        assert_eq!(claims["oid"], claims["sub"]);
+        assert!(is_guid(claims["oid"].as_str().unwrap()));
+        let exp = claims["exp"].as_u64().unwrap();
+        assert_eq!(exp - claims["iat"].as_u64().unwrap(), 3599);
+        for absent in ["scp", "roles", "upn", "name", "azp"] {
+            assert!(!claims.contains_key(absent), "{absent} in {claims:?}");
+        }
+
+        // `//.default`: the resource keeps its trailing slash.
+        let (_, body) = post_token(
+            base,
+            DEV_TENANT,
+            request("https://management.azure.com//.default"),
+        )
+        .await;
+        let claims = payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["aud"], "https://management.azure.com/");
+
+        // Warden's own dev API asks for v2 tokens.
+        let (_, body) = post_token(base, DEV_TENANT, request("api://warden-dev/.default")).await;
+        let claims = payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["aud"], DEV_AUDIENCE);
+        assert_eq!(claims["ver"], "2.0");
+        assert_eq!(claims["iss"], format!("{base}/{DEV_TENANT}/v2.0"));
+        assert_eq!(claims["azp"], DEV_CONFIDENTIAL_CLIENT);
+        assert_eq!(claims["azpacr"], "1");
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_refuses_as_entra_does() {
+        let served = test_support::serve().await;
+        let secret = fs::read_to_string(served.issuer.dev_client().unwrap().secret_file).unwrap();
+        let good = [
+            ("grant_type", "client_credentials"),
+            ("client_id", DEV_CONFIDENTIAL_CLIENT),
+            ("client_secret", secret.as_str()),
+            ("scope", "https://management.azure.com/.default"),
+        ];
+        let with = |name: &str, value: &'static str| {
+            let pairs: Vec<(&str, &str)> = good
+                .iter()
+                .map(|&(k, v)| if k == name { (k, value) } else { (k, v) })
+                .collect();
+            form(&pairs)
+        };
+        let without = |name: &str| {
+            let pairs: Vec<(&str, &str)> =
+                good.iter().copied().filter(|&(k, _)| k != name).collect();
+            form(&pairs)
+        };
+        let cases = [
+            (
+                "wrong secret",
+                DEV_TENANT,
+                with("client_secret", "not-the-secret"),
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+            ),
+            (
+                "unknown client",
+                DEV_TENANT,
+                with("client_id", "44444444-5555-4666-8777-888888888888"),
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                700016,
+            ),
+            (
+                "no secret",
+                DEV_TENANT,
+                without("client_secret"),
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000218,
+            ),
+            (
+                "password grant",
+                DEV_TENANT,
+                with("grant_type", "password"),
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+            ),
+            (
+                "no grant type",
+                DEV_TENANT,
+                without("grant_type"),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+            ),
+            (
+                "no client id",
+                DEV_TENANT,
+                without("client_id"),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+            ),
+            (
+                "no scope",
+                DEV_TENANT,
+                without("scope"),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+            ),
+            (
+                "delegated scope",
+                DEV_TENANT,
+                with("scope", "https://management.azure.com/user_impersonation"),
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                1002012,
+            ),
+            (
+                "two scopes",
+                DEV_TENANT,
+                with(
+                    "scope",
+                    "api://a/.default https://management.azure.com/.default",
+                ),
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                1002012,
+            ),
+            (
+                "other tenant",
+                "99999999-2222-4333-8444-555555555555",
+                form(&good),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                90002,
+            ),
+            (
+                "not a form",
+                DEV_TENANT,
+                "{not a form".to_owned(),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+            ),
+        ];
+        for (name, tenant, body, status, error, code) in cases {
+            let (got_status, answer) = post_token(&served.base_url, tenant, body).await;
+            assert_eq!(got_status, status, "{name}: {answer}");
+            assert_eq!(answer["error"], error, "{name}: {answer}");
+            assert_eq!(answer["error_codes"], json!([code]), "{name}: {answer}");
+            let description = answer["error_description"].as_str().unwrap();
+            assert!(
+                description.starts_with(&format!("AADSTS{code}: ")),
+                "{name}: {description}"
+            );
+            assert!(!description.contains(&secret), "{name}: secret echoed");
+        }
+
+        // A JSON body is not a form either.
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/{DEV_TENANT}/oauth2/v2.0/token",
+                served.base_url
+            ))
+            .header("content-type", "application/json")
+            .body(r#"{"grant_type":"client_credentials"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
     }
 }

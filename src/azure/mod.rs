@@ -1,0 +1,51 @@
+//! Azure: Warden's own credential toward Azure (`azure_identity`, chosen by
+//! configuration) and the Azure Resource Manager side of the gateway.
+
+pub mod credential;
+pub mod client;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// `[azure]`: Warden's own access to Azure Resource Manager, used by the
+/// built-in Azure tools (`[upstreams.NAME] builtin = "arm"`).
+///
+/// ```toml
+/// [azure.arm]
+/// endpoint = "https://management.azure.com"
+/// [azure.credential]
+/// kind = "managed_identity"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// Endpoint, timeouts, retries, long-running operations, api-versions.
+    #[serde(default)]
+    pub arm: client::ArmConfig,
+    /// Which credential fetches Warden's tokens (default: the chain).
+    #[serde(default)]
+    pub credential: credential::CredentialSettings,
+}
+
+impl AzureConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.arm.validate()
+    }
+
+    /// Makes the credential's files relative to `base` (the config file's
+    /// folder).
+    pub fn resolve(&mut self, base: &Path) {
+        use credential::CredentialConfig;
+        let file = match &mut self.credential.credential {
+            CredentialConfig::ClientSecret { secret_file, .. } => Some(secret_file),
+            CredentialConfig::WorkloadIdentity { token_file, .. } => token_file.as_mut(),
+            _ => None,
+        };
+        if let Some(path) = file
+            && path.is_relative()
+        {
+            *path = base.join(&*path);
+        }
+    }
+}
