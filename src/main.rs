@@ -54,6 +54,9 @@ enum Command {
         /// Address of the local token issuer (discovery document and JWKS).
         #[arg(long, default_value = warden::dev::ISSUER_LISTEN)]
         issuer_listen: SocketAddr,
+        /// Address of the ARM simulator the built-in Azure tools call.
+        #[arg(long, default_value = warden::dev::ARM_LISTEN)]
+        arm_listen: SocketAddr,
         /// Directory for all state of `warden dev` (issuer key included).
         #[arg(long, default_value = ".warden-dev", global = true)]
         data_dir: PathBuf,
@@ -300,51 +303,122 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: None,
             listen,
             issuer_listen,
+            arm_listen,
             data_dir,
             policies,
-        } => {
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("cannot create {}", data_dir.display()))?;
-            let mut issuer = DevIssuer::load_or_create(&data_dir)?;
-            let issuer_url = format!("http://{issuer_listen}");
-            issuer.set_base_url(&issuer_url);
-            let executable = std::env::current_exe().context("locating the warden executable")?;
-            warden::dev::ensure_audit_keys(&data_dir)?;
-            let policies = match policies {
-                Some(dir) => dir,
-                None => warden::dev::ensure_policies(&data_dir).with_context(|| {
-                    format!(
-                        "cannot write the baseline policies under {}",
-                        data_dir.display()
-                    )
-                })?,
-            };
-            let config = warden::dev::config(
-                listen,
-                &executable,
-                issuer.identity_config(&issuer_url),
-                &data_dir,
-                &policies,
-            )?;
-            init_logging();
-            runtime()?.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(issuer_listen)
-                    .await
-                    .with_context(|| format!("dev issuer cannot listen on {issuer_listen}"))?;
-                let issuer_app = issuer.router(&issuer_url);
-                tokio::spawn(async move { axum::serve(listener, issuer_app).await });
-                eprintln!(
-                    "warden dev: MCP at http://{listen}/mcp, token issuer at {issuer_url}, state in {}, policies in {}\n\
-                     get a token with: warden dev token --user alice --role Reader --data-dir {}\n\
-                     (roles: Reader, Developer, Operator, SecurityManager, Contributor; add --mfa for an MFA sign-in)",
-                    data_dir.display(),
-                    policies.display(),
-                    data_dir.display()
-                );
-                serve(config, false).await
-            })
-        }
+        } => dev(listen, issuer_listen, arm_listen, data_dir, policies),
     }
+}
+
+/// `warden dev`: the dev issuer, the ARM simulator and the gateway (with
+/// the built-in Azure tools and the sample upstream) under one data dir,
+/// and a ready token per persona in `DIR/dev.json`.
+fn dev(
+    listen: SocketAddr,
+    issuer_listen: SocketAddr,
+    arm_listen: SocketAddr,
+    data_dir: PathBuf,
+    policies: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let mut issuer = DevIssuer::load_or_create(&data_dir)?;
+    let issuer_url = format!("http://{issuer_listen}");
+    issuer.set_base_url(&issuer_url);
+    let client = issuer.dev_client()?;
+    let executable = std::env::current_exe().context("locating the warden executable")?;
+    warden::dev::ensure_audit_keys(&data_dir)?;
+    let policies = match policies {
+        Some(dir) => dir,
+        None => warden::dev::ensure_policies(&data_dir).with_context(|| {
+            format!(
+                "cannot write the baseline policies under {}",
+                data_dir.display()
+            )
+        })?,
+    };
+    let arm_url = format!("http://{arm_listen}");
+    let azure = warden::dev::DevAzure {
+        arm_endpoint: arm_url.clone(),
+        authority_host: issuer_url.clone(),
+        client,
+    };
+    let config = warden::dev::config(
+        listen,
+        &executable,
+        issuer.identity_config(&issuer_url),
+        &data_dir,
+        &policies,
+        &azure,
+    )?;
+    let personas = warden::dev::persona_tokens(&issuer)?;
+    init_logging();
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(issuer_listen)
+            .await
+            .with_context(|| format!("dev issuer cannot listen on {issuer_listen}"))?;
+        let issuer_app = issuer.router(&issuer_url);
+        tokio::spawn(async move { axum::serve(listener, issuer_app).await });
+        let simulator = warden::azure::sim::Simulator::start(warden::azure::sim::SimConfig::new(
+            arm_listen,
+            data_dir.join("arm-sim.db"),
+            warden::azure::sim::dev_identity_config(&issuer, &issuer_url),
+        ))
+        .await
+        .with_context(|| format!("ARM simulator on {arm_listen}"))?;
+        let mcp_url = format!("http://{listen}/mcp");
+        let info = serde_json::json!({
+            "mcp_url": mcp_url,
+            "issuer_url": issuer_url,
+            "arm_url": simulator.base_url(),
+            "arm_throttle_url": format!("{}/_sim/throttle?requests=N", simulator.base_url()),
+            "pid": std::process::id(),
+            "data_dir": data_dir,
+            "store": data_dir.join("warden.db"),
+            "audit_public_key": data_dir.join("audit.pub"),
+            "policies": policies,
+            "subscriptions": warden::azure::sim::DEMO_SUBSCRIPTIONS
+                .iter()
+                .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))
+                .collect::<Vec<_>>(),
+            "personas": personas
+                .iter()
+                .map(|(p, token)| {
+                    (
+                        p.name.to_owned(),
+                        serde_json::json!({
+                            "user": p.user,
+                            "roles": p.roles,
+                            "mfa": p.mfa,
+                            "token": token,
+                        }),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>(),
+        });
+        let dev_json = warden::dev::write_dev_json(&data_dir, &info)
+            .with_context(|| format!("writing {}/dev.json", data_dir.display()))?;
+        let names: Vec<String> = personas
+            .iter()
+            .map(|(p, _)| format!("{} ({})", p.name, p.roles.join(", ")))
+            .collect();
+        eprintln!(
+            "warden dev\n  MCP:        {mcp_url}\n  issuer:     {issuer_url}\n  ARM (sim):  {}\n  \
+             state:      {}\n  policies:   {}\n  tokens:     {} in {}\n  \
+             use one:    Authorization: Bearer $(jq -r .personas.developer.token {})\n  \
+             mint more:  warden dev token --user alice --role Reader [--mfa] --data-dir {}",
+            simulator.base_url(),
+            data_dir.display(),
+            policies.display(),
+            names.join(", "),
+            dev_json.display(),
+            dev_json.display(),
+            data_dir.display(),
+        );
+        let result = serve(config, false).await;
+        simulator.shutdown().await;
+        result
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

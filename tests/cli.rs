@@ -133,25 +133,77 @@ async fn stdio_front_relays_like_http() {
     assert_eq!(text(&answer), "hello Ada");
 }
 
-#[tokio::test]
-async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let issuer_port = free_port();
-    let state = dir.path().join("state");
-    let mut child = KillOnDrop(
+/// `warden dev` on free ports with its state in `state`: the child, the
+/// gateway's port and the issuer's port.
+fn warden_dev(state: &std::path::Path) -> (KillOnDrop, u16, u16) {
+    let (port, issuer_port, arm_port) = (free_port(), free_port(), free_port());
+    let child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--issuer-listen",
-                &format!("127.0.0.1:{issuer_port}"),
-                "--data-dir",
-            ])
-            .arg(&state)
+            .args(["--issuer-listen", &format!("127.0.0.1:{issuer_port}")])
+            .args(["--arm-listen", &format!("127.0.0.1:{arm_port}")])
+            .arg("--data-dir")
+            .arg(state)
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
+    (child, port, issuer_port)
+}
+
+#[tokio::test]
+async fn the_walkthrough_passes_against_a_fresh_warden_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("fresh");
+    let (mut child, port, _) = warden_dev(&state);
+    wait_for_port(&mut child, port);
+    let dev_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("dev.json")).unwrap()).unwrap();
+    assert_eq!(dev_json["mcp_url"], format!("http://127.0.0.1:{port}/mcp"));
+    for persona in [
+        "developer",
+        "operator",
+        "security-manager",
+        "auditor",
+        "reader",
+    ] {
+        assert!(
+            dev_json["personas"][persona]["token"].as_str().is_some(),
+            "{persona}: {dev_json}"
+        );
+    }
+    let walkthrough = Command::new(dep("WARDEN_TEST_PYTHON"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/walkthrough.py"
+        ))
+        .arg("--dev-json")
+        .arg(state.join("dev.json"))
+        .args(["--warden", env!("CARGO_BIN_EXE_warden")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&walkthrough.stdout);
+    assert!(
+        walkthrough.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&walkthrough.stderr)
+    );
+    for step in [
+        "reader lists",
+        "developer starts VM web-01 in dev-web",
+        "developer may not delete VM web-02: Denied by Warden policy",
+        "audit bundle exported and verified offline",
+        "walkthrough passed",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+}
+
+#[tokio::test]
+async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (mut child, port, issuer_port) = warden_dev(&state);
     wait_for_port(&mut child, port);
     let url = format!("http://127.0.0.1:{port}/mcp");
     let unauthenticated = reqwest::Client::new()
@@ -185,14 +237,19 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
     );
     let token = String::from_utf8(token.stdout).unwrap();
     let (client, handler) = connect_as(&url, Some(token.trim())).await;
-    assert_eq!(server_name(&client), "demo-upstream");
-    let answer = call(&client, "elicit_name", json!({})).await.unwrap();
+    // Two upstreams (the built-in Azure tools and the sample): Warden answers.
+    assert_eq!(server_name(&client), "warden");
+    let answer = call(&client, "sample__elicit_name", json!({}))
+        .await
+        .unwrap();
     assert_eq!(text(&answer), "hello Ada");
     assert_eq!(handler.seen().elicitations.len(), 1);
     assert!(dir.path().join("state").is_dir(), "data dir created");
     // The baseline policies decide: a reader may not run a tool that writes.
     assert!(state.join("policies/roles.cedar").is_file());
-    let denied = call(&client, "bump_counter", json!({})).await.unwrap();
+    let denied = call(&client, "sample__bump_counter", json!({}))
+        .await
+        .unwrap();
     assert!(
         text(&denied).contains("Warden/tools/bump_counter/write on /: no policy permits it"),
         "{}",

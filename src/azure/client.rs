@@ -293,10 +293,10 @@ impl ArmClient {
             }
         }
         let (status, headers, body) = self.send(&call, &method, url, body).await?;
-        if status == StatusCode::CREATED || status == StatusCode::ACCEPTED {
-            if let Some(done) = self.follow(&call, &headers, status, body.clone()).await? {
-                return Ok(done);
-            }
+        if (status == StatusCode::CREATED || status == StatusCode::ACCEPTED)
+            && let Some(done) = self.follow(&call, &headers, status, body.clone()).await?
+        {
+            return Ok(done);
         }
         Ok(ArmResponse {
             status: status.as_u16(),

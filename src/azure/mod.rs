@@ -1,8 +1,9 @@
 //! Azure: Warden's own credential toward Azure (`azure_identity`, chosen by
 //! configuration) and the Azure Resource Manager side of the gateway.
 
-pub mod credential;
 pub mod client;
+pub mod credential;
+pub mod sim;
 
 use std::path::Path;
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
 use crate::identity::IdentityConfig;
+use crate::identity::dev::{DevClient, DevIssuer, TokenOptions};
 
 /// Default address of the dev issuer (discovery, JWKS) that `warden dev`
 /// starts beside the gateway.
@@ -51,6 +52,106 @@ pub fn ensure_policies(data_dir: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Default address of the ARM simulator `warden dev` starts.
+pub const ARM_LISTEN: &str = "127.0.0.1:8789";
+
+/// Where `warden dev`'s built-in Azure tools go: the ARM simulator, with
+/// the dev issuer's confidential client as Warden's own identity (the
+/// production client-secret credential, against the local issuer).
+#[derive(Debug, Clone)]
+pub struct DevAzure {
+    /// The simulator's base URL (`http://127.0.0.1:8789`).
+    pub arm_endpoint: String,
+    /// The dev issuer's base URL (the credential's authority host).
+    pub authority_host: String,
+    pub client: DevClient,
+}
+
+/// A person `warden dev` mints a token for.
+#[derive(Debug, Clone, Copy)]
+pub struct Persona {
+    /// The key in `dev.json` (`developer`, ...).
+    pub name: &'static str,
+    /// The token's user name.
+    pub user: &'static str,
+    pub roles: &'static [&'static str],
+    /// Whether the sign-in was multi-factor.
+    pub mfa: bool,
+}
+
+/// The personas of `warden dev`, one per baseline role a person would hold.
+pub const PERSONAS: &[Persona] = &[
+    Persona {
+        name: "developer",
+        user: "dana.developer@contoso.dev",
+        roles: &["Developer"],
+        mfa: false,
+    },
+    Persona {
+        name: "operator",
+        user: "omar.operator@contoso.dev",
+        roles: &["Operator"],
+        mfa: false,
+    },
+    Persona {
+        name: "security-manager",
+        user: "sam.security@contoso.dev",
+        roles: &["SecurityManager"],
+        mfa: true,
+    },
+    Persona {
+        name: "auditor",
+        user: "ava.auditor@contoso.dev",
+        roles: &["Reader", "Auditor"],
+        mfa: false,
+    },
+    Persona {
+        name: "reader",
+        user: "rui.reader@contoso.dev",
+        roles: &["Reader"],
+        mfa: false,
+    },
+];
+
+/// How long persona tokens last.
+pub const PERSONA_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// Mints a token for every persona: name → (persona, token).
+pub fn persona_tokens(
+    issuer: &DevIssuer,
+) -> Result<Vec<(Persona, String)>, crate::identity::dev::DevError> {
+    PERSONAS
+        .iter()
+        .map(|persona| {
+            let token = issuer.mint(&TokenOptions {
+                user: persona.user.to_owned(),
+                roles: persona.roles.iter().map(|r| (*r).to_owned()).collect(),
+                mfa: persona.mfa,
+                ttl: PERSONA_TOKEN_TTL,
+                ..TokenOptions::default()
+            })?;
+            Ok((*persona, token))
+        })
+        .collect()
+}
+
+/// What `warden dev` writes to `DIR/dev.json` for scripts: its URLs, files
+/// and a token per persona (mode 0600: the tokens are credentials).
+pub fn write_dev_json(data_dir: &Path, info: &serde_json::Value) -> std::io::Result<PathBuf> {
+    let path = data_dir.join("dev.json");
+    let staging = data_dir.join(".dev.json.new");
+    let _ = std::fs::remove_file(&staging);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&staging)?;
+    std::io::Write::write_all(&mut file, serde_json::to_string_pretty(info)?.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&staging, &path)?;
+    Ok(path)
+}
+
 /// The embedded configuration of `warden dev`: the gateway on `listen`, in
 /// front of the sample upstream (this same executable started as `warden dev
 /// sample-upstream`), trusting `identity` (the dev issuer's), deciding with
@@ -61,6 +162,7 @@ pub fn config(
     identity: IdentityConfig,
     data_dir: &Path,
     policies: &Path,
+    azure: &DevAzure,
 ) -> Result<Config, ConfigError> {
     // The identity table is set from the typed value below; the text only
     // carries a valid stand-in so that the rest is validated as usual.
@@ -82,11 +184,32 @@ hmac_key = "audit-hmac.key"
 [policy]
 dir = "policies"
 
+[azure.arm]
+endpoint = {arm:?}
+audience = {audience:?}
+lro_poll_interval = "1s"
+
+[azure.credential]
+kind = "client_secret"
+tenant_id = {tenant:?}
+client_id = {client_id:?}
+secret_file = {secret_file:?}
+authority_host = {authority:?}
+
+[upstreams.azure]
+builtin = "arm"
+
 [upstreams.sample]
 command = {executable:?}
 args = ["dev", "sample-upstream"]
 "#,
         executable = executable.display().to_string(),
+        arm = azure.arm_endpoint,
+        audience = crate::azure::sim::ARM_AUDIENCE,
+        tenant = crate::identity::dev::DEV_TENANT,
+        client_id = azure.client.client_id,
+        secret_file = azure.client.secret_file.display().to_string(),
+        authority = azure.authority_host,
     );
     let source = Path::new("<warden dev defaults>");
     let mut config = Config::parse(&text, source)?;
@@ -109,18 +232,30 @@ mod tests {
 
     #[test]
     fn embedded_defaults_are_valid() {
-        let issuer =
-            crate::identity::dev::DevIssuer::load_or_create(tempfile::tempdir().unwrap().path())
-                .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let issuer = DevIssuer::load_or_create(state.path()).unwrap();
         let identity = issuer.identity_config("http://127.0.0.1:8788");
+        let azure = DevAzure {
+            arm_endpoint: "http://127.0.0.1:8789".into(),
+            authority_host: "http://127.0.0.1:8788".into(),
+            client: issuer.dev_client().unwrap(),
+        };
         let config = config(
             "127.0.0.1:8787".parse().unwrap(),
             Path::new("/bin/warden"),
             identity,
             Path::new("/tmp/dev"),
             Path::new("/tmp/dev/policies"),
+            &azure,
         )
         .unwrap();
+        let arm = config.azure.as_ref().unwrap();
+        assert_eq!(arm.arm.endpoint, "http://127.0.0.1:8789");
+        assert_eq!(arm.arm.scope(), "https://management.azure.com/.default");
+        assert!(matches!(
+            config.upstreams["azure"].kind(),
+            crate::config::UpstreamKind::Builtin { .. }
+        ));
         assert_eq!(config.policy.dir, Path::new("/tmp/dev/policies"));
         assert_eq!(config.store.path, Path::new("/tmp/dev/warden.db"));
         assert_eq!(
@@ -129,7 +264,7 @@ mod tests {
         );
         assert!(!config.identity.allow_anonymous);
         assert_eq!(config.identity.authority, "http://127.0.0.1:8788");
-        assert_eq!(config.upstreams.len(), 1);
+        assert_eq!(config.upstreams.len(), 2);
         assert_eq!(config.upstreams["sample"].args, ["dev", "sample-upstream"]);
     }
 

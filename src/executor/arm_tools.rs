@@ -199,25 +199,24 @@ impl ArmTools {
         Self::tool_router().list_all()
     }
 
-    fn version(&self, resource_type: &str) -> Result<String, CallToolResult> {
-        self.client.api_version(resource_type).ok_or_else(|| {
-            failure(format!(
-                "no api-version known for {resource_type}; pass `api-version`"
-            ))
-        })
+    /// The api-version of a resource type, or why there is none.
+    fn version(&self, resource_type: &str) -> Result<String, String> {
+        self.client
+            .api_version(resource_type)
+            .ok_or_else(|| format!("no api-version known for {resource_type}; pass `api-version`"))
     }
 
     async fn call(
         &self,
         method: Method,
         path: String,
-        api_version: Result<String, CallToolResult>,
+        api_version: Result<String, String>,
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> CallToolResult {
         let api_version = match api_version {
             Ok(v) => v,
-            Err(failed) => return failed,
+            Err(message) => return failure(message),
         };
         let answer = self
             .client

@@ -1,0 +1,807 @@
+//! An Azure Resource Manager (ARM) simulator, for `warden dev` and tests.
+//!
+//! Azure cannot be reached from development and CI machines, so Warden
+//! ships this HTTP server that behaves like `https://management.azure.com`
+//! on the wire for the operations Warden uses. Warden's real ARM client
+//! (retries on 5xx/429 honouring `Retry-After`, LRO polling of
+//! `Azure-AsyncOperation` and `Location`) talks to it unchanged.
+//!
+//! ```no_run
+//! # async fn demo(identity: warden::identity::IdentityConfig) -> Result<(), warden::azure::sim::SimError> {
+//! use warden::azure::sim::{SimConfig, Simulator};
+//! let sim = Simulator::start(SimConfig::new(
+//!     "127.0.0.1:0".parse().unwrap(),
+//!     "data/arm-sim.db".into(),
+//!     identity, // e.g. warden::azure::sim::dev_identity_config(&issuer, &issuer_url)
+//! ))
+//! .await?;
+//! println!("ARM at {}", sim.base_url());
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # State
+//!
+//! The simulator owns one SQLite file ([`SimConfig::db`], WAL), separate
+//! from Warden's store: it holds the simulated estate, pending async
+//! operations and the activity log, so state survives a restart. A new
+//! file is seeded with the demo estate of [`seed`]: subscriptions
+//! [`DEMO_SUBSCRIPTIONS`], resource groups `dev-web`, `dev-data` (Contoso
+//! Dev), `prod-web`, `security` (Contoso Prod), VMs `web-01` (running),
+//! `web-02` (stopped), `prod-web-01` (running), storage accounts
+//! `devdata01`, `prodlogs01`, key vault `kv-security` and two role
+//! assignments. Delete the file to start over.
+//!
+//! # Wire behaviour
+//!
+//! * **Authentication**: every ARM request needs `Authorization: Bearer`,
+//!   validated by [`Authenticator`] with [`SimConfig::identity`] (for the
+//!   dev issuer, [`dev_identity_config`]). Missing or invalid: `401`,
+//!   `WWW-Authenticate: Bearer authorization_uri="…", error="invalid_token",
+//!   error_description="…"` and `AuthenticationFailed` /
+//!   `InvalidAuthenticationToken` (or `…Audience`, `…Tenant`,
+//!   `ExpiredAuthenticationToken`). Any valid caller may do anything: role
+//!   assignments are data, not enforced.
+//! * **`api-version`** is required on every ARM request
+//!   (`400 MissingApiVersionParameter`); any value is accepted, recorded in
+//!   the request log and the activity log, and echoed in operation URLs.
+//! * **Headers**: every response has `x-ms-request-id` (new GUID),
+//!   `x-ms-correlation-request-id` (the request's, else a new GUID),
+//!   `x-ms-client-request-id` (echoed), `x-ms-routing-request-id` and
+//!   `x-ms-ratelimit-remaining-subscription-reads|writes`.
+//! * **Errors** use the ARM envelope `{"error":{"code","message"}}`.
+//! * **Paths** match case-insensitively; ids come back in canonical casing.
+//! * **Async operations**: VM `start|powerOff|deallocate|restart` and VM
+//!   `DELETE` answer `202` with `Azure-AsyncOperation` (status document),
+//!   `Location` (`…?monitor=true`: `202` until done, then `200`) and
+//!   `Retry-After`; VM `PUT` answers `201`/`200` with
+//!   `Azure-AsyncOperation`. Resource-group `DELETE` answers `202` with a
+//!   `Location` only (`/subscriptions/{s}/operationresults/{id}`). An
+//!   operation stays `InProgress` for [`SimConfig::lro_polls`] polls (of
+//!   either URL); the next poll applies it (power state, deletion) and
+//!   answers `Succeeded`. Nothing changes until then: a client that never
+//!   polls never sees the effect.
+//! * **Throttling**: [`Simulator::throttle`] or
+//!   `POST /_sim/throttle?requests=N` (loopback clients only, no token)
+//!   makes the next `N` ARM requests fail with `429 TooManyRequests` and
+//!   `Retry-After: {retry_after_secs}`.
+//! * **Request log**: `GET /_sim/requests?limit=N` (loopback only) lists
+//!   the last ARM requests served (method, path, `api-version`, status,
+//!   caller, correlation id), newest first.
+//!
+//! # Routes (all with `?api-version=`)
+//!
+//! | Method | Path |
+//! |---|---|
+//! | GET | `/subscriptions`, `/subscriptions/{s}`, `/subscriptions/{s}/locations` |
+//! | GET | `/subscriptions/{s}/resourcegroups` (`$filter=tagName eq 'k' and tagValue eq 'v'`, `$top`) |
+//! | GET HEAD PUT PATCH DELETE | `/subscriptions/{s}/resourcegroups/{rg}` |
+//! | GET | `/subscriptions/{s}/resources`, `/subscriptions/{s}/resourceGroups/{rg}/resources` (`$filter` on `resourceType`, `name`, `location`, `resourceGroup`, `tagName`/`tagValue`, `substringof('x', name)`; `$top`; `$expand=provisioningState,createdTime,changedTime`) |
+//! | GET | `/subscriptions/{s}/providers/{ns}/{type}` (e.g. all VMs or storage accounts; VMs take `$expand=instanceView` / `statusOnly=true`) |
+//! | GET | `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}[/{name}/{child type}]` (lists) |
+//! | GET HEAD PUT PATCH DELETE | `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/{child type}/{child}]` |
+//! | GET | `…/Microsoft.Compute/virtualMachines/{vm}/instanceView`; `…/{vm}?$expand=instanceView` |
+//! | POST | `…/Microsoft.Compute/virtualMachines/{vm}/start|powerOff|deallocate|restart` |
+//! | GET | `/subscriptions/{s}/providers/Microsoft.Compute/locations/{loc}/operations/{id}[?monitor=true]` |
+//! | GET | `/subscriptions/{s}/operationresults/{id}` |
+//! | GET | `{scope}/providers/Microsoft.Authorization/roleAssignments` (`$filter=atScope()`, `principalId eq '…'`, `assignedTo('…')`) |
+//! | GET PUT DELETE | `{scope}/providers/Microsoft.Authorization/roleAssignments/{guid}` |
+//! | GET | `{scope}/providers/Microsoft.Authorization/roleDefinitions[/{guid}]` (`$filter=roleName eq '…'`) |
+//! | GET PUT PATCH DELETE | `{scope}/providers/Microsoft.Resources/tags/default` |
+//! | GET | `/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values?$filter=eventTimestamp ge '…'[ and …]` |
+//! | POST | `/_sim/throttle?requests=N` (no `api-version`, no token, loopback only) |
+//! | GET | `/_sim/requests?limit=N` (likewise) |
+//!
+//! `{scope}` is a subscription, resource group or resource id. Resource
+//! types stored: `Microsoft.Compute/virtualMachines[/extensions]`,
+//! `Microsoft.Compute/disks`, `Microsoft.Storage/storageAccounts`,
+//! `Microsoft.KeyVault/vaults`, `Microsoft.Network/{virtualNetworks[/subnets],
+//! networkInterfaces, networkSecurityGroups, publicIPAddresses}`,
+//! `Microsoft.Sql/servers`; non-VM `PUT`/`PATCH`/`DELETE` complete at once
+//! (`201`/`200`, `200`, `204` when absent).
+//!
+//! Every write the simulator performs is recorded in the activity log
+//! (`operationName`, `caller` = the token's `oid`, or its app id for an
+//! app-only token, `correlationId`, `status` `Accepted` then
+//! `Succeeded` for async operations), newest first.
+
+mod filter;
+mod routes;
+pub mod seed;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{AUTHORIZATION, HOST};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rusqlite::Connection;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info};
+
+use crate::identity::dev::{DEV_SCOPE, DEV_TENANT, DevIssuer};
+use crate::identity::{AuthError, Authenticator, IdentityConfig, PrincipalKind};
+
+use routes::{ArmRequest, ArmResponse, Caller, Settings};
+
+pub use seed::{
+    DEMO_SUBSCRIPTIONS, DEV_SUBSCRIPTION, KEY_VAULT_SECURITY, PROD_SUBSCRIPTION, RG_DEV_DATA,
+    RG_DEV_WEB, RG_PROD_WEB, RG_SECURITY, STORAGE_DEVDATA01, STORAGE_PRODLOGS01, VM_PROD_WEB_01,
+    VM_WEB_01, VM_WEB_02,
+};
+
+/// The audience of ARM tokens (`https://management.azure.com/.default`).
+pub const ARM_AUDIENCE: &str = "https://management.azure.com/";
+
+/// Every `aud` real ARM accepts, as [`dev_identity_config`] sets them.
+pub const ARM_AUDIENCES: [&str; 4] = [
+    "https://management.azure.com/",
+    "https://management.azure.com",
+    "https://management.core.windows.net/",
+    "https://management.core.windows.net",
+];
+
+/// ARM's delegated scope (`scp`) in user tokens.
+pub const ARM_SCOPE: &str = "user_impersonation";
+
+/// How to run a [`Simulator`].
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Listen address; `127.0.0.1:0` picks a free port.
+    pub listen: SocketAddr,
+    /// The simulator's own SQLite file, created and seeded if new.
+    pub db: PathBuf,
+    /// How bearer tokens are validated (see [`dev_identity_config`]).
+    pub identity: IdentityConfig,
+    /// How many status polls an async operation stays `InProgress`
+    /// (default 2).
+    pub lro_polls: u32,
+    /// `Retry-After` of throttled and async responses, in seconds
+    /// (default 1).
+    pub retry_after_secs: u64,
+}
+
+impl SimConfig {
+    /// `lro_polls` 2, `retry_after_secs` 1.
+    pub fn new(listen: SocketAddr, db: PathBuf, identity: IdentityConfig) -> Self {
+        Self {
+            listen,
+            db,
+            identity,
+            lro_polls: 2,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// The identity settings for ARM tokens minted by the dev issuer served at
+/// `issuer_base_url`: [`DevIssuer::identity_config`] with audiences
+/// [`ARM_AUDIENCES`], user tokens needing [`ARM_SCOPE`] or the dev scope,
+/// and app-only tokens accepted without app roles.
+pub fn dev_identity_config(issuer: &DevIssuer, issuer_base_url: &str) -> IdentityConfig {
+    let mut config = issuer.identity_config(issuer_base_url);
+    config.audiences = ARM_AUDIENCES.iter().map(|a| (*a).to_owned()).collect();
+    config.required_scopes = vec![ARM_SCOPE.to_owned(), DEV_SCOPE.to_owned()];
+    config.required_app_roles.clear();
+    config
+}
+
+/// Why the simulator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("ARM simulator: {0}")]
+    Config(String),
+    #[error("ARM simulator: {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ARM simulator database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "ARM simulator database {path}: schema version {version} is not supported (expected {}); delete the file to start over",
+        state::SCHEMA_VERSION
+    )]
+    Schema { path: PathBuf, version: i64 },
+    #[error("ARM simulator: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("ARM simulator: {0}")]
+    Task(String),
+}
+
+/// A running simulator. Stop it with [`shutdown`](Self::shutdown);
+/// dropping it stops the server too, without waiting.
+pub struct Simulator {
+    base_url: String,
+    local_addr: SocketAddr,
+    throttle: Arc<AtomicU32>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every request handler shares.
+#[derive(Clone)]
+struct Shared {
+    db: Arc<Mutex<Connection>>,
+    auth: Arc<Authenticator>,
+    throttle: Arc<AtomicU32>,
+    settings: Arc<Settings>,
+    base_url: String,
+    /// `authorization_uri` of `WWW-Authenticate` challenges.
+    authorization_uri: String,
+}
+
+impl Simulator {
+    /// Opens (creating and seeding if new) the database, binds the
+    /// listener and serves in the background.
+    pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
+        config.identity.validate().map_err(SimError::Config)?;
+        let tenant = config
+            .identity
+            .tenants
+            .first()
+            .map(|t| t.to_ascii_lowercase())
+            .unwrap_or_else(|| DEV_TENANT.to_owned());
+        let db_path = config.db.clone();
+        let seed_tenant = tenant.clone();
+        let conn = tokio::task::spawn_blocking(move || state::open(&db_path, &seed_tenant))
+            .await
+            .map_err(|e| SimError::Task(format!("opening the database: {e}")))??;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SimError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let mut local_addr = listener.local_addr().map_err(|source| SimError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        if local_addr.ip().is_unspecified() {
+            local_addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        let base_url = format!("http://{local_addr}");
+        let authorization_uri = format!(
+            "{}/{tenant}",
+            config.identity.authority.trim_end_matches('/')
+        );
+        let throttle = Arc::new(AtomicU32::new(0));
+        let shared = Shared {
+            db: Arc::new(Mutex::new(conn)),
+            auth: Authenticator::start(config.identity, reqwest::Client::new()),
+            throttle: throttle.clone(),
+            settings: Arc::new(Settings {
+                lro_polls: config.lro_polls,
+                retry_after_secs: config.retry_after_secs,
+                tenant_id: tenant,
+            }),
+            base_url: base_url.clone(),
+            authorization_uri,
+        };
+        let app = Router::new()
+            .route("/_sim/throttle", post(sim_throttle))
+            .route("/_sim/requests", get(sim_requests))
+            .fallback(arm)
+            .with_state(shared);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let result = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+            if let Err(e) = result {
+                error!(error = %e, "ARM simulator: server failed");
+            }
+        });
+        info!(base_url = %base_url, db = %config.db.display(), "ARM simulator listening");
+        Ok(Simulator {
+            base_url,
+            local_addr,
+            throttle,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: ARM's `https://management.azure.com`.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next `requests` ARM requests get `429 TooManyRequests` with
+    /// `Retry-After` (replaces any count still pending; 0 stops throttling).
+    pub fn throttle(&self, requests: u32) {
+        self.throttle.store(requests, Ordering::SeqCst);
+    }
+
+    /// Stops accepting requests and waits (up to 5 s) for those in flight.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+/// Every ARM request.
+async fn arm(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let correlation_id = header(&headers, "x-ms-correlation-request-id")
+        .filter(|v| is_token_safe(v))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_request_id = header(&headers, "x-ms-client-request-id").filter(|v| is_token_safe(v));
+    let write = !matches!(method, Method::GET | Method::HEAD);
+    let response = handle(
+        &shared,
+        peer,
+        method,
+        &uri,
+        &headers,
+        body,
+        &correlation_id,
+        client_request_id.clone(),
+    )
+    .await;
+    debug!(status = response.status.as_u16(), path = %uri.path(), "ARM simulator request");
+    http_response(
+        response,
+        &request_id,
+        &correlation_id,
+        client_request_id.as_deref(),
+        write,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    shared: &Shared,
+    peer: SocketAddr,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    correlation_id: &str,
+    client_request_id: Option<String>,
+) -> ArmResponse {
+    let retry_after = shared.settings.retry_after_secs;
+    let throttled = shared
+        .throttle
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if throttled {
+        let kind = if matches!(method, Method::GET | Method::HEAD) {
+            "read"
+        } else {
+            "write"
+        };
+        return ArmResponse::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            &format!(
+                "Number of {kind} requests exceeded the limit (simulated throttling). \
+                 Please try again after '{retry_after}' seconds."
+            ),
+        )
+        .with_header("retry-after", retry_after.to_string());
+    }
+
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let principal = match shared
+        .auth
+        .authenticate(authorization, Some(peer.ip()))
+        .await
+    {
+        Ok(principal) => principal,
+        Err(e) => return auth_failure(shared, &e, headers.contains_key(AUTHORIZATION)),
+    };
+
+    let query = parse_query(uri.query().unwrap_or_default());
+    let api_version = query
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let Some(api_version) = api_version else {
+        return ArmResponse::error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        );
+    };
+    let mut segments = Vec::new();
+    for raw in uri.path().split('/').filter(|s| !s.is_empty()) {
+        match percent_decode(raw) {
+            Some(segment) => segments.push(segment),
+            None => {
+                return ArmResponse::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestUri",
+                    "The request URI path is not valid percent-encoded UTF-8.",
+                );
+            }
+        }
+    }
+    let base_url = header(headers, HOST.as_str())
+        .filter(|host| is_token_safe(host) && !host.contains('/'))
+        .map(|host| format!("http://{host}"))
+        .unwrap_or_else(|| shared.base_url.clone());
+    let request = ArmRequest {
+        method,
+        path: uri.path().to_owned(),
+        segments,
+        query,
+        body,
+        base_url,
+        api_version,
+        caller: Caller {
+            oid: principal.oid.clone(),
+            tid: principal.tid.clone(),
+            display_name: principal.display_name.clone(),
+            client_app: principal.client_app.clone(),
+            app: principal.kind == PrincipalKind::Application,
+        },
+        correlation_id: correlation_id.to_owned(),
+        client_request_id,
+        client_ip: Some(peer.ip().to_string()),
+        now: chrono::Utc::now(),
+    };
+    let db = shared.db.clone();
+    let settings = shared.settings.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
+        routes::dispatch(&mut conn, &settings, &request)
+    })
+    .await;
+    match outcome {
+        Ok(response) => response,
+        Err(e) => {
+            error!(error = %e, "ARM simulator: request task failed");
+            ArmResponse::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "The ARM simulator failed to handle the request; see its log.",
+            )
+        }
+    }
+}
+
+/// `401` (or `403`/`503`) with ARM's codes and challenge.
+fn auth_failure(shared: &Shared, error: &AuthError, header_sent: bool) -> ArmResponse {
+    let (status, code, message) = match error {
+        AuthError::Missing(_) if !header_sent => (
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.".to_owned(),
+        ),
+        AuthError::Missing(_) => (
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is provided in an invalid format."
+                .to_owned(),
+        ),
+        AuthError::Expired => (
+            StatusCode::UNAUTHORIZED,
+            "ExpiredAuthenticationToken",
+            "The access token expiry UTC time is earlier than current UTC time.".to_owned(),
+        ),
+        AuthError::BadAudience(detail) => (
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationTokenAudience",
+            format!(
+                "The access token has been obtained for wrong audience or resource ({detail}). \
+                 It should exactly match with one of the allowed audiences '{}'.",
+                shared.auth.config().audiences.join("','")
+            ),
+        ),
+        AuthError::BadIssuer(_) | AuthError::BadTenant(_) => (
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationTokenTenant",
+            format!("The access token is from the wrong issuer: {error}."),
+        ),
+        AuthError::ClientNotAllowed(_)
+        | AuthError::InsufficientScope(_)
+        | AuthError::GroupsOverage => (
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            format!("The client does not have authorization to perform this request: {error}."),
+        ),
+        AuthError::KeysUnavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!("Tokens cannot be validated right now: {error}."),
+        ),
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            format!("The access token is invalid: {error}."),
+        ),
+    };
+    let response = ArmResponse::error(status, code, &message);
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            let description = if header_sent {
+                message.clone()
+            } else {
+                "The authentication failed because of missing 'Authorization' header.".to_owned()
+            };
+            let description: String = description
+                .chars()
+                .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+                .collect();
+            response.with_header(
+                "www-authenticate",
+                format!(
+                    "Bearer authorization_uri=\"{}\", error=\"invalid_token\", error_description=\"{description}\"",
+                    shared.authorization_uri
+                ),
+            )
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            response.with_header("retry-after", shared.settings.retry_after_secs.to_string())
+        }
+        _ => response,
+    }
+}
+
+fn http_response(
+    response: ArmResponse,
+    request_id: &str,
+    correlation_id: &str,
+    client_request_id: Option<&str>,
+    write: bool,
+) -> Response {
+    let mut http = match &response.body {
+        Some(body) => {
+            let mut http = Response::new(Body::from(body.to_string()));
+            http.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            http
+        }
+        None => Response::new(Body::empty()),
+    };
+    *http.status_mut() = response.status;
+    let headers = http.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(name, value);
+        }
+    };
+    set("cache-control", "no-cache");
+    set("pragma", "no-cache");
+    set("expires", "-1");
+    set("x-ms-request-id", request_id);
+    set("x-ms-correlation-request-id", correlation_id);
+    if let Some(id) = client_request_id {
+        set("x-ms-client-request-id", id);
+    }
+    set(
+        "x-ms-routing-request-id",
+        &format!(
+            "SIMULATOR:{}:{request_id}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ),
+    );
+    if write {
+        set("x-ms-ratelimit-remaining-subscription-writes", "1199");
+    } else {
+        set("x-ms-ratelimit-remaining-subscription-reads", "11999");
+    }
+    for (name, value) in &response.headers {
+        set(name, value);
+    }
+    http
+}
+
+/// `POST /_sim/throttle?requests=N`.
+async fn sim_throttle(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return control_forbidden();
+    }
+    let query = parse_query(uri.query().unwrap_or_default());
+    let requests = query
+        .iter()
+        .find(|(k, _)| k == "requests")
+        .and_then(|(_, v)| v.parse::<u32>().ok());
+    let Some(requests) = requests else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(routes::error_body(
+                "InvalidRequestUri",
+                "Use POST /_sim/throttle?requests=N with N a non-negative integer.",
+            )),
+        )
+            .into_response();
+    };
+    shared.throttle.store(requests, Ordering::SeqCst);
+    info!(requests, "ARM simulator: throttling the next requests");
+    axum::Json(json!({
+        "throttledRequests": requests,
+        "retryAfterSeconds": shared.settings.retry_after_secs,
+    }))
+    .into_response()
+}
+
+/// `GET /_sim/requests?limit=N`: the last ARM requests, newest first.
+async fn sim_requests(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return control_forbidden();
+    }
+    let limit = parse_query(uri.query().unwrap_or_default())
+        .iter()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse::<u32>().ok())
+        .unwrap_or(50)
+        .min(1000);
+    let db = shared.db.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        let conn = db.lock().unwrap_or_else(|e| e.into_inner());
+        state::recent_requests(&conn, limit)
+    })
+    .await;
+    match rows {
+        Ok(Ok(rows)) => {
+            let value: Vec<_> = rows
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "time": r.time,
+                        "method": r.method,
+                        "path": r.path,
+                        "apiVersion": r.api_version,
+                        "status": r.status,
+                        "caller": r.caller,
+                        "correlationId": r.correlation_id,
+                    })
+                })
+                .collect();
+            axum::Json(json!({ "value": value })).into_response()
+        }
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(routes::error_body(
+                "InternalServerError",
+                "The request log could not be read.",
+            )),
+        )
+            .into_response(),
+    }
+}
+
+fn control_forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(routes::error_body(
+            "Forbidden",
+            "The simulator's /_sim endpoints only answer loopback clients.",
+        )),
+    )
+        .into_response()
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Visible ASCII, at most 200 characters: safe to echo in a header.
+fn is_token_safe(value: &str) -> bool {
+    value.len() <= 200 && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// `application/x-www-form-urlencoded` pairs (`+` is a space).
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                let s = s.replace('+', " ");
+                percent_decode(&s).unwrap_or(s)
+            };
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+/// `%XX` escapes decoded; `None` when the result is not UTF-8. A `%` not
+/// followed by two hex digits is kept as is.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(high * 16 + low);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
+}

@@ -1,0 +1,392 @@
+//! The built-in Azure tools end to end: a real `warden serve` whose
+//! `[upstreams.azure] builtin = "arm"` calls the ARM simulator with the
+//! production client-secret credential (`azure_identity`) against the dev
+//! issuer's token endpoint; an rmcp client calls every tool over HTTP.
+
+mod common;
+
+use common::issuer::Issuer;
+use common::*;
+use serde_json::{Value, json};
+use warden::azure::sim::{self, SimConfig, Simulator};
+use warden::identity::dev::{DEV_TENANT, TokenOptions};
+
+const DEV: &str = sim::DEV_SUBSCRIPTION;
+
+struct Arm {
+    issuer: Issuer,
+    sim: Simulator,
+    warden: Warden,
+    _dir: tempfile::TempDir,
+}
+
+/// The simulator (async operations in progress for 2 polls, throttled and
+/// async answers saying `Retry-After: retry_after`) and a Warden in front of
+/// it that allows every call.
+async fn arm(retry_after: u64) -> Arm {
+    let issuer = Issuer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SimConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("arm-sim.db"),
+        sim::dev_identity_config(&issuer.issuer, &issuer.base),
+    );
+    config.retry_after_secs = retry_after;
+    let sim = Simulator::start(config).await.unwrap();
+    let client = issuer.issuer.dev_client().unwrap();
+    let azure = format!(
+        "[azure.arm]\nendpoint = {:?}\naudience = {:?}\nlro_poll_interval = \"200ms\"\nretry_delay = \"50ms\"\n\
+         [azure.credential]\nkind = \"client_secret\"\ntenant_id = {DEV_TENANT:?}\nclient_id = {:?}\n\
+         secret_file = {:?}\nauthority_host = {:?}\n\
+         [upstreams.azure]\nbuiltin = \"arm\"\n",
+        sim.base_url(),
+        sim::ARM_AUDIENCE,
+        client.client_id,
+        client.secret_file.display().to_string(),
+        issuer.base,
+    );
+    let warden = Warden::start_with_identity("", &issuer.identity_toml(), &azure);
+    Arm {
+        issuer,
+        sim,
+        warden,
+        _dir: dir,
+    }
+}
+
+impl Arm {
+    async fn client(&self) -> Client {
+        let token = self.issuer.mint(&TokenOptions {
+            user: "carol".into(),
+            roles: vec!["Contributor".into()],
+            mfa: true,
+            ..TokenOptions::default()
+        });
+        connect_as(&self.warden.url(), Some(&token)).await.0
+    }
+}
+
+/// Calls `tool`, expecting success; the result's JSON.
+async fn ok(client: &Client, tool: &str, args: Value) -> Value {
+    let result = call(client, tool, args.clone()).await.unwrap();
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool} {args}: {}",
+        text(&result)
+    );
+    serde_json::from_str(&text(&result)).unwrap_or(Value::Null)
+}
+
+/// Calls `tool`, expecting a tool error; its text.
+async fn fails(client: &Client, tool: &str, args: Value) -> String {
+    let result = call(client, tool, args.clone()).await.unwrap();
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {args}: {}",
+        text(&result)
+    );
+    text(&result)
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no value array: {list}"))
+        .iter()
+        .map(|v| v["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn power_state(vm: &Value) -> String {
+    vm["properties"]["instanceView"]["statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["code"].as_str())
+        .find(|c| c.starts_with("PowerState/"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_built_in_tool_works_against_the_simulator() {
+    let arm = arm(0).await;
+    let client = arm.client().await;
+    let vm =
+        |name: &str| json!({"subscription": DEV, "resource-group": "dev-web", "vm-name": name});
+
+    let subscriptions = ok(&client, "arm_subscription_list", json!({})).await;
+    let ids: Vec<&str> = subscriptions["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subscriptionId"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&DEV), "{subscriptions}");
+
+    // Resource groups: list, get, create, delete (a Location-polled LRO).
+    let groups = names(&ok(&client, "arm_group_list", json!({"subscription": DEV})).await);
+    assert!(groups.contains(&"dev-web".to_owned()), "{groups:?}");
+    let group = ok(
+        &client,
+        "arm_group_get",
+        json!({"subscription": DEV, "resource-group": "dev-data"}),
+    )
+    .await;
+    assert_eq!(group["name"], "dev-data");
+    let created = ok(
+        &client,
+        "arm_group_create",
+        json!({"subscription": DEV, "resource-group": "dev-scratch", "location": "westeurope", "tags": {"owner": "carol"}}),
+    )
+    .await;
+    assert_eq!(created["tags"]["owner"], "carol", "{created}");
+    ok(
+        &client,
+        "arm_group_delete",
+        json!({"subscription": DEV, "resource-group": "dev-scratch"}),
+    )
+    .await;
+    let gone = fails(
+        &client,
+        "arm_group_get",
+        json!({"subscription": DEV, "resource-group": "dev-scratch"}),
+    )
+    .await;
+    assert!(
+        gone.contains("404") && gone.contains("ResourceGroupNotFound"),
+        "{gone}"
+    );
+
+    // Resources: list with a type filter, get by id.
+    let vms = ok(
+        &client,
+        "arm_resource_list",
+        json!({"subscription": DEV, "resource-group": "dev-web", "resource-type": "Microsoft.Compute/virtualMachines"}),
+    )
+    .await;
+    assert_eq!(names(&vms), ["web-01", "web-02"]);
+    let vault = ok(
+        &client,
+        "arm_resource_get",
+        json!({"resource-id": sim::KEY_VAULT_SECURITY}),
+    )
+    .await;
+    assert_eq!(vault["name"], "kv-security");
+
+    // Virtual machines: list, get, and the power operations (LROs whose
+    // effect is visible only once Azure reports them done).
+    let listed = names(&ok(&client, "arm_vm_list", json!({"subscription": DEV})).await);
+    assert_eq!(listed, ["web-01", "web-02"]);
+    assert_eq!(
+        power_state(&ok(&client, "arm_vm_get", vm("web-02")).await),
+        "PowerState/stopped"
+    );
+    ok(&client, "arm_vm_start", vm("web-02")).await;
+    assert_eq!(
+        power_state(&ok(&client, "arm_vm_get", vm("web-02")).await),
+        "PowerState/running"
+    );
+    ok(&client, "arm_vm_restart", vm("web-02")).await;
+    ok(&client, "arm_vm_power_off", vm("web-02")).await;
+    assert_eq!(
+        power_state(&ok(&client, "arm_vm_get", vm("web-02")).await),
+        "PowerState/stopped"
+    );
+    ok(&client, "arm_vm_deallocate", vm("web-02")).await;
+    assert_eq!(
+        power_state(&ok(&client, "arm_vm_get", vm("web-02")).await),
+        "PowerState/deallocated"
+    );
+    ok(&client, "arm_vm_delete", vm("web-02")).await;
+    let deleted = fails(&client, "arm_vm_get", vm("web-02")).await;
+    assert!(
+        deleted.contains("404") && deleted.contains("ResourceNotFound"),
+        "{deleted}"
+    );
+
+    let accounts = names(
+        &ok(
+            &client,
+            "arm_storage_account_list",
+            json!({"subscription": DEV}),
+        )
+        .await,
+    );
+    assert_eq!(accounts, ["devdata01"]);
+
+    // Role assignments: list, create, a duplicate (409), delete.
+    let scope = format!("/subscriptions/{DEV}/resourceGroups/dev-web");
+    let principal = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let assignment = ok(
+        &client,
+        "arm_role_assignment_create",
+        json!({"scope": scope, "role-definition-id": sim::seed::ROLE_READER, "principal-id": principal, "principal-type": "User"}),
+    )
+    .await;
+    let name = assignment["name"].as_str().unwrap().to_owned();
+    let duplicate = fails(
+        &client,
+        "arm_role_assignment_create",
+        json!({"scope": scope, "role-definition-id": sim::seed::ROLE_READER, "principal-id": principal}),
+    )
+    .await;
+    assert!(
+        duplicate.contains("409") && duplicate.contains("RoleAssignmentExists"),
+        "{duplicate}"
+    );
+    let listed = ok(&client, "arm_role_assignment_list", json!({"scope": scope})).await;
+    assert!(names(&listed).contains(&name), "{listed}");
+    ok(
+        &client,
+        "arm_role_assignment_delete",
+        json!({"scope": scope, "assignment-name": name}),
+    )
+    .await;
+    let listed = ok(&client, "arm_role_assignment_list", json!({"scope": scope})).await;
+    assert!(!names(&listed).contains(&name), "{listed}");
+
+    // Tags, then the generic request, then the activity log of it all.
+    let tagged = ok(
+        &client,
+        "arm_tags_set",
+        json!({"resource-id": sim::VM_WEB_01, "tags": {"cost-center": "42"}}),
+    )
+    .await;
+    assert_eq!(
+        tagged["properties"]["tags"]["cost-center"], "42",
+        "{tagged}"
+    );
+    ok(
+        &client,
+        "arm_request",
+        json!({"method": "POST", "path": format!("{}/powerOff", sim::VM_WEB_01), "api-version": "2024-07-01"}),
+    )
+    .await;
+    assert_eq!(
+        power_state(&ok(&client, "arm_vm_get", vm("web-01")).await),
+        "PowerState/stopped"
+    );
+    let events = ok(
+        &client,
+        "arm_activity_log_query",
+        json!({"subscription": DEV, "resource-group": "dev-web", "hours": 1}),
+    )
+    .await;
+    let operations: Vec<&str> = events["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["operationName"]["value"].as_str())
+        .collect();
+    for op in [
+        "Microsoft.Compute/virtualMachines/start/action",
+        "Microsoft.Compute/virtualMachines/delete",
+        "Microsoft.Compute/virtualMachines/powerOff/action",
+        "Microsoft.Authorization/roleAssignments/write",
+    ] {
+        assert!(
+            operations.iter().any(|o| o.eq_ignore_ascii_case(op)),
+            "{op} not in {operations:?}"
+        );
+    }
+
+    // Every outcome names the correlation id Azure recorded for the call.
+    let db = arm.warden.db();
+    let records = wait_for_records(&db, |r| {
+        r.iter().filter(|r| r["kind"] == "outcome").count() >= 30
+    })
+    .await;
+    let start_call = records
+        .iter()
+        .find(|r| r["kind"] == "intent" && r["tool"] == "arm_vm_start")
+        .unwrap();
+    assert_eq!(
+        start_call["operations"][0]["azure_op"],
+        "Microsoft.Compute/virtualMachines/start/action"
+    );
+    let outcome = records
+        .iter()
+        .find(|r| r["kind"] == "outcome" && r["call_id"] == start_call["call_id"])
+        .unwrap();
+    let correlation = outcome["azure_correlation_id"]
+        .as_str()
+        .expect("a correlation id");
+    let event = events["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["operationName"]["value"].as_str().is_some_and(|o| {
+                o.eq_ignore_ascii_case("Microsoft.Compute/virtualMachines/start/action")
+            })
+        })
+        .unwrap();
+    assert_eq!(event["correlationId"], correlation, "{event}");
+}
+
+#[tokio::test]
+async fn throttling_is_retried_after_retry_after_and_errors_are_clear() {
+    let arm = arm(1).await;
+    let client = arm.client().await;
+    // Two 429s with `Retry-After: 1`, then the answer.
+    arm.sim.throttle(2);
+    let vms = ok(
+        &client,
+        "arm_vm_list",
+        json!({"subscription": DEV, "resource-group": "dev-web"}),
+    )
+    .await;
+    assert_eq!(names(&vms), ["web-01", "web-02"]);
+    let log = arm.warden.log();
+    let retries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("retrying ARM request"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{log}");
+    assert!(
+        retries.iter().all(|l| l.contains("\"wait_ms\":1000")),
+        "{retries:?}"
+    );
+
+    // ARM's own errors come back as tool errors quoting code and message.
+    let missing = fails(
+        &client,
+        "arm_vm_get",
+        json!({"subscription": DEV, "resource-group": "dev-web", "vm-name": "nope"}),
+    )
+    .await;
+    assert!(
+        missing.contains("Azure answered 404 ResourceNotFound") && missing.contains("nope"),
+        "{missing}"
+    );
+    let no_group = fails(
+        &client,
+        "arm_vm_start",
+        json!({"subscription": DEV, "resource-group": "no-such-group", "vm-name": "x"}),
+    )
+    .await;
+    assert!(no_group.contains("404 ResourceGroupNotFound"), "{no_group}");
+    let no_version = fails(
+        &client,
+        "arm_resource_get",
+        json!({"resource-id": format!("/subscriptions/{DEV}/resourceGroups/dev-web/providers/Microsoft.Web/sites/app")}),
+    )
+    .await;
+    assert!(
+        no_version.contains("no api-version known for Microsoft.Web/sites"),
+        "{no_version}"
+    );
+    // Throttling that outlasts Warden's patience fails with the wait Azure asked for.
+    arm.sim.throttle(100);
+    let throttled = fails(&client, "arm_subscription_list", json!({})).await;
+    assert!(
+        throttled.contains("429") || throttled.contains("throttled"),
+        "{throttled}"
+    );
+    arm.sim.throttle(0);
+}
