@@ -577,6 +577,204 @@ fn transport_detail(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode as Status;
+    use axum::response::IntoResponse;
+    use axum::routing::{any, get};
+
+    /// A credential that hands out a fixed token (the real ones are tested
+    /// against the dev issuer in `azure::credential`).
+    #[derive(Debug)]
+    struct Fixed;
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Fixed {
+        async fn get_token(
+            &self,
+            _scopes: &[&str],
+            _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            Ok(azure_core::credentials::AccessToken::new(
+                "t0ken",
+                azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+            ))
+        }
+    }
+
+    /// Serves `app` on a free loopback port; an ARM client for it.
+    async fn client_for(app: Router, tweak: impl FnOnce(&mut ArmConfig)) -> ArmClient {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut config = ArmConfig {
+            endpoint,
+            retry_delay: Duration::from_millis(5),
+            lro_poll_interval: Duration::from_millis(5),
+            ..ArmConfig::default()
+        };
+        tweak(&mut config);
+        ArmClient::new(config, Arc::new(Fixed)).unwrap()
+    }
+
+    /// A handler that fails with `status` for its first `failures` calls.
+    fn flaky(status: u16, failures: u32, hits: Arc<AtomicU32>) -> axum::routing::MethodRouter {
+        any(move || {
+            let hits = hits.clone();
+            async move {
+                if hits.fetch_add(1, Ordering::SeqCst) < failures {
+                    let body = r#"{"error":{"code":"ServiceUnavailable","message":"try again"}}"#;
+                    (Status::from_u16(status).unwrap(), body).into_response()
+                } else {
+                    axum::Json(serde_json::json!({"name": "ok"})).into_response()
+                }
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_for_idempotent_methods_only() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let client = client_for(
+            Router::new().route("/x", flaky(503, 2, hits.clone())),
+            |_| {},
+        )
+        .await;
+        let got = client
+            .request(Method::GET, "/x", "1", &[], None)
+            .await
+            .unwrap();
+        assert_eq!((got.status, got.body["name"].as_str()), (200, Some("ok")));
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+        // A POST may have acted: its 5xx is reported, not repeated.
+        let hits = Arc::new(AtomicU32::new(0));
+        let client = client_for(
+            Router::new().route("/x", flaky(500, 1, hits.clone())),
+            |_| {},
+        )
+        .await;
+        let error = client
+            .request(Method::POST, "/x", "1", &[], None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(500));
+        assert!(
+            error.to_string().contains("ServiceUnavailable: try again"),
+            "{error}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        // Retries stop at max_retries.
+        let hits = Arc::new(AtomicU32::new(0));
+        let client = client_for(
+            Router::new().route("/x", flaky(503, 100, hits.clone())),
+            |c| {
+                c.max_retries = 2;
+            },
+        )
+        .await;
+        let error = client
+            .request(Method::GET, "/x", "1", &[], None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(503));
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_limit_fails_at_once() {
+        let app = Router::new().route(
+            "/x",
+            get(|| async { (Status::TOO_MANY_REQUESTS, [("retry-after", "3600")], "{}") }),
+        );
+        let client = client_for(app, |_| {}).await;
+        let error = client
+            .request(Method::GET, "/x", "1", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ArmError::Throttled { .. }), "{error}");
+        assert!(error.to_string().contains("retry after 3600s"), "{error}");
+        assert!(error.correlation_id().is_some());
+    }
+
+    #[tokio::test]
+    async fn long_running_operations_are_bounded_and_stay_on_the_endpoint() {
+        // An operation that never finishes.
+        let app = Router::new()
+            .route(
+                "/start",
+                any(|| async { (Status::ACCEPTED, [("azure-asyncoperation", "/op")], "") }),
+            )
+            .route(
+                "/op",
+                get(|| async { axum::Json(serde_json::json!({"status": "InProgress"})) }),
+            );
+        let client = client_for(app, |c| c.lro_timeout = Duration::from_millis(200)).await;
+        let error = client
+            .request(Method::POST, "/start", "1", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ArmError::LroTimeout { .. }), "{error}");
+
+        // A status URL elsewhere would receive the token: refused.
+        let app = Router::new().route(
+            "/start",
+            any(|| async {
+                (
+                    Status::ACCEPTED,
+                    [("location", "https://attacker.example/steal")],
+                    "",
+                )
+            }),
+        );
+        let client = client_for(app, |_| {}).await;
+        let error = client
+            .request(Method::DELETE, "/start", "1", &[], None)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("outside"), "{error}");
+
+        // A failed operation reports Azure's error.
+        let app = Router::new()
+            .route(
+                "/start",
+                any(|| async { (Status::ACCEPTED, [("azure-asyncoperation", "/op")], "") }),
+            )
+            .route(
+                "/op",
+                get(|| async {
+                    axum::Json(serde_json::json!({
+                        "status": "Failed",
+                        "error": {"code": "OSProvisioningTimedOut", "message": "took too long"}
+                    }))
+                }),
+            );
+        let client = client_for(app, |_| {}).await;
+        let error = client
+            .request(Method::PUT, "/start", "1", &[], None)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("ended Failed: OSProvisioningTimedOut: took too long"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn paths_with_a_query_or_no_leading_slash_are_refused() {
+        let client = client_for(Router::new(), |_| {}).await;
+        for path in ["subscriptions", "/subscriptions?x=1"] {
+            let error = client
+                .request(Method::GET, path, "1", &[], None)
+                .await
+                .unwrap_err();
+            assert!(matches!(error, ArmError::Invalid { .. }), "{path}: {error}");
+        }
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
