@@ -341,16 +341,8 @@ pub(crate) fn resolve(alternatives: &[Template], args: &Value) -> Result<Vec<Res
     Ok(out)
 }
 
-/// Whether `s` is a GUID (8-4-4-4-12 hex digits), i.e. a subscription id
-/// rather than a subscription display name.
-pub(crate) fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+/// Whether `s` is a GUID, i.e. a subscription id rather than a display name.
+pub(crate) use crate::identity::is_guid;
 
 /// Parses an ARM id (`/`, `/subscriptions/...`, `/providers/...`, extension
 /// resources included) into a lower-cased [`Resource`]. A subscription given

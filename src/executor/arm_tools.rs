@@ -15,11 +15,9 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::*;
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_router};
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -671,6 +669,7 @@ impl ArmTools {
     }
 }
 
+#[tool_handler(router = self.tools)]
 impl ServerHandler for ArmTools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -679,28 +678,6 @@ impl ServerHandler for ArmTools {
                 "Azure Resource Manager tools run by Warden with its own identity. Ids are ARM \
                  ids (/subscriptions/<id>/resourceGroups/<name>/...).",
             )
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.tools.list_all()))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
-        self.tools
-            .call(ToolCallContext::new(self, request, context))
-            .await
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.get(name).cloned()
     }
 }
 

@@ -204,8 +204,8 @@ impl IdentityConfig {
     }
 }
 
-/// `8-4-4-4-12` hexadecimal digits.
-pub(crate) fn is_guid(value: &str) -> bool {
+/// `8-4-4-4-12` hexadecimal digits: a tenant, object or subscription id.
+pub fn is_guid(value: &str) -> bool {
     let groups: Vec<&str> = value.split('-').collect();
     groups.len() == 5
         && groups

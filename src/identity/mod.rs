@@ -80,7 +80,9 @@ use std::sync::Arc;
 
 use tracing::{error, warn};
 
-pub use config::{DEFAULT_AUTHORITY, DEFAULT_V1_ISSUER_BASE, GroupsOveragePolicy, IdentityConfig};
+pub use config::{
+    DEFAULT_AUTHORITY, DEFAULT_V1_ISSUER_BASE, GroupsOveragePolicy, IdentityConfig, is_guid,
+};
 pub use principal::{ANONYMOUS, Principal, PrincipalKind};
 
 use jwks::KeyCache;

@@ -2497,15 +2497,7 @@ fn tag_matches(tags: &Map<String, Value>, name: &str, value: Option<&str>) -> bo
     })
 }
 
-/// `8-4-4-4-12` hexadecimal digits.
-pub(crate) fn is_guid(value: &str) -> bool {
-    let groups: Vec<&str> = value.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+pub(crate) use crate::identity::is_guid;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn encode_query_value(value: &str) -> String {

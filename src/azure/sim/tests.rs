@@ -2,65 +2,29 @@
 //! simulator runs on a free loopback port with a SQLite file in a temporary
 //! directory, and reqwest speaks to it as Warden's ARM client would.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::PathBuf;
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::identity::dev::{DEV_CLIENT_APP, DEV_KEY_FILE, DevIssuer, TokenOptions};
+use crate::identity::dev::test_support::{Served, serve};
+use crate::identity::dev::{DEV_CLIENT_APP, TokenOptions};
 
 const API: &str = "2024-03-01";
 
 struct Env {
-    issuer: DevIssuer,
-    issuer_base: String,
-    issuer_server: JoinHandle<()>,
+    served: Served,
     dir: tempfile::TempDir,
-    _issuer_dir: tempfile::TempDir,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.issuer_server.abort();
-    }
 }
 
 impl Env {
     /// A dev issuer (one RSA key per test binary) on a free port.
     async fn new() -> Env {
-        static KEY_PEM: OnceLock<String> = OnceLock::new();
-        let issuer_dir = tempfile::tempdir().expect("tempdir");
-        let path = issuer_dir.path().to_owned();
-        let mut issuer = tokio::task::spawn_blocking(move || {
-            let pem = KEY_PEM.get_or_init(|| {
-                let scratch = tempfile::tempdir().expect("tempdir");
-                DevIssuer::load_or_create(scratch.path()).expect("generate key");
-                std::fs::read_to_string(scratch.path().join(DEV_KEY_FILE)).expect("read key")
-            });
-            write_private(&path.join(DEV_KEY_FILE), pem);
-            DevIssuer::load_or_create(&path)
-        })
-        .await
-        .expect("join")
-        .expect("dev issuer");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind issuer");
-        let issuer_base = format!("http://{}", listener.local_addr().expect("address"));
-        issuer.set_base_url(&issuer_base);
-        let app = issuer.router(&issuer_base);
-        let issuer_server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Env {
-            issuer,
-            issuer_base,
-            issuer_server,
+            served: serve().await,
             dir: tempfile::tempdir().expect("tempdir"),
-            _issuer_dir: issuer_dir,
         }
     }
 
@@ -72,7 +36,7 @@ impl Env {
         Simulator::start(SimConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             db: self.db(),
-            identity: dev_identity_config(&self.issuer, &self.issuer_base),
+            identity: dev_identity_config(&self.served.issuer, &self.served.base_url),
             lro_polls,
             retry_after_secs: 0,
         })
@@ -82,7 +46,8 @@ impl Env {
 
     /// An app-only ARM token (Warden's own identity).
     fn app_token(&self) -> String {
-        self.issuer
+        self.served
+            .issuer
             .mint(&TokenOptions {
                 user: "warden-executor".into(),
                 app: true,
@@ -100,15 +65,6 @@ impl Env {
             correlation: None,
         }
     }
-}
-
-fn write_private(path: &Path, contents: &str) {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).expect("create key file");
-    std::io::Write::write_all(&mut file, contents.as_bytes()).expect("write key file");
 }
 
 /// A minimal ARM client.
@@ -233,7 +189,8 @@ async fn requests_without_a_valid_token_get_401() {
 
     // A token for another API (the dev audience) is not an ARM token.
     arm.token = Some(
-        env.issuer
+        env.served
+            .issuer
             .mint(&TokenOptions {
                 app: true,
                 ..TokenOptions::default()
@@ -246,7 +203,8 @@ async fn requests_without_a_valid_token_get_401() {
 
     // A user token with ARM's scope is accepted.
     arm.token = Some(
-        env.issuer
+        env.served
+            .issuer
             .mint(&TokenOptions {
                 user: "alice@contoso.example".into(),
                 scopes: vec![ARM_SCOPE.into()],
