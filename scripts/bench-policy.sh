@@ -14,22 +14,22 @@ rm -rf "$BASE"; mkdir -p "$BASE/allow-all/policies"
 printf '@id("allow-all")\npermit (principal, action, resource);\n' > "$BASE/allow-all/policies/allow.cedar"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-start() { # name port issuer_port [warden dev options]
-  local name=$1 port=$2 issuer=$3; shift 3
+start() { # name port issuer_port arm_port [warden dev options]
+  local name=$1 port=$2 issuer=$3 arm=$4; shift 4
   RUST_LOG=warn $R/warden dev --listen "127.0.0.1:$port" --issuer-listen "127.0.0.1:$issuer" \
-    --data-dir "$BASE/$name" "$@" 2>"$BASE/$name.log" &
+    --arm-listen "127.0.0.1:$arm" --data-dir "$BASE/$name" "$@" 2>"$BASE/$name.log" &
   pids+=($!)
   for _ in $(seq 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 }
-start allow-all 19020 19021 --policies "$BASE/allow-all/policies"
-start baseline 19022 19023
+start allow-all 19020 19021 19024 --policies "$BASE/allow-all/policies"
+start baseline 19022 19023 19025
 for c in "1 5000" "16 20000"; do
   set -- $c
   for target in "allow-all 19020 19021" "baseline 19022 19023"; do
     set -- $c $target
     token=$($R/warden dev token --user bench --role Reader --issuer-url "http://127.0.0.1:$5" --data-dir "$BASE/$3")
     printf '%s c=%s: ' "$3" "$1"
-    $R/examples/loadgen --url "http://127.0.0.1:$4/mcp" --header "Authorization: Bearer $token" \
+    $R/examples/loadgen --url "http://127.0.0.1:$4/mcp" --tool sample__echo --header "Authorization: Bearer $token" \
       --concurrency "$1" --calls "$2" --warmup 50 --json
   done
 done
