@@ -52,6 +52,9 @@ pub struct Config {
     /// Which Azure operations each tool performs.
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// Just-in-time approvals: who reviews, how long requests and grants last.
+    #[serde(default)]
+    pub approvals: crate::approvals::ApprovalsConfig,
     /// Azure Resource Manager and Warden's own credential, for the built-in
     /// Azure tools.
     #[serde(default)]
@@ -236,6 +239,7 @@ impl Config {
         self.identity.validate()?;
         self.audit.validate()?;
         self.policy.validate()?;
+        self.approvals.validate()?;
         if let Some(azure) = &self.azure {
             azure.validate()?;
         }

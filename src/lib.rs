@@ -3,6 +3,8 @@
 //! See `DESIGN.md` for the map: [`pipeline`] composes the stages; [`gateway`]
 //! is the MCP front; [`executor`] talks to upstream servers.
 
+pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod azure;
 pub mod catalog;

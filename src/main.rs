@@ -70,6 +70,23 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Just-in-time approvals: list, show, approve, deny, revoke, cancel
+    /// (through the admin API of a running Warden).
+    Jit {
+        #[command(subcommand)]
+        command: JitCommand,
+        /// Base URL of Warden.
+        #[arg(
+            long,
+            env = "WARDEN_URL",
+            default_value = "http://127.0.0.1:8787",
+            global = true
+        )]
+        url: String,
+        /// Bearer token (a reviewer's to review).
+        #[arg(long, env = "WARDEN_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
+    },
     /// The audit log: keys, verification, export, live tail.
     Audit {
         #[command(subcommand)]
@@ -196,6 +213,42 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+enum JitCommand {
+    /// Requests you may see (reviewers: all), newest first.
+    List {
+        /// pending, approved, denied, cancelled, lapsed, consumed, expired, revoked
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One request, as JSON.
+    Show { id: String },
+    /// Approve a request (approver role and MFA; never your own).
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoke a grant: the next call no longer runs under it.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw your pending request.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum DevCommand {
     /// Print a token signed by the dev issuer.
     Token(Box<TokenArgs>),
@@ -246,6 +299,11 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Audit { command } => audit_command(command),
+        Command::Jit {
+            command,
+            url,
+            token,
+        } => runtime()?.block_on(jit_command(command, &url, token)),
         Command::Policy { command } => policy_command(command),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
@@ -421,6 +479,75 @@ fn dev(
     })
 }
 
+/// `warden jit ...`: one call to the admin API; the answer printed as
+/// JSON (list: one line per request).
+async fn jit_command(command: JitCommand, url: &str, token: Option<String>) -> anyhow::Result<()> {
+    let token = token.context("a token is needed: --token or WARDEN_TOKEN")?;
+    let base = format!("{}/admin/api/requests", url.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let request = match &command {
+        JitCommand::List { status } => {
+            let mut url = reqwest::Url::parse(&base).context("--url")?;
+            if let Some(status) = status {
+                url.query_pairs_mut().append_pair("status", status);
+            }
+            client.get(url)
+        }
+        JitCommand::Show { id } => client.get(format!("{base}/{id}")),
+        JitCommand::Approve { id, reason }
+        | JitCommand::Deny { id, reason }
+        | JitCommand::Revoke { id, reason }
+        | JitCommand::Cancel { id, reason } => {
+            let action = match &command {
+                JitCommand::Approve { .. } => "approve",
+                JitCommand::Deny { .. } => "deny",
+                JitCommand::Revoke { .. } => "revoke",
+                _ => "cancel",
+            };
+            client
+                .post(format!("{base}/{id}/{action}"))
+                .json(&serde_json::json!({ "reason": reason }))
+        }
+    };
+    let response = request
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Warden at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        let message = body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| body.to_string());
+        anyhow::bail!("{status}: {message}");
+    }
+    match (&command, body.get("requests").and_then(|r| r.as_array())) {
+        (JitCommand::List { .. }, Some(requests)) => {
+            for r in requests {
+                println!(
+                    "{}  {:<9}  {}  {}  {}",
+                    r["id"].as_str().unwrap_or_default(),
+                    r["status"].as_str().unwrap_or_default(),
+                    r["requester"]["name"].as_str().unwrap_or_default(),
+                    r["operations"]
+                        .as_array()
+                        .map(|ops| ops
+                            .iter()
+                            .filter_map(|o| o["azure_op"].as_str())
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default(),
+                    r["lapses"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&body)?),
+    }
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
@@ -452,11 +579,23 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the audit log {}", config.store.path.display()))?;
     tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), store = %config.store.path.display(), "audit log open");
+    let approvals = warden::approvals::Approvals::open(
+        config.approvals.clone(),
+        audit.clone(),
+        &config.store.path,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "loading JIT approvals from {}: {e}",
+            config.store.path.display()
+        )
+    })?;
     let pipeline = Pipeline::new(Stages {
         identity: Authenticator::start(config.identity.clone(), reqwest::Client::new()),
         metrics,
         catalog: Arc::new(catalog),
         policy: Arc::new(policy),
+        approvals: Arc::new(approvals),
         audit: audit.clone(),
     });
     pipeline

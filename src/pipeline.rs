@@ -11,12 +11,14 @@ use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Too
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::approvals::engine::CallFacts;
+use crate::approvals::{Approvals, Gate, OperationRef, Request, Status as ApprovalStatus};
 use crate::audit::record::{self, Kind, Record, Status};
 use crate::audit::{Assessment, Audit};
 use crate::catalog::{Catalog, Resolution};
 use crate::identity::{Authenticator, Principal, StepUp, UNAUTHORIZED};
 use crate::metrics::{DecisionLabels, Metrics, Outcome};
-use crate::policy::{Advice, CallContext, Decision, Effect, Engine, OperationFacts};
+use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, OperationFacts};
 
 /// What the front knows about a tool call when it enters the pipeline.
 #[derive(Debug, Clone)]
@@ -59,6 +61,7 @@ pub struct Stages {
     pub identity: Arc<Authenticator>,
     pub catalog: Arc<Catalog>,
     pub policy: Arc<Engine>,
+    pub approvals: Arc<Approvals>,
     pub audit: Arc<Audit>,
 }
 
@@ -81,6 +84,7 @@ pub struct Pipeline {
     identity: Arc<Authenticator>,
     catalog: Arc<Catalog>,
     policy: Arc<Engine>,
+    approvals: Arc<Approvals>,
     audit: Arc<Audit>,
 }
 
@@ -91,6 +95,7 @@ impl Pipeline {
             identity,
             catalog,
             policy,
+            approvals,
             audit,
         } = stages;
         Self {
@@ -98,6 +103,7 @@ impl Pipeline {
             identity,
             catalog,
             policy,
+            approvals,
             audit,
         }
     }
@@ -120,6 +126,10 @@ impl Pipeline {
 
     pub fn policy(&self) -> &Arc<Engine> {
         &self.policy
+    }
+
+    pub fn approvals(&self) -> &Arc<Approvals> {
+        &self.approvals
     }
 
     /// Whether `principal` could ever be allowed to call the upstream tool
@@ -174,21 +184,43 @@ impl Pipeline {
         // 3. score: the risk stage is not built yet; `context.risk` stays empty.
 
         // 4. authorize: every operation must be allowed by Cedar.
-        let decision = self.authorize(principal, call, &resolution);
+        let mut decision = self.authorize(principal, call, &resolution, None);
         self.metrics
             .policy_latency
             .observe(deciding.elapsed().as_secs_f64());
+
+        // 5. approve: a call policy wants approved runs only under a grant
+        //    (decided again with it in `context.jit`); otherwise it waits
+        //    for a security manager, as a JIT request.
+        let mut grant = None;
+        let mut held = None;
+        if decision.advice() == Some(Advice::RequireApproval) {
+            match self
+                .approvals
+                .gate(principal, self.call_facts(call, &resolution, &decision))
+                .await
+            {
+                Ok(Gate::Granted { facts, request }) => {
+                    decision = self.authorize(principal, call, &resolution, Some(facts));
+                    grant = Some(request);
+                }
+                Ok(Gate::Held { request, .. }) => held = Some(request),
+                Err(error) => {
+                    tracing::error!(%error, call_id = %call.call_id, "JIT request not recorded");
+                    decision.errors.push(format!(
+                        "the approval request could not be recorded: {error}"
+                    ));
+                }
+            }
+        }
         let assessed = Assessment {
             operations: resolution.operations.iter().map(audited).collect(),
             decision: serde_json::to_value(&decision).ok(),
             risk: None,
         };
-
-        // 5. approve: JIT approvals are not built yet; a call that needs
-        //    one is denied with advice `require_approval`.
         if !decision.is_allowed() {
             return self
-                .refuse(call, principal, &decision, assessed, started)
+                .refuse(call, principal, &decision, held.as_ref(), assessed, started)
                 .await;
         }
 
@@ -198,6 +230,28 @@ impl Pipeline {
                 format!("{error}; the call was not forwarded"),
                 Some(json!({ "reason": "audit_unavailable" })),
             ));
+            self.record(call, &refused, started.elapsed());
+            return refused;
+        }
+
+        // A single-call grant is used up before the call runs (once).
+        if let Some(request) = &grant
+            && let Err(error) = self
+                .approvals
+                .consume(&request.id, &call.call_id, principal)
+                .await
+        {
+            let refused = Ok(tool_error(format!(
+                "The grant of JIT request {} could not be used: {error}. The call was not forwarded. (call {})",
+                request.id, call.call_id
+            )));
+            self.audit.outcome(
+                call,
+                Status::Denied,
+                Some(&error.to_string()),
+                started.elapsed(),
+                None,
+            );
             self.record(call, &refused, started.elapsed());
             return refused;
         }
@@ -226,6 +280,7 @@ impl Pipeline {
         principal: &Principal,
         call: &ToolCall,
         resolution: &Resolution,
+        jit: Option<JitFacts>,
     ) -> Decision {
         let facts: Vec<OperationFacts> = resolution
             .operations
@@ -235,6 +290,7 @@ impl Pipeline {
         let mut context = CallContext::new(&call.upstream_tool, &call.session, chrono::Utc::now());
         context.user_agent = call.user_agent.clone();
         context.arguments = call.arguments.clone();
+        context.jit = jit;
         let mut decision = self.policy.authorize(principal, &facts, &context);
         if let Some(problem) = &resolution.problem {
             decision.errors.push(format!(
@@ -290,12 +346,43 @@ impl Pipeline {
         call: &ToolCall,
         principal: &Principal,
         decision: &Decision,
+        held: Option<&Request>,
         assessed: Assessment,
         started: Instant,
     ) -> Result<CallToolResponse, McpError> {
         let recorded = self.audit.intent(call, assessed).await;
         let why = denial_text(decision, &call.call_id);
-        let answer = match decision.advice() {
+        let answer = match (decision.advice(), held) {
+            (_, Some(request)) => Ok(tool_error(self.held_text(request, decision, &call.call_id))),
+            (advice, None) => self.denial(advice, principal, call, decision, why),
+        };
+        let elapsed = started.elapsed();
+        match recorded {
+            Ok(_) => {
+                let (_, text) = status_of(&answer);
+                self.audit
+                    .outcome(call, Status::Denied, text.as_deref(), elapsed, None);
+            }
+            // The call is refused whatever the log says; the log being
+            // unavailable is reported by /readyz and refuses every call.
+            Err(error) => {
+                tracing::error!(%error, call_id = %call.call_id, "denied call not recorded")
+            }
+        }
+        self.record(call, &answer, elapsed);
+        answer
+    }
+
+    /// The answer to a denied call, by its advice.
+    fn denial(
+        &self,
+        advice: Option<Advice>,
+        principal: &Principal,
+        call: &ToolCall,
+        decision: &Decision,
+        why: String,
+    ) -> Result<CallToolResponse, McpError> {
+        match advice {
             Some(Advice::StepUp) => {
                 let url = call.resource_metadata.as_deref().unwrap_or_default();
                 match self.identity.step_up_mfa(principal, url) {
@@ -315,22 +402,94 @@ impl Pipeline {
                 "{why} It needs a just-in-time grant approved by a security manager."
             ))),
             _ => Ok(tool_error(why)),
-        };
-        let elapsed = started.elapsed();
-        match recorded {
-            Ok(_) => {
-                let (_, text) = status_of(&answer);
-                self.audit
-                    .outcome(call, Status::Denied, text.as_deref(), elapsed, None);
-            }
-            // The call is refused whatever the log says; the log being
-            // unavailable is reported by /readyz and refuses every call.
-            Err(error) => {
-                tracing::error!(%error, call_id = %call.call_id, "denied call not recorded")
-            }
         }
-        self.record(call, &answer, elapsed);
-        answer
+    }
+
+    /// What stage 5 tells the approvals service about a call.
+    fn call_facts<'a>(
+        &self,
+        call: &'a ToolCall,
+        resolution: &Resolution,
+        decision: &Decision,
+    ) -> CallFacts<'a> {
+        CallFacts {
+            tool: &call.tool,
+            upstream: &call.upstream,
+            upstream_tool: &call.upstream_tool,
+            arguments: call.arguments.as_ref(),
+            redacted: call
+                .arguments
+                .as_ref()
+                .map(|a| self.audit.redactor().arguments(&call.tool, a))
+                .unwrap_or(Value::Null),
+            operations: resolution
+                .operations
+                .iter()
+                .map(|op| OperationRef {
+                    azure_op: op.azure_op.clone(),
+                    class: op.class.as_str().to_owned(),
+                    resource: op.resource.id.clone(),
+                })
+                .collect(),
+            policies: decision.policies().to_vec(),
+            risk: None,
+        }
+    }
+
+    /// The tool error of a call waiting for (or refused) approval: what was
+    /// asked, its state, who may approve, when it lapses, where to look.
+    fn held_text(&self, request: &Request, decision: &Decision, call_id: &str) -> String {
+        let config = self.approvals.config();
+        let policies = decision
+            .policies()
+            .iter()
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = request
+            .operations
+            .iter()
+            .map(|o| format!("{} on {}", o.azure_op, o.resource))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let status = match &config.public_url {
+            Some(base) => format!(
+                " Status: {}/admin/api/requests/{}.",
+                base.trim_end_matches('/'),
+                request.id
+            ),
+            None => String::new(),
+        };
+        let state = match request.status {
+            ApprovalStatus::Denied => {
+                let by = request
+                    .reviews
+                    .iter()
+                    .find(|r| !r.approve)
+                    .map(|r| format!(" by {}: {}", r.reviewer.name, r.reason))
+                    .unwrap_or_default();
+                format!("was denied{by}. The call will not run")
+            }
+            _ => format!(
+                "is pending since {} with {} of {} approval(s); approvers: holders of the app role {} \
+                 (not the requester); it lapses at {} if nobody reviews it. Retry the same call, with \
+                 the same arguments, once it is approved: it will run once",
+                request
+                    .created
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                request.approvals(),
+                request.required_approvals,
+                config.approver_roles.join(" or "),
+                request
+                    .lapses
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+        };
+        format!(
+            "Held for approval: policy {policies} requires a just-in-time grant for {what}. \
+             JIT request {} {state}.{status} (call {call_id})",
+            request.id
+        )
     }
 
     /// Reloads the policy set (`trigger` says why: `sighup`,

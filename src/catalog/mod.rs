@@ -630,7 +630,7 @@ fn resolve_ops(tool: &str, ops: &[OpSpec], arguments: &Value, source: Source) ->
 /// `*` matches any run of characters (including none); everything else
 /// matches itself. Case-sensitive (tool names are); callers lower-case
 /// operation strings first.
-fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     // Where the last `*` was, and the text position it currently covers up to.

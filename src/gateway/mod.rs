@@ -56,6 +56,10 @@ pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
             (gateway.clone(), bindings),
             auth::guard,
         ));
+    let admin = crate::admin::router(
+        gateway.identity.clone(),
+        gateway.pipeline.approvals().clone(),
+    );
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/.well-known/oauth-protected-resource", get(auth::metadata))
@@ -67,6 +71,7 @@ pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(gateway)
+        .merge(admin)
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {

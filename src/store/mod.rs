@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS audit_records (
 );
 CREATE INDEX IF NOT EXISTS audit_records_call ON audit_records(call_id) WHERE call_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records(ts);
+CREATE INDEX IF NOT EXISTS audit_records_kind ON audit_records(kind, seq);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id       INTEGER PRIMARY KEY,
     size     INTEGER NOT NULL,
@@ -545,6 +546,24 @@ impl Reader {
                 leaf_hash: row.get(1).map_err(read_error)?,
                 bytes: row.get(2).map_err(read_error)?,
             })?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of every record of `kind`, in `seq` order.
+    pub fn records_of_kind(
+        &self,
+        kind: &str,
+        mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record FROM audit_records WHERE kind = ?1 ORDER BY seq")
+            .map_err(read_error)?;
+        let mut rows = stmt.query([kind]).map_err(read_error)?;
+        while let Some(row) = rows.next().map_err(read_error)? {
+            let bytes: Vec<u8> = row.get(0).map_err(read_error)?;
+            each(&bytes)?;
         }
         Ok(())
     }

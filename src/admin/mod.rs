@@ -1,0 +1,173 @@
+//! The admin HTTP API (JSON) for JIT approvals, on the gateway's listener
+//! under `/admin/api/`:
+//!
+//! | method and path | who | what |
+//! |---|---|---|
+//! | `GET /admin/api/requests?status=&requester=&limit=` | anyone signed in | reviewers see every request, others their own |
+//! | `GET /admin/api/requests/{id}` | the requester, reviewers | one request |
+//! | `POST /admin/api/requests/{id}/approve` `{"reason"}` | reviewers (approver role + MFA), never the requester | an approval |
+//! | `POST /admin/api/requests/{id}/deny` `{"reason"}` | reviewers | ends the request |
+//! | `POST /admin/api/requests/{id}/revoke` `{"reason"}` | reviewers | ends a grant (or a pending request) |
+//! | `POST /admin/api/requests/{id}/cancel` `{"reason"}` | the requester, reviewers | withdraws a pending request |
+//!
+//! Every request carries `Authorization: Bearer <token>`, validated exactly
+//! as on `/mcp`. The API never reads cookies, so a browser cannot be made to
+//! call it with ambient credentials (CSRF-safe by construction); bodies must
+//! be `application/json`. Errors are `{"error": {"code", "message"}}` with
+//! 400, 401, 403, 404, 409 or 503.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::approvals::{ApprovalError, Approvals, Filter};
+use crate::identity::{Authenticator, Principal};
+
+#[derive(Clone)]
+struct Admin {
+    identity: Arc<Authenticator>,
+    approvals: Arc<Approvals>,
+}
+
+/// The `/admin/api` routes.
+pub fn router(identity: Arc<Authenticator>, approvals: Arc<Approvals>) -> Router {
+    Router::new()
+        .route("/admin/api/requests", get(list))
+        .route("/admin/api/requests/{id}", get(show))
+        .route("/admin/api/requests/{id}/{action}", post(act))
+        .with_state(Admin {
+            identity,
+            approvals,
+        })
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+fn refused(e: &ApprovalError) -> Response {
+    error(
+        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.code(),
+        &e.to_string(),
+    )
+}
+
+/// The caller, from the bearer token.
+async fn caller(
+    admin: &Admin,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Principal, Response> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    admin
+        .identity
+        .authenticate(authorization, Some(peer.ip()))
+        .await
+        .map_err(|e| {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            error(status, e.reason(), &e.to_string())
+        })
+}
+
+async fn list(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let principal = match caller(&admin, &headers, peer).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let requests = admin.approvals.list(&principal, &filter);
+    axum::Json(json!({ "requests": requests })).into_response()
+}
+
+async fn show(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let principal = match caller(&admin, &headers, peer).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match admin.approvals.get(&principal, &id) {
+        Ok(request) => axum::Json(request).into_response(),
+        Err(e) => refused(&e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn act(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let principal = match caller(&admin, &headers, peer).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid",
+            "send the reason as application/json: {\"reason\": \"...\"}",
+        );
+    }
+    let Reason { reason } = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                &format!("the body must be {{\"reason\": \"...\"}}: {e}"),
+            );
+        }
+    };
+    let approvals = &admin.approvals;
+    let result = match action.as_str() {
+        "approve" => approvals.review(&id, &principal, true, &reason).await,
+        "deny" => approvals.review(&id, &principal, false, &reason).await,
+        "revoke" => approvals.revoke(&id, &principal, &reason).await,
+        "cancel" => approvals.cancel(&id, &principal, &reason).await,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no action {other:?}: approve, deny, revoke or cancel"),
+            );
+        }
+    };
+    match result {
+        Ok(request) => axum::Json(request).into_response(),
+        Err(e) => refused(&e),
+    }
+}

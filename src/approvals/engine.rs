@@ -1,0 +1,689 @@
+//! The approvals engine: requests, reviews, grants and their rules.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::model::{Ask, Grant, OperationRef, Party, Request, Review, Status};
+use crate::audit::Audit;
+use crate::audit::record::{Kind, Record};
+use crate::identity::Principal;
+use crate::policy::JitFacts;
+
+/// `[approvals]` in `warden.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// App roles whose holders may review (approve, deny, revoke).
+    pub approver_roles: Vec<String>,
+    /// A pending request lapses after this long (at most 24 h).
+    #[serde(with = "humantime_serde")]
+    pub pending_lapse: Duration,
+    /// An approved single-call request must be used within this long.
+    #[serde(with = "humantime_serde")]
+    pub single_use_window: Duration,
+    /// The longest time-window grant.
+    #[serde(with = "humantime_serde")]
+    pub max_window: Duration,
+    /// Approvals a request needs.
+    pub approvals: u32,
+    /// Approvals a request for a critical operation needs.
+    pub critical_approvals: u32,
+    /// Operations (`*` patterns, any case) that are critical.
+    pub critical_operations: Vec<String>,
+    /// Public base URL of Warden (for the status links in tool errors);
+    /// default: none (the request id only).
+    pub public_url: Option<String>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            approver_roles: vec!["SecurityManager".into()],
+            pending_lapse: Duration::from_secs(3600),
+            single_use_window: Duration::from_secs(15 * 60),
+            max_window: Duration::from_secs(4 * 3600),
+            approvals: 1,
+            critical_approvals: 2,
+            critical_operations: vec![
+                "Microsoft.Authorization/roleAssignments/write".into(),
+                "Microsoft.Authorization/policyAssignments/delete".into(),
+                "Microsoft.Authorization/roleDefinitions/write".into(),
+                "Microsoft.Insights/diagnosticSettings/delete".into(),
+            ],
+            public_url: None,
+        }
+    }
+}
+
+impl ApprovalsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.pending_lapse.is_zero() || self.pending_lapse > Duration::from_secs(24 * 3600) {
+            return Err("approvals.pending_lapse: between 1s and 24h".into());
+        }
+        if self.single_use_window.is_zero() || self.max_window.is_zero() {
+            return Err("approvals.single_use_window and max_window: more than 0s".into());
+        }
+        if self.approvals == 0 || self.critical_approvals < self.approvals {
+            return Err(
+                "approvals.approvals: at least 1, and critical_approvals at least as many".into(),
+            );
+        }
+        if self.approver_roles.is_empty() {
+            return Err("approvals.approver_roles: name at least one app role".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why an approvals action was refused. `status()` is the HTTP status the
+/// admin API answers with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no JIT request {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the audit log cannot record the change: {0}")]
+    Unavailable(String),
+}
+
+impl ApprovalError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApprovalError::NotFound(_) => 404,
+            ApprovalError::Forbidden(_) => 403,
+            ApprovalError::Invalid(_) => 400,
+            ApprovalError::Conflict(_) => 409,
+            ApprovalError::Unavailable(_) => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApprovalError::NotFound(_) => "not_found",
+            ApprovalError::Forbidden(_) => "forbidden",
+            ApprovalError::Invalid(_) => "invalid",
+            ApprovalError::Conflict(_) => "conflict",
+            ApprovalError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// What stage 5 decided for a call policy wants approved.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// An approved grant covers the call: decide again with it in
+    /// `context.jit`, and [`Approvals::consume`] it if the call runs.
+    Granted { facts: JitFacts, request: Request },
+    /// No grant: the request (new, or the one already open for this call)
+    /// the caller must wait for.
+    Held { request: Request, created: bool },
+}
+
+/// A list filter for the admin API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filter {
+    pub status: Option<String>,
+    /// Requester object id.
+    pub requester: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// The call a gate is asked about.
+#[derive(Debug, Clone)]
+pub struct CallFacts<'a> {
+    pub tool: &'a str,
+    pub upstream: &'a str,
+    pub upstream_tool: &'a str,
+    pub arguments: Option<&'a Value>,
+    /// The arguments as the audit log shows them (redacted).
+    pub redacted: Value,
+    pub operations: Vec<OperationRef>,
+    pub policies: Vec<String>,
+    pub risk: Option<Value>,
+}
+
+#[derive(Default)]
+struct State {
+    requests: BTreeMap<String, Request>,
+    /// (tid, oid, upstream, upstream tool, args hash) → latest request id.
+    by_call: HashMap<(String, String, String, String, String), String>,
+}
+
+/// The approvals service. Share it with `Arc`.
+pub struct Approvals {
+    config: ApprovalsConfig,
+    audit: Arc<Audit>,
+    state: tokio::sync::Mutex<State>,
+    /// A copy of the requests for synchronous readers.
+    snapshot: Mutex<BTreeMap<String, Request>>,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals").finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 (hex) of the arguments' canonical JSON (`{}` when none).
+pub fn args_hash(arguments: Option<&Value>) -> String {
+    let empty = Value::Object(Default::default());
+    let bytes = serde_json_canonicalizer::to_vec(arguments.unwrap_or(&empty)).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn party(p: &Principal) -> Party {
+    Party {
+        tid: p.tid.clone(),
+        oid: p.oid.clone(),
+        name: p.display_name.clone(),
+    }
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// `*` patterns over operation names, ignoring case.
+fn glob(pattern: &str, text: &str) -> bool {
+    crate::catalog::glob_match(&pattern.to_ascii_lowercase(), &text.to_ascii_lowercase())
+}
+
+impl Approvals {
+    /// Rebuilds the state from the `approval` records of the store at
+    /// `store_path` (the last record of a request is its state).
+    pub fn open(
+        config: ApprovalsConfig,
+        audit: Arc<Audit>,
+        store_path: &std::path::Path,
+    ) -> Result<Approvals, String> {
+        config.validate()?;
+        let mut state = State::default();
+        if store_path.is_file() {
+            let reader = crate::store::Reader::open(store_path).map_err(|e| e.to_string())?;
+            reader
+                .records_of_kind(Kind::Approval.as_str(), |bytes| {
+                    let record: Record = match serde_json::from_slice(bytes) {
+                        Ok(r) => r,
+                        Err(_) => return Ok(()),
+                    };
+                    if let Some(request) = record
+                        .details
+                        .as_ref()
+                        .and_then(|d| d.get("request"))
+                        .and_then(|r| serde_json::from_value::<Request>(r.clone()).ok())
+                    {
+                        index(&mut state, &request);
+                        state.requests.insert(request.id.clone(), request);
+                    }
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        let snapshot = Mutex::new(state.requests.clone());
+        Ok(Approvals {
+            config,
+            audit,
+            state: tokio::sync::Mutex::new(state),
+            snapshot,
+        })
+    }
+
+    pub fn config(&self) -> &ApprovalsConfig {
+        &self.config
+    }
+
+    /// Whether `principal` may review: an approver role, and MFA.
+    pub fn check_reviewer(&self, principal: &Principal) -> Result<(), ApprovalError> {
+        if !self
+            .config
+            .approver_roles
+            .iter()
+            .any(|r| principal.roles.contains(r))
+        {
+            return Err(ApprovalError::Forbidden(format!(
+                "reviewing JIT requests needs the app role {}",
+                self.config.approver_roles.join(" or ")
+            )));
+        }
+        if !principal.mfa {
+            return Err(ApprovalError::Forbidden(
+                "reviewing JIT requests needs a multi-factor sign-in".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_reviewer(&self, principal: &Principal) -> bool {
+        self.config
+            .approver_roles
+            .iter()
+            .any(|r| principal.roles.contains(r))
+    }
+
+    /// Requests, newest first, as `principal` may see them: reviewers see
+    /// all, others their own.
+    pub fn list(&self, principal: &Principal, filter: &Filter) -> Vec<Request> {
+        let now = Utc::now();
+        let all = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        let reviewer = self.is_reviewer(principal);
+        let me = party(principal);
+        let mut out: Vec<Request> = all
+            .values()
+            .filter(|r| reviewer || r.requester.same(&me))
+            .filter(|r| {
+                filter
+                    .requester
+                    .as_ref()
+                    .is_none_or(|o| &r.requester.oid == o)
+            })
+            .map(|r| effective(r, now))
+            .filter(|r| {
+                filter
+                    .status
+                    .as_deref()
+                    .is_none_or(|s| r.status.as_str() == s)
+            })
+            .collect();
+        out.sort_by_key(|r| std::cmp::Reverse(r.created));
+        out.truncate(filter.limit.unwrap_or(200).min(1000));
+        out
+    }
+
+    /// One request, if `principal` may see it.
+    pub fn get(&self, principal: &Principal, id: &str) -> Result<Request, ApprovalError> {
+        let all = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        let request = all
+            .get(id)
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        if !self.is_reviewer(principal) && !request.requester.same(&party(principal)) {
+            return Err(ApprovalError::NotFound(id.to_owned()));
+        }
+        Ok(effective(request, Utc::now()))
+    }
+
+    /// Stage 5: a grant for this call, or the request it waits for.
+    pub async fn gate(
+        &self,
+        principal: &Principal,
+        call: CallFacts<'_>,
+    ) -> Result<Gate, ApprovalError> {
+        let now = Utc::now();
+        let hash = args_hash(call.arguments);
+        let key = (
+            principal.tid.clone(),
+            principal.oid.clone(),
+            call.upstream.to_owned(),
+            call.upstream_tool.to_owned(),
+            hash.clone(),
+        );
+        let mut state = self.state.lock().await;
+        self.sweep(&mut state, now).await?;
+        if let Some(existing) = state
+            .by_call
+            .get(&key)
+            .and_then(|id| state.requests.get(id))
+            .cloned()
+        {
+            match existing.status {
+                Status::Approved => {
+                    let grant = existing.grant.clone().ok_or_else(|| {
+                        ApprovalError::Conflict("approved request without a grant".into())
+                    })?;
+                    let facts = JitFacts {
+                        grant_id: grant.id.clone(),
+                        approver: grant.approvers.join(","),
+                        expires: grant.expires,
+                        role: None,
+                        scope: None,
+                    };
+                    return Ok(Gate::Granted {
+                        facts,
+                        request: existing,
+                    });
+                }
+                Status::Pending | Status::Denied => {
+                    return Ok(Gate::Held {
+                        request: existing,
+                        created: false,
+                    });
+                }
+                _ => {}
+            }
+        }
+        let critical = call.operations.iter().any(|op| {
+            self.config
+                .critical_operations
+                .iter()
+                .any(|p| glob(p, &op.azure_op))
+        });
+        let request = Request {
+            id: uuid::Uuid::now_v7().to_string(),
+            created: now,
+            requester: party(principal),
+            ask: Ask::Call {
+                tool: call.tool.to_owned(),
+                upstream: call.upstream.to_owned(),
+                upstream_tool: call.upstream_tool.to_owned(),
+                args_hash: hash,
+                arguments: call.redacted,
+            },
+            operations: call.operations,
+            justification: String::new(),
+            ticket: None,
+            policies: call.policies,
+            risk: call.risk,
+            required_approvals: if critical {
+                self.config.critical_approvals
+            } else {
+                self.config.approvals
+            },
+            critical,
+            status: Status::Pending,
+            lapses: now + to_chrono(self.config.pending_lapse),
+            reviews: Vec::new(),
+            grant: None,
+            updated: now,
+            closing_reason: None,
+        };
+        self.record(&mut state, "requested", &request, Some(principal))
+            .await?;
+        Ok(Gate::Held {
+            request,
+            created: true,
+        })
+    }
+
+    /// Uses a single-call grant: after this the same call needs a new
+    /// approval. Durable before it returns.
+    pub async fn consume(
+        &self,
+        request_id: &str,
+        call_id: &str,
+        principal: &Principal,
+    ) -> Result<(), ApprovalError> {
+        let mut state = self.state.lock().await;
+        let mut request = state
+            .requests
+            .get(request_id)
+            .cloned()
+            .ok_or_else(|| ApprovalError::NotFound(request_id.to_owned()))?;
+        if request.status != Status::Approved {
+            return Err(ApprovalError::Conflict(format!(
+                "request {request_id} is {}",
+                request.status.as_str()
+            )));
+        }
+        request.status = Status::Consumed;
+        request.updated = Utc::now();
+        request.closing_reason = Some(format!("used by call {call_id}"));
+        self.record(&mut state, "consumed", &request, Some(principal))
+            .await
+    }
+
+    /// A reviewer approves or denies. Separation of duties: an approver
+    /// role, MFA, never one's own request, a reason, one review per
+    /// reviewer; any denial ends it.
+    pub async fn review(
+        &self,
+        id: &str,
+        reviewer: &Principal,
+        approve: bool,
+        reason: &str,
+    ) -> Result<Request, ApprovalError> {
+        self.check_reviewer(reviewer)?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ApprovalError::Invalid(
+                "a reason is required to approve or deny".into(),
+            ));
+        }
+        let now = Utc::now();
+        let mut state = self.state.lock().await;
+        self.sweep(&mut state, now).await?;
+        let mut request = state
+            .requests
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        let me = party(reviewer);
+        if request.requester.same(&me) {
+            return Err(ApprovalError::Forbidden(
+                "nobody may review their own request".into(),
+            ));
+        }
+        if request.status != Status::Pending {
+            return Err(ApprovalError::Conflict(format!(
+                "request {id} is {}, not pending",
+                request.status.as_str()
+            )));
+        }
+        if request.reviews.iter().any(|r| r.reviewer.same(&me)) {
+            return Err(ApprovalError::Conflict(
+                "you have already reviewed this request".into(),
+            ));
+        }
+        request.reviews.push(Review {
+            reviewer: me,
+            approve,
+            reason: reason.to_owned(),
+            at: now,
+        });
+        request.updated = now;
+        let event = if !approve {
+            request.status = Status::Denied;
+            request.closing_reason = Some(reason.to_owned());
+            "denied"
+        } else if request.approvals() >= request.required_approvals {
+            request.status = Status::Approved;
+            let expires = match &request.ask {
+                Ask::Call { .. } => now + to_chrono(self.config.single_use_window),
+                Ask::Window { duration_secs, .. } => {
+                    now + to_chrono(Duration::from_secs(*duration_secs).min(self.config.max_window))
+                }
+            };
+            request.grant = Some(Grant {
+                id: uuid::Uuid::now_v7().to_string(),
+                expires,
+                approvers: request
+                    .reviews
+                    .iter()
+                    .filter(|r| r.approve)
+                    .map(|r| r.reviewer.oid.clone())
+                    .collect(),
+            });
+            "approved"
+        } else {
+            "reviewed"
+        };
+        self.record(&mut state, event, &request, Some(reviewer))
+            .await?;
+        Ok(request)
+    }
+
+    /// A reviewer revokes a grant (or withdraws a pending request); the
+    /// next call no longer finds it.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        by: &Principal,
+        reason: &str,
+    ) -> Result<Request, ApprovalError> {
+        self.check_reviewer(by)?;
+        self.close(
+            id,
+            by,
+            reason,
+            Status::Revoked,
+            &[Status::Approved, Status::Pending],
+        )
+        .await
+    }
+
+    /// The requester (or a reviewer) cancels a pending request.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        by: &Principal,
+        reason: &str,
+    ) -> Result<Request, ApprovalError> {
+        {
+            let all = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+            let request = all
+                .get(id)
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+            if !request.requester.same(&party(by)) && !self.is_reviewer(by) {
+                return Err(ApprovalError::Forbidden(
+                    "only the requester or a reviewer may cancel a request".into(),
+                ));
+            }
+        }
+        self.close(id, by, reason, Status::Cancelled, &[Status::Pending])
+            .await
+    }
+
+    async fn close(
+        &self,
+        id: &str,
+        by: &Principal,
+        reason: &str,
+        to: Status,
+        from: &[Status],
+    ) -> Result<Request, ApprovalError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ApprovalError::Invalid("a reason is required".into()));
+        }
+        let now = Utc::now();
+        let mut state = self.state.lock().await;
+        self.sweep(&mut state, now).await?;
+        let mut request = state
+            .requests
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        if !from.contains(&request.status) {
+            return Err(ApprovalError::Conflict(format!(
+                "request {id} is {}",
+                request.status.as_str()
+            )));
+        }
+        request.status = to;
+        request.updated = now;
+        request.closing_reason = Some(reason.to_owned());
+        self.record(&mut state, to.as_str(), &request, Some(by))
+            .await?;
+        Ok(request)
+    }
+
+    /// Records the time-driven changes due at `now` (lapse, expiry).
+    async fn sweep(&self, state: &mut State, now: DateTime<Utc>) -> Result<(), ApprovalError> {
+        let due: Vec<Request> = state
+            .requests
+            .values()
+            .filter(|r| effective(r, now).status != r.status)
+            .map(|r| effective(r, now))
+            .collect();
+        for request in due {
+            let event = request.status.as_str();
+            self.record(state, event, &request, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Periodic sweep (lapses and expiries recorded even when idle).
+    pub async fn tick(&self) -> Result<(), ApprovalError> {
+        let mut state = self.state.lock().await;
+        self.sweep(&mut state, Utc::now()).await
+    }
+
+    /// Writes the change durably, then applies it.
+    async fn record(
+        &self,
+        state: &mut State,
+        event: &str,
+        request: &Request,
+        actor: Option<&Principal>,
+    ) -> Result<(), ApprovalError> {
+        let mut record = Record::new(Kind::Approval);
+        record.principal = actor.map(crate::audit::record::Actor::from);
+        if let Ask::Call {
+            tool,
+            upstream,
+            upstream_tool,
+            ..
+        } = &request.ask
+        {
+            record.tool = Some(tool.clone());
+            record.upstream = Some(upstream.clone());
+            record.upstream_tool = Some(upstream_tool.clone());
+        }
+        record.details = Some(json!({
+            "event": event,
+            "request_id": request.id,
+            "request": request,
+        }));
+        self.audit
+            .append(record)
+            .await
+            .map_err(|e| ApprovalError::Unavailable(e.to_string()))?;
+        index(state, request);
+        state.requests.insert(request.id.clone(), request.clone());
+        self.snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request.id.clone(), request.clone());
+        tracing::info!(target: "warden::approvals", event, request = %request.id, status = request.status.as_str(), "JIT request");
+        Ok(())
+    }
+}
+
+fn index(state: &mut State, request: &Request) {
+    if let Ask::Call {
+        upstream,
+        upstream_tool,
+        args_hash,
+        ..
+    } = &request.ask
+    {
+        state.by_call.insert(
+            (
+                request.requester.tid.clone(),
+                request.requester.oid.clone(),
+                upstream.clone(),
+                upstream_tool.clone(),
+                args_hash.clone(),
+            ),
+            request.id.clone(),
+        );
+    }
+}
+
+/// The request as it stands at `now`: a pending one past its lapse time
+/// has lapsed, an approved one past its grant's expiry has expired.
+fn effective(request: &Request, now: DateTime<Utc>) -> Request {
+    let mut r = request.clone();
+    match r.status {
+        Status::Pending if now >= r.lapses => {
+            r.status = Status::Lapsed;
+            r.updated = now;
+        }
+        Status::Approved if r.grant.as_ref().is_some_and(|g| now >= g.expires) => {
+            r.status = Status::Expired;
+            r.updated = now;
+        }
+        _ => {}
+    }
+    r
+}

@@ -1,0 +1,400 @@
+//! Just-in-time approvals end to end: a real Warden with the baseline
+//! policies plus one permit (developers may run privileged operations in
+//! `dev-*` resource groups, under the baseline's JIT and MFA guardrails),
+//! the demo upstream (whose `echo` records every call it receives), dev
+//! tokens, and the admin API over HTTP.
+//!
+//! The test catalog makes `echo` a privileged operation on the VM its
+//! arguments name, and `add` a role assignment (a critical operation: two
+//! approvals).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::issuer::Issuer;
+use common::*;
+use serde_json::{Value, json};
+use warden::identity::dev::TokenOptions;
+
+const TEST_CATALOG: &str = r#"
+[tools.echo]
+op = "Microsoft.Compute/virtualMachines/runCommand/action"
+class = "privileged"
+resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+
+[tools.add]
+op = "Microsoft.Authorization/roleAssignments/write"
+class = "privileged"
+resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+"#;
+
+const DEVELOPER_PRIVILEGED: &str = r#"
+@id("test-developer-privileged")
+permit (principal in AppRole::"Developer", action in Action::"privileged", resource)
+when { resource has resource_group && resource.resource_group like "dev-*" };
+"#;
+
+const SUB: &str = "00000000-0000-4000-8000-000000000001";
+
+struct Jit {
+    issuer: Issuer,
+    warden: Warden,
+    calls: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+async fn jit(approvals: &str) -> Jit {
+    let issuer = Issuer::start().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let calls = scratch.path().join("calls.log");
+    let catalog = scratch.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    std::fs::write(catalog.join("demo.toml"), TEST_CATALOG).unwrap();
+    let policies = scratch.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for name in ["roles.cedar", "guardrails.cedar"] {
+        std::fs::copy(baseline.join(name), policies.join(name)).unwrap();
+    }
+    std::fs::write(policies.join("test.cedar"), DEVELOPER_PRIVILEGED).unwrap();
+    let upstream = format!(
+        "[catalog]\ndir = {catalog:?}\n[approvals]\n{approvals}\n\
+         [upstreams.demo]\ncommand = {:?}\nenv = {{ DEMO_CALL_LOG = {calls:?} }}\n",
+        example("demo_upstream").display().to_string()
+    );
+    let warden = Warden::start_with_policy(
+        "",
+        &issuer.identity_toml(),
+        &upstream,
+        &format!("dir = {policies:?}\n"),
+    );
+    Jit {
+        issuer,
+        warden,
+        calls,
+        _scratch: scratch,
+    }
+}
+
+impl Jit {
+    fn token(&self, user: &str, roles: &[&str], mfa: bool) -> String {
+        self.issuer.mint(&TokenOptions {
+            user: user.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            mfa,
+            ..TokenOptions::default()
+        })
+    }
+
+    async fn client(&self, user: &str, roles: &[&str]) -> Client {
+        let token = self.token(user, roles, true);
+        connect_as(&self.warden.url(), Some(&token)).await.0
+    }
+
+    fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `POST /admin/api/requests/{id}/{action}` with `token`: status and body.
+    async fn act(&self, token: &str, id: &str, action: &str, reason: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/admin/api/requests/{id}/{action}",
+                self.warden.base()
+            ))
+            .bearer_auth(token)
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}/admin/api/{path}", self.warden.base()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn vm_args(text: &str) -> Value {
+    json!({"text": text, "subscription": SUB, "resource-group": "dev-web", "vm": "web-01"})
+}
+
+/// The request id a held call's tool error names.
+fn request_id(message: &str) -> String {
+    let start = message
+        .find("JIT request ")
+        .unwrap_or_else(|| panic!("no request id in {message}"))
+        + "JIT request ".len();
+    message[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_held_call_runs_once_after_approval_and_revocation_stops_the_next() {
+    let jit = jit("").await;
+    let developer = jit.client("dave", &["Developer"]).await;
+    let manager = jit.token("sam", &["SecurityManager"], true);
+
+    // Held: a tool error a person and a model can act on; never forwarded.
+    let held = call(&developer, "echo", vm_args("one")).await.unwrap();
+    assert_eq!(held.is_error, Some(true));
+    let message = text(&held);
+    for part in [
+        "Held for approval",
+        "\"privileged-requires-jit\"",
+        "Microsoft.Compute/virtualMachines/runCommand/action",
+        "is pending",
+        "SecurityManager",
+        "lapses at",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    let id = request_id(&message);
+    // Retrying while pending finds the same request (idempotent).
+    let again = call(&developer, "echo", vm_args("one")).await.unwrap();
+    assert_eq!(request_id(&text(&again)), id);
+    assert!(jit.received().is_empty());
+
+    // The requester sees it, pending.
+    let dev_token = jit.token("dave", &["Developer"], true);
+    let (status, mine) = jit.get(&dev_token, "requests").await;
+    assert_eq!(status, 200);
+    assert_eq!(mine["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["requests"][0]["status"], "pending");
+    assert_eq!(mine["requests"][0]["requester"]["name"], "dave");
+
+    // Approved by a security manager: the retried call runs, once.
+    let (status, approved) = jit.act(&manager, &id, "approve", "ticket OPS-42").await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+    let ran = call(&developer, "echo", vm_args("one")).await.unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    assert_eq!(jit.received(), ["one"]);
+    let (_, used) = jit.get(&manager, &format!("requests/{id}")).await;
+    assert_eq!(used["status"], "consumed");
+    // A second retry is held again, as a new request.
+    let held = call(&developer, "echo", vm_args("one")).await.unwrap();
+    let second = request_id(&text(&held));
+    assert_ne!(second, id);
+    assert_eq!(jit.received(), ["one"]);
+
+    // Approved, then revoked: the next call is held, not run.
+    let (status, _) = jit.act(&manager, &second, "approve", "again").await;
+    assert_eq!(status, 200);
+    let (status, revoked) = jit
+        .act(&manager, &second, "revoke", "changed my mind")
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    let held = call(&developer, "echo", vm_args("one")).await.unwrap();
+    assert_eq!(held.is_error, Some(true));
+    assert!(text(&held).contains("Held for approval"));
+    let third = request_id(&text(&held));
+
+    // Denied: the retry reports the denial and its reason.
+    let (status, _) = jit
+        .act(&manager, &third, "deny", "not during the freeze")
+        .await;
+    assert_eq!(status, 200);
+    let denied = call(&developer, "echo", vm_args("one")).await.unwrap();
+    let message = text(&denied);
+    assert!(
+        message.contains(&third) && message.contains("was denied by sam: not during the freeze"),
+        "{message}"
+    );
+    assert_eq!(jit.received(), ["one"]);
+
+    // The intent of the call that ran carries the grant's decision; every
+    // state change is an approval record.
+    let records = records(&jit.warden.db());
+    let ran_intent = records
+        .iter()
+        .filter(|r| r["kind"] == "intent" && r["decision"]["effect"] == "allow")
+        .collect::<Vec<_>>();
+    assert_eq!(ran_intent.len(), 1);
+    let events: Vec<&str> = records
+        .iter()
+        .filter(|r| r["kind"] == "approval")
+        .map(|r| r["details"]["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "requested",
+            "approved",
+            "consumed",
+            "requested",
+            "approved",
+            "revoked",
+            "requested",
+            "denied"
+        ]
+    );
+    let approver = records
+        .iter()
+        .find(|r| r["kind"] == "approval" && r["details"]["event"] == "approved")
+        .unwrap();
+    assert_eq!(approver["principal"]["name"], "sam");
+    assert_eq!(
+        approver["details"]["request"]["reviews"][0]["reason"],
+        "ticket OPS-42"
+    );
+
+    // A restarted Warden rebuilds the state from the log.
+    let mut warden = jit.warden;
+    warden.terminate();
+    warden.restart();
+    let response = reqwest::Client::new()
+        .get(format!("{}/admin/api/requests/{third}", warden.base()))
+        .bearer_auth(&manager)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "denied", "{body}");
+}
+
+#[tokio::test]
+async fn reviews_keep_separation_of_duties() {
+    let jit = jit("").await;
+    let developer = jit.client("dave", &["Developer"]).await;
+    let held = call(&developer, "echo", vm_args("x")).await.unwrap();
+    let id = request_id(&text(&held));
+
+    // No approver role, no MFA, no reason: refused, and said why.
+    let operator = jit.token("otto", &["Operator"], true);
+    let (status, body) = jit.act(&operator, &id, "approve", "ok").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SecurityManager")
+    );
+    let no_mfa = jit.token("sam", &["SecurityManager"], false);
+    let (status, body) = jit.act(&no_mfa, &id, "approve", "ok").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("multi-factor")
+    );
+    let manager = jit.token("sam", &["SecurityManager"], true);
+    let (status, body) = jit.act(&manager, &id, "approve", "  ").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("reason")
+    );
+    // No token: 401.
+    let unauthenticated = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/api/requests/{id}/approve",
+            jit.warden.base()
+        ))
+        .json(&json!({"reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    // Someone else's request is invisible to a non-reviewer.
+    let other = jit.token("eve", &["Developer"], true);
+    let (status, _) = jit.get(&other, &format!("requests/{id}")).await;
+    assert_eq!(status, 404);
+
+    // A security manager's own request: never self-approved.
+    let manager_client = jit.client("sam", &["SecurityManager", "Developer"]).await;
+    let own = call(&manager_client, "echo", vm_args("mine"))
+        .await
+        .unwrap();
+    let own_id = request_id(&text(&own));
+    let (status, body) = jit.act(&manager, &own_id, "approve", "I trust me").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("own request")
+    );
+
+    // A critical operation (a role assignment) needs two approvers.
+    let critical = call(
+        &developer,
+        "add",
+        json!({"a": 1, "b": 2, "subscription": SUB, "resource-group": "dev-web", "vm": "web-01"}),
+    )
+    .await
+    .unwrap();
+    let critical_id = request_id(&text(&critical));
+    let (status, first) = jit.act(&manager, &critical_id, "approve", "first").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            first["status"].as_str(),
+            first["required_approvals"].as_u64()
+        ),
+        (Some("pending"), Some(2))
+    );
+    let (status, again) = jit.act(&manager, &critical_id, "approve", "twice").await;
+    assert_eq!(status, 409, "one review per reviewer: {again}");
+    let second_manager = jit.token("sue", &["SecurityManager"], true);
+    let (status, second) = jit
+        .act(&second_manager, &critical_id, "approve", "second")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(second["status"], "approved");
+    let ran = call(
+        &developer,
+        "add",
+        json!({"a": 1, "b": 2, "subscription": SUB, "resource-group": "dev-web", "vm": "web-01"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(text(&ran), "3");
+}
+
+#[tokio::test]
+async fn pending_requests_lapse_and_grants_expire_by_configured_times() {
+    let jit = jit("pending_lapse = \"2s\"\nsingle_use_window = \"2s\"\n").await;
+    let developer = jit.client("dave", &["Developer"]).await;
+    let manager = jit.token("sam", &["SecurityManager"], true);
+    let lapsing = request_id(&text(
+        &call(&developer, "echo", vm_args("late")).await.unwrap(),
+    ));
+    let expiring = request_id(&text(
+        &call(&developer, "echo", vm_args("slow")).await.unwrap(),
+    ));
+    let (status, _) = jit.act(&manager, &expiring, "approve", "ok").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, lapsed) = jit.get(&manager, &format!("requests/{lapsing}")).await;
+    assert_eq!(lapsed["status"], "lapsed");
+    let (status, body) = jit.act(&manager, &lapsing, "approve", "too late").await;
+    assert_eq!(status, 409, "{body}");
+    let (_, expired) = jit.get(&manager, &format!("requests/{expiring}")).await;
+    assert_eq!(expired["status"], "expired");
+    // The expired grant no longer runs the call: a new request is made.
+    let held = call(&developer, "echo", vm_args("slow")).await.unwrap();
+    assert_eq!(held.is_error, Some(true));
+    assert_ne!(request_id(&text(&held)), expiring);
+    assert!(jit.received().is_empty());
+}
