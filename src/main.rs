@@ -425,8 +425,10 @@ fn dev(
         .await
         .with_context(|| format!("ARM simulator on {arm_listen}"))?;
         let mcp_url = format!("http://{listen}/mcp");
+        let admin_url = format!("http://{listen}/admin/api/requests");
         let info = serde_json::json!({
             "mcp_url": mcp_url,
+            "admin_url": admin_url,
             "issuer_url": issuer_url,
             "arm_url": simulator.base_url(),
             "arm_throttle_url": format!("{}/_sim/throttle?requests=N", simulator.base_url()),
@@ -461,7 +463,7 @@ fn dev(
             .map(|(p, _)| format!("{} ({})", p.name, p.roles.join(", ")))
             .collect();
         eprintln!(
-            "warden dev\n  MCP:        {mcp_url}\n  issuer:     {issuer_url}\n  ARM (sim):  {}\n  \
+            "warden dev\n  MCP:        {mcp_url}\n  admin API:  {admin_url} (warden jit --token ...)\n  issuer:     {issuer_url}\n  ARM (sim):  {}\n  \
              state:      {}\n  policies:   {}\n  tokens:     {} in {}\n  \
              use one:    Authorization: Bearer $(jq -r .personas.developer.token {})\n  \
              mint more:  warden dev token --user alice --role Reader [--mfa] --data-dir {}",
@@ -607,10 +609,14 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let maintenance = audit.spawn_maintenance(stop.clone());
     let watch = pipeline.spawn_policy_watch(stop.clone());
+    let sweeper = pipeline
+        .approvals()
+        .spawn_sweeper(std::time::Duration::from_secs(5), stop.clone());
     let result = serve_fronts(config, stdio, pipeline).await;
     stop.cancel();
     let _ = maintenance.await;
     let _ = watch.await;
+    let _ = sweeper.await;
     audit.close().await;
     audit.join_writer();
     result

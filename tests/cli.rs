@@ -160,6 +160,10 @@ async fn the_walkthrough_passes_against_a_fresh_warden_dev() {
     let dev_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("dev.json")).unwrap()).unwrap();
     assert_eq!(dev_json["mcp_url"], format!("http://127.0.0.1:{port}/mcp"));
+    assert_eq!(
+        dev_json["admin_url"],
+        format!("http://127.0.0.1:{port}/admin/api/requests")
+    );
     for persona in [
         "developer",
         "operator",

@@ -608,6 +608,29 @@ impl Approvals {
         self.sweep(&mut state, Utc::now()).await
     }
 
+    /// Records lapses and expiries every `every` until `stop` (decisions
+    /// never wait for it: a lapsed or expired request is treated as such
+    /// from the moment it is due).
+    pub fn spawn_sweeper(
+        self: &Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let approvals = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(every) => {
+                        if let Err(error) = approvals.tick().await {
+                            tracing::warn!(%error, "JIT lapses and expiries not recorded yet");
+                        }
+                    }
+                }
+            }
+        })
+    }
+
     /// Writes the change durably, then applies it.
     async fn record(
         &self,
