@@ -585,6 +585,7 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
         config.approvals.clone(),
         audit.clone(),
         &config.store.path,
+        metrics.clone(),
     )
     .map_err(|e| {
         anyhow::anyhow!(

@@ -64,6 +64,18 @@ pub struct Metrics {
     pub policy_loads: Family<LoadLabel, Counter>,
     pub policy_alerts: Family<AlertLabel, Counter>,
     pub policy_latency: Histogram,
+    /// Webhook notifications (`approvals::notify`), one per notification
+    /// and webhook, by result: `delivered`, `failed` (gave up after retries,
+    /// or refused by the receiver), `dropped` (the queue was full).
+    pub notifications: Family<NotificationLabel, Counter>,
+    /// Webhook delivery attempts after the first.
+    pub notification_retries: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabel {
+    /// `delivered`, `failed` or `dropped`.
+    pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -216,8 +228,30 @@ impl Metrics {
             "Time to resolve a tool call's operations and decide it (stages 2 and 4)",
             policy_latency.clone(),
         );
+        let notifications = Family::<NotificationLabel, Counter>::default();
+        registry.register(
+            "notifications",
+            "Webhook notifications (one per notification and webhook), by result: delivered, failed, dropped",
+            notifications.clone(),
+        );
+        // Every result is exported from the start, so alerts on a rate see 0.
+        for result in ["delivered", "failed", "dropped"] {
+            notifications
+                .get_or_create(&NotificationLabel {
+                    result: result.to_owned(),
+                })
+                .inc_by(0);
+        }
+        let notification_retries = Counter::default();
+        registry.register(
+            "notification_retries",
+            "Webhook delivery attempts after the first",
+            notification_retries.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            notifications,
+            notification_retries,
             policy_latency,
             policy_decisions,
             policy_loads,
@@ -284,6 +318,16 @@ impl Metrics {
         self.audit_write_failures
             .get_or_create(&KindLabel {
                 kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one webhook notification by result (`delivered`, `failed`,
+    /// `dropped`).
+    pub fn notification(&self, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabel {
+                result: result.to_owned(),
             })
             .inc();
     }

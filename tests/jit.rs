@@ -398,3 +398,90 @@ async fn pending_requests_lapse_and_grants_expire_by_configured_times() {
     assert_ne!(request_id(&text(&held)), expiring);
     assert!(jit.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_time_window_grant_allows_calls_in_its_scope_until_revoked() {
+    let jit = jit("").await;
+    let developer = jit.client("dave", &["Developer"]).await;
+    let manager = jit.token("sam", &["SecurityManager"], true);
+    let tools: Vec<String> = developer
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        tools.iter().any(|t| t == "request_access") && tools.iter().any(|t| t == "access_status"),
+        "{tools:?}"
+    );
+    let scope = format!("/subscriptions/{SUB}/resourceGroups/dev-web");
+    let ask = |justification: &str, duration: &str| json!({"operations": ["privileged"], "scope": scope, "duration": duration, "justification": justification});
+    // A justification is required, and the window is bounded.
+    let refused = call(&developer, "request_access", ask(" ", "1h"))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text(&refused).contains("justification is required"),
+        "{}",
+        text(&refused)
+    );
+    let too_long = call(&developer, "request_access", ask("incident 7", "5h"))
+        .await
+        .unwrap();
+    assert!(
+        text(&too_long).contains("at most 4h"),
+        "{}",
+        text(&too_long)
+    );
+
+    let asked = call(&developer, "request_access", ask("incident 7", "1h"))
+        .await
+        .unwrap();
+    assert_ne!(asked.is_error, Some(true), "{}", text(&asked));
+    let asked: Value = serde_json::from_str(&text(&asked)).unwrap();
+    let id = asked["request"].as_str().unwrap().to_owned();
+    assert_eq!(asked["status"], "pending");
+    let (status, approved) = jit
+        .act(&manager, &id, "approve", "incident 7 confirmed")
+        .await;
+    assert_eq!(status, 200, "{approved}");
+
+    // In scope: calls run, and keep running (the window is not used up).
+    for text_in in ["w1", "w2"] {
+        let ran = call(&developer, "echo", vm_args(text_in)).await.unwrap();
+        assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    }
+    assert_eq!(jit.received(), ["w1", "w2"]);
+    // Outside the scope: held.
+    let outside = call(
+        &developer,
+        "echo",
+        json!({"text": "w3", "subscription": SUB, "resource-group": "dev-data", "vm": "db-01"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        text(&outside).contains("Held for approval"),
+        "{}",
+        text(&outside)
+    );
+    let status_now = call(&developer, "access_status", json!({})).await.unwrap();
+    let mine: Value = serde_json::from_str(&text(&status_now)).unwrap();
+    let window = mine["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(window["status"], "approved");
+    assert_eq!(window["ask"]["kind"], "window");
+
+    // Revoked: the very next call is held.
+    let (status, _) = jit.act(&manager, &id, "revoke", "incident closed").await;
+    assert_eq!(status, 200);
+    let held = call(&developer, "echo", vm_args("w4")).await.unwrap();
+    assert!(text(&held).contains("Held for approval"), "{}", text(&held));
+    assert_eq!(jit.received(), ["w1", "w2"]);
+}

@@ -304,7 +304,11 @@ async fn tools_list_shows_each_caller_only_what_it_could_be_allowed_to_call() {
     assert!(contributor.iter().any(|t| t == "echo"), "{contributor:?}");
     assert!(!reader.iter().any(|t| t == "crash"), "{reader:?}");
     assert_ne!(reader, operator);
-    assert!(nobody.is_empty(), "no role, no tools: {nobody:?}");
+    assert_eq!(
+        nobody,
+        ["access_status", "request_access"],
+        "no role: only Warden's own tools"
+    );
 
     // What is listed is what the same policies allow: a reader's call of a
     // listed tool runs, an unlisted one is denied.

@@ -10,13 +10,14 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::model::{Ask, Grant, OperationRef, Party, Request, Review, Status};
+use super::notify::{Notification, Notifier, NotifyConfig};
 use crate::audit::Audit;
 use crate::audit::record::{Kind, Record};
 use crate::identity::Principal;
 use crate::policy::JitFacts;
 
 /// `[approvals]` in `warden.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApprovalsConfig {
     /// App roles whose holders may review (approve, deny, revoke).
@@ -39,6 +40,8 @@ pub struct ApprovalsConfig {
     /// Public base URL of Warden (for the status links in tool errors);
     /// default: none (the request id only).
     pub public_url: Option<String>,
+    /// Webhooks told of new requests and decisions.
+    pub notify: NotifyConfig,
 }
 
 impl Default for ApprovalsConfig {
@@ -57,6 +60,7 @@ impl Default for ApprovalsConfig {
                 "Microsoft.Insights/diagnosticSettings/delete".into(),
             ],
             public_url: None,
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -77,7 +81,7 @@ impl ApprovalsConfig {
         if self.approver_roles.is_empty() {
             return Err("approvals.approver_roles: name at least one app role".into());
         }
-        Ok(())
+        self.notify.validate()
     }
 }
 
@@ -168,6 +172,7 @@ pub struct Approvals {
     state: tokio::sync::Mutex<State>,
     /// A copy of the requests for synchronous readers.
     snapshot: Mutex<BTreeMap<String, Request>>,
+    notifier: Notifier,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -207,6 +212,7 @@ impl Approvals {
         config: ApprovalsConfig,
         audit: Arc<Audit>,
         store_path: &std::path::Path,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Approvals, String> {
         config.validate()?;
         let mut state = State::default();
@@ -232,11 +238,13 @@ impl Approvals {
                 .map_err(|e| e.to_string())?;
         }
         let snapshot = Mutex::new(state.requests.clone());
+        let notifier = Notifier::start(config.notify.clone(), metrics);
         Ok(Approvals {
             config,
             audit,
             state: tokio::sync::Mutex::new(state),
             snapshot,
+            notifier,
         })
     }
 
@@ -330,6 +338,30 @@ impl Approvals {
         );
         let mut state = self.state.lock().await;
         self.sweep(&mut state, now).await?;
+        if let Some(window) = state
+            .requests
+            .values()
+            .find(|r| covers(r, principal, &call.operations, now))
+            .cloned()
+        {
+            let grant = window.grant.clone().ok_or_else(|| {
+                ApprovalError::Conflict("approved request without a grant".into())
+            })?;
+            let scope = match &window.ask {
+                Ask::Window { scope, .. } => Some(scope.clone()),
+                Ask::Call { .. } => None,
+            };
+            return Ok(Gate::Granted {
+                facts: JitFacts {
+                    grant_id: grant.id.clone(),
+                    approver: grant.approvers.join(","),
+                    expires: grant.expires,
+                    role: None,
+                    scope,
+                },
+                request: window,
+            });
+        }
         if let Some(existing) = state
             .by_call
             .get(&key)
@@ -405,6 +437,96 @@ impl Approvals {
         })
     }
 
+    /// A request made ahead of time: `operations` (names, `*` patterns or
+    /// action groups) at `scope` for `duration`.
+    pub async fn request_window(
+        &self,
+        principal: &Principal,
+        operations: Vec<String>,
+        scope: &str,
+        duration: Duration,
+        justification: &str,
+        ticket: Option<String>,
+    ) -> Result<Request, ApprovalError> {
+        let justification = justification.trim();
+        if justification.is_empty() {
+            return Err(ApprovalError::Invalid(
+                "a justification is required: say why you need this access".into(),
+            ));
+        }
+        let operations: Vec<String> = operations
+            .into_iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if operations.is_empty() {
+            return Err(ApprovalError::Invalid(
+                "name at least one operation, `*` pattern or action group (read, write, delete, action, privileged)".into(),
+            ));
+        }
+        if duration.is_zero() || duration > self.config.max_window {
+            return Err(ApprovalError::Invalid(format!(
+                "the duration must be more than 0 and at most {}",
+                humantime::format_duration(self.config.max_window)
+            )));
+        }
+        let scope = crate::catalog::arm_scope(scope).ok_or_else(|| {
+            ApprovalError::Invalid(format!(
+                "scope {scope:?} is not an ARM id (/subscriptions/<id>[/resourceGroups/<name>[/providers/...]])"
+            ))
+        })?;
+        if scope == "/" {
+            return Err(ApprovalError::Invalid(
+                "a grant needs a scope below the tenant root: a subscription, resource group or resource".into(),
+            ));
+        }
+        let now = Utc::now();
+        let critical = operations.iter().any(|op| {
+            self.config
+                .critical_operations
+                .iter()
+                .any(|p| glob(p, op) || glob(op, p))
+        });
+        let request = Request {
+            id: uuid::Uuid::now_v7().to_string(),
+            created: now,
+            requester: party(principal),
+            ask: Ask::Window {
+                operations: operations.clone(),
+                scope: scope.clone(),
+                duration_secs: duration.as_secs(),
+            },
+            operations: operations
+                .iter()
+                .map(|op| OperationRef {
+                    azure_op: op.clone(),
+                    class: String::new(),
+                    resource: scope.clone(),
+                })
+                .collect(),
+            justification: justification.to_owned(),
+            ticket,
+            policies: Vec::new(),
+            risk: None,
+            required_approvals: if critical {
+                self.config.critical_approvals
+            } else {
+                self.config.approvals
+            },
+            critical,
+            status: Status::Pending,
+            lapses: now + to_chrono(self.config.pending_lapse),
+            reviews: Vec::new(),
+            grant: None,
+            updated: now,
+            closing_reason: None,
+        };
+        let mut state = self.state.lock().await;
+        self.record(&mut state, "requested", &request, Some(principal))
+            .await?;
+        Ok(request)
+    }
+
     /// Uses a single-call grant: after this the same call needs a new
     /// approval. Durable before it returns.
     pub async fn consume(
@@ -424,6 +546,10 @@ impl Approvals {
                 "request {request_id} is {}",
                 request.status.as_str()
             )));
+        }
+        if matches!(request.ask, Ask::Window { .. }) {
+            // A time window serves every call in it until it expires.
+            return Ok(());
         }
         request.status = Status::Consumed;
         request.updated = Utc::now();
@@ -668,8 +794,110 @@ impl Approvals {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request.id.clone(), request.clone());
         tracing::info!(target: "warden::approvals", event, request = %request.id, status = request.status.as_str(), "JIT request");
+        if matches!(event, "requested" | "approved" | "denied" | "revoked") {
+            self.notifier.notify(self.notification(event, request));
+        }
         Ok(())
     }
+
+    /// Waits (at most `within`) until notifications are delivered.
+    pub async fn flush_notifications(&self, within: Duration) -> bool {
+        self.notifier.flush(within).await
+    }
+
+    /// The webhook message of a change.
+    fn notification(&self, event: &str, request: &Request) -> Notification {
+        let what = request
+            .operations
+            .iter()
+            .map(|o| o.azure_op.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let title = match event {
+            "requested" => format!("JIT request by {}: {what}", request.requester.name),
+            other => format!("JIT request {other}: {what}"),
+        };
+        let mut facts = vec![
+            ("Requester".to_owned(), request.requester.name.clone()),
+            ("Operations".to_owned(), what.clone()),
+            (
+                "Resources".to_owned(),
+                request
+                    .operations
+                    .iter()
+                    .map(|o| o.resource.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            ("Status".to_owned(), request.status.as_str().to_owned()),
+            (
+                "Approvals".to_owned(),
+                format!("{} of {}", request.approvals(), request.required_approvals),
+            ),
+        ];
+        if !request.justification.is_empty() {
+            facts.push(("Justification".to_owned(), request.justification.clone()));
+        }
+        if let Some(reason) = &request.closing_reason {
+            facts.push(("Reason".to_owned(), reason.clone()));
+        }
+        Notification {
+            event: format!("jit.{event}"),
+            title,
+            text: format!(
+                "Request {} ({}), lapses {}.",
+                request.id,
+                request.status.as_str(),
+                request
+                    .lapses
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            facts,
+            link: self.config.public_url.as_ref().map(|base| {
+                format!(
+                    "{}/admin/api/requests/{}",
+                    base.trim_end_matches('/'),
+                    request.id
+                )
+            }),
+            details: json!({ "request": request }),
+        }
+    }
+}
+
+/// Whether `request` is an approved, unexpired time-window grant of
+/// `principal` covering every operation (by name, `*` pattern or class
+/// group) on a resource at or below its scope.
+fn covers(
+    request: &Request,
+    principal: &Principal,
+    operations: &[OperationRef],
+    now: DateTime<Utc>,
+) -> bool {
+    let Ask::Window {
+        operations: granted,
+        scope,
+        ..
+    } = &request.ask
+    else {
+        return false;
+    };
+    let me = party(principal);
+    if !request.requester.same(&me) || effective(request, now).status != Status::Approved {
+        return false;
+    }
+    !operations.is_empty()
+        && operations.iter().all(|op| {
+            let within = op.resource == *scope
+                || op
+                    .resource
+                    .strip_prefix(scope.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'));
+            within
+                && granted
+                    .iter()
+                    .any(|g| g.eq_ignore_ascii_case(&op.class) || glob(g, &op.azure_op))
+        })
 }
 
 fn index(state: &mut State, request: &Request) {

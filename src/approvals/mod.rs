@@ -10,6 +10,8 @@
 
 pub mod engine;
 pub mod model;
+pub mod notify;
+pub mod tools;
 
 pub use engine::{ApprovalError, Approvals, ApprovalsConfig, Filter, Gate};
 pub use model::{Ask, Grant, OperationRef, Party, Request, Review, Status};

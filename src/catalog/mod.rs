@@ -558,6 +558,12 @@ impl Catalog {
     }
 }
 
+/// The lower-cased ARM id of a scope (`/subscriptions/...`, `/providers/...`),
+/// as the catalog builds resource ids; `None` if it is not one.
+pub fn arm_scope(text: &str) -> Option<String> {
+    template::parse_arm_id(text).map(|r| r.id)
+}
+
 /// The synthetic operation of a tool the catalog does not know:
 /// `Warden/tools/<tool>/read|write|delete|unknown`.
 pub fn fallback_op(tool: &str, class: Class) -> String {

@@ -26,6 +26,7 @@ use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::names::Names;
+use crate::approvals::tools as approval_tools;
 use crate::config::{Config, UpstreamKind};
 use crate::executor::{Builtins, Downstream, UpstreamConn, UpstreamError, cancel};
 use crate::identity::{Authenticator, Principal};
@@ -545,6 +546,10 @@ impl ServerHandler for Session {
                 };
                 pipeline.could_call(principal, inner, tool.annotations.as_ref())
             });
+            // Warden's own tools (asking for access ahead) close the list.
+            if page.next_cursor.is_none() && principal.is_some() {
+                page.tools.extend(approval_tools::list());
+            }
             Ok(page)
         })
         .await
@@ -556,6 +561,31 @@ impl ServerHandler for Session {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let started = Instant::now();
+        if approval_tools::is_warden_tool(&request.name) {
+            let Some(principal) = self.principal(&context) else {
+                return Err(McpError::invalid_request(
+                    "unauthenticated: the call carries no verified principal",
+                    None,
+                ));
+            };
+            let arguments = request.arguments.clone().map(serde_json::Value::Object);
+            let result = approval_tools::call(
+                self.gateway.pipeline.approvals(),
+                &principal,
+                &request.name,
+                arguments,
+            )
+            .await;
+            let outcome = if result.is_error == Some(true) {
+                Outcome::tool_error
+            } else {
+                Outcome::ok
+            };
+            self.gateway
+                .metrics
+                .observe("tools/call", outcome, started.elapsed());
+            return Ok(CallToolResponse::Complete(result));
+        }
         let (index, inner) = match self.route(&request.name, "tool") {
             Ok(route) => route,
             Err(error) => {
