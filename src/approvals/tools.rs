@@ -148,8 +148,10 @@ pub async fn call(
             }
         }
         ACCESS_STATUS => {
-            let mut filter = Filter::default();
-            filter.requester = Some(principal.oid.clone());
+            let filter = Filter {
+                requester: Some(principal.oid.clone()),
+                ..Filter::default()
+            };
             let mine = approvals.list(principal, &filter);
             ok(&json!({ "requests": mine }))
         }
