@@ -458,7 +458,10 @@ impl Pipeline {
                 base.trim_end_matches('/'),
                 request.id
             ),
-            None => String::new(),
+            None => format!(
+                " Status: GET /admin/api/requests/{} on this Warden, or the access_status tool.",
+                request.id
+            ),
         };
         let state = match request.status {
             ApprovalStatus::Denied => {

@@ -485,3 +485,66 @@ async fn a_time_window_grant_allows_calls_in_its_scope_until_revoked() {
     assert!(text(&held).contains("Held for approval"), "{}", text(&held));
     assert_eq!(jit.received(), ["w1", "w2"]);
 }
+
+#[tokio::test]
+async fn the_jit_cli_lists_shows_and_reviews_through_the_admin_api() {
+    let jit = jit("").await;
+    let developer = jit.client("dave", &["Developer"]).await;
+    let id = request_id(&text(
+        &call(&developer, "echo", vm_args("cli")).await.unwrap(),
+    ));
+    let manager = jit.token("sam", &["SecurityManager"], true);
+    let cli = |token: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("jit")
+            .args(args)
+            .args(["--url", &jit.warden.base(), "--token", token])
+            .output()
+            .unwrap()
+    };
+    let listed = cli(&manager, &["list", "--status", "pending"]);
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        out.contains(&id) && out.contains("pending") && out.contains("dave"),
+        "{out}"
+    );
+    let shown = cli(&manager, &["show", &id]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["ask"]["upstream_tool"], "echo");
+
+    // The requester cannot approve: the API's refusal is the CLI's error.
+    let dev_token = jit.token("dave", &["Developer"], true);
+    let refused = cli(&dev_token, &["approve", &id, "--reason", "me"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("403") && stderr.contains("SecurityManager"),
+        "{stderr}"
+    );
+
+    let approved = cli(&manager, &["approve", &id, "--reason", "looks right"]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let approved: Value = serde_json::from_slice(&approved.stdout).unwrap();
+    assert_eq!(approved["status"], "approved");
+    let ran = call(&developer, "echo", vm_args("cli")).await.unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    assert_eq!(jit.received(), ["cli"]);
+
+    // No token at all: a clear error, not a request.
+    let no_token = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["jit", "list", "--url", &jit.warden.base()])
+        .env_remove("WARDEN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!no_token.status.success());
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("a token is needed"));
+}

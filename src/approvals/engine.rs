@@ -347,9 +347,11 @@ impl Approvals {
             let grant = window.grant.clone().ok_or_else(|| {
                 ApprovalError::Conflict("approved request without a grant".into())
             })?;
-            let scope = match &window.ask {
-                Ask::Window { scope, .. } => Some(scope.clone()),
-                Ask::Call { .. } => None,
+            let (scope, operations) = match &window.ask {
+                Ask::Window {
+                    scope, operations, ..
+                } => (Some(scope.clone()), operations.clone()),
+                Ask::Call { .. } => (None, Vec::new()),
             };
             return Ok(Gate::Granted {
                 facts: JitFacts {
@@ -358,6 +360,8 @@ impl Approvals {
                     expires: grant.expires,
                     role: None,
                     scope,
+                    approvers: grant.approvers.clone(),
+                    operations,
                 },
                 request: window,
             });
@@ -379,6 +383,12 @@ impl Approvals {
                         expires: grant.expires,
                         role: None,
                         scope: None,
+                        approvers: grant.approvers.clone(),
+                        operations: existing
+                            .operations
+                            .iter()
+                            .map(|o| o.azure_op.clone())
+                            .collect(),
                     };
                     return Ok(Gate::Granted {
                         facts,

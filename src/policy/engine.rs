@@ -249,6 +249,8 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
         expires: chrono::Utc::now(),
         role: Some("Owner".into()),
         scope: Some("/".into()),
+        approvers: vec!["a".into()],
+        operations: vec!["privileged".into()],
     });
     let minimal = CallContext::new("t", "s", chrono::Utc::now());
     for (principal, call) in [(&user, &full), (&app, &minimal)] {

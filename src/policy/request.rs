@@ -96,6 +96,12 @@ pub struct JitFacts {
     /// ARM id of the scope the grant covers (lower-cased into the context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Object ids of the approvers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Operations, patterns or action groups the grant covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<String>,
 }
 
 /// What the pipeline knows of a call besides its principal and operations.
@@ -394,6 +400,12 @@ pub(crate) fn context(
         }
         if let Some(scope) = &jit.scope {
             grant.push(("scope".to_owned(), string(&scope.to_ascii_lowercase())));
+        }
+        if !jit.approvers.is_empty() {
+            grant.push(("approvers".to_owned(), strings(&jit.approvers)));
+        }
+        if !jit.operations.is_empty() {
+            grant.push(("operations".to_owned(), strings(&jit.operations)));
         }
         pairs.push(("jit".to_owned(), record(grant, "jit")?));
     }
