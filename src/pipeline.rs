@@ -204,7 +204,9 @@ impl Pipeline {
                     decision = self.authorize(principal, call, &resolution, Some(facts));
                     grant = Some(request);
                 }
-                Ok(Gate::Held { request, .. }) => held = Some(request),
+                Ok(Gate::Held {
+                    request, previous, ..
+                }) => held = Some((request, previous)),
                 Err(error) => {
                     tracing::error!(%error, call_id = %call.call_id, "JIT request not recorded");
                     decision.errors.push(format!(
@@ -220,7 +222,7 @@ impl Pipeline {
         };
         if !decision.is_allowed() {
             return self
-                .refuse(call, principal, &decision, held.as_ref(), assessed, started)
+                .refuse(call, principal, &decision, held, assessed, started)
                 .await;
         }
 
@@ -346,14 +348,19 @@ impl Pipeline {
         call: &ToolCall,
         principal: &Principal,
         decision: &Decision,
-        held: Option<&Request>,
+        held: Option<(Request, Option<Request>)>,
         assessed: Assessment,
         started: Instant,
     ) -> Result<CallToolResponse, McpError> {
         let recorded = self.audit.intent(call, assessed).await;
         let why = denial_text(decision, &call.call_id);
         let answer = match (decision.advice(), held) {
-            (_, Some(request)) => Ok(tool_error(self.held_text(request, decision, &call.call_id))),
+            (_, Some((request, previous))) => Ok(tool_error(self.held_text(
+                &request,
+                previous.as_ref(),
+                decision,
+                &call.call_id,
+            ))),
             (advice, None) => self.denial(advice, principal, call, decision, why),
         };
         let elapsed = started.elapsed();
@@ -438,7 +445,13 @@ impl Pipeline {
 
     /// The tool error of a call waiting for (or refused) approval: what was
     /// asked, its state, who may approve, when it lapses, where to look.
-    fn held_text(&self, request: &Request, decision: &Decision, call_id: &str) -> String {
+    fn held_text(
+        &self,
+        request: &Request,
+        previous: Option<&Request>,
+        decision: &Decision,
+        call_id: &str,
+    ) -> String {
         let config = self.approvals.config();
         let policies = decision
             .policies()
@@ -488,8 +501,18 @@ impl Pipeline {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
         };
+        let earlier = previous
+            .map(|p| {
+                format!(
+                    " Your earlier request {} for this call {} at {}; a new one is open.",
+                    p.id,
+                    p.status.as_str(),
+                    p.updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "Held for approval: policy {policies} requires a just-in-time grant for {what}. \
+            "Held for approval: policy {policies} requires a just-in-time grant for {what}.{earlier} \
              JIT request {} {state}.{status} (call {call_id})",
             request.id
         )

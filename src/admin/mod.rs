@@ -16,6 +16,8 @@
 //! be `application/json`. Errors are `{"error": {"code", "message"}}` with
 //! 400, 401, 403, 404, 409 or 503.
 
+mod page;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ pub fn router(identity: Arc<Authenticator>, approvals: Arc<Approvals>) -> Router
         .route("/admin/api/requests", get(list))
         .route("/admin/api/requests/{id}", get(show))
         .route("/admin/api/requests/{id}/{action}", post(act))
+        .merge(page::router(identity.clone(), approvals.clone()))
         .with_state(Admin {
             identity,
             approvals,

@@ -131,7 +131,14 @@ pub enum Gate {
     Granted { facts: JitFacts, request: Request },
     /// No grant: the request (new, or the one already open for this call)
     /// the caller must wait for.
-    Held { request: Request, created: bool },
+    Held {
+        request: Request,
+        created: bool,
+        /// The earlier request for the same call, when it ended without
+        /// running it again (lapsed, expired, revoked, cancelled): the
+        /// caller is told, and a new request is open.
+        previous: Option<Request>,
+    },
 }
 
 /// A list filter for the admin API.
@@ -366,6 +373,7 @@ impl Approvals {
                 request: window,
             });
         }
+        let mut previous = None;
         if let Some(existing) = state
             .by_call
             .get(&key)
@@ -399,9 +407,11 @@ impl Approvals {
                     return Ok(Gate::Held {
                         request: existing,
                         created: false,
+                        previous: None,
                     });
                 }
-                _ => {}
+                Status::Consumed => {}
+                _ => previous = Some(existing),
             }
         }
         let critical = call.operations.iter().any(|op| {
@@ -444,6 +454,7 @@ impl Approvals {
         Ok(Gate::Held {
             request,
             created: true,
+            previous,
         })
     }
 
