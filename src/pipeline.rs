@@ -348,7 +348,7 @@ impl Pipeline {
         call: &ToolCall,
         principal: &Principal,
         decision: &Decision,
-        held: Option<(Request, Option<Request>)>,
+        held: Option<(Request, Option<Box<Request>>)>,
         assessed: Assessment,
         started: Instant,
     ) -> Result<CallToolResponse, McpError> {
@@ -357,7 +357,7 @@ impl Pipeline {
         let answer = match (decision.advice(), held) {
             (_, Some((request, previous))) => Ok(tool_error(self.held_text(
                 &request,
-                previous.as_ref(),
+                previous.as_deref(),
                 decision,
                 &call.call_id,
             ))),

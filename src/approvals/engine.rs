@@ -137,7 +137,7 @@ pub enum Gate {
         /// The earlier request for the same call, when it ended without
         /// running it again (lapsed, expired, revoked, cancelled): the
         /// caller is told, and a new request is open.
-        previous: Option<Request>,
+        previous: Option<Box<Request>>,
     },
 }
 
@@ -411,7 +411,7 @@ impl Approvals {
                     });
                 }
                 Status::Consumed => {}
-                _ => previous = Some(existing),
+                _ => previous = Some(Box::new(existing)),
             }
         }
         let critical = call.operations.iter().any(|op| {
