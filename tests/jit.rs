@@ -10,12 +10,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::issuer::Issuer;
+use common::gate::{Gate, baseline_copy};
 use common::*;
 use serde_json::{Value, json};
-use warden::identity::dev::TokenOptions;
 
 const TEST_CATALOG: &str = r#"
 [tools.echo]
@@ -38,66 +35,36 @@ when { resource has resource_group && resource.resource_group like "dev-*" };
 const SUB: &str = "00000000-0000-4000-8000-000000000001";
 
 struct Jit {
-    issuer: Issuer,
-    warden: Warden,
-    calls: PathBuf,
-    _scratch: tempfile::TempDir,
+    gate: Gate,
+    _policies: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Jit {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.gate
+    }
 }
 
 async fn jit(approvals: &str) -> Jit {
-    let issuer = Issuer::start().await;
     let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let catalog = scratch.path().join("catalog");
-    std::fs::create_dir(&catalog).unwrap();
-    std::fs::write(catalog.join("demo.toml"), TEST_CATALOG).unwrap();
-    let policies = scratch.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for name in ["roles.cedar", "guardrails.cedar"] {
-        std::fs::copy(baseline.join(name), policies.join(name)).unwrap();
-    }
-    std::fs::write(policies.join("test.cedar"), DEVELOPER_PRIVILEGED).unwrap();
-    let upstream = format!(
-        "[catalog]\ndir = {catalog:?}\n[approvals]\n{approvals}\n\
-         [upstreams.demo]\ncommand = {:?}\nenv = {{ DEMO_CALL_LOG = {calls:?} }}\n",
-        example("demo_upstream").display().to_string()
-    );
-    let warden = Warden::start_with_policy(
-        "",
-        &issuer.identity_toml(),
-        &upstream,
+    let policies = baseline_copy(scratch.path(), Some(DEVELOPER_PRIVILEGED));
+    let gate = Gate::start(
+        TEST_CATALOG,
         &format!("dir = {policies:?}\n"),
-    );
+        &format!("[approvals]\n{approvals}\n"),
+    )
+    .await;
     Jit {
-        issuer,
-        warden,
-        calls,
-        _scratch: scratch,
+        gate,
+        _policies: scratch,
     }
 }
 
 impl Jit {
-    fn token(&self, user: &str, roles: &[&str], mfa: bool) -> String {
-        self.issuer.mint(&TokenOptions {
-            user: user.into(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            mfa,
-            ..TokenOptions::default()
-        })
-    }
-
-    async fn client(&self, user: &str, roles: &[&str]) -> Client {
-        let token = self.token(user, roles, true);
-        connect_as(&self.warden.url(), Some(&token)).await.0
-    }
-
-    fn received(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.calls)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+    /// A client signed in with MFA.
+    async fn mfa_client(&self, user: &str, roles: &[&str]) -> Client {
+        self.gate.client(user, roles, true).await
     }
 
     /// `POST /admin/api/requests/{id}/{action}` with `token`: status and body.
@@ -148,7 +115,7 @@ fn request_id(message: &str) -> String {
 #[tokio::test]
 async fn a_held_call_runs_once_after_approval_and_revocation_stops_the_next() {
     let jit = jit("").await;
-    let developer = jit.client("dave", &["Developer"]).await;
+    let developer = jit.mfa_client("dave", &["Developer"]).await;
     let manager = jit.token("sam", &["SecurityManager"], true);
 
     // Held: a tool error a person and a model can act on; never forwarded.
@@ -257,7 +224,8 @@ async fn a_held_call_runs_once_after_approval_and_revocation_stops_the_next() {
     );
 
     // A restarted Warden rebuilds the state from the log.
-    let mut warden = jit.warden;
+    let mut jit = jit;
+    let warden = &mut jit.gate.warden;
     warden.terminate();
     warden.restart();
     let response = reqwest::Client::new()
@@ -273,7 +241,7 @@ async fn a_held_call_runs_once_after_approval_and_revocation_stops_the_next() {
 #[tokio::test]
 async fn reviews_keep_separation_of_duties() {
     let jit = jit("").await;
-    let developer = jit.client("dave", &["Developer"]).await;
+    let developer = jit.mfa_client("dave", &["Developer"]).await;
     let held = call(&developer, "echo", vm_args("x")).await.unwrap();
     let id = request_id(&text(&held));
 
@@ -322,7 +290,9 @@ async fn reviews_keep_separation_of_duties() {
     assert_eq!(status, 404);
 
     // A security manager's own request: never self-approved.
-    let manager_client = jit.client("sam", &["SecurityManager", "Developer"]).await;
+    let manager_client = jit
+        .mfa_client("sam", &["SecurityManager", "Developer"])
+        .await;
     let own = call(&manager_client, "echo", vm_args("mine"))
         .await
         .unwrap();
@@ -375,7 +345,7 @@ async fn reviews_keep_separation_of_duties() {
 #[tokio::test]
 async fn pending_requests_lapse_and_grants_expire_by_configured_times() {
     let jit = jit("pending_lapse = \"2s\"\nsingle_use_window = \"2s\"\n").await;
-    let developer = jit.client("dave", &["Developer"]).await;
+    let developer = jit.mfa_client("dave", &["Developer"]).await;
     let manager = jit.token("sam", &["SecurityManager"], true);
     let lapsing = request_id(&text(
         &call(&developer, "echo", vm_args("late")).await.unwrap(),
@@ -402,7 +372,7 @@ async fn pending_requests_lapse_and_grants_expire_by_configured_times() {
 #[tokio::test]
 async fn a_time_window_grant_allows_calls_in_its_scope_until_revoked() {
     let jit = jit("").await;
-    let developer = jit.client("dave", &["Developer"]).await;
+    let developer = jit.mfa_client("dave", &["Developer"]).await;
     let manager = jit.token("sam", &["SecurityManager"], true);
     let tools: Vec<String> = developer
         .list_all_tools()
@@ -489,7 +459,7 @@ async fn a_time_window_grant_allows_calls_in_its_scope_until_revoked() {
 #[tokio::test]
 async fn the_jit_cli_lists_shows_and_reviews_through_the_admin_api() {
     let jit = jit("").await;
-    let developer = jit.client("dave", &["Developer"]).await;
+    let developer = jit.mfa_client("dave", &["Developer"]).await;
     let id = request_id(&text(
         &call(&developer, "echo", vm_args("cli")).await.unwrap(),
     ));

@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::issuer::Issuer;
+use common::gate::{Gate, baseline_copy};
 use common::*;
 use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
@@ -32,62 +32,14 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
 
 const SUB: &str = "00000000-0000-4000-8000-000000000001";
 
-/// A Warden deciding with the policies in `policies`, the demo upstream
-/// recording echoed texts in `calls`.
-struct Gate {
-    issuer: Issuer,
-    warden: Warden,
-    calls: PathBuf,
-    _scratch: tempfile::TempDir,
-}
-
+/// A Warden deciding with the policies in `policies`.
 async fn gate(policies: &Path, policy_extra: &str) -> Gate {
-    let issuer = Issuer::start().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let calls = scratch.path().join("calls.log");
-    let catalog = scratch.path().join("catalog");
-    std::fs::create_dir(&catalog).unwrap();
-    std::fs::write(catalog.join("demo.toml"), TEST_CATALOG).unwrap();
-    let upstream = format!(
-        "[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\nenv = {{ DEMO_CALL_LOG = {calls:?} }}\n",
-        example("demo_upstream").display().to_string()
-    );
-    let warden = Warden::start_with_policy(
-        "",
-        &issuer.identity_toml(),
-        &upstream,
+    Gate::start(
+        TEST_CATALOG,
         &format!("dir = {policies:?}\n{policy_extra}"),
-    );
-    Gate {
-        issuer,
-        warden,
-        calls,
-        _scratch: scratch,
-    }
-}
-
-impl Gate {
-    fn token(&self, user: &str, roles: &[&str], mfa: bool) -> String {
-        self.issuer.mint(&TokenOptions {
-            user: user.into(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            mfa,
-            ..TokenOptions::default()
-        })
-    }
-
-    async fn client(&self, user: &str, roles: &[&str], mfa: bool) -> Client {
-        let token = self.token(user, roles, mfa);
-        connect_as(&self.warden.url(), Some(&token)).await.0
-    }
-
-    fn received(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.calls)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
+        "",
+    )
+    .await
 }
 
 fn vm_args(text: &str, resource_group: &str) -> Value {
@@ -348,15 +300,10 @@ async fn a_call_without_listing_first_still_resolves_from_annotations() {
 }
 
 /// Copies the baseline policies into a directory the test may edit.
-fn editable_policies() -> tempfile::TempDir {
+fn editable_policies() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(repo_policies()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "cedar") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
+    let policies = baseline_copy(dir.path(), None);
+    (dir, policies)
 }
 
 /// Polls `/metrics` until it has the line `line` (10 s at most).
@@ -384,8 +331,8 @@ fn policy_loads(db: &Path) -> Vec<Value> {
 
 #[tokio::test]
 async fn reloads_keep_the_running_set_when_the_new_one_is_invalid() {
-    let policies = editable_policies();
-    let gate = gate(policies.path(), "watch_interval = \"100ms\"\n").await;
+    let (_dir, policies) = editable_policies();
+    let gate = gate(&policies, "watch_interval = \"100ms\"\n").await;
     let db = gate.warden.db();
     let base = gate.warden.base();
     let reader = gate.client("rita", &["Reader"], false).await;
@@ -395,7 +342,7 @@ async fn reloads_keep_the_running_set_when_the_new_one_is_invalid() {
     // An invalid file (an undeclared action) is refused with its file and
     // line; the running set still decides.
     std::fs::write(
-        policies.path().join("zz-bad.cedar"),
+        policies.join("zz-bad.cedar"),
         "// a typo\n\n@id(\"typo\")\npermit (principal, action == Action::\"Microsoft.Compute/virtualMachinez/read\", resource);\n",
     )
     .unwrap();
@@ -407,9 +354,9 @@ async fn reloads_keep_the_running_set_when_the_new_one_is_invalid() {
     assert_eq!(policy_loads(&db).len(), 1, "a refused set is not recorded");
 
     // A valid change replaces it: readers lose `whoami`.
-    std::fs::remove_file(policies.path().join("zz-bad.cedar")).unwrap();
+    std::fs::remove_file(policies.join("zz-bad.cedar")).unwrap();
     std::fs::write(
-        policies.path().join("zz-no-whoami.cedar"),
+        policies.join("zz-no-whoami.cedar"),
         "@id(\"no-whoami\")\nforbid (principal, action, resource) when { context.tool == \"whoami\" };\n",
     )
     .unwrap();

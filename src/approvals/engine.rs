@@ -414,41 +414,25 @@ impl Approvals {
                 _ => previous = Some(Box::new(existing)),
             }
         }
-        let critical = call.operations.iter().any(|op| {
-            self.config
-                .critical_operations
-                .iter()
-                .any(|p| glob(p, &op.azure_op))
-        });
-        let request = Request {
-            id: uuid::Uuid::now_v7().to_string(),
-            created: now,
-            requester: party(principal),
-            ask: Ask::Call {
+        let critical = call
+            .operations
+            .iter()
+            .any(|op| self.is_critical(&op.azure_op));
+        let mut request = self.new_request(
+            principal,
+            Ask::Call {
                 tool: call.tool.to_owned(),
                 upstream: call.upstream.to_owned(),
                 upstream_tool: call.upstream_tool.to_owned(),
                 args_hash: hash,
                 arguments: call.redacted,
             },
-            operations: call.operations,
-            justification: String::new(),
-            ticket: None,
-            policies: call.policies,
-            risk: call.risk,
-            required_approvals: if critical {
-                self.config.critical_approvals
-            } else {
-                self.config.approvals
-            },
+            call.operations,
             critical,
-            status: Status::Pending,
-            lapses: now + to_chrono(self.config.pending_lapse),
-            reviews: Vec::new(),
-            grant: None,
-            updated: now,
-            closing_reason: None,
-        };
+            now,
+        );
+        request.policies = call.policies;
+        request.risk = call.risk;
         self.record(&mut state, "requested", &request, Some(principal))
             .await?;
         Ok(Gate::Held {
@@ -503,30 +487,59 @@ impl Approvals {
         }
         let now = Utc::now();
         let critical = operations.iter().any(|op| {
-            self.config
-                .critical_operations
-                .iter()
-                .any(|p| glob(p, op) || glob(op, p))
+            self.is_critical(op) || self.config.critical_operations.iter().any(|p| glob(op, p))
         });
-        let request = Request {
+        let refs = operations
+            .iter()
+            .map(|op| OperationRef {
+                azure_op: op.clone(),
+                class: String::new(),
+                resource: scope.clone(),
+            })
+            .collect();
+        let mut request = self.new_request(
+            principal,
+            Ask::Window {
+                operations,
+                scope,
+                duration_secs: duration.as_secs(),
+            },
+            refs,
+            critical,
+            now,
+        );
+        request.justification = justification.to_owned();
+        request.ticket = ticket;
+        let mut state = self.state.lock().await;
+        self.record(&mut state, "requested", &request, Some(principal))
+            .await?;
+        Ok(request)
+    }
+
+    fn is_critical(&self, azure_op: &str) -> bool {
+        self.config
+            .critical_operations
+            .iter()
+            .any(|p| glob(p, azure_op))
+    }
+
+    /// A new pending request, needing the approvals its criticality asks.
+    fn new_request(
+        &self,
+        principal: &Principal,
+        ask: Ask,
+        operations: Vec<OperationRef>,
+        critical: bool,
+        now: DateTime<Utc>,
+    ) -> Request {
+        Request {
             id: uuid::Uuid::now_v7().to_string(),
             created: now,
             requester: party(principal),
-            ask: Ask::Window {
-                operations: operations.clone(),
-                scope: scope.clone(),
-                duration_secs: duration.as_secs(),
-            },
-            operations: operations
-                .iter()
-                .map(|op| OperationRef {
-                    azure_op: op.clone(),
-                    class: String::new(),
-                    resource: scope.clone(),
-                })
-                .collect(),
-            justification: justification.to_owned(),
-            ticket,
+            ask,
+            operations,
+            justification: String::new(),
+            ticket: None,
             policies: Vec::new(),
             risk: None,
             required_approvals: if critical {
@@ -541,11 +554,7 @@ impl Approvals {
             grant: None,
             updated: now,
             closing_reason: None,
-        };
-        let mut state = self.state.lock().await;
-        self.record(&mut state, "requested", &request, Some(principal))
-            .await?;
-        Ok(request)
+        }
     }
 
     /// Uses a single-call grant: after this the same call needs a new

@@ -3,6 +3,7 @@
 //! gateway relays to it.
 #![allow(dead_code, deprecated)]
 
+pub mod gate;
 pub mod issuer;
 
 use std::net::TcpListener;
