@@ -429,6 +429,7 @@ fn dev(
         let info = serde_json::json!({
             "mcp_url": mcp_url,
             "admin_url": admin_url,
+            "admin_page_url": format!("http://{listen}/admin/"),
             "issuer_url": issuer_url,
             "arm_url": simulator.base_url(),
             "arm_throttle_url": format!("{}/_sim/throttle?requests=N", simulator.base_url()),
@@ -463,7 +464,7 @@ fn dev(
             .map(|(p, _)| format!("{} ({})", p.name, p.roles.join(", ")))
             .collect();
         eprintln!(
-            "warden dev\n  MCP:        {mcp_url}\n  admin API:  {admin_url} (warden jit --token ...)\n  issuer:     {issuer_url}\n  ARM (sim):  {}\n  \
+            "warden dev\n  MCP:        {mcp_url}\n  admin:      http://{listen}/admin/ (page), {admin_url} (API, warden jit)\n  issuer:     {issuer_url}\n  ARM (sim):  {}\n  \
              state:      {}\n  policies:   {}\n  tokens:     {} in {}\n  \
              use one:    Authorization: Bearer $(jq -r .personas.developer.token {})\n  \
              mint more:  warden dev token --user alice --role Reader [--mfa] --data-dir {}",
