@@ -1223,24 +1223,6 @@ mod tests {
             .to_owned()
     }
 
-    fn urlencode(fields: &[(&str, &str)]) -> String {
-        let enc = |s: &str| {
-            s.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        };
-        fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect::<Vec<_>>()
-            .join("&")
-    }
-
     async fn harness() -> Harness {
         let issuer = serve().await;
         let identity = Authenticator::start(
@@ -1368,7 +1350,7 @@ mod tests {
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
                 )
-                .body(urlencode(fields));
+                .body(crate::identity::dev::test_support::form(fields));
             if let Some(cookie) = cookie {
                 request = request.header(reqwest::header::COOKIE, cookie);
             }

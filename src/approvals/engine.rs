@@ -607,12 +607,7 @@ impl Approvals {
         }
         let now = Utc::now();
         let mut state = self.state.lock().await;
-        self.sweep(&mut state, now).await?;
-        let mut request = state
-            .requests
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        let mut request = self.current(&mut state, id, now).await?;
         let me = party(reviewer);
         if request.requester.same(&me) {
             return Err(ApprovalError::Forbidden(
@@ -723,12 +718,7 @@ impl Approvals {
         }
         let now = Utc::now();
         let mut state = self.state.lock().await;
-        self.sweep(&mut state, now).await?;
-        let mut request = state
-            .requests
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        let mut request = self.current(&mut state, id, now).await?;
         if !from.contains(&request.status) {
             return Err(ApprovalError::Conflict(format!(
                 "request {id} is {}",
@@ -741,6 +731,21 @@ impl Approvals {
         self.record(&mut state, to.as_str(), &request, Some(by))
             .await?;
         Ok(request)
+    }
+
+    /// Request `id` as it stands at `now`, after recording what is due.
+    async fn current(
+        &self,
+        state: &mut State,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Request, ApprovalError> {
+        self.sweep(state, now).await?;
+        state
+            .requests
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))
     }
 
     /// Records the time-driven changes due at `now` (lapse, expiry).

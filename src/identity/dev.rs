@@ -878,6 +878,25 @@ fn random_id() -> String {
 pub(crate) mod test_support {
     use std::sync::OnceLock;
 
+    /// `application/x-www-form-urlencoded` body of `pairs`.
+    pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+        let encode = |text: &str| {
+            text.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
     use super::*;
 
     /// A dev issuer in a new temporary directory. RSA key generation is
@@ -939,6 +958,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::form;
     use super::*;
     use crate::identity::config::is_guid;
 
@@ -995,25 +1015,6 @@ mod tests {
         fs::write(&client.secret_file, "\n").unwrap();
         let error = issuer.dev_client().unwrap_err();
         assert!(error.to_string().contains("the file is empty"), "{error}");
-    }
-
-    /// `application/x-www-form-urlencoded` body of `pairs`.
-    fn form(pairs: &[(&str, &str)]) -> String {
-        let encode = |text: &str| {
-            text.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        };
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
     }
 
     async fn post_token(base_url: &str, tenant: &str, body: String) -> (StatusCode, Value) {
