@@ -16,4 +16,5 @@ pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod risk;
 pub mod store;

@@ -242,6 +242,7 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
     full.risk = Some(RiskFacts {
         score: 1,
         level: "low".into(),
+        reasons: vec!["new_ip".into()],
     });
     full.jit = Some(JitFacts {
         grant_id: "g".into(),

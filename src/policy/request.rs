@@ -78,6 +78,10 @@ pub struct RiskFacts {
     pub score: i64,
     /// `low`, `medium`, `high` or `critical`.
     pub level: String,
+    /// The codes of the findings behind the score (`new_country`,
+    /// `delete_spike`, ...), strongest first.
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 /// The JIT grant covering the call (`context.jit`), attached by the
@@ -386,6 +390,7 @@ pub(crate) fn context(
                 RestrictedExpression::new_long(risk.score),
             ),
             ("level".to_owned(), string(&risk.level.to_ascii_lowercase())),
+            ("reasons".to_owned(), strings(&risk.reasons)),
         ];
         pairs.push(("risk".to_owned(), record(risk, "risk")?));
     }

@@ -661,6 +661,7 @@ when { resource.hasTag("owner") && resource.getTag("owner") == "legal" && resour
     c.risk = Some(RiskFacts {
         score: 90,
         level: "High".into(),
+        reasons: vec!["new_country".into()],
     });
     assert_eq!(decide(&p, &c, &op), (Effect::Deny, vec!["risky".into()]));
 
