@@ -315,7 +315,9 @@ pub fn rate_spike(cx: &Context<'_>) -> (Option<Reason>, bool) {
             (Some((u, h)), Some(p)) if h < 5.0 => (u * h + p * (5.0 - h)) / 5.0,
             (Some((u, _)), _) => u,
             (None, Some(p)) => p,
-            (None, None) => 1.0,
+            // Nobody in the tenant has a history yet: generous defaults,
+            // so a new deployment does not flag its first busy hour.
+            (None, None) => default_usual(class),
         }
         .max(1.0);
         let ratio = n / usual;
@@ -339,6 +341,17 @@ pub fn rate_spike(cx: &Context<'_>) -> (Option<Reason>, bool) {
         }
     }
     (best, floor)
+}
+
+/// The usual count per hour of a class when neither the principal nor
+/// its peers have any history.
+fn default_usual(class: RiskClass) -> f32 {
+    match class {
+        RiskClass::Read => 100.0,
+        RiskClass::Write => 10.0,
+        RiskClass::Create => 5.0,
+        RiskClass::Delete | RiskClass::Privileged => 2.0,
+    }
 }
 
 /// Denied privileged calls in the last week: someone trying doors.

@@ -25,7 +25,7 @@
 
 pub mod baseline;
 pub mod cost;
-// pub mod eval;
+pub mod eval;
 pub mod features;
 pub mod geo;
 
