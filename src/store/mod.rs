@@ -9,6 +9,10 @@
 //! order (not by a database sequence), so they are contiguous by
 //! construction; the [`Sealer`] that a caller hands in turns its sequence
 //! number into the record's bytes.
+//!
+//! Risk baselines (`risk_baselines`, one row per principal) are state, not
+//! audit: they are replaced as principals are learned, through the same
+//! writer and its group commit ([`Store::save_baselines`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -44,6 +48,11 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     frontier BLOB    NOT NULL,
     note     TEXT    NOT NULL,
     created  TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS risk_baselines (
+    principal TEXT PRIMARY KEY,
+    state     BLOB NOT NULL,
+    updated   TEXT NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
     BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
@@ -133,6 +142,10 @@ enum Job {
     },
     Checkpoint {
         row: CheckpointRow,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    SaveBaselines {
+        rows: Vec<(String, Vec<u8>)>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -301,6 +314,16 @@ impl Store {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// Inserts or replaces risk baselines (principal key, serialized
+    /// state); returns once durable.
+    pub async fn save_baselines(&self, rows: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::SaveBaselines { rows, reply })
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
     /// A read-only connection to the same file (for startup recovery).
     pub fn reader(&self) -> Result<Reader, StoreError> {
         Reader::open(&self.path)
@@ -318,7 +341,8 @@ enum Done {
         oneshot::Sender<Result<Vec<u64>, StoreError>>,
         Result<Vec<u64>, StoreError>,
     ),
-    Checkpoint(
+    /// A checkpoint or saved baselines.
+    Unit(
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
     ),
@@ -365,7 +389,11 @@ impl Writer {
                 }
                 Job::Checkpoint { row, reply } => {
                     let result = self.insert_checkpoint(&row);
-                    done.push(Done::Checkpoint(reply, result));
+                    done.push(Done::Unit(reply, result));
+                }
+                Job::SaveBaselines { rows, reply } => {
+                    let result = self.upsert_baselines(&rows);
+                    done.push(Done::Unit(reply, result));
                 }
             }
         }
@@ -375,7 +403,7 @@ impl Writer {
             for d in done {
                 match d {
                     Done::Append(reply, _) => drop(reply.send(Err(error.clone()))),
-                    Done::Checkpoint(reply, _) => drop(reply.send(Err(error.clone()))),
+                    Done::Unit(reply, _) => drop(reply.send(Err(error.clone()))),
                 }
             }
             return;
@@ -387,7 +415,7 @@ impl Writer {
         for d in done {
             match d {
                 Done::Append(reply, result) => drop(reply.send(result)),
-                Done::Checkpoint(reply, result) => drop(reply.send(result)),
+                Done::Unit(reply, result) => drop(reply.send(result)),
             }
         }
     }
@@ -468,12 +496,45 @@ impl Writer {
             .map(drop)
             .map_err(write_error)
     }
+
+    /// One job's baselines, all or none (a savepoint, like appends).
+    fn upsert_baselines(&mut self, rows: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(write_error)?;
+        let updated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let result = (|| {
+            let mut upsert = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO risk_baselines (principal, state, updated) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(principal) DO UPDATE
+                     SET state = excluded.state, updated = excluded.updated",
+                )
+                .map_err(write_error)?;
+            for (principal, state) in rows {
+                upsert
+                    .execute(params![principal, state, updated])
+                    .map_err(write_error)?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => self.conn.execute_batch("RELEASE job").map_err(write_error),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                Err(e)
+            }
+        }
+    }
 }
 
 fn fail(job: Job, error: StoreError) {
     match job {
         Job::Append { reply, .. } => drop(reply.send(Err(error))),
-        Job::Checkpoint { reply, .. } => drop(reply.send(Err(error))),
+        Job::Checkpoint { reply, .. } | Job::SaveBaselines { reply, .. } => {
+            drop(reply.send(Err(error)))
+        }
     }
 }
 
@@ -627,6 +688,32 @@ impl Reader {
         rows.collect::<Result<_, _>>().map_err(read_error)
     }
 
+    /// Every stored risk baseline (principal key, serialized state); none
+    /// in a store written before baselines were kept.
+    pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let exists: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'risk_baselines'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(read_error)?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT principal, state FROM risk_baselines ORDER BY principal")
+            .map_err(read_error)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(read_error)?;
+        rows.collect::<Result<_, _>>().map_err(read_error)
+    }
+
     /// The highest stored sequence number, if any.
     pub fn max_seq(&self) -> Result<Option<i64>, StoreError> {
         self.conn
@@ -744,5 +831,87 @@ mod tests {
         }
         let reader = Reader::open(&path).unwrap();
         assert_eq!(reader.triggers().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn baselines_are_upserted_alongside_appends_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let opened = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let store = opened.store.clone();
+        let (appended, saved) = tokio::join!(
+            store.append(vec![sealer("x")]),
+            store.save_baselines(vec![
+                ("t/alice".into(), b"a1".to_vec()),
+                ("t/bob".into(), b"b1".to_vec()),
+            ])
+        );
+        assert_eq!(appended.unwrap(), vec![0]);
+        saved.unwrap();
+        // A principal learned again replaces its row; the others stay.
+        store
+            .save_baselines(vec![("t/alice".into(), b"a2".to_vec())])
+            .await
+            .unwrap();
+        let reader = store.reader().unwrap();
+        assert_eq!(
+            reader.baselines().unwrap(),
+            vec![
+                ("t/alice".to_owned(), b"a2".to_vec()),
+                ("t/bob".to_owned(), b"b1".to_vec())
+            ]
+        );
+        // State, not audit: no trigger guards it, and the audit tables keep theirs.
+        assert_eq!(reader.triggers().unwrap(), {
+            let mut names = APPEND_ONLY_TRIGGERS.map(str::to_owned).to_vec();
+            names.sort();
+            names
+        });
+        let updated: String = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT updated FROM risk_baselines WHERE principal = 't/alice'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(updated.ends_with('Z'), "{updated}");
+        drop(reader);
+        drop(store);
+        drop(opened.store);
+        opened.writer.join().unwrap();
+        let again = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        assert_eq!(again.next_seq, 1);
+        assert_eq!(again.store.reader().unwrap().baselines().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_the_baselines_table_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE audit_records (seq INTEGER PRIMARY KEY, record BLOB);
+             CREATE TABLE audit_checkpoints (id INTEGER PRIMARY KEY);",
+        )
+        .unwrap();
+        drop(conn);
+        assert!(Reader::open(&path).unwrap().baselines().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn saving_baselines_after_the_writer_stopped_fails() {
+        // The writer has gone: the job cannot be queued.
+        let (jobs, queue) = mpsc::channel::<Job>();
+        drop(queue);
+        let stopped = Store {
+            jobs,
+            path: PathBuf::from("gone.db"),
+        };
+        let error = stopped
+            .save_baselines(vec![("t/a".into(), b"x".to_vec())])
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Stopped), "{error}");
     }
 }
