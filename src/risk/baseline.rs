@@ -126,9 +126,11 @@ impl Seen {
         };
         if self.0.len() < cap {
             self.0.push(entry);
-        } else if let Some(lightest) = self.0.iter_mut().min_by(|a, b| {
-            a.w.total_cmp(&b.w).then(a.last.cmp(&b.last))
-        }) {
+        } else if let Some(lightest) = self
+            .0
+            .iter_mut()
+            .min_by(|a, b| a.w.total_cmp(&b.w).then(a.last.cmp(&b.last)))
+        {
             *lightest = entry;
         }
         true
@@ -160,7 +162,14 @@ pub struct ClassRate {
     pub mean: f32,
     /// How many such hours the mean is made of (capped, so it keeps moving).
     pub hours: f32,
+    /// The busiest such hour, decaying with a 45-day half-life: recurring
+    /// peaks (a month-end clean-up) stay part of normal for a while.
+    #[serde(default)]
+    pub peak: f32,
 }
+
+/// Half-life of a class rate's peak, in hours.
+const PEAK_HALF_LIFE_HOURS: i64 = 45 * 24;
 
 impl ClassRate {
     /// Counts one call at `at`; returns the count of an hour that ended, if
@@ -170,6 +179,7 @@ impl ClassRate {
         let mut folded = None;
         if hour != self.hour {
             folded = self.fold();
+            self.peak *= decay_factor(hour - self.hour, PEAK_HALF_LIFE_HOURS);
             self.hour = hour;
             self.count = 0;
         }
@@ -184,6 +194,7 @@ impl ClassRate {
         let alpha = 1.0 / (self.hours + 1.0).min(20.0);
         self.mean += alpha * (self.count as f32 - self.mean);
         self.hours = (self.hours + 1.0).min(200.0);
+        self.peak = self.peak.max(self.count as f32);
         Some(self.count)
     }
 

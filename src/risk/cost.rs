@@ -68,8 +68,14 @@ mod tests {
 
     #[test]
     fn prices_vm_sizes_by_family_and_vcpus() {
-        assert_eq!(estimate(Some(&json!({"vmSize": "Standard_D4s_v5"}))), Some(140.0));
-        assert_eq!(estimate(Some(&json!({"vm_size": "Standard_B2ms"}))), Some(30.0));
+        assert_eq!(
+            estimate(Some(&json!({"vmSize": "Standard_D4s_v5"}))),
+            Some(140.0)
+        );
+        assert_eq!(
+            estimate(Some(&json!({"vm_size": "Standard_B2ms"}))),
+            Some(30.0)
+        );
         let big = estimate(Some(&json!({"vmSize": "Standard_M416ms_v2"}))).unwrap();
         assert!(big > 40_000.0, "{big}");
         assert_eq!(

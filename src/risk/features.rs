@@ -166,20 +166,29 @@ pub fn new_network(cx: &Context<'_>) -> Option<Reason> {
     let settled = cx.known && b.days >= 2 && b.calls >= 10;
     if let Some(country) = cx.country {
         let k = key_hash(country);
-        let sensitive = cx.has(RiskClass::Privileged);
-        let destructive = cx.has(RiskClass::Delete);
+        // Granting access (or weakening defences) from a country just seen
+        // is the takeover signature (REQUIREMENTS: administrator access
+        // from abroad); other privileged calls and deletes weigh more than reads.
+        let grants = cx
+            .obs
+            .operations
+            .iter()
+            .any(|op| is_privilege_grant(&op.azure_op) || is_defence_change(&op.azure_op));
+        let sensitive = cx.has(RiskClass::Privileged) || cx.has(RiskClass::Delete);
         let escalate = |score: f32| {
-            if sensitive {
+            if grants {
                 score.max(75.0)
-            } else if destructive {
+            } else if sensitive {
                 score.max(50.0)
             } else {
                 score
             }
         };
-        let what = if sensitive {
+        let what = if grants {
+            " (granting access or weakening defences)"
+        } else if cx.has(RiskClass::Privileged) {
             " (a privileged call)"
-        } else if destructive {
+        } else if cx.has(RiskClass::Delete) {
             " (a delete)"
         } else {
             ""
@@ -190,7 +199,10 @@ pub fn new_network(cx: &Context<'_>) -> Option<Reason> {
                     return Some(Reason::new(
                         "new_country",
                         escalate(40.0),
-                        format!("first call from {country} ({ip}){what}; this principal has called only from {}", countries(b)),
+                        format!(
+                            "first call from {country} ({ip}){what}; this principal has called only from {}",
+                            countries(b)
+                        ),
                     ));
                 }
                 Some(e) if e.first > cx.at - FRESH && e.first > b.first_seen + FRESH => {
@@ -198,7 +210,9 @@ pub fn new_network(cx: &Context<'_>) -> Option<Reason> {
                     return Some(Reason::new(
                         "new_country",
                         escalate(25.0),
-                        format!("call from {country} ({ip}){what}, first seen for this principal {hours} h ago"),
+                        format!(
+                            "call from {country} ({ip}){what}, first seen for this principal {hours} h ago"
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -207,7 +221,9 @@ pub fn new_network(cx: &Context<'_>) -> Option<Reason> {
             return Some(Reason::new(
                 "new_country",
                 escalate(35.0),
-                format!("call from {country} ({ip}){what}; no principal in the tenant has called from it"),
+                format!(
+                    "call from {country} ({ip}){what}; no principal in the tenant has called from it"
+                ),
             ));
         }
     }
@@ -224,17 +240,17 @@ pub fn new_network(cx: &Context<'_>) -> Option<Reason> {
         ));
     }
     if !b.ips.contains(ip_key(ip)) && b.calls >= 30 {
-        return Some(Reason::new(
-            "new_ip",
-            5.0,
-            format!("first call from {ip}"),
-        ));
+        return Some(Reason::new("new_ip", 5.0, format!("first call from {ip}")));
     }
     None
 }
 
 fn countries(b: &Baseline) -> String {
-    format!("{} known countr{}", b.countries.len(), if b.countries.len() == 1 { "y" } else { "ies" })
+    format!(
+        "{} known countr{}",
+        b.countries.len(),
+        if b.countries.len() == 1 { "y" } else { "ies" }
+    )
 }
 
 /// The key of an address in a baseline: IPv4 addresses whole, IPv6 by /64.
@@ -266,15 +282,31 @@ pub fn unusual_hour(cx: &Context<'_>) -> Option<Reason> {
     }
     let weight = own + (1.0 - own) * 0.6;
     let score = 35.0 * (1.0 - rel / 0.25) * weight;
-    let day = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"][how / 24];
-    let whose = if own >= 0.5 { "this principal" } else { "its peers" };
+    let day = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ][how / 24];
+    let whose = if own >= 0.5 {
+        "this principal"
+    } else {
+        "its peers"
+    };
     Some(Reason::new(
         "unusual_hour",
         score,
         format!(
             "at {:02}:00 UTC on a {day}, when {whose} {} active",
             how % 24,
-            if rel < 0.02 { "are almost never" } else { "are rarely" }
+            if rel < 0.02 {
+                "are almost never"
+            } else {
+                "are rarely"
+            }
         )
         .replace("this principal are", "this principal is"),
     ))
@@ -311,7 +343,11 @@ pub fn rate_spike(cx: &Context<'_>) -> (Option<Reason>, bool) {
         }
         let (peers, _) = cx.peers();
         let own = cx.known.then(|| &cx.baseline.rates[class.index()]);
-        let usual = match (own.and_then(|r| r.usual().map(|u| (u, r.hours))), peers.usual(class)) {
+        let peak = own.map_or(0.0, |r| r.peak);
+        let usual = match (
+            own.and_then(|r| r.usual().map(|u| (u, r.hours))),
+            peers.usual(class),
+        ) {
             (Some((u, h)), Some(p)) if h < 5.0 => (u * h + p * (5.0 - h)) / 5.0,
             (Some((u, _)), _) => u,
             (None, Some(p)) => p,
@@ -320,19 +356,30 @@ pub fn rate_spike(cx: &Context<'_>) -> (Option<Reason>, bool) {
             (None, None) => default_usual(class),
         }
         .max(1.0);
-        let ratio = n / usual;
+        // Normal includes the principal's recurring busy hours: a third of
+        // its busiest recent hour.
+        let normal = usual.max(peak / 3.0);
+        let ratio = n / normal;
         if class == RiskClass::Delete && ratio > 5.0 {
             floor = true;
         }
         if ratio <= 2.0 {
             continue;
         }
-        let score = (20.0 + 28.0 * (ratio / 2.0).log2()).min(85.0);
+        // Plain writes are the least dangerous class: their spikes alone
+        // stay medium.
+        let cap = if class == RiskClass::Write { 45.0 } else { 85.0 };
+        let score = (20.0 + 28.0 * (ratio / 2.0).log2()).min(cap);
+        let busiest = if peak / 3.0 > usual {
+            format!(" (busiest recent hour {peak:.0})")
+        } else {
+            String::new()
+        };
         let reason = Reason::new(
             &format!("{}_spike", class.as_str()),
             score,
             format!(
-                "{n:.0} {} in the last hour; usually {usual:.1} in an hour with any",
+                "{n:.0} {} in the last hour; usually {usual:.1} in an hour with any{busiest}",
                 class.plural()
             ),
         );
@@ -360,7 +407,12 @@ pub fn repeated_denials(cx: &Context<'_>) -> Option<Reason> {
         return None;
     }
     let since = cx.at - super::baseline::DENIAL_MEMORY_SECS;
-    let denials: Vec<_> = cx.baseline.denials.iter().filter(|d| d.at >= since).collect();
+    let denials: Vec<_> = cx
+        .baseline
+        .denials
+        .iter()
+        .filter(|d| d.at >= since)
+        .collect();
     let privileged = denials
         .iter()
         .filter(|d| d.class == RiskClass::Privileged)
@@ -465,7 +517,11 @@ pub fn weakens_defences(cx: &Context<'_>) -> Option<Reason> {
         format!(
             "{} weakens monitoring or guardrails{}",
             op.azure_op,
-            if known { " (this principal has done it before)" } else { "" }
+            if known {
+                " (this principal has done it before)"
+            } else {
+                ""
+            }
         ),
     ))
 }

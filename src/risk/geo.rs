@@ -54,10 +54,14 @@ impl GeoTable {
                 None => None,
             };
             let (start, end) = cidr(net).map_err(|e| format!("line {}: {e}", i + 1))?;
-            table.insert(start, end, Place {
-                country: country.to_ascii_uppercase(),
-                asn,
-            });
+            table.insert(
+                start,
+                end,
+                Place {
+                    country: country.to_ascii_uppercase(),
+                    asn,
+                },
+            );
         }
         table.ranges.sort_by_key(|r| (r.0, std::cmp::Reverse(r.1)));
         Ok(table)
@@ -116,7 +120,11 @@ pub fn cidr(net: &str) -> Result<(u128, u128), String> {
     };
     let bits = 128 - (max - len);
     let start = key(ip);
-    let host = if bits == 0 { u128::MAX } else { (1u128 << (128 - bits)) - 1 };
+    let host = if bits == 0 {
+        u128::MAX
+    } else {
+        (1u128 << (128 - bits)) - 1
+    };
     Ok((start & !host, (start & !host) | host))
 }
 
@@ -130,7 +138,10 @@ mod tests {
             "network,country,asn\n10.0.0.0/8,de,3320\n10.1.0.0/16,FR,AS3215\n2a01:111::/32,IE,8075\n",
         )
         .unwrap();
-        let at = |s: &str| t.lookup(s.parse().unwrap()).map(|p| (p.country.clone(), p.asn));
+        let at = |s: &str| {
+            t.lookup(s.parse().unwrap())
+                .map(|p| (p.country.clone(), p.asn))
+        };
         assert_eq!(at("10.2.3.4"), Some(("DE".into(), Some(3320))));
         assert_eq!(at("10.1.3.4"), Some(("FR".into(), Some(3215))));
         assert_eq!(at("2a01:111:0:1::5"), Some(("IE".into(), Some(8075))));

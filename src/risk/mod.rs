@@ -19,8 +19,8 @@
 //!
 //! [`Risk::learn`] folds the outcome back in: successful calls teach what
 //! is normal; denied calls are remembered as denials (and teach nothing
-//! normal); failed calls count as activity only; every attempt counts
-//! toward the last hour's rates. Baselines live in memory and are written
+//! normal); failed calls count as activity only; every attempt but one
+//! held for approval (its retry counts) counts toward the last hour's rates. Baselines live in memory and are written
 //! to the store behind the calls (see [`Risk::take_dirty`]).
 
 pub mod baseline;
@@ -293,7 +293,9 @@ pub struct Risk {
 
 impl std::fmt::Debug for Risk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Risk").field("config", &self.config).finish()
+        f.debug_struct("Risk")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -431,7 +433,10 @@ impl Risk {
         });
         let at = obs.at;
         b.decay(at, half_life);
-        b.attempt(&classes, at);
+        // A call held for approval counts when it is retried and runs.
+        if outcome != Outcome::Held {
+            b.attempt(&classes, at);
+        }
         b.touch(at, dormant_after);
         match outcome {
             Outcome::Succeeded => {
