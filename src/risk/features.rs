@@ -368,7 +368,11 @@ pub fn rate_spike(cx: &Context<'_>) -> (Option<Reason>, bool) {
         }
         // Plain writes are the least dangerous class: their spikes alone
         // stay medium.
-        let cap = if class == RiskClass::Write { 45.0 } else { 85.0 };
+        let cap = if class == RiskClass::Write {
+            45.0
+        } else {
+            85.0
+        };
         let score = (20.0 + 28.0 * (ratio / 2.0).log2()).min(cap);
         let busiest = if peak / 3.0 > usual {
             format!(" (busiest recent hour {peak:.0})")

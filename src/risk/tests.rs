@@ -265,9 +265,9 @@ fn new_country_and_network() {
     ));
     assert!(a.level >= Level::High, "{a:?}");
     assert!(
-        reason(&a, "new_country")
-            .text
-            .contains("(granting access or weakening defences), first seen for this principal 0 h ago"),
+        reason(&a, "new_country").text.contains(
+            "(granting access or weakening defences), first seen for this principal 0 h ago"
+        ),
         "{a:?}"
     );
     // A day later the country is part of the baseline.
@@ -629,7 +629,13 @@ fn recurring_busy_hours_are_normal() {
     let cleanup = |r: &Risk, start: i64| {
         let mut last = None;
         for i in 0..12 {
-            let c = call("alice", "user:Developer", start + i * 120, "10.0.0.5", vec![delete()]);
+            let c = call(
+                "alice",
+                "user:Developer",
+                start + i * 120,
+                "10.0.0.5",
+                vec![delete()],
+            );
             last = Some(r.assess(&c));
             r.learn(&c, Outcome::Succeeded);
         }
@@ -650,13 +656,35 @@ fn held_calls_count_when_retried() {
     office_worker(&r, "alice", MONDAY, 15);
     let at = MONDAY + 21 * DAY + 10 * HOUR;
     for i in 0..5 {
-        r.learn(&call("alice", "user:Developer", at + i, "10.0.0.5", vec![delete()]), Outcome::Held);
+        r.learn(
+            &call(
+                "alice",
+                "user:Developer",
+                at + i,
+                "10.0.0.5",
+                vec![delete()],
+            ),
+            Outcome::Held,
+        );
     }
     let b = r.baseline("t", "alice").expect("baseline");
     assert_eq!(b.recent_count(RiskClass::Delete, at - HOUR), 0);
-    r.learn(&call("alice", "user:Developer", at + 10, "10.0.0.5", vec![delete()]), Outcome::Failed);
+    r.learn(
+        &call(
+            "alice",
+            "user:Developer",
+            at + 10,
+            "10.0.0.5",
+            vec![delete()],
+        ),
+        Outcome::Failed,
+    );
     let b = r.baseline("t", "alice").expect("baseline");
-    assert_eq!(b.recent_count(RiskClass::Delete, at - HOUR), 1, "a failed attempt counts");
+    assert_eq!(
+        b.recent_count(RiskClass::Delete, at - HOUR),
+        1,
+        "a failed attempt counts"
+    );
 }
 
 #[test]
@@ -665,7 +693,13 @@ fn a_fresh_tenant_does_not_flag_its_first_busy_hour() {
     let at = MONDAY + 10 * HOUR;
     let mut worst = Level::Low;
     for i in 0..9 {
-        let c = call("first", "user:Developer", at + i * 30, "10.0.0.5", vec![write()]);
+        let c = call(
+            "first",
+            "user:Developer",
+            at + i * 30,
+            "10.0.0.5",
+            vec![write()],
+        );
         worst = worst.max(r.assess(&c).level);
         r.learn(&c, Outcome::Succeeded);
     }
@@ -677,7 +711,13 @@ fn deletes_and_privileged_calls_from_a_new_country_weigh_more() {
     let r = risk();
     office_worker(&r, "alice", MONDAY, 15);
     let at = MONDAY + 21 * DAY + 11 * HOUR;
-    let a = r.assess(&call("alice", "user:Developer", at, "10.9.0.1", vec![delete()]));
+    let a = r.assess(&call(
+        "alice",
+        "user:Developer",
+        at,
+        "10.9.0.1",
+        vec![delete()],
+    ));
     let country = reason(&a, "new_country");
     assert_eq!(country.score, 50);
     assert!(country.text.contains("(a delete)"), "{}", country.text);
@@ -686,6 +726,17 @@ fn deletes_and_privileged_calls_from_a_new_country_weigh_more() {
         RiskClass::Privileged,
         "rg-app",
     );
-    let a = r.assess(&call("alice", "user:Developer", at, "10.9.0.1", vec![secret]));
-    assert!(reason(&a, "new_country").text.contains("(a privileged call)"), "{a:?}");
+    let a = r.assess(&call(
+        "alice",
+        "user:Developer",
+        at,
+        "10.9.0.1",
+        vec![secret],
+    ));
+    assert!(
+        reason(&a, "new_country")
+            .text
+            .contains("(a privileged call)"),
+        "{a:?}"
+    );
 }
