@@ -42,7 +42,8 @@ pub struct Config {
     /// Required; `allow_anonymous = true` is an explicit opt-out for local
     /// experiments.
     pub identity: IdentityConfig,
-    /// Where state lives (the audit log, and later approvals and baselines).
+    /// Where state lives: the audit log (which approvals are rebuilt from)
+    /// and the risk baselines.
     pub store: StoreConfig,
     /// The tamper-evident audit log: keys, checkpoint cadence, redaction.
     pub audit: AuditConfig,
@@ -55,6 +56,10 @@ pub struct Config {
     /// Just-in-time approvals: who reviews, how long requests and grants last.
     #[serde(default)]
     pub approvals: crate::approvals::ApprovalsConfig,
+    /// Anomaly scoring of tool calls: levels, alerts, how baselines learn
+    /// and are saved.
+    #[serde(default)]
+    pub risk: crate::risk::RiskConfig,
     /// Azure Resource Manager and Warden's own credential, for the built-in
     /// Azure tools.
     #[serde(default)]
@@ -232,6 +237,11 @@ impl Config {
         {
             *dir = base.join(&*dir);
         }
+        if let Some(geo) = &mut config.risk.geo
+            && geo.is_relative()
+        {
+            *geo = base.join(&*geo);
+        }
         Ok(config)
     }
 
@@ -240,6 +250,7 @@ impl Config {
         self.audit.validate()?;
         self.policy.validate()?;
         self.approvals.validate()?;
+        self.risk.validate()?;
         if let Some(azure) = &self.azure {
             azure.validate()?;
         }
@@ -515,6 +526,40 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("policy.watch_interval"), "{err}");
+    }
+
+    #[test]
+    fn risk_is_on_by_default_and_its_keys_are_validated_by_name() {
+        let config = parse("[upstreams.a]\ncommand = \"x\"\n").unwrap();
+        assert_eq!(config.risk, crate::risk::RiskConfig::default());
+        assert!(config.risk.enabled);
+        let err = parse("[risk]\nhigh = 30\n[upstreams.a]\ncommand = \"x\"\n").unwrap_err();
+        assert!(
+            err.contains("risk.medium, risk.high, risk.critical"),
+            "{err}"
+        );
+        let err =
+            parse("[risk]\nflush_interval = \"0s\"\n[upstreams.a]\ncommand = \"x\"\n").unwrap_err();
+        assert!(err.contains("risk.flush_interval"), "{err}");
+        let err = parse("[risk]\nalert_level = \"severe\"\n[upstreams.a]\ncommand = \"x\"\n")
+            .unwrap_err();
+        assert!(err.contains("warden.toml:2:"), "{err}");
+        let err = parse("[risk]\nthreshold = 3\n[upstreams.a]\ncommand = \"x\"\n").unwrap_err();
+        assert!(err.contains("threshold"), "{err}");
+        let config = Config::parse(
+            &format!(
+                "[upstreams.a]\ncommand = \"x\"\n[risk]\ngeo = \"geo.csv\"\nhigh = 60\n\
+                 alert_level = \"medium\"\n{ANONYMOUS}"
+            ),
+            Path::new("/etc/warden/warden.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.risk.geo.as_deref(),
+            Some(Path::new("/etc/warden/geo.csv"))
+        );
+        assert_eq!(config.risk.high, 60);
+        assert_eq!(config.risk.alert_level, crate::risk::Level::Medium);
     }
 
     #[test]
