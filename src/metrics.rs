@@ -70,6 +70,18 @@ pub struct Metrics {
     pub notifications: Family<NotificationLabel, Counter>,
     /// Webhook delivery attempts after the first.
     pub notification_retries: Counter,
+    /// Tool calls scored by the risk stage, by final level.
+    pub risk_assessments: Family<LevelLabel, Counter>,
+    /// `risk_alert`s raised (once per principal per hour at most).
+    pub risk_alerts: Counter,
+    /// Time to score a call (stage 3).
+    pub risk_latency: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LevelLabel {
+    /// `low`, `medium`, `high` or `critical`.
+    pub level: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -248,8 +260,38 @@ impl Metrics {
             "Webhook delivery attempts after the first",
             notification_retries.clone(),
         );
+        let risk_assessments = Family::<LevelLabel, Counter>::default();
+        registry.register(
+            "risk_assessments",
+            "Tool calls scored by the risk stage, by level",
+            risk_assessments.clone(),
+        );
+        for level in ["low", "medium", "high", "critical"] {
+            risk_assessments
+                .get_or_create(&LevelLabel {
+                    level: level.to_owned(),
+                })
+                .inc_by(0);
+        }
+        let risk_alerts = Counter::default();
+        registry.register(
+            "risk_alerts",
+            "Risk alerts raised (at most one per principal per hour)",
+            risk_alerts.clone(),
+        );
+        let risk_latency = Histogram::new([
+            0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01,
+        ]);
+        registry.register(
+            "risk_score_duration_seconds",
+            "Time to score a tool call (stage 3)",
+            risk_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            risk_assessments,
+            risk_alerts,
+            risk_latency,
             notifications,
             notification_retries,
             policy_latency,
@@ -332,6 +374,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one scored call by its level.
+    pub fn risk_assessment(&self, level: &str) {
+        self.risk_assessments
+            .get_or_create(&LevelLabel {
+                level: level.to_owned(),
+            })
+            .inc();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -360,5 +411,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("warden_sessions 1"), "{text}");
+    }
+
+    #[test]
+    fn risk_levels_are_exported_from_the_start() {
+        let metrics = Metrics::new();
+        metrics.risk_assessment("high");
+        metrics.risk_alerts.inc();
+        metrics.risk_latency.observe(0.00002);
+        let text = metrics.render();
+        for line in [
+            r#"warden_risk_assessments_total{level="low"} 0"#,
+            r#"warden_risk_assessments_total{level="high"} 1"#,
+            "warden_risk_alerts_total 1",
+            "warden_risk_score_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
     }
 }
