@@ -1008,6 +1008,11 @@ fn risk_markup(risk: &Value) -> Markup {
             .iter()
             .map(|i| match i {
                 Value::String(s) => s.clone(),
+                // The risk stage's findings: {code, score, text}.
+                Value::Object(reason) => match reason.get("text").and_then(Value::as_str) {
+                    Some(text) => text.to_owned(),
+                    None => i.to_string(),
+                },
                 other => other.to_string(),
             })
             .collect(),
@@ -1310,9 +1315,15 @@ mod tests {
                             resource,
                         }],
                         policies: vec!["baseline-prod-delete".into()],
-                        risk: Some(
-                            json!({ "score": 72, "level": "high", "reasons": ["env=prod"] }),
-                        ),
+                        risk: Some(json!({
+                            "score": 72,
+                            "level": "high",
+                            "reasons": [{
+                                "code": "delete_spike",
+                                "score": 60,
+                                "text": "14 deletes in the last hour; usually 1.0 in an hour with any"
+                            }]
+                        })),
                     },
                 )
                 .await
@@ -1517,7 +1528,10 @@ mod tests {
         assert!(body.contains("virtualmachines/vm1"));
         assert!(body.contains("0 of 1 required"));
         assert!(body.contains("72"), "risk score");
-        assert!(body.contains("env=prod"), "risk reason");
+        assert!(
+            body.contains("<li>14 deletes in the last hour; usually 1.0 in an hour with any</li>"),
+            "risk reason, as its text"
+        );
         // The argument is shown, escaped, never as markup.
         assert!(
             body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),

@@ -165,6 +165,24 @@ pub struct CallFacts<'a> {
     pub risk: Option<Value>,
 }
 
+/// A call the risk stage found risky, for the security managers
+/// ([`Approvals::notify_risk`]).
+#[derive(Debug, Clone)]
+pub struct RiskAlert<'a> {
+    pub principal: &'a Principal,
+    pub tool: &'a str,
+    pub call_id: &'a str,
+    pub operations: &'a [OperationRef],
+    /// Score and level, e.g. `82 (high)`.
+    pub risk: String,
+    /// Why, one sentence per finding, strongest first.
+    pub reasons: Vec<String>,
+    /// What became of the call: `allowed`, `held for approval`, `denied`.
+    pub decision: &'a str,
+    /// The whole assessment, for custom receivers.
+    pub assessment: Value,
+}
+
 #[derive(Default)]
 struct State {
     requests: BTreeMap<String, Request>,
@@ -835,6 +853,56 @@ impl Approvals {
         Ok(())
     }
 
+    /// Tells the security managers of a risky call (`risk.alert`) through
+    /// the same webhooks as JIT requests. Never blocks.
+    pub fn notify_risk(&self, alert: RiskAlert<'_>) {
+        let p = alert.principal;
+        let join = |f: fn(&OperationRef) -> &str| {
+            alert
+                .operations
+                .iter()
+                .map(f)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut facts = vec![
+            (
+                "Principal".to_owned(),
+                format!("{} ({})", p.display_name, p.oid),
+            ),
+            ("Tool".to_owned(), alert.tool.to_owned()),
+            ("Operation".to_owned(), join(|o| o.azure_op.as_str())),
+            ("Resource".to_owned(), join(|o| o.resource.as_str())),
+            ("Risk".to_owned(), alert.risk.clone()),
+            ("Decision".to_owned(), alert.decision.to_owned()),
+        ];
+        if !alert.reasons.is_empty() {
+            facts.push(("Reasons".to_owned(), alert.reasons.join("; ")));
+        }
+        self.notifier.notify(Notification {
+            event: "risk.alert".into(),
+            title: format!("Risk alert: {} at {}", p.display_name, alert.risk),
+            text: format!(
+                "{} called {} ({}); the call was {}. Call {}.",
+                p.display_name,
+                alert.tool,
+                join(|o| o.azure_op.as_str()),
+                alert.decision,
+                alert.call_id
+            ),
+            facts,
+            link: None,
+            details: json!({
+                "call_id": alert.call_id,
+                "principal": { "tid": p.tid, "oid": p.oid, "name": p.display_name },
+                "tool": alert.tool,
+                "operations": alert.operations,
+                "decision": alert.decision,
+                "risk": alert.assessment,
+            }),
+        });
+    }
+
     /// Waits (at most `within`) until notifications are delivered.
     pub async fn flush_notifications(&self, within: Duration) -> bool {
         self.notifier.flush(within).await
@@ -876,6 +944,9 @@ impl Approvals {
         if let Some(reason) = &request.closing_reason {
             facts.push(("Reason".to_owned(), reason.clone()));
         }
+        if let Some(risk) = request.risk.as_ref().and_then(risk_fact) {
+            facts.push(("Risk".to_owned(), risk));
+        }
         Notification {
             event: format!("jit.{event}"),
             title,
@@ -898,6 +969,13 @@ impl Approvals {
             details: json!({ "request": request }),
         }
     }
+}
+
+/// `82 (high)` from the risk stage's assessment of a held call.
+fn risk_fact(risk: &Value) -> Option<String> {
+    let score = risk.get("score")?.as_u64()?;
+    let level = risk.get("level")?.as_str()?;
+    Some(format!("{score} ({level})"))
 }
 
 /// Whether `request` is an approved, unexpired time-window grant of

@@ -13,5 +13,5 @@ pub mod model;
 pub mod notify;
 pub mod tools;
 
-pub use engine::{ApprovalError, Approvals, ApprovalsConfig, Filter, Gate};
+pub use engine::{ApprovalError, Approvals, ApprovalsConfig, Filter, Gate, RiskAlert};
 pub use model::{Ask, Grant, OperationRef, Party, Request, Review, Status};

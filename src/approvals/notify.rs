@@ -1,6 +1,6 @@
 //! Webhook notifications for security managers: new JIT requests, their
-//! decisions and (later) high-risk alerts, posted to Microsoft Teams, Slack
-//! or any receiver that accepts JSON.
+//! decisions and risk alerts (`risk.alert`), posted to Microsoft Teams,
+//! Slack or any receiver that accepts JSON.
 //!
 //! [`Notifier::start`] spawns one delivery task per webhook, each reading its
 //! own bounded queue; [`Notifier::notify`] never blocks or awaits: it puts the
