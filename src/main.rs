@@ -92,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Anomaly scoring: evaluate it on synthetic traffic.
+    Risk {
+        #[command(subcommand)]
+        command: RiskCommand,
+    },
     /// Validate a configuration file and exit.
     CheckConfig {
         /// Configuration file (TOML).
@@ -213,6 +218,30 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+enum RiskCommand {
+    /// Replay a synthetic month of traffic with injected incidents through
+    /// the scoring code and report detection and false alarms; exit 0 when
+    /// every run meets its targets, 1 otherwise.
+    Eval {
+        /// Seed of the (first) run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of runs, with seeds SEED, SEED+1, ...
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// Days of traffic measured per run (after four weeks of history).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Principals per run.
+        #[arg(long, default_value_t = 50)]
+        principals: u32,
+        /// Print the report as JSON (an array when several seeds run).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum JitCommand {
     /// Requests you may see (reviewers: all), newest first.
     List {
@@ -305,9 +334,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             token,
         } => runtime()?.block_on(jit_command(command, &url, token)),
         Command::Policy { command } => policy_command(command),
+        Command::Risk { command } => risk_command(command),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             let (_, policy) = load_catalog_and_policy(&config)?;
+            risk_stage(&config).with_context(|| file.display().to_string())?;
             println!(
                 "{}: ok ({} upstream{}, {} polic{})",
                 file.display(),
@@ -578,10 +609,32 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
     ignore_file_size_signal();
     let metrics = Metrics::new();
     let (catalog, policy) = load_catalog_and_policy(&config)?;
+    let risk = Arc::new(risk_stage(&config)?);
     let audit = Audit::open(&config.store.path, config.audit.clone(), metrics.clone())
         .await
         .with_context(|| format!("opening the audit log {}", config.store.path.display()))?;
     tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), store = %config.store.path.display(), "audit log open");
+    if risk.enabled() {
+        let rows = audit
+            .store()
+            .reader()
+            .and_then(|reader| reader.baselines())
+            .with_context(|| {
+                format!(
+                    "reading the risk baselines from {}",
+                    config.store.path.display()
+                )
+            })?;
+        let stored = rows.len();
+        let loaded = risk.load(rows);
+        tracing::info!(
+            baselines = loaded,
+            unreadable = stored - loaded,
+            "risk baselines loaded"
+        );
+    } else {
+        tracing::info!("risk scoring is off ([risk] enabled = false)");
+    }
     let approvals = warden::approvals::Approvals::open(
         config.approvals.clone(),
         audit.clone(),
@@ -601,6 +654,7 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
         policy: Arc::new(policy),
         approvals: Arc::new(approvals),
         audit: audit.clone(),
+        risk,
     });
     pipeline
         .record_initial_policies()
@@ -614,14 +668,23 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
     let sweeper = pipeline
         .approvals()
         .spawn_sweeper(std::time::Duration::from_secs(5), stop.clone());
+    let risk_flush = pipeline.spawn_risk_flush(stop.clone());
     let result = serve_fronts(config, stdio, pipeline).await;
     stop.cancel();
     let _ = maintenance.await;
     let _ = watch.await;
     let _ = sweeper.await;
+    // Flushes the baselines one last time before the store closes.
+    let _ = risk_flush.await;
     audit.close().await;
     audit.join_writer();
     result
+}
+
+/// The risk stage `[risk]` configures (its geo table read), with no
+/// history yet.
+fn risk_stage(config: &Config) -> anyhow::Result<warden::risk::Risk> {
+    warden::risk::Risk::new(config.risk.clone()).map_err(anyhow::Error::msg)
 }
 
 /// The built-in servers `[azure]` enables: the ARM tools, with Warden's
@@ -735,6 +798,59 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `warden risk eval`: runs seeds SEED..SEED+SEEDS, prints each report
+/// (or one JSON document), exits 1 unless every run met its targets.
+fn risk_command(command: RiskCommand) -> anyhow::Result<()> {
+    use warden::risk::eval::{self, EvalOptions};
+    let RiskCommand::Eval {
+        seed,
+        seeds,
+        days,
+        principals,
+        json,
+    } = command;
+    let last = seed
+        .checked_add(seeds - 1)
+        .context("--seed plus --seeds is too large")?;
+    let reports = (seed..=last)
+        .map(|seed| {
+            eval::run(&EvalOptions {
+                seed,
+                days,
+                principals,
+            })
+            .map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<eval::Report>>>()?;
+    if json {
+        let out = match reports.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            many => serde_json::to_string_pretty(many)?,
+        };
+        println!("{out}");
+    } else {
+        for report in &reports {
+            println!("{}", report.text());
+        }
+    }
+    let failed: Vec<&eval::Report> = reports.iter().filter(|r| !r.targets_met).collect();
+    for report in &failed {
+        eprintln!(
+            "warden: risk eval: seed {} missed its targets: {}",
+            report.seed,
+            if report.missed.is_empty() {
+                "see the report".to_owned()
+            } else {
+                report.missed.join("; ")
+            }
+        );
+    }
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Exit status of `warden audit verify` when the log does not verify.

@@ -1,6 +1,14 @@
 //! The spine: every `tools/call` passes through [`Pipeline::call_tool`], and
 //! this is the only place that composes stages. Read top to bottom, it is
 //! the order a call takes (see DESIGN.md §1).
+//!
+//! The risk stage runs on both sides of execution: stage 3 scores the call
+//! against the principal's baseline (`context.risk` for every decision, the
+//! intent record's `risk`, the JIT request's risk) and raises a
+//! `risk_alert` at most once per principal per hour; a privilege grant that
+//! policy would let run without an approval is scored critical and decided
+//! again; stage 9 teaches the baseline how the call ended. Baselines are
+//! written to the store behind the calls ([`Pipeline::spawn_risk_flush`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,13 +20,18 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::approvals::engine::CallFacts;
-use crate::approvals::{Approvals, Gate, OperationRef, Request, Status as ApprovalStatus};
-use crate::audit::record::{self, Kind, Record, Status};
+use crate::approvals::{
+    Approvals, Gate, OperationRef, Request, RiskAlert, Status as ApprovalStatus,
+};
+use crate::audit::record::{self, Actor, Kind, Record, Status};
 use crate::audit::{Assessment, Audit};
-use crate::catalog::{Catalog, Resolution};
+use crate::catalog::{Catalog, Class, Resolution};
 use crate::identity::{Authenticator, Principal, StepUp, UNAUTHORIZED};
 use crate::metrics::{DecisionLabels, Metrics, Outcome};
 use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, OperationFacts};
+use crate::risk::baseline::RiskClass;
+use crate::risk::{self, Observation, ObservedOp, Risk};
+use crate::store::StoreError;
 
 /// What the front knows about a tool call when it enters the pipeline.
 #[derive(Debug, Clone)]
@@ -63,6 +76,7 @@ pub struct Stages {
     pub policy: Arc<Engine>,
     pub approvals: Arc<Approvals>,
     pub audit: Arc<Audit>,
+    pub risk: Arc<Risk>,
 }
 
 /// What a policy reload did.
@@ -86,6 +100,13 @@ pub struct Pipeline {
     policy: Arc<Engine>,
     approvals: Arc<Approvals>,
     audit: Arc<Audit>,
+    risk: Arc<Risk>,
+}
+
+/// What stage 3 found out about a call, kept for stage 9 to learn from.
+struct Scored {
+    observation: Observation,
+    assessment: risk::Assessment,
 }
 
 impl Pipeline {
@@ -97,6 +118,7 @@ impl Pipeline {
             policy,
             approvals,
             audit,
+            risk,
         } = stages;
         Self {
             metrics,
@@ -105,6 +127,7 @@ impl Pipeline {
             policy,
             approvals,
             audit,
+            risk,
         }
     }
 
@@ -130,6 +153,10 @@ impl Pipeline {
 
     pub fn approvals(&self) -> &Arc<Approvals> {
         &self.approvals
+    }
+
+    pub fn risk(&self) -> &Arc<Risk> {
+        &self.risk
     }
 
     /// Whether `principal` could ever be allowed to call the upstream tool
@@ -174,20 +201,25 @@ impl Pipeline {
         };
 
         // 2. resolve: the Azure operations and resources the call touches.
-        let deciding = Instant::now();
+        let resolving = Instant::now();
         let resolution = self.catalog.resolve(
             &call.upstream_tool,
             call.arguments.as_ref().unwrap_or(&Value::Null),
             call.annotations.as_ref(),
         );
+        let resolved = resolving.elapsed();
 
-        // 3. score: the risk stage is not built yet; `context.risk` stays empty.
+        // 3. score: how unusual the call is for this principal (policy sees
+        //    it as `context.risk`), unless `[risk]` is off.
+        let mut scored = self.score(principal, call, &resolution);
 
         // 4. authorize: every operation must be allowed by Cedar.
-        let mut decision = self.authorize(principal, call, &resolution, None);
+        let deciding = Instant::now();
+        let risk_now = scored.as_ref().map(|s| &s.assessment);
+        let mut decision = self.authorize(principal, call, &resolution, risk_now, None);
         self.metrics
             .policy_latency
-            .observe(deciding.elapsed().as_secs_f64());
+            .observe((resolved + deciding.elapsed()).as_secs_f64());
 
         // 5. approve: a call policy wants approved runs only under a grant
         //    (decided again with it in `context.jit`); otherwise it waits
@@ -195,13 +227,10 @@ impl Pipeline {
         let mut grant = None;
         let mut held = None;
         if decision.advice() == Some(Advice::RequireApproval) {
-            match self
-                .approvals
-                .gate(principal, self.call_facts(call, &resolution, &decision))
-                .await
-            {
+            let facts = self.call_facts(call, &resolution, &decision, risk_now);
+            match self.approvals.gate(principal, facts).await {
                 Ok(Gate::Granted { facts, request }) => {
-                    decision = self.authorize(principal, call, &resolution, Some(facts));
+                    decision = self.authorize(principal, call, &resolution, risk_now, Some(facts));
                     grant = Some(request);
                 }
                 Ok(Gate::Held {
@@ -215,15 +244,53 @@ impl Pipeline {
                 }
             }
         }
+
+        // A privilege grant that would run without an approval is critical
+        // whatever the baseline says, and is decided again as such.
+        if let Some(scored) = &mut scored
+            && decision.is_allowed()
+            && grant.is_none()
+            && let Some(op) = resolution
+                .operations
+                .iter()
+                .find(|op| risk::features::is_privilege_grant(&op.azure_op))
+        {
+            scored
+                .assessment
+                .unapproved_privilege_grant(&op.azure_op, self.risk.config().critical);
+            decision = self.authorize(principal, call, &resolution, Some(&scored.assessment), None);
+        }
+        if let Some(scored) = &scored {
+            self.alert_if_due(
+                principal,
+                call,
+                &resolution,
+                &decision,
+                held.is_some(),
+                scored,
+            )
+            .await;
+        }
+
         let assessed = Assessment {
             operations: resolution.operations.iter().map(audited).collect(),
             decision: serde_json::to_value(&decision).ok(),
-            risk: None,
+            risk: scored.as_ref().map(|s| s.assessment.to_value()),
         };
         if !decision.is_allowed() {
-            return self
+            // Waiting for a reviewer is an attempt; a refusal (by policy or
+            // by a reviewer) is a denial.
+            let learned = match &held {
+                Some((request, _)) if request.status == ApprovalStatus::Pending => {
+                    risk::Outcome::Held
+                }
+                _ => risk::Outcome::Denied,
+            };
+            let answer = self
                 .refuse(call, principal, &decision, held, assessed, started)
                 .await;
+            self.learn(scored.as_ref(), learned);
+            return answer;
         }
 
         // 6. record intent: durable before anything runs, or the call is refused.
@@ -233,6 +300,7 @@ impl Pipeline {
                 Some(json!({ "reason": "audit_unavailable" })),
             ));
             self.record(call, &refused, started.elapsed());
+            self.learn(scored.as_ref(), risk::Outcome::Failed);
             return refused;
         }
 
@@ -255,6 +323,7 @@ impl Pipeline {
                 None,
             );
             self.record(call, &refused, started.elapsed());
+            self.learn(scored.as_ref(), risk::Outcome::Denied);
             return refused;
         }
 
@@ -272,7 +341,111 @@ impl Pipeline {
             azure_correlation_id(&result),
         );
         self.record(call, &result, elapsed);
+
+        // 9. respond; the baseline learns how the call ended.
+        self.learn(
+            scored.as_ref(),
+            match status {
+                Status::Ok => risk::Outcome::Succeeded,
+                Status::Denied => risk::Outcome::Denied,
+                _ => risk::Outcome::Failed,
+            },
+        );
         result
+    }
+
+    /// Stage 3: the call's risk (`None` when scoring is off), timed.
+    fn score(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        resolution: &Resolution,
+    ) -> Option<Scored> {
+        if !self.risk.enabled() {
+            return None;
+        }
+        let scoring = Instant::now();
+        let observation = observation(principal, call, resolution);
+        let assessment = self.risk.assess(&observation);
+        self.metrics
+            .risk_latency
+            .observe(scoring.elapsed().as_secs_f64());
+        Some(Scored {
+            observation,
+            assessment,
+        })
+    }
+
+    /// Stage 9: the principal's baseline learns from the call.
+    fn learn(&self, scored: Option<&Scored>, outcome: risk::Outcome) {
+        if let Some(scored) = scored {
+            self.risk.learn(&scored.observation, outcome);
+        }
+    }
+
+    /// Counts the call's final risk level and, at or above the alert level
+    /// (once per principal per hour), writes a `risk_alert` record and
+    /// tells the security managers. Neither holds up nor fails the call:
+    /// a record that cannot be written is logged.
+    async fn alert_if_due(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        resolution: &Resolution,
+        decision: &Decision,
+        held: bool,
+        scored: &Scored,
+    ) {
+        let assessment = &scored.assessment;
+        self.metrics.risk_assessment(assessment.level.as_str());
+        if !self.risk.alert_due(&scored.observation, assessment) {
+            return;
+        }
+        self.metrics.risk_alerts.inc();
+        let outcome = match (decision.is_allowed(), held) {
+            (true, _) => "allowed",
+            (false, true) => "held for approval",
+            (false, false) => "denied",
+        };
+        let summary = assessment.summary();
+        tracing::warn!(
+            target: "warden::risk",
+            tid = %principal.tid,
+            oid = %principal.oid,
+            principal = %principal.display_name,
+            tool = %call.tool,
+            call_id = %call.call_id,
+            score = assessment.score,
+            level = assessment.level.as_str(),
+            decision = outcome,
+            %summary,
+            "risk alert"
+        );
+        let mut r = Record::new(Kind::RiskAlert);
+        r.call_id = Some(call.call_id.clone());
+        r.principal = Some(Actor::from(principal));
+        r.source_ip = principal.source_ip.map(|ip| ip.to_string());
+        r.session_id = Some(call.session.clone());
+        r.tool = Some(call.tool.clone());
+        r.upstream = Some(call.upstream.clone());
+        r.upstream_tool = Some(call.upstream_tool.clone());
+        r.operations = resolution.operations.iter().map(audited).collect();
+        r.risk = Some(assessment.to_value());
+        r.details = Some(json!({ "summary": summary, "decision": outcome }));
+        if let Err(error) = self.audit.append(r).await {
+            tracing::error!(%error, call_id = %call.call_id, "risk alert not recorded");
+        }
+        let operations = operation_refs(resolution);
+        self.approvals.notify_risk(RiskAlert {
+            principal,
+            tool: &call.tool,
+            call_id: &call.call_id,
+            operations: &operations,
+            risk: format!("{} ({})", assessment.score, assessment.level.as_str()),
+            reasons: assessment.reasons.iter().map(|r| r.text.clone()).collect(),
+            decision: outcome,
+            assessment: assessment.to_value(),
+        });
     }
 
     /// Stage 4: the decision on every operation of the call, counted and
@@ -282,6 +455,7 @@ impl Pipeline {
         principal: &Principal,
         call: &ToolCall,
         resolution: &Resolution,
+        risk: Option<&risk::Assessment>,
         jit: Option<JitFacts>,
     ) -> Decision {
         let facts: Vec<OperationFacts> = resolution
@@ -292,6 +466,7 @@ impl Pipeline {
         let mut context = CallContext::new(&call.upstream_tool, &call.session, chrono::Utc::now());
         context.user_agent = call.user_agent.clone();
         context.arguments = call.arguments.clone();
+        context.risk = risk.map(risk::Assessment::facts);
         context.jit = jit;
         let mut decision = self.policy.authorize(principal, &facts, &context);
         if let Some(problem) = &resolution.problem {
@@ -418,6 +593,7 @@ impl Pipeline {
         call: &'a ToolCall,
         resolution: &Resolution,
         decision: &Decision,
+        risk: Option<&risk::Assessment>,
     ) -> CallFacts<'a> {
         CallFacts {
             tool: &call.tool,
@@ -429,17 +605,9 @@ impl Pipeline {
                 .as_ref()
                 .map(|a| self.audit.redactor().arguments(&call.tool, a))
                 .unwrap_or(Value::Null),
-            operations: resolution
-                .operations
-                .iter()
-                .map(|op| OperationRef {
-                    azure_op: op.azure_op.clone(),
-                    class: op.class.as_str().to_owned(),
-                    resource: op.resource.id.clone(),
-                })
-                .collect(),
+            operations: operation_refs(resolution),
             policies: decision.policies().to_vec(),
-            risk: None,
+            risk: risk.map(risk::Assessment::to_value),
         }
     }
 
@@ -567,6 +735,49 @@ impl Pipeline {
         self.audit.append(r).await
     }
 
+    /// Writes the risk baselines changed since the last flush to the store
+    /// every `risk.flush_interval` until `stop`, then once more: learning
+    /// happens behind the calls, and a crash loses at most one interval of
+    /// it.
+    pub fn spawn_risk_flush(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let pipeline = self.clone();
+        tokio::spawn(async move {
+            let every = pipeline.risk.config().flush_interval;
+            loop {
+                let stopping = tokio::select! {
+                    () = stop.cancelled() => true,
+                    () = tokio::time::sleep(every) => false,
+                };
+                // A failure is logged, and the baselines stay due.
+                let _ = pipeline.flush_risk().await;
+                if stopping {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Writes the baselines learned since the last flush; how many. Those
+    /// that could not be written are due again at the next flush.
+    pub async fn flush_risk(&self) -> Result<usize, StoreError> {
+        let rows = self.risk.take_dirty();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = rows.iter().map(|(key, _)| key.clone()).collect();
+        match self.audit.store().save_baselines(rows).await {
+            Ok(()) => {
+                tracing::debug!(baselines = keys.len(), "risk baselines saved");
+                Ok(keys.len())
+            }
+            Err(error) => {
+                tracing::error!(%error, baselines = keys.len(), "risk baselines not saved; retried at the next flush");
+                self.risk.mark_dirty(keys);
+                Err(error)
+            }
+        }
+    }
+
     /// Reloads the policy set on SIGHUP, and when its files change (checked
     /// every `policy.watch_interval`), until `stop`.
     pub fn spawn_policy_watch(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
@@ -669,6 +880,56 @@ fn azure_correlation_id(result: &Result<CallToolResponse, McpError>) -> Option<S
             .map(str::to_owned),
         _ => None,
     }
+}
+
+/// A call as the risk stage sees it.
+fn observation(principal: &Principal, call: &ToolCall, resolution: &Resolution) -> Observation {
+    let cost = risk::cost::estimate(call.arguments.as_ref());
+    let creates = cost.is_some() || call.upstream_tool.to_ascii_lowercase().contains("create");
+    Observation {
+        tenant: principal.tid.clone(),
+        principal: principal.oid.clone(),
+        peer: risk::peer_group(principal.kind.as_str(), &principal.roles),
+        at: chrono::Utc::now().timestamp(),
+        source_ip: principal.source_ip,
+        operations: resolution
+            .operations
+            .iter()
+            .map(|op| ObservedOp {
+                azure_op: op.azure_op.clone(),
+                class: risk_class(op.class, creates),
+                subscription: op.resource.subscription.clone(),
+                resource_group: op.resource.resource_group.clone(),
+            })
+            .collect(),
+        cost,
+    }
+}
+
+/// The risk stage's class of an operation: changes, actions and unknown
+/// operations are writes, and a write that creates something billable (it
+/// has a cost estimate, or its tool is named for creating) is a creation.
+fn risk_class(class: Class, creates: bool) -> RiskClass {
+    match class {
+        Class::Read => RiskClass::Read,
+        Class::Delete => RiskClass::Delete,
+        Class::Privileged => RiskClass::Privileged,
+        Class::Write | Class::Action | Class::Unknown if creates => RiskClass::Create,
+        Class::Write | Class::Action | Class::Unknown => RiskClass::Write,
+    }
+}
+
+/// The operations of a call as approvals name them.
+fn operation_refs(resolution: &Resolution) -> Vec<OperationRef> {
+    resolution
+        .operations
+        .iter()
+        .map(|op| OperationRef {
+            azure_op: op.azure_op.clone(),
+            class: op.class.as_str().to_owned(),
+            resource: op.resource.id.clone(),
+        })
+        .collect()
 }
 
 /// How an operation appears in the audit record.

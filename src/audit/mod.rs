@@ -413,6 +413,12 @@ impl Audit {
         &self.redactor
     }
 
+    /// The store the log is written to, for the other state it keeps (risk
+    /// baselines) through the same writer.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Why the log cannot take calls right now, if it cannot.
     pub fn problem(&self) -> Option<String> {
         let health = self.health.lock().expect("health lock");
