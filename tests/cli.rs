@@ -73,6 +73,30 @@ fn check_config_names_the_bad_key_and_line() {
 }
 
 #[test]
+fn check_config_names_a_bad_risk_table_and_a_missing_geo_file() {
+    let base =
+        format!("[identity]\nallow_anonymous = true\n[upstreams.a]\ncommand = \"x\"\n{STATE}");
+    let (ok, _, stderr) = check(&format!("{base}[risk]\nhigh = 95\n"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("risk.medium, risk.high, risk.critical"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = check(&format!("{base}[risk]\ngeo = \"missing-geo.csv\"\n"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("warden.toml") && stderr.contains("risk.geo: cannot read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("missing-geo.csv"), "{stderr}");
+
+    let (ok, stdout, stderr) = check(&format!("{base}[risk]\nenabled = false\n"));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok (1 upstream"), "{stdout}");
+}
+
+#[test]
 fn serve_refuses_to_start_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("warden.toml");
