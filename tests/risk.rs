@@ -314,6 +314,23 @@ async fn a_delete_burst_is_held_alerted_once_and_remembered_across_a_restart() {
         records.iter().filter(|r| r["kind"] == "risk_alert").count(),
         1
     );
+    // Intents with their risk and the alert match the audit record schema.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/audit-record.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for record in &records {
+        let errors: Vec<String> = validator
+            .iter_errors(record)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{record}: {errors:?}");
+    }
     assert_eq!(
         metric_lines(&gate.warden.base(), &["warden_risk_alerts_total"]).await,
         "warden_risk_alerts_total 1"
