@@ -260,16 +260,12 @@ impl Pipeline {
                 .unapproved_privilege_grant(&op.azure_op, self.risk.config().critical);
             decision = self.authorize(principal, call, &resolution, Some(&scored.assessment), None);
         }
+        // Held for a reviewer (not refused by one).
+        let waiting =
+            matches!(&held, Some((request, _)) if request.status == ApprovalStatus::Pending);
         if let Some(scored) = &scored {
-            self.alert_if_due(
-                principal,
-                call,
-                &resolution,
-                &decision,
-                held.is_some(),
-                scored,
-            )
-            .await;
+            self.alert_if_due(principal, call, &resolution, &decision, waiting, scored)
+                .await;
         }
 
         let assessed = Assessment {
@@ -278,17 +274,16 @@ impl Pipeline {
             risk: scored.as_ref().map(|s| s.assessment.to_value()),
         };
         if !decision.is_allowed() {
-            // Waiting for a reviewer is an attempt; a refusal (by policy or
-            // by a reviewer) is a denial.
-            let learned = match &held {
-                Some((request, _)) if request.status == ApprovalStatus::Pending => {
-                    risk::Outcome::Held
-                }
-                _ => risk::Outcome::Denied,
-            };
             let answer = self
                 .refuse(call, principal, &decision, held, assessed, started)
                 .await;
+            // Waiting for a reviewer is an attempt; a refusal (by policy or
+            // by a reviewer) is a denial.
+            let learned = if waiting {
+                risk::Outcome::Held
+            } else {
+                risk::Outcome::Denied
+            };
             self.learn(scored.as_ref(), learned);
             return answer;
         }
@@ -393,7 +388,7 @@ impl Pipeline {
         call: &ToolCall,
         resolution: &Resolution,
         decision: &Decision,
-        held: bool,
+        waiting: bool,
         scored: &Scored,
     ) {
         let assessment = &scored.assessment;
@@ -402,7 +397,7 @@ impl Pipeline {
             return;
         }
         self.metrics.risk_alerts.inc();
-        let outcome = match (decision.is_allowed(), held) {
+        let outcome = match (decision.is_allowed(), waiting) {
             (true, _) => "allowed",
             (false, true) => "held for approval",
             (false, false) => "denied",
@@ -995,5 +990,108 @@ async fn recv(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match signals {
         Some(signal) => signal.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::PrincipalKind;
+
+    fn principal() -> Principal {
+        let mut p = Principal::anonymous(Some("203.0.113.7".parse().unwrap()));
+        p.tid = "tenant-1".into();
+        p.oid = "oid-1".into();
+        p.kind = PrincipalKind::User;
+        p.roles = ["Reader".to_owned(), "Contributor".to_owned()].into();
+        p
+    }
+
+    fn call(upstream_tool: &str, arguments: Value) -> ToolCall {
+        ToolCall {
+            principal: None,
+            session: "s".into(),
+            tool: format!("azure__{upstream_tool}"),
+            upstream: "azure".into(),
+            upstream_tool: upstream_tool.into(),
+            call_id: ToolCall::new_id(),
+            arguments: Some(arguments),
+            user_agent: None,
+            annotations: None,
+            resource_metadata: None,
+        }
+    }
+
+    fn observe(upstream_tool: &str, arguments: Value) -> Observation {
+        let catalog = Catalog::builtin().unwrap();
+        let call = call(upstream_tool, arguments);
+        let resolution =
+            catalog.resolve(&call.upstream_tool, call.arguments.as_ref().unwrap(), None);
+        observation(&principal(), &call, &resolution)
+    }
+
+    #[test]
+    fn a_call_is_observed_with_its_principal_peers_scopes_and_cost() {
+        let obs = observe(
+            "compute_vm_create",
+            json!({"subscription": "0000000A-0000-4000-8000-000000000001", "resource-group": "Dev-Web", "vm-name": "vm1",
+                   "vm-size": "Standard_D4s_v5", "virtual-network": "v", "subnet": "s"}),
+        );
+        assert_eq!(
+            (obs.tenant.as_str(), obs.principal.as_str()),
+            ("tenant-1", "oid-1")
+        );
+        assert_eq!(obs.peer, "user:Contributor+Reader");
+        assert_eq!(obs.source_ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(obs.cost, Some(140.0));
+        let vm = &obs.operations[0];
+        assert_eq!(vm.azure_op, "Microsoft.Compute/virtualMachines/write");
+        assert_eq!(vm.class, RiskClass::Create, "a priced write creates");
+        assert_eq!(
+            vm.subscription.as_deref(),
+            Some("0000000a-0000-4000-8000-000000000001")
+        );
+        assert_eq!(vm.resource_group.as_deref(), Some("dev-web"));
+        assert!(obs.at > 1_700_000_000);
+
+        let read = observe(
+            "compute_vm_get",
+            json!({"subscription": "s", "resource-group": "g", "vm-name": "vm1"}),
+        );
+        assert_eq!(read.cost, None);
+        assert_eq!(read.operations[0].class, RiskClass::Read);
+        let delete = observe(
+            "compute_vm_delete",
+            json!({"subscription": "s", "resource-group": "g", "vm-name": "vm1"}),
+        );
+        assert_eq!(delete.operations[0].class, RiskClass::Delete);
+        // An unpriced update is a write; a tool named for creating creates.
+        let update = observe(
+            "compute_vm_update",
+            json!({"subscription": "s", "resource-group": "g", "vm-name": "vm1"}),
+        );
+        assert_eq!(update.operations[0].class, RiskClass::Write);
+        let disk = observe(
+            "compute_disk_create",
+            json!({"subscription": "s", "resource-group": "g", "disk-name": "d1"}),
+        );
+        assert_eq!(disk.cost, None);
+        assert_eq!(disk.operations[0].class, RiskClass::Create);
+    }
+
+    #[test]
+    fn catalog_classes_map_onto_risk_classes() {
+        for (class, creates, expected) in [
+            (Class::Read, true, RiskClass::Read),
+            (Class::Write, false, RiskClass::Write),
+            (Class::Action, false, RiskClass::Write),
+            (Class::Unknown, false, RiskClass::Write),
+            (Class::Write, true, RiskClass::Create),
+            (Class::Action, true, RiskClass::Create),
+            (Class::Delete, true, RiskClass::Delete),
+            (Class::Privileged, true, RiskClass::Privileged),
+        ] {
+            assert_eq!(risk_class(class, creates), expected, "{class:?} {creates}");
+        }
     }
 }
