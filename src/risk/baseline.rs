@@ -389,7 +389,7 @@ impl Baseline {
 
 /// A peer group's (or a tenant's) combined behaviour, for cold start and
 /// for how rare something is among peers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Aggregate {
     pub members: u32,
     /// How many members have used each operation / resource group / country.
@@ -405,13 +405,23 @@ pub struct Aggregate {
 /// Most distinct keys an aggregate keeps per set.
 const MAX_AGGREGATE_KEYS: usize = 4096;
 
-impl Aggregate {
-    pub fn new() -> Self {
+impl Default for Aggregate {
+    fn default() -> Self {
         Aggregate {
+            members: 0,
+            ops: HashMap::new(),
+            groups: HashMap::new(),
+            countries: HashMap::new(),
             hours: vec![0.0; 168],
             rates: vec![(0.0, 0.0); CLASSES],
-            ..Aggregate::default()
+            cost: CostStats::default(),
         }
+    }
+}
+
+impl Aggregate {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Adds one member's baseline (rebuilding after a load).

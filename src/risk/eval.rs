@@ -428,7 +428,7 @@ impl World {
         // Fixed shares, so every role exists at any size.
         let roles: Vec<Role> = (0..n)
             .map(|i| match i % 10 {
-                0 | 1 | 2 | 3 => Role::Developer,
+                0..=3 => Role::Developer,
                 4 | 5 => Role::Operator,
                 6 => Role::Admin,
                 7 => Role::Auditor,

@@ -364,7 +364,7 @@ impl Risk {
         .filter(|r| r.score > 0)
         .collect();
         drop(state);
-        reasons.sort_by(|a, b| b.score.cmp(&a.score));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.score));
         let none_of_it: f64 = reasons
             .iter()
             .map(|r| 1.0 - f64::from(r.score) / 100.0)
@@ -422,10 +422,8 @@ impl Risk {
             dirty,
             ..
         } = &mut *guard;
-        let peers = peers.entry(obs.peer_key()).or_insert_with(Aggregate::new);
-        let tenant = tenants
-            .entry(obs.tenant.clone())
-            .or_insert_with(Aggregate::new);
+        let peers = peers.entry(obs.peer_key()).or_default();
+        let tenant = tenants.entry(obs.tenant.clone()).or_default();
         let b = principals.entry(key.clone()).or_insert_with(|| {
             peers.members += 1;
             tenant.members += 1;
@@ -543,13 +541,9 @@ impl Risk {
                     state
                         .peers
                         .entry(format!("{tenant}|{}", b.peer))
-                        .or_insert_with(Aggregate::new)
+                        .or_default()
                         .absorb(&b);
-                    state
-                        .tenants
-                        .entry(tenant)
-                        .or_insert_with(Aggregate::new)
-                        .absorb(&b);
+                    state.tenants.entry(tenant).or_default().absorb(&b);
                     state.principals.insert(key, b);
                     loaded += 1;
                 }
