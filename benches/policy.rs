@@ -11,6 +11,9 @@
 //! then also timed one decision at a time (5,000 decisions) and its p50 and
 //! p99 printed, since a gateway's budget is about the slow calls.
 
+mod support;
+use support::percentiles;
+
 use std::path::Path;
 
 use chrono::Utc;
@@ -138,23 +141,6 @@ fn decisions(c: &mut Criterion) {
         }
     }
     group.finish();
-}
-
-/// p50 and p99, in seconds, of 5,000 timed runs of `decide` (after 500
-/// untimed ones).
-fn percentiles(mut decide: impl FnMut()) -> (f64, f64) {
-    for _ in 0..500 {
-        decide();
-    }
-    let mut times: Vec<f64> = (0..5000)
-        .map(|_| {
-            let started = std::time::Instant::now();
-            decide();
-            started.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[times.len() * 99 / 100])
 }
 
 criterion_group!(benches, decisions);

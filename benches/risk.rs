@@ -8,6 +8,9 @@
 //! calls) and its p50 and p99 printed. `warden risk eval` reports the same
 //! latency over a whole synthetic month.
 
+mod support;
+use support::percentiles;
+
 use std::net::IpAddr;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -144,22 +147,6 @@ fn scoring(c: &mut Criterion) {
         sizes.iter().sum::<usize>() / sizes.len().max(1),
         sizes.iter().max().unwrap_or(&0)
     );
-}
-
-/// p50 and p99, in seconds, of 5,000 timed runs (after 500 untimed ones).
-fn percentiles(mut run: impl FnMut()) -> (f64, f64) {
-    for _ in 0..500 {
-        run();
-    }
-    let mut times: Vec<f64> = (0..5000)
-        .map(|_| {
-            let started = std::time::Instant::now();
-            run();
-            started.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[times.len() * 99 / 100])
 }
 
 criterion_group!(benches, scoring);

@@ -99,19 +99,6 @@ fn vm_args(text: &str) -> Value {
     json!({"text": text, "subscription": SUB, "resource-group": "dev-web", "vm": "web-01"})
 }
 
-/// The request id a held call's tool error names.
-fn request_id(message: &str) -> String {
-    let start = message
-        .find("JIT request ")
-        .unwrap_or_else(|| panic!("no request id in {message}"))
-        + "JIT request ".len();
-    message[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_held_call_runs_once_after_approval_and_revocation_stops_the_next() {
     let jit = jit("").await;

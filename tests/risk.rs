@@ -77,19 +77,6 @@ fn call_id_in(message: &str) -> String {
         .to_owned()
 }
 
-/// The request id a held call's tool error names.
-fn request_id(message: &str) -> String {
-    let start = message
-        .find("JIT request ")
-        .unwrap_or_else(|| panic!("no request id in {message}"))
-        + "JIT request ".len();
-    message[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_delete_burst_is_held_alerted_once_and_remembered_across_a_restart() {
     let (hook, notifications) = webhook().await;

@@ -13,7 +13,8 @@
 //! - `dormant_mass_delete`: a departed employee's account deletes VMs at night;
 //! - `foreign_admin_role_assignment`: an administrator's account is used from
 //!   a country the tenant never saw, then assigns a role;
-//! - `expensive_resource`: a VM about 100x the usual cost;
+//! - `expensive_resource`: a VM about 100x the usual cost (an M64s, ~$7,000 a
+//!   month, where the principal creates ~$70 ones);
 //! - `slow_denied_role_assignments`: role assignments tried every few hours,
 //!   each denied;
 //! - `sp_mass_create`: a service principal creates dozens of VMs in an hour;
@@ -1029,8 +1030,7 @@ impl World {
         let ip = self.user_ip(who);
         let op = self.op(who, VM_WRITE, RiskClass::Create);
         let mut e = self.event(who, t, ip, op, Outcome::Succeeded);
-        e.cost =
-            super::cost::estimate(Some(&serde_json::json!({ "vmSize": "Standard_M416ms_v2" })));
+        e.cost = super::cost::estimate(Some(&serde_json::json!({ "vmSize": "Standard_M64s" })));
         self.incident("expensive_resource", who, vec![e]);
     }
 

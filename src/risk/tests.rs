@@ -59,11 +59,11 @@ fn grant() -> ObservedOp {
     )
 }
 
-fn call(who: &str, peer: &str, at: i64, ip: &str, ops: Vec<ObservedOp>) -> Observation {
+fn call(who: &str, at: i64, ip: &str, ops: Vec<ObservedOp>) -> Observation {
     Observation {
         tenant: "t".into(),
         principal: who.into(),
-        peer: peer.into(),
+        peer: "user:Developer".into(),
         at,
         source_ip: Some(ip.parse::<IpAddr>().expect("ip")),
         operations: ops,
@@ -87,17 +87,14 @@ fn office_worker(risk: &Risk, who: &str, start: i64, days: i64) {
             for m in 0..3 {
                 let at = base + h * HOUR + m * 900;
                 let ops = if m == 2 { vec![write()] } else { vec![read()] };
-                risk.learn(
-                    &call(who, "user:Developer", at, "10.0.0.5", ops),
-                    Outcome::Succeeded,
-                );
+                risk.learn(&call(who, at, "10.0.0.5", ops), Outcome::Succeeded);
             }
         }
         if worked % 3 == 0 {
             for m in 0..2 {
                 let at = base + 15 * HOUR + 40 * 60 + m * 60;
                 risk.learn(
-                    &call(who, "user:Developer", at, "10.0.0.5", vec![delete()]),
+                    &call(who, at, "10.0.0.5", vec![delete()]),
                     Outcome::Succeeded,
                 );
             }
@@ -122,7 +119,6 @@ fn routine_calls_are_low() {
     office_worker(&r, "alice", MONDAY, 15);
     let a = r.assess(&call(
         "alice",
-        "user:Developer",
         MONDAY + 21 * DAY + 10 * HOUR,
         "10.0.0.5",
         vec![read()],
@@ -140,7 +136,6 @@ fn cold_start_is_judged_against_peers() {
     // A new developer doing what developers do, in office hours.
     let newcomer = call(
         "new",
-        "user:Developer",
         MONDAY + 15 * DAY + 10 * HOUR,
         "10.0.0.77",
         vec![write()],
@@ -150,7 +145,6 @@ fn cold_start_is_judged_against_peers() {
     // The same call by a newcomer at night is judged by the peers' hours.
     let night = call(
         "new",
-        "user:Developer",
         MONDAY + 15 * DAY + 3 * HOUR,
         "10.0.0.77",
         vec![write()],
@@ -165,7 +159,6 @@ fn cold_start_is_judged_against_peers() {
     // An operation no peer uses is called out, with how rare it is.
     let a = r.assess(&call(
         "new",
-        "user:Developer",
         MONDAY + 15 * DAY + 10 * HOUR,
         "10.0.0.77",
         vec![grant()],
@@ -184,7 +177,6 @@ fn first_time_operation_and_resource_group() {
     let at = MONDAY + 21 * DAY + 11 * HOUR;
     let a = r.assess(&call(
         "alice",
-        "user:Developer",
         at,
         "10.0.0.5",
         vec![op(
@@ -204,7 +196,6 @@ fn first_time_operation_and_resource_group() {
     );
     let a = r.assess(&call(
         "alice",
-        "user:Developer",
         at,
         "10.0.0.5",
         vec![ObservedOp {
@@ -223,27 +214,19 @@ fn new_country_and_network() {
     let r = risk();
     office_worker(&r, "alice", MONDAY, 15);
     let at = MONDAY + 21 * DAY + 11 * HOUR;
+    // Same network, another address: barely worth a mention.
+    let a = r.assess(&call("alice", at, "10.0.0.99", vec![read()]));
+    assert_eq!(reason(&a, "new_ip").text, "first call from 10.0.0.99");
+    assert_eq!(reason(&a, "new_ip").score, 5);
     // Same country, another provider.
-    let a = r.assess(&call(
-        "alice",
-        "user:Developer",
-        at,
-        "10.1.2.3",
-        vec![read()],
-    ));
+    let a = r.assess(&call("alice", at, "10.1.2.3", vec![read()]));
     assert_eq!(
         reason(&a, "new_network").text,
         "first call from network AS33915 (10.1.2.3)"
     );
     assert_eq!(a.level, Level::Low);
     // A country never seen: medium for a read...
-    let a = r.assess(&call(
-        "alice",
-        "user:Developer",
-        at,
-        "10.9.0.1",
-        vec![read()],
-    ));
+    let a = r.assess(&call("alice", at, "10.9.0.1", vec![read()]));
     let country = reason(&a, "new_country");
     assert!(
         country.text.starts_with("first call from KP (10.9.0.1)"),
@@ -253,16 +236,10 @@ fn new_country_and_network() {
     assert_eq!(a.level, Level::Medium, "{a:?}");
     // ...and high for a privileged call, even after the first calls from there.
     r.learn(
-        &call("alice", "user:Developer", at, "10.9.0.1", vec![read()]),
+        &call("alice", at, "10.9.0.1", vec![read()]),
         Outcome::Succeeded,
     );
-    let a = r.assess(&call(
-        "alice",
-        "user:Developer",
-        at + 600,
-        "10.9.0.1",
-        vec![grant()],
-    ));
+    let a = r.assess(&call("alice", at + 600, "10.9.0.1", vec![grant()]));
     assert!(a.level >= Level::High, "{a:?}");
     assert!(
         reason(&a, "new_country").text.contains(
@@ -271,13 +248,7 @@ fn new_country_and_network() {
         "{a:?}"
     );
     // A day later the country is part of the baseline.
-    let a = r.assess(&call(
-        "alice",
-        "user:Developer",
-        at + 2 * DAY,
-        "10.9.0.1",
-        vec![read()],
-    ));
+    let a = r.assess(&call("alice", at + 2 * DAY, "10.9.0.1", vec![read()]));
     assert!(!codes(&a).contains(&"new_country"), "{a:?}");
 }
 
@@ -287,7 +258,6 @@ fn unusual_hour_for_a_settled_principal() {
     office_worker(&r, "alice", MONDAY, 15);
     let a = r.assess(&call(
         "alice",
-        "user:Developer",
         MONDAY + 22 * DAY + 3 * HOUR,
         "10.0.0.5",
         vec![read()],
@@ -298,7 +268,6 @@ fn unusual_hour_for_a_settled_principal() {
     );
     let a = r.assess(&call(
         "alice",
-        "user:Developer",
         MONDAY + 22 * DAY + 14 * HOUR,
         "10.0.0.5",
         vec![read()],
@@ -313,13 +282,7 @@ fn rate_spike_and_the_delete_floor() {
     let start = MONDAY + 21 * DAY + 10 * HOUR;
     let mut levels = Vec::new();
     for i in 0..14 {
-        let c = call(
-            "alice",
-            "user:Developer",
-            start + i * 60,
-            "10.0.0.5",
-            vec![delete()],
-        );
+        let c = call("alice", start + i * 60, "10.0.0.5", vec![delete()]);
         let a = r.assess(&c);
         levels.push((a.level, a.floor.clone()));
         if i == 13 {
@@ -349,13 +312,7 @@ fn delete_floor_needs_three_deletes() {
     let r = risk();
     office_worker(&r, "alice", MONDAY, 15);
     let at = MONDAY + 21 * DAY + 10 * HOUR;
-    let a = r.assess(&call(
-        "alice",
-        "user:Developer",
-        at,
-        "10.0.0.5",
-        vec![delete()],
-    ));
+    let a = r.assess(&call("alice", at, "10.0.0.5", vec![delete()]));
     assert_eq!(a.floor, None);
     assert!(!codes(&a).contains(&"delete_spike"));
 }
@@ -367,13 +324,7 @@ fn repeated_privileged_denials() {
     let at = MONDAY + 21 * DAY + 10 * HOUR;
     let mut scores = Vec::new();
     for i in 0..4 {
-        let c = call(
-            "alice",
-            "user:Developer",
-            at + i * 3 * HOUR,
-            "10.0.0.5",
-            vec![grant()],
-        );
+        let c = call("alice", at + i * 3 * HOUR, "10.0.0.5", vec![grant()]);
         let a = r.assess(&c);
         scores.push(a.score);
         if i == 3 {
@@ -406,23 +357,11 @@ fn cost_outlier_against_own_history() {
         )
     };
     for i in 0..5 {
-        let mut c = call(
-            "alice",
-            "user:Developer",
-            at + i * 60,
-            "10.0.0.5",
-            vec![create()],
-        );
+        let mut c = call("alice", at + i * 60, "10.0.0.5", vec![create()]);
         c.cost = Some(70.0);
         r.learn(&c, Outcome::Succeeded);
     }
-    let mut c = call(
-        "alice",
-        "user:Developer",
-        at + HOUR,
-        "10.0.0.5",
-        vec![create()],
-    );
+    let mut c = call("alice", at + HOUR, "10.0.0.5", vec![create()]);
     c.cost = Some(45_760.0);
     let a = r.assess(&c);
     assert_eq!(
@@ -439,7 +378,7 @@ fn dormant_account_returning() {
     let r = risk();
     office_worker(&r, "bob", MONDAY, 5);
     let back = MONDAY + 50 * DAY + 2 * HOUR;
-    let c = call("bob", "user:Developer", back, "10.0.0.5", vec![delete()]);
+    let c = call("bob", back, "10.0.0.5", vec![delete()]);
     let a = r.assess(&c);
     assert!(
         reason(&a, "dormant_account")
@@ -453,13 +392,7 @@ fn dormant_account_returning() {
     );
     r.learn(&c, Outcome::Held);
     // It stays flagged for a day after the return.
-    let a = r.assess(&call(
-        "bob",
-        "user:Developer",
-        back + 600,
-        "10.0.0.5",
-        vec![read()],
-    ));
+    let a = r.assess(&call("bob", back + 600, "10.0.0.5", vec![read()]));
     assert!(
         reason(&a, "dormant_account")
             .text
@@ -468,7 +401,6 @@ fn dormant_account_returning() {
     );
     let a = r.assess(&call(
         "bob",
-        "user:Developer",
         back + 2 * DAY + 10 * HOUR,
         "10.0.0.5",
         vec![read()],
@@ -483,7 +415,6 @@ fn weakening_defences() {
     let at = MONDAY + 21 * DAY + 10 * HOUR;
     let a = r.assess(&call(
         "alice",
-        "user:Developer",
         at,
         "10.0.0.5",
         vec![op(
@@ -505,7 +436,6 @@ fn privilege_grant_without_approval_is_critical() {
     office_worker(&r, "alice", MONDAY, 15);
     let mut a = r.assess(&call(
         "alice",
-        "user:Developer",
         MONDAY + 21 * DAY + 10 * HOUR,
         "10.0.0.5",
         vec![read()],
@@ -526,13 +456,7 @@ fn privilege_grant_without_approval_is_critical() {
 #[test]
 fn alerts_once_per_principal_hour() {
     let r = risk();
-    let c = call(
-        "alice",
-        "user:Developer",
-        MONDAY + 10 * HOUR,
-        "10.0.0.5",
-        vec![read()],
-    );
+    let c = call("alice", MONDAY + 10 * HOUR, "10.0.0.5", vec![read()]);
     let high = Assessment {
         score: 80,
         level: Level::High,
@@ -587,7 +511,6 @@ fn baselines_round_trip_and_rebuild_peers() {
     // The peers were rebuilt: a newcomer's night call is judged by them.
     let night = call(
         "new",
-        "user:Developer",
         MONDAY + 15 * DAY + 3 * HOUR,
         "10.0.0.7",
         vec![read()],
@@ -629,13 +552,7 @@ fn recurring_busy_hours_are_normal() {
     let cleanup = |r: &Risk, start: i64| {
         let mut last = None;
         for i in 0..12 {
-            let c = call(
-                "alice",
-                "user:Developer",
-                start + i * 120,
-                "10.0.0.5",
-                vec![delete()],
-            );
+            let c = call("alice", start + i * 120, "10.0.0.5", vec![delete()]);
             last = Some(r.assess(&c));
             r.learn(&c, Outcome::Succeeded);
         }
@@ -657,26 +574,14 @@ fn held_calls_count_when_retried() {
     let at = MONDAY + 21 * DAY + 10 * HOUR;
     for i in 0..5 {
         r.learn(
-            &call(
-                "alice",
-                "user:Developer",
-                at + i,
-                "10.0.0.5",
-                vec![delete()],
-            ),
+            &call("alice", at + i, "10.0.0.5", vec![delete()]),
             Outcome::Held,
         );
     }
     let b = r.baseline("t", "alice").expect("baseline");
     assert_eq!(b.recent_count(RiskClass::Delete, at - HOUR), 0);
     r.learn(
-        &call(
-            "alice",
-            "user:Developer",
-            at + 10,
-            "10.0.0.5",
-            vec![delete()],
-        ),
+        &call("alice", at + 10, "10.0.0.5", vec![delete()]),
         Outcome::Failed,
     );
     let b = r.baseline("t", "alice").expect("baseline");
@@ -693,13 +598,7 @@ fn a_fresh_tenant_does_not_flag_its_first_busy_hour() {
     let at = MONDAY + 10 * HOUR;
     let mut worst = Level::Low;
     for i in 0..9 {
-        let c = call(
-            "first",
-            "user:Developer",
-            at + i * 30,
-            "10.0.0.5",
-            vec![write()],
-        );
+        let c = call("first", at + i * 30, "10.0.0.5", vec![write()]);
         worst = worst.max(r.assess(&c).level);
         r.learn(&c, Outcome::Succeeded);
     }
@@ -711,13 +610,7 @@ fn deletes_and_privileged_calls_from_a_new_country_weigh_more() {
     let r = risk();
     office_worker(&r, "alice", MONDAY, 15);
     let at = MONDAY + 21 * DAY + 11 * HOUR;
-    let a = r.assess(&call(
-        "alice",
-        "user:Developer",
-        at,
-        "10.9.0.1",
-        vec![delete()],
-    ));
+    let a = r.assess(&call("alice", at, "10.9.0.1", vec![delete()]));
     let country = reason(&a, "new_country");
     assert_eq!(country.score, 50);
     assert!(country.text.contains("(a delete)"), "{}", country.text);
@@ -726,13 +619,7 @@ fn deletes_and_privileged_calls_from_a_new_country_weigh_more() {
         RiskClass::Privileged,
         "rg-app",
     );
-    let a = r.assess(&call(
-        "alice",
-        "user:Developer",
-        at,
-        "10.9.0.1",
-        vec![secret],
-    ));
+    let a = r.assess(&call("alice", at, "10.9.0.1", vec![secret]));
     assert!(
         reason(&a, "new_country")
             .text

@@ -588,3 +588,16 @@ pub async fn wait_for_records(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The request id a held call's tool error names.
+pub fn request_id(message: &str) -> String {
+    let start = message
+        .find("JIT request ")
+        .unwrap_or_else(|| panic!("no request id in {message}"))
+        + "JIT request ".len();
+    message[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
