@@ -132,6 +132,21 @@ pub struct UpstreamConfig {
     /// A server built into Warden: `"arm"`, the Azure Resource Manager
     /// tools (needs `[azure]`).
     pub builtin: Option<String>,
+    /// Longest wait for the upstream's answer to one request (a tool call
+    /// included). When it passes, the request is cancelled upstream and the
+    /// client gets an error naming the upstream; the call's audit outcome is
+    /// `timeout`.
+    #[serde(default = "default_call_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// The default `upstreams.<name>.timeout`: long enough for an Azure
+/// operation that the tool waits out (a VM create takes minutes), short
+/// enough that a lost answer does not hold a client for good.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn default_call_timeout() -> Duration {
+    DEFAULT_CALL_TIMEOUT
 }
 
 /// How to reach an upstream, after validation.
@@ -282,6 +297,9 @@ impl Config {
         }
         for (name, upstream) in &self.upstreams {
             let key = format!("upstreams.{name}");
+            if upstream.timeout < Duration::from_millis(100) {
+                return Err(format!("{key}.timeout: must be at least 100ms"));
+            }
             if !valid_upstream_name(name) {
                 return Err(format!(
                     "{key}: upstream names use lower-case letters, digits and single '-' (e.g. \"azure\"), starting with a letter"

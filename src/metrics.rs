@@ -40,6 +40,8 @@ pub enum Outcome {
     error,
     /// Cancelled by the client.
     cancelled,
+    /// The upstream did not answer within its call timeout.
+    timeout,
 }
 
 /// All of Warden's metrics; cheap to clone.

@@ -819,6 +819,9 @@ impl Pipeline {
             Err(e) if e.code == crate::executor::REQUEST_CANCELLED => {
                 (Outcome::cancelled, Some(e.message.to_string()))
             }
+            Err(e) if e.code == crate::executor::UPSTREAM_TIMEOUT => {
+                (Outcome::timeout, Some(e.message.to_string()))
+            }
             Err(e) => (Outcome::error, Some(e.message.to_string())),
         };
         self.metrics.observe("tools/call", outcome, elapsed);
@@ -856,6 +859,9 @@ fn status_of(result: &Result<CallToolResponse, McpError>) -> (Status, Option<Str
             (Status::ToolError, (!text.is_empty()).then_some(text))
         }
         Ok(_) => (Status::Ok, None),
+        Err(e) if e.code == crate::executor::UPSTREAM_TIMEOUT => {
+            (Status::Timeout, Some(e.message.to_string()))
+        }
         Err(e) if e.code == crate::executor::REQUEST_CANCELLED => {
             (Status::Cancelled, Some(e.message.to_string()))
         }

@@ -92,6 +92,9 @@ pub enum Status {
     Error,
     /// The client or the upstream cancelled the call.
     Cancelled,
+    /// The upstream did not answer within its call timeout (the call was
+    /// cancelled upstream).
+    Timeout,
     /// Warden stopped (crashed) before the call ended; written at the next start.
     Abandoned,
     /// Policy denied the call; it was not executed.
@@ -105,6 +108,7 @@ impl Status {
             Status::ToolError => "tool_error",
             Status::Error => "error",
             Status::Cancelled => "cancelled",
+            Status::Timeout => "timeout",
             Status::Abandoned => "abandoned",
             Status::Denied => "denied",
         }

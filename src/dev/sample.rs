@@ -177,8 +177,6 @@ impl Demo {
     ) -> Result<String, McpError> {
         // rmcp moves the request's `_meta` (with `progressToken`) into the context.
         let token = context.meta.get_progress_token();
-        // Every notification, the last one too, is followed by the delay, so
-        // the answer never races the last progress.
         for step in 1..=steps {
             if let Some(token) = &token {
                 let update = ProgressNotificationParam::new(token.clone(), f64::from(step))
@@ -207,6 +205,15 @@ impl Demo {
             }
             () = tokio::time::sleep(Duration::from_secs(30)) => "not cancelled".to_owned(),
         }
+    }
+
+    #[tool(
+        description = "Never answers: a hung server (waits an hour, and ignores cancellation)",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn hang(&self) -> String {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        "woke up".to_owned()
     }
 
     #[tool(

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use rmcp::ServiceExt;
 
 pub(crate) use upstream::cancel;
-pub use upstream::{Downstream, REQUEST_CANCELLED, UpstreamConn, UpstreamError};
+pub use upstream::{
+    Downstream, REQUEST_CANCELLED, Timeouts, UPSTREAM_TIMEOUT, UpstreamConn, UpstreamError,
+};
 
 use crate::azure::client::ArmClient;
 

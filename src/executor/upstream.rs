@@ -13,15 +13,15 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rmcp::model::{
     ClientConfig, ClientNotification, ClientRequest, ClientResult, ErrorCode, Implementation,
-    ProgressToken, RequestId, RequestMetaObject, ServerConfig, ServerNotification, ServerRequest,
-    ServerResult,
+    JsonRpcMessage, JsonRpcNotification, ProgressToken, RequestId, RequestMetaObject, ServerConfig,
+    ServerNotification, ServerRequest, ServerResult,
 };
 use rmcp::service::{
-    NotificationContext, PeerRequestOptions, RequestContext, RoleClient, RunningService, Service,
-    ServiceError,
+    NotificationContext, PeerRequestOptions, RequestContext, RoleClient, RunningService,
+    RxJsonRpcMessage, Service, ServiceError, TxJsonRpcMessage,
 };
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::{IntoTransport, StreamableHttpClientTransport, TokioChildProcess, Transport};
 use rmcp::{ErrorData as McpError, serve_client};
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,10 @@ const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "US
 /// JSON-RPC code for a request the client cancelled (the code LSP uses;
 /// MCP defines none).
 pub const REQUEST_CANCELLED: ErrorCode = ErrorCode(-32800);
+
+/// JSON-RPC code for a request its upstream did not answer in time
+/// (an implementation-defined server error, -32000 to -32099).
+pub const UPSTREAM_TIMEOUT: ErrorCode = ErrorCode(-32001);
 
 /// How often a remote upstream is pinged while a request to it is pending.
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(2);
@@ -76,6 +80,18 @@ pub enum UpstreamError {
     /// The upstream's own JSON-RPC error, relayed unchanged.
     #[error("{0}")]
     Upstream(McpError),
+    #[error(
+        "upstream '{upstream}' lost its answer to {method}: it closed the response stream without one, and left nothing to resume; whether the call ran upstream is unknown"
+    )]
+    Lost { upstream: String, method: String },
+    #[error(
+        "upstream '{upstream}' did not answer {method} within {after:?} (the upstream's call timeout); the call was abandoned upstream"
+    )]
+    Timeout {
+        upstream: String,
+        method: String,
+        after: Duration,
+    },
     #[error("request cancelled by the client")]
     Cancelled,
 }
@@ -86,6 +102,10 @@ impl UpstreamError {
         match self {
             UpstreamError::Upstream(error) => error,
             UpstreamError::Cancelled => McpError::new(REQUEST_CANCELLED, "request cancelled", None),
+            UpstreamError::Timeout { ref upstream, .. } => {
+                let data = serde_json::json!({ "reason": "timeout", "upstream": upstream });
+                McpError::new(UPSTREAM_TIMEOUT, self.to_string(), Some(data))
+            }
             other => McpError::internal_error(other.to_string(), None),
         }
     }
@@ -100,6 +120,8 @@ pub struct UpstreamConn {
     /// Remote upstreams are pinged while a request is pending: a server that
     /// dies mid-call leaves no closed pipe to notice.
     remote: bool,
+    /// Longest wait for the answer to one request.
+    call_timeout: Duration,
     service: RunningService<RoleClient, UpstreamClient>,
     info: ServerConfig,
     _child: Option<ChildCount>,
@@ -122,14 +144,14 @@ impl UpstreamConn {
         kind: &UpstreamKind,
         client_info: ClientConfig,
         downstream: Arc<dyn Downstream>,
-        timeout: Duration,
+        timeouts: Timeouts,
         metrics: &Metrics,
         builtins: &super::Builtins,
     ) -> Result<Self, UpstreamError> {
         let handler = UpstreamClient {
             name: name.to_owned(),
             client_info,
-            downstream,
+            downstream: downstream.clone(),
         };
         let start = |detail: String| UpstreamError::Start {
             upstream: name.to_owned(),
@@ -163,9 +185,10 @@ impl UpstreamConn {
                     if let Some(stderr) = stderr {
                         tokio::spawn(log_stderr(name.to_owned(), stderr));
                     }
-                    let service = serve_client(handler, transport)
-                        .await
-                        .map_err(|e| start(e.to_string()))?;
+                    let service =
+                        serve_client(handler, InOrder::new(name, downstream.clone(), transport))
+                            .await
+                            .map_err(|e| start(e.to_string()))?;
                     Ok((service, Some(child)))
                 }
                 UpstreamKind::Builtin { builtin } => {
@@ -174,9 +197,11 @@ impl UpstreamConn {
                     // as with any upstream.
                     let (ours, theirs) = tokio::io::duplex(BUILTIN_PIPE_BYTES);
                     builtins.start(builtin, theirs).map_err(start)?;
-                    let service = serve_client(handler, ours)
-                        .await
-                        .map_err(|e| start(e.to_string()))?;
+                    let ours = IntoTransport::<RoleClient, std::io::Error, _>::into_transport(ours);
+                    let service =
+                        serve_client(handler, InOrder::new(name, downstream.clone(), ours))
+                            .await
+                            .map_err(|e| start(e.to_string()))?;
                     Ok((service, None))
                 }
                 UpstreamKind::Http { url, headers } => {
@@ -188,18 +213,19 @@ impl UpstreamConn {
                         .custom_headers(headers);
                     let transport =
                         StreamableHttpClientTransport::with_client(http_client(), config);
-                    let service = serve_client(handler, transport)
-                        .await
-                        .map_err(|e| start(format!("{url}: {e}")))?;
+                    let service =
+                        serve_client(handler, InOrder::new(name, downstream.clone(), transport))
+                            .await
+                            .map_err(|e| start(format!("{url}: {e}")))?;
                     Ok((service, None))
                 }
             }
         };
-        let (service, child) = tokio::time::timeout(timeout, handshake)
+        let (service, child) = tokio::time::timeout(timeouts.init, handshake)
             .await
             .map_err(|_| UpstreamError::InitTimeout {
                 upstream: name.to_owned(),
-                timeout,
+                timeout: timeouts.init,
             })??;
         let peer_info = service
             .peer()
@@ -216,6 +242,7 @@ impl UpstreamConn {
         Ok(Self {
             name: name.to_owned(),
             remote: matches!(kind, UpstreamKind::Http { .. }),
+            call_timeout: timeouts.call,
             service,
             info,
             _child: child,
@@ -235,7 +262,10 @@ impl UpstreamConn {
     /// the connection assigns its own). `sent` sees the upstream request id
     /// and progress token before any reply can arrive, so the caller can
     /// route progress and nested requests back. `ct` cancels the request
-    /// upstream.
+    /// upstream, and so does the upstream's call timeout (the upstream is
+    /// told the request is cancelled, and the caller gets
+    /// [`UpstreamError::Timeout`]): no request waits forever, even for an
+    /// answer the upstream lost.
     pub async fn request(
         &self,
         request: ClientRequest,
@@ -243,6 +273,7 @@ impl UpstreamConn {
         ct: &CancellationToken,
         sent: impl FnOnce(&RequestId, &ProgressToken),
     ) -> Result<ServerResult, UpstreamError> {
+        let method = request.method().to_owned();
         meta.remove("progressToken");
         let options = PeerRequestOptions::no_options().with_meta(meta);
         let handle = self
@@ -254,11 +285,29 @@ impl UpstreamConn {
         sent(&handle.id, &handle.progress_token);
         let peer = handle.peer.clone();
         let id = handle.id.clone();
+        let deadline = tokio::time::sleep(self.call_timeout);
         tokio::select! {
-            response = handle.await_response() => response.map_err(|e| self.service_error(e)),
+            response = handle.await_response() => response.map_err(|e| match e {
+                // The connection lives on: only this request's response
+                // stream ended, with nothing to resume.
+                ServiceError::TransportClosed if !self.is_closed() => UpstreamError::Lost {
+                    upstream: self.name.clone(),
+                    method: method.clone(),
+                },
+                e => self.service_error(e),
+            }),
             () = ct.cancelled() => {
                 cancel(&peer, id).await;
                 Err(UpstreamError::Cancelled)
+            }
+            () = deadline => {
+                tracing::warn!(upstream = %self.name, %method, timeout = ?self.call_timeout, "upstream request timed out");
+                cancel(&peer, id).await;
+                Err(UpstreamError::Timeout {
+                    upstream: self.name.clone(),
+                    method,
+                    after: self.call_timeout,
+                })
             }
             error = self.lost(), if self.remote => Err(error),
         }
@@ -365,6 +414,79 @@ async fn log_stderr(upstream: String, stderr: tokio::process::ChildStderr) {
     }
 }
 
+/// How long an upstream may take: to start and answer `initialize`, and to
+/// answer any one request after that.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub init: Duration,
+    pub call: Duration,
+}
+
+/// The upstream's transport, delivering its notifications to the
+/// [`Downstream`] in the order they arrive, each before anything the
+/// upstream sent after it (the answer to a call above all).
+///
+/// The SDK handles every notification on a task of its own, so a progress
+/// notification sent just before a result could reach the client after it,
+/// or find its call's routing already gone. Here the next message is read
+/// only once the previous notification was handed to the client's session.
+/// `receive` stays cancel-safe: a delivery in progress is kept and resumed
+/// by the next `receive`. Cancellations stay with the SDK, which needs them
+/// to cancel the upstream's own requests.
+struct InOrder<T> {
+    inner: T,
+    upstream: Arc<str>,
+    downstream: Arc<dyn Downstream>,
+    delivering: Option<BoxFuture<'static, ()>>,
+}
+
+impl<T> InOrder<T> {
+    fn new(upstream: &str, downstream: Arc<dyn Downstream>, inner: T) -> Self {
+        Self {
+            inner,
+            upstream: upstream.into(),
+            downstream,
+            delivering: None,
+        }
+    }
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for InOrder<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        loop {
+            if let Some(delivery) = self.delivering.as_mut() {
+                delivery.await;
+                self.delivering = None;
+            }
+            match self.inner.receive().await? {
+                JsonRpcMessage::Notification(JsonRpcNotification { notification, .. })
+                    if !matches!(notification, ServerNotification::CancelledNotification(_)) =>
+                {
+                    let downstream = self.downstream.clone();
+                    let upstream = self.upstream.clone();
+                    self.delivering = Some(Box::pin(async move {
+                        downstream.notify(&upstream, notification).await;
+                    }));
+                }
+                message => return Some(message),
+            }
+        }
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
 /// The client half that the upstream talks to.
 struct UpstreamClient {
     name: String,
@@ -390,11 +512,12 @@ impl Service<RoleClient> for UpstreamClient {
         notification: ServerNotification,
         _context: NotificationContext<RoleClient>,
     ) -> Result<(), McpError> {
-        match notification {
-            // Cancellation of the upstream's own requests is handled by the
-            // SDK (it cancels the request context the downstream waits on).
-            ServerNotification::CancelledNotification(_) => {}
-            notification => self.downstream.notify(&self.name, notification).await,
+        // Every other notification went to the downstream in order, from
+        // the transport ([`InOrder`]). Cancellation of the upstream's own
+        // requests is handled by the SDK (it cancels the request context the
+        // downstream waits on).
+        if !matches!(notification, ServerNotification::CancelledNotification(_)) {
+            self.downstream.notify(&self.name, notification).await;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 use super::names::Names;
 use crate::approvals::tools as approval_tools;
 use crate::config::{Config, UpstreamKind};
-use crate::executor::{Builtins, Downstream, UpstreamConn, UpstreamError, cancel};
+use crate::executor::{Builtins, Downstream, Timeouts, UpstreamConn, UpstreamError, cancel};
 use crate::identity::{Authenticator, Principal};
 use crate::metrics::{Metrics, Outcome};
 use crate::pipeline::{Pipeline, ToolCall};
@@ -156,14 +156,19 @@ impl Session {
             inflight: Mutex::new(Inflight::default()),
             tools: std::sync::Mutex::new(HashMap::new()),
         });
-        let timeout = gateway.config.server.upstream_init_timeout;
+        let init = gateway.config.server.upstream_init_timeout;
         let connects = gateway.upstreams.iter().map(|(name, kind)| {
+            let call = gateway
+                .config
+                .upstreams
+                .get(name)
+                .map_or(crate::config::DEFAULT_CALL_TIMEOUT, |u| u.timeout);
             UpstreamConn::connect(
                 name,
                 kind,
                 params.clone(),
                 relay.clone(),
-                timeout,
+                Timeouts { init, call },
                 &gateway.metrics,
                 &gateway.builtins,
             )
@@ -992,11 +997,20 @@ impl Relay {
         let mut meta = context.meta.clone();
         let upstream_token = meta.get_progress_token();
         meta.remove("progressToken");
-        let handle = self
-            .front
-            .send_cancellable_request(request, PeerRequestOptions::no_options().with_meta(meta))
-            .await
-            .map_err(client_error)?;
+        // Sent from a task of its own: inside this handler the SDK would
+        // replace the originating request id set above with the upstream's
+        // own request id (a task-local that does not cross `spawn`), and the
+        // client would get the request on its GET stream, or never, instead
+        // of on the stream of the call that caused it.
+        let front = self.front.clone();
+        let options = PeerRequestOptions::no_options().with_meta(meta);
+        let handle =
+            tokio::spawn(async move { front.send_cancellable_request(request, options).await })
+                .await
+                .map_err(|e| {
+                    McpError::internal_error(format!("relaying the request failed: {e}"), None)
+                })?
+                .map_err(client_error)?;
         let token = handle.progress_token.clone();
         if let Some(upstream_token) = upstream_token {
             self.inflight

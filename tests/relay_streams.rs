@@ -1,0 +1,475 @@
+//! What a call's response stream carries, seen on the wire by a plain HTTP
+//! client that never opens the standalone GET stream: every progress
+//! notification before the result and in order, the upstream's requests
+//! (elicitation, sampling, roots) on the call's own stream, and an error,
+//! never a hang, when the upstream does not answer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// Longest a single exchange in these tests may take before the test fails
+/// as hung (the behaviour under test is that nothing hangs).
+const HUNG: Duration = Duration::from_secs(60);
+
+/// A Streamable HTTP session driven by hand: POSTs only, no GET stream.
+struct Raw {
+    http: reqwest::Client,
+    url: String,
+    session: String,
+}
+
+impl Raw {
+    async fn open(url: &str) -> Raw {
+        let http = reqwest::Client::new();
+        let init = json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": { "elicitation": {}, "sampling": {}, "roots": {} },
+                "clientInfo": { "name": "raw-http", "version": "0" }
+            }
+        });
+        let response = http
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .expect("initialize");
+        assert!(response.status().is_success(), "{}", response.status());
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .expect("a session id")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        assert!(
+            messages(&body)
+                .iter()
+                .any(|m| m["id"] == 0 && m["result"].is_object()),
+            "{body}"
+        );
+        let raw = Raw {
+            http,
+            url: url.to_owned(),
+            session,
+        };
+        let accepted = raw
+            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(accepted.status(), 202);
+        raw
+    }
+
+    async fn post(&self, message: &Value) -> reqwest::Response {
+        self.http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(message)
+            .send()
+            .await
+            .expect("POST /mcp")
+    }
+
+    /// Calls `tool` and reads its response stream to the end, answering
+    /// every request the server sends on it with `answer`. Returns every
+    /// message the stream carried, in order.
+    async fn call(
+        &self,
+        id: u64,
+        tool: &str,
+        arguments: Value,
+        progress_token: Option<&str>,
+        answer: impl Fn(&Value) -> Value,
+    ) -> Vec<Value> {
+        let mut params = json!({ "name": tool, "arguments": arguments });
+        if let Some(token) = progress_token {
+            params["_meta"] = json!({ "progressToken": token });
+        }
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+        let exchange = async {
+            let response = self.post(&request).await;
+            assert!(response.status().is_success(), "{}", response.status());
+            let mut seen = Vec::new();
+            let mut buffer = String::new();
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    for message in messages(&event) {
+                        if message["method"].is_string() && !message["id"].is_null() {
+                            let reply = json!({
+                                "jsonrpc": "2.0",
+                                "id": message["id"],
+                                "result": answer(&message),
+                            });
+                            let accepted = self.post(&reply).await;
+                            assert_eq!(accepted.status(), 202, "answer to {message}");
+                        }
+                        let done = message["id"] == id && message.get("method").is_none();
+                        seen.push(message);
+                        if done {
+                            return seen;
+                        }
+                    }
+                }
+            }
+            // A plain JSON answer has no blank-line framing.
+            seen.extend(messages(&buffer));
+            seen
+        };
+        tokio::time::timeout(HUNG, exchange)
+            .await
+            .unwrap_or_else(|_| panic!("{tool}: no answer on the call's stream within {HUNG:?}"))
+    }
+}
+
+/// Answers the sample upstream's requests as a user and a model would.
+fn answer(request: &Value) -> Value {
+    match request["method"].as_str() {
+        Some("elicitation/create") => json!({"action": "accept", "content": {"name": "Ada"}}),
+        Some("sampling/createMessage") => json!({
+            "role": "assistant",
+            "content": {"type": "text", "text": "42"},
+            "model": "raw-model"
+        }),
+        Some("roots/list") => json!({"roots": [{"uri": "file:///work"}]}),
+        other => panic!("unexpected request {other:?}"),
+    }
+}
+
+fn result_text(message: &Value) -> String {
+    message["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text result in {message}"))
+        .to_owned()
+}
+
+/// Warden with the sample upstream over stdio, or over HTTP (with the
+/// upstream process, kept alive by the caller).
+fn warden_with(kind: &str, upstream_extra: &str) -> (Warden, Option<KillOnDrop>) {
+    match kind {
+        "stdio" => (
+            Warden::start(
+                "",
+                &format!("{}{upstream_extra}\n", demo_stdio("demo", kind)),
+            ),
+            None,
+        ),
+        _ => {
+            let (child, port) = demo_http(kind);
+            let upstream = format!(
+                "[upstreams.demo]\nurl = \"http://127.0.0.1:{port}/mcp\"\n{upstream_extra}\n"
+            );
+            (Warden::start("", &upstream), Some(KillOnDrop(child)))
+        }
+    }
+}
+
+const KINDS: [&str; 2] = ["stdio", "http"];
+
+/// Calls per upstream kind, spread over this many concurrent sessions.
+const CALLS: u64 = 400;
+const SESSIONS: u64 = 8;
+const STEPS: u64 = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_progress_notification_precedes_the_result_in_order() {
+    for kind in KINDS {
+        let (warden, _upstream) = warden_with(kind, "");
+        let url = warden.url();
+        let sessions = (0..SESSIONS).map(|s| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let raw = Raw::open(&url).await;
+                let mut failures = Vec::new();
+                for n in 0..CALLS / SESSIONS {
+                    let id = 1 + n;
+                    let token = format!("p-{s}-{n}");
+                    let seen = raw
+                        .call(
+                            id,
+                            "progress",
+                            json!({"steps": STEPS, "delay_ms": 0}),
+                            Some(&token),
+                            answer,
+                        )
+                        .await;
+                    let steps: Vec<f64> = seen
+                        .iter()
+                        .filter(|m| m["method"] == "notifications/progress")
+                        .filter(|m| m["params"]["progressToken"] == token.as_str())
+                        .filter_map(|m| m["params"]["progress"].as_f64())
+                        .collect();
+                    let last = seen.last().cloned().unwrap_or_default();
+                    let want: Vec<f64> = (1..=STEPS).map(|s| s as f64).collect();
+                    if steps != want || last["id"] != id || result_text(&last) != "done 5" {
+                        failures.push(format!("{token}: {seen:?}"));
+                    }
+                }
+                failures
+            })
+        });
+        let mut failures = Vec::new();
+        for session in futures::future::join_all(sessions).await {
+            failures.extend(session.expect("session task"));
+        }
+        assert!(
+            failures.is_empty(),
+            "{kind} upstream: {} of {CALLS} calls lost or reordered progress, e.g. {}",
+            failures.len(),
+            failures[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_requests_ride_the_calls_own_stream() {
+    for kind in KINDS {
+        let (warden, _upstream) = warden_with(kind, "");
+        let raw = Raw::open(&warden.url()).await;
+        for (id, tool, arguments, method, expected) in [
+            (
+                1,
+                "elicit_name",
+                json!({}),
+                "elicitation/create",
+                "hello Ada",
+            ),
+            (
+                2,
+                "sample",
+                json!({"prompt": "meaning of life?"}),
+                "sampling/createMessage",
+                "model said: 42",
+            ),
+            (3, "list_roots", json!({}), "roots/list", "file:///work"),
+        ] {
+            let seen = raw.call(id, tool, arguments, None, answer).await;
+            assert!(
+                seen.iter().any(|m| m["method"] == method),
+                "{kind}: {tool}: the {method} request was not on the call's stream: {seen:?}"
+            );
+            let last = seen.last().expect("messages");
+            assert_eq!(last["id"], id, "{kind}: {tool}: {seen:?}");
+            assert_eq!(result_text(last), expected, "{kind}: {tool}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_the_upstream_never_answers_ends_with_a_timeout() {
+    for kind in KINDS {
+        let (warden, _upstream) = warden_with(kind, "timeout = \"1s\"");
+        let raw = Raw::open(&warden.url()).await;
+        let seen = raw.call(7, "hang", json!({}), None, answer).await;
+        let last = seen.last().expect("an answer");
+        assert_eq!(last["id"], 7, "{kind}: {seen:?}");
+        let error = &last["error"];
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("upstream 'demo' did not answer tools/call within 1s"),
+            "{kind}: {error}"
+        );
+        assert_eq!(error["data"]["reason"], "timeout", "{kind}: {error}");
+        assert_eq!(error["data"]["upstream"], "demo", "{kind}: {error}");
+        let records =
+            wait_for_records(&warden.db(), |r| r.iter().any(|r| r["kind"] == "outcome")).await;
+        let outcome = records
+            .iter()
+            .find(|r| r["kind"] == "outcome")
+            .expect("an outcome record");
+        assert_eq!(outcome["status"], "timeout", "{kind}: {outcome}");
+        assert_eq!(outcome["tool"], "hang", "{kind}: {outcome}");
+        // The session goes on: the next call is answered.
+        let seen = raw
+            .call(8, "echo", json!({"text": "still here"}), None, answer)
+            .await;
+        assert_eq!(result_text(seen.last().unwrap()), "still here", "{kind}");
+    }
+}
+
+/// An HTTP upstream that answers everything but drops the response stream
+/// of every `tools/call` without an answer (and without event ids, so
+/// there is nothing to resume).
+async fn forgetful_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    async fn mcp(body: axum::Json<Value>) -> Response {
+        let message = body.0;
+        let id = message["id"].clone();
+        let json = |result: Value| {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (
+                        header::HeaderName::from_static("mcp-session-id"),
+                        "forgetful-1",
+                    ),
+                ],
+                json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+            )
+                .into_response()
+        };
+        match message["method"].as_str() {
+            Some("initialize") => json(json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "forgetful", "version": "1"}
+            })),
+            Some("tools/list") => json(json!({"tools": [{
+                "name": "work",
+                "inputSchema": {"type": "object"},
+                "annotations": {"readOnlyHint": true, "openWorldHint": false}
+            }]})),
+            Some("tools/call") => (
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                ": accepted, then forgotten\n\n",
+            )
+                .into_response(),
+            Some(_) if id.is_null() => StatusCode::ACCEPTED.into_response(),
+            Some(_) => json(json!({})),
+            None => StatusCode::ACCEPTED.into_response(),
+        }
+    }
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(mcp).get(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_the_upstream_loses_ends_with_an_error() {
+    let (url, _server) = forgetful_upstream().await;
+    let warden = Warden::start(
+        "",
+        &format!("[upstreams.forgetful]\nurl = {url:?}\ntimeout = \"2s\"\n"),
+    );
+    let raw = Raw::open(&warden.url()).await;
+    let seen = raw.call(3, "work", json!({}), None, answer).await;
+    let last = seen.last().expect("an answer");
+    assert_eq!(last["id"], 3, "{seen:?}");
+    let message = last["error"]["message"].as_str().unwrap_or_default();
+    let cause = "upstream 'forgetful' lost its answer to tools/call";
+    assert!(message.contains(cause), "{last}");
+    let records =
+        wait_for_records(&warden.db(), |r| r.iter().any(|r| r["kind"] == "outcome")).await;
+    let outcome = records.iter().find(|r| r["kind"] == "outcome").unwrap();
+    assert_eq!(outcome["status"], "error", "{outcome}");
+    assert!(
+        outcome["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(cause),
+        "{outcome}"
+    );
+    // The session and its upstream connection go on.
+    let again = raw
+        .post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
+        .await;
+    let listed = messages(&again.text().await.unwrap());
+    let tools = &listed.last().expect("a tools/list answer")["result"]["tools"];
+    assert_eq!(tools[0]["name"], "work", "{listed:?}");
+}
+
+/// An HTTP upstream whose response streams end without an answer but
+/// with event ids, and whose resumption (GET with `Last-Event-ID`) never
+/// replays it.
+async fn unreplaying_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    async fn post(body: axum::Json<Value>) -> Response {
+        let message = body.0;
+        let id = message["id"].clone();
+        let json = |result: Value| {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (
+                        header::HeaderName::from_static("mcp-session-id"),
+                        "unreplaying-1",
+                    ),
+                ],
+                json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+            )
+                .into_response()
+        };
+        match message["method"].as_str() {
+            Some("initialize") => json(json!({
+                "protocolVersion": "2025-11-25",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "unreplaying", "version": "1"}
+            })),
+            Some("tools/list") => json(json!({"tools": [{
+                "name": "work",
+                "inputSchema": {"type": "object"},
+                "annotations": {"readOnlyHint": true, "openWorldHint": false}
+            }]})),
+            Some("tools/call") => (
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                "id: call-1\nretry: 100\ndata: \n\n",
+            )
+                .into_response(),
+            Some(_) if id.is_null() => StatusCode::ACCEPTED.into_response(),
+            Some(_) => json(json!({})),
+            None => StatusCode::ACCEPTED.into_response(),
+        }
+    }
+    // Resumption gets an open stream that never carries anything.
+    async fn get() -> Response {
+        let never = futures::stream::pending::<Result<String, std::io::Error>>();
+        (
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            axum::body::Body::from_stream(never),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new().route("/mcp", axum::routing::post(post).get(get));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_never_replayed_ends_with_a_timeout() {
+    let (url, _server) = unreplaying_upstream().await;
+    let warden = Warden::start(
+        "",
+        &format!("[upstreams.unreplaying]\nurl = {url:?}\ntimeout = \"2s\"\n"),
+    );
+    let raw = Raw::open(&warden.url()).await;
+    let seen = raw.call(3, "work", json!({}), None, answer).await;
+    let last = seen.last().expect("an answer");
+    assert_eq!(last["id"], 3, "{seen:?}");
+    let error = &last["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("upstream 'unreplaying' did not answer tools/call within 2s"),
+        "{error}"
+    );
+    let records =
+        wait_for_records(&warden.db(), |r| r.iter().any(|r| r["kind"] == "outcome")).await;
+    let outcome = records.iter().find(|r| r["kind"] == "outcome").unwrap();
+    assert_eq!(outcome["status"], "timeout", "{outcome}");
+}
