@@ -79,8 +79,11 @@ pub struct ServerConfig {
     /// Accepted `Host` header values (`name` or `name:port`). Defaults to
     /// loopback names only, which defeats DNS rebinding.
     pub allowed_hosts: Vec<String>,
-    /// Accepted browser `Origin` values (`scheme://host:port`, `:*` for any
-    /// port). Empty: any request that carries an `Origin` is refused.
+    /// Browser `Origin` values accepted besides same-origin ones
+    /// (`scheme://host:port`, `:*` for any port, `null`). A request with an
+    /// `Origin` is accepted when it is same-origin for an allowed host (the
+    /// origin's host and port are the request's `Host`, one of
+    /// `allowed_hosts`) or listed here; any other origin is refused (403).
     pub allowed_origins: Vec<String>,
     /// Largest accepted POST body, in bytes.
     pub max_body_bytes: usize,

@@ -134,6 +134,22 @@ async fn malformed_requests_get_clear_errors_and_others_keep_working() {
         .unwrap();
     assert_eq!(response.status(), 403, "foreign origin");
 
+    // A page of another port on the same host is another origin.
+    let response = post(&warden, Some(&session), list.to_string())
+        .header("origin", "http://127.0.0.1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "another port's origin");
+
+    // A same-origin page (a local client's UI) is accepted by default.
+    let response = post(&warden, Some(&session), list.to_string())
+        .header("origin", format!("http://127.0.0.1:{}", warden.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "same origin");
+
     // Unsupported media type.
     let response = reqwest::Client::new()
         .post(warden.url())

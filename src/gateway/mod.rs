@@ -4,6 +4,7 @@
 mod auth;
 mod jsonrpc;
 mod names;
+mod origin;
 mod ready;
 mod session;
 
@@ -27,13 +28,15 @@ pub use session::{Gateway, Session};
 /// The HTTP application: `/mcp` and the operational endpoints.
 pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
     let server = &gateway.config.server;
+    // The transport checks `Host`; `Origin` is checked before it, by
+    // Warden's own rules (same-origin for the allowed hosts, or listed).
     let mut http = StreamableHttpServerConfig::default()
         .with_allowed_hosts(server.allowed_hosts.clone())
-        .with_allowed_origins(server.allowed_origins.clone());
-    if server.allowed_origins.is_empty() {
-        // An empty list means "no browser origin is trusted", not "any".
-        http = http.enforce_origin_validation();
-    }
+        .disable_allowed_origins();
+    let origins = Arc::new(origin::Origins::new(
+        &server.allowed_hosts,
+        &server.allowed_origins,
+    ));
     http.max_request_body_bytes = server.max_body_bytes;
     http.cancellation_token = shutdown;
     let mut sessions = LocalSessionManager::default();
@@ -55,7 +58,8 @@ pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             (gateway.clone(), bindings),
             auth::guard,
-        ));
+        ))
+        .layer(axum::middleware::from_fn_with_state(origins, origin::guard));
     let admin = crate::admin::router(
         gateway.identity.clone(),
         gateway.pipeline.approvals().clone(),
