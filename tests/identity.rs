@@ -241,10 +241,80 @@ async fn v1_and_app_only_tokens_are_accepted() {
     let app_v1 = issuer.mint(&TokenOptions {
         user: "nightly-job".into(),
         app: true,
+        roles: vec!["Tools.Run".into()],
         version: TokenVersion::V1,
         ..TokenOptions::default()
     });
     assert_initialize_accepted(&gateway.url(), &app_v1, "v1 app-only token").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_only_tokens_without_roles_are_refused_unless_allowed() {
+    let issuer = Issuer::start().await;
+    let roleless = issuer.mint(&TokenOptions {
+        user: "any-app-in-the-tenant".into(),
+        app: true,
+        ..TokenOptions::default()
+    });
+    assert!(
+        payload(&roleless)
+            .get("roles")
+            .is_none_or(|r| r == &json!([]))
+    );
+    let gateway = gateway_for(&issuer);
+    let refusal =
+        Refusal::of(post(&gateway.url(), Some(&roleless), None, &initialize_body()).await).await;
+    refusal.assert_reason(403, "insufficient_scope");
+    let message = refusal.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("identity.allow_app_tokens_without_roles"),
+        "{message}"
+    );
+    assert_eq!(
+        refusal.param("error").as_deref(),
+        Some("insufficient_scope")
+    );
+
+    let identity = format!(
+        "{}\nallow_app_tokens_without_roles = true\n",
+        issuer.identity_toml()
+    );
+    let permissive = Warden::start_with_identity("", &identity, &demo_stdio("demo", "x"));
+    assert_initialize_accepted(&permissive.url(), &roleless, "role-less app token, allowed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_refused() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway_for(&issuer);
+    let alice = issuer.token("alice");
+    let mallory = issuer.token("mallory");
+    for (first, second) in [(&alice, &mallory), (&alice, &alice)] {
+        let response = reqwest::Client::new()
+            .post(gateway.url())
+            .header(ACCEPT, ACCEPT_BOTH)
+            .header(CONTENT_TYPE, "application/json")
+            .header(AUTHORIZATION, format!("Bearer {first}"))
+            .header(AUTHORIZATION, format!("Bearer {second}"))
+            .body(initialize_body().to_string())
+            .send()
+            .await
+            .unwrap();
+        let refusal = Refusal::of(response).await;
+        refusal.assert_reason(400, "duplicate_authorization");
+        assert_eq!(refusal.param("error").as_deref(), Some("invalid_request"));
+    }
+    // The admin API refuses them too.
+    let response = reqwest::Client::new()
+        .get(format!("{}/admin/api/requests", gateway.base()))
+        .header(AUTHORIZATION, format!("Bearer {alice}"))
+        .header(AUTHORIZATION, format!("Bearer {mallory}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // One header is fine.
+    assert_initialize_accepted(&gateway.url(), &alice, "one Authorization header").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,17 +73,19 @@ async fn caller(
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Result<Principal, Response> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    admin
-        .identity
-        .authenticate(authorization, Some(peer.ip()))
-        .await
-        .map_err(|e| {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            error(status, e.reason(), &e.to_string())
-        })
+    let authenticated = match crate::identity::authorization(headers) {
+        Ok(authorization) => {
+            admin
+                .identity
+                .authenticate(authorization, Some(peer.ip()))
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    authenticated.map_err(|e| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        error(status, e.reason(), &e.to_string())
+    })
 }
 
 async fn list(

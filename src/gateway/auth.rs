@@ -132,15 +132,16 @@ pub async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = match gateway
-        .identity
-        .authenticate(authorization, source_ip)
-        .await
-    {
+    let authenticated = match crate::identity::authorization(request.headers()) {
+        Ok(authorization) => {
+            gateway
+                .identity
+                .authenticate(authorization, source_ip)
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    let principal = match authenticated {
         Ok(principal) => principal,
         Err(error) => return refuse(&gateway, request.headers(), &error, source_ip),
     };

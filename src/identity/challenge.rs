@@ -43,6 +43,13 @@ impl Authenticator {
                 format!("Bearer {metadata}, {detail}")
             }
             AuthError::KeysUnavailable(_) => format!("Bearer {metadata}"),
+            AuthError::DuplicateHeader(_) => {
+                let detail = description(&error.to_string());
+                format!(
+                    "Bearer {}, {metadata}, {detail}",
+                    param("error", "invalid_request")
+                )
+            }
             _ => {
                 let mut parts = vec![metadata];
                 parts.extend(scope);

@@ -46,6 +46,11 @@ pub struct IdentityConfig {
     /// `roles`. Empty (the default) accepts app-only tokens without a role
     /// check, so set it (or `client_apps`) when app-only callers matter.
     pub required_app_roles: Vec<String>,
+    /// Accept app-only tokens that carry no app role at all. Off by
+    /// default: Entra lets any application in the tenant obtain an app-only
+    /// token for an API that defines no app roles (or when assignment is
+    /// not required), so such a token says nothing about who may call.
+    pub allow_app_tokens_without_roles: bool,
     /// Leeway for `exp` and `nbf`. Default `2m`; at most `5m`.
     #[serde(with = "humantime_serde")]
     pub clock_skew: Duration,
@@ -108,6 +113,7 @@ impl Default for IdentityConfig {
             mfa_auth_contexts: Vec::new(),
             required_scopes: Vec::new(),
             required_app_roles: Vec::new(),
+            allow_app_tokens_without_roles: false,
             clock_skew: Duration::from_secs(120),
             jwks_refresh: Duration::from_secs(3600),
             unknown_kid_cooldown: Duration::from_secs(300),

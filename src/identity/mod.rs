@@ -144,6 +144,27 @@ pub enum AuthError {
     /// No signing keys could be loaded.
     #[error("signing keys are unavailable: {0}")]
     KeysUnavailable(String),
+    /// More than one `Authorization` header: which one counts would depend
+    /// on who reads the request (a proxy in front may take the last).
+    #[error("the request carries {0} Authorization headers; send exactly one")]
+    DuplicateHeader(usize),
+}
+
+/// The request's one `Authorization` header value, if any. Several headers,
+/// or one that is not visible ASCII, are refused.
+pub fn authorization(headers: &http::HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let count = 1 + values.count();
+    if count > 1 {
+        return Err(AuthError::DuplicateHeader(count));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| AuthError::Malformed("the Authorization header is not visible ASCII".into()))
 }
 
 impl AuthError {
@@ -166,13 +187,15 @@ impl AuthError {
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::GroupsOverage => "groups_overage",
             Self::KeysUnavailable(_) => "keys_unavailable",
+            Self::DuplicateHeader(_) => "duplicate_authorization",
         }
     }
 
-    /// HTTP status: 401 authentication failed, 403 authenticated but not
-    /// allowed, 503 keys unavailable.
+    /// HTTP status: 400 a malformed request, 401 authentication failed,
+    /// 403 authenticated but not allowed, 503 keys unavailable.
     pub fn status(&self) -> u16 {
         match self {
+            Self::DuplicateHeader(_) => 400,
             Self::InsufficientScope(_) | Self::ClientNotAllowed(_) | Self::GroupsOverage => 403,
             Self::KeysUnavailable(_) => 503,
             _ => 401,

@@ -282,10 +282,26 @@ async fn accepts_app_only_token_and_enforces_app_roles() {
         h.reason(&h.mint(app(vec!["Other".into()]))).await,
         ("insufficient_scope", 403)
     );
-    // Without required app roles, an app-only token needs no role.
+    // Without required app roles, an app-only token needs some role...
     let open = harness().await;
-    let p = open.check(&open.mint(app(Vec::new()))).await.unwrap();
+    let p = open
+        .check(&open.mint(app(vec!["Other".into()])))
+        .await
+        .unwrap();
     assert_eq!(p.kind, PrincipalKind::Application);
+    // ...and one with none at all is refused: any app in the tenant can get it.
+    let error = open.check(&open.mint(app(Vec::new()))).await.unwrap_err();
+    assert_eq!(
+        (error.reason(), error.status()),
+        ("insufficient_scope", 403)
+    );
+    assert!(error.to_string().contains("allow_app_tokens_without_roles"));
+    let allowing = harness_with(|c| c.allow_app_tokens_without_roles = true).await;
+    let p = allowing
+        .check(&allowing.mint(app(Vec::new())))
+        .await
+        .unwrap();
+    assert!(p.roles.is_empty());
 }
 
 #[tokio::test]

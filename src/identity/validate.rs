@@ -220,6 +220,14 @@ fn check_permission(config: &IdentityConfig, principal: &Principal) -> Result<()
             }
         }
         PrincipalKind::Application => {
+            if principal.roles.is_empty() && !config.allow_app_tokens_without_roles {
+                return Err(AuthError::InsufficientScope(
+                    "the app-only token carries no app role; Entra issues such tokens to any \
+                     application in the tenant, so they are refused unless \
+                     identity.allow_app_tokens_without_roles = true"
+                        .into(),
+                ));
+            }
             if config.required_app_roles.is_empty()
                 || config
                     .required_app_roles

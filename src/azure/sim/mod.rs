@@ -195,6 +195,9 @@ pub fn dev_identity_config(issuer: &DevIssuer, issuer_base_url: &str) -> Identit
     config.audiences = ARM_AUDIENCES.iter().map(|a| (*a).to_owned()).collect();
     config.required_scopes = vec![ARM_SCOPE.to_owned(), DEV_SCOPE.to_owned()];
     config.required_app_roles.clear();
+    // ARM authorizes by RBAC role assignments, not app roles: a service
+    // principal's token for it carries none.
+    config.allow_app_tokens_without_roles = true;
     config
 }
 
