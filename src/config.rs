@@ -96,6 +96,26 @@ pub struct ServerConfig {
     /// How long an upstream may take to start and answer `initialize`.
     #[serde(with = "humantime_serde")]
     pub upstream_init_timeout: Duration,
+    /// How long a client may take to send a request's head (request line
+    /// and headers), counted from when the connection waits for it (so it
+    /// also bounds a keep-alive connection's wait for its next request).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is
+    /// closed. Open SSE streams carry a keep-alive every 15 s, so keep it
+    /// above that.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most open HTTP connections; more are closed at accept.
+    pub max_connections: usize,
+    /// Most open HTTP connections from one address. Behind a reverse proxy
+    /// every connection comes from the proxy: raise it to `max_connections`.
+    pub max_connections_per_address: usize,
+    /// Largest request head (request line and headers), in bytes; larger
+    /// gets 431.
+    pub max_header_bytes: usize,
+    /// Most headers in one request; more gets 431.
+    pub max_headers: usize,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +128,12 @@ impl Default for ServerConfig {
             max_sessions: 256,
             session_idle_timeout: Duration::from_secs(300),
             upstream_init_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 1024,
+            max_connections_per_address: 256,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
         }
     }
 }
@@ -287,6 +313,24 @@ impl Config {
         }
         if server.upstream_init_timeout < Duration::from_millis(100) {
             return Err("server.upstream_init_timeout: must be at least 100ms".into());
+        }
+        if server.header_read_timeout < Duration::from_millis(100) {
+            return Err("server.header_read_timeout: must be at least 100ms".into());
+        }
+        if server.idle_timeout < Duration::from_secs(1) {
+            return Err("server.idle_timeout: must be at least 1s (and should exceed the 15s between SSE keep-alives)".into());
+        }
+        if server.max_connections == 0 || server.max_connections_per_address == 0 {
+            return Err(
+                "server.max_connections and server.max_connections_per_address: must be at least 1"
+                    .into(),
+            );
+        }
+        if server.max_header_bytes < 8192 {
+            return Err("server.max_header_bytes: must be at least 8192".into());
+        }
+        if server.max_headers == 0 {
+            return Err("server.max_headers: must be at least 1".into());
         }
         for origin in &server.allowed_origins {
             if origin != "null" && !origin.contains("://") {

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warden::audit::Audit;
@@ -743,25 +742,19 @@ async fn serve_fronts(config: Config, stdio: bool, pipeline: Pipeline) -> anyhow
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = CancellationToken::new();
+    let limits = gateway::http::Limits::from(&gateway.config.server);
+    let metrics = gateway.metrics.clone();
     let app = gateway::router(gateway, shutdown.clone());
     tracing::info!(address = %listener.local_addr()?, "warden listening; MCP at /mcp");
-    // Small SSE writes must not wait for delayed ACKs (~40 ms per message).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let signalled = shutdown.clone();
+    tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
-        shutdown.cancel();
-    })
-    .await
-    .context("HTTP server failed")
+        signalled.cancel();
+    });
+    gateway::http::serve(listener, app, limits, metrics, shutdown)
+        .await
+        .context("HTTP server failed")
 }
 
 /// The stdio front has no HTTP request to carry a token: the caller's token

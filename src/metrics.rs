@@ -78,6 +78,16 @@ pub struct Metrics {
     pub risk_alerts: Counter,
     /// Time to score a call (stage 3).
     pub risk_latency: Histogram,
+    /// Open HTTP connections on the front.
+    pub http_connections: Gauge,
+    /// Connections closed at accept, by reason: `limit` (all connections)
+    /// or `address_limit` (connections from one address).
+    pub http_connections_refused: Family<ReasonLabel, Counter>,
+    /// Connections the front closed, by reason: `header_timeout` (the
+    /// request head did not arrive in time), `idle_timeout` (nothing read
+    /// or written for too long), `bad_request` (e.g. too many or too large
+    /// headers).
+    pub http_connections_closed: Family<ReasonLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -289,8 +299,29 @@ impl Metrics {
             "Time to score a tool call (stage 3)",
             risk_latency.clone(),
         );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "Open HTTP connections on the front",
+            http_connections.clone(),
+        );
+        let http_connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at accept because a connection cap was reached, by reason",
+            http_connections_refused.clone(),
+        );
+        let http_connections_closed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections the front closed (slow, idle or malformed clients), by reason",
+            http_connections_closed.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            http_connections,
+            http_connections_refused,
+            http_connections_closed,
             risk_assessments,
             risk_alerts,
             risk_latency,
@@ -322,6 +353,15 @@ impl Metrics {
         self.policy_loads
             .get_or_create(&LoadLabel {
                 result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection the front refused or closed, by reason.
+    pub fn http_connection(&self, family: &Family<ReasonLabel, Counter>, reason: &str) {
+        family
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
             })
             .inc();
     }

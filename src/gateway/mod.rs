@@ -2,6 +2,7 @@
 //! endpoints `/healthz`, `/readyz` and `/metrics`.
 
 mod auth;
+pub mod http;
 mod jsonrpc;
 mod names;
 mod origin;
