@@ -164,19 +164,16 @@ pub struct UpstreamConfig {
     /// Longest wait for the upstream's answer to one request (a tool call
     /// included). When it passes, the request is cancelled upstream and the
     /// client gets an error naming the upstream; the call's audit outcome is
-    /// `timeout`.
-    #[serde(default = "default_call_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    /// `timeout`. Default: [`DEFAULT_CALL_TIMEOUT`]; for the built-in ARM
+    /// tools, as long as they may wait for an operation.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 /// The default `upstreams.<name>.timeout`: long enough for an Azure
-/// operation that the tool waits out (a VM create takes minutes), short
+/// operation that a tool waits out (a VM create takes minutes), short
 /// enough that a lost answer does not hold a client for good.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn default_call_timeout() -> Duration {
-    DEFAULT_CALL_TIMEOUT
-}
 
 /// How to reach an upstream, after validation.
 #[derive(Debug, Clone)]
@@ -289,6 +286,24 @@ impl Config {
         Ok(config)
     }
 
+    /// The call timeout of upstream `name` (see [`UpstreamConfig::timeout`]).
+    pub fn call_timeout(&self, name: &str) -> Duration {
+        let Some(upstream) = self.upstreams.get(name) else {
+            return DEFAULT_CALL_TIMEOUT;
+        };
+        if let Some(timeout) = upstream.timeout {
+            return timeout;
+        }
+        match (&upstream.builtin, &self.azure) {
+            // The ARM tools wait for a long-running operation up to
+            // `lro_timeout`, after requests of up to `timeout` each.
+            (Some(_), Some(azure)) => {
+                DEFAULT_CALL_TIMEOUT.max(azure.arm.lro_timeout + azure.arm.timeout * 2)
+            }
+            _ => DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.identity.validate()?;
         self.audit.validate()?;
@@ -344,7 +359,7 @@ impl Config {
         }
         for (name, upstream) in &self.upstreams {
             let key = format!("upstreams.{name}");
-            if upstream.timeout < Duration::from_millis(100) {
+            if upstream.timeout.is_some_and(|t| t < Duration::from_millis(100)) {
                 return Err(format!("{key}.timeout: must be at least 100ms"));
             }
             if !valid_upstream_name(name) {

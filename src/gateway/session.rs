@@ -158,11 +158,7 @@ impl Session {
         });
         let init = gateway.config.server.upstream_init_timeout;
         let connects = gateway.upstreams.iter().map(|(name, kind)| {
-            let call = gateway
-                .config
-                .upstreams
-                .get(name)
-                .map_or(crate::config::DEFAULT_CALL_TIMEOUT, |u| u.timeout);
+            let call = gateway.config.call_timeout(name);
             UpstreamConn::connect(
                 name,
                 kind,
