@@ -35,7 +35,7 @@ use serde_json::Value;
 /// scenarios it did not get to are reported as failed. Not a timing
 /// assertion: a guard against a relay that hangs (the suite's client waits
 /// 60 s for each answer).
-const SUITE_LIMIT: Duration = Duration::from_secs(600);
+const SUITE_LIMIT: Duration = Duration::from_secs(300);
 
 /// The installed suite: `node cli ...`.
 struct Suite {
