@@ -157,36 +157,52 @@ async fn stdio_front_relays_like_http() {
     assert_eq!(text(&answer), "hello Ada");
 }
 
-/// `warden dev` on free ports with its state in `state`: the child, the
-/// gateway's port and the issuer's port.
-fn warden_dev(state: &std::path::Path) -> (KillOnDrop, u16, u16) {
-    let (port, issuer_port, arm_port) = (free_port(), free_port(), free_port());
-    let child = KillOnDrop(
+/// `warden dev` on ports the system picks, with its state in `state`: the
+/// child and its `dev.json` (written once the gateway serves).
+fn warden_dev(state: &std::path::Path) -> (KillOnDrop, serde_json::Value) {
+    let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--issuer-listen", &format!("127.0.0.1:{issuer_port}")])
-            .args(["--arm-listen", &format!("127.0.0.1:{arm_port}")])
+            .args(["dev", "--listen", "127.0.0.1:0"])
+            .args(["--issuer-listen", "127.0.0.1:0"])
+            .args(["--arm-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(state)
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
-    (child, port, issuer_port)
+    let dev_json = wait_for_dev_json(&mut child, &state.join("dev.json"));
+    (child, dev_json)
+}
+
+/// Waits (60 s at most) for `warden dev` to write `path`.
+fn wait_for_dev_json(child: &mut KillOnDrop, path: &std::path::Path) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("warden dev exited early ({status})");
+        }
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("warden dev wrote no {}", path.display());
 }
 
 #[tokio::test]
 async fn the_walkthrough_passes_against_a_fresh_warden_dev() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("fresh");
-    let (mut child, port, _) = warden_dev(&state);
-    wait_for_port(&mut child, port);
-    let dev_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("dev.json")).unwrap()).unwrap();
-    assert_eq!(dev_json["mcp_url"], format!("http://127.0.0.1:{port}/mcp"));
+    let (child, dev_json) = warden_dev(&state);
+    let mcp_url = dev_json["mcp_url"].as_str().unwrap();
+    let base = mcp_url.strip_suffix("/mcp").unwrap();
+    assert!(base.starts_with("http://127.0.0.1:"), "{dev_json}");
+    assert_eq!(dev_json["admin_url"], format!("{base}/admin/api/requests"));
     assert_eq!(
-        dev_json["admin_url"],
-        format!("http://127.0.0.1:{port}/admin/api/requests")
+        dev_json["pid"],
+        child.id(),
+        "dev.json is this run's: {dev_json}"
     );
     for persona in [
         "developer",
@@ -231,9 +247,9 @@ async fn the_walkthrough_passes_against_a_fresh_warden_dev() {
 async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (mut child, port, issuer_port) = warden_dev(&state);
-    wait_for_port(&mut child, port);
-    let url = format!("http://127.0.0.1:{port}/mcp");
+    let (mut child, dev_json) = warden_dev(&state);
+    let url = dev_json["mcp_url"].as_str().unwrap().to_owned();
+    let issuer_url = dev_json["issuer_url"].as_str().unwrap();
     let unauthenticated = reqwest::Client::new()
         .post(&url)
         .header("accept", "application/json, text/event-stream")
@@ -253,7 +269,7 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
             "Reader",
             "--issuer-url",
         ])
-        .arg(format!("http://127.0.0.1:{issuer_port}"))
+        .arg(issuer_url)
         .arg("--data-dir")
         .arg(&state)
         .output()
