@@ -230,16 +230,14 @@ impl Setup<'_> {
 /// The port in the last "warden listening" line of a Warden's JSON log.
 fn listening_port(log: &str) -> Option<u16> {
     log.lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|entry| entry["fields"]["message"] == "warden listening; MCP at /mcp")
-        .filter_map(|entry| {
-            entry["fields"]["address"]
-                .as_str()?
-                .parse::<std::net::SocketAddr>()
-                .ok()
-        })
+        .find(|entry| entry["fields"]["message"] == "warden listening; MCP at /mcp")?["fields"]
+        ["address"]
+        .as_str()?
+        .parse::<std::net::SocketAddr>()
+        .ok()
         .map(|address| address.port())
-        .last()
 }
 
 /// What the shared helpers need of a running Warden, in its own process
