@@ -1,9 +1,11 @@
 //! Warden: a security gateway in front of MCP tool servers that manage Azure.
 //!
-//! See `DESIGN.md` for the map: [`pipeline`] composes the stages; [`gateway`]
-//! is the MCP front; [`executor`] talks to upstream servers.
+//! See `docs/ARCHITECTURE.md` for the map: [`app`] builds and runs
+//! everything; [`pipeline`] composes the stages; [`gateway`] is the MCP
+//! front; [`executor`] talks to upstream servers.
 
 pub mod admin;
+pub mod app;
 pub mod approvals;
 pub mod audit;
 pub mod azure;

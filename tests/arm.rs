@@ -16,7 +16,7 @@ const DEV: &str = sim::DEV_SUBSCRIPTION;
 struct Arm {
     issuer: Issuer,
     sim: Simulator,
-    warden: Warden,
+    warden: InProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -45,7 +45,7 @@ async fn arm(retry_after: u64) -> Arm {
         client.secret_file.display().to_string(),
         issuer.base,
     );
-    let warden = Warden::start_with_identity("", &issuer.identity_toml(), &azure);
+    let warden = InProcess::start_with_identity("", &issuer.identity_toml(), &azure);
     Arm {
         issuer,
         sim,

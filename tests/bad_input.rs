@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 fn post(
-    warden: &Warden,
+    warden: &InProcess,
     session: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> reqwest::RequestBuilder {
@@ -27,7 +27,7 @@ fn post(
 }
 
 /// Opens a session with raw HTTP and returns its id.
-async fn open_session(warden: &Warden) -> String {
+async fn open_session(warden: &InProcess) -> String {
     let init = json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -55,7 +55,7 @@ async fn open_session(warden: &Warden) -> String {
 
 #[tokio::test]
 async fn malformed_requests_get_clear_errors_and_others_keep_working() {
-    let warden = Warden::start("max_body_bytes = 65536", &demo_stdio("demo", "x"));
+    let warden = InProcess::start("max_body_bytes = 65536", &demo_stdio("demo", "x"));
     let (good, _) = connect(&warden.url()).await;
     let session = open_session(&warden).await;
 
@@ -192,7 +192,7 @@ async fn malformed_requests_get_clear_errors_and_others_keep_working() {
 
 #[tokio::test]
 async fn health_ready_and_metrics_endpoints() {
-    let warden = Warden::start("", &demo_stdio("demo", "x"));
+    let warden = InProcess::start("", &demo_stdio("demo", "x"));
     let health = reqwest::get(format!("{}/healthz", warden.base()))
         .await
         .unwrap();

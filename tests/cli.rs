@@ -157,36 +157,52 @@ async fn stdio_front_relays_like_http() {
     assert_eq!(text(&answer), "hello Ada");
 }
 
-/// `warden dev` on free ports with its state in `state`: the child, the
-/// gateway's port and the issuer's port.
-fn warden_dev(state: &std::path::Path) -> (KillOnDrop, u16, u16) {
-    let (port, issuer_port, arm_port) = (free_port(), free_port(), free_port());
-    let child = KillOnDrop(
+/// `warden dev` on ports the system picks, with its state in `state`: the
+/// child and its `dev.json` (written once the gateway serves).
+fn warden_dev(state: &std::path::Path) -> (KillOnDrop, serde_json::Value) {
+    let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--issuer-listen", &format!("127.0.0.1:{issuer_port}")])
-            .args(["--arm-listen", &format!("127.0.0.1:{arm_port}")])
+            .args(["dev", "--listen", "127.0.0.1:0"])
+            .args(["--issuer-listen", "127.0.0.1:0"])
+            .args(["--arm-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(state)
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
-    (child, port, issuer_port)
+    let dev_json = wait_for_dev_json(&mut child, &state.join("dev.json"));
+    (child, dev_json)
+}
+
+/// Waits (60 s at most) for `warden dev` to write `path`.
+fn wait_for_dev_json(child: &mut KillOnDrop, path: &std::path::Path) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("warden dev exited early ({status})");
+        }
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("warden dev wrote no {}", path.display());
 }
 
 #[tokio::test]
 async fn the_walkthrough_passes_against_a_fresh_warden_dev() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("fresh");
-    let (mut child, port, _) = warden_dev(&state);
-    wait_for_port(&mut child, port);
-    let dev_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("dev.json")).unwrap()).unwrap();
-    assert_eq!(dev_json["mcp_url"], format!("http://127.0.0.1:{port}/mcp"));
+    let (child, dev_json) = warden_dev(&state);
+    let mcp_url = dev_json["mcp_url"].as_str().unwrap();
+    let base = mcp_url.strip_suffix("/mcp").unwrap();
+    assert!(base.starts_with("http://127.0.0.1:"), "{dev_json}");
+    assert_eq!(dev_json["admin_url"], format!("{base}/admin/api/requests"));
     assert_eq!(
-        dev_json["admin_url"],
-        format!("http://127.0.0.1:{port}/admin/api/requests")
+        dev_json["pid"],
+        child.id(),
+        "dev.json is this run's: {dev_json}"
     );
     for persona in [
         "developer",
@@ -231,9 +247,9 @@ async fn the_walkthrough_passes_against_a_fresh_warden_dev() {
 async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (mut child, port, issuer_port) = warden_dev(&state);
-    wait_for_port(&mut child, port);
-    let url = format!("http://127.0.0.1:{port}/mcp");
+    let (mut child, dev_json) = warden_dev(&state);
+    let url = dev_json["mcp_url"].as_str().unwrap().to_owned();
+    let issuer_url = dev_json["issuer_url"].as_str().unwrap();
     let unauthenticated = reqwest::Client::new()
         .post(&url)
         .header("accept", "application/json, text/event-stream")
@@ -253,7 +269,7 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
             "Reader",
             "--issuer-url",
         ])
-        .arg(format!("http://127.0.0.1:{issuer_port}"))
+        .arg(issuer_url)
         .arg("--data-dir")
         .arg(&state)
         .output()
@@ -399,4 +415,155 @@ fn an_invalid_policy_is_named_with_its_file_and_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("typo.cedar:"), "{stderr}");
     assert!(stderr.contains("virtualMachinez"), "{stderr}");
+}
+
+/// Stdout for a child whose reader has already gone: every write to it
+/// fails with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+/// Runs `command` with its stdout closed by its reader: its exit status and
+/// its stderr, which must not report a panic or the broken pipe.
+fn run_into_closed_pipe(mut command: Command) -> (std::process::ExitStatus, String) {
+    let out = command
+        .stdout(closed_pipe())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
+    (out.status, stderr)
+}
+
+/// The exit status of `make()` run as usual and run into a closed pipe
+/// (which must not panic); they must agree.
+fn same_status_into_a_closed_pipe(make: impl Fn() -> Command) -> std::process::ExitStatus {
+    let usual = make().output().unwrap();
+    let (closed, stderr) = run_into_closed_pipe(make());
+    assert!(!usual.stdout.is_empty(), "the command prints something");
+    assert_eq!(closed.code(), usual.status.code(), "{stderr}");
+    closed
+}
+
+#[tokio::test]
+async fn output_to_a_reader_that_closes_early_ends_quietly() {
+    let explain = same_status_into_a_closed_pipe(|| {
+        let mut explain = warden();
+        explain
+            .args(["policy", "explain", "--policies"])
+            .arg(policies_dir())
+            .args(["--tool", "compute_vm_get", "--role", "Reader"]);
+        explain
+    });
+    assert!(explain.success());
+    let test = same_status_into_a_closed_pipe(|| {
+        let mut test = warden();
+        test.args(["policy", "test", "--verbose"])
+            .arg(policies_dir());
+        test
+    });
+    assert!(test.success());
+
+    let warden_serve = Warden::start("", &demo_stdio("demo", "pipe"));
+    let (client, _) = connect(&warden_serve.url()).await;
+    call(&client, "echo", json!({"text": "first"}))
+        .await
+        .unwrap();
+    // A live log has records no checkpoint covers yet: verify fails (1)
+    // either way.
+    same_status_into_a_closed_pipe(|| {
+        let mut verify = warden();
+        verify
+            .args(["audit", "verify", "--db"])
+            .arg(warden_serve.db())
+            .arg("--key")
+            .arg(warden_serve.public_key());
+        verify
+    });
+    let mut tail = warden();
+    tail.args(["audit", "tail", "--from-seq", "0", "--db"])
+        .arg(warden_serve.db());
+    assert!(run_into_closed_pipe(tail).0.success(), "tail stops");
+
+    // `warden audit tail | head -1`: the reader takes one line and goes;
+    // the next record tail prints ends it.
+    let mut tail = KillOnDrop(
+        warden()
+            .args(["audit", "tail", "--from-seq", "0", "--db"])
+            .arg(warden_serve.db())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(tail.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("\"seq\":0"), "{first}");
+    call(&client, "echo", json!({"text": "second"}))
+        .await
+        .unwrap();
+    let status = tail.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut tail.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn serve_stdio_with_a_closed_stdout_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[identity]\nallow_anonymous = true\n{}{}{}",
+            allow_all_policy(dir.path()),
+            audit_tables(dir.path()),
+            demo_stdio("demo", "closed-stdout")
+        ),
+    )
+    .unwrap();
+    let mut serve = warden()
+        .args(["serve", "--stdio", "--config"])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(closed_pipe())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "closed-stdout", "version": "0"}},
+    });
+    let mut stdin = serve.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("{initialize}\n").as_bytes()).unwrap();
+    // The answer cannot be written: the session ends, and Warden with it,
+    // through its shutdown (a signal would have killed it instead).
+    let out = serve.wait_with_output().unwrap();
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.code().is_some(),
+        "exited, not killed by a signal: {:?}",
+        out.status
+    );
+    let verify = warden()
+        .args(["audit", "verify", "--db"])
+        .arg(dir.path().join("warden.db"))
+        .arg("--key")
+        .arg(dir.path().join("audit.pub"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{report}");
 }

@@ -13,7 +13,7 @@ const HANG_GUARD: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn upstream_crash_mid_call_is_an_error_and_the_next_session_works() {
-    let warden = Warden::start("", &demo_stdio("demo", "x"));
+    let warden = InProcess::start("", &demo_stdio("demo", "x"));
     let (client, _) = connect(&warden.url()).await;
     let first_pid = text(&call(&client, "whoami", json!({})).await.unwrap());
     let crashed = tokio::time::timeout(HANG_GUARD, call(&client, "crash", json!({})))
@@ -35,7 +35,7 @@ async fn upstream_crash_mid_call_is_an_error_and_the_next_session_works() {
 
 #[tokio::test]
 async fn upstream_killed_from_outside_during_a_call() {
-    let warden = Warden::start("", &demo_stdio("demo", "x"));
+    let warden = InProcess::start("", &demo_stdio("demo", "x"));
     let (client, _) = connect(&warden.url()).await;
     let who = text(&call(&client, "whoami", json!({})).await.unwrap());
     let pid: u32 = who
@@ -64,7 +64,7 @@ async fn upstream_killed_from_outside_during_a_call() {
 #[tokio::test]
 async fn unreachable_remote_upstream_is_a_clear_error_and_not_ready() {
     let dead = free_port();
-    let warden = Warden::start(
+    let warden = InProcess::start(
         "upstream_init_timeout = \"3s\"",
         &format!("[upstreams.remote]\nurl = \"http://127.0.0.1:{dead}/mcp\"\n"),
     );
@@ -94,7 +94,7 @@ async fn unreachable_remote_upstream_is_a_clear_error_and_not_ready() {
 
 #[tokio::test]
 async fn upstream_that_cannot_start_is_named() {
-    let warden = Warden::start(
+    let warden = InProcess::start(
         "",
         "[upstreams.ghost]\ncommand = \"/nonexistent/warden-ghost\"\n",
     );
@@ -113,7 +113,7 @@ async fn upstream_that_cannot_start_is_named() {
 
 #[tokio::test]
 async fn session_cap_refuses_with_a_clear_error() {
-    let warden = Warden::start("max_sessions = 1", &demo_stdio("demo", "x"));
+    let warden = InProcess::start("max_sessions = 1", &demo_stdio("demo", "x"));
     let (first, _) = connect(&warden.url()).await;
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(warden.url());
     let second = rmcp::ServiceExt::serve(RecordingClient::default(), transport).await;
@@ -137,7 +137,7 @@ async fn session_cap_refuses_with_a_clear_error() {
 
 #[tokio::test]
 async fn idle_sessions_are_closed_and_their_children_stopped() {
-    let warden = Warden::start("session_idle_timeout = \"1s\"", &demo_stdio("demo", "x"));
+    let warden = InProcess::start("session_idle_timeout = \"1s\"", &demo_stdio("demo", "x"));
     let (client, _) = connect(&warden.url()).await;
     call(&client, "echo", json!({"text": "x"})).await.unwrap();
     wait_for_metrics(
@@ -151,7 +151,7 @@ async fn idle_sessions_are_closed_and_their_children_stopped() {
 #[tokio::test]
 async fn remote_upstream_dying_mid_call_is_an_error_not_a_hang() {
     let (mut upstream, port) = demo_http("dies");
-    let warden = Warden::start(
+    let warden = InProcess::start(
         "",
         &format!("[upstreams.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"),
     );

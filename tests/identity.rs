@@ -34,7 +34,7 @@ fn now() -> u64 {
 }
 
 /// `GET /metrics` of `warden`.
-async fn metrics(warden: &Warden) -> String {
+async fn metrics(warden: &InProcess) -> String {
     let response = reqwest::get(format!("{}/metrics", warden.base()))
         .await
         .expect("GET /metrics");
@@ -43,8 +43,8 @@ async fn metrics(warden: &Warden) -> String {
 }
 
 /// The gateway trusting `issuer`, in front of one demo upstream.
-fn gateway_for(issuer: &Issuer) -> Warden {
-    Warden::start_with_identity("", &issuer.identity_toml(), &demo_stdio("demo", "x"))
+fn gateway_for(issuer: &Issuer) -> InProcess {
+    InProcess::start_with_identity("", &issuer.identity_toml(), &demo_stdio("demo", "x"))
 }
 
 // ---------------------------------------------------------------------------
@@ -391,7 +391,7 @@ async fn a_configured_resource_overrides_the_request_host() {
     let issuer = Issuer::start().await;
     let resource = "https://warden.example.com/mcp";
     let identity = format!("{}resource = {resource:?}\n", issuer.identity_toml());
-    let gateway = Warden::start_with_identity("", &identity, &demo_stdio("demo", "x"));
+    let gateway = InProcess::start_with_identity("", &identity, &demo_stdio("demo", "x"));
 
     let refusal = Refusal::of(post(&gateway.url(), None, None, &initialize_body()).await).await;
     refusal.assert_reason(401, "missing");
@@ -610,7 +610,7 @@ async fn unreachable_signing_keys_make_the_gateway_unready() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     issuer.set_base_url(&dead);
     let gateway =
-        Warden::start_with_identity("", &identity_toml_for(&dead), &demo_stdio("demo", "x"));
+        InProcess::start_with_identity("", &identity_toml_for(&dead), &demo_stdio("demo", "x"));
 
     let response = reqwest::get(format!("{}/readyz", gateway.base()))
         .await
@@ -749,7 +749,7 @@ async fn python_sdk_client_with_and_without_a_token() {
 async fn the_clients_token_never_reaches_an_upstream() {
     let issuer = Issuer::start().await;
     let (mut upstream, port) = demo_http("remote");
-    let warden = Warden::start_with_identity(
+    let warden = InProcess::start_with_identity(
         "",
         &issuer.identity_toml(),
         &format!(

@@ -37,7 +37,7 @@ fn run_python(script_name: &str, args: &[&str]) -> Value {
 
 #[test]
 fn python_sdk_client_through_warden() {
-    let warden = Warden::start("", &demo_stdio("demo", "python"));
+    let warden = InProcess::start("", &demo_stdio("demo", "python"));
     let report = run_python("py_client.py", &[&warden.url()]);
     assert_eq!(report["server_name"], "demo-upstream");
     let tools: Vec<&str> = report["tools"]
@@ -71,7 +71,7 @@ fn azure_mcp_server_as_a_stdio_upstream() {
     let upstream = format!(
         "[upstreams.azure]\ncommand = {azmcp:?}\nargs = [\"server\", \"start\", \"--mode\", \"all\"]\nenv = {{ {env} }}\n"
     );
-    let warden = Warden::start("upstream_init_timeout = \"60s\"", &upstream);
+    let warden = InProcess::start("upstream_init_timeout = \"60s\"", &upstream);
 
     // The same server directly, for comparison.
     let direct = run_python("azmcp_probe.py", &["--stdio", &azmcp]);

@@ -35,13 +35,13 @@ when { resource has resource_group && resource.resource_group like "dev-*" };
 const SUB: &str = "00000000-0000-4000-8000-000000000001";
 
 struct Jit {
-    gate: Gate,
+    gate: Gate<InProcess>,
     _policies: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Jit {
-    type Target = Gate;
-    fn deref(&self) -> &Gate {
+    type Target = Gate<InProcess>;
+    fn deref(&self) -> &Gate<InProcess> {
         &self.gate
     }
 }
@@ -49,7 +49,7 @@ impl std::ops::Deref for Jit {
 async fn jit(approvals: &str) -> Jit {
     let scratch = tempfile::tempdir().unwrap();
     let policies = baseline_copy(scratch.path(), Some(DEVELOPER_PRIVILEGED));
-    let gate = Gate::start(
+    let gate = Gate::start_in_process(
         TEST_CATALOG,
         &format!("dir = {policies:?}\n"),
         &format!("[approvals]\n{approvals}\n"),
@@ -213,7 +213,7 @@ async fn a_held_call_runs_once_after_approval_and_revocation_stops_the_next() {
     // A restarted Warden rebuilds the state from the log.
     let mut jit = jit;
     let warden = &mut jit.gate.warden;
-    warden.terminate();
+    warden.stop().unwrap();
     warden.restart();
     let response = reqwest::Client::new()
         .get(format!("{}/admin/api/requests/{third}", warden.base()))

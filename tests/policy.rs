@@ -33,7 +33,17 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
 const SUB: &str = "00000000-0000-4000-8000-000000000001";
 
 /// A Warden deciding with the policies in `policies`.
-async fn gate(policies: &Path, policy_extra: &str) -> Gate {
+async fn gate(policies: &Path, policy_extra: &str) -> Gate<InProcess> {
+    Gate::start_in_process(
+        TEST_CATALOG,
+        &format!("dir = {policies:?}\n{policy_extra}"),
+        "",
+    )
+    .await
+}
+
+/// [`gate`] as a process of its own (to send it signals).
+async fn process_gate(policies: &Path, policy_extra: &str) -> Gate {
     Gate::start(
         TEST_CATALOG,
         &format!("dir = {policies:?}\n{policy_extra}"),
@@ -332,7 +342,7 @@ fn policy_loads(db: &Path) -> Vec<Value> {
 #[tokio::test]
 async fn reloads_keep_the_running_set_when_the_new_one_is_invalid() {
     let (_dir, policies) = editable_policies();
-    let gate = gate(&policies, "watch_interval = \"100ms\"\n").await;
+    let gate = process_gate(&policies, "watch_interval = \"100ms\"\n").await;
     let db = gate.warden.db();
     let base = gate.warden.base();
     let reader = gate.client("rita", &["Reader"], false).await;

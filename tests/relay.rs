@@ -9,8 +9,8 @@ use rmcp::model::*;
 use rmcp::service::PeerRequestOptions;
 use serde_json::json;
 
-fn single() -> Warden {
-    Warden::start("", &demo_stdio("demo", "solo"))
+fn single() -> InProcess {
+    InProcess::start("", &demo_stdio("demo", "solo"))
 }
 
 #[tokio::test]
@@ -346,7 +346,7 @@ async fn several_upstreams_are_namespaced_and_routed_back() {
         demo_stdio("one", "first"),
         demo_stdio("two", "second")
     );
-    let warden = Warden::start("", &upstreams);
+    let warden = InProcess::start("", &upstreams);
     let (client, handler) = connect(&warden.url()).await;
     let info = client.peer_info().unwrap();
     assert_eq!(info.server_info.as_ref().unwrap().name, "warden");
@@ -413,7 +413,7 @@ async fn several_upstreams_are_namespaced_and_routed_back() {
 #[tokio::test]
 async fn remote_http_upstream_relays_nested_requests_and_progress() {
     let (mut upstream, port) = demo_http("remote");
-    let warden = Warden::start(
+    let warden = InProcess::start(
         "",
         &format!(
             "[upstreams.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\nheaders = {{ X-Demo = \"1\" }}\n"

@@ -157,10 +157,10 @@ fn result_text(message: &Value) -> String {
 
 /// Warden with the sample upstream over stdio, or over HTTP (with the
 /// upstream process, kept alive by the caller).
-fn warden_with(kind: &str, upstream_extra: &str) -> (Warden, Option<KillOnDrop>) {
+fn warden_with(kind: &str, upstream_extra: &str) -> (InProcess, Option<KillOnDrop>) {
     match kind {
         "stdio" => (
-            Warden::start(
+            InProcess::start(
                 "",
                 &format!("{}{upstream_extra}\n", demo_stdio("demo", kind)),
             ),
@@ -171,7 +171,7 @@ fn warden_with(kind: &str, upstream_extra: &str) -> (Warden, Option<KillOnDrop>)
             let upstream = format!(
                 "[upstreams.demo]\nurl = \"http://127.0.0.1:{port}/mcp\"\n{upstream_extra}\n"
             );
-            (Warden::start("", &upstream), Some(KillOnDrop(child)))
+            (InProcess::start("", &upstream), Some(KillOnDrop(child)))
         }
     }
 }
@@ -357,7 +357,7 @@ async fn forgetful_upstream() -> (String, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_response_the_upstream_loses_ends_with_an_error() {
     let (url, _server) = forgetful_upstream().await;
-    let warden = Warden::start(
+    let warden = InProcess::start(
         "",
         &format!("[upstreams.forgetful]\nurl = {url:?}\ntimeout = \"2s\"\n"),
     );
@@ -452,7 +452,7 @@ async fn unreplaying_upstream() -> (String, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_response_never_replayed_ends_with_a_timeout() {
     let (url, _server) = unreplaying_upstream().await;
-    let warden = Warden::start(
+    let warden = InProcess::start(
         "",
         &format!("[upstreams.unreplaying]\nurl = {url:?}\ntimeout = \"2s\"\n"),
     );

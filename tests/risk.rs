@@ -82,7 +82,7 @@ async fn a_delete_burst_is_held_alerted_once_and_remembered_across_a_restart() {
     let (hook, notifications) = webhook().await;
     let scratch = tempfile::tempdir().unwrap();
     let policies = baseline_copy(scratch.path(), None);
-    let mut gate = Gate::start(
+    let mut gate = Gate::start_in_process(
         TEST_CATALOG,
         &format!("dir = {policies:?}\n"),
         &format!("{RISK}[approvals.notify]\nwebhooks = [{hook:?}]\nfirst_backoff = \"10ms\"\n"),
@@ -334,7 +334,7 @@ async fn a_delete_burst_is_held_alerted_once_and_remembered_across_a_restart() {
         )
     };
     drop((carol, dave));
-    assert!(gate.warden.terminate().success());
+    gate.warden.stop().expect("a clean shutdown");
     let stored = warden::store::Reader::open(&gate.warden.db())
         .unwrap()
         .baselines()
@@ -396,7 +396,7 @@ op = "Microsoft.Authorization/roleAssignments/write"
 class = "privileged"
 resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}"
 "#;
-    let gate = Gate::start(catalog, &format!("dir = {policies:?}\n"), "").await;
+    let gate = Gate::start_in_process(catalog, &format!("dir = {policies:?}\n"), "").await;
     let erin = gate.client("erin", &["Developer"], true).await;
     let denied = call(&erin, "echo", vm("grant-owner", "x")).await.unwrap();
     assert_eq!(denied.is_error, Some(true));

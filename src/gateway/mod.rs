@@ -105,16 +105,19 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
 }
 
 /// Serves one MCP session over this process's stdin/stdout until the client
-/// closes it, on behalf of `principal`.
+/// closes it or `shutdown` is cancelled, on behalf of `principal`.
 pub async fn serve_stdio(
     gateway: Arc<Gateway>,
     principal: Principal,
+    shutdown: CancellationToken,
 ) -> Result<(), std::io::Error> {
-    let running = gateway
+    let session = gateway
         .stdio_session(principal)
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(std::io::Error::other)?;
+        .serve_with_ct(rmcp::transport::stdio(), shutdown.child_token());
+    let running = tokio::select! {
+        running = session => running.map_err(std::io::Error::other)?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     running.waiting().await.map_err(std::io::Error::other)?;
     Ok(())
 }

@@ -8,20 +8,40 @@ use std::path::{Path, PathBuf};
 use warden::identity::dev::TokenOptions;
 
 use super::issuer::Issuer;
-use super::{Client, Warden, connect_as, example};
+use super::{Client, InProcess, Served, Warden, connect_as, example};
 
-pub struct Gate {
+/// The Warden runs as a process ([`Gate::start`]) or in this one
+/// ([`Gate::start_in_process`]).
+pub struct Gate<W = Warden> {
     pub issuer: Issuer,
-    pub warden: Warden,
+    pub warden: W,
     pub calls: PathBuf,
     pub scratch: tempfile::TempDir,
 }
 
-impl Gate {
+impl Gate<Warden> {
     /// `catalog`: the test catalog file; `policy`: the body of `[policy]`
     /// (e.g. `dir = "..."`); `tables`: more config tables (e.g.
     /// `[approvals]`).
     pub async fn start(catalog: &str, policy: &str, tables: &str) -> Gate {
+        Self::with(catalog, policy, tables, Warden::start_with_policy).await
+    }
+}
+
+impl Gate<InProcess> {
+    /// [`Gate::start`] with Warden in this process.
+    pub async fn start_in_process(catalog: &str, policy: &str, tables: &str) -> Gate<InProcess> {
+        Self::with(catalog, policy, tables, InProcess::start_with_policy).await
+    }
+}
+
+impl<W: Served> Gate<W> {
+    async fn with(
+        catalog: &str,
+        policy: &str,
+        tables: &str,
+        start: fn(&str, &str, &str, &str) -> W,
+    ) -> Gate<W> {
         let issuer = Issuer::start().await;
         let scratch = tempfile::tempdir().unwrap();
         let calls = scratch.path().join("calls.log");
@@ -33,7 +53,7 @@ impl Gate {
              env = {{ DEMO_CALL_LOG = {calls:?} }}\n",
             example("demo_upstream").display().to_string()
         );
-        let warden = Warden::start_with_policy("", &issuer.identity_toml(), &upstream, policy);
+        let warden = start("", &issuer.identity_toml(), &upstream, policy);
         Gate {
             issuer,
             warden,

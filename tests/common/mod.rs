@@ -4,7 +4,10 @@
 #![allow(dead_code, deprecated)]
 
 pub mod gate;
+pub mod inproc;
 pub mod issuer;
+
+pub use inproc::InProcess;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -153,20 +156,12 @@ pub fn dep(name: &str) -> String {
 /// The origin of the audit logs of test Wardens.
 pub const AUDIT_ORIGIN: &str = "warden.test/audit";
 
-/// Creates audit keys in `dir` with `warden audit keygen` and returns the
-/// `[store]` and `[audit]` tables that use them (the store is `dir/warden.db`);
-/// more `[audit]` keys may follow the returned text.
+/// Creates audit keys in `dir` (as `warden audit keygen` does) and returns
+/// the `[store]` and `[audit]` tables that use them (the store is
+/// `dir/warden.db`); more `[audit]` keys may follow the returned text.
 pub fn audit_tables(dir: &Path) -> String {
-    let keygen = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "keygen", "--origin", AUDIT_ORIGIN, "--dir"])
-        .arg(dir)
-        .output()
-        .expect("run warden audit keygen");
-    assert!(
-        keygen.status.success(),
-        "keygen: {}",
-        String::from_utf8_lossy(&keygen.stderr)
-    );
+    warden::audit::keygen(AUDIT_ORIGIN, &warden::audit::KeyFiles::in_dir(dir), true)
+        .expect("audit keygen");
     "[store]\npath = \"warden.db\"\n\
      [audit]\nsigning_key = \"audit-signing.key\"\nhmac_key = \"audit-hmac.key\"\n"
         .to_owned()
@@ -193,6 +188,69 @@ pub fn baseline_policy() -> String {
         "dir = {:?}\n",
         Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
     )
+}
+
+/// What a test Warden starts with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setup<'a> {
+    /// More `[server]` keys.
+    pub server_extra: &'a str,
+    /// The body of `[identity]`.
+    pub identity: &'a str,
+    /// `[upstreams.NAME]` tables (and any other tables).
+    pub upstreams: &'a str,
+    /// More `[audit]` keys, and tables after them (e.g.
+    /// `[audit.redaction.tools]`).
+    pub audit_extra: &'a str,
+    /// The body of `[policy]`; `None`: [`ALLOW_ALL_POLICY`].
+    pub policy: Option<&'a str>,
+}
+
+impl Setup<'_> {
+    /// A new directory with audit keys (made as by `warden audit keygen`),
+    /// the policy set when it is the default, and `warden.toml`, whose
+    /// store is `warden.db` there and whose `listen` is port 0.
+    pub fn write(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = audit_tables(dir.path());
+        let policy = match self.policy {
+            Some(body) => format!("[policy]\n{body}\n"),
+            None => allow_all_policy(dir.path()),
+        };
+        // `[audit]` extras may end in their own tables, so `[policy]` goes first.
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[identity]\n{}\n{policy}{state}{}\n{}",
+            self.server_extra, self.identity, self.audit_extra, self.upstreams
+        );
+        std::fs::write(dir.path().join("warden.toml"), config).expect("write config");
+        dir
+    }
+}
+
+/// The port in the last "warden listening" line of a Warden's JSON log.
+fn listening_port(log: &str) -> Option<u16> {
+    log.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry["fields"]["message"] == "warden listening; MCP at /mcp")?["fields"]
+        ["address"]
+        .as_str()?
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|address| address.port())
+}
+
+/// What the shared helpers need of a running Warden, in its own process
+/// ([`Warden`]) or in this one ([`InProcess`]).
+pub trait Served {
+    /// Its MCP endpoint.
+    fn url(&self) -> String;
+}
+
+impl Served for Warden {
+    fn url(&self) -> String {
+        Warden::url(self)
+    }
 }
 
 /// A running `warden serve`, killed on drop.
@@ -248,24 +306,19 @@ impl Warden {
         audit_extra: &str,
         policy: Option<&str>,
     ) -> Warden {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = audit_tables(dir.path());
-        let policy = match policy {
-            Some(body) => format!("[policy]\n{body}\n"),
-            None => allow_all_policy(dir.path()),
-        };
-        let port = free_port();
-        // `[audit]` extras may end in their own tables, so `[policy]` goes first.
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n[identity]\n{identity}\n\
-             {policy}{state}{audit_extra}\n{upstreams}"
-        );
-        let config_path = dir.path().join("warden.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        let dir = Setup {
+            server_extra,
+            identity,
+            upstreams,
+            audit_extra,
+            policy,
+        }
+        .write();
         let stderr_path = dir.path().join("warden.log");
+        let config_path = dir.path().join("warden.toml");
         let mut warden = Warden {
             child: Self::spawn(&config_path, &stderr_path),
-            port,
+            port: 0,
             dir,
             stderr_path,
         };
@@ -307,7 +360,8 @@ impl Warden {
         self.child.wait().expect("wait for warden")
     }
 
-    /// Starts Warden again on the same config, store and port.
+    /// Starts Warden again on the same config and store (on a new port:
+    /// use [`Warden::url`] again).
     pub fn restart(&mut self) {
         self.child = Self::spawn(&self.config_path(), &self.stderr_path);
         self.wait_healthy();
@@ -323,15 +377,21 @@ impl Warden {
         self.dir.path().join("audit.pub")
     }
 
+    /// Waits until the process logs the address it listens on (it binds
+    /// port 0: no other process can take the port between a pick and the
+    /// bind), and connects to it.
     fn wait_healthy(&mut self) {
-        // Like `wait_for_port`, but shows Warden's log on failure.
+        let started = self.log().len();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("warden exited early ({status}): {}", self.log());
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if let Some(port) = listening_port(&self.log()[started..]) {
+                self.port = port;
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -264,6 +264,22 @@ impl Simulator {
     /// Opens (creating and seeding if new) the database, binds the
     /// listener and serves in the background.
     pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
+        Self::start_on(config, None).await
+    }
+
+    /// Like [`Simulator::start`], on a listener the caller bound
+    /// ([`SimConfig::listen`] is not used).
+    pub async fn serve(
+        config: SimConfig,
+        listener: tokio::net::TcpListener,
+    ) -> Result<Simulator, SimError> {
+        Self::start_on(config, Some(listener)).await
+    }
+
+    async fn start_on(
+        config: SimConfig,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Simulator, SimError> {
         config.identity.validate().map_err(SimError::Config)?;
         let tenant = config
             .identity
@@ -276,12 +292,15 @@ impl Simulator {
         let conn = tokio::task::spawn_blocking(move || state::open(&db_path, &seed_tenant))
             .await
             .map_err(|e| SimError::Task(format!("opening the database: {e}")))??;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| SimError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = match listener {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| SimError::Listen {
+                    addr: config.listen,
+                    source,
+                })?,
+        };
         let mut local_addr = listener.local_addr().map_err(|source| SimError::Listen {
             addr: config.listen,
             source,

@@ -1,0 +1,353 @@
+//! A running Warden, as a library: [`run`] builds every stage from a
+//! [`Config`], composes them into the [`Pipeline`] and serves the gateway on
+//! listeners the caller bound; [`dev`] does the same for `warden dev`.
+//!
+//! The `warden` binary only parses arguments, binds the configured
+//! addresses, turns SIGTERM and Ctrl-C into a cancelled shutdown token and
+//! calls these functions; integration tests call them in-process on port 0.
+//!
+//! Shutdown, whatever triggers it (the token, the stdio client closing its
+//! session, the HTTP server failing), runs in this order: the front stops
+//! (open MCP sessions are cancelled, HTTP connections drained), then the
+//! audit maintenance, policy watch, approvals sweeper and risk flush tasks
+//! are stopped and joined (the flush writes the baselines one last time),
+//! then the audit log is closed (pending outcomes written, a final
+//! checkpoint signed) and its writer joined.
+
+pub mod dev;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::approvals::Approvals;
+use crate::audit::Audit;
+use crate::azure::client::ArmClient;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::executor::Builtins;
+use crate::gateway::{self, Gateway};
+use crate::identity::{Authenticator, Principal};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, Stages};
+use crate::policy::Engine;
+use crate::risk::Risk;
+
+/// How often the approvals sweeper lapses and expires requests.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The sockets Warden serves on, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP front: `/mcp`, `/.well-known/oauth-protected-resource`,
+    /// `/healthz`, `/readyz`, `/metrics` and `/admin/`.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `[server] listen`.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let listen = config.server.listen;
+        let http = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        Ok(Self { http })
+    }
+}
+
+/// A started Warden. Stop it with [`Running::stop`], or cancel the
+/// shutdown token it was started with and [`Running::wait`].
+#[derive(Debug)]
+pub struct Running {
+    http_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    done: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// The address the HTTP front listens on (`None` on stdio).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The token that stops this Warden when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Cancels the shutdown token and waits for the shutdown to finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until Warden has stopped (see the module documentation for
+    /// what stops it) and every task is joined. The error is the front's,
+    /// if it failed.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.done.await.context("the Warden task failed")?
+    }
+}
+
+/// Starts Warden on `config`: the stages, the background tasks, and the
+/// HTTP front on `listeners`, until `shutdown` is cancelled. Returns once
+/// Warden serves; an error means it never did (and everything it had
+/// started is stopped again).
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    start(config, Front::Http(listeners.http), shutdown).await
+}
+
+/// Starts Warden on `config` serving one MCP session on this process's
+/// stdin/stdout, for the caller whose token is in `WARDEN_TOKEN`. The
+/// session ends when the client closes it or `shutdown` is cancelled.
+pub async fn run_stdio(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    start(config, Front::Stdio, shutdown).await
+}
+
+/// The tool catalog (built in, or `[catalog] dir`) and the policy set,
+/// validated against each other.
+pub fn load_catalog_and_policy(config: &Config) -> anyhow::Result<(Catalog, Engine)> {
+    let catalog = match &config.catalog.dir {
+        Some(dir) => Catalog::load_dir(dir)
+            .with_context(|| format!("loading the tool catalog {}", dir.display()))?,
+        None => Catalog::builtin().context("loading the built-in tool catalog")?,
+    };
+    let policy = Engine::load(&config.policy, &catalog.operation_classes())
+        .with_context(|| format!("loading the policy set {}", config.policy.dir.display()))?;
+    Ok((catalog, policy))
+}
+
+/// The risk stage `[risk]` configures (its geo table read), with no
+/// history yet.
+pub fn risk_stage(config: &Config) -> anyhow::Result<Risk> {
+    Risk::new(config.risk.clone()).map_err(anyhow::Error::msg)
+}
+
+/// The built-in servers `[azure]` enables: the ARM tools, with Warden's
+/// own credential.
+pub fn builtins(config: &Config) -> anyhow::Result<Builtins> {
+    let Some(azure) = &config.azure else {
+        return Ok(Builtins::default());
+    };
+    let credential =
+        crate::azure::credential::build(&azure.credential).context("[azure.credential]")?;
+    let client = ArmClient::new(azure.arm.clone(), credential)
+        .map_err(|e| anyhow::anyhow!("[azure.arm]: {e}"))?;
+    tracing::info!(endpoint = %azure.arm.endpoint, credential = azure.credential.credential.kind(), "Azure Resource Manager tools ready");
+    Ok(Builtins::default().with_arm(Arc::new(client)))
+}
+
+/// Where the gateway serves MCP.
+enum Front {
+    Http(TcpListener),
+    Stdio,
+}
+
+/// The tasks that run beside the front, and the log they write to.
+struct Background {
+    stop: CancellationToken,
+    maintenance: JoinHandle<()>,
+    watch: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+    risk_flush: JoinHandle<()>,
+    audit: Arc<Audit>,
+}
+
+impl Background {
+    fn spawn(pipeline: &Pipeline) -> Self {
+        let stop = CancellationToken::new();
+        let audit = pipeline.audit().clone();
+        Self {
+            maintenance: audit.spawn_maintenance(stop.clone()),
+            watch: pipeline.spawn_policy_watch(stop.clone()),
+            sweeper: pipeline
+                .approvals()
+                .spawn_sweeper(SWEEP_INTERVAL, stop.clone()),
+            risk_flush: pipeline.spawn_risk_flush(stop.clone()),
+            audit,
+            stop,
+        }
+    }
+
+    /// Stops and joins the tasks, then closes the audit log.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.maintenance.await;
+        let _ = self.watch.await;
+        let _ = self.sweeper.await;
+        // Flushes the baselines one last time before the store closes.
+        let _ = self.risk_flush.await;
+        self.audit.close().await;
+        self.audit.join_writer();
+    }
+}
+
+async fn start(
+    config: Config,
+    front: Front,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let pipeline = pipeline(&config).await?;
+    let background = Background::spawn(&pipeline);
+    let serving = match serve_front(config, front, pipeline, shutdown.clone()).await {
+        Ok(serving) => serving,
+        Err(error) => {
+            background.stop().await;
+            return Err(error);
+        }
+    };
+    let http_addr = serving.http_addr;
+    let done = tokio::spawn(async move {
+        let result = match serving.task.await {
+            Ok(result) => result,
+            Err(error) => Err(anyhow::Error::new(error).context("the front failed")),
+        };
+        background.stop().await;
+        result
+    });
+    Ok(Running {
+        http_addr,
+        shutdown,
+        done,
+    })
+}
+
+/// Every stage, from `config`, composed; the policy set's load recorded.
+async fn pipeline(config: &Config) -> anyhow::Result<Pipeline> {
+    let metrics = Metrics::new();
+    let (catalog, policy) = load_catalog_and_policy(config)?;
+    let risk = Arc::new(risk_stage(config)?);
+    let store = &config.store.path;
+    let audit = Audit::open(store, config.audit.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("opening the audit log {}", store.display()))?;
+    tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), store = %store.display(), "audit log open");
+    let composed = compose(config, audit.clone(), metrics, catalog, policy, risk).await;
+    if composed.is_err() {
+        // Nothing else holds the log once `compose` gave up.
+        audit.close().await;
+        audit.join_writer();
+    }
+    composed
+}
+
+/// The stages around an open audit log, composed.
+async fn compose(
+    config: &Config,
+    audit: Arc<Audit>,
+    metrics: Metrics,
+    catalog: Catalog,
+    policy: Engine,
+    risk: Arc<Risk>,
+) -> anyhow::Result<Pipeline> {
+    let store = &config.store.path;
+    if risk.enabled() {
+        let rows = audit
+            .store()
+            .reader()
+            .and_then(|reader| reader.baselines())
+            .with_context(|| format!("reading the risk baselines from {}", store.display()))?;
+        let stored = rows.len();
+        let loaded = risk.load(rows);
+        tracing::info!(
+            baselines = loaded,
+            unreadable = stored - loaded,
+            "risk baselines loaded"
+        );
+    } else {
+        tracing::info!("risk scoring is off ([risk] enabled = false)");
+    }
+    let approvals = Approvals::open(
+        config.approvals.clone(),
+        audit.clone(),
+        store,
+        metrics.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("loading JIT approvals from {}: {e}", store.display()))?;
+    let pipeline = Pipeline::new(Stages {
+        identity: Authenticator::start(config.identity.clone(), reqwest::Client::new()),
+        metrics,
+        catalog: Arc::new(catalog),
+        policy: Arc::new(policy),
+        approvals: Arc::new(approvals),
+        audit,
+        risk,
+    });
+    pipeline
+        .record_initial_policies()
+        .await
+        .context("recording the policy set in the audit log")?;
+    let summary = pipeline.policy().summary();
+    tracing::info!(hash = %summary.hash, policies = summary.policies.len(), dir = %summary.dir.display(), "policy set loaded");
+    Ok(pipeline)
+}
+
+/// A front that serves until it ends.
+struct Serving {
+    http_addr: Option<SocketAddr>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn serve_front(
+    config: Config,
+    front: Front,
+    pipeline: Pipeline,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Serving> {
+    let identity = pipeline.identity().clone();
+    let builtins = builtins(&config)?;
+    let gateway = Gateway::new(Arc::new(config), pipeline, builtins);
+    match front {
+        Front::Stdio => {
+            let principal = stdio_principal(&identity).await?;
+            let task = tokio::spawn(async move {
+                gateway::serve_stdio(gateway, principal, shutdown)
+                    .await
+                    .context("serving MCP on stdio")
+            });
+            Ok(Serving {
+                http_addr: None,
+                task,
+            })
+        }
+        Front::Http(listener) => {
+            let address = listener.local_addr().context("the HTTP listener")?;
+            let limits = gateway::http::Limits::from(&gateway.config.server);
+            let metrics = gateway.metrics.clone();
+            let router = gateway::router(gateway, shutdown.clone());
+            tracing::info!(%address, "warden listening; MCP at /mcp");
+            let task = tokio::spawn(async move {
+                gateway::http::serve(listener, router, limits, metrics, shutdown)
+                    .await
+                    .context("HTTP server failed")
+            });
+            Ok(Serving {
+                http_addr: Some(address),
+                task,
+            })
+        }
+    }
+}
+
+/// The stdio front has no HTTP request to carry a token: the caller's token
+/// comes from `WARDEN_TOKEN` and is validated once, at start, by the same
+/// path as HTTP requests.
+async fn stdio_principal(identity: &Authenticator) -> anyhow::Result<Principal> {
+    let token = std::env::var("WARDEN_TOKEN").ok();
+    let header = token.map(|t| format!("Bearer {t}"));
+    if !identity.config().allow_anonymous {
+        identity.refresh_keys().await;
+    }
+    identity
+        .authenticate(header.as_deref(), None)
+        .await
+        .map_err(|e| anyhow::anyhow!("WARDEN_TOKEN: {e} ({})", e.reason()))
+}

@@ -1,0 +1,149 @@
+//! `warden dev`: the product on embedded defaults, and its helpers (`warden
+//! dev token`, the sample upstream it starts).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use warden::app::dev::{DevListeners, DevOptions, RunningDev};
+use warden::identity::dev::{DevIssuer, TokenOptions};
+
+use super::output::{errln, outln};
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    #[command(subcommand)]
+    command: Option<DevCommand>,
+    /// Address of the gateway.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Address of the local token issuer (discovery document and JWKS).
+    #[arg(long, default_value = warden::dev::ISSUER_LISTEN)]
+    issuer_listen: SocketAddr,
+    /// Address of the ARM simulator the built-in Azure tools call.
+    #[arg(long, default_value = warden::dev::ARM_LISTEN)]
+    arm_listen: SocketAddr,
+    /// Directory for all state of `warden dev` (issuer key included).
+    #[arg(long, default_value = ".warden-dev", global = true)]
+    data_dir: PathBuf,
+    /// Directory of Cedar policies (default: DATA_DIR/policies, created
+    /// with the baseline policies).
+    #[arg(long)]
+    policies: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum DevCommand {
+    /// Print a token signed by the dev issuer.
+    Token(Box<TokenArgs>),
+    /// Serve the sample upstream on stdin/stdout (started by `warden dev`).
+    #[command(hide = true)]
+    SampleUpstream,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// User name (upn); for --app, the application's display name.
+    #[arg(long, default_value = "dev-user")]
+    user: String,
+    /// Group object id or name (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// App role (repeatable).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Mark the sign-in as multi-factor (v1 `amr` contains `mfa`).
+    #[arg(long)]
+    mfa: bool,
+    /// Satisfied authentication context id, e.g. c1 (repeatable).
+    #[arg(long)]
+    acrs: Vec<String>,
+    /// An app-only token (no user, no scopes).
+    #[arg(long)]
+    app: bool,
+    /// Lifetime, e.g. 1h or 15m.
+    #[arg(long, default_value = "1h")]
+    ttl: humantime::Duration,
+    /// Base URL of the running dev issuer (it is the token's issuer).
+    #[arg(long, default_value = "http://127.0.0.1:8788")]
+    issuer_url: String,
+}
+
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(DevCommand::Token(token)) => mint(&args.data_dir, *token),
+        Some(DevCommand::SampleUpstream) => {
+            super::init_logging();
+            super::runtime()?
+                .block_on(warden::dev::sample::serve_stdio())
+                .context("sample upstream")
+        }
+        None => dev(args),
+    }
+}
+
+/// `warden dev token`.
+fn mint(data_dir: &std::path::Path, args: TokenArgs) -> anyhow::Result<()> {
+    let mut issuer = DevIssuer::load_or_create(data_dir)?;
+    issuer.set_base_url(&args.issuer_url);
+    let options = TokenOptions {
+        user: args.user,
+        groups: args.groups,
+        roles: args.roles,
+        mfa: args.mfa,
+        acrs: args.acrs,
+        app: args.app,
+        ttl: args.ttl.into(),
+        ..TokenOptions::default()
+    };
+    outln!("{}", issuer.mint(&options)?)?;
+    Ok(())
+}
+
+/// `warden dev`: the dev issuer, the ARM simulator and the gateway until
+/// SIGTERM or Ctrl-C.
+fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let options = DevOptions {
+        data_dir: args.data_dir,
+        policies: args.policies,
+        executable: std::env::current_exe().context("locating the warden executable")?,
+    };
+    super::init_logging();
+    super::runtime()?.block_on(async move {
+        super::ignore_file_size_signal();
+        let shutdown = CancellationToken::new();
+        super::cancel_on_signal(shutdown.clone());
+        let listeners =
+            DevListeners::bind(args.listen, args.issuer_listen, args.arm_listen).await?;
+        let running = warden::app::dev::start(options, listeners, shutdown).await?;
+        banner(&running);
+        running.wait().await
+    })
+}
+
+/// What `warden dev` prints once it serves.
+fn banner(dev: &RunningDev) {
+    let names: Vec<String> = dev
+        .personas
+        .iter()
+        .map(|(p, _)| format!("{} ({})", p.name, p.roles.join(", ")))
+        .collect();
+    errln!(
+        "warden dev\n  MCP:        {}\n  admin:      {}/admin/ (page), {}/admin/api/requests (API, warden jit)\n  issuer:     {}\n  ARM (sim):  {}\n  \
+         state:      {}\n  policies:   {}\n  tokens:     {} in {}\n  \
+         use one:    Authorization: Bearer $(jq -r .personas.developer.token {})\n  \
+         mint more:  warden dev token --user alice --role Reader [--mfa] --data-dir {}",
+        dev.mcp_url,
+        dev.base_url,
+        dev.base_url,
+        dev.issuer_url,
+        dev.arm_url,
+        dev.data_dir.display(),
+        dev.policies.display(),
+        names.join(", "),
+        dev.dev_json.display(),
+        dev.dev_json.display(),
+        dev.data_dir.display(),
+    );
+}
