@@ -923,7 +923,7 @@ fn operation_refs(resolution: &Resolution) -> Vec<OperationRef> {
         .map(|op| OperationRef {
             azure_op: op.azure_op.clone(),
             class: op.class.as_str().to_owned(),
-            resource: op.resource.id.clone(),
+            resource: op.resource.id.to_string(),
         })
         .collect()
 }
@@ -933,7 +933,7 @@ fn audited(op: &crate::catalog::Operation) -> record::Operation {
     record::Operation {
         azure_op: op.azure_op.clone(),
         class: Some(op.class.as_str().to_owned()),
-        resource_id: Some(op.resource.id.clone()),
+        resource_id: Some(op.resource.id.to_string()),
     }
 }
 

@@ -215,7 +215,7 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
     let mut op = OperationFacts::new(
         "A/b/read",
         "read",
-        "/subscriptions/s/resourcegroups/rg/providers/a/b/c",
+        "/subscriptions/s/resourcegroups/rg/providers/a.b/c/d",
     );
     op.location = Some("westeurope".into());
     op.tags = BTreeMap::from([("env".into(), "dev".into())]);

@@ -286,7 +286,7 @@ fn an_unresolvable_call_is_denied_without_an_unknown_forbid() {
     let facts: Vec<OperationFacts> = resolution
         .operations
         .iter()
-        .map(|op| OperationFacts::new(&op.azure_op, op.class.as_str(), &op.resource.id))
+        .map(|op| OperationFacts::new(&op.azure_op, op.class.as_str(), op.resource.id.as_str()))
         .collect();
     let mut d = engine.authorize(&reader, &facts, &call());
     assert!(d.is_allowed(), "the set alone permits the fallback: {d:?}");
