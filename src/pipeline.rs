@@ -238,7 +238,7 @@ impl Pipeline {
                 }) => held = Some((request, previous)),
                 Err(error) => {
                     tracing::error!(%error, call_id = %call.call_id, "JIT request not recorded");
-                    decision.errors.push(format!(
+                    decision.fail(format!(
                         "the approval request could not be recorded: {error}"
                     ));
                 }
@@ -464,8 +464,9 @@ impl Pipeline {
         context.risk = risk.map(risk::Assessment::facts);
         context.jit = jit;
         let mut decision = self.policy.authorize(principal, &facts, &context);
+        // An unresolvable call is denied whatever the policies say.
         if let Some(problem) = &resolution.problem {
-            decision.errors.push(format!(
+            decision.fail(format!(
                 "the call's resources cannot be resolved: {problem}"
             ));
         }
@@ -476,7 +477,7 @@ impl Pipeline {
                 advice: decision.advice().map_or("none", Advice::as_str).to_owned(),
             })
             .inc();
-        for alert in &decision.alerts {
+        for alert in decision.alerts() {
             self.metrics
                 .policy_alerts
                 .get_or_create(&crate::metrics::AlertLabel {
@@ -496,14 +497,14 @@ impl Pipeline {
                 "policy alert"
             );
         }
-        if let Some(shadow) = decision.shadow.as_ref().filter(|s| s.differs) {
+        if let Some(shadow) = decision.shadow().filter(|s| s.differs()) {
             tracing::info!(
                 target: "warden::shadow",
                 call_id = %call.call_id,
                 tool = %call.tool,
                 enforced = decision.effect().as_str(),
-                shadow = shadow.outcome.effect.as_str(),
-                policies = ?shadow.outcome.policies,
+                shadow = shadow.outcome().effect().as_str(),
+                policies = ?shadow.outcome().policies(),
                 "shadow policies decide differently"
             );
         }
@@ -928,7 +929,7 @@ fn operation_refs(resolution: &Resolution) -> Vec<OperationRef> {
         .map(|op| OperationRef {
             azure_op: op.azure_op.clone(),
             class: op.class.as_str().to_owned(),
-            resource: op.resource.id.clone(),
+            resource: op.resource.id.to_string(),
         })
         .collect()
 }
@@ -938,7 +939,7 @@ fn audited(op: &crate::catalog::Operation) -> record::Operation {
     record::Operation {
         azure_op: op.azure_op.clone(),
         class: Some(op.class.as_str().to_owned()),
-        resource_id: Some(op.resource.id.clone()),
+        resource_id: Some(op.resource.id.to_string()),
     }
 }
 
@@ -957,18 +958,21 @@ fn denial_text(decision: &Decision, call_id: &str) -> String {
             .join(", ")
     };
     let mut reasons: Vec<String> = decision
-        .outcome
-        .operations
+        .operations()
         .iter()
         .filter(|op| op.effect == Effect::Deny)
         .map(|op| {
-            let by = match (op.policies.as_slice(), decision.errors.is_empty()) {
-                ([], _) => "no policy permits it".to_owned(),
-                ([one], true) => {
-                    format!("forbidden by policy {}", quoted(std::slice::from_ref(one)))
+            let errors = decision.errors();
+            // A policy named in an error failed to evaluate; others denied.
+            let failed = |id: &String| errors.iter().any(|e| e.contains(id.as_str()));
+            let by = match op.policies.as_slice() {
+                [] if errors.is_empty() => "no policy permits it".to_owned(),
+                [] => "it could not be authorized".to_owned(),
+                ids if ids.iter().any(failed) => {
+                    format!("policy {} could not be evaluated", quoted(ids))
                 }
-                (many, true) => format!("forbidden by policies {}", quoted(many)),
-                (failed, false) => format!("policy {} could not be evaluated", quoted(failed)),
+                [one] => format!("forbidden by policy {}", quoted(std::slice::from_ref(one))),
+                many => format!("forbidden by policies {}", quoted(many)),
             };
             format!("{} on {}: {by}", op.azure_op, op.resource)
         })
@@ -977,10 +981,10 @@ fn denial_text(decision: &Decision, call_id: &str) -> String {
         reasons.push("no operation could be authorized".to_owned());
     }
     let mut text = format!("Denied by Warden policy. {}.", reasons.join("; "));
-    if !decision.errors.is_empty() {
+    if !decision.errors().is_empty() {
         text.push_str(&format!(
             " The call is denied because: {}.",
-            decision.errors.join("; ")
+            decision.errors().join("; ")
         ));
     }
     text.push_str(&format!(" (call {call_id})"));

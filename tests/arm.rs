@@ -56,14 +56,59 @@ async fn arm(retry_after: u64) -> Arm {
 
 impl Arm {
     async fn client(&self) -> Client {
+        self.client_with_role("Contributor").await
+    }
+
+    async fn client_with_role(&self, role: &str) -> Client {
         let token = self.issuer.mint(&TokenOptions {
             user: "carol".into(),
-            roles: vec!["Contributor".into()],
+            roles: vec![role.into()],
             mfa: true,
             ..TokenOptions::default()
         });
         connect_as(&self.warden.url(), Some(&token)).await.0
     }
+
+    /// The paths of the ARM requests the simulator served, newest first.
+    async fn served(&self) -> Vec<String> {
+        let log: Value = reqwest::get(format!("{}/_sim/requests?limit=1000", self.sim.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap_or_default(),
+                    r["path"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// The intent record of the call whose tool error is `message`.
+async fn intent_of(db: &std::path::Path, message: &str) -> Value {
+    let call_id = message
+        .rsplit("(call ")
+        .next()
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no call id in {message}"))
+        .to_owned();
+    let records = wait_for_records(db, |r| {
+        r.iter()
+            .any(|r| r["kind"] == "outcome" && r["call_id"] == call_id.as_str())
+    })
+    .await;
+    records
+        .into_iter()
+        .find(|r| r["kind"] == "intent" && r["call_id"] == call_id.as_str())
+        .unwrap_or_else(|| panic!("no intent for call {call_id}"))
 }
 
 /// Calls `tool`, expecting success; the result's JSON.
@@ -389,4 +434,85 @@ async fn throttling_is_retried_after_retry_after_and_errors_are_clear() {
         "{throttled}"
     );
     arm.sim.throttle(0);
+}
+
+/// Fail closed by construction: Warden's test policy set permits every call
+/// and has no `forbid` on class `unknown`, yet a call whose resources cannot
+/// be resolved, or whose Cedar request cannot be built, is denied with
+/// advice `deny`, recorded as such, and never reaches Azure.
+#[tokio::test]
+async fn calls_that_cannot_be_evaluated_are_denied_whatever_the_policies_say() {
+    let arm = arm(0).await;
+    let reader = arm.client_with_role("Reader").await;
+    let db = arm.warden.db();
+
+    // A name that is not one ARM segment: the resources cannot be resolved.
+    let traversal = fails(
+        &reader,
+        "arm_vm_get",
+        json!({"subscription": DEV, "resource-group": "dev-web", "vm-name": "a/../../b"}),
+    )
+    .await;
+    assert!(
+        traversal.starts_with("Denied by Warden policy.")
+            && traversal.contains("cannot be resolved"),
+        "{traversal}"
+    );
+    let intent = intent_of(&db, &traversal).await;
+    let decision = &intent["decision"];
+    assert_eq!(decision["effect"], "deny", "{decision}");
+    assert_eq!(decision["advice"], "deny", "{decision}");
+    assert!(
+        decision["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot be resolved"),
+        "{decision}"
+    );
+    assert_eq!(decision["operations"][0]["effect"], "deny", "{decision}");
+    assert_eq!(intent["operations"][0]["class"], "unknown");
+
+    // An argument policies test, of the wrong type: the request's context
+    // cannot be built.
+    let wrong_type = fails(
+        &reader,
+        "arm_group_create",
+        json!({"subscription": DEV, "resource-group": "made-anyway", "location": 42}),
+    )
+    .await;
+    assert!(
+        wrong_type.starts_with("Denied by Warden policy.")
+            && wrong_type.contains("context.args.location"),
+        "{wrong_type}"
+    );
+    let intent = intent_of(&db, &wrong_type).await;
+    assert_eq!(intent["decision"]["effect"], "deny", "{intent}");
+    assert_eq!(intent["decision"]["advice"], "deny", "{intent}");
+    let outcome = records(&db)
+        .into_iter()
+        .find(|r| r["kind"] == "outcome" && r["call_id"] == intent["call_id"])
+        .unwrap();
+    assert_eq!(outcome["status"], "denied");
+
+    // The same policy set lets a well-formed call run.
+    let vm = ok(
+        &reader,
+        "arm_vm_get",
+        json!({"subscription": DEV, "resource-group": "dev-web", "vm-name": "web-01"}),
+    )
+    .await;
+    assert_eq!(vm["name"], "web-01");
+    let served = arm.served().await;
+    assert!(
+        served
+            .iter()
+            .any(|r| r.ends_with("/virtualMachines/web-01")),
+        "{served:?}"
+    );
+    assert!(
+        served
+            .iter()
+            .all(|r| !r.ends_with("/b") && !r.contains("made-anyway")),
+        "a denied call reached Azure: {served:?}"
+    );
 }

@@ -13,6 +13,7 @@ use super::model::{Ask, Grant, OperationRef, Party, Request, Review, Status};
 use super::notify::{Notification, Notifier, NotifyConfig};
 use crate::audit::Audit;
 use crate::audit::record::{Kind, Record};
+use crate::azure::ArmId;
 use crate::identity::Principal;
 use crate::policy::JitFacts;
 
@@ -493,12 +494,13 @@ impl Approvals {
                 humantime::format_duration(self.config.max_window)
             )));
         }
-        let scope = crate::catalog::arm_scope(scope).ok_or_else(|| {
+        let scope = ArmId::parse(scope).map_err(|e| {
             ApprovalError::Invalid(format!(
-                "scope {scope:?} is not an ARM id (/subscriptions/<id>[/resourceGroups/<name>[/providers/...]])"
+                "scope {scope:?} is not an ARM id (/subscriptions/<id>[/resourceGroups/<name>[/providers/...]]): {}",
+                e.reason
             ))
         })?;
-        if scope == "/" {
+        if scope.is_root() {
             return Err(ApprovalError::Invalid(
                 "a grant needs a scope below the tenant root: a subscription, resource group or resource".into(),
             ));
@@ -512,14 +514,14 @@ impl Approvals {
             .map(|op| OperationRef {
                 azure_op: op.clone(),
                 class: String::new(),
-                resource: scope.clone(),
+                resource: scope.to_string(),
             })
             .collect();
         let mut request = self.new_request(
             principal,
             Ask::Window {
                 operations,
-                scope,
+                scope: scope.to_string(),
                 duration_secs: duration.as_secs(),
             },
             refs,
@@ -999,13 +1001,13 @@ fn covers(
     if !request.requester.same(&me) || effective(request, now).status != Status::Approved {
         return false;
     }
+    // A scope or resource that does not parse is covered by nothing.
+    let Ok(scope) = ArmId::parse(scope) else {
+        return false;
+    };
     !operations.is_empty()
         && operations.iter().all(|op| {
-            let within = op.resource == *scope
-                || op
-                    .resource
-                    .strip_prefix(scope.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'));
+            let within = ArmId::parse(&op.resource).is_ok_and(|r| scope.contains(&r));
             within
                 && granted
                     .iter()

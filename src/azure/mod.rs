@@ -1,9 +1,13 @@
 //! Azure: Warden's own credential toward Azure (`azure_identity`, chosen by
-//! configuration) and the Azure Resource Manager side of the gateway.
+//! configuration) and the Azure Resource Manager side of the gateway; and
+//! [`ArmId`], the parsed ARM resource id every stage shares (a leaf).
 
 pub mod client;
 pub mod credential;
+pub mod id;
 pub mod sim;
+
+pub use id::ArmId;
 
 use std::path::Path;
 

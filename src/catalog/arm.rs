@@ -156,7 +156,7 @@ mod tests {
 
     fn op(method: &str, path: &str) -> (String, String) {
         let o = operation_of(method, path).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        (o.azure_op, o.resource.id)
+        (o.azure_op, o.resource.id.to_string())
     }
 
     const RG: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/dev-web";

@@ -46,6 +46,8 @@ use std::path::Path;
 use rmcp::model::ToolAnnotations;
 use serde_json::Value;
 
+use crate::azure::ArmId;
+
 pub use inventory::{Inventory, InventoryTool};
 
 /// What kind of change an operation is; Cedar action groups of the same names.
@@ -84,9 +86,10 @@ impl Class {
 /// The Azure scope an operation acts on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Resource {
-    /// Lower-cased ARM id of the narrowest known scope: a resource, a resource group,
-    /// a subscription, or "/" when nothing is known.
-    pub id: String,
+    /// ARM id of the narrowest known scope: a resource, a resource group,
+    /// a subscription, or "/" when nothing is known (compared and
+    /// serialized lower-cased).
+    pub id: ArmId,
     /// Lower-cased as given: a subscription id (GUID) or a display name.
     /// Set when the id is at or below subscription scope (always agrees with `id`).
     pub subscription: Option<String>,
@@ -106,7 +109,7 @@ impl Resource {
     /// The root scope: nothing known.
     pub fn root() -> Resource {
         Resource {
-            id: "/".to_owned(),
+            id: ArmId::root(),
             subscription: None,
             resource_group: None,
             resource_type: None,
@@ -556,12 +559,6 @@ impl Catalog {
         }
         self.rules.iter().find(|r| r.matches(tool))
     }
-}
-
-/// The lower-cased ARM id of a scope (`/subscriptions/...`, `/providers/...`),
-/// as the catalog builds resource ids; `None` if it is not one.
-pub fn arm_scope(text: &str) -> Option<String> {
-    template::parse_arm_id(text).map(|r| r.id)
 }
 
 /// The synthetic operation of a tool the catalog does not know:

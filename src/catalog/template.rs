@@ -26,6 +26,7 @@
 use serde_json::Value;
 
 use super::Resource;
+use crate::azure::id::{ArmId, IdError, ScopeKind, is_valid_segment};
 
 /// The default template of an operation that names no `resource`.
 pub(crate) const DEFAULT_TEMPLATE: &str =
@@ -272,9 +273,10 @@ impl Template {
         })
     }
 
-    /// The resources this template names for `args` (several for an id array).
-    fn build(&self, args: &Value) -> Vec<Resource> {
-        match self {
+    /// The resources this template names for `args` (several for an id
+    /// array); an error if the values do not make an ARM id.
+    fn build(&self, args: &Value) -> Result<Vec<Resource>, String> {
+        Ok(match self {
             Template::Root => vec![Resource::root()],
             Template::Id(name) => match check(Slot::Id, &arg(args, name)) {
                 Some(Checked::Ids(ids)) if !ids.is_empty() => ids,
@@ -289,8 +291,8 @@ impl Template {
                 resource_group.as_ref(),
                 steps,
                 args,
-            )],
-        }
+            )?],
+        })
     }
 }
 
@@ -329,7 +331,7 @@ pub(crate) fn resolve(alternatives: &[Template], args: &Value) -> Result<Vec<Res
     };
     let mut out: Vec<Resource> = Vec::new();
     for template in chosen {
-        for resource in template.build(args) {
+        for resource in template.build(args)? {
             if !out.contains(&resource) {
                 out.push(resource);
             }
@@ -348,64 +350,31 @@ pub(crate) use crate::identity::is_guid;
 /// resources included) into a lower-cased [`Resource`]. A subscription given
 /// by name (not a GUID) keeps the id at subscription scope.
 pub(crate) fn parse_arm_id(text: &str) -> Option<Resource> {
-    let text = text.trim();
-    let body = text.strip_prefix('/')?;
-    let body = body.strip_suffix('/').unwrap_or(body);
-    if body.is_empty() {
-        return Some(Resource::root());
-    }
-    let segs: Vec<String> = body.split('/').map(str::to_ascii_lowercase).collect();
-    if segs.iter().any(|s| !valid_name(s)) {
-        return None;
-    }
+    ArmId::parse(text).ok().map(resource_at)
+}
+
+/// The resource `id` names. A subscription given by name (not a GUID) keeps
+/// the id at subscription scope, while the type and name still say what
+/// was named.
+pub(crate) fn resource_at(id: ArmId) -> Resource {
+    let named = matches!(id.kind(), ScopeKind::Resource | ScopeKind::ManagementGroup);
     let mut resource = Resource::root();
-    let mut id = String::new();
-    let mut frozen = false;
-    let mut i = 0;
-    if segs[0] == "subscriptions" {
-        let sub = segs.get(1)?;
-        id = format!("/subscriptions/{sub}");
-        frozen = !is_guid(sub);
-        resource.subscription = Some(sub.clone());
-        i = 2;
-        if segs.get(i).map(String::as_str) == Some("resourcegroups") {
-            let group = segs.get(i + 1)?;
-            if !frozen {
-                id.push_str(&format!("/resourcegroups/{group}"));
-                resource.resource_group = Some(group.clone());
-            }
-            i += 2;
+    resource.name = named.then(|| id.name().map(str::to_owned)).flatten();
+    resource.resource_type = id.resource_type();
+    resource.subscription = id.subscription().map(str::to_owned);
+    let by_name = resource
+        .subscription
+        .as_deref()
+        .is_some_and(|s| !is_guid(s));
+    if by_name {
+        if let Some(subscription) = id.ancestor(ScopeKind::Subscription) {
+            resource.id = subscription;
         }
+    } else {
+        resource.resource_group = id.resource_group().map(str::to_owned);
+        resource.id = id;
     }
-    let mut type_path = String::new();
-    while i < segs.len() {
-        if segs[i] == "providers" {
-            let (ns, ty, name) = (segs.get(i + 1)?, segs.get(i + 2)?, segs.get(i + 3)?);
-            if !ns.contains('.') {
-                return None;
-            }
-            type_path = format!("{ns}/{ty}");
-            if !frozen {
-                id.push_str(&format!("/providers/{ns}/{ty}/{name}"));
-            }
-            resource.name = Some(name.clone());
-            i += 4;
-        } else {
-            if type_path.is_empty() {
-                return None;
-            }
-            let (ty, name) = (&segs[i], segs.get(i + 1)?);
-            type_path = format!("{type_path}/{ty}");
-            if !frozen {
-                id.push_str(&format!("/{ty}/{name}"));
-            }
-            resource.name = Some(name.clone());
-            i += 2;
-        }
-        resource.resource_type = Some(type_path.clone());
-    }
-    resource.id = if id.is_empty() { "/".to_owned() } else { id };
-    Some(resource)
+    resource
 }
 
 /// The resource name in a URL or host name: the first DNS label under an
@@ -510,13 +479,7 @@ fn check(slot: Slot, value: &Arg<'_>) -> Option<Checked> {
 
 /// A name that can be one segment of an ARM id.
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.len() <= 1024
-        && !s
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '{' | '}'))
+    is_valid_segment(s)
 }
 
 fn build_path(
@@ -524,7 +487,7 @@ fn build_path(
     group: Option<&Seg>,
     steps: &[(TypeSeg, Seg)],
     args: &Value,
-) -> Resource {
+) -> Result<Resource, String> {
     let value = |seg: &Seg| -> Option<String> {
         match seg {
             Seg::Literal(l) => Some(l.to_ascii_lowercase()),
@@ -535,12 +498,13 @@ fn build_path(
             Seg::Unknown => None,
         }
     };
+    let invalid = |e: IdError| e.to_string();
     let mut resource = Resource::root();
-    let mut id = String::new();
+    let mut id = ArmId::root();
     // Once a scope is unknown, nothing narrower can be part of the id.
     let mut frozen = match value(subscription) {
         Some(sub) => {
-            id = format!("/subscriptions/{sub}");
+            id = ArmId::for_subscription(&sub).map_err(invalid)?;
             // A subscription given by name keeps the id at subscription scope.
             let by_name = !is_guid(&sub);
             resource.subscription = Some(sub);
@@ -552,7 +516,7 @@ fn build_path(
         match value(group) {
             // The group is a scope of the id only under a known subscription id.
             Some(g) if !frozen => {
-                id.push_str(&format!("/resourcegroups/{g}"));
+                id = id.with_resource_group(&g).map_err(invalid)?;
                 resource.resource_group = Some(g);
             }
             Some(_) => {}
@@ -577,11 +541,13 @@ fn build_path(
         match step_type {
             Some(t) => {
                 if !frozen {
-                    let segment = match ty {
-                        TypeSeg::Literal(l) if index > 0 => l.to_ascii_lowercase(),
-                        _ => format!("providers/{t}"),
-                    };
-                    id.push_str(&format!("/{segment}/{name}"));
+                    id = match ty {
+                        TypeSeg::Literal(l) if index > 0 => {
+                            id.with_child(&l.to_ascii_lowercase(), &name)
+                        }
+                        _ => id.with_provider(&t, &name),
+                    }
+                    .map_err(invalid)?;
                 }
                 type_path = Some(t);
                 resource.resource_type = type_path.clone();
@@ -593,8 +559,8 @@ fn build_path(
             }
         }
     }
-    resource.id = if id.is_empty() { "/".to_owned() } else { id };
-    resource
+    resource.id = id;
+    Ok(resource)
 }
 
 fn push_seg<'a>(seg: &'a Seg, out: &mut Vec<(&'a str, Slot)>) {

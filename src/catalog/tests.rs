@@ -176,9 +176,10 @@ fn builds_lower_cased_resource_ids() {
     assert_eq!(
         op.resource,
         Resource {
-            id: format!(
+            id: crate::azure::ArmId::parse(&format!(
                 "/subscriptions/{SUB_LOWER}/resourcegroups/dev-rg/providers/microsoft.compute/virtualmachines/web-01"
-            ),
+            ))
+            .unwrap(),
             subscription: Some(SUB_LOWER.into()),
             resource_group: Some("dev-rg".into()),
             resource_type: Some("microsoft.compute/virtualmachines".into()),
@@ -275,6 +276,7 @@ fn missing_names_widen_to_the_parent() {
     assert!(
         op.resource
             .id
+            .as_str()
             .ends_with("/providers/microsoft.eventhub/namespaces/ns"),
         "{op:?}"
     );

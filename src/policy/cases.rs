@@ -315,7 +315,7 @@ fn check(expect: &Expect, decision: &Decision) -> Vec<String> {
             decision.effect().as_str(),
             decision.advice().map_or("none", Advice::as_str),
             decision.policies(),
-            decision.errors
+            decision.errors()
         )
     };
     if decision.effect() != expect.effect {
@@ -339,22 +339,22 @@ fn check(expect: &Expect, decision: &Decision) -> Vec<String> {
     }
     if let Some(alerts) = &expect.alerts {
         let want: BTreeSet<&String> = alerts.iter().collect();
-        let have: BTreeSet<&String> = decision.alerts.iter().map(|a| &a.alert).collect();
+        let have: BTreeSet<&String> = decision.alerts().iter().map(|a| &a.alert).collect();
         if want != have {
             failures.push(format!("alerts: expected {alerts:?}, got {have:?}"));
         }
     }
     if let Some(errors) = expect.errors
-        && errors == decision.errors.is_empty()
+        && errors == decision.errors().is_empty()
     {
         failures.push(format!(
             "errors: expected {}, got {:?}",
             if errors { "some" } else { "none" },
-            decision.errors
+            decision.errors()
         ));
     }
     if let Some(effect) = expect.shadow_effect {
-        let have = decision.shadow.as_ref().map(|s| s.outcome.effect);
+        let have = decision.shadow().map(|s| s.outcome().effect());
         if have != Some(effect) {
             failures.push(format!(
                 "shadow_effect: expected {}, got {:?}",

@@ -215,7 +215,7 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
     let mut op = OperationFacts::new(
         "A/b/read",
         "read",
-        "/subscriptions/s/resourcegroups/rg/providers/a/b/c",
+        "/subscriptions/s/resourcegroups/rg/providers/a.b/c/d",
     );
     op.location = Some("westeurope".into());
     op.tags = BTreeMap::from([("env".into(), "dev".into())]);
@@ -481,57 +481,59 @@ impl Engine {
         };
 
         if global_shadow {
+            // Policies are not enforced, but a call that cannot be evaluated
+            // (its request cannot be built) is still denied: only what the
+            // policies decide is shadowed.
             let would = self.evaluate(
                 c,
                 c.full.as_ref().unwrap_or(&c.enforced),
                 operations,
                 &built,
             );
+            let mut build_errors = Vec::new();
             let enforced = Outcome::of(
                 operations
                     .iter()
                     .zip(&built)
-                    .map(|(op, b)| OperationDecision {
-                        azure_op: op.azure_op.clone(),
-                        resource: resource_of(op, b),
-                        effect: Effect::Allow,
-                        advice: None,
-                        policies: Vec::new(),
+                    .map(|(op, b)| {
+                        let effect = match b {
+                            Ok(_) => Effect::Allow,
+                            Err(e) => {
+                                build_errors.push(format!("{}: {e}", op.azure_op));
+                                Effect::Deny
+                            }
+                        };
+                        OperationDecision {
+                            azure_op: op.azure_op.clone(),
+                            resource: resource_of(op, b),
+                            effect,
+                            advice: (effect == Effect::Deny).then_some(Advice::Deny),
+                            policies: Vec::new(),
+                        }
                     })
                     .collect(),
             );
-            let differs = would.outcome.effect != Effect::Allow;
-            return Decision {
-                outcome: enforced,
-                policy_set: hash.clone(),
-                errors: would.errors,
-                alerts: would.alerts,
-                shadow: Some(Shadow {
-                    global: true,
-                    outcome: would.outcome,
-                    differs,
-                }),
-            };
+            return Decision::new(
+                enforced,
+                hash.clone(),
+                build_errors,
+                would.alerts,
+                Some(Shadow::new(true, would.outcome, would.errors)),
+            );
         }
 
         let enforced = self.evaluate(c, &c.enforced, operations, &built);
         let shadow = c.full.as_ref().map(|full| {
             let would = self.evaluate(c, full, operations, &built);
-            let differs = would.outcome.effect != enforced.outcome.effect
-                || would.outcome.advice != enforced.outcome.advice;
-            Shadow {
-                global: false,
-                outcome: would.outcome,
-                differs,
-            }
+            Shadow::new(false, would.outcome, would.errors)
         });
-        Decision {
-            outcome: enforced.outcome,
-            policy_set: hash.clone(),
-            errors: enforced.errors,
-            alerts: enforced.alerts,
+        Decision::new(
+            enforced.outcome,
+            hash.clone(),
+            enforced.errors,
+            enforced.alerts,
             shadow,
-        }
+        )
     }
 
     fn prepare(
@@ -828,9 +830,9 @@ impl Engine {
                 }
             })
             .collect();
-        let mut ids: BTreeSet<&String> = decision.outcome.policies.iter().collect();
-        if let Some(shadow) = &decision.shadow {
-            ids.extend(&shadow.outcome.policies);
+        let mut ids: BTreeSet<&String> = decision.policies().iter().collect();
+        if let Some(shadow) = decision.shadow() {
+            ids.extend(shadow.outcome().policies());
         }
         let all = c.full.as_ref().unwrap_or(&c.enforced);
         let policies = ids

@@ -98,10 +98,17 @@
 //!
 //! # Decisions
 //!
-//! Fail closed: a request that cannot be built (bad resource id, argument
-//! of the wrong type, unknown class, resource facts contradicting the id)
-//! and any policy evaluation error deny with advice `deny` and the reason
-//! in `errors`. A call is allowed iff all its operations are. On a deny
+//! Fail closed, by construction: a request that cannot be built (bad
+//! resource id, argument of the wrong type, unknown class, resource facts
+//! contradicting the id), any policy evaluation error, and any error the
+//! pipeline adds with [`Decision::fail`] (the call's resources cannot be
+//! resolved) deny with advice `deny` and the reason in `errors`, whatever
+//! the policy set says. A [`Decision`]'s fields are private and every way
+//! of making one keeps this rule, so no decision says `allow` while it
+//! carries an error. Under the global shadow flag policies are not
+//! enforced, but a request that cannot be built still denies; what the
+//! policies would have decided, with their evaluation errors, is in
+//! `shadow`. A call is allowed iff all its operations are. On a deny
 //! the advice is `deny` when no permit applies (neither step-up nor
 //! approval can help), else the strongest `@advice` of the forbids that
 //! applied (`deny` > `step_up` > `require_approval`). Alerts come from
@@ -176,7 +183,9 @@ pub struct PolicyConfig {
     /// A Cedar-format schema file replacing the built-in one.
     #[serde(default)]
     pub schema: Option<PathBuf>,
-    /// Evaluate and record decisions, but allow every call.
+    /// Evaluate and record decisions, but enforce no policy: every call is
+    /// allowed unless it cannot be evaluated (see "Decisions" in the
+    /// module documentation).
     #[serde(default)]
     pub shadow: bool,
     /// App roles conferred by Entra group membership: role name → group

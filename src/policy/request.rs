@@ -496,7 +496,7 @@ impl From<&crate::catalog::Operation> for OperationFacts {
         OperationFacts {
             azure_op: op.azure_op.clone(),
             class: op.class.as_str().to_owned(),
-            resource_id: op.resource.id.clone(),
+            resource_id: op.resource.id.to_string(),
             subscription: op.resource.subscription.clone(),
             resource_group: op.resource.resource_group.clone(),
             resource_type: op.resource.resource_type.clone(),

@@ -1,14 +1,15 @@
 //! ARM ids → the chain of Azure scopes that contain them:
 //! `Tenant ⊃ ManagementGroup ⊃ Subscription ⊃ ResourceGroup ⊃ Resource`.
 //!
-//! ARM ids are case-insensitive, Cedar ids are not: everything here is
-//! lower-cased. Which management group holds a subscription is not in the
+//! Ids are parsed as [`ArmId`]s. ARM ids are case-insensitive, Cedar ids
+//! are not: everything here is lower-cased. Which management group holds a subscription is not in the
 //! id; it comes from `[policy.management_groups]`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::ManagementGroupConfig;
 use super::error::PolicyError;
+use crate::azure::id::{ArmId, ScopeKind, is_valid_segment};
 
 /// The Cedar entity type of a scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,18 @@ pub(crate) enum Kind {
     Subscription,
     ResourceGroup,
     Resource,
+}
+
+impl From<ScopeKind> for Kind {
+    fn from(kind: ScopeKind) -> Self {
+        match kind {
+            ScopeKind::Tenant => Kind::Tenant,
+            ScopeKind::ManagementGroup => Kind::ManagementGroup,
+            ScopeKind::Subscription => Kind::Subscription,
+            ScopeKind::ResourceGroup => Kind::ResourceGroup,
+            ScopeKind::Resource => Kind::Resource,
+        }
+    }
 }
 
 impl Kind {
@@ -66,7 +79,7 @@ impl Hierarchy {
         let mut h = Hierarchy::default();
         for (name, group) in groups {
             let key = format!("management_groups.{name}");
-            if !valid_segment(name) {
+            if !is_valid_segment(name) {
                 return Err(error(key, "not a management group name".into()));
             }
             let parent = group.parent.as_ref().map(|p| p.to_ascii_lowercase());
@@ -85,7 +98,7 @@ impl Hierarchy {
                 return Err(error(key, "configured twice (names ignore case)".into()));
             }
             for sub in &group.subscriptions {
-                if !valid_segment(sub) {
+                if !is_valid_segment(sub) {
                     return Err(error(
                         format!("{key}.subscriptions"),
                         format!("{sub:?} is not a subscription id"),
@@ -154,128 +167,52 @@ impl Hierarchy {
     /// The scope `id` names and every scope containing it, narrowest first,
     /// ending with the tenant. A trailing collection segment without a name
     /// (`.../resourcegroups/rg/providers/microsoft.compute/virtualmachines`)
-    /// stands for the scope that contains the collection.
+    /// stands for the scope that contains the collection; an empty id is
+    /// the tenant.
     pub fn chain(&self, id: &str) -> Result<Vec<Scope>, String> {
-        let lower = id.trim().to_ascii_lowercase();
-        let path = lower.trim_end_matches('/');
-        if path.is_empty() {
+        if id.trim().is_empty() {
             return Ok(vec![tenant()]);
         }
-        let bad = |why: &str| format!("{id:?} is not an ARM resource id: {why}");
-        let Some(rest) = path.strip_prefix('/') else {
-            return Err(bad("it does not start with `/`"));
+        let id = ArmId::parse_scope(id).map_err(|e| e.to_string())?;
+        // The management group above everything else: the id's own, or the
+        // configured one of its subscription.
+        let top_group = match id.management_group() {
+            Some(group) => Some(group.to_owned()),
+            None => id
+                .subscription()
+                .and_then(|sub| self.group_of_subscription.get(sub).cloned()),
         };
-        let segs: Vec<&str> = rest.split('/').collect();
-        if segs.iter().any(|s| !valid_segment(s)) {
-            return Err(bad("empty or invalid segment"));
-        }
-
-        // Scopes from the outermost inwards; the tenant and management
-        // groups above the first one are added at the end.
-        let mut inner: Vec<Scope> = Vec::new();
-        let mut i;
-        let mut subscription = None;
-        let mut resource_group = None;
-        let top_group;
-        match segs[..] {
-            [
-                "providers",
-                "microsoft.management",
-                "managementgroups",
-                group,
-                ..,
-            ] => {
-                top_group = Some(group.to_owned());
-                i = 4;
+        let ancestors = id.ancestors();
+        let mut out: Vec<Scope> = Vec::new();
+        for (i, scope) in ancestors.iter().enumerate() {
+            let kind = scope.kind();
+            if matches!(kind, ScopeKind::Tenant | ScopeKind::ManagementGroup) {
+                // Added below, with the configured groups above them.
+                break;
             }
-            ["subscriptions", sub, ..] => {
-                subscription = Some(sub.to_owned());
-                top_group = self.group_of_subscription.get(sub).cloned();
-                let parent = match &top_group {
+            let parent = match ancestors.get(i + 1) {
+                Some(p) if p.is_root() => match &top_group {
                     Some(g) => (Kind::ManagementGroup, format!("{MG_PREFIX}{g}")),
                     None => (Kind::Tenant, TENANT_ID.to_owned()),
-                };
-                inner.push(Scope {
-                    kind: Kind::Subscription,
-                    id: format!("/subscriptions/{sub}"),
-                    name: sub.to_owned(),
-                    resource_type: "microsoft.resources/subscriptions".into(),
-                    subscription_id: Some(sub.to_owned()),
-                    resource_group: None,
-                    parent: Some(parent),
-                });
-                i = 2;
-                match segs.get(2..4) {
-                    Some(["resourcegroups", rg]) => {
-                        resource_group = Some((*rg).to_owned());
-                        inner.push(Scope {
-                            kind: Kind::ResourceGroup,
-                            id: format!("/subscriptions/{sub}/resourcegroups/{rg}"),
-                            name: (*rg).to_owned(),
-                            resource_type: "microsoft.resources/resourcegroups".into(),
-                            subscription_id: Some(sub.to_owned()),
-                            resource_group: Some((*rg).to_owned()),
-                            parent: Some((Kind::Subscription, format!("/subscriptions/{sub}"))),
-                        });
-                        i = 4;
-                    }
-                    _ if segs.get(2..) == Some(&["resourcegroups"][..]) => i = 3,
-                    _ => {}
-                }
-            }
-            ["providers", ..] => {
-                top_group = None;
-                i = 0;
-            }
-            _ => {
-                return Err(bad(
-                    "expected /subscriptions/, /providers/ or a management group",
-                ));
-            }
-        }
-        let scope_of_group = top_group
-            .as_ref()
-            .map(|g| (Kind::ManagementGroup, format!("{MG_PREFIX}{g}")));
-
-        // Provider segments: providers/<ns>/<type>/<name>[/<type>/<name>...],
-        // possibly followed by an extension resource's own providers/...
-        while i < segs.len() {
-            if segs[i] != "providers" {
-                return Err(bad("expected `providers`"));
-            }
-            let Some(namespace) = segs.get(i + 1) else {
-                break;
+                },
+                Some(p) => (p.kind().into(), p.as_str().to_owned()),
+                None => (Kind::Tenant, TENANT_ID.to_owned()),
             };
-            i += 2;
-            let mut resource_type = (*namespace).to_owned();
-            while i < segs.len() && segs[i] != "providers" {
-                let Some(name) = segs.get(i + 1) else {
-                    // A trailing collection: the enclosing scope stands.
-                    i += 1;
-                    break;
-                };
-                resource_type = format!("{resource_type}/{}", segs[i]);
-                let id = format!("/{}", segs[..i + 2].join("/"));
-                let parent = match inner.last() {
-                    Some(s) => (s.kind, s.id.clone()),
-                    None => scope_of_group
-                        .clone()
-                        .unwrap_or((Kind::Tenant, TENANT_ID.to_owned())),
-                };
-                inner.push(Scope {
-                    kind: Kind::Resource,
-                    id,
-                    name: (*name).to_owned(),
-                    resource_type: resource_type.clone(),
-                    subscription_id: subscription.clone(),
-                    resource_group: resource_group.clone(),
-                    parent: Some(parent),
-                });
-                i += 2;
-            }
+            let resource_type = match kind {
+                ScopeKind::Subscription => "microsoft.resources/subscriptions".to_owned(),
+                ScopeKind::ResourceGroup => "microsoft.resources/resourcegroups".to_owned(),
+                _ => scope.resource_type().unwrap_or_default(),
+            };
+            out.push(Scope {
+                kind: kind.into(),
+                id: scope.as_str().to_owned(),
+                name: scope.name().unwrap_or(TENANT_ID).to_owned(),
+                resource_type,
+                subscription_id: scope.subscription().map(str::to_owned),
+                resource_group: scope.resource_group().map(str::to_owned),
+                parent: Some(parent),
+            });
         }
-
-        let mut out: Vec<Scope> = inner.into_iter().rev().collect();
         match top_group {
             Some(g) => self.group_chain(&g, &mut out),
             None => out.push(tenant()),
@@ -294,10 +231,6 @@ fn tenant() -> Scope {
         resource_group: None,
         parent: None,
     }
-}
-
-fn valid_segment(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| !c.is_control() && c != '/' && c != '"')
 }
 
 #[cfg(test)]

@@ -191,8 +191,8 @@ when { context.args has capacity && context.args.capacity * 1000000000000 > 5000
     assert_eq!(d.effect(), Effect::Deny);
     assert_eq!(d.advice(), Some(Advice::Deny));
     assert_eq!(d.policies(), ["capacity-limit"]);
-    assert!(d.errors[0].contains("capacity-limit"), "{:?}", d.errors);
-    assert!(d.errors[0].contains("overflow"), "{:?}", d.errors);
+    assert!(d.errors()[0].contains("capacity-limit"), "{:?}", d.errors());
+    assert!(d.errors()[0].contains("overflow"), "{:?}", d.errors());
 }
 
 #[test]
@@ -211,23 +211,182 @@ fn a_request_that_cannot_be_built_denies() {
     let d = engine.authorize(&reader, std::slice::from_ref(&read), &bad_arg);
     assert_eq!((d.effect(), d.advice()), (Effect::Deny, Some(Advice::Deny)));
     assert!(
-        d.errors[0].contains("context.args.vm_size"),
+        d.errors()[0].contains("context.args.vm_size"),
         "{:?}",
-        d.errors
+        d.errors()
     );
 
     let mut twice = call();
     twice.arguments = Some(json!({ "vmSize": "a", "vm_size": "b" }));
     let d = engine.authorize(&reader, std::slice::from_ref(&read), &twice);
     assert!(
-        !d.is_allowed() && d.errors[0].contains("both fill"),
+        !d.is_allowed() && d.errors()[0].contains("both fill"),
         "{:?}",
-        d.errors
+        d.errors()
     );
 
     let d = engine.authorize(&reader, &[], &call());
-    assert!(!d.is_allowed() && !d.errors.is_empty());
-    assert_eq!(d.policy_set, engine.hash());
+    assert!(!d.is_allowed() && !d.errors().is_empty());
+    assert_eq!(d.policy_set(), engine.hash());
+}
+
+/// A policy set that permits everything and has no `forbid` on class
+/// `unknown`: whatever denies below, no policy did.
+fn permit_all() -> (tempfile::TempDir, Engine) {
+    let dir = policy_dir(&[(
+        "all.cedar",
+        "@id(\"everything\")\npermit (principal, action, resource);\n",
+    )]);
+    let engine = Engine::load(&config_for(dir.path()), &catalog_operations()).expect("loads");
+    (dir, engine)
+}
+
+fn assert_failed_closed(d: &Decision, says: &str) {
+    assert_eq!(
+        (d.effect(), d.advice()),
+        (Effect::Deny, Some(Advice::Deny)),
+        "{d:?}"
+    );
+    assert!(!d.is_allowed());
+    assert!(
+        d.errors().iter().any(|e| e.contains(says)),
+        "expected an error saying {says:?}: {:?}",
+        d.errors()
+    );
+    assert!(
+        d.operations()
+            .iter()
+            .all(|op| op.effect == Effect::Deny && op.advice == Some(Advice::Deny)),
+        "{d:?}"
+    );
+    assert!(
+        !d.policies().contains(&"everything".to_owned()),
+        "a permit does not determine a deny: {d:?}"
+    );
+}
+
+#[test]
+fn an_unresolvable_call_is_denied_without_an_unknown_forbid() {
+    let (_dir, engine) = permit_all();
+    let reader = user(&["Reader"], false);
+    let catalog = crate::catalog::Catalog::builtin().expect("the built-in catalog loads");
+    let resolution = catalog.resolve(
+        "arm_vm_get",
+        &json!({
+            "subscription": "00000000-0000-4000-8000-000000000001",
+            "resource-group": "dev-web",
+            "vm-name": "a/../../b",
+        }),
+        None,
+    );
+    let problem = resolution
+        .problem
+        .clone()
+        .expect("the name cannot be resolved");
+    let facts: Vec<OperationFacts> = resolution
+        .operations
+        .iter()
+        .map(|op| OperationFacts::new(&op.azure_op, op.class.as_str(), op.resource.id.as_str()))
+        .collect();
+    let mut d = engine.authorize(&reader, &facts, &call());
+    assert!(d.is_allowed(), "the set alone permits the fallback: {d:?}");
+    assert_eq!(d.policies(), ["everything"]);
+
+    d.fail(format!(
+        "the call's resources cannot be resolved: {problem}"
+    ));
+    assert_failed_closed(&d, "cannot be resolved");
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        (v["effect"].as_str(), v["advice"].as_str()),
+        (Some("deny"), Some("deny"))
+    );
+    assert_eq!(v["operations"][0]["effect"], "deny");
+
+    // Under the global shadow flag too.
+    let (dir, _) = permit_all();
+    let shadowed = Engine::load(
+        &PolicyConfig {
+            shadow: true,
+            ..config_for(dir.path())
+        },
+        &[],
+    )
+    .expect("loads");
+    let mut d = shadowed.authorize(&reader, &facts, &call());
+    assert!(d.is_allowed());
+    d.fail("the call's resources cannot be resolved: x");
+    assert_failed_closed(&d, "cannot be resolved");
+    let shadow = d.shadow().expect("shadow outcome");
+    assert_eq!(shadow.outcome().effect(), Effect::Allow);
+    assert!(shadow.differs(), "the enforced decision is now a deny");
+}
+
+#[test]
+fn a_call_whose_entities_cannot_be_built_is_denied_without_an_unknown_forbid() {
+    let (dir, engine) = permit_all();
+    let reader = user(&["Reader"], false);
+    let read = |resource: &str| {
+        OperationFacts::new("Microsoft.Compute/virtualMachines/read", "read", resource)
+    };
+    let good = read(DEV_VM);
+    assert!(
+        engine
+            .authorize(&reader, std::slice::from_ref(&good), &call())
+            .is_allowed()
+    );
+
+    // The resource id is not an ARM id: no resource entity.
+    let d = engine.authorize(&reader, &[read("/foo/bar")], &call());
+    assert_failed_closed(&d, "is not an ARM resource id");
+    // The operation's facts contradict its id.
+    let mut contradicting = good.clone();
+    contradicting.subscription = Some("s2".into());
+    let d = engine.authorize(&reader, &[contradicting], &call());
+    assert_failed_closed(&d, "is not the one of its resource id");
+    // The class is none Warden knows: no action entity.
+    let d = engine.authorize(
+        &reader,
+        &[OperationFacts::new(
+            "Microsoft.Compute/virtualMachines/read",
+            "sideways",
+            DEV_VM,
+        )],
+        &call(),
+    );
+    assert_failed_closed(&d, "sideways");
+    // An argument policies test has the wrong type: no context.
+    let mut bad_arg = call();
+    bad_arg.arguments = Some(json!({ "location": 42 }));
+    let d = engine.authorize(&reader, std::slice::from_ref(&good), &bad_arg);
+    assert_failed_closed(&d, "context.args.location");
+    // One operation that cannot be built denies the whole call, and the
+    // other operation's permit does not determine the deny.
+    let d = engine.authorize(&reader, &[good.clone(), read("/foo/bar")], &call());
+    assert_failed_closed(&d, "is not an ARM resource id");
+    assert!(d.policies().is_empty(), "{d:?}");
+
+    // Under the global shadow flag, policies are not enforced but a request
+    // that cannot be built still denies.
+    let shadowed = Engine::load(
+        &PolicyConfig {
+            shadow: true,
+            ..config_for(dir.path())
+        },
+        &[],
+    )
+    .expect("loads");
+    assert!(
+        shadowed
+            .authorize(&reader, std::slice::from_ref(&good), &call())
+            .is_allowed()
+    );
+    let d = shadowed.authorize(&reader, &[good, read("/foo/bar")], &call());
+    assert_failed_closed(&d, "is not an ARM resource id");
+    let shadow = d.shadow().expect("shadow outcome");
+    assert!(shadow.global());
+    assert!(!shadow.errors().is_empty());
+    assert_eq!(shadow.outcome().effect(), Effect::Deny);
 }
 
 #[test]
@@ -303,7 +462,7 @@ fn reload_with_an_invalid_policy_keeps_the_old_set() {
     let d = engine.authorize(&reader, &write, &call());
     assert!(d.is_allowed());
     assert_eq!(d.policies(), ["writers"]);
-    assert_eq!(d.policy_set, summary.hash);
+    assert_eq!(d.policy_set(), summary.hash);
 }
 
 #[test]
@@ -353,11 +512,11 @@ forbid (principal, action in Action::"write", resource);
     let d = engine.authorize(&user(&[], false), &write, &call());
     assert!(d.is_allowed());
     assert_eq!(d.policies(), ["everyone"]);
-    let shadow = d.shadow.as_ref().expect("shadow outcome");
-    assert!(!shadow.global && shadow.differs);
-    assert_eq!(shadow.outcome.effect, Effect::Deny);
-    assert_eq!(shadow.outcome.advice, Some(Advice::RequireApproval));
-    assert_eq!(shadow.outcome.policies, ["no-writes"]);
+    let shadow = d.shadow().expect("shadow outcome");
+    assert!(!shadow.global() && shadow.differs());
+    assert_eq!(shadow.outcome().effect(), Effect::Deny);
+    assert_eq!(shadow.outcome().advice(), Some(Advice::RequireApproval));
+    assert_eq!(shadow.outcome().policies(), ["no-writes"]);
 
     let read = [OperationFacts::new(
         "Microsoft.Compute/virtualMachines/read",
@@ -365,7 +524,7 @@ forbid (principal, action in Action::"write", resource);
         DEV_VM,
     )];
     let d = engine.authorize(&user(&[], false), &read, &call());
-    assert!(!d.shadow.as_ref().expect("shadow outcome").differs);
+    assert!(!d.shadow().expect("shadow outcome").differs());
 }
 
 #[test]
@@ -383,10 +542,13 @@ fn global_shadow_allows_and_records_what_policies_decided() {
     let d = engine.authorize(&user(&["Reader"], false), &delete, &call());
     assert!(d.is_allowed());
     assert!(d.policies().is_empty());
-    let shadow = d.shadow.as_ref().expect("shadow outcome");
-    assert!(shadow.global && shadow.differs);
-    assert_eq!(shadow.outcome.effect, Effect::Deny);
-    assert_eq!(shadow.outcome.policies, ["mfa-for-delete-and-privileged"]);
+    let shadow = d.shadow().expect("shadow outcome");
+    assert!(shadow.global() && shadow.differs());
+    assert_eq!(shadow.outcome().effect(), Effect::Deny);
+    assert_eq!(
+        shadow.outcome().policies(),
+        ["mfa-for-delete-and-privileged"]
+    );
     // Nothing is hidden from tools/list either.
     assert!(engine.could_be_allowed(
         &user(&[], false),
@@ -693,7 +855,7 @@ when { resource.hasTag("owner") && resource.getTag("owner") == "legal" && resour
     let d = engine.authorize(&p, &[tagged], &call());
     assert_eq!(d.policies(), ["tagged"]);
     assert_eq!(
-        d.alerts,
+        d.alerts(),
         [Alert {
             policy: "tagged".into(),
             alert: "tagged-resource".into()

@@ -22,6 +22,7 @@ use super::seed::{BUILT_IN_ROLES, BuiltInRole, LOCATIONS};
 use super::state::{
     self, Operation, RequestLog, Resource, ResourceGroup, RoleAssignment, Subscription,
 };
+use crate::azure::id::{ArmId, ScopeKind};
 
 /// Type of virtual machines, the one type with power operations and LROs.
 const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
@@ -504,32 +505,31 @@ impl Ctx<'_> {
 
     /// A subscription, resource group or resource path.
     fn resolve_scope(&self, seg: &[String]) -> Outcome<Scope> {
-        let lc: Vec<String> = seg.iter().map(|s| s.to_lowercase()).collect();
-        if seg.len() < 2 || lc[0] != "subscriptions" {
-            return Err(self.no_route());
-        }
-        let sub = self.subscription(&seg[1])?;
-        if seg.len() == 2 {
-            return Ok(Scope::Subscription(sub));
-        }
-        if lc[2] != "resourcegroups" || seg.len() < 4 {
-            return Err(self.no_route());
-        }
-        let rg = self.group(&sub, &seg[3])?;
-        if seg.len() == 4 {
-            return Ok(Scope::Group(sub, rg));
-        }
-        if lc[4] != "providers" || seg.len() < 8 || !(seg.len() - 6).is_multiple_of(2) {
-            return Err(self.no_route());
-        }
-        let rest = &seg[6..];
-        let types: Vec<&str> = rest.iter().step_by(2).map(String::as_str).collect();
-        let names: Vec<&str> = rest.iter().skip(1).step_by(2).map(String::as_str).collect();
-        let ty = self.canonical_type(&seg[5], &types)?;
-        let id = canonical_id(&sub.id, &rg.name, ty, &names);
-        match state::get_resource(self.c, &id)? {
-            Some(resource) => Ok(Scope::Resource(sub, rg, Box::new(resource))),
-            None => Err(resource_not_found(&rg.name, &seg[5], rest)),
+        let id = ArmId::parse(&format!("/{}", seg.join("/"))).map_err(|_| self.no_route())?;
+        // The id's segments in their casing: subscription, group, provider chain.
+        match id.kind() {
+            ScopeKind::Subscription => Ok(Scope::Subscription(self.subscription(&seg[1])?)),
+            ScopeKind::ResourceGroup => {
+                let sub = self.subscription(&seg[1])?;
+                let rg = self.group(&sub, &seg[3])?;
+                Ok(Scope::Group(sub, rg))
+            }
+            ScopeKind::Resource => {
+                // Resources of a group only (not extension resources).
+                let path = id
+                    .provider_path()
+                    .filter(|p| p.parent == ScopeKind::ResourceGroup)
+                    .ok_or_else(|| self.no_route())?;
+                let sub = self.subscription(&seg[1])?;
+                let rg = self.group(&sub, &seg[3])?;
+                let ty = self.canonical_type(path.namespace, &path.types)?;
+                let id = canonical_id(&sub.id, &rg.name, ty, &path.names);
+                match state::get_resource(self.c, &id)? {
+                    Some(resource) => Ok(Scope::Resource(sub, rg, Box::new(resource))),
+                    None => Err(resource_not_found(&rg.name, path.namespace, &seg[6..])),
+                }
+            }
+            ScopeKind::Tenant | ScopeKind::ManagementGroup => Err(self.no_route()),
         }
     }
 
@@ -1591,7 +1591,7 @@ impl Ctx<'_> {
     // Role assignments and definitions
 
     fn list_role_assignments(&self, scope: &Scope) -> Outcome {
-        let scope_lc = scope.id().to_lowercase();
+        let scope = ArmId::parse(&scope.id()).map_err(|_| self.no_route())?;
         let mut at_scope = false;
         let mut principal: Option<String> = None;
         for clause in self.filter()? {
@@ -1611,9 +1611,12 @@ impl Ctx<'_> {
         let value: Vec<Value> = state::list_role_assignments(self.c)?
             .into_iter()
             .filter(|ra| {
-                let a = ra.scope.to_lowercase();
-                let above = scope_lc == a || scope_lc.starts_with(&format!("{a}/"));
-                let below = a.starts_with(&format!("{scope_lc}/"));
+                let Ok(assigned) = ArmId::parse(&ra.scope) else {
+                    return false;
+                };
+                // Inherited from this scope or above it; below it unless `atScope()`.
+                let above = assigned.contains(&scope);
+                let below = scope.contains(&assigned);
                 (above || (below && !at_scope))
                     && principal.as_ref().is_none_or(|p| *p == ra.principal_id)
             })
@@ -2271,7 +2274,11 @@ fn role_assignment_id(ra: &RoleAssignment) -> String {
 }
 
 fn render_role_assignment(ra: &RoleAssignment) -> Value {
-    let subscription = ra.scope.split('/').nth(2).unwrap_or_default();
+    let scope = ArmId::parse(&ra.scope).ok();
+    let subscription = scope
+        .as_ref()
+        .and_then(ArmId::subscription)
+        .unwrap_or_default();
     json!({
         "id": role_assignment_id(ra),
         "name": ra.name,
@@ -2336,21 +2343,14 @@ fn render_tags(id: &str, tags: &Map<String, Value>) -> Value {
 /// The role definition GUID of `/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{guid}`
 /// or `/providers/Microsoft.Authorization/roleDefinitions/{guid}`.
 fn parse_role_definition_id(id: &str) -> Option<String> {
-    let lc = id.to_ascii_lowercase();
-    let parts: Vec<&str> = lc.trim_start_matches('/').split('/').collect();
-    let tail = match parts.as_slice() {
-        ["subscriptions", s, rest @ ..] if is_guid(s) => rest,
-        rest => rest,
-    };
-    match tail {
-        [
-            "providers",
-            "microsoft.authorization",
-            "roledefinitions",
-            guid,
-        ] if is_guid(guid) => Some((*guid).to_owned()),
-        _ => None,
-    }
+    let id = ArmId::parse(id).ok()?;
+    let at_subscription_or_root = id.parent().is_some_and(|p| {
+        p.is_root() || p.subscription().is_some_and(is_guid) && p.kind() == ScopeKind::Subscription
+    });
+    let definition =
+        id.resource_type().as_deref() == Some("microsoft.authorization/roledefinitions");
+    let guid = id.name().filter(|g| is_guid(g))?;
+    (definition && at_subscription_or_root).then(|| guid.to_owned())
 }
 
 /// `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{t1}/{n1}…`;

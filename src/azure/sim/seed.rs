@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
 use super::state::{self, Resource, ResourceGroup, RoleAssignment, Subscription};
+use crate::azure::id::{ArmId, ScopeKind};
 
 /// The "Contoso Dev" subscription.
 pub const DEV_SUBSCRIPTION: &str = "6b4f8c2a-1d3e-4f5a-9b7c-0d1e2f3a4b5c";
@@ -368,24 +369,30 @@ pub(crate) fn seed(c: &Connection, now: DateTime<Utc>, tenant: &str) -> rusqlite
 /// `(subscription, resource group, type, name, parent id lower-cased)` of
 /// a canonical resource id written in this file.
 fn split_id(id: &str) -> (String, String, String, String, Option<String>) {
-    let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
     // subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{t1}/{n1}[/{t2}/{n2}]
-    let rest = &parts[6..];
-    let mut types = vec![parts[5]];
-    let mut name = "";
-    for pair in rest.chunks(2) {
-        types.push(pair[0]);
-        name = pair[1];
-    }
-    let parent_lc = (rest.len() > 2).then(|| {
-        let cut = id.len() - rest[rest.len() - 2..].join("/").len() - 1;
-        id[..cut].to_lowercase()
-    });
+    let parsed = ArmId::parse(id).unwrap_or_else(|e| panic!("seeded id: {e}"));
+    let part = |kind| {
+        parsed
+            .ancestor(kind)
+            .and_then(|a| a.display_name().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let path = parsed
+        .provider_path()
+        .unwrap_or_else(|| panic!("seeded id {id} names no resource"));
+    let types = std::iter::once(path.namespace)
+        .chain(path.types.iter().copied())
+        .collect::<Vec<_>>()
+        .join("/");
+    let name = path.names.last().copied().unwrap_or_default().to_owned();
+    let parent_lc = (path.names.len() > 1)
+        .then(|| parsed.parent().map(|p| p.as_str().to_owned()))
+        .flatten();
     (
-        parts[1].to_owned(),
-        parts[3].to_owned(),
-        types.join("/"),
-        name.to_owned(),
+        part(ScopeKind::Subscription),
+        part(ScopeKind::ResourceGroup),
+        types,
+        name,
         parent_lc,
     )
 }
