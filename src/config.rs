@@ -359,7 +359,10 @@ impl Config {
         }
         for (name, upstream) in &self.upstreams {
             let key = format!("upstreams.{name}");
-            if upstream.timeout.is_some_and(|t| t < Duration::from_millis(100)) {
+            if upstream
+                .timeout
+                .is_some_and(|t| t < Duration::from_millis(100))
+            {
                 return Err(format!("{key}.timeout: must be at least 100ms"));
             }
             if !valid_upstream_name(name) {

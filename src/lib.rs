@@ -9,6 +9,7 @@ pub mod app;
 pub mod approvals;
 pub mod audit;
 pub mod azure;
+pub mod call;
 pub mod catalog;
 pub mod config;
 pub mod dev;

@@ -25,6 +25,7 @@ use crate::approvals::{
 };
 use crate::audit::record::{self, Actor, Kind, Record, Status};
 use crate::audit::{Assessment, Audit};
+use crate::call::ToolCall;
 use crate::catalog::{Catalog, Class, Resolution};
 use crate::identity::{Authenticator, Principal, StepUp, UNAUTHORIZED};
 use crate::metrics::{DecisionLabels, Metrics, Outcome};
@@ -32,41 +33,6 @@ use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, Ope
 use crate::risk::baseline::RiskClass;
 use crate::risk::{self, Observation, ObservedOp, Risk};
 use crate::store::StoreError;
-
-/// What the front knows about a tool call when it enters the pipeline.
-#[derive(Debug, Clone)]
-pub struct ToolCall {
-    /// The verified caller, as the front authenticated it (`None` only if
-    /// the front could not attach one, which the pipeline refuses).
-    pub principal: Option<Arc<Principal>>,
-    /// MCP session the call arrived on (`stdio` for the stdio front).
-    pub session: String,
-    /// The tool name as the client called it (namespaced if several upstreams).
-    pub tool: String,
-    /// The upstream that serves the tool.
-    pub upstream: String,
-    /// The tool name at the upstream.
-    pub upstream_tool: String,
-    /// Identifies the call across its audit records (UUIDv7).
-    pub call_id: String,
-    /// The call's arguments as the client sent them.
-    pub arguments: Option<Value>,
-    /// The HTTP `User-Agent` of the client, when there is one.
-    pub user_agent: Option<String>,
-    /// The tool's MCP annotations as its upstream lists them (resolution
-    /// falls back on them for tools the catalog does not name).
-    pub annotations: Option<ToolAnnotations>,
-    /// Where the client finds the protected-resource metadata, for step-up
-    /// challenges (`None` on stdio).
-    pub resource_metadata: Option<String>,
-}
-
-impl ToolCall {
-    /// A new call id.
-    pub fn new_id() -> String {
-        uuid::Uuid::now_v7().to_string()
-    }
-}
 
 /// The stages a [`Pipeline`] composes.
 pub struct Stages {
@@ -190,15 +156,9 @@ impl Pipeline {
     ) -> Result<CallToolResponse, McpError> {
         let started = Instant::now();
 
-        // 1. authenticate: the front verified the bearer token; no principal, no call.
-        let Some(principal) = call.principal.as_deref() else {
-            let refused = Err(McpError::invalid_request(
-                "unauthenticated: the call carries no verified principal",
-                None,
-            ));
-            self.record(call, &refused, started.elapsed());
-            return refused;
-        };
+        // 1. authenticate: the front verified the bearer token; a call
+        // cannot be built without a principal.
+        let principal = call.principal.as_ref();
 
         // 2. resolve: the Azure operations and resources the call touches.
         let resolving = Instant::now();
@@ -826,10 +786,8 @@ impl Pipeline {
             Err(e) => (Outcome::error, Some(e.message.to_string())),
         };
         self.metrics.observe("tools/call", outcome, elapsed);
-        let (tid, oid, who) = match &call.principal {
-            Some(p) => (p.tid.as_str(), p.oid.as_str(), p.display_name.as_str()),
-            None => ("", "", ""),
-        };
+        let p = &call.principal;
+        let (tid, oid, who) = (p.tid.as_str(), p.oid.as_str(), p.display_name.as_str());
         tracing::info!(
             target: "warden::call",
             tid,
@@ -1019,7 +977,7 @@ mod tests {
 
     fn call(upstream_tool: &str, arguments: Value) -> ToolCall {
         ToolCall {
-            principal: None,
+            principal: Arc::new(principal()),
             session: "s".into(),
             tool: format!("azure__{upstream_tool}"),
             upstream: "azure".into(),

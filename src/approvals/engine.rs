@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::model::{Ask, Grant, OperationRef, Party, Request, Review, Status};
+pub use super::lifecycle::ApprovalError;
+use super::lifecycle::{self, Event, Rules, effective, glob};
+use super::model::{Ask, OperationRef, Party, Request, Status};
 use super::notify::{Notification, Notifier, NotifyConfig};
 use crate::audit::Audit;
 use crate::audit::record::{Kind, Record};
@@ -83,44 +85,6 @@ impl ApprovalsConfig {
             return Err("approvals.approver_roles: name at least one app role".into());
         }
         self.notify.validate()
-    }
-}
-
-/// Why an approvals action was refused. `status()` is the HTTP status the
-/// admin API answers with.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ApprovalError {
-    #[error("no JIT request {0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the audit log cannot record the change: {0}")]
-    Unavailable(String),
-}
-
-impl ApprovalError {
-    pub fn status(&self) -> u16 {
-        match self {
-            ApprovalError::NotFound(_) => 404,
-            ApprovalError::Forbidden(_) => 403,
-            ApprovalError::Invalid(_) => 400,
-            ApprovalError::Conflict(_) => 409,
-            ApprovalError::Unavailable(_) => 503,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApprovalError::NotFound(_) => "not_found",
-            ApprovalError::Forbidden(_) => "forbidden",
-            ApprovalError::Invalid(_) => "invalid",
-            ApprovalError::Conflict(_) => "conflict",
-            ApprovalError::Unavailable(_) => "unavailable",
-        }
     }
 }
 
@@ -222,15 +186,6 @@ fn party(p: &Principal) -> Party {
     }
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// `*` patterns over operation names, ignoring case.
-fn glob(pattern: &str, text: &str) -> bool {
-    crate::catalog::glob_match(&pattern.to_ascii_lowercase(), &text.to_ascii_lowercase())
-}
-
 impl Approvals {
     /// Rebuilds the state from the `approval` records of the store at
     /// `store_path` (the last record of a request is its state).
@@ -276,6 +231,17 @@ impl Approvals {
 
     pub fn config(&self) -> &ApprovalsConfig {
         &self.config
+    }
+
+    /// The lifecycle rules of `[approvals]`.
+    fn rules(&self) -> Rules {
+        Rules {
+            approvals: self.config.approvals,
+            critical_approvals: self.config.critical_approvals,
+            pending_lapse: self.config.pending_lapse,
+            single_use_window: self.config.single_use_window,
+            max_window: self.config.max_window,
+        }
     }
 
     /// Whether `principal` may review: an approver role, and MFA.
@@ -367,7 +333,7 @@ impl Approvals {
         if let Some(window) = state
             .requests
             .values()
-            .find(|r| covers(r, principal, &call.operations, now))
+            .find(|r| lifecycle::covers(r, &party(principal), &call.operations, now))
             .cloned()
         {
             let grant = window.grant.clone().ok_or_else(|| {
@@ -452,7 +418,7 @@ impl Approvals {
         );
         request.policies = call.policies;
         request.risk = call.risk;
-        self.record(&mut state, "requested", &request, Some(principal))
+        self.record(&mut state, Event::Requested, &request, Some(principal))
             .await?;
         Ok(Gate::Held {
             request,
@@ -531,7 +497,7 @@ impl Approvals {
         request.justification = justification.to_owned();
         request.ticket = ticket;
         let mut state = self.state.lock().await;
-        self.record(&mut state, "requested", &request, Some(principal))
+        self.record(&mut state, Event::Requested, &request, Some(principal))
             .await?;
         Ok(request)
     }
@@ -552,29 +518,15 @@ impl Approvals {
         critical: bool,
         now: DateTime<Utc>,
     ) -> Request {
-        Request {
-            id: uuid::Uuid::now_v7().to_string(),
-            created: now,
-            requester: party(principal),
+        lifecycle::open(
+            uuid::Uuid::now_v7().to_string(),
+            party(principal),
             ask,
             operations,
-            justification: String::new(),
-            ticket: None,
-            policies: Vec::new(),
-            risk: None,
-            required_approvals: if critical {
-                self.config.critical_approvals
-            } else {
-                self.config.approvals
-            },
             critical,
-            status: Status::Pending,
-            lapses: now + to_chrono(self.config.pending_lapse),
-            reviews: Vec::new(),
-            grant: None,
-            updated: now,
-            closing_reason: None,
-        }
+            &self.rules(),
+            now,
+        )
     }
 
     /// Uses a single-call grant: after this the same call needs a new
@@ -586,26 +538,18 @@ impl Approvals {
         principal: &Principal,
     ) -> Result<(), ApprovalError> {
         let mut state = self.state.lock().await;
-        let mut request = state
+        let request = state
             .requests
             .get(request_id)
-            .cloned()
             .ok_or_else(|| ApprovalError::NotFound(request_id.to_owned()))?;
-        if request.status != Status::Approved {
-            return Err(ApprovalError::Conflict(format!(
-                "request {request_id} is {}",
-                request.status.as_str()
-            )));
-        }
-        if matches!(request.ask, Ask::Window { .. }) {
+        match lifecycle::consume(request, call_id, Utc::now())? {
+            Some(used) => {
+                self.record(&mut state, Event::Consumed, &used, Some(principal))
+                    .await
+            }
             // A time window serves every call in it until it expires.
-            return Ok(());
+            None => Ok(()),
         }
-        request.status = Status::Consumed;
-        request.updated = Utc::now();
-        request.closing_reason = Some(format!("used by call {call_id}"));
-        self.record(&mut state, "consumed", &request, Some(principal))
-            .await
     }
 
     /// A reviewer approves or denies. Separation of duties: an approver
@@ -619,65 +563,18 @@ impl Approvals {
         reason: &str,
     ) -> Result<Request, ApprovalError> {
         self.check_reviewer(reviewer)?;
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(ApprovalError::Invalid(
-                "a reason is required to approve or deny".into(),
-            ));
-        }
         let now = Utc::now();
         let mut state = self.state.lock().await;
-        let mut request = self.current(&mut state, id, now).await?;
-        let me = party(reviewer);
-        if request.requester.same(&me) {
-            return Err(ApprovalError::Forbidden(
-                "nobody may review their own request".into(),
-            ));
-        }
-        if request.status != Status::Pending {
-            return Err(ApprovalError::Conflict(format!(
-                "request {id} is {}, not pending",
-                request.status.as_str()
-            )));
-        }
-        if request.reviews.iter().any(|r| r.reviewer.same(&me)) {
-            return Err(ApprovalError::Conflict(
-                "you have already reviewed this request".into(),
-            ));
-        }
-        request.reviews.push(Review {
-            reviewer: me,
+        let request = self.current(&mut state, id, now).await?;
+        let (request, event) = lifecycle::review(
+            &request,
+            party(reviewer),
             approve,
-            reason: reason.to_owned(),
-            at: now,
-        });
-        request.updated = now;
-        let event = if !approve {
-            request.status = Status::Denied;
-            request.closing_reason = Some(reason.to_owned());
-            "denied"
-        } else if request.approvals() >= request.required_approvals {
-            request.status = Status::Approved;
-            let expires = match &request.ask {
-                Ask::Call { .. } => now + to_chrono(self.config.single_use_window),
-                Ask::Window { duration_secs, .. } => {
-                    now + to_chrono(Duration::from_secs(*duration_secs).min(self.config.max_window))
-                }
-            };
-            request.grant = Some(Grant {
-                id: uuid::Uuid::now_v7().to_string(),
-                expires,
-                approvers: request
-                    .reviews
-                    .iter()
-                    .filter(|r| r.approve)
-                    .map(|r| r.reviewer.oid.clone())
-                    .collect(),
-            });
-            "approved"
-        } else {
-            "reviewed"
-        };
+            reason,
+            uuid::Uuid::now_v7().to_string(),
+            &self.rules(),
+            now,
+        )?;
         self.record(&mut state, event, &request, Some(reviewer))
             .await?;
         Ok(request)
@@ -732,24 +629,11 @@ impl Approvals {
         to: Status,
         from: &[Status],
     ) -> Result<Request, ApprovalError> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(ApprovalError::Invalid("a reason is required".into()));
-        }
         let now = Utc::now();
         let mut state = self.state.lock().await;
-        let mut request = self.current(&mut state, id, now).await?;
-        if !from.contains(&request.status) {
-            return Err(ApprovalError::Conflict(format!(
-                "request {id} is {}",
-                request.status.as_str()
-            )));
-        }
-        request.status = to;
-        request.updated = now;
-        request.closing_reason = Some(reason.to_owned());
-        self.record(&mut state, to.as_str(), &request, Some(by))
-            .await?;
+        let request = self.current(&mut state, id, now).await?;
+        let (request, event) = lifecycle::close(&request, to, from, reason, now)?;
+        self.record(&mut state, event, &request, Some(by)).await?;
         Ok(request)
     }
 
@@ -770,14 +654,12 @@ impl Approvals {
 
     /// Records the time-driven changes due at `now` (lapse, expiry).
     async fn sweep(&self, state: &mut State, now: DateTime<Utc>) -> Result<(), ApprovalError> {
-        let due: Vec<Request> = state
+        let due: Vec<(Request, Event)> = state
             .requests
             .values()
-            .filter(|r| effective(r, now).status != r.status)
-            .map(|r| effective(r, now))
+            .filter_map(|r| lifecycle::due(r, now).map(|event| (effective(r, now), event)))
             .collect();
-        for request in due {
-            let event = request.status.as_str();
+        for (request, event) in due {
             self.record(state, event, &request, None).await?;
         }
         Ok(())
@@ -816,10 +698,11 @@ impl Approvals {
     async fn record(
         &self,
         state: &mut State,
-        event: &str,
+        event: Event,
         request: &Request,
         actor: Option<&Principal>,
     ) -> Result<(), ApprovalError> {
+        let event_name = event.as_str();
         let mut record = Record::new(Kind::Approval);
         record.principal = actor.map(crate::audit::record::Actor::from);
         if let Ask::Call {
@@ -834,7 +717,7 @@ impl Approvals {
             record.upstream_tool = Some(upstream_tool.clone());
         }
         record.details = Some(json!({
-            "event": event,
+            "event": event_name,
             "request_id": request.id,
             "request": request,
         }));
@@ -848,9 +731,9 @@ impl Approvals {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request.id.clone(), request.clone());
-        tracing::info!(target: "warden::approvals", event, request = %request.id, status = request.status.as_str(), "JIT request");
-        if matches!(event, "requested" | "approved" | "denied" | "revoked") {
-            self.notifier.notify(self.notification(event, request));
+        tracing::info!(target: "warden::approvals", event = event_name, request = %request.id, status = request.status.as_str(), "JIT request");
+        if event.is_notified() {
+            self.notifier.notify(self.notification(event_name, request));
         }
         Ok(())
     }
@@ -980,41 +863,6 @@ fn risk_fact(risk: &Value) -> Option<String> {
     Some(format!("{score} ({level})"))
 }
 
-/// Whether `request` is an approved, unexpired time-window grant of
-/// `principal` covering every operation (by name, `*` pattern or class
-/// group) on a resource at or below its scope.
-fn covers(
-    request: &Request,
-    principal: &Principal,
-    operations: &[OperationRef],
-    now: DateTime<Utc>,
-) -> bool {
-    let Ask::Window {
-        operations: granted,
-        scope,
-        ..
-    } = &request.ask
-    else {
-        return false;
-    };
-    let me = party(principal);
-    if !request.requester.same(&me) || effective(request, now).status != Status::Approved {
-        return false;
-    }
-    // A scope or resource that does not parse is covered by nothing.
-    let Ok(scope) = ArmId::parse(scope) else {
-        return false;
-    };
-    !operations.is_empty()
-        && operations.iter().all(|op| {
-            let within = ArmId::parse(&op.resource).is_ok_and(|r| scope.contains(&r));
-            within
-                && granted
-                    .iter()
-                    .any(|g| g.eq_ignore_ascii_case(&op.class) || glob(g, &op.azure_op))
-        })
-}
-
 fn index(state: &mut State, request: &Request) {
     if let Ask::Call {
         upstream,
@@ -1034,22 +882,4 @@ fn index(state: &mut State, request: &Request) {
             request.id.clone(),
         );
     }
-}
-
-/// The request as it stands at `now`: a pending one past its lapse time
-/// has lapsed, an approved one past its grant's expiry has expired.
-fn effective(request: &Request, now: DateTime<Utc>) -> Request {
-    let mut r = request.clone();
-    match r.status {
-        Status::Pending if now >= r.lapses => {
-            r.status = Status::Lapsed;
-            r.updated = now;
-        }
-        Status::Approved if r.grant.as_ref().is_some_and(|g| now >= g.expires) => {
-            r.status = Status::Expired;
-            r.updated = now;
-        }
-        _ => {}
-    }
-    r
 }

@@ -9,6 +9,7 @@
 //! store of record and the in-memory state is rebuilt from it at start.
 
 pub mod engine;
+pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod tools;

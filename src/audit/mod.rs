@@ -30,8 +30,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::call::ToolCall;
 use crate::metrics::Metrics;
-use crate::pipeline::ToolCall;
 use crate::store::{CheckpointRow, Sealed, Sealer, Store, StoreError};
 use merkle::{Frontier, Hash, leaf_hash};
 use note::{Checkpoint, Signature, SignedNote, Signer, VerifierKey};
@@ -678,10 +678,8 @@ fn metrics_writable(metrics: &Metrics, writable: bool) {
 
 fn fill_call(r: &mut Record, call: &ToolCall) {
     r.call_id = Some(call.call_id.clone());
-    if let Some(p) = &call.principal {
-        r.principal = Some(Actor::from(p.as_ref()));
-        r.source_ip = p.source_ip.map(|ip| ip.to_string());
-    }
+    r.principal = Some(Actor::from(call.principal.as_ref()));
+    r.source_ip = call.principal.source_ip.map(|ip| ip.to_string());
     r.user_agent = call.user_agent.clone();
     r.session_id = Some(call.session.clone());
     r.tool = Some(call.tool.clone());

@@ -283,6 +283,18 @@ impl ArmClient {
                 detail: "the path must start with `/` and carry no query string".into(),
             });
         }
+        // Defence in depth: whatever built the path, a relative or empty
+        // segment never reaches Azure (`a/../../b` would address another
+        // resource than the one policy decided on).
+        if let Some((segment, problem)) = path[1..]
+            .split('/')
+            .find_map(|s| crate::azure::id::segment_problem(s).map(|p| (s, p)))
+        {
+            return Err(ArmError::Invalid {
+                call: call.label,
+                detail: format!("the path segment {segment:?} is not valid: {problem}"),
+            });
+        }
         let mut url = self.base.clone();
         url.set_path(path);
         {
@@ -765,9 +777,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn paths_with_a_query_or_no_leading_slash_are_refused() {
+    async fn paths_with_a_query_no_leading_slash_or_a_bad_segment_are_refused() {
         let client = client_for(Router::new(), |_| {}).await;
-        for path in ["subscriptions", "/subscriptions?x=1"] {
+        for path in [
+            "subscriptions",
+            "/subscriptions?x=1",
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/a/../../b",
+            "/subscriptions//resourceGroups",
+            "/subscriptions/s/",
+        ] {
             let error = client
                 .request(Method::GET, path, "1", &[], None)
                 .await

@@ -1033,12 +1033,26 @@ mod tests {
         let mut config = served.issuer.identity_config(&served.base_url);
         config.audiences = vec!["https://management.azure.com".into()];
         assert_eq!(config.validate(), Ok(()));
+        let bearer = format!("Bearer {}", token.token.secret());
+
+        // An app-only token without app roles is refused by default (any
+        // application in a tenant can get one) ...
+        let strict = Authenticator::start(config.clone(), reqwest::Client::new());
+        strict.refresh_keys().await;
+        let refused = strict.authenticate(Some(&bearer), None).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("allow_app_tokens_without_roles"),
+            "{refused}"
+        );
+
+        // ... and accepted where configuration says so, as ARM (the
+        // simulator) does.
+        config.allow_app_tokens_without_roles = true;
         let auth = Authenticator::start(config, reqwest::Client::new());
         auth.refresh_keys().await;
-        let principal = auth
-            .authenticate(Some(&format!("Bearer {}", token.token.secret())), None)
-            .await
-            .unwrap();
+        let principal = auth.authenticate(Some(&bearer), None).await.unwrap();
         assert_eq!(principal.kind, PrincipalKind::Application);
         assert_eq!(principal.tid, DEV_TENANT);
         assert_eq!(

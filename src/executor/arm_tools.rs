@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::azure::client::{ArmClient, ArmError, ArmResponse};
+use crate::azure::id::{ArmId, segment_problem};
 
 /// The `_meta` key of a result's Azure correlation id.
 pub const CORRELATION_META: &str = "warden/azureCorrelationId";
@@ -204,17 +205,20 @@ impl ArmTools {
             .ok_or_else(|| format!("no api-version known for {resource_type}; pass `api-version`"))
     }
 
+    /// Sends one ARM request. `path` and `api_version` are what the tool
+    /// built from its arguments, or why it could not: a bad argument is a
+    /// tool error and no request is sent.
     async fn call(
         &self,
         method: Method,
-        path: String,
+        path: Result<String, String>,
         api_version: Result<String, String>,
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> CallToolResult {
-        let api_version = match api_version {
-            Ok(v) => v,
-            Err(message) => return failure(message),
+        let (path, api_version) = match (path, api_version) {
+            (Ok(path), Ok(v)) => (path, v),
+            (Err(message), _) | (_, Err(message)) => return failure(message),
         };
         let answer = self
             .client
@@ -254,22 +258,69 @@ fn failure(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
-fn group_path(subscription: &str, group: &str) -> String {
-    format!("/subscriptions/{subscription}/resourceGroups/{group}")
+/// `value` of the argument `argument` as one ARM id segment (a name), or a
+/// message that names the argument and what is wrong. Names are checked
+/// before any URL is built, whatever policy decided: a name such as
+/// `a/../../b` never reaches Azure as a path.
+fn segment<'a>(argument: &str, value: &'a str) -> Result<&'a str, String> {
+    match segment_problem(value) {
+        None => Ok(value),
+        Some(problem) => Err(format!(
+            "`{argument}` {value:?} is not a valid Azure name: {problem}"
+        )),
+    }
 }
 
-fn vm_path(args: &VmArgs) -> String {
-    format!(
-        "{}/providers/Microsoft.Compute/virtualMachines/{}",
-        group_path(&args.subscription, &args.resource_group),
-        args.vm_name
-    )
+/// The ARM id given in the argument `argument`, parsed strictly.
+fn id_arg(argument: &str, value: &str) -> Result<ArmId, String> {
+    ArmId::parse(value).map_err(|e| format!("`{argument}`: {e}"))
 }
 
-fn scope_path(subscription: &str, group: Option<&str>) -> String {
+fn group_id(subscription: &str, group: &str) -> Result<ArmId, String> {
+    let subscription = segment("subscription", subscription)?;
+    let group = segment("resource-group", group)?;
+    ArmId::for_subscription(subscription)
+        .and_then(|s| s.with_resource_group(group))
+        .map_err(|e| e.to_string())
+}
+
+fn group_path(subscription: &str, group: &str) -> Result<String, String> {
+    group_id(subscription, group).map(|id| id.display().to_owned())
+}
+
+fn vm_path(args: &VmArgs) -> Result<String, String> {
+    let name = segment("vm-name", &args.vm_name)?;
+    group_id(&args.subscription, &args.resource_group)?
+        .with_provider("Microsoft.Compute/virtualMachines", name)
+        .map(|id| id.display().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn scope_path(subscription: &str, group: Option<&str>) -> Result<String, String> {
     match group {
         Some(group) => group_path(subscription, group),
-        None => format!("/subscriptions/{subscription}"),
+        None => ArmId::for_subscription(segment("subscription", subscription)?)
+            .map(|id| id.display().to_owned())
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// A role assignment scope: a subscription, resource group or resource id
+/// (management groups and the tenant root are ARM scopes too).
+fn scope_arg(scope: &str) -> Result<ArmId, String> {
+    let trimmed = scope.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(ArmId::root());
+    }
+    id_arg("scope", trimmed)
+}
+
+/// The path under `scope` (which has no trailing `/`, or is the root).
+fn under(scope: &ArmId, tail: &str) -> String {
+    if scope.is_root() {
+        format!("/{tail}")
+    } else {
+        format!("{}/{tail}", scope.display())
     }
 }
 
@@ -291,6 +342,27 @@ fn type_of(id: &str) -> String {
     }
 }
 
+/// An ARM path given whole (`arm_request`): it starts with `/`, carries no
+/// query, and each of its segments is a valid ARM segment.
+fn arm_path(path: &str) -> Result<&str, String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!("`path` {path:?} must start with `/`"));
+    };
+    if path.contains(['?', '#']) {
+        return Err(format!(
+            "`path` {path:?} must carry no query string; pass `api-version` on its own"
+        ));
+    }
+    for part in rest.split('/') {
+        if let Some(problem) = segment_problem(part) {
+            return Err(format!(
+                "`path` {path:?} has a segment {part:?} that is not valid: {problem}"
+            ));
+        }
+    }
+    Ok(path)
+}
+
 const ROLE_ASSIGNMENTS: &str = "Microsoft.Authorization/roleAssignments";
 
 #[tool_router]
@@ -301,7 +373,7 @@ impl ArmTools {
     )]
     async fn arm_subscription_list(&self) -> CallToolResult {
         let v = self.version("Microsoft.Resources/subscriptions");
-        self.call(Method::GET, "/subscriptions".into(), v, &[], None)
+        self.call(Method::GET, Ok("/subscriptions".into()), v, &[], None)
             .await
     }
 
@@ -311,7 +383,8 @@ impl ArmTools {
     )]
     async fn arm_group_list(&self, Parameters(a): Parameters<SubscriptionArgs>) -> CallToolResult {
         let v = self.version("Microsoft.Resources/resourceGroups");
-        let path = format!("/subscriptions/{}/resourcegroups", a.subscription);
+        let path = segment("subscription", &a.subscription)
+            .map(|subscription| format!("/subscriptions/{subscription}/resourcegroups"));
         self.call(Method::GET, path, v, &[], None).await
     }
 
@@ -364,10 +437,8 @@ impl ArmTools {
         Parameters(a): Parameters<ResourceListArgs>,
     ) -> CallToolResult {
         let v = self.version("Microsoft.Resources/resources");
-        let path = format!(
-            "{}/resources",
-            scope_path(&a.subscription, a.resource_group.as_deref())
-        );
+        let path = scope_path(&a.subscription, a.resource_group.as_deref())
+            .map(|scope| format!("{scope}/resources"));
         let filter = a
             .resource_type
             .map(|t| format!("resourceType eq '{}'", t.replace('\'', "")));
@@ -380,11 +451,13 @@ impl ArmTools {
         annotations(read_only_hint = true, open_world_hint = true)
     )]
     async fn arm_resource_get(&self, Parameters(a): Parameters<ResourceGetArgs>) -> CallToolResult {
+        let id = id_arg("resource-id", &a.resource_id);
         let v = match a.api_version {
             Some(v) => Ok(v),
             None => self.version(&type_of(&a.resource_id)),
         };
-        self.call(Method::GET, a.resource_id, v, &[], None).await
+        let path = id.map(|id| id.display().to_owned());
+        self.call(Method::GET, path, v, &[], None).await
     }
 
     #[tool(
@@ -393,10 +466,8 @@ impl ArmTools {
     )]
     async fn arm_vm_list(&self, Parameters(a): Parameters<ScopeListArgs>) -> CallToolResult {
         let v = self.version("Microsoft.Compute/virtualMachines");
-        let path = format!(
-            "{}/providers/Microsoft.Compute/virtualMachines",
-            scope_path(&a.subscription, a.resource_group.as_deref())
-        );
+        let path = scope_path(&a.subscription, a.resource_group.as_deref())
+            .map(|scope| format!("{scope}/providers/Microsoft.Compute/virtualMachines"));
         self.call(Method::GET, path, v, &[], None).await
     }
 
@@ -486,10 +557,8 @@ impl ArmTools {
         Parameters(a): Parameters<ScopeListArgs>,
     ) -> CallToolResult {
         let v = self.version("Microsoft.Storage/storageAccounts");
-        let path = format!(
-            "{}/providers/Microsoft.Storage/storageAccounts",
-            scope_path(&a.subscription, a.resource_group.as_deref())
-        );
+        let path = scope_path(&a.subscription, a.resource_group.as_deref())
+            .map(|scope| format!("{scope}/providers/Microsoft.Storage/storageAccounts"));
         self.call(Method::GET, path, v, &[], None).await
     }
 
@@ -502,10 +571,8 @@ impl ArmTools {
         Parameters(a): Parameters<RoleAssignmentListArgs>,
     ) -> CallToolResult {
         let v = self.version(ROLE_ASSIGNMENTS);
-        let path = format!(
-            "{}/providers/{ROLE_ASSIGNMENTS}",
-            a.scope.trim_end_matches('/')
-        );
+        let path = scope_arg(&a.scope)
+            .map(|scope| under(&scope, &format!("providers/{ROLE_ASSIGNMENTS}")));
         self.call(Method::GET, path, v, &[], None).await
     }
 
@@ -522,26 +589,37 @@ impl ArmTools {
         Parameters(a): Parameters<RoleAssignmentCreateArgs>,
     ) -> CallToolResult {
         let v = self.version(ROLE_ASSIGNMENTS);
-        let scope = a.scope.trim_end_matches('/');
+        let scope = match scope_arg(&a.scope) {
+            Ok(scope) => scope,
+            Err(message) => return failure(message),
+        };
         let role = if a.role_definition_id.starts_with('/') {
-            a.role_definition_id.clone()
+            id_arg("role-definition-id", &a.role_definition_id).map(|id| id.display().to_owned())
         } else {
-            let subscription = scope
-                .split('/')
-                .nth(2)
-                .filter(|_| scope.to_ascii_lowercase().starts_with("/subscriptions/"))
-                .unwrap_or_default();
-            format!(
-                "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{}",
-                a.role_definition_id
-            )
+            segment("role-definition-id", &a.role_definition_id).map(|role| {
+                let at = ArmId::root();
+                let subscription = scope
+                    .ancestor(crate::azure::id::ScopeKind::Subscription)
+                    .unwrap_or(at);
+                under(
+                    &subscription,
+                    &format!("providers/Microsoft.Authorization/roleDefinitions/{role}"),
+                )
+            })
+        };
+        let role = match role {
+            Ok(role) => role,
+            Err(message) => return failure(message),
         };
         let mut properties = json!({ "roleDefinitionId": role, "principalId": a.principal_id });
         if let Some(kind) = a.principal_type {
             properties["principalType"] = Value::String(kind);
         }
         let name = uuid::Uuid::new_v4();
-        let path = format!("{scope}/providers/{ROLE_ASSIGNMENTS}/{name}");
+        let path = Ok(under(
+            &scope,
+            &format!("providers/{ROLE_ASSIGNMENTS}/{name}"),
+        ));
         self.call(
             Method::PUT,
             path,
@@ -565,11 +643,13 @@ impl ArmTools {
         Parameters(a): Parameters<RoleAssignmentDeleteArgs>,
     ) -> CallToolResult {
         let v = self.version(ROLE_ASSIGNMENTS);
-        let path = format!(
-            "{}/providers/{ROLE_ASSIGNMENTS}/{}",
-            a.scope.trim_end_matches('/'),
-            a.assignment_name
-        );
+        let path = scope_arg(&a.scope).and_then(|scope| {
+            let name = segment("assignment-name", &a.assignment_name)?;
+            Ok(under(
+                &scope,
+                &format!("providers/{ROLE_ASSIGNMENTS}/{name}"),
+            ))
+        });
         self.call(Method::DELETE, path, v, &[], None).await
     }
 
@@ -594,10 +674,11 @@ impl ArmTools {
             ));
         }
         let v = self.version("Microsoft.Insights/eventtypes");
-        let path = format!(
-            "/subscriptions/{}/providers/Microsoft.Insights/eventtypes/management/values",
-            a.subscription
-        );
+        let path = segment("subscription", &a.subscription).map(|subscription| {
+            format!(
+                "/subscriptions/{subscription}/providers/Microsoft.Insights/eventtypes/management/values"
+            )
+        });
         self.call(Method::GET, path, v, &[("$filter", filter.as_str())], None)
             .await
     }
@@ -628,10 +709,8 @@ impl ArmTools {
             }
         };
         let v = self.version("Microsoft.Resources/tags");
-        let path = format!(
-            "{}/providers/Microsoft.Resources/tags/default",
-            a.resource_id.trim_end_matches('/')
-        );
+        let path = id_arg("resource-id", a.resource_id.trim_end_matches('/'))
+            .map(|id| under(&id, "providers/Microsoft.Resources/tags/default"));
         let body = json!({ "operation": operation, "properties": { "tags": a.tags } });
         self.call(Method::PATCH, path, v, &[], Some(body)).await
     }
@@ -656,7 +735,8 @@ impl ArmTools {
             "POST" => Method::POST,
             other => return failure(format!("method {other:?} is not an ARM method")),
         };
-        self.call(method, a.path, Ok(a.api_version), &[], a.body)
+        let path = arm_path(&a.path).map(str::to_owned);
+        self.call(method, path, Ok(a.api_version), &[], a.body)
             .await
     }
 }
@@ -664,7 +744,7 @@ impl ArmTools {
 impl ArmTools {
     async fn vm_action(&self, a: &VmArgs, action: &str) -> CallToolResult {
         let v = self.version("Microsoft.Compute/virtualMachines");
-        let path = format!("{}/{action}", vm_path(a));
+        let path = vm_path(a).map(|vm| format!("{vm}/{action}"));
         self.call(Method::POST, path, v, &[], None).await
     }
 }
@@ -817,5 +897,92 @@ mod tests {
             type_of("/subscriptions/s"),
             "Microsoft.Resources/subscriptions"
         );
+    }
+
+    fn vm(subscription: &str, group: &str, name: &str) -> VmArgs {
+        VmArgs {
+            subscription: subscription.into(),
+            resource_group: group.into(),
+            vm_name: name.into(),
+        }
+    }
+
+    const SUB: &str = "00000000-0000-4000-8000-000000000001";
+
+    /// Names that are not one ARM segment are refused, naming the
+    /// argument, before any URL exists.
+    #[test]
+    fn names_that_are_not_arm_segments_are_refused_before_a_url_is_built() {
+        assert_eq!(
+            vm_path(&vm(SUB, "dev-web", "web-01")).unwrap(),
+            format!(
+                "/subscriptions/{SUB}/resourceGroups/dev-web/providers/Microsoft.Compute/virtualMachines/web-01"
+            )
+        );
+        for (args, argument) in [
+            (vm(SUB, "dev-web", "a/../../b"), "vm-name"),
+            (vm(SUB, "dev-web", "a/b/c"), "vm-name"),
+            (vm(SUB, "dev-web", ".."), "vm-name"),
+            (vm(SUB, "dev-web", ""), "vm-name"),
+            (vm(SUB, "dev-web", "web?x=1"), "vm-name"),
+            (vm(SUB, "..", "web-01"), "resource-group"),
+            (vm(SUB, "a/b", "web-01"), "resource-group"),
+            (vm("s/../x", "dev-web", "web-01"), "subscription"),
+        ] {
+            let error = vm_path(&args).unwrap_err();
+            assert!(error.starts_with(&format!("`{argument}`")), "{error}");
+        }
+        assert!(
+            scope_path("..", None)
+                .unwrap_err()
+                .contains("`subscription`")
+        );
+        assert!(
+            group_path(SUB, "rg\\x")
+                .unwrap_err()
+                .contains("`resource-group`")
+        );
+    }
+
+    #[test]
+    fn ids_and_scopes_are_parsed_strictly() {
+        let scope = scope_arg(&format!("/subscriptions/{SUB}/")).unwrap();
+        assert_eq!(
+            under(&scope, "providers/Microsoft.Authorization/roleAssignments"),
+            format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments")
+        );
+        assert_eq!(
+            under(&scope_arg("/").unwrap(), "providers/x"),
+            "/providers/x"
+        );
+        for bad in [
+            format!("/subscriptions/{SUB}/resourceGroups/../x"),
+            format!("/subscriptions/{SUB}/resourceGroups//x"),
+            "subscriptions/x".to_owned(),
+        ] {
+            assert!(scope_arg(&bad).unwrap_err().starts_with("`scope`"), "{bad}");
+            assert!(id_arg("resource-id", &bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn whole_paths_are_checked_segment_by_segment() {
+        let good = format!(
+            "/subscriptions/{SUB}/resourceGroups/dev-web/providers/Microsoft.Compute/virtualMachines/web-01/start"
+        );
+        assert_eq!(arm_path(&good).unwrap(), good);
+        for (bad, says) in [
+            (
+                format!("/subscriptions/{SUB}/resourceGroups/dev-web/../prod"),
+                "relative",
+            ),
+            (format!("/subscriptions/{SUB}//resourceGroups"), "empty"),
+            (format!("/subscriptions/{SUB}/"), "empty"),
+            (format!("subscriptions/{SUB}"), "must start with `/`"),
+            (format!("/subscriptions/{SUB}?api-version=1"), "no query"),
+        ] {
+            let error = arm_path(&bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 }

@@ -27,11 +27,12 @@ use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::names::Names;
 use crate::approvals::tools as approval_tools;
+use crate::call::ToolCall;
 use crate::config::{Config, UpstreamKind};
 use crate::executor::{Builtins, Downstream, Timeouts, UpstreamConn, UpstreamError, cancel};
 use crate::identity::{Authenticator, Principal};
 use crate::metrics::{Metrics, Outcome};
-use crate::pipeline::{Pipeline, ToolCall};
+use crate::pipeline::Pipeline;
 
 /// What every session shares: configuration, the pipeline, metrics and the
 /// session cap.
@@ -595,8 +596,18 @@ impl ServerHandler for Session {
                 return Err(error);
             }
         };
+        let Some(principal) = self.principal(&context) else {
+            // The front authenticates every request before it reaches a
+            // session; a call without a principal never enters the pipeline.
+            let metrics = &self.gateway.metrics;
+            metrics.observe("tools/call", Outcome::error, started.elapsed());
+            return Err(McpError::invalid_request(
+                "unauthenticated: the call carries no verified principal",
+                None,
+            ));
+        };
         let call = ToolCall {
-            principal: self.principal(&context),
+            principal,
             session: Self::label(&context),
             tool: request.name.to_string(),
             upstream: self.gateway.names.upstream(index).to_owned(),
