@@ -175,6 +175,9 @@ pub struct UpstreamConfig {
 /// enough that a lost answer does not hold a client for good.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The name of Warden's built-in ARM tools in `[upstreams.NAME] builtin = "..."`.
+pub const BUILTIN_ARM: &str = "arm";
+
 /// How to reach an upstream, after validation.
 #[derive(Debug, Clone)]
 pub enum UpstreamKind {
@@ -382,7 +385,7 @@ impl Config {
                         "{key}: a `builtin` upstream takes no `command`, `url`, `args`, `env`, `cwd` or `headers`"
                     ));
                 }
-                if builtin != crate::executor::arm_tools::BUILTIN_NAME {
+                if builtin != BUILTIN_ARM {
                     return Err(format!(
                         "{key}.builtin: {builtin:?} is not a built-in server (known: \"arm\")"
                     ));

@@ -1,6 +1,6 @@
 //! The spine: every `tools/call` passes through [`Pipeline::call_tool`], and
 //! this is the only place that composes stages. Read top to bottom, it is
-//! the order a call takes (see DESIGN.md §1).
+//! the order a call takes (see docs/ARCHITECTURE.md).
 //!
 //! The risk stage runs on both sides of execution: stage 3 scores the call
 //! against the principal's baseline (`context.risk` for every decision, the

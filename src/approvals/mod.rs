@@ -1,4 +1,4 @@
-//! Just-in-time approvals (DESIGN.md §1 stage 5, the `approve` stage): a
+//! Just-in-time approvals (pipeline stage 5, the `approve` stage): a
 //! call that policy denies with advice `require_approval` becomes a JIT
 //! request; security managers review it; an approved request is a grant
 //! that reaches Cedar as `context.jit`, bound to the exact call (single

@@ -1,4 +1,4 @@
-//! The append-only, tamper-evident audit log (DESIGN.md §5).
+//! The append-only, tamper-evident audit log (docs/ARCHITECTURE.md, the audit log).
 //!
 //! Every tool call writes an `intent` record that is durable (fsync'd by
 //! the store's group commit) before the call is forwarded, and an `outcome`

@@ -1,5 +1,5 @@
 //! The catalog stage: which Azure operations a tool call performs, on which
-//! resources (DESIGN §1 step 2, §4).
+//! resources (pipeline stage 2; docs/ARCHITECTURE.md).
 //!
 //! A [`Catalog`] is loaded from TOML files (`schemas/catalog/*.toml`, format
 //! in `schemas/catalog/README.md`) and answers two questions:

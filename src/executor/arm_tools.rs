@@ -29,7 +29,7 @@ use crate::azure::id::{ArmId, segment_problem};
 pub const CORRELATION_META: &str = "warden/azureCorrelationId";
 
 /// The built-in tools' name in `[upstreams.NAME] builtin = "..."`.
-pub const BUILTIN_NAME: &str = "arm";
+pub const BUILTIN_NAME: &str = crate::config::BUILTIN_ARM;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 struct SubscriptionArgs {

@@ -1,115 +1,13 @@
-//! The authenticated caller, as facts read from a validated token.
+//! The authenticated caller, as facts read from a validated token: the
+//! claims of a token mapped onto [`Principal`] (which the stages share from
+//! [`crate::call`]).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Whether the token represents a signed-in user or an application acting
-/// as itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PrincipalKind {
-    /// A delegated token (it carries `scp`).
-    User,
-    /// An app-only token (no `scp`, or `idtyp = "app"`).
-    Application,
-}
-
-impl PrincipalKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PrincipalKind::User => "user",
-            PrincipalKind::Application => "application",
-        }
-    }
-}
-
-/// Who is calling. Identity is [`Principal::key`] = (`tid`, `oid`); every
-/// other field is a fact for policy and audit, and `display_name` is for
-/// display only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Principal {
-    /// Tenant id.
-    pub tid: String,
-    /// Object id of the user or service principal in `tid`.
-    pub oid: String,
-    pub kind: PrincipalKind,
-    /// First of `upn`, `preferred_username`, `app_displayname`, `name`,
-    /// else the oid. Never use it for decisions: users can often edit it.
-    pub display_name: String,
-    /// Group object ids from `groups`. Empty and meaningless when
-    /// `groups_overage` is set.
-    pub groups: BTreeSet<String>,
-    /// The token said the user has more groups than fit in it; the group set
-    /// is unknown (not empty).
-    pub groups_overage: bool,
-    /// App roles (`roles`).
-    pub roles: BTreeSet<String>,
-    /// Delegated scopes (`scp`, space-separated in the token).
-    pub scopes: BTreeSet<String>,
-    /// The calling client application (`azp` in v2, `appid` in v1).
-    pub client_app: Option<String>,
-    /// Peer address of the HTTP connection, as given by the caller.
-    pub source_ip: Option<IpAddr>,
-    /// The `ipaddr` claim: where the token was obtained, per Entra.
-    pub ip_claim: Option<String>,
-    /// The `uti` claim (token identifier, for correlation with sign-in logs).
-    pub token_id: Option<String>,
-    /// Multi-factor authentication: `amr` contains `mfa`, or `acrs` holds a
-    /// configured MFA authentication context.
-    pub mfa: bool,
-    /// Satisfied authentication contexts (`acrs`).
-    pub acrs: BTreeSet<String>,
-    /// Client capabilities (`xms_cc`); `cp1` means the client handles claims
-    /// challenges.
-    pub client_capabilities: BTreeSet<String>,
-    /// `iat`, unix seconds; `None` only for the anonymous principal or a
-    /// token without `iat`.
-    pub issued_at: Option<u64>,
-    /// `exp`, unix seconds; `None` only for the anonymous principal.
-    pub expires_at: Option<u64>,
-}
-
-/// Tenant and object id of [`Principal::anonymous`].
-pub const ANONYMOUS: &str = "anonymous";
-
-impl Principal {
-    /// The identity key: (`tid`, `oid`).
-    pub fn key(&self) -> (String, String) {
-        (self.tid.clone(), self.oid.clone())
-    }
-
-    /// The principal every request gets under `identity.allow_anonymous`:
-    /// tid and oid `"anonymous"`, no groups, roles, scopes or MFA.
-    pub fn anonymous(source_ip: Option<IpAddr>) -> Self {
-        Self {
-            tid: ANONYMOUS.to_owned(),
-            oid: ANONYMOUS.to_owned(),
-            kind: PrincipalKind::User,
-            display_name: ANONYMOUS.to_owned(),
-            groups: BTreeSet::new(),
-            groups_overage: false,
-            roles: BTreeSet::new(),
-            scopes: BTreeSet::new(),
-            client_app: None,
-            source_ip,
-            ip_claim: None,
-            token_id: None,
-            mfa: false,
-            acrs: BTreeSet::new(),
-            client_capabilities: BTreeSet::new(),
-            issued_at: None,
-            expires_at: None,
-        }
-    }
-
-    /// Whether this is the [`Principal::anonymous`] principal.
-    pub fn is_anonymous(&self) -> bool {
-        self.tid == ANONYMOUS && self.oid == ANONYMOUS
-    }
-}
+pub use crate::call::{ANONYMOUS, Principal, PrincipalKind};
 
 /// Read access to the claims of a validated token. Claims of the wrong JSON
 /// type are treated as absent.

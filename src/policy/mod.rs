@@ -1,4 +1,4 @@
-//! Cedar authorization (DESIGN.md §4): load and strictly validate the
+//! Cedar authorization (docs/ARCHITECTURE.md, the Cedar model): load and strictly validate the
 //! policy set, hot-reload it atomically, decide calls, filter `tools/list`.
 //!
 //! # API

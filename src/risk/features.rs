@@ -167,7 +167,7 @@ pub fn new_network(cx: &Context<'_>) -> Option<Reason> {
     if let Some(country) = cx.country {
         let k = key_hash(country);
         // Granting access (or weakening defences) from a country just seen
-        // is the takeover signature (REQUIREMENTS: administrator access
+        // is the takeover signature (the anomaly rules: administrator access
         // from abroad); other privileged calls and deletes weigh more than reads.
         let grants = cx
             .obs
@@ -547,7 +547,7 @@ pub fn is_defence_change(azure_op: &str) -> bool {
 }
 
 /// Whether `azure_op` grants privileges (role assignments and definitions,
-/// elevated access): the REQUIREMENTS' "administrator permission granted".
+/// elevated access): the anomaly rules' "administrator permission granted".
 pub fn is_privilege_grant(azure_op: &str) -> bool {
     let op = azure_op.to_ascii_lowercase();
     matches!(

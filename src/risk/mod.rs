@@ -1,5 +1,5 @@
 //! Stage 3, score: an explainable risk score for every tool call, from
-//! per-principal baselines (DESIGN.md §1).
+//! per-principal baselines (pipeline stage 3; docs/ARCHITECTURE.md).
 //!
 //! [`Risk::assess`] looks at a call with each feature of [`features`] —
 //! first-time operation (and how rare among peers), first-time resource
@@ -11,7 +11,7 @@
 //! a high score and a single weak one does not. Levels: low < 40 ≤ medium
 //! < 70 ≤ high < 90 ≤ critical (configurable).
 //!
-//! Hard floors (REQUIREMENTS.md, anomaly detection): more than five times
+//! Hard floors (the anomaly rules Warden answers to): more than five times
 //! the usual deletes in an hour (and at least three) is at least high; a
 //! privilege grant that would run without an approval is critical
 //! ([`Assessment::unapproved_privilege_grant`], applied by the pipeline

@@ -1,4 +1,4 @@
-//! The one seam for state (DESIGN.md §6). The embedded default is one SQLite
+//! The one seam for state (docs/ARCHITECTURE.md, storage). The embedded default is one SQLite
 //! file in WAL mode with `synchronous=FULL`; every write goes through one
 //! writer thread that **group-commits**: appends that arrive while a
 //! transaction is being made durable share the next one, and each caller is
