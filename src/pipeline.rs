@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::approvals::engine::CallFacts;
+use crate::approvals::tools as approval_tools;
 use crate::approvals::{
     Approvals, Gate, OperationRef, Request, RiskAlert, Status as ApprovalStatus,
 };
@@ -564,6 +565,89 @@ impl Pipeline {
             operations: operation_refs(resolution),
             policies: decision.policies().to_vec(),
             risk: risk.map(risk::Assessment::to_value),
+            decision_inputs: self.policy.decision_inputs(),
+        }
+    }
+
+    /// Answers a call of one of Warden's own tools
+    /// ([`approval_tools::is_warden_tool`]). A time window asked for ahead
+    /// is resolved against the catalog (the members of the action groups
+    /// it names, for the two-person rule) and scored by the risk stage like
+    /// a call, before the approvals service records it.
+    pub async fn warden_tool(
+        &self,
+        principal: &Principal,
+        name: &str,
+        arguments: Option<Value>,
+    ) -> CallToolResult {
+        if name != approval_tools::REQUEST_ACCESS {
+            return approval_tools::call(&self.approvals, principal, name, arguments).await;
+        }
+        let ask = match approval_tools::parse_request_access(arguments) {
+            Ok(ask) => ask,
+            Err(why) => return CallToolResult::error(vec![ContentBlock::text(why)]),
+        };
+        let members = self.window_members();
+        let risk = self.risk.enabled().then(|| {
+            self.risk
+                .assess(&self.window_observation(principal, &ask))
+                .to_value()
+        });
+        let requested = self
+            .approvals
+            .request_window(principal, ask, &members, risk)
+            .await;
+        approval_tools::window_answer(&self.approvals, requested)
+    }
+
+    /// Every operation Warden knows with its class, and the configured
+    /// critical operations with theirs: what a window's action groups and
+    /// patterns can reach.
+    fn window_members(&self) -> Vec<(String, String)> {
+        let mut members = self.catalog.operation_classes();
+        for op in &self.approvals.config().critical_operations {
+            if let Some(class) = self.catalog.classify(op) {
+                members.push((op.clone(), class.as_str().to_owned()));
+            }
+        }
+        members
+    }
+
+    /// A window as the risk stage sees it: each operation or group asked
+    /// for, at the window's scope, now.
+    fn window_observation(
+        &self,
+        principal: &Principal,
+        ask: &crate::approvals::WindowAsk,
+    ) -> Observation {
+        let scope = crate::azure::ArmId::parse(&ask.scope).ok();
+        let operations = ask
+            .operations
+            .iter()
+            .map(|asked| {
+                let class = Class::parse(asked)
+                    .or_else(|| self.catalog.classify(asked))
+                    .unwrap_or(Class::Write);
+                ObservedOp {
+                    azure_op: asked.clone(),
+                    class: risk_class(class, false),
+                    subscription: scope
+                        .as_ref()
+                        .and_then(|s| s.subscription().map(str::to_owned)),
+                    resource_group: scope
+                        .as_ref()
+                        .and_then(|s| s.resource_group().map(str::to_owned)),
+                }
+            })
+            .collect();
+        Observation {
+            tenant: principal.tid.clone(),
+            principal: principal.oid.clone(),
+            peer: risk::peer_group(principal.kind.as_str(), &principal.roles),
+            at: chrono::Utc::now().timestamp(),
+            source_ip: principal.source_ip,
+            operations,
+            cost: None,
         }
     }
 
@@ -625,6 +709,24 @@ impl Pipeline {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
         };
+        let justify = if request.status != ApprovalStatus::Pending {
+            String::new()
+        } else if request.awaiting_justification {
+            format!(
+                " Reviewers see the request only once you say why the call is needed: call the \
+                 {} tool with request \"{}\" and a justification (and a ticket, if any).",
+                approval_tools::JUSTIFY_REQUEST,
+                request.id
+            )
+        } else if request.justification.is_empty() {
+            format!(
+                " Tell the reviewers why the call is needed with the {} tool (request \"{}\").",
+                approval_tools::JUSTIFY_REQUEST,
+                request.id
+            )
+        } else {
+            String::new()
+        };
         let earlier = previous
             .map(|p| {
                 format!(
@@ -637,7 +739,7 @@ impl Pipeline {
             .unwrap_or_default();
         format!(
             "Held for approval: policy {policies} requires a just-in-time grant for {what}.{earlier} \
-             JIT request {} {state}.{status} (call {call_id})",
+             JIT request {} {state}.{justify}{status} (call {call_id})",
             request.id
         )
     }

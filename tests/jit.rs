@@ -400,10 +400,24 @@ async fn a_time_window_grant_allows_calls_in_its_scope_until_revoked() {
     let asked: Value = serde_json::from_str(&text(&asked)).unwrap();
     let id = asked["request"].as_str().unwrap().to_owned();
     assert_eq!(asked["status"], "pending");
-    let (status, approved) = jit
+    // The group `privileged` reaches role assignments, a critical
+    // operation: the window needs two approvers, and it was scored.
+    assert_eq!(asked["critical"], true, "{asked}");
+    assert_eq!(asked["required_approvals"], 2, "{asked}");
+    assert!(asked["risk"]["score"].is_u64(), "{asked}");
+    let (status, once) = jit
         .act(&manager, &id, "approve", "incident 7 confirmed")
         .await;
+    assert_eq!(status, 200, "{once}");
+    assert_eq!(once["status"], "pending", "{once}");
+    let held = call(&developer, "echo", vm_args("w0")).await.unwrap();
+    assert!(text(&held).contains("Held for approval"), "{}", text(&held));
+    let second = jit.token("sue", &["SecurityManager"], true);
+    let (status, approved) = jit
+        .act(&second, &id, "approve", "second look: incident 7")
+        .await;
     assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved", "{approved}");
 
     // In scope: calls run, and keep running (the window is not used up).
     for text_in in ["w1", "w2"] {
@@ -504,4 +518,153 @@ async fn the_jit_cli_lists_shows_and_reviews_through_the_admin_api() {
         .unwrap();
     assert!(!no_token.status.success());
     assert!(String::from_utf8_lossy(&no_token.stderr).contains("a token is needed"));
+}
+
+const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+
+/// The two-person rule holds for windows: a window for the action group
+/// `privileged` reaches role assignments, so one approval is not enough,
+/// and an Owner assignment stays held until a second reviewer approves.
+/// Reviewers see the held assignment decoded (role by name, assignee by
+/// name and type) while the audit log keeps its arguments redacted.
+#[tokio::test]
+async fn an_owner_assignment_through_a_privileged_window_needs_two_approvers() {
+    let jit = jit("").await;
+    let developer = jit.mfa_client("dave", &["Developer"]).await;
+    let sam = jit.token("sam", &["SecurityManager"], true);
+    let sue = jit.token("sue", &["SecurityManager"], true);
+    let scope = format!("/subscriptions/{SUB}/resourceGroups/dev-web");
+    let asked = call(
+        &developer,
+        "request_access",
+        json!({"operations": ["privileged"], "scope": scope, "duration": "1h",
+               "justification": "rotate the deploy identity", "ticket": "CHG-7"}),
+    )
+    .await
+    .unwrap();
+    let asked: Value = serde_json::from_str(&text(&asked)).unwrap();
+    let window = asked["request"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (&asked["critical"], &asked["required_approvals"]),
+        (&json!(true), &json!(2))
+    );
+    let (status, once) = jit.act(&sam, &window, "approve", "looks right").await;
+    assert_eq!((status, once["status"].as_str()), (200, Some("pending")));
+    let sam_oid = once["reviews"][0]["reviewer"]["oid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The window does not cover the assignment yet: it is held on its own.
+    let owner = json!({"a": 1, "b": 2, "subscription": SUB, "resource-group": "dev-web",
+        "vm": "web-01", "role-definition-id": OWNER, "principal-id": sam_oid,
+        "principal-type": "User"});
+    let held = call(&developer, "add", owner.clone()).await.unwrap();
+    assert!(
+        text(&held).starts_with("Held for approval"),
+        "{}",
+        text(&held)
+    );
+    let held_id = request_id(&text(&held));
+    let (_, shown) = jit.get(&sue, &format!("requests/{held_id}")).await;
+    let fact = |label: &str| {
+        shown["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["label"] == label)
+            .unwrap_or_else(|| panic!("no {label} in {shown}"))
+            .clone()
+    };
+    assert_eq!(fact("Role")["value"], "Owner");
+    assert_eq!(fact("Assignee")["value"], "sam", "{shown}");
+    assert_eq!(fact("Assignee type")["value"], "User");
+    assert!(shown["facts_hash"].is_string(), "{shown}");
+    // ... and the log keeps the arguments redacted.
+    let records = records(&jit.warden.db());
+    let logged = records
+        .iter()
+        .filter(|r| r["kind"] == "approval" && r["details"]["request_id"] == held_id.as_str())
+        .map(|r| r["details"]["request"]["ask"]["arguments"].clone())
+        .next()
+        .unwrap();
+    for secret in ["role-definition-id", "principal-id"] {
+        assert!(
+            logged[secret].as_str().unwrap().starts_with("hmac-sha256:"),
+            "{logged}"
+        );
+    }
+    assert!(!records.iter().any(|r| r.to_string().contains(OWNER)));
+
+    // A second reviewer approves the window: the assignment now runs.
+    let (status, approved) = jit
+        .act(&sue, &window, "approve", "second pair of eyes")
+        .await;
+    assert_eq!(
+        (status, approved["status"].as_str()),
+        (200, Some("approved"))
+    );
+    let ran = call(&developer, "add", owner).await.unwrap();
+    assert_eq!(text(&ran), "3");
+}
+
+/// A held call can be justified after the fact (Warden's own tool), and
+/// with `require_justification` its request reaches the reviewers only
+/// then.
+#[tokio::test]
+async fn held_calls_are_justified_and_the_rule_holds_them_back_until_then() {
+    let jit = jit("require_justification = true").await;
+    let developer = jit.mfa_client("dave", &["Developer"]).await;
+    let other = jit.mfa_client("erin", &["Developer"]).await;
+    let manager = jit.token("sam", &["SecurityManager"], true);
+    let held = call(&developer, "echo", vm_args("why")).await.unwrap();
+    let message = text(&held);
+    assert!(message.contains("justify_request"), "{message}");
+    let id = request_id(&message);
+
+    // Not shown to reviewers, and not reviewable, until justified.
+    let (_, listed) = jit.get(&manager, "requests?status=pending").await;
+    assert!(
+        !listed["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str()),
+        "{listed}"
+    );
+    let (status, _) = jit.get(&manager, &format!("requests/{id}")).await;
+    assert_eq!(status, 404);
+    let (status, body) = jit.act(&manager, &id, "approve", "ok").await;
+    assert_eq!(status, 409, "{body}");
+
+    // Only the requester may justify it.
+    let stranger = call(
+        &other,
+        "justify_request",
+        json!({"request": id, "justification": "mine now"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stranger.is_error, Some(true));
+    let justified = call(
+        &developer,
+        "justify_request",
+        json!({"request": id, "justification": "restart the hung agent", "ticket": "INC-42"}),
+    )
+    .await
+    .unwrap();
+    assert_ne!(justified.is_error, Some(true), "{}", text(&justified));
+
+    let (status, shown) = jit.get(&manager, &format!("requests/{id}")).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["justification"], "restart the hung agent");
+    assert_eq!(shown["ticket"], "INC-42");
+    let (status, approved) = jit.act(&manager, &id, "approve", "justified").await;
+    assert_eq!(
+        (status, approved["status"].as_str()),
+        (200, Some("approved"))
+    );
+    let ran = call(&developer, "echo", vm_args("why")).await.unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    assert_eq!(jit.received(), ["why"]);
 }

@@ -268,7 +268,7 @@ async fn tools_list_shows_each_caller_only_what_it_could_be_allowed_to_call() {
     assert_ne!(reader, operator);
     assert_eq!(
         nobody,
-        ["access_status", "request_access"],
+        ["access_status", "justify_request", "request_access"],
         "no role: only Warden's own tools"
     );
 

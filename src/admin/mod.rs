@@ -98,8 +98,14 @@ async fn list(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let requests = admin.approvals.list(&principal, &filter);
-    axum::Json(json!({ "requests": requests })).into_response()
+    let listing = admin.approvals.listing(&principal, &filter);
+    axum::Json(json!({
+        "requests": listing.requests,
+        "total": listing.total,
+        "offset": listing.offset,
+        "limit": listing.limit,
+    }))
+    .into_response()
 }
 
 async fn show(
@@ -113,7 +119,13 @@ async fn show(
         Err(r) => return r,
     };
     match admin.approvals.get(&principal, &id) {
-        Ok(request) => axum::Json(request).into_response(),
+        Ok(request) => {
+            // The request as recorded, with the decoded facts reviewers
+            // are shown (kept beside the log, not in it).
+            let mut shown = serde_json::to_value(&request).unwrap_or_default();
+            shown["facts"] = json!(admin.approvals.facts(&id).0);
+            axum::Json(shown).into_response()
+        }
         Err(e) => refused(&e),
     }
 }

@@ -1315,6 +1315,7 @@ mod tests {
                             resource,
                         }],
                         policies: vec!["baseline-prod-delete".into()],
+                        decision_inputs: Vec::new(),
                         risk: Some(json!({
                             "score": 72,
                             "level": "high",

@@ -9,9 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::facts::{self, Lookups};
 pub use super::lifecycle::ApprovalError;
-use super::lifecycle::{self, Event, Rules, effective, glob};
-use super::model::{Ask, OperationRef, Party, Request, Status};
+use super::lifecycle::{self, Event, Rules, Verdict, effective, glob};
+use super::model::{Ask, Facts, OperationRef, Party, Request, Status};
 use super::notify::{Notification, Notifier, NotifyConfig};
 use crate::audit::Audit;
 use crate::audit::record::{Kind, Record};
@@ -25,6 +26,12 @@ use crate::policy::JitFacts;
 pub struct ApprovalsConfig {
     /// App roles whose holders may review (approve, deny, revoke).
     pub approver_roles: Vec<String>,
+    /// App roles whose holders see every request and its history, read
+    /// only (auditors).
+    pub auditor_roles: Vec<String>,
+    /// A held call's request is shown to reviewers only once its requester
+    /// has given a justification (Warden's tool `justify_request`).
+    pub require_justification: bool,
     /// A pending request lapses after this long (at most 24 h).
     #[serde(with = "humantime_serde")]
     pub pending_lapse: Duration,
@@ -51,6 +58,8 @@ impl Default for ApprovalsConfig {
     fn default() -> Self {
         ApprovalsConfig {
             approver_roles: vec!["SecurityManager".into()],
+            auditor_roles: vec!["Auditor".into()],
+            require_justification: false,
             pending_lapse: Duration::from_secs(3600),
             single_use_window: Duration::from_secs(15 * 60),
             max_window: Duration::from_secs(4 * 3600),
@@ -106,14 +115,55 @@ pub enum Gate {
     },
 }
 
-/// A list filter for the admin API.
+/// A list filter for the admin API and the page.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
     pub status: Option<String>,
     /// Requester object id.
     pub requester: Option<String>,
+    /// Operation class of any of the request's operations (`delete`,
+    /// `privileged`, ...).
+    pub class: Option<String>,
+    /// An ARM scope: requests about resources at or below it.
+    pub scope: Option<String>,
+    /// `created` (newest first, the default), `risk` (highest first),
+    /// `lapses` (soonest first) or `requester`.
+    pub sort: Option<String>,
+    /// Requests to skip (pagination).
+    pub offset: Option<usize>,
     pub limit: Option<usize>,
+}
+
+/// One page of a filtered list.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub requests: Vec<Request>,
+    /// How many requests the filter matches in all.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A time window asked for ahead (`request_access`).
+#[derive(Debug, Clone)]
+pub struct WindowAsk {
+    /// Operation names, `*` patterns or action groups.
+    pub operations: Vec<String>,
+    pub scope: String,
+    pub duration: Duration,
+    pub justification: String,
+    pub ticket: Option<String>,
+}
+
+/// The risk score of a request (0 when it was not scored).
+pub fn risk_score(request: &Request) -> u64 {
+    request
+        .risk
+        .as_ref()
+        .and_then(|r| r.get("score"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// The call a gate is asked about.
@@ -128,6 +178,9 @@ pub struct CallFacts<'a> {
     pub operations: Vec<OperationRef>,
     pub policies: Vec<String>,
     pub risk: Option<Value>,
+    /// Decision inputs (see [`facts::Lookups`]), for the decoded facts
+    /// reviewers are shown.
+    pub decision_inputs: Vec<String>,
 }
 
 /// A call the risk stage found risky, for the security managers
@@ -162,6 +215,10 @@ pub struct Approvals {
     state: tokio::sync::Mutex<State>,
     /// A copy of the requests for synchronous readers.
     snapshot: Mutex<BTreeMap<String, Request>>,
+    /// Decoded facts by request id (kept in the store beside the log).
+    facts: Mutex<HashMap<String, Facts>>,
+    /// Display names of principals Warden has seen, by object id.
+    names: Mutex<HashMap<String, String>>,
     notifier: Notifier,
 }
 
@@ -197,8 +254,17 @@ impl Approvals {
     ) -> Result<Approvals, String> {
         config.validate()?;
         let mut state = State::default();
+        let mut facts = HashMap::new();
         if store_path.is_file() {
             let reader = crate::store::Reader::open(store_path).map_err(|e| e.to_string())?;
+            for (id, bytes) in reader.approval_facts().map_err(|e| e.to_string())? {
+                match serde_json::from_slice::<Facts>(&bytes) {
+                    Ok(f) => drop(facts.insert(id, f)),
+                    Err(error) => {
+                        tracing::warn!(request = %id, %error, "stored facts of a JIT request unreadable")
+                    }
+                }
+            }
             reader
                 .records_of_kind(Kind::Approval.as_str(), |bytes| {
                     let record: Record = match serde_json::from_slice(bytes) {
@@ -220,11 +286,21 @@ impl Approvals {
         }
         let snapshot = Mutex::new(state.requests.clone());
         let notifier = Notifier::start(config.notify.clone(), metrics);
+        let mut names = HashMap::new();
+        for request in state.requests.values() {
+            let parties = std::iter::once(&request.requester)
+                .chain(request.reviews.iter().map(|r| &r.reviewer));
+            for party in parties {
+                names.insert(party.oid.clone(), party.name.clone());
+            }
+        }
         Ok(Approvals {
             config,
             audit,
             state: tokio::sync::Mutex::new(state),
             snapshot,
+            facts: Mutex::new(facts),
+            names: Mutex::new(names),
             notifier,
         })
     }
@@ -272,33 +348,115 @@ impl Approvals {
             .any(|r| principal.roles.contains(r))
     }
 
-    /// Requests, newest first, as `principal` may see them: reviewers see
-    /// all, others their own.
+    /// Whether `principal` may read every request and its history
+    /// (auditors; read only).
+    pub fn is_auditor(&self, principal: &Principal) -> bool {
+        self.config
+            .auditor_roles
+            .iter()
+            .any(|r| principal.roles.contains(r))
+    }
+
+    /// Whether `principal` may see `request`: its requester always; an
+    /// auditor always; a reviewer unless it still awaits its requester's
+    /// justification.
+    fn may_see(&self, principal: &Principal, request: &Request) -> bool {
+        request.requester.same(&party(principal))
+            || self.is_auditor(principal)
+            || (self.is_reviewer(principal) && !request.awaiting_justification)
+    }
+
+    /// Notes the display name of a principal Warden has seen sign in, to
+    /// show it where a request names the principal by object id.
+    pub fn saw(&self, principal: &Principal) {
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if names.len() < 100_000 || names.contains_key(&principal.oid) {
+            names.insert(principal.oid.clone(), principal.display_name.clone());
+        }
+    }
+
+    /// The display name of object id `oid`, if Warden has seen it.
+    pub fn name_of(&self, oid: &str) -> Option<String> {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names.get(oid).cloned()
+    }
+
+    /// The decoded facts reviewers are shown of request `id`.
+    pub fn facts(&self, id: &str) -> Facts {
+        let facts = self.facts.lock().unwrap_or_else(PoisonError::into_inner);
+        facts.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Requests, newest first, as `principal` may see them: reviewers and
+    /// auditors see all, others their own (at most `filter.limit`).
     pub fn list(&self, principal: &Principal, filter: &Filter) -> Vec<Request> {
+        self.listing(principal, filter).requests
+    }
+
+    /// One page of the requests `principal` may see that match `filter`,
+    /// sorted as it asks, with the total that match.
+    pub fn listing(&self, principal: &Principal, filter: &Filter) -> Listing {
         let now = Utc::now();
         let all = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
-        let reviewer = self.is_reviewer(principal);
-        let me = party(principal);
-        let mut out: Vec<Request> = all
-            .values()
-            .filter(|r| reviewer || r.requester.same(&me))
-            .filter(|r| {
-                filter
-                    .requester
-                    .as_ref()
-                    .is_none_or(|o| &r.requester.oid == o)
-            })
-            .map(|r| effective(r, now))
-            .filter(|r| {
-                filter
-                    .status
-                    .as_deref()
-                    .is_none_or(|s| r.status.as_str() == s)
-            })
-            .collect();
+        let scope = filter
+            .scope
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| ArmId::parse_scope(s).ok());
+        let mut out: Vec<Request> =
+            all.values()
+                .filter(|r| self.may_see(principal, r))
+                .filter(|r| {
+                    filter
+                        .requester
+                        .as_ref()
+                        .is_none_or(|o| o.is_empty() || &r.requester.oid == o)
+                })
+                .filter(|r| {
+                    filter.class.as_deref().is_none_or(|c| {
+                        c.is_empty()
+                            || r.operations.iter().any(|o| o.class.eq_ignore_ascii_case(c))
+                            || matches!(&r.ask, Ask::Window { operations, .. }
+                            if operations.iter().any(|o| o.eq_ignore_ascii_case(c)))
+                    })
+                })
+                .filter(|r| match &scope {
+                    None => true,
+                    // A scope that does not parse matches nothing.
+                    Some(None) => false,
+                    Some(Some(scope)) => r.operations.iter().any(|o| {
+                        ArmId::parse_scope(&o.resource).is_ok_and(|id| scope.contains(&id))
+                    }),
+                })
+                .map(|r| effective(r, now))
+                .filter(|r| {
+                    filter
+                        .status
+                        .as_deref()
+                        .is_none_or(|s| s.is_empty() || r.status.as_str() == s)
+                })
+                .collect();
         out.sort_by_key(|r| std::cmp::Reverse(r.created));
-        out.truncate(filter.limit.unwrap_or(200).min(1000));
-        out
+        match filter.sort.as_deref() {
+            Some("risk") => out.sort_by_key(|r| std::cmp::Reverse(risk_score(r))),
+            Some("lapses") => out.sort_by_key(|r| match r.status {
+                Status::Pending => (0, r.lapses),
+                _ => (1, r.lapses),
+            }),
+            Some("requester") => out.sort_by_key(|r| r.requester.name.to_lowercase()),
+            _ => {}
+        }
+        let total = out.len();
+        let limit = filter.limit.unwrap_or(200).clamp(1, 1000);
+        let offset = filter.offset.unwrap_or(0).min(total);
+        let requests = out.into_iter().skip(offset).take(limit).collect();
+        Listing {
+            requests,
+            total,
+            offset,
+            limit,
+        }
     }
 
     /// One request, if `principal` may see it.
@@ -307,7 +465,7 @@ impl Approvals {
         let request = all
             .get(id)
             .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
-        if !self.is_reviewer(principal) && !request.requester.same(&party(principal)) {
+        if !self.may_see(principal, request) {
             return Err(ApprovalError::NotFound(id.to_owned()));
         }
         Ok(effective(request, Utc::now()))
@@ -399,10 +557,20 @@ impl Approvals {
                 _ => previous = Some(Box::new(existing)),
             }
         }
+        self.saw(principal);
         let critical = call
             .operations
             .iter()
             .any(|op| self.is_critical(&op.azure_op));
+        let name_of = |oid: &str| self.name_of(oid);
+        let shown = facts::of_call(
+            call.arguments,
+            &call.operations,
+            &Lookups {
+                decision_inputs: &call.decision_inputs,
+                name_of: &name_of,
+            },
+        );
         let mut request = self.new_request(
             principal,
             Ask::Call {
@@ -418,6 +586,8 @@ impl Approvals {
         );
         request.policies = call.policies;
         request.risk = call.risk;
+        request.awaiting_justification = self.config.require_justification;
+        self.keep_facts(&mut request, shown).await?;
         self.record(&mut state, Event::Requested, &request, Some(principal))
             .await?;
         Ok(Gate::Held {
@@ -427,54 +597,38 @@ impl Approvals {
         })
     }
 
-    /// A request made ahead of time: `operations` (names, `*` patterns or
-    /// action groups) at `scope` for `duration`.
+    /// A request made ahead of time: `ask.operations` (names, `*`
+    /// patterns or action groups) at `ask.scope` for `ask.duration`.
+    /// `members` are the operations Warden knows with their classes: a
+    /// window reaching any critical operation through them (the group
+    /// `privileged` reaches role assignments) needs the critical number of
+    /// approvals. `risk` is the risk stage's assessment of the window.
     pub async fn request_window(
         &self,
         principal: &Principal,
-        operations: Vec<String>,
-        scope: &str,
-        duration: Duration,
-        justification: &str,
-        ticket: Option<String>,
+        ask: WindowAsk,
+        members: &[(String, String)],
+        risk: Option<Value>,
     ) -> Result<Request, ApprovalError> {
-        let justification = justification.trim();
+        let justification = ask.justification.trim();
         if justification.is_empty() {
             return Err(ApprovalError::Invalid(
                 "a justification is required: say why you need this access".into(),
             ));
         }
-        let operations: Vec<String> = operations
-            .into_iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect();
-        if operations.is_empty() {
-            return Err(ApprovalError::Invalid(
-                "name at least one operation, `*` pattern or action group (read, write, delete, action, privileged)".into(),
-            ));
-        }
+        let operations = window_operations(ask.operations)?;
+        let duration = ask.duration;
         if duration.is_zero() || duration > self.config.max_window {
             return Err(ApprovalError::Invalid(format!(
                 "the duration must be more than 0 and at most {}",
                 humantime::format_duration(self.config.max_window)
             )));
         }
-        let scope = ArmId::parse(scope).map_err(|e| {
-            ApprovalError::Invalid(format!(
-                "scope {scope:?} is not an ARM id (/subscriptions/<id>[/resourceGroups/<name>[/providers/...]]): {}",
-                e.reason
-            ))
-        })?;
-        if scope.is_root() {
-            return Err(ApprovalError::Invalid(
-                "a grant needs a scope below the tenant root: a subscription, resource group or resource".into(),
-            ));
-        }
+        let scope = window_scope(&ask.scope)?;
+        self.saw(principal);
         let now = Utc::now();
-        let critical = operations.iter().any(|op| {
-            self.is_critical(op) || self.config.critical_operations.iter().any(|p| glob(op, p))
-        });
+        let critical =
+            lifecycle::window_is_critical(&operations, &self.config.critical_operations, members);
         let refs = operations
             .iter()
             .map(|op| OperationRef {
@@ -483,6 +637,7 @@ impl Approvals {
                 resource: scope.to_string(),
             })
             .collect();
+        let shown = facts::of_window(&operations, scope.as_str(), duration.as_secs(), members);
         let mut request = self.new_request(
             principal,
             Ask::Window {
@@ -495,11 +650,61 @@ impl Approvals {
             now,
         );
         request.justification = justification.to_owned();
-        request.ticket = ticket;
+        request.ticket = ask.ticket.filter(|t| !t.trim().is_empty());
+        request.risk = risk;
         let mut state = self.state.lock().await;
+        self.keep_facts(&mut request, shown).await?;
         self.record(&mut state, Event::Requested, &request, Some(principal))
             .await?;
         Ok(request)
+    }
+
+    /// The requester gives a pending request its justification (and a
+    /// ticket); a request held back for want of one reaches the reviewers.
+    pub async fn justify(
+        &self,
+        id: &str,
+        requester: &Principal,
+        justification: &str,
+        ticket: Option<&str>,
+    ) -> Result<Request, ApprovalError> {
+        let now = Utc::now();
+        let mut state = self.state.lock().await;
+        let request = self.current(&mut state, id, now).await?;
+        if !request.requester.same(&party(requester)) {
+            // Others' requests are not even named.
+            return Err(ApprovalError::NotFound(id.to_owned()));
+        }
+        let was_held_back = request.awaiting_justification;
+        let (request, event) =
+            lifecycle::justify(&request, &party(requester), justification, ticket, now)?;
+        self.record(&mut state, event, &request, Some(requester))
+            .await?;
+        if was_held_back {
+            self.notifier
+                .notify(self.notification("requested", &request));
+        }
+        Ok(request)
+    }
+
+    /// Stores the decoded facts of a new request (durably, before its
+    /// first record) and notes their hash in it.
+    async fn keep_facts(&self, request: &mut Request, shown: Facts) -> Result<(), ApprovalError> {
+        if shown.is_empty() {
+            return Ok(());
+        }
+        request.facts_hash = Some(shown.hash());
+        let bytes = serde_json::to_vec(&shown).unwrap_or_default();
+        self.audit
+            .store()
+            .save_facts(request.id.clone(), bytes)
+            .await
+            .map_err(|e| ApprovalError::Unavailable(e.to_string()))?;
+        self.facts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request.id.clone(), shown);
+        Ok(())
     }
 
     fn is_critical(&self, azure_op: &str) -> bool {
@@ -562,15 +767,30 @@ impl Approvals {
         approve: bool,
         reason: &str,
     ) -> Result<Request, ApprovalError> {
+        let verdict = Verdict {
+            approve,
+            reason,
+            shown: None,
+        };
+        self.review_with(id, reviewer, verdict).await
+    }
+
+    /// [`Approvals::review`], saying which facts the reviewer was shown.
+    pub async fn review_with(
+        &self,
+        id: &str,
+        reviewer: &Principal,
+        verdict: Verdict<'_>,
+    ) -> Result<Request, ApprovalError> {
         self.check_reviewer(reviewer)?;
+        self.saw(reviewer);
         let now = Utc::now();
         let mut state = self.state.lock().await;
         let request = self.current(&mut state, id, now).await?;
         let (request, event) = lifecycle::review(
             &request,
             party(reviewer),
-            approve,
-            reason,
+            verdict,
             uuid::Uuid::now_v7().to_string(),
             &self.rules(),
             now,
@@ -732,7 +952,7 @@ impl Approvals {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request.id.clone(), request.clone());
         tracing::info!(target: "warden::approvals", event = event_name, request = %request.id, status = request.status.as_str(), "JIT request");
-        if event.is_notified() {
+        if event.is_notified() && !request.awaiting_justification {
             self.notifier.notify(self.notification(event_name, request));
         }
         Ok(())
@@ -882,4 +1102,35 @@ fn index(state: &mut State, request: &Request) {
             request.id.clone(),
         );
     }
+}
+
+/// The operations of a window as asked, trimmed, at least one.
+fn window_operations(asked: Vec<String>) -> Result<Vec<String>, ApprovalError> {
+    let operations: Vec<String> = asked
+        .into_iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if operations.is_empty() {
+        return Err(ApprovalError::Invalid(
+            "name at least one operation, `*` pattern or action group (read, write, delete, action, privileged)".into(),
+        ));
+    }
+    Ok(operations)
+}
+
+/// The scope of a window: an ARM id below the tenant root.
+fn window_scope(scope: &str) -> Result<ArmId, ApprovalError> {
+    let id = ArmId::parse(scope).map_err(|e| {
+        ApprovalError::Invalid(format!(
+            "scope {scope:?} is not an ARM id (/subscriptions/<id>[/resourceGroups/<name>[/providers/...]]): {}",
+            e.reason
+        ))
+    })?;
+    if id.is_root() {
+        return Err(ApprovalError::Invalid(
+            "a grant needs a scope below the tenant root: a subscription, resource group or resource".into(),
+        ));
+    }
+    Ok(id)
 }

@@ -79,6 +79,8 @@ pub struct Rules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     Requested,
+    /// The requester gave a justification (or a ticket) after the fact.
+    Justified,
     /// An approval that is not yet enough.
     Reviewed,
     Approved,
@@ -94,6 +96,7 @@ impl Event {
     pub fn as_str(self) -> &'static str {
         match self {
             Event::Requested => "requested",
+            Event::Justified => "justified",
             Event::Reviewed => "reviewed",
             Event::Approved => "approved",
             Event::Denied => "denied",
@@ -137,6 +140,8 @@ pub fn open(
         operations,
         justification: String::new(),
         ticket: None,
+        awaiting_justification: false,
+        facts_hash: None,
         policies: Vec::new(),
         risk: None,
         required_approvals: if critical {
@@ -181,21 +186,37 @@ pub fn due(request: &Request, now: DateTime<Utc>) -> Option<Event> {
     }
 }
 
+/// A reviewer's decision as the form or API gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    pub approve: bool,
+    pub reason: &'a str,
+    /// [`super::model::Facts::hash`] of the facts the reviewer's page
+    /// showed, when it says.
+    pub shown: Option<&'a str>,
+}
+
 /// `reviewer` approves or denies `request` at `now`. Separation of duties:
 /// never one's own request, a reason, one review per reviewer, only a
-/// pending request; any denial ends it; enough approvals grant it, with
-/// `grant_id`, until the single-use window or the asked window (at most
-/// `rules.max_window`) ends. (Whether the reviewer may review at all — the
-/// approver role and MFA — is the engine's check of the principal.)
+/// pending request that is not awaiting its justification, and only on
+/// the facts the request has (a page that showed other facts is stale);
+/// any denial ends it; enough approvals grant it, with `grant_id`, until
+/// the single-use window or the asked window (at most `rules.max_window`)
+/// ends. (Whether the reviewer may review at all — the approver role and
+/// MFA — is the engine's check of the principal.)
 pub fn review(
     request: &Request,
     reviewer: Party,
-    approve: bool,
-    reason: &str,
+    verdict: Verdict<'_>,
     grant_id: String,
     rules: &Rules,
     now: DateTime<Utc>,
 ) -> Result<(Request, Event), ApprovalError> {
+    let Verdict {
+        approve,
+        reason,
+        shown,
+    } = verdict;
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(ApprovalError::Invalid(
@@ -220,11 +241,28 @@ pub fn review(
             "you have already reviewed this request".into(),
         ));
     }
+    if request.awaiting_justification {
+        return Err(ApprovalError::Conflict(format!(
+            "request {} is waiting for its requester's justification",
+            request.id
+        )));
+    }
+    if let (Some(shown), Some(facts)) = (shown, &request.facts_hash)
+        && shown != facts
+    {
+        return Err(ApprovalError::Conflict(format!(
+            "request {} is not what your page showed; reload it and review again",
+            request.id
+        )));
+    }
     request.reviews.push(Review {
         reviewer,
         approve,
         reason: reason.to_owned(),
         at: now,
+        shown: shown
+            .map(str::to_owned)
+            .or_else(|| request.facts_hash.clone()),
     });
     request.updated = now;
     let event = if !approve {
@@ -254,6 +292,63 @@ pub fn review(
         Event::Reviewed
     };
     Ok((request, event))
+}
+
+/// The requester of `request` gives its justification (and a ticket) at
+/// `now`, while it is pending. A request held back for want of one is
+/// shown to reviewers from then on.
+pub fn justify(
+    request: &Request,
+    requester: &Party,
+    justification: &str,
+    ticket: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Request, Event), ApprovalError> {
+    let justification = justification.trim();
+    if justification.is_empty() {
+        return Err(ApprovalError::Invalid(
+            "a justification is required: say why the call is needed".into(),
+        ));
+    }
+    let mut request = effective(request, now);
+    if !request.requester.same(requester) {
+        return Err(ApprovalError::Forbidden(
+            "only the requester may justify a request".into(),
+        ));
+    }
+    if request.status != Status::Pending {
+        return Err(ApprovalError::Conflict(format!(
+            "request {} is {}, not pending",
+            request.id,
+            request.status.as_str()
+        )));
+    }
+    request.justification = justification.to_owned();
+    if let Some(ticket) = ticket.map(str::trim).filter(|t| !t.is_empty()) {
+        request.ticket = Some(ticket.to_owned());
+    }
+    request.awaiting_justification = false;
+    request.updated = now;
+    Ok((request, Event::Justified))
+}
+
+/// Whether a time window asking for `asked` (operation names, `*`
+/// patterns or action groups) reaches a critical operation: one that a
+/// pattern of `critical` matches, among `members` (every operation Warden
+/// knows, with its class) and the critical operations themselves. A group
+/// such as `privileged` is matched by its members, not by its name.
+pub fn window_is_critical(
+    asked: &[String],
+    critical: &[String],
+    members: &[(String, String)],
+) -> bool {
+    let is_critical = |op: &str| critical.iter().any(|p| glob(p, op));
+    asked.iter().any(|g| {
+        critical.iter().any(|p| glob(p, g) || glob(g, p))
+            || members.iter().any(|(op, class)| {
+                (g.eq_ignore_ascii_case(class) || glob(g, op)) && is_critical(op)
+            })
+    })
 }
 
 /// Ends `request` at `now` as `to` (cancelled or revoked), if it is in one
@@ -437,7 +532,19 @@ mod tests {
     }
 
     fn approve(request: &Request, by: &str, at: DateTime<Utc>) -> (Request, Event) {
-        review(request, party(by), true, "ok", "g1".into(), &RULES, at).unwrap()
+        review(
+            request,
+            party(by),
+            Verdict {
+                approve: true,
+                reason: "ok",
+                shown: None,
+            },
+            "g1".into(),
+            &RULES,
+            at,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -452,7 +559,19 @@ mod tests {
         let lapsed = effective(&request, at);
         assert_eq!((lapsed.status, lapsed.updated), (Status::Lapsed, at));
         // A lapsed request can no longer be reviewed.
-        let error = review(&request, party("bob"), true, "ok", "g".into(), &RULES, at).unwrap_err();
+        let error = review(
+            &request,
+            party("bob"),
+            Verdict {
+                approve: true,
+                reason: "ok",
+                shown: None,
+            },
+            "g".into(),
+            &RULES,
+            at,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("lapsed, not pending"), "{error}");
     }
 
@@ -504,14 +623,28 @@ mod tests {
         let own = review(
             &request,
             party("alice"),
-            true,
-            "mine",
+            Verdict {
+                approve: true,
+                reason: "mine",
+                shown: None,
+            },
             "g".into(),
             &RULES,
             t0(),
         );
         assert!(matches!(own, Err(ApprovalError::Forbidden(_))));
-        let blank = review(&request, party("bob"), true, "  ", "g".into(), &RULES, t0());
+        let blank = review(
+            &request,
+            party("bob"),
+            Verdict {
+                approve: true,
+                reason: "  ",
+                shown: None,
+            },
+            "g".into(),
+            &RULES,
+            t0(),
+        );
         assert!(matches!(blank, Err(ApprovalError::Invalid(_))));
 
         // A critical request needs two different approvers.
@@ -519,7 +652,18 @@ mod tests {
         assert_eq!(critical.required_approvals, 2);
         let (once, event) = approve(&critical, "bob", t0());
         assert_eq!((event, once.status), (Event::Reviewed, Status::Pending));
-        let twice = review(&once, party("bob"), true, "again", "g".into(), &RULES, t0());
+        let twice = review(
+            &once,
+            party("bob"),
+            Verdict {
+                approve: true,
+                reason: "again",
+                shown: None,
+            },
+            "g".into(),
+            &RULES,
+            t0(),
+        );
         assert!(matches!(twice, Err(ApprovalError::Conflict(_))));
         let (done, event) = approve(&once, "carol", t0() + secs(5));
         assert_eq!((event, done.status), (Event::Approved, Status::Approved));
@@ -532,8 +676,11 @@ mod tests {
         let (denied, event) = review(
             &once,
             party("carol"),
-            false,
-            "not now",
+            Verdict {
+                approve: false,
+                reason: "not now",
+                shown: None,
+            },
             "g".into(),
             &RULES,
             t0(),
@@ -636,5 +783,131 @@ mod tests {
         // A pending window covers nothing.
         let pending = window_request(&["read"], &rg, 1);
         assert!(!covers(&pending, &alice, &[restart], at));
+    }
+
+    #[test]
+    fn a_request_awaiting_its_justification_cannot_be_reviewed_until_justified() {
+        let mut request = call_request(false);
+        request.awaiting_justification = true;
+        let yes = Verdict {
+            approve: true,
+            reason: "ok",
+            shown: None,
+        };
+        let early = review(
+            &request,
+            party("bob"),
+            yes.clone(),
+            "g".into(),
+            &RULES,
+            t0(),
+        );
+        assert!(
+            matches!(&early, Err(ApprovalError::Conflict(m)) if m.contains("justification")),
+            "{early:?}"
+        );
+        let stranger = justify(&request, &party("mallory"), "because", None, t0());
+        assert!(matches!(stranger, Err(ApprovalError::Forbidden(_))));
+        assert!(justify(&request, &party("alice"), "  ", None, t0()).is_err());
+        let (justified, event) = justify(
+            &request,
+            &party("alice"),
+            " INC-7 outage ",
+            Some(" CHG-42 "),
+            t0() + secs(5),
+        )
+        .unwrap();
+        assert_eq!(event, Event::Justified);
+        assert!(!justified.awaiting_justification);
+        assert_eq!(justified.justification, "INC-7 outage");
+        assert_eq!(justified.ticket.as_deref(), Some("CHG-42"));
+        assert_eq!(justified.updated, t0() + secs(5));
+        let (_, event) = review(&justified, party("bob"), yes, "g".into(), &RULES, t0()).unwrap();
+        assert_eq!(event, Event::Approved);
+        // Too late once it has lapsed.
+        let late = justify(&request, &party("alice"), "x", None, t0() + secs(3600));
+        assert!(matches!(late, Err(ApprovalError::Conflict(_))));
+    }
+
+    #[test]
+    fn a_review_records_the_facts_it_saw_and_refuses_other_facts() {
+        let mut request = call_request(false);
+        request.facts_hash = Some("aaaa".into());
+        let stale = Verdict {
+            approve: true,
+            reason: "ok",
+            shown: Some("bbbb"),
+        };
+        let error = review(&request, party("bob"), stale, "g".into(), &RULES, t0()).unwrap_err();
+        assert!(
+            error.to_string().contains("not what your page showed"),
+            "{error}"
+        );
+        let seen = Verdict {
+            approve: true,
+            reason: "ok",
+            shown: Some("aaaa"),
+        };
+        let (approved, _) = review(&request, party("bob"), seen, "g".into(), &RULES, t0()).unwrap();
+        assert_eq!(approved.reviews[0].shown.as_deref(), Some("aaaa"));
+        // The API, which shows no page, is recorded as seeing the request's facts.
+        let api = Verdict {
+            approve: true,
+            reason: "ok",
+            shown: None,
+        };
+        let (approved, _) = review(&request, party("bob"), api, "g".into(), &RULES, t0()).unwrap();
+        assert_eq!(approved.reviews[0].shown.as_deref(), Some("aaaa"));
+    }
+
+    #[test]
+    fn a_window_reaches_critical_operations_through_its_groups_members() {
+        let critical = vec![
+            "Microsoft.Authorization/roleAssignments/write".to_owned(),
+            "Microsoft.Insights/diagnosticSettings/delete".to_owned(),
+        ];
+        let members = vec![
+            (
+                "Microsoft.Authorization/roleAssignments/write".to_owned(),
+                "privileged".to_owned(),
+            ),
+            (
+                "Microsoft.Insights/diagnosticSettings/delete".to_owned(),
+                "privileged".to_owned(),
+            ),
+            (
+                "Microsoft.Compute/virtualMachines/delete".to_owned(),
+                "delete".to_owned(),
+            ),
+            (
+                "Microsoft.Compute/virtualMachines/read".to_owned(),
+                "read".to_owned(),
+            ),
+        ];
+        let asks = |ops: &[&str]| ops.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for critical_ask in [
+            asks(&["privileged"]),
+            asks(&["PRIVILEGED"]),
+            asks(&["read", "privileged"]),
+            asks(&["Microsoft.Authorization/*"]),
+            asks(&["*"]),
+            asks(&["microsoft.authorization/roleassignments/write"]),
+            asks(&["Microsoft.Insights/*/delete"]),
+        ] {
+            assert!(
+                window_is_critical(&critical_ask, &critical, &members),
+                "{critical_ask:?}"
+            );
+        }
+        for ordinary in [
+            asks(&["read"]),
+            asks(&["delete", "write"]),
+            asks(&["Microsoft.Compute/virtualMachines/*"]),
+        ] {
+            assert!(
+                !window_is_critical(&ordinary, &critical, &members),
+                "{ordinary:?}"
+            );
+        }
     }
 }

@@ -9,10 +9,15 @@
 //! store of record and the in-memory state is rebuilt from it at start.
 
 pub mod engine;
+pub mod facts;
 pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod tools;
 
-pub use engine::{ApprovalError, Approvals, ApprovalsConfig, Filter, Gate, RiskAlert};
-pub use model::{Ask, Grant, OperationRef, Party, Request, Review, Status};
+pub use engine::{
+    ApprovalError, Approvals, ApprovalsConfig, Filter, Gate, Listing, RiskAlert, WindowAsk,
+    risk_score,
+};
+pub use lifecycle::Verdict;
+pub use model::{Ask, Fact, Facts, Grant, OperationRef, Party, Request, Review, Status};

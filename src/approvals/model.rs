@@ -125,6 +125,58 @@ pub struct Review {
     pub approve: bool,
     pub reason: String,
     pub at: DateTime<Utc>,
+    /// SHA-256 (hex) of the decoded facts the reviewer was shown
+    /// ([`Facts::hash`]), so the log says what the decision was based on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<String>,
+}
+
+/// One fact a reviewer is shown about what a request would do, decoded
+/// from the call's arguments: `Role` = `Owner (8e3af657-…)`, `Assignee`,
+/// `VM size`, `Method and path`, ... Facts are kept beside the request in
+/// the store, not in the audit log: the log keeps the arguments redacted
+/// and records only [`Facts::hash`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fact {
+    pub label: String,
+    pub value: String,
+    /// Where the value comes from or what it means, when that matters
+    /// ("built-in role", "name as Warden has seen it sign in").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Fact {
+    pub fn new(label: &str, value: impl Into<String>) -> Fact {
+        Fact {
+            label: label.to_owned(),
+            value: value.into(),
+            note: None,
+        }
+    }
+
+    pub fn noted(mut self, note: impl Into<String>) -> Fact {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// The decoded facts of one request, in the order they are shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts(pub Vec<Fact>);
+
+impl Facts {
+    /// SHA-256 (hex) of the facts' canonical JSON: what a review records
+    /// as `shown` and a request as `facts_hash`.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json_canonicalizer::to_vec(&self.0).unwrap_or_default();
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// What an approval gives.
@@ -148,6 +200,13 @@ pub struct Request {
     pub justification: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// The rule `approvals.require_justification` holds this request back
+    /// from reviewers until its requester gives a justification.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_justification: bool,
+    /// [`Facts::hash`] of the decoded facts reviewers are shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts_hash: Option<String>,
     /// The policies that asked for approval.
     #[serde(default)]
     pub policies: Vec<String>,

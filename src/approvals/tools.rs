@@ -1,7 +1,14 @@
-//! Warden's own MCP tools for asking ahead: `request_access` (a time-window
-//! grant request) and `access_status` (the caller's requests and grants).
-//! The gateway lists them beside the upstreams' tools to every signed-in
-//! caller and answers them itself; their names are reserved.
+//! Warden's own MCP tools for asking: `request_access` (a time-window
+//! grant request), `justify_request` (a justification and ticket for a
+//! held call's request) and `access_status` (the caller's requests and
+//! grants). The gateway lists them beside the upstreams' tools to every
+//! signed-in caller and the pipeline answers them; their names are
+//! reserved.
+//!
+//! A held call is justified through `justify_request` rather than through
+//! an extra argument of the call itself: the call's arguments stay exactly
+//! what the upstream receives (and what the grant is bound to), and a
+//! justification can be given or improved after the call was held.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +17,16 @@ use rmcp::model::{CallToolResult, ContentBlock, Tool, ToolAnnotations};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Approvals, Filter};
+use super::{ApprovalError, Approvals, Filter, Request, WindowAsk};
 use crate::identity::Principal;
 
 pub const REQUEST_ACCESS: &str = "request_access";
+pub const JUSTIFY_REQUEST: &str = "justify_request";
 pub const ACCESS_STATUS: &str = "access_status";
 
 /// Whether `name` is one of Warden's own tools.
 pub fn is_warden_tool(name: &str) -> bool {
-    name == REQUEST_ACCESS || name == ACCESS_STATUS
+    name == REQUEST_ACCESS || name == JUSTIFY_REQUEST || name == ACCESS_STATUS
 }
 
 /// The tools as `tools/list` shows them.
@@ -39,6 +47,16 @@ pub fn list() -> Vec<Tool> {
         "required": ["operations", "scope", "duration", "justification"],
         "additionalProperties": false
     });
+    let justify_schema = json!({
+        "type": "object",
+        "properties": {
+            "request": {"type": "string", "description": "The id of the JIT request the held call's error named"},
+            "justification": {"type": "string", "description": "Why the call is needed (shown to the reviewers)"},
+            "ticket": {"type": "string", "description": "Change or incident ticket, if any"}
+        },
+        "required": ["request", "justification"],
+        "additionalProperties": false
+    });
     let status_schema = json!({"type": "object", "properties": {}, "additionalProperties": false});
     let mut ask = ToolAnnotations::new();
     ask.read_only_hint = Some(false);
@@ -52,6 +70,12 @@ pub fn list() -> Vec<Tool> {
             REQUEST_ACCESS,
             "Ask a security manager for just-in-time access: operations at a scope for a time window",
             Arc::new(request_schema.as_object().cloned().unwrap_or_default()),
+        )
+        .annotate(ask.clone()),
+        Tool::new(
+            JUSTIFY_REQUEST,
+            "Say why a call that Warden held for approval is needed (and give a ticket); reviewers see it",
+            Arc::new(justify_schema.as_object().cloned().unwrap_or_default()),
         )
         .annotate(ask),
         Tool::new(
@@ -75,6 +99,15 @@ struct RequestAccess {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JustifyRequest {
+    request: String,
+    justification: String,
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Operations {
     One(String),
@@ -91,7 +124,57 @@ fn ok(value: &Value) -> CallToolResult {
     )])
 }
 
-/// Answers a call of one of Warden's own tools for `principal`.
+/// The window a `request_access` call asks for, or what is wrong with its
+/// arguments.
+pub fn parse_request_access(arguments: Option<Value>) -> Result<WindowAsk, String> {
+    let args: RequestAccess =
+        serde_json::from_value(arguments.unwrap_or_else(|| Value::Object(Default::default())))
+            .map_err(|e| {
+                format!("request_access needs operations, scope, duration and justification: {e}")
+            })?;
+    let duration: Duration = humantime::parse_duration(args.duration.trim()).map_err(|e| {
+        format!(
+            "duration {:?} is not a duration like 30m or 2h: {e}",
+            args.duration
+        )
+    })?;
+    Ok(WindowAsk {
+        operations: match args.operations {
+            Operations::One(op) => vec![op],
+            Operations::Many(ops) => ops,
+        },
+        scope: args.scope,
+        duration,
+        justification: args.justification,
+        ticket: args.ticket,
+    })
+}
+
+/// The answer to `request_access`: the new request, or why not.
+pub fn window_answer(
+    approvals: &Approvals,
+    requested: Result<Request, ApprovalError>,
+) -> CallToolResult {
+    match requested {
+        Ok(request) => ok(&json!({
+            "request": request.id,
+            "status": request.status,
+            "operations": request.operations.iter().map(|o| &o.azure_op).collect::<Vec<_>>(),
+            "scope": request.operations.first().map(|o| &o.resource),
+            "required_approvals": request.required_approvals,
+            "critical": request.critical,
+            "risk": request.risk,
+            "approvers": approvals.config().approver_roles,
+            "lapses": request.lapses,
+            "next": "A security manager reviews it; once approved, calls of these operations in this scope run until the grant expires. See access_status.",
+        })),
+        Err(e) => error(e.to_string()),
+    }
+}
+
+/// Answers `justify_request` and `access_status` for `principal`
+/// (`request_access` needs the risk stage: the pipeline answers it with
+/// [`parse_request_access`] and [`window_answer`]).
 pub async fn call(
     approvals: &Approvals,
     principal: &Principal,
@@ -99,50 +182,32 @@ pub async fn call(
     arguments: Option<Value>,
 ) -> CallToolResult {
     match name {
-        REQUEST_ACCESS => {
-            let args: RequestAccess = match serde_json::from_value(
+        JUSTIFY_REQUEST => {
+            let args: JustifyRequest = match serde_json::from_value(
                 arguments.unwrap_or_else(|| Value::Object(Default::default())),
             ) {
                 Ok(args) => args,
                 Err(e) => {
                     return error(format!(
-                        "request_access needs operations, scope, duration and justification: {e}"
+                        "justify_request needs request (the id the held call named) and justification: {e}"
                     ));
                 }
-            };
-            let duration: Duration = match humantime::parse_duration(args.duration.trim()) {
-                Ok(d) => d,
-                Err(e) => {
-                    return error(format!(
-                        "duration {:?} is not a duration like 30m or 2h: {e}",
-                        args.duration
-                    ));
-                }
-            };
-            let operations = match args.operations {
-                Operations::One(op) => vec![op],
-                Operations::Many(ops) => ops,
             };
             match approvals
-                .request_window(
+                .justify(
+                    &args.request,
                     principal,
-                    operations,
-                    &args.scope,
-                    duration,
                     &args.justification,
-                    args.ticket,
+                    args.ticket.as_deref(),
                 )
                 .await
             {
                 Ok(request) => ok(&json!({
                     "request": request.id,
                     "status": request.status,
-                    "operations": request.operations.iter().map(|o| &o.azure_op).collect::<Vec<_>>(),
-                    "scope": request.operations.first().map(|o| &o.resource),
-                    "required_approvals": request.required_approvals,
-                    "approvers": approvals.config().approver_roles,
-                    "lapses": request.lapses,
-                    "next": "A security manager reviews it; once approved, calls of these operations in this scope run until the grant expires. See access_status.",
+                    "justification": request.justification,
+                    "ticket": request.ticket,
+                    "next": "The reviewers see it with the request. Call the tool again, with the same arguments, once it is approved.",
                 })),
                 Err(e) => error(e.to_string()),
             }

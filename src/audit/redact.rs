@@ -156,6 +156,13 @@ impl Redactor {
     }
 }
 
+/// Whether the argument `name` with value `value` holds a secret, which the
+/// log always redacts and no page shows: its name says so (`password`,
+/// `token`, `connection-string`, ...) or its value looks like one.
+pub fn is_secret(name: &str, value: &str) -> bool {
+    secret_name(&normalize(name)) || looks_secret(value)
+}
+
 /// Argument names that always hold secrets (normalized form).
 fn secret_name(normalized: &str) -> bool {
     const SECRET: &[&str] = &[

@@ -35,6 +35,7 @@
 pub mod arm;
 mod file;
 pub mod inventory;
+pub mod roles;
 mod template;
 
 #[cfg(test)]
@@ -80,6 +81,20 @@ impl Class {
             Class::Privileged => "privileged",
             Class::Unknown => "unknown",
         }
+    }
+
+    /// The class named `name` (any case).
+    pub fn parse(name: &str) -> Option<Class> {
+        [
+            Class::Read,
+            Class::Write,
+            Class::Delete,
+            Class::Action,
+            Class::Privileged,
+            Class::Unknown,
+        ]
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(name))
     }
 }
 
@@ -524,6 +539,12 @@ impl Catalog {
                     .map(move |class| (op.clone(), class.as_str().to_owned()))
             })
             .collect()
+    }
+
+    /// The class of any operation name, known to an entry or not: the
+    /// `[classes]` table, else its last segment (`None` when neither says).
+    pub fn classify(&self, op: &str) -> Option<Class> {
+        self.classes.class_of(op)
     }
 
     pub fn actions(&self) -> BTreeMap<String, BTreeSet<Class>> {

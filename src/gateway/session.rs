@@ -571,13 +571,11 @@ impl ServerHandler for Session {
                 ));
             };
             let arguments = request.arguments.clone().map(serde_json::Value::Object);
-            let result = approval_tools::call(
-                self.gateway.pipeline.approvals(),
-                &principal,
-                &request.name,
-                arguments,
-            )
-            .await;
+            let result = self
+                .gateway
+                .pipeline
+                .warden_tool(&principal, &request.name, arguments)
+                .await;
             let outcome = if result.is_error == Some(true) {
                 Outcome::tool_error
             } else {

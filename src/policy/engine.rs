@@ -358,6 +358,19 @@ impl Engine {
         })
     }
 
+    /// The arguments the running schema lets policies test
+    /// (`context.args`), as names with ASCII case, `_` and `-` removed: the
+    /// decision inputs a reviewer is shown.
+    pub fn decision_inputs(&self) -> Vec<String> {
+        self.current
+            .load()
+            .parts
+            .args
+            .iter()
+            .map(|spec| spec.key.clone())
+            .collect()
+    }
+
     pub fn config(&self) -> &PolicyConfig {
         &self.config
     }

@@ -13,6 +13,11 @@
 //! Risk baselines (`risk_baselines`, one row per principal) are state, not
 //! audit: they are replaced as principals are learned, through the same
 //! writer and its group commit ([`Store::save_baselines`]).
+//!
+//! The decoded facts reviewers are shown of a JIT request
+//! (`approval_facts`, one row per request, written once before the
+//! request's first record) are kept beside the log, not in it: the log
+//! keeps arguments redacted and records only the facts' hash.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -53,6 +58,11 @@ CREATE TABLE IF NOT EXISTS risk_baselines (
     principal TEXT PRIMARY KEY,
     state     BLOB NOT NULL,
     updated   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approval_facts (
+    request_id TEXT PRIMARY KEY,
+    facts      BLOB NOT NULL,
+    created    TEXT NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
     BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
@@ -146,6 +156,11 @@ enum Job {
     },
     SaveBaselines {
         rows: Vec<(String, Vec<u8>)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    SaveFacts {
+        request_id: String,
+        facts: Vec<u8>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -324,6 +339,20 @@ impl Store {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// Stores the decoded facts of JIT request `request_id` (kept if they
+    /// were stored before); returns once durable.
+    pub async fn save_facts(&self, request_id: String, facts: Vec<u8>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::SaveFacts {
+                request_id,
+                facts,
+                reply,
+            })
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
     /// A read-only connection to the same file (for startup recovery).
     pub fn reader(&self) -> Result<Reader, StoreError> {
         Reader::open(&self.path)
@@ -393,6 +422,14 @@ impl Writer {
                 }
                 Job::SaveBaselines { rows, reply } => {
                     let result = self.upsert_baselines(&rows);
+                    done.push(Done::Unit(reply, result));
+                }
+                Job::SaveFacts {
+                    request_id,
+                    facts,
+                    reply,
+                } => {
+                    let result = self.insert_facts(&request_id, &facts);
                     done.push(Done::Unit(reply, result));
                 }
             }
@@ -497,6 +534,18 @@ impl Writer {
             .map_err(write_error)
     }
 
+    fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError> {
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO approval_facts (request_id, facts, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(request_id) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![request_id, facts, created]))
+            .map(drop)
+            .map_err(write_error)
+    }
+
     /// One job's baselines, all or none (a savepoint, like appends).
     fn upsert_baselines(&mut self, rows: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         self.conn
@@ -532,9 +581,9 @@ impl Writer {
 fn fail(job: Job, error: StoreError) {
     match job {
         Job::Append { reply, .. } => drop(reply.send(Err(error))),
-        Job::Checkpoint { reply, .. } | Job::SaveBaselines { reply, .. } => {
-            drop(reply.send(Err(error)))
-        }
+        Job::Checkpoint { reply, .. }
+        | Job::SaveBaselines { reply, .. }
+        | Job::SaveFacts { reply, .. } => drop(reply.send(Err(error))),
     }
 }
 
@@ -691,15 +740,7 @@ impl Reader {
     /// Every stored risk baseline (principal key, serialized state); none
     /// in a store written before baselines were kept.
     pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let exists: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'risk_baselines'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(read_error)?;
-        if exists == 0 {
+        if !self.has_table("risk_baselines")? {
             return Ok(Vec::new());
         }
         let mut stmt = self
@@ -712,6 +753,35 @@ impl Reader {
             })
             .map_err(read_error)?;
         rows.collect::<Result<_, _>>().map_err(read_error)
+    }
+
+    /// The decoded facts of every JIT request (request id, serialized
+    /// facts); none in a store written before facts were kept.
+    pub fn approval_facts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if !self.has_table("approval_facts")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT request_id, facts FROM approval_facts")
+            .map_err(read_error)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(read_error)?;
+        rows.collect::<Result<_, _>>().map_err(read_error)
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(read_error)
     }
 
     /// The highest stored sequence number, if any.
