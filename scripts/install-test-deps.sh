@@ -7,6 +7,10 @@
 #                 needs Node >= 22, whatever node is on PATH
 #   .deps/conformance  the official MCP conformance suite (@modelcontextprotocol/conformance),
 #                 its whole tree pinned by tests/conformance/package-lock.json (npm ci)
+#   .deps/browser playwright-core from npm, pinned by tests/browser/package-lock.json (npm ci);
+#                 it drives Debian's Chromium (/usr/bin/chromium, with chromium-driver),
+#                 installed with apt-get when missing (root, or sudo). No browser is ever
+#                 downloaded from anywhere else (no `playwright install`).
 #   .deps/paths.env   KEY=VALUE lines the Rust tests read (see the end of this file)
 #
 # Idempotent: a stamp per part records what was installed; when it matches, that
@@ -14,7 +18,7 @@
 #
 # Usage: scripts/install-test-deps.sh [--verify] [--force]
 #   --verify  also start azmcp over stdio with the Python SDK and check the tool count
-#   --force   reinstall every part
+#   --force   reinstall every part (Chromium: apt-get only installs it when missing)
 # Environment: WARDEN_PYTHON  interpreter to build the venv from (default: python3, needs >= 3.10)
 set -euo pipefail
 
@@ -23,11 +27,14 @@ AZMCP_VERSION=2.0.5           # npm `@azure/mcp` and its `@azure/mcp-<os>-<arch>
 AZMCP_EXPECTED_TOOLS=235      # tools/list with `server start --mode all` (checked by --verify)
 NODE22_VERSION=22.23.5        # npm `node-<os>-<arch>` (runs the conformance suite)
 CONFORMANCE_VERSION=0.1.16    # npm `@modelcontextprotocol/conformance`; the full lock is tests/conformance/package-lock.json
+PLAYWRIGHT_CORE_VERSION=1.65.2  # npm `playwright-core` (browser tests); the full lock is tests/browser/package-lock.json
+CHROMIUM=/usr/bin/chromium    # Debian's `chromium` package (and `chromium-driver`); the browser tests launch it
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS="$ROOT/.deps"
 REQS="$ROOT/tests/interop/requirements.txt"
 CONF_SRC="$ROOT/tests/conformance"
+BROWSER_SRC="$ROOT/tests/browser"
 
 VERIFY=0
 FORCE=0
@@ -35,7 +42,7 @@ for arg in "$@"; do
     case "$arg" in
         --verify) VERIFY=1 ;;
         --force) FORCE=1 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install-test-deps: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -165,6 +172,68 @@ else
     echo "$conf_want" > "$CONF_STAMP"
 fi
 
+# ---------------------------------------------------------------- Chromium (Debian packages)
+# Debian's build, from Debian's archive through apt-get: the distribution's
+# security updates keep it current, so its version is recorded, not pinned.
+# Installed only when missing; `apt-get update` only when the package lists
+# cannot serve the install (none yet, or outdated).
+if [[ -x "$CHROMIUM" ]]; then
+    log "chromium present ($CHROMIUM)"
+else
+    log "installing Debian's chromium and chromium-driver (apt-get)"
+    as_root=()
+    if [[ "$(id -u)" != 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "$CHROMIUM is missing and this is not root (no sudo either)"
+        as_root=(sudo)
+    fi
+    apt_install() {
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends chromium chromium-driver >&2
+    }
+    if ! apt_install; then
+        log "apt-get install failed; updating the package lists and retrying"
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >&2 \
+            || die "apt-get update failed"
+        apt_install || die "apt-get install chromium chromium-driver failed"
+    fi
+    [[ -x "$CHROMIUM" ]] || die "apt-get installed chromium but $CHROMIUM is missing"
+fi
+CHROMEDRIVER="$(command -v chromedriver || true)"
+chromium_version="$("$CHROMIUM" --version 2>/dev/null)" || die "$CHROMIUM --version failed"
+
+# ---------------------------------------------------------------- playwright-core (npm)
+# Only the library (no browsers of its own: its install step downloads none,
+# and `playwright install` is never run); the tests pass Debian's Chromium as
+# `executablePath`. It runs on the Node 22 above.
+BROWSER_DIR="$DEPS/browser"
+BROWSER_STAMP="$BROWSER_DIR/.warden-stamp"
+PLAYWRIGHT_CORE="$BROWSER_DIR/node_modules/playwright-core"
+[[ -f "$BROWSER_SRC/package.json" && -f "$BROWSER_SRC/package-lock.json" ]] \
+    || die "$BROWSER_SRC/package.json and package-lock.json are missing"
+grep -q "\"playwright-core\": \"$PLAYWRIGHT_CORE_VERSION\"" "$BROWSER_SRC/package.json" \
+    || die "$BROWSER_SRC/package.json does not pin playwright-core $PLAYWRIGHT_CORE_VERSION"
+browser_sum="$(cat "$BROWSER_SRC/package.json" "$BROWSER_SRC/package-lock.json" | sha256sum | cut -d' ' -f1)"
+browser_want="playwright-core@$PLAYWRIGHT_CORE_VERSION lock=$browser_sum"
+
+if [[ $FORCE == 0 && -f "$PLAYWRIGHT_CORE/package.json" && -f "$BROWSER_STAMP" && "$(cat "$BROWSER_STAMP")" == "$browser_want" ]]; then
+    log "playwright-core up to date ($PLAYWRIGHT_CORE_VERSION)"
+else
+    log "installing playwright-core@$PLAYWRIGHT_CORE_VERSION into $BROWSER_DIR (npm ci)"
+    rm -rf "$BROWSER_DIR"
+    mkdir -p "$BROWSER_DIR"
+    cp "$BROWSER_SRC/package.json" "$BROWSER_SRC/package-lock.json" "$BROWSER_DIR/"
+    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: belt and braces; playwright-core has no install script.
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund --loglevel=error >&2 \
+        || die "npm ci in $BROWSER_DIR failed"
+    [[ -f "$PLAYWRIGHT_CORE/package.json" ]] || die "npm ci ran but $PLAYWRIGHT_CORE is missing"
+    got="$("$NODE22" -p "require(process.argv[1] + '/package.json').version" "$PLAYWRIGHT_CORE" 2>&1)" \
+        || die "$NODE22 cannot read playwright-core: $got"
+    [[ "$got" == "$PLAYWRIGHT_CORE_VERSION" ]] || die "installed playwright-core $got, expected $PLAYWRIGHT_CORE_VERSION"
+    "$NODE22" -e "require(process.argv[1]).chromium.executablePath" "$PLAYWRIGHT_CORE" \
+        || die "$NODE22 cannot load playwright-core"
+    echo "$browser_want" > "$BROWSER_STAMP"
+fi
+
 # ---------------------------------------------------------------- paths.env
 # One KEY=VALUE per line; the value is the rest of the line, unquoted.
 # WARDEN_AZMCP_ENV_<NAME>=<value> lines give azmcp's environment when a test runs
@@ -180,6 +249,8 @@ fi
 # WARDEN_TEST_AZMCP_ARGS is the argument list (space-separated) to start it as an MCP server.
 # The conformance suite runs as `$WARDEN_TEST_NODE22 $WARDEN_TEST_CONFORMANCE server --url URL`
 # (tests/conformance.rs).
+# The browser tests (tests/browser.rs) run `$WARDEN_TEST_BROWSER_NODE tests/browser/<scenario>.mjs`;
+# the scripts load playwright-core from $WARDEN_TEST_PLAYWRIGHT_CORE and launch $WARDEN_TEST_CHROMIUM.
 tmp="$(mktemp "$DEPS/paths.env.XXXXXX")"
 cat > "$tmp" <<EOF
 WARDEN_TEST_PYTHON=$VENV_PY
@@ -195,6 +266,12 @@ WARDEN_TEST_INTEROP_DIR=$ROOT/tests/interop
 WARDEN_TEST_NODE22=$NODE22
 WARDEN_TEST_CONFORMANCE=$CONFORMANCE
 WARDEN_TEST_CONFORMANCE_VERSION=$CONFORMANCE_VERSION
+WARDEN_TEST_BROWSER_NODE=$NODE22
+WARDEN_TEST_PLAYWRIGHT_CORE=$PLAYWRIGHT_CORE
+WARDEN_TEST_PLAYWRIGHT_CORE_VERSION=$PLAYWRIGHT_CORE_VERSION
+WARDEN_TEST_CHROMIUM=$CHROMIUM
+WARDEN_TEST_CHROMIUM_VERSION=$chromium_version
+WARDEN_TEST_CHROMEDRIVER=$CHROMEDRIVER
 EOF
 mv -f "$tmp" "$DEPS/paths.env"
 
@@ -202,6 +279,7 @@ log "python: $VENV_PY (mcp $MCP_PY_VERSION)"
 log "azmcp:  $AZMCP ($AZMCP_VERSION)"
 log "node22: $NODE22"
 log "conformance: $NODE22 $CONFORMANCE ($CONFORMANCE_VERSION)"
+log "browser: $CHROMIUM ($chromium_version), playwright-core $PLAYWRIGHT_CORE_VERSION in $PLAYWRIGHT_CORE"
 log "wrote $DEPS/paths.env"
 
 # ---------------------------------------------------------------- optional end-to-end check

@@ -319,6 +319,63 @@ async fn warden_dev_serves_the_sample_upstream_on_embedded_defaults() {
     assert!(report.contains("OK: origin warden-dev/audit"), "{report}");
 }
 
+#[tokio::test]
+async fn warden_dev_prints_a_mint_command_that_works_as_printed() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // Every port picked by the system: the issuer is not at its default URL.
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["dev", "--listen", "127.0.0.1:0"])
+            .args(["--issuer-listen", "127.0.0.1:0"])
+            .args(["--arm-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&state)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.stderr.take().unwrap();
+    let (found, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(command) = line.trim_start().strip_prefix("mint more:") {
+                let _ = found.send(command.trim().to_owned());
+            }
+        }
+    });
+    let command = printed
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("warden dev prints a mint command");
+    let dev_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("dev.json")).unwrap()).unwrap();
+    let issuer_url = dev_json["issuer_url"].as_str().unwrap();
+    assert!(
+        command.contains(&format!("--issuer-url {issuer_url}")),
+        "{command}"
+    );
+    assert!(!command.contains('['), "no placeholders: {command}");
+
+    // Pasted into a shell as printed, it mints a token the gateway accepts.
+    let minted = Command::new("sh").args(["-c", &command]).output().unwrap();
+    assert!(
+        minted.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout).unwrap();
+    let response = reqwest::Client::new()
+        .get(dev_json["admin_url"].as_str().unwrap())
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{command}");
+    drop(child);
+}
+
 fn policies_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }

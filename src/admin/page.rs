@@ -74,7 +74,21 @@
 //! Every response carries `Content-Security-Policy: default-src 'none';
 //! style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none';
 //! base-uri 'none'`, `X-Content-Type-Options: nosniff`, `Referrer-Policy:
-//! no-referrer` and `Cache-Control: no-store`.
+//! same-origin` and `Cache-Control: no-store`.
+//!
+//! # Why `Referrer-Policy: same-origin`, not `no-referrer`
+//!
+//! The referrer policy also decides the `Origin` header a browser sends.
+//! Per the Fetch standard ("serializing a request origin"), a request whose
+//! referrer policy is `no-referrer` carries `Origin: null`, even a POST from
+//! a form to its own origin; and the check above refuses `null` (sandboxed
+//! frames, `data:` documents and other opaque origins send it too, so it
+//! proves nothing). Under `no-referrer` no real browser could sign in or
+//! send a form. Under `same-origin` the browser sends the page's real
+//! origin (and a `Referer`) on same-origin requests, and `Origin: null` and
+//! no `Referer` on cross-origin ones, so nothing about the page (request
+//! ids in its URLs) leaks to another site; the page links to no other site
+//! anyway, and its CSP allows forms to post only to itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -118,10 +132,13 @@ const MAX_TOKEN: usize = 64 * 1024;
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
+/// See "Why `Referrer-Policy: same-origin`" in the module docs.
+const REFERRER_POLICY: &str = "same-origin";
+
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --muted: #5a5a5a; --line: #c8c8c8; --accent: #0b57d0; }
 @media (prefers-color-scheme: dark) { :root { --muted: #b0b0b0; --line: #555; --accent: #8ab4f8; } }
-body { font: 16px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 72rem; padding: 0 1rem 3rem; }
+body { font: 16px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 72rem; padding: 0 1rem 3rem; overflow-wrap: anywhere; }
 header { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; align-items: baseline; justify-content: space-between; border-bottom: 1px solid var(--line); padding: .75rem 0; }
 header p { margin: 0; }
 a { color: var(--accent); }
@@ -129,6 +146,13 @@ a { color: var(--accent); }
 table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
 th, td { border: 1px solid var(--line); padding: .35rem .5rem; text-align: left; vertical-align: top; }
 th[scope=row] { width: 12rem; }
+@media (max-width: 40rem) {
+  th[scope=row] { width: 8rem; }
+  table:has(thead), table:has(thead) :is(caption, tbody, tr, td, th[scope=row]) { display: block; width: auto; }
+  table:has(thead) thead { display: none; }
+  table:has(thead) tr { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 .5rem; padding: .25rem 0; }
+  table:has(thead) :is(td, th[scope=row]) { border: 0; padding: .15rem .5rem; }
+}
 pre { overflow-x: auto; padding: .5rem; border: 1px solid var(--line); white-space: pre-wrap; word-break: break-word; }
 code, pre { font-family: ui-monospace, monospace; font-size: .92em; }
 article { border: 1px solid var(--line); border-radius: 6px; padding: 0 1rem 1rem; margin: 1rem 0; }
@@ -180,9 +204,14 @@ async fn security_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends
+    // `Origin: null` even on the page's own form posts (Fetch standard,
+    // "serializing a request origin"), which `origin_ok` must refuse. With
+    // `same-origin` same-origin posts carry the real origin, and requests to
+    // other sites get no `Referer` and `Origin: null` (see the module docs).
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static(REFERRER_POLICY),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -1438,7 +1467,7 @@ mod tests {
             reply.status
         );
         assert_eq!(get("x-content-type-options"), "nosniff");
-        assert_eq!(get("referrer-policy"), "no-referrer");
+        assert_eq!(get("referrer-policy"), "same-origin");
         assert_eq!(get("cache-control"), "no-store");
     }
 
@@ -1807,6 +1836,54 @@ mod tests {
         assert_security_headers(&redirect);
         assert_security_headers(&h.get("/admin", None).await);
         assert_security_headers(&h.get("/admin/requests/x", None).await);
+    }
+
+    /// What a browser sends under the page's referrer policy: its own
+    /// origin on a same-origin form post (`same-origin`), where
+    /// `no-referrer` would have made it send `null`. The real origin signs
+    /// in; `null` and another site's origin do not, even with the right
+    /// double-submit token.
+    #[tokio::test]
+    async fn sign_in_needs_the_pages_own_origin_which_the_referrer_policy_lets_browsers_send() {
+        let h = harness().await;
+        let form = h.get("/admin/", None).await;
+        assert_eq!(
+            form.headers
+                .get("referrer-policy")
+                .and_then(|v| v.to_str().ok()),
+            Some("same-origin"),
+            "no-referrer would make browsers send Origin: null on this form"
+        );
+        let signin = cookie_value(&form.set_cookie(SIGNIN_COOKIE).expect("cookie"));
+        let csrf = csrf_field(&form.body);
+        let token = h.token("ada", &["SecurityManager"], true);
+        let fields = [("token", token.as_str()), ("csrf", csrf.as_str())];
+        let cookie = format!("{SIGNIN_COOKIE}={signin}");
+        for origin in ["null", "https://evil.example", "http://127.0.0.1:1"] {
+            let reply = h
+                .post("/admin/sign-in", Some(&cookie), Some(origin), &fields)
+                .await;
+            assert_eq!(reply.status, 403, "{origin}");
+            assert!(reply.body.contains("another site"), "{}", reply.body);
+            assert!(reply.set_cookie(SESSION_COOKIE).is_none(), "{origin}");
+        }
+        // The origin a browser sends for the page's own form: signed in.
+        let reply = h
+            .post("/admin/sign-in", Some(&cookie), Some(&h.base), &fields)
+            .await;
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        assert!(reply.set_cookie(SESSION_COOKIE).is_some());
+        // The right origin does not stand in for the CSRF token.
+        let reply = h
+            .post(
+                "/admin/sign-in",
+                Some(&cookie),
+                Some(&h.base),
+                &[("token", token.as_str()), ("csrf", "forged")],
+            )
+            .await;
+        assert_eq!(reply.status, 403);
+        assert!(reply.set_cookie(SESSION_COOKIE).is_none());
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

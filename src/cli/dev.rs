@@ -124,6 +124,18 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
 
 /// What `warden dev` prints once it serves.
 fn banner(dev: &RunningDev) {
+    // The mint command works as printed (pasted into a shell): this very
+    // executable, and the running issuer's URL, which is the minted token's
+    // issuer (the default URL is wrong with `--issuer-listen`).
+    let warden = std::env::current_exe()
+        .map(|exe| exe.display().to_string())
+        .unwrap_or_else(|_| "warden".to_owned());
+    let mint = format!(
+        "{} dev token --issuer-url {} --data-dir {} --user alice --role Reader",
+        shell_word(&warden),
+        shell_word(&dev.issuer_url),
+        shell_word(&dev.data_dir.display().to_string()),
+    );
     let names: Vec<String> = dev
         .personas
         .iter()
@@ -133,7 +145,7 @@ fn banner(dev: &RunningDev) {
         "warden dev\n  MCP:        {}\n  admin:      {}/admin/ (page), {}/admin/api/requests (API, warden jit)\n  issuer:     {}\n  ARM (sim):  {}\n  \
          state:      {}\n  policies:   {}\n  tokens:     {} in {}\n  \
          use one:    Authorization: Bearer $(jq -r .personas.developer.token {})\n  \
-         mint more:  warden dev token --user alice --role Reader [--mfa] --data-dir {}",
+         mint more:  {mint}\n              (add --mfa for a multi-factor sign-in; --help for the rest)",
         dev.mcp_url,
         dev.base_url,
         dev.base_url,
@@ -144,6 +156,33 @@ fn banner(dev: &RunningDev) {
         names.join(", "),
         dev.dev_json.display(),
         dev.dev_json.display(),
-        dev.data_dir.display(),
     );
+}
+
+/// `word` as one POSIX shell word: as it is when it needs no quoting, else
+/// in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("http://127.0.0.1:8788"), "http://127.0.0.1:8788");
+        assert_eq!(shell_word(".warden-dev"), ".warden-dev");
+        assert_eq!(shell_word("/tmp/my dir"), "'/tmp/my dir'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 }

@@ -1,0 +1,656 @@
+//! The approvals page (`/admin/`) in a real browser: Debian's Chromium,
+//! driven by playwright-core scripts (`tests/browser/*.mjs`, installed by
+//! `scripts/install-test-deps.sh`), against `warden dev` started in this
+//! process (`warden::app::dev::start`: the dev issuer, the ARM simulator,
+//! and the gateway with the baseline policies in front of the built-in
+//! Azure tools).
+//!
+//! The JIT requests the page shows are made by real MCP tool calls through
+//! Warden that the baseline policies hold: role assignments created
+//! (critical: two approvals) or deleted (one approval) by a security
+//! manager, and `request_access` windows. Each scenario signs in by pasting
+//! a token into the sign-in form, as a person would, saves screenshots under
+//! `target/browser-screenshots/`, and prints what it saw as JSON; the test
+//! asserts on its exit status and report, on the `Origin` every form post
+//! carried, and on the server's state through the admin API.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Client, call, connect_as, dep, request_id, text};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use warden::app::dev::{DevListeners, DevOptions, RunningDev};
+use warden::azure::sim::DEV_SUBSCRIPTION;
+use warden::identity::dev::TokenOptions;
+
+/// The built-in Reader role's definition GUID (the real Azure one).
+const ROLE_READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+
+/// The longest a scenario may run before it is killed and the test fails.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The phone width the layout must fit.
+const NARROW_WIDTH: u32 = 390;
+
+// ---------------------------------------------------------------- Warden
+
+/// `warden dev` in this process, on ports the system picks, with its state
+/// in a temporary directory.
+struct Dev {
+    running: Option<RunningDev>,
+    http: reqwest::Client,
+    clients: Vec<Client>,
+    _dir: tempfile::TempDir,
+}
+
+/// Someone holding a token.
+#[derive(Clone)]
+struct Person {
+    user: String,
+    token: String,
+}
+
+impl Dev {
+    async fn start() -> Dev {
+        let dir = tempfile::tempdir().unwrap();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let listeners = DevListeners::bind(any, any, any).await.unwrap();
+        let running = warden::app::dev::start(
+            DevOptions {
+                data_dir: dir.path().join("dev"),
+                policies: None,
+                executable: env!("CARGO_BIN_EXE_warden").into(),
+            },
+            listeners,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("warden dev starts");
+        Dev {
+            running: Some(running),
+            http: reqwest::Client::new(),
+            clients: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    fn running(&self) -> &RunningDev {
+        self.running.as_ref().expect("running")
+    }
+
+    fn base(&self) -> &str {
+        &self.running().base_url
+    }
+
+    /// A persona of `dev.json` (`security-manager`, `reader`, `auditor`, ...).
+    fn persona(&self, name: &str) -> Person {
+        let (persona, token) = self
+            .running()
+            .personas
+            .iter()
+            .find(|(p, _)| p.name == name)
+            .unwrap_or_else(|| panic!("no persona {name}"));
+        Person {
+            user: persona.user.to_owned(),
+            token: token.clone(),
+        }
+    }
+
+    /// A token from the dev issuer, as `warden dev token` mints it.
+    fn mint(&self, user: &str, roles: &[&str], mfa: bool) -> Person {
+        let token = self
+            .running()
+            .issuer
+            .mint(&TokenOptions {
+                user: user.to_owned(),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                mfa,
+                ..TokenOptions::default()
+            })
+            .expect("mint");
+        Person {
+            user: user.to_owned(),
+            token,
+        }
+    }
+
+    /// Calls `tool` through Warden's `/mcp` as `who`; the result's text and
+    /// whether it is a tool error.
+    async fn call(&mut self, who: &Person, tool: &str, args: Value) -> (bool, String) {
+        let (client, _) = connect_as(&self.running().mcp_url, Some(&who.token)).await;
+        let result = call(&client, tool, args).await.expect("tools/call answers");
+        self.clients.push(client);
+        (result.is_error == Some(true), text(&result))
+    }
+
+    /// A call the baseline policies hold for approval: the JIT request id.
+    async fn held(&mut self, who: &Person, tool: &str, args: Value) -> String {
+        let (is_error, message) = self.call(who, tool, args).await;
+        assert!(
+            is_error && message.starts_with("Held for approval"),
+            "{tool} by {} should be held: {message}",
+            who.user
+        );
+        request_id(&message)
+    }
+
+    /// A security manager (`who`, signed in with MFA) assigning the Reader
+    /// role in `dev-web`: privileged and critical, so held for two
+    /// approvals.
+    async fn hold_role_assignment(&mut self, who: &Person) -> String {
+        self.held(
+            who,
+            "azure__arm_role_assignment_create",
+            json!({
+                "scope": format!("/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/dev-web"),
+                "role-definition-id": ROLE_READER,
+                "principal-id": uuid::Uuid::new_v4().to_string(),
+            }),
+        )
+        .await
+    }
+
+    /// A security manager removing role assignment `name` in `dev-web`:
+    /// privileged, held for one approval.
+    async fn hold_role_removal(&mut self, who: &Person, name: &str) -> String {
+        self.held(who, "azure__arm_role_assignment_delete", role_removal(name))
+            .await
+    }
+
+    /// `request_access` (Warden's own tool) for a 1 h window of privileged
+    /// operations in `dev-web`, with `justification`: the request id.
+    async fn request_access(&mut self, who: &Person, justification: &str) -> String {
+        let (is_error, message) = self
+            .call(
+                who,
+                "request_access",
+                json!({
+                    "operations": ["privileged"],
+                    "scope": format!("/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/dev-web"),
+                    "duration": "1h",
+                    "justification": justification,
+                }),
+            )
+            .await;
+        assert!(!is_error, "request_access by {}: {message}", who.user);
+        let answer: Value = serde_json::from_str(&message).expect("request_access answers JSON");
+        answer["request"].as_str().expect("a request id").to_owned()
+    }
+
+    /// `GET /admin/api/requests/{id}` as `who`.
+    async fn request(&self, who: &Person, id: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/admin/api/requests/{id}", self.base()))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET request {id} as {}", who.user);
+        response.json().await.unwrap()
+    }
+
+    /// The ids `GET /admin/api/requests?status=pending` lists for `who`.
+    async fn pending_ids(&self, who: &Person) -> Vec<String> {
+        let response = self
+            .http
+            .get(format!("{}/admin/api/requests?status=pending", self.base()))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `POST /admin/api/requests/{id}/{action}` as `who`; the request after.
+    async fn act(&self, who: &Person, id: &str, action: &str, reason: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/admin/api/requests/{id}/{action}", self.base()))
+            .bearer_auth(&who.token)
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{action} {id} as {}: {body}", who.user);
+        body
+    }
+
+    /// Runs `tests/browser/{script}` against this Warden as `who`, with
+    /// `extra` merged into its input.
+    async fn scenario(&self, script: &str, who: &Person, extra: Value) -> Report {
+        let mut input = json!({
+            "base": self.base(),
+            "screenshots": screenshots_dir(),
+            "token": who.token,
+            "user": who.user,
+        });
+        if let (Some(input), Value::Object(extra)) = (input.as_object_mut(), extra) {
+            input.extend(extra);
+        }
+        run_scenario(script, &input).await
+    }
+
+    async fn stop(mut self) {
+        for client in self.clients.drain(..) {
+            let _ = client.cancel().await;
+        }
+        if let Some(running) = self.running.take() {
+            running.stop().await.expect("warden dev stops cleanly");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// `target/browser-screenshots/`.
+fn screenshots_dir() -> PathBuf {
+    let warden = PathBuf::from(env!("CARGO_BIN_EXE_warden"));
+    // target/<profile>/warden
+    let target = warden
+        .parent()
+        .and_then(|profile| profile.parent())
+        .expect("the target directory");
+    target.join("browser-screenshots")
+}
+
+/// What a scenario reported.
+struct Report {
+    script: String,
+    exit: Option<i32>,
+    json: Value,
+    stderr: String,
+}
+
+impl Report {
+    fn ok(&self) -> bool {
+        self.exit == Some(0) && self.json["ok"] == true
+    }
+
+    fn fact(&self, name: &str) -> &Value {
+        &self.json["facts"][name]
+    }
+
+    /// Every form post the browser sent: it carried the page's own origin
+    /// (not `null`) and was answered with a redirect (303), not refused.
+    fn assert_posts_from(&self, base: &str, at_least: usize) {
+        let posts = self.json["posts"].as_array().expect("posts");
+        assert!(posts.len() >= at_least, "{self}");
+        for post in posts {
+            assert_eq!(post["origin"], base, "Origin of {post}: {self}");
+            assert_eq!(post["status"], 303, "{post}: {self}");
+        }
+    }
+
+    fn assert_ok(&self) {
+        assert!(self.ok(), "{self}");
+        for screenshot in self.json["screenshots"].as_array().expect("screenshots") {
+            let path = PathBuf::from(screenshot.as_str().unwrap());
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "{} is not a PNG",
+                path.display()
+            );
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "browser scenario {} exited {:?}", self.script, self.exit)?;
+        if let Some(error) = self.json["error"].as_str() {
+            writeln!(f, "error: {error}")?;
+        }
+        writeln!(
+            f,
+            "report: {}",
+            serde_json::to_string_pretty(&self.json).unwrap_or_default()
+        )?;
+        write!(f, "stderr:\n{}", self.stderr)
+    }
+}
+
+/// Runs one script with Node, within [`SCENARIO_TIMEOUT`]; its report is
+/// the last line it printed.
+async fn run_scenario(script: &str, input: &Value) -> Report {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let child = tokio::process::Command::new(dep("WARDEN_TEST_BROWSER_NODE"))
+        .arg(&path)
+        .env("WARDEN_BROWSER_INPUT", input.to_string())
+        .env(
+            "WARDEN_TEST_PLAYWRIGHT_CORE",
+            dep("WARDEN_TEST_PLAYWRIGHT_CORE"),
+        )
+        .env("WARDEN_TEST_CHROMIUM", dep("WARDEN_TEST_CHROMIUM"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    let output = tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} ran longer than {SCENARIO_TIMEOUT:?}"))
+        .expect("the scenario's output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Value>(line).ok())
+        .unwrap_or(Value::Null);
+    Report {
+        script: script.to_owned(),
+        exit: output.status.code(),
+        json,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The arguments of `azure__arm_role_assignment_delete` for assignment
+/// `name` in `dev-web`.
+fn role_removal(name: &str) -> Value {
+    json!({
+        "scope": format!("/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/dev-web"),
+        "assignment-name": name,
+    })
+}
+
+/// A fresh role assignment name (a GUID).
+fn assignment_name() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The reasons of a request's reviews, and who gave them.
+fn reviews(request: &Value) -> Vec<(String, bool, String)> {
+    request["reviews"]
+        .as_array()
+        .map(|reviews| {
+            reviews
+                .iter()
+                .map(|r| {
+                    (
+                        r["reviewer"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        r["approve"].as_bool().unwrap_or_default(),
+                        r["reason"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_manager_signs_in_and_sees_the_pending_requests() {
+    let mut dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
+    let reader = dev.persona("reader");
+    let pending = vec![
+        dev.hold_role_assignment(&carol).await,
+        dev.request_access(&reader, "Quarterly access review").await,
+    ];
+
+    let report = dev
+        .scenario("sign_in.mjs", &sam, json!({ "pending": pending }))
+        .await;
+    report.assert_ok();
+    // The sign-in form's post carried the page's origin: a real browser
+    // signs in.
+    report.assert_posts_from(dev.base(), 1);
+    assert_eq!(report.fact("pending_heading"), "Pending (2)", "{report}");
+    assert_eq!(report.fact("shown"), &json!(pending), "{report}");
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_manager_approves_denies_and_revokes_requests() {
+    let mut dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let sue = dev.mint("sue.security@contoso.dev", &["SecurityManager"], true);
+    let requesters = [
+        dev.mint("carol.security@contoso.dev", &["SecurityManager"], true),
+        dev.mint("chris.security@contoso.dev", &["SecurityManager"], true),
+        dev.mint("casey.security@contoso.dev", &["SecurityManager"], true),
+    ];
+    let names = [assignment_name(), assignment_name(), assignment_name()];
+    let approve = dev.hold_role_removal(&requesters[0], &names[0]).await;
+    let deny = dev.hold_role_removal(&requesters[1], &names[1]).await;
+    let revoke = dev.hold_role_removal(&requesters[2], &names[2]).await;
+    let granted = dev
+        .act(&sue, &revoke, "approve", "Approved by the on-call manager")
+        .await;
+    assert_eq!(granted["status"], "approved", "{granted}");
+
+    let report = dev
+        .scenario(
+            "review.mjs",
+            &sam,
+            json!({ "approve": approve, "deny": deny, "revoke": revoke }),
+        )
+        .await;
+    report.assert_ok();
+    report.assert_posts_from(dev.base(), 4);
+
+    // What the browser did is what the server recorded.
+    let approved = dev.request(&sam, &approve).await;
+    assert_eq!(approved["status"], "approved", "{approved}");
+    assert_eq!(
+        reviews(&approved),
+        [(
+            sam.user.clone(),
+            true,
+            "Change CHG-101 approved in the CAB".to_owned()
+        )]
+    );
+    let denied = dev.request(&sam, &deny).await;
+    assert_eq!(denied["status"], "denied", "{denied}");
+    assert_eq!(
+        reviews(&denied),
+        [(
+            sam.user.clone(),
+            false,
+            "Not during the change freeze".to_owned()
+        )]
+    );
+    let revoked = dev.request(&sam, &revoke).await;
+    assert_eq!(revoked["status"], "revoked", "{revoked}");
+    assert_eq!(
+        revoked["closing_reason"], "Incident closed; the grant is no longer needed",
+        "{revoked}"
+    );
+
+    // Retried, the approved call runs (once: its grant is used up); the
+    // denied one says who denied it and why; the revoked one is held anew.
+    dev.call(
+        &requesters[0],
+        "azure__arm_role_assignment_delete",
+        role_removal(&names[0]),
+    )
+    .await;
+    let used = dev.request(&sam, &approve).await;
+    assert_eq!(used["status"], "consumed", "{used}");
+    let (is_error, message) = dev
+        .call(
+            &requesters[1],
+            "azure__arm_role_assignment_delete",
+            role_removal(&names[1]),
+        )
+        .await;
+    assert!(is_error, "{message}");
+    assert!(
+        message.contains(&format!("was denied by {}", sam.user))
+            && message.contains("Not during the change freeze"),
+        "{message}"
+    );
+    let again = dev
+        .held(
+            &requesters[2],
+            "azure__arm_role_assignment_delete",
+            role_removal(&names[2]),
+        )
+        .await;
+    assert_ne!(again, revoke);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_request_needs_a_second_security_managers_approval() {
+    let mut dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let sue = dev.mint("sue.security@contoso.dev", &["SecurityManager"], true);
+    let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
+    let id = dev.hold_role_assignment(&carol).await;
+    let before = dev.request(&sam, &id).await;
+    assert_eq!(before["required_approvals"], 2, "{before}");
+    assert_eq!(before["critical"], true, "{before}");
+
+    let first = dev
+        .scenario("critical.mjs", &sam, json!({ "id": id, "step": "first" }))
+        .await;
+    first.assert_ok();
+    first.assert_posts_from(dev.base(), 2);
+    let halfway = dev.request(&sam, &id).await;
+    assert_eq!(halfway["status"], "pending", "{halfway}");
+    assert_eq!(reviews(&halfway).len(), 1, "{halfway}");
+
+    let second = dev
+        .scenario("critical.mjs", &sue, json!({ "id": id, "step": "second" }))
+        .await;
+    second.assert_ok();
+    second.assert_posts_from(dev.base(), 2);
+    let approved = dev.request(&sam, &id).await;
+    assert_eq!(approved["status"], "approved", "{approved}");
+    let approvers: Vec<String> = reviews(&approved)
+        .into_iter()
+        .map(|(who, approve, _)| {
+            assert!(approve);
+            who
+        })
+        .collect();
+    assert_eq!(approvers, [sam.user.clone(), sue.user.clone()]);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_and_auditors_do_not_review_and_see_what_the_api_lets_them_see() {
+    let mut dev = Dev::start().await;
+    let reader = dev.persona("reader");
+    let auditor = dev.persona("auditor");
+    let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
+    let readers = dev
+        .request_access(&reader, "Read the Key Vault audit")
+        .await;
+    let auditors = dev
+        .request_access(&auditor, "Sample the role assignments")
+        .await;
+    let carols = dev.hold_role_assignment(&carol).await;
+    let all = [readers.clone(), auditors.clone(), carols.clone()];
+
+    // A reader sees only their own request.
+    let visible = dev.pending_ids(&reader).await;
+    assert_eq!(visible, std::slice::from_ref(&readers));
+    let report = dev
+        .scenario(
+            "own_requests.mjs",
+            &reader,
+            json!({
+                "name": "reader",
+                "visible": visible,
+                "hidden": [auditors.clone(), carols.clone()],
+                "own": [readers.clone()],
+                "only_own": true,
+            }),
+        )
+        .await;
+    report.assert_ok();
+    report.assert_posts_from(dev.base(), 1);
+    assert_eq!(report.fact("other_status"), 404, "{report}");
+
+    // An auditor (app role Auditor) reviews nothing either, and the page
+    // shows exactly the requests the admin API shows them.
+    let visible = dev.pending_ids(&auditor).await;
+    assert!(visible.contains(&auditors), "{visible:?}");
+    let hidden: Vec<&String> = all.iter().filter(|id| !visible.contains(id)).collect();
+    let report = dev
+        .scenario(
+            "own_requests.mjs",
+            &auditor,
+            json!({
+                "name": "auditor",
+                "visible": visible,
+                "hidden": hidden,
+                "own": [auditors.clone()],
+                "only_own": visible == [auditors.clone()],
+            }),
+        )
+        .await;
+    report.assert_ok();
+    report.assert_posts_from(dev.base(), 1);
+    for id in &all {
+        let status = dev.request(&carol, id).await["status"].clone();
+        assert_eq!(status, "pending", "nothing was decided: {id}");
+    }
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_unbroken_justification_does_not_scroll_sideways_on_a_phone() {
+    let mut dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let developer = dev.persona("developer");
+    let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
+    let justification: String = "INC4711-restore-the-web-tier-after-the-failed-deployment-"
+        .chars()
+        .cycle()
+        .take(300)
+        .collect::<String>()
+        .replace('-', "_");
+    assert_eq!(justification.len(), 300);
+    assert!(!justification.contains(char::is_whitespace));
+    let long = dev.request_access(&developer, &justification).await;
+    // Something in the history too (its table is the widest part).
+    let decided = dev.hold_role_assignment(&carol).await;
+    dev.act(&sam, &decided, "deny", "Use a group assignment instead")
+        .await;
+    let pending = dev.hold_role_removal(&carol, &assignment_name()).await;
+    assert_ne!(pending, long);
+
+    let report = dev
+        .scenario(
+            "narrow.mjs",
+            &sam,
+            json!({ "id": long, "justification": justification, "width": NARROW_WIDTH }),
+        )
+        .await;
+    report.assert_ok();
+    for page in ["overview", "detail"] {
+        let measured = report.fact(page);
+        assert_eq!(measured["innerWidth"], NARROW_WIDTH, "{report}");
+        assert!(
+            measured["scrollWidth"].as_u64() <= measured["innerWidth"].as_u64(),
+            "{page}: {report}"
+        );
+    }
+    dev.stop().await;
+}
