@@ -553,6 +553,7 @@ impl Pipeline {
         risk: Option<&risk::Assessment>,
     ) -> CallFacts<'a> {
         CallFacts {
+            call_id: &call.call_id,
             tool: &call.tool,
             upstream: &call.upstream,
             upstream_tool: &call.upstream_tool,

@@ -3,8 +3,8 @@
 //!
 //! | method and path | who | what |
 //! |---|---|---|
-//! | `GET /admin/api/requests?status=&requester=&limit=` | anyone signed in | reviewers see every request, others their own |
-//! | `GET /admin/api/requests/{id}` | the requester, reviewers | one request |
+//! | `GET /admin/api/requests?status=&requester=&class=&scope=&sort=&offset=&limit=` | anyone signed in | reviewers and auditors see every request, others their own; `{requests, total, offset, limit}` |
+//! | `GET /admin/api/requests/{id}` | the requester, reviewers, auditors | one request, with the decoded `facts` reviewers are shown |
 //! | `POST /admin/api/requests/{id}/approve` `{"reason"}` | reviewers (approver role + MFA), never the requester | an approval |
 //! | `POST /admin/api/requests/{id}/deny` `{"reason"}` | reviewers | ends the request |
 //! | `POST /admin/api/requests/{id}/revoke` `{"reason"}` | reviewers | ends a grant (or a pending request) |
@@ -16,7 +16,9 @@
 //! be `application/json`. Errors are `{"error": {"code", "message"}}` with
 //! 400, 401, 403, 404, 409 or 503.
 
+mod evidence;
 mod page;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,11 +4,18 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /admin/` | signed in: pending requests (with approve/deny forms), then the history; else the sign-in form |
-//! | `GET /admin/requests/{id}` | one request in full |
+//! | `GET /admin/?status=&class=&requester=&scope=&sort=&offset=` | signed in: a compact, filtered, sorted list of requests, a page at a time (pending first by default); else the sign-in form |
+//! | `GET /admin/requests/{id}` | one request: what it would do (decoded facts), the request, the decision forms, its audit records |
+//! | `GET /admin/audit` | reviewers and auditors: every request's history, risk alerts, the policy set in force |
+//! | `GET /admin/requests.csv`, `/admin/requests.json` | the list as shown (same filters and page), to download |
 //! | `POST /admin/sign-in` | form `token`, `csrf`: a bearer token, validated exactly as on the API |
 //! | `POST /admin/sign-out` | form `csrf`: ends the session |
-//! | `POST /admin/requests/{id}/approve\|deny\|revoke\|cancel` | form `reason`, `csrf`; 303 back to `/admin/`, or the page again with the error |
+//! | `POST /admin/requests/{id}/approve\|deny\|revoke\|cancel` | form `reason`, `csrf`, `shown` (the facts' hash the page showed); always 303 (post/redirect/get): to `/admin/` with a notice, or back to the request with the error and the typed reason kept |
+//!
+//! Who sees what is [`Approvals::listing`] and [`Approvals::get`]:
+//! reviewers and auditors (app role `Auditor`, read only) every request,
+//! others their own. Markup is in [`super::views`]; what the auditor's view
+//! reads from the log, in [`super::evidence`].
 //!
 //! # Sign-in (what is implemented)
 //!
@@ -97,6 +104,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Form;
 use axum::Router;
+use axum::extract::Query;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -104,15 +112,16 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, SecondsFormat, Utc};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use chrono::Utc;
+use maud::Markup;
 use rand::RngCore;
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::approvals::{ApprovalError, Approvals, Ask, Filter, Request, Status};
+use super::evidence;
+use super::views::{self, Notes, Viewer};
+use crate::approvals::{ApprovalError, Approvals, Filter, Listing, Status, Verdict};
 use crate::identity::{Authenticator, Principal};
 
 /// The session cookie.
@@ -128,43 +137,17 @@ const MAX_REASON: usize = 4096;
 /// The longest token accepted from the sign-in form (the authenticator has
 /// its own, usually smaller, limit).
 const MAX_TOKEN: usize = 64 * 1024;
+/// A session shorter than this is not worth starting: the token is about
+/// to expire (or expired within the allowed clock skew).
+const MIN_SESSION: Duration = Duration::from_secs(60);
+/// Requests a page lists by default.
+const PAGE_SIZE: usize = 50;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// See "Why `Referrer-Policy: same-origin`" in the module docs.
 const REFERRER_POLICY: &str = "same-origin";
-
-const STYLE: &str = r#"
-:root { color-scheme: light dark; --muted: #5a5a5a; --line: #c8c8c8; --accent: #0b57d0; }
-@media (prefers-color-scheme: dark) { :root { --muted: #b0b0b0; --line: #555; --accent: #8ab4f8; } }
-body { font: 16px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 72rem; padding: 0 1rem 3rem; overflow-wrap: anywhere; }
-header { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; align-items: baseline; justify-content: space-between; border-bottom: 1px solid var(--line); padding: .75rem 0; }
-header p { margin: 0; }
-a { color: var(--accent); }
-:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
-table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
-th, td { border: 1px solid var(--line); padding: .35rem .5rem; text-align: left; vertical-align: top; }
-th[scope=row] { width: 12rem; }
-@media (max-width: 40rem) {
-  th[scope=row] { width: 8rem; }
-  table:has(thead), table:has(thead) :is(caption, tbody, tr, td, th[scope=row]) { display: block; width: auto; }
-  table:has(thead) thead { display: none; }
-  table:has(thead) tr { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 .5rem; padding: .25rem 0; }
-  table:has(thead) :is(td, th[scope=row]) { border: 0; padding: .15rem .5rem; }
-}
-pre { overflow-x: auto; padding: .5rem; border: 1px solid var(--line); white-space: pre-wrap; word-break: break-word; }
-code, pre { font-family: ui-monospace, monospace; font-size: .92em; }
-article { border: 1px solid var(--line); border-radius: 6px; padding: 0 1rem 1rem; margin: 1rem 0; }
-form { margin: .75rem 0; }
-label { display: block; font-weight: 600; margin-bottom: .25rem; }
-textarea, input[type=password] { width: 100%; max-width: 40rem; box-sizing: border-box; font: inherit; padding: .35rem; }
-button { font: inherit; padding: .35rem .9rem; margin: .4rem .5rem 0 0; cursor: pointer; }
-.inline { display: inline; margin: 0; }
-.muted { color: var(--muted); }
-.notice { border: 2px solid var(--accent); padding: .5rem .75rem; border-radius: 6px; }
-.error { border: 2px solid #c5221f; padding: .5rem .75rem; border-radius: 6px; }
-"#;
 
 /// The page's routes (their own state inside; mergeable into a router of
 /// any state).
@@ -175,6 +158,9 @@ where
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/", get(index))
+        .route("/admin/audit", get(audit))
+        .route("/admin/requests.csv", get(download_csv))
+        .route("/admin/requests.json", get(download_json))
         .route("/admin/requests/{id}", get(show))
         .route("/admin/sign-in", post(sign_in))
         .route("/admin/sign-out", post(sign_out))
@@ -225,12 +211,20 @@ struct Session {
     csrf: String,
     /// Shown once, on the next page.
     flash: Option<String>,
+    /// An action's error, shown once on the next page.
+    error: Option<String>,
+    /// The reason typed into a form whose action failed: (request id,
+    /// text), put back into the form on the next page.
+    draft: Option<(String, String)>,
 }
 
 /// Server-side sessions, keyed by the SHA-256 of the cookie value.
 #[derive(Default)]
 struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// Sessions that ended because their token expired, kept (bounded) so
+    /// that the next page can say why the user has to sign in again.
+    ended: Mutex<HashMap<String, Instant>>,
 }
 
 /// A live session, as a request sees it.
@@ -239,6 +233,8 @@ struct Signed {
     principal: Principal,
     csrf: String,
     flash: Option<String>,
+    error: Option<String>,
+    draft: Option<(String, String)>,
 }
 
 fn random_token() -> String {
@@ -276,34 +272,61 @@ impl Sessions {
                 expires: now + ttl,
                 csrf: random_token(),
                 flash: None,
+                error: None,
+                draft: None,
             },
         );
         Some(id)
     }
 
-    fn open(&self, id: &str, take_flash: bool) -> Option<Signed> {
+    /// The live session `id`; with `take_notes`, its one-time messages
+    /// and draft are handed over (and cleared).
+    fn open(&self, id: &str, take_notes: bool) -> Option<Signed> {
         let key = session_key(id);
         let mut map = self.lock();
         let session = map.get_mut(&key)?;
-        if session.expires <= Instant::now() {
+        let now = Instant::now();
+        if session.expires <= now {
             map.remove(&key);
+            let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+            ended.retain(|_, at| now.duration_since(*at) < MAX_SESSION);
+            if ended.len() < MAX_SESSIONS {
+                ended.insert(key, now);
+            }
             return None;
         }
+        let take = |field: &mut Option<String>| if take_notes { field.take() } else { None };
         Some(Signed {
             id: id.to_owned(),
             principal: session.principal.clone(),
             csrf: session.csrf.clone(),
-            flash: if take_flash {
-                session.flash.take()
+            flash: take(&mut session.flash),
+            error: take(&mut session.error),
+            draft: if take_notes {
+                session.draft.take()
             } else {
                 None
             },
         })
     }
 
+    /// Whether the session `id` ended because its token expired (said once).
+    fn expired(&self, id: &str) -> bool {
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        ended.remove(&session_key(id)).is_some()
+    }
+
     fn flash(&self, id: &str, message: String) {
         if let Some(session) = self.lock().get_mut(&session_key(id)) {
             session.flash = Some(message);
+        }
+    }
+
+    /// An action failed: its error and the reason typed, for the next page.
+    fn failed(&self, id: &str, message: String, draft: Option<(String, String)>) {
+        if let Some(session) = self.lock().get_mut(&session_key(id)) {
+            session.error = Some(message);
+            session.draft = draft;
         }
     }
 
@@ -393,8 +416,16 @@ fn origin_ok(headers: &HeaderMap, uri: &Uri, plain: bool) -> bool {
 }
 
 /// The session of the request, if live.
-fn signed_in(page: &Page, headers: &HeaderMap, take_flash: bool) -> Option<Signed> {
-    cookie(headers, SESSION_COOKIE).and_then(|id| page.sessions.open(id, take_flash))
+fn signed_in(page: &Page, headers: &HeaderMap, take_notes: bool) -> Option<Signed> {
+    cookie(headers, SESSION_COOKIE).and_then(|id| page.sessions.open(id, take_notes))
+}
+
+/// Why a request without a live session must sign in, if there is more to
+/// say than "sign in": its token expired.
+fn ended_notice(page: &Page, headers: &HeaderMap) -> Option<&'static str> {
+    cookie(headers, SESSION_COOKIE)
+        .filter(|id| page.sessions.expired(id))
+        .map(|_| "Your session ended because your access token expired. Sign in again with a fresh token.")
 }
 
 fn html_response(status: StatusCode, markup: Markup) -> Response {
@@ -403,11 +434,50 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
 
 /// 303 to `/admin/`.
 fn see_other() -> Response {
+    see("/admin/")
+}
+
+/// 303 to `location` (a path of this page).
+fn see(location: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
-        [(header::LOCATION, HeaderValue::from_static("/admin/"))],
+        [(
+            header::LOCATION,
+            HeaderValue::try_from(location).unwrap_or(HeaderValue::from_static("/admin/")),
+        )],
     )
         .into_response()
+}
+
+/// The viewer of a signed-in session.
+fn viewer<'a>(page: &Page, signed: &'a Signed) -> Viewer<'a> {
+    let p = &signed.principal;
+    Viewer {
+        principal: p,
+        csrf: &signed.csrf,
+        review: page.approvals.check_reviewer(p).map_err(|e| e.to_string()),
+        reviewer: page.approvals.is_reviewer(p),
+        auditor: page.approvals.is_auditor(p),
+    }
+}
+
+/// A full page for a signed-in session.
+fn signed_page(page: &Page, signed: &Signed, title: &str, current: &str, body: Markup) -> Response {
+    let viewer = viewer(page, signed);
+    html_response(
+        StatusCode::OK,
+        views::layout(title, Some(&viewer), current, body),
+    )
+}
+
+/// The list's filter as the query gave it: pending requests by default
+/// (`status=` for any), a page of [`PAGE_SIZE`].
+fn list_filter(mut filter: Filter) -> Filter {
+    if filter.status.is_none() {
+        filter.status = Some(Status::Pending.as_str().to_owned());
+    }
+    filter.limit = Some(filter.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000));
+    filter
 }
 
 fn status_of(e: &ApprovalError) -> StatusCode {
@@ -416,18 +486,7 @@ fn status_of(e: &ApprovalError) -> StatusCode {
 
 /// A refusal page (bad origin, CSRF, malformed form).
 fn refusal(status: StatusCode, message: &str) -> Response {
-    html_response(
-        status,
-        layout(
-            "Refused",
-            None,
-            html! {
-                h1 { "Refused" }
-                p.error role="alert" { (message) }
-                p { a href="/admin/" { "Back to the approvals page" } }
-            },
-        ),
-    )
+    html_response(status, views::refusal(message))
 }
 
 fn bad_origin() -> Response {
@@ -461,23 +520,39 @@ struct ActionForm {
     reason: String,
     #[serde(default)]
     csrf: String,
+    /// The hash of the decoded facts the page showed.
+    #[serde(default)]
+    shown: String,
 }
 
 async fn index(
     State(page): State<Page>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    filter: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    match signed_in(&page, &headers, true) {
-        Some(signed) => {
-            let flash = signed.flash.clone();
-            html_response(
-                StatusCode::OK,
-                overview(&page, &signed, flash.as_deref(), None),
-            )
-        }
-        None => sign_in_page(&headers, peer.ip(), StatusCode::OK, None),
-    }
+    let Some(signed) = signed_in(&page, &headers, true) else {
+        let notice = ended_notice(&page, &headers);
+        return sign_in_page(&headers, peer.ip(), StatusCode::OK, None, notice);
+    };
+    let (filter, bad_filter) = match filter {
+        Ok(Query(filter)) => (list_filter(filter), None),
+        Err(e) => (
+            list_filter(Filter::default()),
+            Some(format!(
+                "The filter was not understood ({e}); showing pending requests."
+            )),
+        ),
+    };
+    let listing = page.approvals.listing(&signed.principal, &filter);
+    let error = signed.error.clone().or(bad_filter);
+    let notes = Notes {
+        flash: signed.flash.as_deref(),
+        error: error.as_deref(),
+    };
+    let viewer = viewer(&page, &signed);
+    let body = views::list(&viewer, &listing, &filter, &notes, Utc::now());
+    signed_page(&page, &signed, "Requests", "requests", body)
 }
 
 async fn show(
@@ -486,16 +561,145 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(signed) = signed_in(&page, &headers, false) else {
-        return sign_in_page(&headers, peer.ip(), StatusCode::OK, None);
+    let Some(signed) = signed_in(&page, &headers, true) else {
+        let notice = ended_notice(&page, &headers);
+        return sign_in_page(&headers, peer.ip(), StatusCode::OK, None, notice);
     };
-    match page.approvals.get(&signed.principal, &id) {
-        Ok(request) => html_response(StatusCode::OK, detail(&page, &signed, &request)),
-        Err(e) => html_response(
-            status_of(&e),
-            overview(&page, &signed, None, Some(&e.to_string())),
+    let request = match page.approvals.get(&signed.principal, &id) {
+        Ok(request) => request,
+        Err(e) => {
+            let notes = Notes {
+                flash: None,
+                error: Some(&e.to_string()),
+            };
+            let viewer = viewer(&page, &signed);
+            let body = views::layout(
+                "Not found",
+                Some(&viewer),
+                "",
+                maud::html! {
+                    p { a href="/admin/" { "← All requests" } }
+                    (views::messages(&notes))
+                },
+            );
+            return html_response(status_of(&e), body);
+        }
+    };
+    let facts = page.approvals.facts(&id);
+    let records =
+        evidence::of_request(page.approvals.store_path(), &request).map_err(|e| e.to_string());
+    let draft = signed
+        .draft
+        .as_ref()
+        .filter(|(for_id, _)| *for_id == id)
+        .map(|(_, text)| text.as_str());
+    let notes = Notes {
+        flash: signed.flash.as_deref(),
+        error: signed.error.as_deref(),
+    };
+    let viewer = viewer(&page, &signed);
+    let body = views::detail(
+        &viewer,
+        &request,
+        &facts,
+        &records,
+        page.approvals.config(),
+        draft,
+        &notes,
+        Utc::now(),
+    );
+    signed_page(&page, &signed, &format!("Request {id}"), "requests", body)
+}
+
+/// `/admin/audit`: reviewers and auditors.
+async fn audit(
+    State(page): State<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    filter: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(signed) = signed_in(&page, &headers, true) else {
+        let notice = ended_notice(&page, &headers);
+        return sign_in_page(&headers, peer.ip(), StatusCode::OK, None, notice);
+    };
+    let who = &signed.principal;
+    if !page.approvals.is_reviewer(who) && !page.approvals.is_auditor(who) {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "The audit view is for auditors (app role Auditor) and security managers.",
+        );
+    }
+    let mut filter = filter.map(|Query(f)| f).unwrap_or_default();
+    filter.limit = Some(filter.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000));
+    let history = page.approvals.listing(who, &filter);
+    let db = page.approvals.store_path();
+    let alerts = evidence::risk_alerts(db, 100).map_err(|e| e.to_string());
+    let policy = evidence::policy_in_force(db).map_err(|e| e.to_string());
+    let body = views::audit(&history, &filter, &alerts, &policy, Utc::now());
+    signed_page(&page, &signed, "Audit", "audit", body)
+}
+
+/// The list as shown, for a download: the same filter and page as
+/// `/admin/`, or `None` (the sign-in page) without a session.
+fn download_listing(page: &Page, headers: &HeaderMap, filter: Filter) -> Option<Listing> {
+    let signed = signed_in(page, headers, false)?;
+    Some(
+        page.approvals
+            .listing(&signed.principal, &list_filter(filter)),
+    )
+}
+
+async fn download_csv(
+    State(page): State<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let Some(listing) = download_listing(&page, &headers, filter) else {
+        return sign_in_page(&headers, peer.ip(), StatusCode::UNAUTHORIZED, None, None);
+    };
+    match views::csv(&listing.requests) {
+        Ok(text) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"warden-requests.csv\"",
+                ),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(e) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("The CSV could not be written: {e}"),
         ),
     }
+}
+
+async fn download_json(
+    State(page): State<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let Some(listing) = download_listing(&page, &headers, filter) else {
+        return sign_in_page(&headers, peer.ip(), StatusCode::UNAUTHORIZED, None, None);
+    };
+    let body = serde_json::json!({
+        "requests": listing.requests,
+        "total": listing.total,
+        "offset": listing.offset,
+        "limit": listing.limit,
+    });
+    (
+        [(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"warden-requests.json\"",
+        )],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// The sign-in form, with a fresh (or the current) double-submit token.
@@ -504,13 +708,14 @@ fn sign_in_page(
     peer: IpAddr,
     status: StatusCode,
     error: Option<&str>,
+    notice: Option<&str>,
 ) -> Response {
     let csrf = cookie(headers, SIGNIN_COOKIE)
         .filter(|v| v.len() == 43 && URL_SAFE_NO_PAD.decode(v).is_ok())
         .map(str::to_owned)
         .unwrap_or_else(random_token);
     let secure = !plain_loopback(headers, peer);
-    let mut response = html_response(status, sign_in_markup(&csrf, error));
+    let mut response = html_response(status, views::sign_in(&csrf, error, notice));
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SIGNIN_COOKIE, &csrf, 3600, secure),
@@ -542,6 +747,7 @@ async fn sign_in(
             peer.ip(),
             StatusCode::FORBIDDEN,
             Some("The sign-in form is stale or did not come from this page. Try again."),
+            None,
         );
     }
     let token = form.token.trim();
@@ -551,6 +757,7 @@ async fn sign_in(
             peer.ip(),
             StatusCode::UNAUTHORIZED,
             Some("Paste an access token for Warden."),
+            None,
         );
     }
     let principal = match page
@@ -567,10 +774,25 @@ async fn sign_in(
                 peer.ip(),
                 status,
                 Some(&format!("Sign-in refused: {e}.")),
+                None,
             );
         }
     };
     let ttl = session_ttl(&principal);
+    if ttl < MIN_SESSION {
+        return sign_in_page(
+            &headers,
+            peer.ip(),
+            StatusCode::UNAUTHORIZED,
+            Some(&format!(
+                "This token expires in {} s (or has just expired, within the clock skew Warden allows): \
+                 get a fresh token and sign in with it.",
+                ttl.as_secs()
+            )),
+            None,
+        );
+    }
+    page.approvals.saw(&principal);
     let who = principal.display_name.clone();
     let oid = principal.oid.clone();
     let Some(id) = page.sessions.create(principal, ttl) else {
@@ -637,6 +859,7 @@ async fn act(
             Some(
                 "Your session has ended (or you were not signed in): sign in again. Nothing was changed.",
             ),
+            None,
         );
     };
     let form = match form {
@@ -654,14 +877,19 @@ async fn act(
     let reason = form.reason.trim();
     let approvals = &page.approvals;
     let principal = &signed.principal;
+    let verdict = |approve| Verdict {
+        approve,
+        reason,
+        shown: Some(form.shown.as_str()).filter(|s| !s.is_empty()),
+    };
     let result = if reason.len() > MAX_REASON {
         Err(ApprovalError::Invalid(format!(
             "the reason is too long (at most {MAX_REASON} bytes)"
         )))
     } else {
         match action.as_str() {
-            "approve" => approvals.review(&id, principal, true, reason).await,
-            "deny" => approvals.review(&id, principal, false, reason).await,
+            "approve" => approvals.review_with(&id, principal, verdict(true)).await,
+            "deny" => approvals.review_with(&id, principal, verdict(false)).await,
             "revoke" => approvals.revoke(&id, principal, reason).await,
             "cancel" => approvals.cancel(&id, principal, reason).await,
             _ => {
@@ -687,7 +915,7 @@ async fn act(
                     request
                         .grant
                         .as_ref()
-                        .map(|g| stamp(g.expires))
+                        .map(|g| views::stamp(g.expires))
                         .unwrap_or_default()
                 ),
                 (_, status) => format!("Request {} is now {}.", request.id, status.as_str()),
@@ -696,482 +924,23 @@ async fn act(
             see_other()
         }
         Err(e) => {
-            let message = format!("Could not {action} request {id}: {e}.");
-            html_response(
-                status_of(&e),
-                overview(&page, &signed, None, Some(&message)),
-            )
-        }
-    }
-}
-
-// ------------------------------------------------------------- markup
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-fn when(t: DateTime<Utc>) -> Markup {
-    html! {
-        time datetime=(t.to_rfc3339_opts(SecondsFormat::Secs, true)) { (stamp(t)) }
-    }
-}
-
-fn layout(title: &str, who: Option<(&Page, &Signed)>, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Warden approvals" }
-                style { (PreEscaped(STYLE)) }
+            // Post/redirect/get: the error and the typed reason go to the
+            // request's page, so a reload does not send the form again.
+            let mut message = format!("Could not {action} request {id}: {e}.");
+            if let (ApprovalError::Conflict(_), Ok(now)) = (&e, approvals.get(principal, &id))
+                && now.status != Status::Pending
+            {
+                // A stale tab: say who decided it.
+                message = format!(
+                    "Could not {action} request {id}: it is already {}.",
+                    views::decided(&now)
+                );
             }
-            body {
-                header {
-                    p { strong { "Warden" } " · just-in-time approvals" }
-                    @if let Some((page, signed)) = who {
-                        (who_box(page, signed))
-                    }
-                }
-                main { (body) }
-            }
-        }
-    }
-}
-
-/// Who is signed in, whether they may review, and the sign-out button.
-fn who_box(page: &Page, signed: &Signed) -> Markup {
-    let p = &signed.principal;
-    let review = page.approvals.check_reviewer(p);
-    html! {
-        div {
-            p {
-                "Signed in as " strong { (p.display_name) }
-                " " span.muted { "(" (p.kind.as_str()) ", object " code { (p.oid) } ", tenant " code { (p.tid) } ")" }
-            }
-            p {
-                "Multi-factor sign-in: " strong { @if p.mfa { "yes" } @else { "no" } }
-                ". Roles: "
-                @if p.roles.is_empty() { span.muted { "none" } }
-                @else { (p.roles.iter().cloned().collect::<Vec<_>>().join(", ")) }
-                ". "
-                @match &review {
-                    Ok(()) => { strong { "You can review requests." } }
-                    Err(e) => {
-                        strong { "You cannot review requests" } ": " (e.to_string()) "."
-                        @if !page.approvals.is_reviewer(p) { " You see only your own requests." }
-                    }
-                }
-            }
-            form.inline method="post" action="/admin/sign-out" {
-                input type="hidden" name="csrf" value=(signed.csrf);
-                button type="submit" { "Sign out" }
-            }
-        }
-    }
-}
-
-fn sign_in_markup(csrf: &str, error: Option<&str>) -> Markup {
-    layout(
-        "Sign in",
-        None,
-        html! {
-            h1 { "Sign in" }
-            @if let Some(error) = error {
-                p.error role="alert" { (error) }
-            }
-            p {
-                "Paste an access token for Warden. It is checked exactly as a bearer token on the API "
-                "(issuer, tenant, audience, signature, expiry); Warden keeps a session for "
-                "at most 8 hours, never past the token's expiry, and does not keep the token."
-            }
-            p.muted {
-                "With " code { "warden dev" } ": "
-                code { "jq -r '.personas[\"security-manager\"].token' .warden-dev/dev.json" }
-                ". In production, sign-in happens in front of Warden (see the README, “Approvals web page”)."
-            }
-            form method="post" action="/admin/sign-in" {
-                input type="hidden" name="csrf" value=(csrf);
-                label for="token" { "Access token" }
-                input id="token" name="token" type="password" required autocomplete="off" spellcheck="false";
-                div { button type="submit" { "Sign in" } }
-            }
-        },
-    )
-}
-
-/// `/admin/`: pending requests in full, then the history.
-fn overview(page: &Page, signed: &Signed, flash: Option<&str>, error: Option<&str>) -> Markup {
-    let all = page.approvals.list(
-        &signed.principal,
-        &Filter {
-            limit: Some(1000),
-            ..Filter::default()
-        },
-    );
-    let (pending, history): (Vec<&Request>, Vec<&Request>) =
-        all.iter().partition(|r| r.status == Status::Pending);
-    let can_review = page.approvals.check_reviewer(&signed.principal).is_ok();
-    layout(
-        "Requests",
-        Some((page, signed)),
-        html! {
-            h1 { "JIT requests" }
-            (messages(flash, error))
-            section aria-labelledby="pending" {
-                h2 id="pending" { "Pending (" (pending.len()) ")" }
-                @if pending.is_empty() {
-                    p.muted { "No pending requests." }
-                }
-                @for request in &pending {
-                    article aria-labelledby=(format!("r-{}", request.id)) {
-                        h3 id=(format!("r-{}", request.id)) {
-                            a href=(format!("/admin/requests/{}", request.id)) { (headline(request)) }
-                        }
-                        (facts(request))
-                        (actions(request, signed, can_review))
-                    }
-                }
-            }
-            section aria-labelledby="history" {
-                h2 id="history" { "History (" (history.len()) ")" }
-                @if history.is_empty() {
-                    p.muted { "No decided requests yet." }
-                } @else {
-                    (history_table(&history))
-                }
-            }
-        },
-    )
-}
-
-/// `/admin/requests/{id}`.
-fn detail(page: &Page, signed: &Signed, request: &Request) -> Markup {
-    let can_review = page.approvals.check_reviewer(&signed.principal).is_ok();
-    layout(
-        &format!("Request {}", request.id),
-        Some((page, signed)),
-        html! {
-            p { a href="/admin/" { "← All requests" } }
-            h1 { "Request " code { (request.id) } }
-            p { (headline(request)) }
-            (facts(request))
-            (actions(request, signed, can_review))
-        },
-    )
-}
-
-fn messages(flash: Option<&str>, error: Option<&str>) -> Markup {
-    html! {
-        @if let Some(flash) = flash {
-            p.notice role="status" { (flash) }
-        }
-        @if let Some(error) = error {
-            p.error role="alert" { (error) }
-        }
-    }
-}
-
-/// "Ada: Microsoft.Compute/virtualMachines/delete" and the like.
-fn headline(request: &Request) -> String {
-    let ops = request
-        .operations
-        .iter()
-        .map(|o| o.azure_op.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let what = match &request.ask {
-        Ask::Call { tool, .. } => format!("call {tool}"),
-        Ask::Window { duration_secs, .. } => format!(
-            "{} window",
-            humantime::format_duration(Duration::from_secs(*duration_secs))
-        ),
-    };
-    format!(
-        "{}: {what} ({}) — {}",
-        request.requester.name,
-        if ops.is_empty() {
-            "no operations"
-        } else {
-            &ops
-        },
-        request.status.as_str()
-    )
-}
-
-/// Every fact of a request, as a table.
-fn facts(request: &Request) -> Markup {
-    let (asked, call) = match &request.ask {
-        Ask::Call {
-            tool,
-            upstream,
-            upstream_tool,
-            arguments,
-            args_hash,
-        } => (
-            html! {
-                "One call of the tool " code { (tool) }
-                " (upstream " code { (upstream) } ", tool " code { (upstream_tool) } "), single use"
-            },
-            Some((arguments, args_hash)),
-        ),
-        Ask::Window {
-            operations,
-            scope,
-            duration_secs,
-        } => (
-            html! {
-                "A time window of " (humantime::format_duration(Duration::from_secs(*duration_secs)).to_string())
-                " for " code { (operations.join(", ")) }
-                " at and below " code { (scope) }
-            },
-            None,
-        ),
-    };
-    html! {
-        table {
-            caption.muted { "Request " code { (request.id) } }
-            tbody {
-                tr { th scope="row" { "Status" } td { strong { (request.status.as_str()) } } }
-                tr {
-                    th scope="row" { "Requester" }
-                    td {
-                        (request.requester.name)
-                        " " span.muted { "(object " code { (request.requester.oid) } ", tenant " code { (request.requester.tid) } ")" }
-                    }
-                }
-                tr { th scope="row" { "Asked for" } td { (asked) } }
-                tr {
-                    th scope="row" { "Operations and resources" }
-                    td {
-                        @if request.operations.is_empty() {
-                            span.muted { "none resolved" }
-                        } @else {
-                            ul {
-                                @for op in &request.operations {
-                                    li {
-                                        code { (op.azure_op) }
-                                        @if !op.class.is_empty() { " (" (op.class) ")" }
-                                        " on " code { (op.resource) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                tr {
-                    th scope="row" { "Justification" }
-                    td {
-                        @if request.justification.is_empty() {
-                            span.muted { "none given (a held call)" }
-                        } @else {
-                            (request.justification)
-                        }
-                    }
-                }
-                @if let Some(ticket) = &request.ticket {
-                    tr { th scope="row" { "Ticket" } td { (ticket) } }
-                }
-                @if !request.policies.is_empty() {
-                    tr { th scope="row" { "Policies" } td { code { (request.policies.join(", ")) } } }
-                }
-                @if let Some(risk) = &request.risk {
-                    tr { th scope="row" { "Risk" } td { (risk_markup(risk)) } }
-                }
-                tr { th scope="row" { "Created" } td { (when(request.created)) } }
-                @if request.status == Status::Pending {
-                    tr { th scope="row" { "Lapses" } td { (when(request.lapses)) } }
-                } @else {
-                    tr { th scope="row" { "Last change" } td { (when(request.updated)) } }
-                }
-                tr {
-                    th scope="row" { "Approvals" }
-                    td {
-                        (request.approvals()) " of " (request.required_approvals) " required"
-                        @if request.critical { " " strong { "(critical operation)" } }
-                    }
-                }
-                @if !request.reviews.is_empty() {
-                    tr { th scope="row" { "Reviews" } td { (reviews(request)) } }
-                }
-                @if let Some(grant) = &request.grant {
-                    tr {
-                        th scope="row" { "Grant" }
-                        td {
-                            code { (grant.id) } ", expires " (when(grant.expires))
-                            ", approvers " code { (grant.approvers.join(", ")) }
-                        }
-                    }
-                }
-                @if let Some(reason) = &request.closing_reason {
-                    tr { th scope="row" { "Closing reason" } td { (reason) } }
-                }
-                @if let Some((arguments, args_hash)) = call {
-                    tr {
-                        th scope="row" { "Arguments" }
-                        td {
-                            pre { code { (pretty(arguments)) } }
-                            span.muted { "Redacted as in the audit log. SHA-256 of the exact arguments: " code { (args_hash) } }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-}
-
-/// The risk stage's facts: score, level and reasons, then the rest.
-fn risk_markup(risk: &Value) -> Markup {
-    let score = risk.get("score").map(|s| match s {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    });
-    let level = risk.get("level").and_then(Value::as_str);
-    let reasons: Vec<String> = match risk.get("reasons") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => s.clone(),
-                // The risk stage's findings: {code, score, text}.
-                Value::Object(reason) => match reason.get("text").and_then(Value::as_str) {
-                    Some(text) => text.to_owned(),
-                    None => i.to_string(),
-                },
-                other => other.to_string(),
-            })
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    };
-    html! {
-        @if let Some(score) = &score {
-            "Score " strong { (score) }
-            @if let Some(level) = level { " (" (level) ")" }
-        }
-        @if !reasons.is_empty() {
-            ul { @for reason in &reasons { li { (reason) } } }
-        }
-        details {
-            summary { "All risk facts" }
-            pre { code { (pretty(risk)) } }
-        }
-    }
-}
-
-fn reviews(request: &Request) -> Markup {
-    html! {
-        ul {
-            @for review in &request.reviews {
-                li {
-                    strong { (review.reviewer.name) }
-                    @if review.approve { " approved" } @else { " denied" }
-                    " " (when(review.at)) ": " (review.reason)
-                }
-            }
-        }
-    }
-}
-
-/// The forms this principal may use on this request. The engine decides;
-/// the page only hides buttons that cannot work.
-fn actions(request: &Request, signed: &Signed, can_review: bool) -> Markup {
-    let me = &signed.principal;
-    let own = request.requester.tid == me.tid && request.requester.oid == me.oid;
-    let reviewed = request
-        .reviews
-        .iter()
-        .any(|r| r.reviewer.tid == me.tid && r.reviewer.oid == me.oid);
-    let base = format!("/admin/requests/{}", request.id);
-    let review = request.status == Status::Pending && can_review && !own && !reviewed;
-    let revoke = request.status == Status::Approved && can_review;
-    let cancel = request.status == Status::Pending && own;
-    html! {
-        @if review {
-            form method="post" action=(format!("{base}/approve")) {
-                input type="hidden" name="csrf" value=(signed.csrf);
-                label for=(format!("review-{}", request.id)) { "Reason for your decision (required)" }
-                textarea id=(format!("review-{}", request.id)) name="reason" rows="2" required {}
-                div {
-                    button type="submit" { "Approve" }
-                    button type="submit" formaction=(format!("{base}/deny")) { "Deny" }
-                }
-            }
-        }
-        @if request.status == Status::Pending && can_review && own {
-            p.muted { "This is your own request: another reviewer must decide it." }
-        }
-        @if request.status == Status::Pending && can_review && reviewed {
-            p.muted { "You have reviewed this request; it waits for another reviewer." }
-        }
-        @if revoke {
-            form method="post" action=(format!("{base}/revoke")) {
-                input type="hidden" name="csrf" value=(signed.csrf);
-                label for=(format!("revoke-{}", request.id)) { "Reason to revoke the grant (required)" }
-                textarea id=(format!("revoke-{}", request.id)) name="reason" rows="2" required {}
-                div { button type="submit" { "Revoke" } }
-            }
-        }
-        @if cancel {
-            form method="post" action=(format!("{base}/cancel")) {
-                input type="hidden" name="csrf" value=(signed.csrf);
-                label for=(format!("cancel-{}", request.id)) { "Reason to cancel your request (required)" }
-                textarea id=(format!("cancel-{}", request.id)) name="reason" rows="2" required {}
-                div { button type="submit" { "Cancel request" } }
-            }
-        }
-    }
-}
-
-fn history_table(history: &[&Request]) -> Markup {
-    html! {
-        table {
-            caption.muted { "Decided, cancelled, lapsed, used and expired requests, newest first" }
-            thead {
-                tr {
-                    th scope="col" { "Request" }
-                    th scope="col" { "Requester" }
-                    th scope="col" { "Operations and resources" }
-                    th scope="col" { "Status" }
-                    th scope="col" { "Created" }
-                    th scope="col" { "Reviews" }
-                    th scope="col" { "Reason" }
-                }
-            }
-            tbody {
-                @for request in history {
-                    tr {
-                        th scope="row" {
-                            a href=(format!("/admin/requests/{}", request.id)) { code { (request.id) } }
-                        }
-                        td { (request.requester.name) }
-                        td {
-                            @for op in &request.operations {
-                                div { code { (op.azure_op) } " on " code { (op.resource) } }
-                            }
-                        }
-                        td {
-                            (request.status.as_str())
-                            @if request.status == Status::Approved {
-                                @if let Some(grant) = &request.grant {
-                                    br; span.muted { "until " (when(grant.expires)) }
-                                }
-                            }
-                        }
-                        td { (when(request.created)) }
-                        td {
-                            @if request.reviews.is_empty() { span.muted { "none" } }
-                            @else { (reviews(request)) }
-                        }
-                        td {
-                            @if let Some(reason) = &request.closing_reason { (reason) }
-                        }
-                    }
-                }
+            let draft = (!reason.is_empty()).then(|| (id.clone(), reason.to_owned()));
+            page.sessions.failed(&signed.id, message, draft);
+            match approvals.get(principal, &id) {
+                Ok(_) => see(&format!("/admin/requests/{id}")),
+                Err(_) => see_other(),
             }
         }
     }
@@ -1184,7 +953,7 @@ mod tests {
 
     use super::*;
     use crate::approvals::engine::CallFacts;
-    use crate::approvals::{ApprovalsConfig, Gate, OperationRef};
+    use crate::approvals::{ApprovalsConfig, Gate, OperationRef, Request};
     use crate::identity::dev::TokenOptions;
     use crate::identity::dev::test_support::{Served, serve};
 
@@ -1324,7 +1093,8 @@ mod tests {
 
         /// A held call of `requester`, with `<script>` in its arguments.
         async fn hold(&self, requester: &Principal, vm: &str) -> Request {
-            let arguments = json!({ "vm": vm, "note": SCRIPT });
+            let arguments = json!({ "vm": vm, "note": SCRIPT, "vm-size": "Standard_D64s_v5" });
+            let call_id = format!("call-{vm}-{}", requester.oid);
             let resource = format!(
                 "/subscriptions/00000000-0000-4000-8000-000000000001/resourcegroups/prod-rg/providers/microsoft.compute/virtualmachines/{vm}"
             );
@@ -1333,6 +1103,7 @@ mod tests {
                 .gate(
                     requester,
                     CallFacts {
+                        call_id: &call_id,
                         tool: "demo_vm_delete",
                         upstream: "demo",
                         upstream_tool: "vm_delete",
@@ -1447,6 +1218,26 @@ mod tests {
             .await
         }
 
+        /// [`Harness::act`], then the page it redirects to (post/redirect/get).
+        async fn act_and_follow(
+            &self,
+            browser: &Browser,
+            id: &str,
+            action: &str,
+            reason: &str,
+        ) -> (Reply, Reply) {
+            let posted = self.act(browser, id, action, reason).await;
+            assert_eq!(posted.status, 303, "{}", posted.body);
+            let location = posted
+                .headers
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .expect("a redirect")
+                .to_owned();
+            let page = self.get(&location, Some(&browser.cookie())).await;
+            (posted, page)
+        }
+
         async fn status_of(&self, who: &Principal, id: &str) -> Status {
             self.approvals.get(who, id).expect("request").status
         }
@@ -1552,12 +1343,37 @@ mod tests {
         let body = &page.body;
         assert!(body.contains("Signed in as"), "{body}");
         assert!(body.contains("You can review requests."));
-        assert!(body.contains(&request.id));
+        // The list: a compact row linking to the request.
+        assert!(body.contains(&format!(r#"href="/admin/requests/{}""#, request.id)));
         assert!(body.contains("dev1"));
-        assert!(body.contains("Microsoft.Compute/virtualMachines/delete"));
         assert!(body.contains("virtualmachines/vm1"));
-        assert!(body.contains("0 of 1 required"));
+        assert!(body.contains("0 of 1"));
+        assert!(body.contains("risk risk-high"), "risk with visual weight");
+        assert!(
+            body.contains(">in 59 min ") || body.contains(">in 1 h "),
+            "a relative lapse time: {body}"
+        );
+        assert!(body.contains("Showing 1–1 of 1"), "{body}");
+
+        // The request's page: what it would do, decoded; the risk; the forms.
+        let page = h
+            .get(&format!("/admin/requests/{}", request.id), Some(&cookie))
+            .await;
+        assert_eq!(page.status, 200);
+        let body = &page.body;
+        assert!(body.contains("VM size"), "{body}");
+        assert!(body.contains("Standard_D64s_v5"), "{body}");
+        assert!(body.contains("Microsoft.Compute/virtualMachines/delete"));
         assert!(body.contains("72"), "risk score");
+        assert!(
+            body.contains("lets this one call of demo_vm_delete run once, within 15m"),
+            "what approving does: {body}"
+        );
+        assert!(body.contains("Deny: ends the request"), "{body}");
+        assert!(body.contains(&format!(
+            r#"name="shown" value="{}""#,
+            request.facts_hash.clone().expect("facts")
+        )));
         assert!(
             body.contains("<li>14 deletes in the last hour; usually 1.0 in an hour with any</li>"),
             "risk reason, as its text"
@@ -1577,14 +1393,17 @@ mod tests {
             session,
             csrf: csrf_field(body),
         };
-        // A reason is required.
-        let reply = h.act(&browser, &request.id, "approve", "   ").await;
-        assert_eq!(reply.status, 400);
-        assert!(
-            reply.body.contains("a reason is required"),
-            "{}",
-            reply.body
-        );
+        // A reason is required: the error comes back on the request's page
+        // (post/redirect/get), once.
+        let (_, page) = h
+            .act_and_follow(&browser, &request.id, "approve", "   ")
+            .await;
+        assert!(page.body.contains("a reason is required"), "{}", page.body);
+        assert!(page.body.contains(r#"role="alert""#));
+        let reload = h
+            .get(&format!("/admin/requests/{}", request.id), Some(&cookie))
+            .await;
+        assert!(!reload.body.contains("a reason is required"));
         assert_eq!(h.status_of(&developer, &request.id).await, Status::Pending);
 
         let reply = h
@@ -1597,14 +1416,24 @@ mod tests {
         );
         assert_eq!(h.status_of(&developer, &request.id).await, Status::Approved);
 
-        // The flash says so once; the history shows the reviewer and reason.
+        // The flash says so once; the request's page shows the reviewer and
+        // reason, escaped, and the audit records with their numbers.
         let page = h.get("/admin/", Some(&cookie)).await;
         assert!(
             page.body
                 .contains(&format!("Request {} is approved", request.id))
         );
-        assert!(page.body.contains("Pending (0)"));
-        assert!(page.body.contains("change CHG-1 &lt;b&gt;ok&lt;/b&gt;"));
+        assert!(page.body.contains("No requests match."), "none pending");
+        let detail = h
+            .get(&format!("/admin/requests/{}", request.id), Some(&cookie))
+            .await;
+        assert!(detail.body.contains("change CHG-1 &lt;b&gt;ok&lt;/b&gt;"));
+        assert!(
+            detail.body.contains("approved (request approved)"),
+            "{}",
+            detail.body
+        );
+        assert!(detail.body.contains("requested (request pending)"));
         let again = h.get("/admin/", Some(&cookie)).await;
         assert!(
             !again
@@ -1737,8 +1566,15 @@ mod tests {
         assert!(page.body.contains(&mine.id));
         assert!(!page.body.contains(&theirs.id));
         assert!(!page.body.contains("/approve"), "no review forms");
+        let own = h
+            .get(
+                &format!("/admin/requests/{}", mine.id),
+                Some(&browser.cookie()),
+            )
+            .await;
+        assert!(!own.body.contains("/approve"), "no review forms");
         assert!(
-            page.body
+            own.body
                 .contains(&format!("/admin/requests/{}/cancel", mine.id))
         );
         let hidden = h
@@ -1750,14 +1586,19 @@ mod tests {
         assert_eq!(hidden.status, 404);
 
         for id in [&theirs.id, &mine.id] {
-            let reply = h.act(&browser, id, "approve", "looks fine").await;
-            assert_eq!(reply.status, 403, "{}", reply.body);
+            let (_, page) = h
+                .act_and_follow(&browser, id, "approve", "looks fine")
+                .await;
             assert!(
-                reply.body.contains("needs the app role SecurityManager"),
+                page.body.contains("needs the app role SecurityManager"),
                 "{}",
-                reply.body
+                page.body
             );
-            assert!(reply.body.contains(r#"role="alert""#));
+            assert!(page.body.contains(r#"role="alert""#));
+            assert!(
+                !page.body.contains("virtualmachines/vm1"),
+                "nothing of theirs is shown"
+            );
         }
         assert_eq!(h.status_of(&dev1, &theirs.id).await, Status::Pending);
 
@@ -1774,11 +1615,19 @@ mod tests {
         let ada = h.principal(&token).await;
         let request = h.hold(&ada, "vm1").await;
         let browser = h.browser(&token).await;
-        let page = h.get("/admin/", Some(&browser.cookie())).await;
+        let page = h
+            .get(
+                &format!("/admin/requests/{}", request.id),
+                Some(&browser.cookie()),
+            )
+            .await;
         assert!(page.body.contains("This is your own request"));
-        let reply = h.act(&browser, &request.id, "approve", "me").await;
-        assert_eq!(reply.status, 403);
-        assert!(reply.body.contains("nobody may review their own request"));
+        let (_, page) = h
+            .act_and_follow(&browser, &request.id, "approve", "me")
+            .await;
+        assert!(page.body.contains("nobody may review their own request"));
+        // The reason typed is kept in the form.
+        assert!(page.body.contains(">me</textarea>"), "{}", page.body);
 
         // Without MFA a security manager sees everything but reviews nothing.
         let no_mfa = h
@@ -1787,8 +1636,9 @@ mod tests {
         let page = h.get("/admin/", Some(&no_mfa.cookie())).await;
         assert!(page.body.contains("multi-factor"), "{}", page.body);
         assert!(page.body.contains(&request.id));
-        let reply = h.act(&no_mfa, &request.id, "deny", "no").await;
-        assert_eq!(reply.status, 403);
+        let (_, page) = h.act_and_follow(&no_mfa, &request.id, "deny", "no").await;
+        assert!(page.body.contains("multi-factor"), "{}", page.body);
+        assert_eq!(h.status_of(&ada, &request.id).await, Status::Pending);
 
         let out = h
             .post(
@@ -1965,5 +1815,183 @@ mod tests {
             &uri,
             false
         ));
+    }
+
+    /// A reviewer acting from a stale tab is told who decided, and when.
+    #[tokio::test]
+    async fn a_stale_tab_names_who_decided() {
+        let h = harness().await;
+        let developer = h.principal(&h.token("dev1", &["Developer"], true)).await;
+        let request = h.hold(&developer, "vm1").await;
+        let ada = h.browser(&h.token("ada", &["SecurityManager"], true)).await;
+        let bob = h.browser(&h.token("bob", &["SecurityManager"], true)).await;
+        let (_, _) = h
+            .act_and_follow(&ada, &request.id, "deny", "not in the freeze")
+            .await;
+        let (posted, page) = h
+            .act_and_follow(&bob, &request.id, "approve", "fine by me")
+            .await;
+        assert_eq!(
+            posted.headers.get("location").and_then(|v| v.to_str().ok()),
+            Some(format!("/admin/requests/{}", request.id).as_str())
+        );
+        assert!(
+            page.body.contains("it is already denied by ada at"),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("not in the freeze"));
+        assert_eq!(h.status_of(&developer, &request.id).await, Status::Denied);
+    }
+
+    /// A token inside the clock skew past its expiry is accepted by the
+    /// authenticator but makes no session: the page says so.
+    #[tokio::test]
+    async fn a_just_expired_token_gets_a_message_not_a_silent_bounce() {
+        let h = harness().await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let mut extra = serde_json::Map::new();
+        extra.insert("exp".into(), json!(now - 30));
+        let token = h
+            .issuer
+            .issuer
+            .mint(&TokenOptions {
+                user: "ada".into(),
+                roles: vec!["SecurityManager".into()],
+                mfa: true,
+                extra,
+                ..TokenOptions::default()
+            })
+            .expect("mint");
+        let reply = h.sign_in_with(&token).await;
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert!(reply.body.contains("get a fresh token"), "{}", reply.body);
+        assert!(reply.set_cookie(SESSION_COOKIE).is_none());
+    }
+
+    /// Auditors see every request read-only, the audit view with the
+    /// policy in force and risk alerts, and download what is shown; others
+    /// get no audit view.
+    #[tokio::test]
+    async fn an_auditor_reads_everything_and_downloads_it() {
+        let h = harness().await;
+        let dev1 = h.principal(&h.token("dev1", &["Developer"], true)).await;
+        let dev2 = h.principal(&h.token("dev2", &["Developer"], true)).await;
+        let first = h.hold(&dev1, "vm1").await;
+        let second = h.hold(&dev2, "vm2").await;
+        let auditor = h.browser(&h.token("aud", &["Auditor"], true)).await;
+        let list = h.get("/admin/?status=", Some(&auditor.cookie())).await;
+        assert!(
+            list.body
+                .contains("Auditor: you see every request, read only.")
+        );
+        for id in [&first.id, &second.id] {
+            assert!(list.body.contains(id.as_str()), "{}", list.body);
+            let page = h
+                .get(&format!("/admin/requests/{id}"), Some(&auditor.cookie()))
+                .await;
+            assert_eq!(page.status, 200);
+            assert!(!page.body.contains("/approve"), "read only");
+            assert!(page.body.contains("Audit records"));
+        }
+        let (_, page) = h
+            .act_and_follow(&auditor, &first.id, "approve", "auditing")
+            .await;
+        assert!(page.body.contains("needs the app role SecurityManager"));
+        assert_eq!(h.status_of(&dev1, &first.id).await, Status::Pending);
+
+        let audit = h.get("/admin/audit", Some(&auditor.cookie())).await;
+        assert_eq!(audit.status, 200, "{}", audit.body);
+        assert!(audit.body.contains("Request history"));
+        assert!(audit.body.contains("Policy set in force"));
+        assert!(audit.body.contains("Risk alerts"));
+        assert!(audit.body.contains(&first.id));
+
+        let csv = h
+            .get("/admin/requests.csv?status=", Some(&auditor.cookie()))
+            .await;
+        assert_eq!(csv.status, 200);
+        assert!(
+            csv.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/csv"))
+        );
+        let mut rows = csv::Reader::from_reader(csv.body.as_bytes());
+        let ids: Vec<String> = rows
+            .records()
+            .map(|r| r.expect("a CSV row")[0].to_owned())
+            .collect();
+        assert_eq!(ids.len(), 2, "{}", csv.body);
+        assert!(ids.contains(&first.id) && ids.contains(&second.id));
+        let json = h
+            .get("/admin/requests.json?status=", Some(&auditor.cookie()))
+            .await;
+        let json: serde_json::Value = serde_json::from_str(&json.body).expect("JSON");
+        assert_eq!(json["total"], 2);
+
+        // A developer has no audit view and downloads only their own.
+        let developer = h.browser(&h.token("dev1", &["Developer"], true)).await;
+        let refused = h.get("/admin/audit", Some(&developer.cookie())).await;
+        assert_eq!(refused.status, 403);
+        let own = h
+            .get("/admin/requests.json?status=", Some(&developer.cookie()))
+            .await;
+        let own: serde_json::Value = serde_json::from_str(&own.body).expect("JSON");
+        assert_eq!(own["total"], 1);
+        assert_eq!(own["requests"][0]["id"], first.id.as_str());
+        // Without a session, no download.
+        let anonymous = h.get("/admin/requests.csv", None).await;
+        assert_eq!(anonymous.status, 401);
+    }
+
+    /// The list pages instead of capping silently, and filters and sorts.
+    #[tokio::test]
+    async fn the_list_pages_filters_and_sorts() {
+        let h = harness().await;
+        let developer = h.principal(&h.token("dev1", &["Developer"], true)).await;
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            ids.push(h.hold(&developer, &format!("vm{n}")).await.id);
+        }
+        let ada = h.browser(&h.token("ada", &["SecurityManager"], true)).await;
+        let first = h.get("/admin/?limit=2", Some(&ada.cookie())).await;
+        assert!(first.body.contains("Showing 1–2 of 5"), "{}", first.body);
+        assert!(first.body.contains("Page 1 of 3"));
+        assert!(first.body.contains("offset=2"), "a next link");
+        let last = h.get("/admin/?limit=2&offset=4", Some(&ada.cookie())).await;
+        assert!(last.body.contains("Showing 5–5 of 5"), "{}", last.body);
+        assert!(
+            last.body.contains(&ids[0]),
+            "newest first: the oldest is last"
+        );
+        let by_scope = h
+            .get(
+                "/admin/?scope=/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/prod-rg/providers/Microsoft.Compute/virtualMachines/vm3",
+                Some(&ada.cookie()),
+            )
+            .await;
+        assert!(
+            by_scope.body.contains("Showing 1–1 of 1"),
+            "{}",
+            by_scope.body
+        );
+        assert!(by_scope.body.contains(&ids[3]));
+        let by_class = h.get("/admin/?class=privileged", Some(&ada.cookie())).await;
+        assert!(by_class.body.contains("No requests match."));
+        let deletes = h
+            .get("/admin/?class=delete&sort=lapses", Some(&ada.cookie()))
+            .await;
+        assert!(deletes.body.contains("Showing 1–5 of 5"));
+        let bad = h.get("/admin/?limit=lots", Some(&ada.cookie())).await;
+        assert_eq!(bad.status, 200);
+        assert!(
+            bad.body.contains("The filter was not understood"),
+            "{}",
+            bad.body
+        );
     }
 }

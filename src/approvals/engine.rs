@@ -169,6 +169,8 @@ pub fn risk_score(request: &Request) -> u64 {
 /// The call a gate is asked about.
 #[derive(Debug, Clone)]
 pub struct CallFacts<'a> {
+    /// The call's id in the audit log.
+    pub call_id: &'a str,
     pub tool: &'a str,
     pub upstream: &'a str,
     pub upstream_tool: &'a str,
@@ -307,6 +309,11 @@ impl Approvals {
 
     pub fn config(&self) -> &ApprovalsConfig {
         &self.config
+    }
+
+    /// The store file the audit log (and so every request's records) is in.
+    pub fn store_path(&self) -> &std::path::Path {
+        self.audit.store().path()
     }
 
     /// The lifecycle rules of `[approvals]`.
@@ -586,6 +593,7 @@ impl Approvals {
         );
         request.policies = call.policies;
         request.risk = call.risk;
+        request.call_id = Some(call.call_id.to_owned());
         request.awaiting_justification = self.config.require_justification;
         self.keep_facts(&mut request, shown).await?;
         self.record(&mut state, Event::Requested, &request, Some(principal))
@@ -852,7 +860,7 @@ impl Approvals {
         let now = Utc::now();
         let mut state = self.state.lock().await;
         let request = self.current(&mut state, id, now).await?;
-        let (request, event) = lifecycle::close(&request, to, from, reason, now)?;
+        let (request, event) = lifecycle::close(&request, party(by), to, from, reason, now)?;
         self.record(&mut state, event, &request, Some(by)).await?;
         Ok(request)
     }
@@ -925,6 +933,9 @@ impl Approvals {
         let event_name = event.as_str();
         let mut record = Record::new(Kind::Approval);
         record.principal = actor.map(crate::audit::record::Actor::from);
+        // A call's request is filed under the call: the call's records and
+        // its request's changes are found together.
+        record.call_id = request.call_id.clone();
         if let Ask::Call {
             tool,
             upstream,

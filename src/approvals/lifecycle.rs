@@ -141,6 +141,8 @@ pub fn open(
         justification: String::new(),
         ticket: None,
         awaiting_justification: false,
+        call_id: None,
+        used_by: None,
         facts_hash: None,
         policies: Vec::new(),
         risk: None,
@@ -155,6 +157,7 @@ pub fn open(
         reviews: Vec::new(),
         grant: None,
         updated: now,
+        closed_by: None,
         closing_reason: None,
     }
 }
@@ -351,10 +354,11 @@ pub fn window_is_critical(
     })
 }
 
-/// Ends `request` at `now` as `to` (cancelled or revoked), if it is in one
-/// of the states `from`, with a reason.
+/// `by` ends `request` at `now` as `to` (cancelled or revoked), if it is
+/// in one of the states `from`, with a reason.
 pub fn close(
     request: &Request,
+    by: Party,
     to: Status,
     from: &[Status],
     reason: &str,
@@ -384,6 +388,7 @@ pub fn close(
     }
     request.status = to;
     request.updated = now;
+    request.closed_by = Some(by);
     request.closing_reason = Some(reason.to_owned());
     Ok((request, event))
 }
@@ -410,6 +415,7 @@ pub fn consume(
     request.status = Status::Consumed;
     request.updated = now;
     request.closing_reason = Some(format!("used by call {call_id}"));
+    request.used_by = Some(call_id.to_owned());
     Ok(Some(request))
 }
 
@@ -697,6 +703,7 @@ mod tests {
         let request = call_request(false);
         let (cancelled, event) = close(
             &request,
+            party("sam"),
             Status::Cancelled,
             &[Status::Pending],
             "oops",
@@ -707,10 +714,21 @@ mod tests {
             (event, cancelled.status),
             (Event::Cancelled, Status::Cancelled)
         );
-        assert!(close(&request, Status::Cancelled, &[Status::Pending], " ", t0()).is_err());
+        assert!(
+            close(
+                &request,
+                party("sam"),
+                Status::Cancelled,
+                &[Status::Pending],
+                " ",
+                t0()
+            )
+            .is_err()
+        );
         // A lapsed request can no longer be cancelled.
         let late = close(
             &request,
+            party("sam"),
             Status::Cancelled,
             &[Status::Pending],
             "oops",
@@ -722,6 +740,7 @@ mod tests {
         let from = [Status::Approved, Status::Pending];
         let (revoked, event) = close(
             &approved,
+            party("sam"),
             Status::Revoked,
             &from,
             "incident",
@@ -729,8 +748,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!((event, revoked.status), (Event::Revoked, Status::Revoked));
-        assert!(close(&approved, Status::Revoked, &from, "x", t0() + secs(900)).is_err());
-        assert!(close(&request, Status::Approved, &from, "x", t0()).is_err());
+        assert_eq!(revoked.closed_by, Some(party("sam")));
+        assert!(
+            close(
+                &approved,
+                party("sam"),
+                Status::Revoked,
+                &from,
+                "x",
+                t0() + secs(900)
+            )
+            .is_err()
+        );
+        assert!(close(&request, party("sam"), Status::Approved, &from, "x", t0()).is_err());
     }
 
     #[test]

@@ -204,6 +204,12 @@ pub struct Request {
     /// from reviewers until its requester gives a justification.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub awaiting_justification: bool,
+    /// The call that asked (a held call's id in the audit log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// The call that used a single-call grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<String>,
     /// [`Facts::hash`] of the decoded facts reviewers are shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts_hash: Option<String>,
@@ -225,6 +231,9 @@ pub struct Request {
     pub grant: Option<Grant>,
     /// When the status last changed.
     pub updated: DateTime<Utc>,
+    /// Who cancelled or revoked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<Party>,
     /// Why the last change was made (deny, cancel, revoke reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closing_reason: Option<String>,

@@ -678,6 +678,57 @@ impl Reader {
         Ok(())
     }
 
+    /// The newest records of `kind`, newest first, at most `limit`:
+    /// `(seq, bytes)`.
+    pub fn latest_of_kind(
+        &self,
+        kind: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, record FROM audit_records WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(read_error)?;
+        let rows = stmt
+            .query_map(params![kind, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(read_error)?;
+        rows.collect::<Result<_, _>>().map_err(read_error)
+    }
+
+    /// Every record of call `call_id`, in order: `(seq, bytes)`.
+    pub fn records_of_call(&self, call_id: &str) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, record FROM audit_records WHERE call_id = ?1 ORDER BY seq")
+            .map_err(read_error)?;
+        let rows = stmt
+            .query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(read_error)?;
+        rows.collect::<Result<_, _>>().map_err(read_error)
+    }
+
+    /// Calls `each` with the sequence number and bytes of every record of
+    /// `kind`, in order.
+    pub fn records_of_kind_seq(
+        &self,
+        kind: &str,
+        mut each: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, record FROM audit_records WHERE kind = ?1 ORDER BY seq")
+            .map_err(read_error)?;
+        let mut rows = stmt.query([kind]).map_err(read_error)?;
+        while let Some(row) = rows.next().map_err(read_error)? {
+            let seq: i64 = row.get(0).map_err(read_error)?;
+            let bytes: Vec<u8> = row.get(1).map_err(read_error)?;
+            each(seq, &bytes)?;
+        }
+        Ok(())
+    }
+
     /// Every checkpoint, in the order they were stored.
     pub fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
         let mut stmt = self
