@@ -1994,4 +1994,49 @@ mod tests {
             bad.body
         );
     }
+
+    /// A window's risk and its two-person rule are on its page.
+    #[tokio::test]
+    async fn a_windows_risk_and_its_approvals_are_shown() {
+        let h = harness().await;
+        let developer = h.principal(&h.token("dev1", &["Developer"], true)).await;
+        let members = vec![(
+            "Microsoft.Authorization/roleAssignments/write".to_owned(),
+            "privileged".to_owned(),
+        )];
+        let window = h
+            .approvals
+            .request_window(
+                &developer,
+                crate::approvals::WindowAsk {
+                    operations: vec!["privileged".into()],
+                    scope: "/subscriptions/00000000-0000-4000-8000-000000000001".into(),
+                    duration: Duration::from_secs(2 * 3600),
+                    justification: "rotate keys".into(),
+                    ticket: Some("CHG-9".into()),
+                },
+                &members,
+                Some(json!({"score": 64, "level": "medium", "reasons": []})),
+            )
+            .await
+            .expect("a window request");
+        let ada = h.browser(&h.token("ada", &["SecurityManager"], true)).await;
+        let page = h
+            .get(
+                &format!("/admin/requests/{}", window.id),
+                Some(&ada.cookie()),
+            )
+            .await;
+        let body = &page.body;
+        assert!(body.contains("risk risk-medium"), "{body}");
+        assert!(body.contains("Score <strong>64</strong>"), "{body}");
+        assert!(body.contains("two-person rule"), "{body}");
+        assert!(body.contains("your approval is 1 of 2"), "{body}");
+        assert!(
+            body.contains("opens a 2h window starting now for privileged"),
+            "{body}"
+        );
+        assert!(body.contains("Group privileged"), "{body}");
+        assert!(body.contains("CHG-9"));
+    }
 }
