@@ -641,15 +641,7 @@ impl Pipeline {
                 }
             })
             .collect();
-        Observation {
-            tenant: principal.tid.clone(),
-            principal: principal.oid.clone(),
-            peer: risk::peer_group(principal.kind.as_str(), &principal.roles),
-            at: chrono::Utc::now().timestamp(),
-            source_ip: principal.source_ip,
-            operations,
-            cost: None,
-        }
+        observed(principal, operations, None)
     }
 
     /// The tool error of a call waiting for (or refused) approval: what was
@@ -949,22 +941,28 @@ fn azure_correlation_id(result: &Result<CallToolResponse, McpError>) -> Option<S
 fn observation(principal: &Principal, call: &ToolCall, resolution: &Resolution) -> Observation {
     let cost = risk::cost::estimate(call.arguments.as_ref());
     let creates = cost.is_some() || call.upstream_tool.to_ascii_lowercase().contains("create");
+    let operations = resolution
+        .operations
+        .iter()
+        .map(|op| ObservedOp {
+            azure_op: op.azure_op.clone(),
+            class: risk_class(op.class, creates),
+            subscription: op.resource.subscription.clone(),
+            resource_group: op.resource.resource_group.clone(),
+        })
+        .collect();
+    observed(principal, operations, cost)
+}
+
+/// What the risk stage sees of `principal` performing `operations` now.
+fn observed(principal: &Principal, operations: Vec<ObservedOp>, cost: Option<f64>) -> Observation {
     Observation {
         tenant: principal.tid.clone(),
         principal: principal.oid.clone(),
         peer: risk::peer_group(principal.kind.as_str(), &principal.roles),
         at: chrono::Utc::now().timestamp(),
         source_ip: principal.source_ip,
-        operations: resolution
-            .operations
-            .iter()
-            .map(|op| ObservedOp {
-                azure_op: op.azure_op.clone(),
-                class: risk_class(op.class, creates),
-                subscription: op.resource.subscription.clone(),
-                resource_group: op.resource.resource_group.clone(),
-            })
-            .collect(),
+        operations,
         cost,
     }
 }
