@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! demo_upstream                       # MCP over stdio
-//! demo_upstream --http 127.0.0.1:PORT # MCP Streamable HTTP at /mcp
+//! demo_upstream --http 127.0.0.1:PORT # MCP Streamable HTTP at /mcp; prints
+//!                                     #   "demo_upstream listening on http://ADDR/mcp"
+//!                                     #   (port 0: a free one)
 //! ```
 //!
 //! `DEMO_TAG` (env) is echoed by the `whoami` tool so tests can tell
@@ -33,7 +35,15 @@ async fn main() -> std::io::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().http {
-        Some(addr) => warden::dev::sample::serve_http(addr).await,
+        Some(addr) => {
+            warden::dev::sample::serve_http_then(addr, |bound| {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "demo_upstream listening on http://{bound}/mcp")?;
+                stdout.flush()
+            })
+            .await
+        }
         None => warden::dev::sample::serve_stdio().await,
     }
 }

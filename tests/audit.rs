@@ -14,17 +14,10 @@ use serde_json::{Value, json};
 /// The demo upstream over Streamable HTTP, appending each echoed text to
 /// `calls` (it runs apart from Warden, so it outlives a Warden crash).
 fn recording_upstream(calls: &Path) -> (KillOnDrop, u16) {
-    let port = free_port();
-    let mut child = KillOnDrop(
-        Command::new(example("demo_upstream"))
-            .args(["--http", &format!("127.0.0.1:{port}")])
-            .env("DEMO_CALL_LOG", calls)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn demo upstream"),
-    );
-    wait_for_port(&mut child, port);
-    (child, port)
+    let mut command = Command::new(example("demo_upstream"));
+    command.env("DEMO_CALL_LOG", calls).stderr(Stdio::null());
+    let (child, url) = spawn_listening(command, "demo_upstream");
+    (KillOnDrop(child), port_of(&url))
 }
 
 /// A Warden (anonymous callers, extra `[audit]` keys) in front of a

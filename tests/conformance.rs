@@ -22,10 +22,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -243,30 +241,14 @@ struct HttpServer {
 }
 
 fn everything_http() -> HttpServer {
-    let mut child = KillOnDrop(
-        Command::new(example("everything_server"))
-            .args(["--http", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start everything_server"),
+    let (child, url) = spawn_listening(
+        Command::new(example("everything_server")),
+        "everything_server",
     );
-    let stdout = child.stdout.take().expect("server stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("everything_server printed its address");
-    let url = line
-        .trim()
-        .strip_prefix("everything_server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from everything_server: {line:?}"))
-        .to_owned();
-    HttpServer { _child: child, url }
+    HttpServer {
+        _child: KillOnDrop(child),
+        url,
+    }
 }
 
 /// Warden's WARN and ERROR log lines (the last 20), to explain a failure.

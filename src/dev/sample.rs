@@ -581,6 +581,16 @@ impl ServerHandler for Demo {
 
 /// Serves MCP Streamable HTTP at `/mcp` on `addr` until the process ends.
 pub async fn serve_http(addr: SocketAddr) -> std::io::Result<()> {
+    serve_http_then(addr, |_| Ok(())).await
+}
+
+/// [`serve_http`], calling `bound` with the address actually bound (port
+/// 0 picks a free one) before serving: a caller learns the port without
+/// picking one ahead and racing others for it.
+pub async fn serve_http_then(
+    addr: SocketAddr,
+    bound: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut config = StreamableHttpServerConfig::default();
     if !addr.ip().is_loopback() {
         // Reachable under other names than localhost: accept any Host header.
@@ -595,6 +605,7 @@ pub async fn serve_http(addr: SocketAddr) -> std::io::Result<()> {
     // Without TCP_NODELAY, small SSE writes meet delayed ACKs: ~40 ms per call.
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "sample upstream: MCP at /mcp");
+    bound(listener.local_addr()?)?;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

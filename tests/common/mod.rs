@@ -65,16 +65,51 @@ pub fn wait_for_port(child: &mut Child, port: u16) {
     panic!("nothing listens on port {port}");
 }
 
-/// The demo upstream serving Streamable HTTP on a free port; kill it when done.
+/// The demo upstream serving Streamable HTTP on a port it picks; kill it
+/// when done.
 pub fn demo_http(tag: &str) -> (Child, u16) {
-    let port = free_port();
-    let mut child = Command::new(example("demo_upstream"))
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .env("DEMO_TAG", tag)
+    let mut command = Command::new(example("demo_upstream"));
+    command.env("DEMO_TAG", tag);
+    let (child, url) = spawn_listening(command, "demo_upstream");
+    (child, port_of(&url))
+}
+
+/// Starts `command` (an example server) with `--http 127.0.0.1:0` and
+/// reads the address it bound from its first stdout line,
+/// `"{name} listening on {url}"`: no port is picked ahead, so none is raced
+/// for. Panics if it exits or stays silent for 60 s.
+pub fn spawn_listening(mut command: Command, name: &str) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .args(["--http", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
-        .expect("spawn demo upstream");
-    wait_for_port(&mut child, port);
-    (child, port)
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{name} printed no address"));
+    let url = line
+        .trim()
+        .strip_prefix(&format!("{name} listening on "))
+        .unwrap_or_else(|| panic!("unexpected first line from {name}: {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+/// The port of `http://HOST:PORT/...`.
+pub fn port_of(url: &str) -> u16 {
+    url.rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
 }
 
 /// The JSON-RPC messages in a response body (plain JSON or SSE `data:` lines).
