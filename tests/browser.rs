@@ -13,6 +13,16 @@
 //! `target/browser-screenshots/`, and prints what it saw as JSON; the test
 //! asserts on its exit status and report, on the `Origin` every form post
 //! carried, and on the server's state through the admin API.
+//!
+//! | test | script | what a person does |
+//! |---|---|---|
+//! | signs in | `sign_in.mjs` | a security manager signs in and sees the pending list |
+//! | filters, approves, denies, revokes | `review.mjs` | filters by class and status, opens requests, a refused try keeps the typed reason, approves, denies, revokes |
+//! | critical | `critical.mjs` | an Owner assignment, shown by name, needs a second approver (run once per approver) |
+//! | stale tab | `stale.mjs` | two managers on one request: the second is told who denied it |
+//! | reader | `own_requests.mjs` | only their own requests (list, filter, download), a cancel form, 404 for others', no audit view |
+//! | auditor | `auditor.mjs` | reads everything, decides nothing, downloads the history as CSV |
+//! | phone | `narrow.mjs` | at 390 px nothing scrolls sideways: list, request, audit view |
 
 mod common;
 
@@ -27,8 +37,12 @@ use warden::app::dev::{DevListeners, DevOptions, RunningDev};
 use warden::azure::sim::DEV_SUBSCRIPTION;
 use warden::identity::dev::TokenOptions;
 
-/// The built-in Reader role's definition GUID (the real Azure one).
-const ROLE_READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+/// The role the critical requests assign: the built-in Owner role, by its
+/// definition GUID (the real Azure one); the page shows it by name.
+const ROLE_OWNER: (&str, &str) = ("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635");
+
+/// The resource group every request is about.
+const RESOURCE_GROUP: &str = "dev-web";
 
 /// The longest a scenario may run before it is killed and the test fails.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(90);
@@ -138,39 +152,46 @@ impl Dev {
         request_id(&message)
     }
 
-    /// A security manager (`who`, signed in with MFA) assigning the Reader
-    /// role in `dev-web`: privileged and critical, so held for two
-    /// approvals.
-    async fn hold_role_assignment(&mut self, who: &Person) -> String {
-        self.held(
-            who,
-            "azure__arm_role_assignment_create",
-            json!({
-                "scope": format!("/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/dev-web"),
-                "role-definition-id": ROLE_READER,
-                "principal-id": uuid::Uuid::new_v4().to_string(),
-            }),
-        )
-        .await
+    /// A security manager (`who`, signed in with MFA) assigning the Owner
+    /// role in `dev-web` to a new principal: privileged and critical, so
+    /// held for two approvals. The request id and the assignee's object id.
+    async fn hold_role_assignment(&mut self, who: &Person) -> (String, String) {
+        let assignee = uuid::Uuid::new_v4().to_string();
+        let id = self
+            .held(
+                who,
+                "azure__arm_role_assignment_create",
+                json!({
+                    "scope": scope(),
+                    "role-definition-id": ROLE_OWNER.1,
+                    "principal-id": assignee,
+                }),
+            )
+            .await;
+        (id, assignee)
     }
 
     /// A security manager removing role assignment `name` in `dev-web`:
     /// privileged, held for one approval.
     async fn hold_role_removal(&mut self, who: &Person, name: &str) -> String {
-        self.held(who, "azure__arm_role_assignment_delete", role_removal(name))
-            .await
+        self.held(who, ROLE_REMOVAL, role_removal(name)).await
     }
 
-    /// `request_access` (Warden's own tool) for a 1 h window of privileged
-    /// operations in `dev-web`, with `justification`: the request id.
-    async fn request_access(&mut self, who: &Person, justification: &str) -> String {
+    /// `request_access` (Warden's own tool) for a 1 h window of
+    /// `operations` in `dev-web`, with `justification`: the request id.
+    async fn request_access(
+        &mut self,
+        who: &Person,
+        operations: &[&str],
+        justification: &str,
+    ) -> String {
         let (is_error, message) = self
             .call(
                 who,
                 "request_access",
                 json!({
-                    "operations": ["privileged"],
-                    "scope": format!("/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/dev-web"),
+                    "operations": operations,
+                    "scope": scope(),
                     "duration": "1h",
                     "justification": justification,
                 }),
@@ -362,11 +383,19 @@ async fn run_scenario(script: &str, input: &Value) -> Report {
     }
 }
 
+/// The tool that removes a role assignment.
+const ROLE_REMOVAL: &str = "azure__arm_role_assignment_delete";
+
+/// The ARM id of `dev-web`.
+fn scope() -> String {
+    format!("/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}")
+}
+
 /// The arguments of `azure__arm_role_assignment_delete` for assignment
 /// `name` in `dev-web`.
 fn role_removal(name: &str) -> Value {
     json!({
-        "scope": format!("/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/dev-web"),
+        "scope": scope(),
         "assignment-name": name,
     })
 }
@@ -404,30 +433,41 @@ fn reviews(request: &Value) -> Vec<(String, bool, String)> {
 async fn a_security_manager_signs_in_and_sees_the_pending_requests() {
     let mut dev = Dev::start().await;
     let sam = dev.persona("security-manager");
+    let sue = dev.mint("sue.security@contoso.dev", &["SecurityManager"], true);
     let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
     let reader = dev.persona("reader");
     let pending = vec![
-        dev.hold_role_assignment(&carol).await,
-        dev.request_access(&reader, "Quarterly access review").await,
+        dev.hold_role_assignment(&carol).await.0,
+        dev.request_access(&reader, &["privileged"], "Quarterly access review")
+            .await,
     ];
+    let decided = dev.hold_role_removal(&carol, &assignment_name()).await;
+    dev.act(&sue, &decided, "deny", "Use a group assignment instead")
+        .await;
+    assert_eq!(dev.pending_ids(&sam).await.len(), pending.len());
 
     let report = dev
-        .scenario("sign_in.mjs", &sam, json!({ "pending": pending }))
+        .scenario(
+            "sign_in.mjs",
+            &sam,
+            json!({ "pending": pending, "decided": [decided] }),
+        )
         .await;
     report.assert_ok();
     // The sign-in form's post carried the page's origin: a real browser
     // signs in.
     report.assert_posts_from(dev.base(), 1);
-    assert_eq!(report.fact("pending_heading"), "Pending (2)", "{report}");
-    assert_eq!(report.fact("shown"), &json!(pending), "{report}");
+    assert_eq!(report.fact("status_filter"), "pending", "{report}");
+    assert_eq!(report.fact("shown").as_array().map(Vec::len), Some(2));
     dev.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_security_manager_approves_denies_and_revokes_requests() {
+async fn a_security_manager_filters_opens_approves_denies_and_revokes_requests() {
     let mut dev = Dev::start().await;
     let sam = dev.persona("security-manager");
     let sue = dev.mint("sue.security@contoso.dev", &["SecurityManager"], true);
+    let developer = dev.persona("developer");
     let requesters = [
         dev.mint("carol.security@contoso.dev", &["SecurityManager"], true),
         dev.mint("chris.security@contoso.dev", &["SecurityManager"], true),
@@ -441,18 +481,30 @@ async fn a_security_manager_approves_denies_and_revokes_requests() {
         .act(&sue, &revoke, "approve", "Approved by the on-call manager")
         .await;
     assert_eq!(granted["status"], "approved", "{granted}");
+    // Something pending that is not privileged, for the filter to drop.
+    let window = dev
+        .request_access(&developer, &["write"], "Deploy the hotfix")
+        .await;
 
     let report = dev
         .scenario(
             "review.mjs",
             &sam,
-            json!({ "approve": approve, "deny": deny, "revoke": revoke }),
+            json!({
+                "approve": approve,
+                "deny": deny,
+                "revoke": revoke,
+                "window": window,
+                "tool": ROLE_REMOVAL,
+            }),
         )
         .await;
     report.assert_ok();
-    report.assert_posts_from(dev.base(), 4);
+    // Sign-in, the refused approval, approve, deny, revoke.
+    report.assert_posts_from(dev.base(), 5);
 
-    // What the browser did is what the server recorded.
+    // What the browser did is what the server recorded; the refused first
+    // try left no trace.
     let approved = dev.request(&sam, &approve).await;
     assert_eq!(approved["status"], "approved", "{approved}");
     assert_eq!(
@@ -479,23 +531,17 @@ async fn a_security_manager_approves_denies_and_revokes_requests() {
         revoked["closing_reason"], "Incident closed; the grant is no longer needed",
         "{revoked}"
     );
+    let untouched = dev.request(&sam, &window).await;
+    assert_eq!(untouched["status"], "pending", "{untouched}");
 
     // Retried, the approved call runs (once: its grant is used up); the
     // denied one says who denied it and why; the revoked one is held anew.
-    dev.call(
-        &requesters[0],
-        "azure__arm_role_assignment_delete",
-        role_removal(&names[0]),
-    )
-    .await;
+    dev.call(&requesters[0], ROLE_REMOVAL, role_removal(&names[0]))
+        .await;
     let used = dev.request(&sam, &approve).await;
     assert_eq!(used["status"], "consumed", "{used}");
     let (is_error, message) = dev
-        .call(
-            &requesters[1],
-            "azure__arm_role_assignment_delete",
-            role_removal(&names[1]),
-        )
+        .call(&requesters[1], ROLE_REMOVAL, role_removal(&names[1]))
         .await;
     assert!(is_error, "{message}");
     assert!(
@@ -504,11 +550,7 @@ async fn a_security_manager_approves_denies_and_revokes_requests() {
         "{message}"
     );
     let again = dev
-        .held(
-            &requesters[2],
-            "azure__arm_role_assignment_delete",
-            role_removal(&names[2]),
-        )
+        .held(&requesters[2], ROLE_REMOVAL, role_removal(&names[2]))
         .await;
     assert_ne!(again, revoke);
     dev.stop().await;
@@ -520,23 +562,30 @@ async fn a_critical_request_needs_a_second_security_managers_approval() {
     let sam = dev.persona("security-manager");
     let sue = dev.mint("sue.security@contoso.dev", &["SecurityManager"], true);
     let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
-    let id = dev.hold_role_assignment(&carol).await;
+    let (id, assignee) = dev.hold_role_assignment(&carol).await;
     let before = dev.request(&sam, &id).await;
     assert_eq!(before["required_approvals"], 2, "{before}");
     assert_eq!(before["critical"], true, "{before}");
+    let input = |step: &str| {
+        json!({
+            "id": id,
+            "step": step,
+            "tool": "azure__arm_role_assignment_create",
+            "role": ROLE_OWNER.0,
+            "role_id": ROLE_OWNER.1,
+            "assignee": assignee,
+            "scope": scope(),
+        })
+    };
 
-    let first = dev
-        .scenario("critical.mjs", &sam, json!({ "id": id, "step": "first" }))
-        .await;
+    let first = dev.scenario("critical.mjs", &sam, input("first")).await;
     first.assert_ok();
     first.assert_posts_from(dev.base(), 2);
     let halfway = dev.request(&sam, &id).await;
     assert_eq!(halfway["status"], "pending", "{halfway}");
     assert_eq!(reviews(&halfway).len(), 1, "{halfway}");
 
-    let second = dev
-        .scenario("critical.mjs", &sue, json!({ "id": id, "step": "second" }))
-        .await;
+    let second = dev.scenario("critical.mjs", &sue, input("second")).await;
     second.assert_ok();
     second.assert_posts_from(dev.base(), 2);
     let approved = dev.request(&sam, &id).await;
@@ -553,62 +602,121 @@ async fn a_critical_request_needs_a_second_security_managers_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readers_and_auditors_do_not_review_and_see_what_the_api_lets_them_see() {
+async fn a_stale_tab_is_told_who_decided_and_changes_nothing() {
+    let mut dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let sue = dev.mint("sue.security@contoso.dev", &["SecurityManager"], true);
+    let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
+    let id = dev.hold_role_removal(&carol, &assignment_name()).await;
+
+    let report = dev
+        .scenario(
+            "stale.mjs",
+            &sam,
+            json!({ "id": id, "other": { "token": sue.token, "user": sue.user } }),
+        )
+        .await;
+    report.assert_ok();
+    // Two sign-ins, the denial, the stale approval.
+    report.assert_posts_from(dev.base(), 4);
+    let denied = dev.request(&sam, &id).await;
+    assert_eq!(denied["status"], "denied", "{denied}");
+    assert_eq!(
+        reviews(&denied),
+        [(
+            sam.user.clone(),
+            false,
+            "Not during the change freeze".to_owned()
+        )]
+    );
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_sees_only_their_own_requests() {
     let mut dev = Dev::start().await;
     let reader = dev.persona("reader");
     let auditor = dev.persona("auditor");
+    let sam = dev.persona("security-manager");
     let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
-    let readers = dev
-        .request_access(&reader, "Read the Key Vault audit")
+    let pending = dev
+        .request_access(&reader, &["privileged"], "Read the Key Vault audit")
         .await;
+    let denied = dev
+        .request_access(&reader, &["privileged"], "Read every secret")
+        .await;
+    dev.act(&sam, &denied, "deny", "Too broad").await;
     let auditors = dev
-        .request_access(&auditor, "Sample the role assignments")
+        .request_access(&auditor, &["privileged"], "Sample the role assignments")
         .await;
-    let carols = dev.hold_role_assignment(&carol).await;
-    let all = [readers.clone(), auditors.clone(), carols.clone()];
+    let carols = dev.hold_role_assignment(&carol).await.0;
+    assert_eq!(
+        dev.pending_ids(&reader).await,
+        std::slice::from_ref(&pending)
+    );
 
-    // A reader sees only their own request.
-    let visible = dev.pending_ids(&reader).await;
-    assert_eq!(visible, std::slice::from_ref(&readers));
     let report = dev
         .scenario(
             "own_requests.mjs",
             &reader,
             json!({
-                "name": "reader",
-                "visible": visible,
-                "hidden": [auditors.clone(), carols.clone()],
-                "own": [readers.clone()],
-                "only_own": true,
+                "pending": pending,
+                "own": [pending, denied],
+                "hidden": [carols, auditors],
             }),
         )
         .await;
     report.assert_ok();
-    report.assert_posts_from(dev.base(), 1);
+    // Sign-in, the cancellation.
+    report.assert_posts_from(dev.base(), 2);
     assert_eq!(report.fact("other_status"), 404, "{report}");
+    assert_eq!(report.fact("audit_status"), 403, "{report}");
+    let cancelled = dev.request(&reader, &pending).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    for id in [&auditors, &carols] {
+        let status = dev.request(&sam, id).await["status"].clone();
+        assert_eq!(status, "pending", "nothing else changed: {id}");
+    }
+    dev.stop().await;
+}
 
-    // An auditor (app role Auditor) reviews nothing either, and the page
-    // shows exactly the requests the admin API shows them.
-    let visible = dev.pending_ids(&auditor).await;
-    assert!(visible.contains(&auditors), "{visible:?}");
-    let hidden: Vec<&String> = all.iter().filter(|id| !visible.contains(id)).collect();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_the_history_and_downloads_it_but_decides_nothing() {
+    let mut dev = Dev::start().await;
+    let auditor = dev.persona("auditor");
+    let reader = dev.persona("reader");
+    let sam = dev.persona("security-manager");
+    let carol = dev.mint("carol.security@contoso.dev", &["SecurityManager"], true);
+    let critical = dev.hold_role_assignment(&carol).await.0;
+    let window = dev
+        .request_access(&reader, &["privileged"], "Read the Key Vault audit")
+        .await;
+    let denied = dev.hold_role_removal(&carol, &assignment_name()).await;
+    dev.act(&sam, &denied, "deny", "Not during the change freeze")
+        .await;
+    let approved = dev.hold_role_removal(&carol, &assignment_name()).await;
+    dev.act(&sam, &approved, "approve", "Change CHG-202").await;
+    let pending = [critical.clone(), window.clone()];
+    let all = [critical, window, denied.clone(), approved.clone()];
+
     let report = dev
         .scenario(
-            "own_requests.mjs",
+            "auditor.mjs",
             &auditor,
             json!({
-                "name": "auditor",
-                "visible": visible,
-                "hidden": hidden,
-                "own": [auditors.clone()],
-                "only_own": visible == [auditors.clone()],
+                "pending": pending,
+                "all": all,
+                "denied": { "id": denied, "by": sam.user },
+                "approved": { "id": approved, "by": sam.user },
             }),
         )
         .await;
     report.assert_ok();
+    // Only the sign-in: an auditor sends no decision.
     report.assert_posts_from(dev.base(), 1);
-    for id in &all {
-        let status = dev.request(&carol, id).await["status"].clone();
+    assert_eq!(report.json["posts"].as_array().map(Vec::len), Some(1));
+    for id in &pending {
+        let status = dev.request(&sam, id).await["status"].clone();
         assert_eq!(status, "pending", "nothing was decided: {id}");
     }
     dev.stop().await;
@@ -628,9 +736,11 @@ async fn a_long_unbroken_justification_does_not_scroll_sideways_on_a_phone() {
         .replace('-', "_");
     assert_eq!(justification.len(), 300);
     assert!(!justification.contains(char::is_whitespace));
-    let long = dev.request_access(&developer, &justification).await;
+    let long = dev
+        .request_access(&developer, &["privileged"], &justification)
+        .await;
     // Something in the history too (its table is the widest part).
-    let decided = dev.hold_role_assignment(&carol).await;
+    let decided = dev.hold_role_assignment(&carol).await.0;
     dev.act(&sam, &decided, "deny", "Use a group assignment instead")
         .await;
     let pending = dev.hold_role_removal(&carol, &assignment_name()).await;
@@ -644,7 +754,7 @@ async fn a_long_unbroken_justification_does_not_scroll_sideways_on_a_phone() {
         )
         .await;
     report.assert_ok();
-    for page in ["overview", "detail"] {
+    for page in ["list", "detail", "audit"] {
         let measured = report.fact(page);
         assert_eq!(measured["innerWidth"], NARROW_WIDTH, "{report}");
         assert!(

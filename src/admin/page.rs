@@ -630,6 +630,9 @@ async fn audit(
         );
     }
     let mut filter = filter.map(|Query(f)| f).unwrap_or_default();
+    // The history is every request (`status=`, any), also in its links:
+    // without it, the downloads would get the list's default, pending.
+    filter.status.get_or_insert_with(String::new);
     filter.limit = Some(filter.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000));
     let history = page.approvals.listing(who, &filter);
     let db = page.approvals.store_path();
@@ -1909,6 +1912,12 @@ mod tests {
         assert!(audit.body.contains("Policy set in force"));
         assert!(audit.body.contains("Risk alerts"));
         assert!(audit.body.contains(&first.id));
+        // The history's downloads are the history: every status.
+        assert!(
+            audit.body.contains("/admin/requests.csv?status=&amp;"),
+            "{}",
+            audit.body
+        );
 
         let csv = h
             .get("/admin/requests.csv?status=", Some(&auditor.cookie()))
@@ -1986,6 +1995,15 @@ mod tests {
             .get("/admin/?class=delete&sort=lapses", Some(&ada.cookie()))
             .await;
         assert!(deletes.body.contains("Showing 1–5 of 5"));
+        // "Any status" stays chosen in the next page's link and the downloads.
+        let any = h.get("/admin/?status=&limit=2", Some(&ada.cookie())).await;
+        assert!(
+            any.body
+                .contains("/admin/?status=&amp;limit=2&amp;offset=2")
+                && any.body.contains("/admin/requests.csv?status=&amp;limit=2"),
+            "{}",
+            any.body
+        );
         let bad = h.get("/admin/?limit=lots", Some(&ada.cookie())).await;
         assert_eq!(bad.status, 200);
         assert!(

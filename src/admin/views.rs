@@ -59,7 +59,7 @@ th[scope=row] { width: 12rem; }
 table.list th.narrow, table.list td.narrow { width: 7rem; }
 @media (max-width: 48rem) {
   th[scope=row] { width: 7.5rem; }
-  table.list, table.list :is(thead, tbody, tr, td, th) { display: block; width: auto; }
+  table.list, table.list :is(caption, thead, tbody, tr, td, th) { display: block; width: auto; }
   table.list thead { display: none; }
   table.list tr { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 .5rem; padding: .25rem 0; }
   table.list :is(td, th) { border: 0; padding: .1rem .5rem; }
@@ -328,13 +328,18 @@ fn query(filter: &Filter, offset: Option<usize>) -> String {
 }
 
 fn url_pairs(filter: &Filter) -> Vec<(&'static str, String)> {
-    let mut pairs = Vec::new();
+    // An empty status is "any" (the list's default is pending): kept, so
+    // that pages and downloads show what the form chose.
+    let mut pairs: Vec<(&'static str, String)> = filter
+        .status
+        .iter()
+        .map(|status| ("status", status.clone()))
+        .collect();
     let mut add = |k: &'static str, v: &Option<String>| {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             pairs.push((k, v.to_owned()));
         }
     };
-    add("status", &filter.status);
     add("requester", &filter.requester);
     add("class", &filter.class);
     add("scope", &filter.scope);

@@ -20,8 +20,10 @@ const require = createRequire(import.meta.url);
 
 // ---------------------------------------------------------------- selectors
 // The page's parts every scenario uses, found by what a person sees (labels,
-// button and link names, roles), never by CSS paths; a scenario's own ones
-// are at the top of its file.
+// button and link names, headings, roles), never by CSS paths; a scenario's
+// own ones are at the top of its file. The one exception is telling apart
+// requests whose descriptions read the same ("call azure__..."): a request's
+// link is known by its target, the request's own page (/admin/requests/ID).
 export const PAGE = {
   /** The sign-in form's token field and button. */
   tokenField: (page) => page.getByLabel('Access token'),
@@ -31,16 +33,57 @@ export const PAGE = {
   /** An error or refusal. */
   alert: (page) => page.getByRole('alert'),
   /** Who is signed in (the page's header). */
-  whoAmI: (page) => page.locator('header').getByText('Signed in as'),
-  pendingHeading: (page) => page.getByRole('heading', { name: /^Pending \(\d+\)$/ }),
-  historyHeading: (page) => page.getByRole('heading', { name: /^History \(\d+\)$/ }),
-  /** A pending request's card on the overview (its id is in its caption). */
-  pendingRequest: (page, id) => page.getByRole('article').filter({ hasText: id }),
-  /** A request's link (the history table and the detail pages name it by id). */
-  requestLink: (page, id) => page.getByRole('link', { name: id, exact: true }),
-  /** The form field every action needs. */
-  reason: (scope, label) => scope.getByLabel(label),
+  whoAmI: (page) => page.getByRole('banner').getByText('Signed in as'),
+  /** The section links ("Requests", "Audit"). */
+  navLink: (page, name) => page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name, exact: true }),
+
+  // The list (/admin/).
+  listHeading: (page) => page.getByRole('heading', { name: 'JIT requests', exact: true }),
+  filterForm: (page) => page.getByRole('form', { name: 'Filter requests' }),
+  statusFilter: (page) => PAGE.filterForm(page).getByLabel('Status', { exact: true }),
+  classFilter: (page) => PAGE.filterForm(page).getByLabel('Operation class', { exact: true }),
+  requesterFilter: (page) => PAGE.filterForm(page).getByLabel('Requester (object id)', { exact: true }),
+  scopeFilter: (page) => PAGE.filterForm(page).getByLabel('Scope (ARM id)', { exact: true }),
+  sortBy: (page) => PAGE.filterForm(page).getByLabel('Sort by', { exact: true }),
+  filterButton: (page) => PAGE.filterForm(page).getByRole('button', { name: 'Filter', exact: true }),
+  /** "Showing 1–3 of 3. Download CSV or JSON." */
+  showing: (page) => page.getByText(/^Showing \d+–\d+ of \d+\./),
+  /** Every link to a request's page (the list's rows, the history's). */
+  anyRequestLink: (page) => page.getByRole('link').and(page.locator('[href^="/admin/requests/"]')),
+  /** The link to request `id`'s page. */
+  requestLink: (page, id) => page.getByRole('link')
+    .and(page.locator(`[href="/admin/requests/${id}"], [href="/admin/requests/${id}#records"]`)),
+  /** The row of request `id` in a list or the history. */
+  requestRow: (page, id) => page.getByRole('row').filter({ has: PAGE.requestLink(page, id) }),
+  downloadLink: (scope, format) => scope.getByRole('link', { name: format, exact: true }),
+
+  // A request's page (/admin/requests/ID).
+  /** The section "What it would do", and one of its decoded facts by label. */
+  whatItWouldDo: (page) => page.getByRole('region', { name: 'What it would do' }),
+  fact: (page, label) => PAGE.whatItWouldDo(page).getByRole('row')
+    .filter({ has: page.getByRole('rowheader', { name: label, exact: true }) }),
+  /** A row of the table "The request" ("Request", "Requester", "Justification", ...). */
+  requestField: (page, label) => page.getByRole('region', { name: 'The request' }).getByRole('row')
+    .filter({ has: page.getByRole('rowheader', { name: label, exact: true }) }),
+  decide: (page) => page.getByRole('region', { name: 'Decide' }),
+  decisionReason: (page) => page.getByLabel('Reason for your decision (required, recorded in the audit log)'),
+  /** The sentences beside the buttons: what approving and denying do. */
+  approveMeans: (page) => PAGE.decide(page).getByText(/^Approve: /),
+  denyMeans: (page) => PAGE.decide(page).getByText(/^Deny: /),
+  revokeReason: (page) => page.getByLabel('Reason to revoke the grant (required)'),
+  cancelReason: (page) => page.getByLabel('Reason to cancel your request (required)'),
+  /** The audit log's records of the request ("#12", ...). */
+  auditRecords: (page) => page.getByRole('region', { name: 'Audit records' })
+    .getByRole('rowheader', { name: /^#\d+$/ }),
+  /** Approve, Deny, Revoke, Cancel request. */
   button: (scope, name) => scope.getByRole('button', { name, exact: true }),
+  anyDecisionButton: (page) => page.getByRole('button', { name: /^(Approve|Deny|Revoke)$/ }),
+
+  // The audit view (/admin/audit).
+  auditHeading: (page) => page.getByRole('heading', { name: 'Audit', exact: true, level: 1 }),
+  policyInForce: (page) => page.getByRole('region', { name: 'Policy set in force' }),
+  history: (page) => page.getByRole('region', { name: 'Request history' }),
+  riskAlerts: (page) => page.getByRole('region', { name: 'Risk alerts' }),
 };
 
 /** The scenario's input (see tests/browser.rs). */
@@ -119,15 +162,40 @@ export function check(result, name, holds, detail) {
 }
 
 /**
- * Waits for the notice `text` after a form was sent, or fails at once with
- * the page's error when one shows instead.
+ * Clicks `control` (a form's button, a link) and waits until the page it
+ * leads to has loaded (after a post, the page the 303 leads to).
  */
-export async function expectNotice(result, page, name, text) {
+export async function follow(page, control) {
+  await Promise.all([page.waitForEvent('load'), control.click()]);
+}
+
+/**
+ * Sends a form with `button` and checks that the page it leads to shows the
+ * notice `text` (and no error); the notice's text.
+ */
+export async function expectNotice(result, page, name, button, text) {
+  await follow(page, button);
   const notice = PAGE.notice(page, text);
-  await notice.or(PAGE.alert(page)).first().waitFor();
   const alert = (await PAGE.alert(page).count()) > 0 ? await PAGE.alert(page).first().innerText() : null;
-  check(result, name, alert === null && (await notice.count()) === 1, alert ?? undefined);
+  check(result, name, alert === null && (await notice.count()) === 1,
+    alert ?? { expected: text, url: page.url() });
   return notice.innerText();
+}
+
+/**
+ * Sends a form with `button` and checks that it leads back to request
+ * `id`'s page with an error containing every string of `texts`; the
+ * error's text.
+ */
+export async function expectAlert(result, page, name, button, id, texts) {
+  await follow(page, button);
+  const url = new URL(page.url());
+  check(result, `${name}: back on the request's page`, url.pathname === `/admin/requests/${id}`, page.url());
+  const alerts = await PAGE.alert(page).allInnerTexts();
+  const alert = alerts.find((a) => texts.every((t) => a.includes(t)));
+  check(result, name, alert !== undefined, { expected: texts, alerts });
+  check(result, `${name}: no notice of success`, (await page.getByRole('status').count()) === 0);
+  return alert;
 }
 
 /** Opens /admin/, pastes `token` into the sign-in form and sends it. */
@@ -135,9 +203,72 @@ export async function signIn(result, page, token, who) {
   const response = await page.goto(`${input.base}/admin/`);
   check(result, `${who}: the sign-in page loads`, response?.status() === 200, response?.status());
   await PAGE.tokenField(page).fill(token);
-  await PAGE.signInButton(page).click();
-  await expectNotice(result, page, `${who}: signed in`, 'Signed in as');
+  await expectNotice(result, page, `${who}: signed in`, PAGE.signInButton(page), 'Signed in as');
   await PAGE.whoAmI(page).waitFor();
+}
+
+/** The ids of the requests whose links the page shows, in page order. */
+export async function listedIds(page) {
+  const hrefs = await PAGE.anyRequestLink(page).evaluateAll((links) => links.map((a) => a.getAttribute('href')));
+  return hrefs.map((href) => href.replace(/^\/admin\/requests\//, '').replace(/#.*$/, ''));
+}
+
+/** Whether two lists hold the same ids (in any order, each once). */
+export function sameIds(a, b) {
+  return a.length === b.length && new Set(a).size === a.length && b.every((id) => a.includes(id));
+}
+
+/**
+ * Sets the list's filter form (`{status, class, requester, scope, sort}`;
+ * selects by their visible option text) and sends it; the ids listed then.
+ */
+export async function filterList(page, fields) {
+  if (fields.status !== undefined) await PAGE.statusFilter(page).selectOption({ label: fields.status });
+  if (fields.class !== undefined) await PAGE.classFilter(page).selectOption({ label: fields.class });
+  if (fields.requester !== undefined) await PAGE.requesterFilter(page).fill(fields.requester);
+  if (fields.scope !== undefined) await PAGE.scopeFilter(page).fill(fields.scope);
+  if (fields.sort !== undefined) await PAGE.sortBy(page).selectOption({ label: fields.sort });
+  await follow(page, PAGE.filterButton(page));
+  await PAGE.listHeading(page).waitFor();
+  return listedIds(page);
+}
+
+/** Clicks request `id`'s link (on the list or the history) and waits for its page. */
+export async function openRequest(result, page, id) {
+  await follow(page, PAGE.requestLink(page, id).first());
+  const field = await PAGE.requestField(page, 'Request').innerText();
+  check(result, `request ${id}'s page is open`, field.includes(id), field);
+}
+
+/** "Showing 1–3 of 3" as {first, last, total}, or null when nothing is listed. */
+export async function showing(page) {
+  if ((await PAGE.showing(page).count()) === 0) return null;
+  const text = await PAGE.showing(page).innerText();
+  const [, first, last, total] = text.match(/^Showing (\d+)–(\d+) of (\d+)/);
+  return { text, first: Number(first), last: Number(last), total: Number(total) };
+}
+
+/** The rows of a CSV text (RFC 4180: quoted fields may hold commas, quotes, newlines). */
+export function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i += 1; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') { row.push(field); field = ''; }
+    else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i += 1;
+      row.push(field); rows.push(row); row = []; field = '';
+    } else field += c;
+  }
+  if (field !== '' || row.length > 0) { row.push(field); rows.push(row); }
+  return rows;
 }
 
 /** Whether the page scrolls sideways, and what sticks out if it does. */
@@ -156,6 +287,30 @@ export async function horizontalOverflow(page) {
       }
     }
     return { innerWidth, scrollWidth, culprits };
+  });
+}
+
+/**
+ * Text squeezed into a column too narrow to read (a caption or cell a few
+ * characters wide, its words broken letter by letter): elements whose own
+ * text has 12 or more characters laid out narrower than 4 of them.
+ */
+export async function squeezedText(page) {
+  return page.evaluate(() => {
+    const culprits = [];
+    for (const element of document.body.querySelectorAll('*')) {
+      const own = [...element.childNodes]
+        .filter((node) => node.nodeType === Node.TEXT_NODE)
+        .map((node) => node.textContent.trim())
+        .join('');
+      if (own.length < 12) continue;
+      const box = element.getBoundingClientRect();
+      const em = parseFloat(getComputedStyle(element).fontSize) || 16;
+      if (box.width > 0 && box.width < 2 * em && culprits.length < 8) {
+        culprits.push(`${element.tagName.toLowerCase()} "${own.slice(0, 30)}" width=${Math.round(box.width)}`);
+      }
+    }
+    return culprits;
   });
 }
 

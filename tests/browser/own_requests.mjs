@@ -1,57 +1,74 @@
-// Someone who may not review (a reader, an auditor) signs in: no approve,
-// deny or revoke forms anywhere, exactly the pending requests the admin API
-// lists for them (tests/browser.rs asks it), their own with a cancel form,
-// and a request they may not see is not shown, not even at its address.
+// Someone who may not review (a reader) signs in: they see only their own
+// requests, whatever the filter and in the download, with a form to cancel
+// a pending one and no approve, deny or revoke buttons anywhere; another
+// person's request is not shown, not even at its address, and the audit
+// view is not theirs.
 //
-// Input: {base, screenshots, token, user, name, visible: [ids], own: [ids],
-//         hidden: [ids], only_own: whether the page should say they see
-//         only their own requests}
-// Facts: {pending_heading, other_status}
+// Input: {base, screenshots, token, user, pending (their pending request),
+//         own: [all their request ids], hidden: [others' request ids]}
+// Facts: {listed, any_status, csv (the ids downloaded), other_status,
+//         audit_status, cancelled}
 
-import { PAGE, check, input, openBrowser, scenario, screenshot, signIn } from './lib.mjs';
+import {
+  PAGE, check, expectNotice, filterList, input, listedIds, openBrowser, openRequest, parseCsv, sameIds, scenario,
+  screenshot, signIn,
+} from './lib.mjs';
 
 // ---------------------------------------------------------------- selectors
 const SEL = {
-  cannotReview: (page) => page.getByText('You cannot review requests'),
+  cannotReview: (page) => page.getByText('You cannot review requests', { exact: true }),
   onlyOwn: (page) => page.getByText('You see only your own requests.'),
-  cancelReason: (card) => PAGE.reason(card, 'Reason to cancel your request (required)'),
-  anyReviewButton: (page) => page.getByRole('button', { name: /^(Approve|Deny|Revoke)$/ }),
-  detailHeading: (page, id) => page.getByRole('heading', { name: `Request ${id}`, exact: true }),
+  refusedHeading: (page) => page.getByRole('heading', { name: 'Refused', exact: true }),
 };
 
-await scenario(`own-requests-${input.name}`, async (result) => {
+await scenario('own-requests-reader', async (result) => {
   const page = await openBrowser(result);
   await signIn(result, page, input.token, input.user);
   check(result, 'told they cannot review', (await SEL.cannotReview(page).count()) === 1);
-  if (input.only_own) {
-    check(result, 'told they see only their own requests', (await SEL.onlyOwn(page).count()) === 1);
-  }
-  result.facts.pending_heading = await PAGE.pendingHeading(page).innerText();
-  check(result, `exactly ${input.visible.length} request(s) are pending for them`,
-    result.facts.pending_heading === `Pending (${input.visible.length})`, result.facts.pending_heading);
-  for (const id of input.visible) {
-    check(result, `request ${id} is listed`, (await PAGE.pendingRequest(page, id).count()) === 1);
-  }
-  for (const id of input.own) {
-    const card = PAGE.pendingRequest(page, id);
-    check(result, `their request ${id} can be cancelled`, (await SEL.cancelReason(card).count()) === 1
-      && (await PAGE.button(card, 'Cancel request').count()) === 1);
-  }
-  check(result, 'no approve, deny or revoke buttons', (await SEL.anyReviewButton(page).count()) === 0);
-  const text = await page.locator('body').innerText();
-  for (const id of input.hidden) {
-    check(result, `request ${id} is not shown`, !text.includes(id));
-  }
-  await screenshot(result, page, `own-requests-${input.name}`);
+  check(result, 'told they see only their own requests', (await SEL.onlyOwn(page).count()) === 1);
+  check(result, 'no Audit section', (await PAGE.navLink(page, 'Audit').count()) === 0);
+  check(result, 'no requester filter', (await PAGE.requesterFilter(page).count()) === 0);
 
-  // Not at its address either: the page answers 404 and shows nothing of it.
+  result.facts.listed = await listedIds(page);
+  check(result, 'their pending request, only it', sameIds(result.facts.listed, [input.pending]), result.facts.listed);
+  result.facts.any_status = await filterList(page, { status: 'any' });
+  check(result, 'any status: all their requests, nobody else\'s', sameIds(result.facts.any_status, input.own),
+    result.facts.any_status);
+  check(result, 'no approve, deny or revoke buttons', (await PAGE.anyDecisionButton(page).count()) === 0);
+  await screenshot(result, page, 'own-requests-reader');
+
+  // The download is the list as filtered (any status), still only theirs:
+  // fetched with the browser's own session cookie.
+  const href = await PAGE.downloadLink(page, 'CSV').getAttribute('href');
+  const csv = await page.request.get(new URL(href, page.url()).toString());
+  check(result, 'the CSV downloads', csv.status() === 200
+    && csv.headers()['content-type']?.startsWith('text/csv'), { status: csv.status(), headers: csv.headers() });
+  const [header, ...rows] = parseCsv(await csv.text());
+  result.facts.csv = rows.map((row) => row[header.indexOf('id')]);
+  check(result, 'the CSV has all their requests, nobody else\'s', sameIds(result.facts.csv, input.own), result.facts.csv);
+
+  // Their own pending request: a cancel form, no decision.
+  await openRequest(result, page, input.pending);
+  check(result, 'no approve, deny or revoke buttons on it', (await PAGE.anyDecisionButton(page).count()) === 0);
+  check(result, 'no decision reason field', (await PAGE.decisionReason(page).count()) === 0);
+  await PAGE.cancelReason(page).fill('Found the audit report elsewhere');
+  await screenshot(result, page, 'own-requests-reader-cancel');
+  result.facts.cancelled = await expectNotice(result, page, 'they cancel it', PAGE.button(page, 'Cancel request'),
+    `Request ${input.pending} is now cancelled`);
+
+  // Someone else's request: 404, and nothing of it.
   const other = input.hidden[0];
-  if (other !== undefined) {
-    const response = await page.goto(`${input.base}/admin/requests/${other}`);
-    result.facts.other_status = response?.status();
-    check(result, `request ${other}'s page answers 404`, response?.status() === 404, response?.status());
-    await PAGE.alert(page).waitFor();
-    check(result, 'the 404 page does not show it', (await SEL.detailHeading(page, other).count()) === 0
-      && (await PAGE.pendingRequest(page, other).count()) === 0);
-  }
+  const response = await page.goto(`${input.base}/admin/requests/${other}`);
+  result.facts.other_status = response?.status();
+  check(result, `request ${other}'s page answers 404`, response?.status() === 404, response?.status());
+  const alert = await PAGE.alert(page).innerText();
+  check(result, 'the 404 page says it is not found, nothing more', alert.includes(other)
+    && (await PAGE.whatItWouldDo(page).count()) === 0 && (await PAGE.auditRecords(page).count()) === 0, alert);
+  await screenshot(result, page, 'own-requests-reader-404');
+
+  // The audit view is for auditors and security managers.
+  const audit = await page.goto(`${input.base}/admin/audit`);
+  result.facts.audit_status = audit?.status();
+  check(result, 'the audit view answers 403', audit?.status() === 403, audit?.status());
+  await SEL.refusedHeading(page).waitFor();
 });
