@@ -358,7 +358,10 @@ async fn several_upstreams_are_namespaced_and_routed_back() {
     assert!(names.contains(&"one__echo".to_owned()) && names.contains(&"two__echo".to_owned()));
     let one = names.iter().filter(|n| n.starts_with("one__")).count();
     let two = names.iter().filter(|n| n.starts_with("two__")).count();
-    assert!(one > 0 && one == two, "both upstreams listed fully: {names:?}");
+    assert!(
+        one > 0 && one == two,
+        "both upstreams listed fully: {names:?}"
+    );
     let who = text(&call(&client, "two__whoami", json!({})).await.unwrap());
     assert!(who.contains("second"), "{who}");
     let answer = call(&client, "one__elicit_name", json!({})).await.unwrap();

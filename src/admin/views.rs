@@ -100,6 +100,9 @@ pub(super) fn stamp(t: DateTime<Utc>) -> String {
 pub(super) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (t - now).num_seconds();
     let n = secs.unsigned_abs();
+    if n < 5 {
+        return "just now".to_owned();
+    }
     let amount = if n < 60 {
         format!("{n} s")
     } else if n < 3600 {
@@ -1066,6 +1069,7 @@ mod tests {
         assert_eq!(relative(at(90 * 60), now), "in 1 h 30 min");
         assert_eq!(relative(at(5 * 86_400), now), "in 5 d");
         assert_eq!(relative(at(-20), now), "20 s ago");
-        assert_eq!(relative(at(0), now), "in 0 s");
+        assert_eq!(relative(at(0), now), "just now");
+        assert_eq!(relative(at(-4), now), "just now");
     }
 }

@@ -68,6 +68,12 @@ const ASSIGNEE: &[&str] = &[
 ];
 const ASSIGNEE_TYPE: &[&str] = &["principaltype", "assigneeprincipaltype"];
 const SCOPE: &[&str] = &["scope"];
+const ASSIGNMENT: &[&str] = &[
+    "assignmentname",
+    "roleassignmentid",
+    "assignmentid",
+    "assignment",
+];
 const SIZE: &[&str] = &["vmsize", "size"];
 const COUNT: &[&str] = &["count", "instancecount", "vmcount", "capacity"];
 
@@ -114,6 +120,20 @@ pub fn of_call(
         if let Some((name, value)) = find(arguments, ASSIGNEE_TYPE) {
             used.push(name);
             facts.push(Fact::new("Assignee type", shown(name, value)));
+        }
+        if let Some((name, value)) = find(arguments, SCOPE) {
+            used.push(name);
+            facts.push(Fact::new("Scope", shown(name, value)));
+        }
+    }
+    let removes_roles = operations.iter().any(|op| {
+        op.azure_op
+            .eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments/delete")
+    });
+    if removes_roles {
+        if let Some((name, value)) = find(arguments, ASSIGNMENT) {
+            used.push(name);
+            facts.push(Fact::new("Role assignment removed", shown(name, value)));
         }
         if let Some((name, value)) = find(arguments, SCOPE) {
             used.push(name);
@@ -296,6 +316,17 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         // No role facts without a role assignment.
         assert!(facts.0.iter().all(|f| f.label != "Role"));
+        // A removal names the assignment and its scope.
+        let facts = of_call(
+            Some(&json!({"scope": "/subscriptions/s", "assignment-name": "6f1c0d4e"})),
+            &[op("Microsoft.Authorization/roleAssignments/delete")],
+            &lookups,
+        );
+        assert_eq!(
+            find_fact(&facts, "Role assignment removed").value,
+            "6f1c0d4e"
+        );
+        assert_eq!(find_fact(&facts, "Scope").value, "/subscriptions/s");
     }
 
     #[test]
