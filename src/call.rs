@@ -9,12 +9,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use rmcp::model::ToolAnnotations;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Whether the token represents a signed-in user or an application acting
 /// as itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PrincipalKind {
     /// A delegated token (it carries `scp`).
@@ -35,7 +35,7 @@ impl PrincipalKind {
 /// Who is calling. Identity is [`Principal::key`] = (`tid`, `oid`); every
 /// other field is a fact for policy and audit, and `display_name` is for
 /// display only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// Tenant id.
     pub tid: String,

@@ -18,6 +18,13 @@
 //! (`approval_facts`, one row per request, written once before the
 //! request's first record) are kept beside the log, not in it: the log
 //! keeps arguments redacted and records only the facts' hash.
+//!
+//! Other mutable state that must survive a restart (sign-in sessions, OAuth
+//! clients, consents, grants and token hashes) is kept in `state`, keyed by
+//! a namespace and a key, with an optional expiry: [`Store::put_state`],
+//! [`Store::delete_state`], [`Store::purge_state`] and
+//! [`Reader::state`]. Its owners keep it in memory and write it through
+//! here, durably, before they answer.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -63,6 +70,13 @@ CREATE TABLE IF NOT EXISTS approval_facts (
     request_id TEXT PRIMARY KEY,
     facts      BLOB NOT NULL,
     created    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    ns      TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   BLOB NOT NULL,
+    expires TEXT,
+    PRIMARY KEY (ns, key)
 );
 CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
     BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
@@ -162,6 +176,32 @@ enum Job {
         request_id: String,
         facts: Vec<u8>,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    State {
+        change: StateChange,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// A change to the `state` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    /// Inserts or replaces `(ns, key)`.
+    Put {
+        ns: String,
+        key: String,
+        value: Vec<u8>,
+        /// RFC 3339; `None` keeps it until deleted.
+        expires: Option<String>,
+    },
+    Delete {
+        ns: String,
+        key: String,
+    },
+    /// Deletes every entry of `ns` that expired before `now` (RFC 3339).
+    Purge {
+        ns: String,
+        now: String,
     },
 }
 
@@ -353,6 +393,54 @@ impl Store {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// Applies a change to the `state` table; returns once durable.
+    pub async fn change_state(&self, change: StateChange) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::State { change, reply })
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Stores `value` under `(ns, key)`, replacing what was there.
+    pub async fn put_state(
+        &self,
+        ns: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError> {
+        self.change_state(StateChange::Put {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+            value,
+            expires: expires.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        })
+        .await
+    }
+
+    /// Removes `(ns, key)` (nothing if absent).
+    pub async fn delete_state(&self, ns: &str, key: &str) -> Result<(), StoreError> {
+        self.change_state(StateChange::Delete {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+        })
+        .await
+    }
+
+    /// Removes the entries of `ns` that expired before `now`.
+    pub async fn purge_state(
+        &self,
+        ns: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.change_state(StateChange::Purge {
+            ns: ns.to_owned(),
+            now: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        })
+        .await
+    }
+
     /// A read-only connection to the same file (for startup recovery).
     pub fn reader(&self) -> Result<Reader, StoreError> {
         Reader::open(&self.path)
@@ -430,6 +518,10 @@ impl Writer {
                     reply,
                 } => {
                     let result = self.insert_facts(&request_id, &facts);
+                    done.push(Done::Unit(reply, result));
+                }
+                Job::State { change, reply } => {
+                    let result = self.apply_state(&change);
                     done.push(Done::Unit(reply, result));
                 }
             }
@@ -534,6 +626,34 @@ impl Writer {
             .map_err(write_error)
     }
 
+    fn apply_state(&mut self, change: &StateChange) -> Result<(), StoreError> {
+        let result = match change {
+            StateChange::Put {
+                ns,
+                key,
+                value,
+                expires,
+            } => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO state (ns, key, value, expires) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+                )
+                .and_then(|mut s| s.execute(params![ns, key, value, expires])),
+            StateChange::Delete { ns, key } => self
+                .conn
+                .prepare_cached("DELETE FROM state WHERE ns = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![ns, key])),
+            StateChange::Purge { ns, now } => self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM state WHERE ns = ?1 AND expires IS NOT NULL AND expires < ?2",
+                )
+                .and_then(|mut s| s.execute(params![ns, now])),
+        };
+        result.map(drop).map_err(write_error)
+    }
+
     fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError> {
         let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         self.conn
@@ -583,7 +703,8 @@ fn fail(job: Job, error: StoreError) {
         Job::Append { reply, .. } => drop(reply.send(Err(error))),
         Job::Checkpoint { reply, .. }
         | Job::SaveBaselines { reply, .. }
-        | Job::SaveFacts { reply, .. } => drop(reply.send(Err(error))),
+        | Job::SaveFacts { reply, .. }
+        | Job::State { reply, .. } => drop(reply.send(Err(error))),
     }
 }
 
@@ -824,6 +945,29 @@ impl Reader {
         rows.collect::<Result<_, _>>().map_err(read_error)
     }
 
+    /// Every unexpired entry of namespace `ns` at `now`: `(key, value)`.
+    pub fn state(
+        &self,
+        ns: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if !self.has_table("state")? {
+            return Ok(Vec::new());
+        }
+        let now = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key, value FROM state WHERE ns = ?1 AND (expires IS NULL OR expires >= ?2)
+                 ORDER BY key",
+            )
+            .map_err(read_error)?;
+        let rows = stmt
+            .query_map(params![ns, now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(read_error)?;
+        rows.collect::<Result<_, _>>().map_err(read_error)
+    }
+
     fn has_table(&self, name: &str) -> Result<bool, StoreError> {
         self.conn
             .query_row(
@@ -1034,5 +1178,47 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, StoreError::Stopped), "{error}");
+    }
+
+    #[tokio::test]
+    async fn state_is_put_replaced_deleted_and_purged_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let opened = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let store = opened.store;
+        let now = chrono::Utc::now();
+        let past = now - chrono::Duration::seconds(10);
+        let later = now + chrono::Duration::seconds(3600);
+        store
+            .put_state("s", "a", b"1".to_vec(), None)
+            .await
+            .unwrap();
+        store
+            .put_state("s", "a", b"2".to_vec(), Some(later))
+            .await
+            .unwrap();
+        store
+            .put_state("s", "b", b"x".to_vec(), Some(past))
+            .await
+            .unwrap();
+        store
+            .put_state("other", "a", b"y".to_vec(), None)
+            .await
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        // Expired entries are not read, even before they are purged.
+        assert_eq!(
+            reader.state("s", now).unwrap(),
+            vec![("a".to_owned(), b"2".to_vec())]
+        );
+        store.purge_state("s", now).await.unwrap();
+        store.delete_state("s", "a").await.unwrap();
+        assert!(
+            reader
+                .state("s", past - chrono::Duration::seconds(1))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(reader.state("other", now).unwrap().len(), 1);
     }
 }
