@@ -17,6 +17,7 @@ pub mod executor;
 pub mod gateway;
 pub mod identity;
 pub mod metrics;
+pub mod oauth;
 pub mod pipeline;
 pub mod policy;
 pub mod risk;

@@ -1,0 +1,40 @@
+//! Building blocks of Warden's OAuth authorization-server facade in front
+//! of Entra ID.
+//!
+//! Warden will become the MCP clients' authorization server: clients
+//! register (pre-registered, Client ID Metadata Documents, or dynamic
+//! registration), consent once per client, and receive Warden's own opaque
+//! tokens; Warden signs the user in at Entra ID as a confidential client and
+//! keeps Entra's tokens, sealed, beside the grant. The flows (authorize,
+//! consent, callback, token, revoke endpoints) are **not wired yet**; this
+//! module holds the checks and formats they will compose, each file doing
+//! one thing:
+//!
+//! | File | What it does |
+//! |---|---|
+//! | [`config`] | the `[oauth]` section: mode, issuer, lifetimes, clients, CIMD, DCR, key files, Entra upstream |
+//! | [`tokens`] | opaque `wdn_at_` / `wdn_rt_` / `wdn_code_` tokens and their peppered HMAC stored form |
+//! | [`seal`] | AES-256-GCM sealing with HKDF-derived keys from a rotating key file |
+//! | [`pkce`] | S256 verification, verifier and challenge syntax, Warden's own PKCE pair |
+//! | [`redirect`] | redirect URI registration rules and matching (exact; any port on loopback) |
+//! | [`resource`] | RFC 8707 `resource` canonicalisation and the `invalid_target` check |
+//! | [`metadata`] | the issuer, the RFC 8414 metadata document and the paths it is served at |
+//! | [`client`] | the resolved client every flow works with, and how a client id is told apart |
+//! | [`cimd`] | SSRF-safe fetching, validation and caching of Client ID Metadata Documents |
+//! | [`dcr`] | dynamic registration requests, stateless `wdc_` client ids, a per-IP rate limiter |
+//!
+//! Nothing here logs a token, a secret or a key; the types that hold one
+//! implement `Debug` without it.
+
+pub mod cimd;
+pub mod client;
+pub mod config;
+pub mod consent;
+pub mod dcr;
+pub mod grants;
+pub mod metadata;
+pub mod pkce;
+pub mod redirect;
+pub mod resource;
+pub mod seal;
+pub mod tokens;
