@@ -29,6 +29,23 @@
 //! `crate::azure::credential`) fetches its tokens from this issuer over HTTP
 //! exactly as it does from Entra.
 //!
+//! Sign-in: the same client can sign users in with Entra's
+//! authorization-code flow (PKCE, OpenID Connect, refresh tokens), so that
+//! code acting as a confidential client toward Entra runs offline against
+//! this issuer unchanged:
+//!
+//! * the tenant's users are [`DevUser`]s ([`DevIssuer::add_user`]; `warden
+//!   dev` adds its personas), disabled and enabled at runtime with
+//!   [`DevIssuer::set_user_enabled`] (or over HTTP, [`admin`]);
+//! * the client's redirect URIs are registered with
+//!   [`DevIssuer::allow_redirect`] (`warden dev --redirect-uri`);
+//! * `GET /{tenant}/oauth2/v2.0/authorize` signs in the user named by
+//!   `login_hint` at once, or shows a persona picker ([`authorize`]);
+//! * the token endpoint redeems codes and refresh tokens ([`token`]).
+//!
+//! Codes, refresh tokens and pending sign-ins live in memory; every clone of a [`DevIssuer`] and every router made from it share
+//! them, and the users and redirect URIs.
+//!
 //! [`Authenticator`]: super::Authenticator
 
 use std::fs;
@@ -39,9 +56,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path as UrlPath, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -56,6 +72,18 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Map, Value, json};
 
 use super::config::IdentityConfig;
+
+pub mod admin;
+pub mod authorize;
+mod claims_request;
+mod directory;
+mod entra_error;
+mod grants;
+mod page;
+mod scope;
+pub mod token;
+
+pub use directory::DevUser;
 
 /// Tenant id of the dev issuer (a well-formed GUID, v4 layout).
 pub const DEV_TENANT: &str = "11111111-2222-4333-8444-555555555555";
@@ -106,6 +134,15 @@ pub enum DevError {
     ClientSecretIo { path: PathBuf, source: io::Error },
     #[error("dev client secret {path}: the file is empty; delete it to get a new secret")]
     EmptyClientSecret { path: PathBuf },
+    #[error("redirect URI {uri:?} cannot be registered: {reason}")]
+    RedirectUri { uri: String, reason: String },
+    #[error(
+        "dev user {0:?}: a user needs a name (letters, digits, '-', '_', '.', '@') and a user \
+         principal name"
+    )]
+    BadUser(String),
+    #[error("the dev tenant has no user named {0:?}")]
+    UnknownUser(String),
 }
 
 /// Token format: v1 (`sts.windows.net`-style issuer, `appid`, `upn`, `amr`)
@@ -222,6 +259,10 @@ pub struct DevIssuer {
     base_url: Option<String>,
     /// The directory given to `load_or_create` (key file, client secret).
     dir: PathBuf,
+    /// Users and redirect URIs.
+    directory: Arc<RwLock<directory::Directory>>,
+    /// Pending sign-ins, authorization codes, refresh tokens.
+    grants: Arc<grants::Grants<authorize::AuthorizeRequest>>,
 }
 
 /// The confidential client registered with the dev issuer, as a service
@@ -243,7 +284,8 @@ impl std::fmt::Debug for DevIssuer {
             .field("kids", &self.kids())
             .field("base_url", &self.base_url)
             .field("dir", &self.dir)
-            .finish()
+            .field("directory", &*self.read_directory())
+            .finish_non_exhaustive()
     }
 }
 
@@ -291,6 +333,8 @@ impl DevIssuer {
             keys: Arc::new(RwLock::new(vec![DevKey::new(private)?])),
             base_url: None,
             dir: dir.to_owned(),
+            directory: Arc::default(),
+            grants: Arc::default(),
         })
     }
 
@@ -380,18 +424,24 @@ impl DevIssuer {
         json!({ "keys": self.read_keys().iter().map(DevKey::jwk).collect::<Vec<_>>() })
     }
 
-    /// Discovery, JWKS and the token endpoint for [`DEV_TENANT`], laid out
-    /// like Entra:
+    /// Discovery, JWKS, the authorization and token endpoints for
+    /// [`DEV_TENANT`], laid out like Entra, and the dev tenant's
+    /// administration:
     ///
     /// * `GET /{tenant}/v2.0/.well-known/openid-configuration`
     /// * `GET /{tenant}/discovery/v2.0/keys`
-    /// * `POST /{tenant}/oauth2/v2.0/token`
+    /// * `GET /{tenant}/oauth2/v2.0/authorize` and the persona picker's
+    ///   `POST /{tenant}/login` ([`authorize`])
+    /// * `POST /{tenant}/oauth2/v2.0/token` (grants `client_credentials`,
+    ///   `authorization_code`, `refresh_token`: [`token`])
+    /// * `GET /_dev/users`, `POST /_dev/users/{name}/{disable|enable}`
+    ///   ([`admin`])
     ///
     /// Other tenants get 404 (400 `AADSTS90002` from the token endpoint).
     ///
-    /// The token endpoint implements the client-credentials grant only, for
-    /// [`dev_client`](Self::dev_client) (secret in the form body,
-    /// `client_secret_post`, as `azure_identity` sends it). The request is
+    /// The client-credentials grant is for [`dev_client`](Self::dev_client)
+    /// (secret in the form body, `client_secret_post`, as `azure_identity`
+    /// sends it, or HTTP Basic). The request is
     /// `application/x-www-form-urlencoded` with `grant_type =
     /// client_credentials`, `client_id`, `client_secret` and `scope =
     /// {resource}/.default` (one scope). The answer is Entra's:
@@ -425,7 +475,11 @@ impl DevIssuer {
                 get(discovery_document),
             )
             .route("/{tenant}/discovery/v2.0/keys", get(jwks_document))
-            .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint))
+            .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
+            .route("/{tenant}/login", post(authorize::login))
+            .route("/{tenant}/oauth2/v2.0/token", post(token::token_endpoint))
+            .route("/_dev/users", get(admin::list_users))
+            .route("/_dev/users/{name}/{action}", post(admin::set_enabled))
             .with_state(state)
     }
 
@@ -611,212 +665,6 @@ async fn jwks_document(
     Json(state.issuer.jwks()).into_response()
 }
 
-/// `POST /{tenant}/oauth2/v2.0/token` (see [`DevIssuer::router`]).
-async fn token_endpoint(
-    State(state): State<RouterState>,
-    UrlPath(tenant): UrlPath<String>,
-    form: Result<Form<std::collections::HashMap<String, String>>, FormRejection>,
-) -> Response {
-    let base = &state.base_url;
-    let oauth_error = |status, error, code, description: String| {
-        token_error(base, status, error, code, &description)
-    };
-    let missing = |name: &str| {
-        oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            format!(
-                "AADSTS900144: The request body must contain the following parameter: '{name}'."
-            ),
-        )
-    };
-    if tenant != DEV_TENANT {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            90002,
-            format!(
-                "AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the \
-                 correct tenant ID and are signing into the correct cloud."
-            ),
-        );
-    }
-    // A body that is not a form (wrong content type, bad encoding) has no
-    // parameters, as far as Entra is concerned.
-    let Form(params) = form.unwrap_or_default();
-    let param = |name: &str| {
-        params
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    };
-    let Some(grant_type) = param("grant_type") else {
-        return missing("grant_type");
-    };
-    if grant_type != "client_credentials" {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            70003,
-            format!(
-                "AADSTS70003: The app requested an unsupported grant type '{grant_type}'. \
-                 The Warden dev issuer supports only 'client_credentials'."
-            ),
-        );
-    }
-    let Some(client_id) = param("client_id") else {
-        return missing("client_id");
-    };
-    let Some(scope) = param("scope") else {
-        return missing("scope");
-    };
-    let Some(client_secret) = param("client_secret") else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000218,
-            "AADSTS7000218: The request body must contain the following parameter: \
-             'client_assertion' or 'client_secret'."
-                .to_owned(),
-        );
-    };
-    if !client_id.eq_ignore_ascii_case(DEV_CONFIDENTIAL_CLIENT) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            700016,
-            format!(
-                "AADSTS700016: Application with identifier '{client_id}' was not found in the \
-                 directory '{DEV_TENANT}'. The dev issuer knows one client, \
-                 '{DEV_CONFIDENTIAL_CLIENT}'."
-            ),
-        );
-    }
-    let issuer = state.issuer.clone();
-    let expected = match tokio::task::spawn_blocking(move || issuer.client_secret()).await {
-        Ok(Ok(secret)) => secret,
-        Ok(Err(e)) => return server_error(&e.to_string()),
-        Err(e) => return server_error(&e.to_string()),
-    };
-    if !constant_time_eq(client_secret.as_bytes(), expected.as_bytes()) {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            format!(
-                "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent \
-                 in the request is the client secret value, not the client secret ID, for a \
-                 secret added to app '{DEV_CONFIDENTIAL_CLIENT}'."
-            ),
-        );
-    }
-    let resource = match scope.strip_suffix("/.default") {
-        Some(resource) if !resource.is_empty() && !resource.contains(char::is_whitespace) => {
-            resource
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_scope",
-                1002012,
-                format!(
-                    "AADSTS1002012: The provided value for scope {scope} is not valid. Client \
-                     credential flows must have a scope value with /.default suffixed to the \
-                     resource identifier (application ID URI)."
-                ),
-            );
-        }
-    };
-    let sp_object_id = derived_guid("sp", DEV_CONFIDENTIAL_CLIENT);
-    let mut extra = Map::new();
-    extra.insert("oid".into(), json!(sp_object_id));
-    extra.insert("sub".into(), json!(sp_object_id));
-    let version = if resource == DEV_AUDIENCE {
-        TokenVersion::V2
-    } else {
-        TokenVersion::V1
-    };
-    // The client authenticated with a secret: `azpacr` / `appidacr` = "1".
-    let acr_claim = match version {
-        TokenVersion::V2 => "azpacr",
-        TokenVersion::V1 => "appidacr",
-    };
-    extra.insert(acr_claim.into(), json!("1"));
-    let options = TokenOptions {
-        user: DEV_CONFIDENTIAL_CLIENT_NAME.to_owned(),
-        app: true,
-        scopes: Vec::new(),
-        audience: Some(resource.to_owned()),
-        client_app: Some(DEV_CONFIDENTIAL_CLIENT.to_owned()),
-        version,
-        ttl: Duration::from_secs(DEV_TOKEN_LIFETIME_SECS),
-        extra,
-        ..TokenOptions::default()
-    };
-    // The router's base URL is the issuer's, whatever `set_base_url` said.
-    let mut issuer = state.issuer.clone();
-    issuer.set_base_url(base);
-    match issuer.mint(&options) {
-        Ok(token) => (
-            [
-                (header::CACHE_CONTROL, "no-store, no-cache"),
-                (header::PRAGMA, "no-cache"),
-            ],
-            Json(json!({
-                "token_type": "Bearer",
-                "expires_in": DEV_TOKEN_LIFETIME_SECS,
-                "ext_expires_in": DEV_TOKEN_LIFETIME_SECS,
-                "access_token": token,
-            })),
-        )
-            .into_response(),
-        Err(e) => server_error(&e.to_string()),
-    }
-}
-
-/// An Entra-style OAuth error answer.
-fn token_error(
-    base: &str,
-    status: StatusCode,
-    error: &str,
-    code: u32,
-    description: &str,
-) -> Response {
-    let timestamp = chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string();
-    (
-        status,
-        [
-            (header::CACHE_CONTROL, "no-store, no-cache"),
-            (header::PRAGMA, "no-cache"),
-        ],
-        Json(json!({
-            "error": error,
-            "error_description": description,
-            "error_codes": [code],
-            "timestamp": timestamp,
-            "trace_id": uuid::Uuid::new_v4().to_string(),
-            "correlation_id": uuid::Uuid::new_v4().to_string(),
-            "error_uri": format!("{base}/error?code={code}"),
-        })),
-    )
-        .into_response()
-}
-
-fn server_error(message: &str) -> Response {
-    tracing::error!("dev issuer token endpoint: {message}");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({ "error": "server_error", "error_description": message })),
-    )
-        .into_response()
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn generate() -> Result<RsaPrivateKey, DevError> {
     RsaPrivateKey::new(&mut rand::rngs::OsRng, KEY_BITS).map_err(|e| DevError::Key(e.to_string()))
 }
@@ -873,92 +721,14 @@ fn random_id() -> String {
 }
 
 /// Test helpers shared with other modules' tests (the Azure credential
-/// tests fetch tokens from a served dev issuer).
+/// tests fetch tokens from a served dev issuer; sign-in tests drive the
+/// authorization-code flow).
 #[cfg(test)]
-pub(crate) mod test_support {
-    use std::sync::OnceLock;
-
-    /// `application/x-www-form-urlencoded` body of `pairs`.
-    pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
-        let encode = |text: &str| {
-            text.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        };
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
-    }
-
-    use super::*;
-
-    /// A dev issuer in a new temporary directory. RSA key generation is
-    /// slow, so every issuer made here loads the same key, generated once
-    /// per test binary through [`DevIssuer::load_or_create`].
-    pub(crate) async fn issuer_in_tempdir() -> (DevIssuer, tempfile::TempDir) {
-        static KEY_PEM: OnceLock<String> = OnceLock::new();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().to_owned();
-        let issuer = tokio::task::spawn_blocking(move || {
-            let pem = KEY_PEM.get_or_init(|| {
-                let scratch = tempfile::tempdir().expect("tempdir");
-                DevIssuer::load_or_create(scratch.path()).expect("generate dev issuer key");
-                fs::read_to_string(scratch.path().join(DEV_KEY_FILE)).expect("read key")
-            });
-            write_private(&path.join(DEV_KEY_FILE), pem.as_bytes()).expect("write key");
-            DevIssuer::load_or_create(&path)
-        })
-        .await
-        .expect("join")
-        .expect("dev issuer");
-        (issuer, dir)
-    }
-
-    /// A dev issuer served on a free loopback port; the server stops when
-    /// the value is dropped.
-    pub(crate) struct Served {
-        pub(crate) issuer: DevIssuer,
-        pub(crate) base_url: String,
-        pub(crate) dir: tempfile::TempDir,
-        server: tokio::task::JoinHandle<()>,
-    }
-
-    impl Drop for Served {
-        fn drop(&mut self) {
-            self.server.abort();
-        }
-    }
-
-    pub(crate) async fn serve() -> Served {
-        let (mut issuer, dir) = issuer_in_tempdir().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base_url = format!("http://{}", listener.local_addr().expect("address"));
-        issuer.set_base_url(&base_url);
-        let app = issuer.router(&base_url);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Served {
-            issuer,
-            base_url,
-            dir,
-            server,
-        }
-    }
-}
+pub(crate) mod test_support;
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::form;
+    use super::test_support::{form, payload, post_token};
     use super::*;
     use crate::identity::config::is_guid;
 
@@ -1015,23 +785,6 @@ mod tests {
         fs::write(&client.secret_file, "\n").unwrap();
         let error = issuer.dev_client().unwrap_err();
         assert!(error.to_string().contains("the file is empty"), "{error}");
-    }
-
-    async fn post_token(base_url: &str, tenant: &str, body: String) -> (StatusCode, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{base_url}/{tenant}/oauth2/v2.0/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("token request");
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-        (status, response.json().await.expect("JSON answer"))
-    }
-
-    fn payload(token: &str) -> Map<String, Value> {
-        let part = token.split('.').nth(1).expect("three segments");
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
     }
 
     #[tokio::test]
