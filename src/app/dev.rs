@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::azure::sim::{self, SimConfig, Simulator};
 use crate::dev::{DevAzure, Persona};
-use crate::identity::dev::DevIssuer;
+use crate::identity::dev::{DevIssuer, DevUser};
 
 use super::{Listeners, Running};
 
@@ -37,7 +37,8 @@ pub struct DevOptions {
 pub struct DevListeners {
     /// The gateway.
     pub gateway: TcpListener,
-    /// The dev issuer (discovery document, JWKS, token endpoint).
+    /// The dev issuer (discovery document, JWKS, authorization and token
+    /// endpoints).
     pub issuer: TcpListener,
     /// The ARM simulator.
     pub arm: TcpListener,
@@ -82,7 +83,10 @@ pub struct RunningDev {
     pub dev_json: PathBuf,
     /// A token for each persona, as in `dev.json`.
     pub personas: Vec<(Persona, String)>,
-    /// The issuer (mints more tokens, e.g. `warden dev token`).
+    /// The issuer (mints more tokens, e.g. `warden dev token`). It shares
+    /// its state with the one being served: `issuer.allow_redirect(uri)`
+    /// registers a redirect URI, `issuer.set_user_enabled(name, false)`
+    /// disables a persona, both at once.
     pub issuer: DevIssuer,
     gateway: Running,
     simulator: Simulator,
@@ -247,6 +251,17 @@ fn prepare(
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let mut issuer = DevIssuer::load_or_create(data_dir)?;
     issuer.set_base_url(issuer_url);
+    // The personas are the dev tenant's users: they sign in at the
+    // issuer's authorization endpoint (`login_hint` or its picker page).
+    for persona in crate::dev::PERSONAS {
+        issuer.add_user(DevUser {
+            name: persona.name.to_owned(),
+            user: persona.user.to_owned(),
+            roles: persona.roles.iter().map(|r| (*r).to_owned()).collect(),
+            mfa: persona.mfa,
+            ..DevUser::default()
+        })?;
+    }
     let client = issuer.dev_client()?;
     crate::dev::ensure_audit_keys(data_dir)?;
     let policies = match policies {

@@ -18,7 +18,8 @@ pub struct DevArgs {
     /// Address of the gateway.
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
-    /// Address of the local token issuer (discovery document and JWKS).
+    /// Address of the local token issuer (discovery document, JWKS,
+    /// authorization and token endpoints).
     #[arg(long, default_value = warden::dev::ISSUER_LISTEN)]
     issuer_listen: SocketAddr,
     /// Address of the ARM simulator the built-in Azure tools call.
@@ -31,6 +32,11 @@ pub struct DevArgs {
     /// with the baseline policies).
     #[arg(long)]
     policies: Option<PathBuf>,
+    /// Register a redirect URI of the dev client with the issuer, for
+    /// sign-ins through its authorization endpoint (repeatable; https, or
+    /// http on a loopback host, where any port matches).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -117,6 +123,12 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         let listeners =
             DevListeners::bind(args.listen, args.issuer_listen, args.arm_listen).await?;
         let running = warden::app::dev::start(options, listeners, shutdown).await?;
+        for uri in &args.redirect_uris {
+            if let Err(error) = running.issuer.allow_redirect(uri) {
+                let _ = running.stop().await;
+                return Err(error.into());
+            }
+        }
         banner(&running);
         running.wait().await
     })
@@ -157,6 +169,16 @@ fn banner(dev: &RunningDev) {
         dev.dev_json.display(),
         dev.dev_json.display(),
     );
+    let redirect_uris = dev.issuer.redirect_uris();
+    if !redirect_uris.is_empty() {
+        errln!(
+            "  sign-in:    {}/{}/oauth2/v2.0/authorize (client {}; redirect URIs {})",
+            dev.issuer_url,
+            warden::identity::dev::DEV_TENANT,
+            warden::identity::dev::DEV_CONFIDENTIAL_CLIENT,
+            redirect_uris.join(", "),
+        );
+    }
 }
 
 /// `word` as one POSIX shell word: as it is when it needs no quoting, else
