@@ -22,6 +22,7 @@
 //! | [`client`] | the resolved client every flow works with, and how a client id is told apart |
 //! | [`cimd`] | SSRF-safe fetching, validation and caching of Client ID Metadata Documents |
 //! | [`dcr`] | dynamic registration requests, stateless `wdc_` client ids, a per-IP rate limiter |
+//! | [`entra`] | Warden as Entra ID's confidential client: the authorize URL, code redemption and refresh (client secret or workload-identity assertion), refusals told apart from outages |
 //!
 //! Nothing here logs a token, a secret or a key; the types that hold one
 //! implement `Debug` without it.
@@ -31,6 +32,7 @@ pub mod client;
 pub mod config;
 pub mod consent;
 pub mod dcr;
+pub mod entra;
 pub mod grants;
 pub mod metadata;
 pub mod pkce;
