@@ -303,6 +303,7 @@ async fn serve_front(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Serving> {
     let identity = pipeline.identity().clone();
+    let facade = oauth_facade(&config, &pipeline)?;
     let builtins = builtins(&config)?;
     let gateway = Gateway::new(Arc::new(config), pipeline, builtins);
     match front {
@@ -322,7 +323,10 @@ async fn serve_front(
             let address = listener.local_addr().context("the HTTP listener")?;
             let limits = gateway::http::Limits::from(&gateway.config.server);
             let metrics = gateway.metrics.clone();
-            let router = gateway::router(gateway, shutdown.clone());
+            let mut router = gateway::router(gateway, shutdown.clone());
+            if let Some(facade) = facade {
+                router = router.merge(crate::oauth::routes::router(facade));
+            }
             tracing::info!(%address, "warden listening; MCP at /mcp");
             let task = tokio::spawn(async move {
                 gateway::http::serve(listener, router, limits, metrics, shutdown)
@@ -335,6 +339,66 @@ async fn serve_front(
             })
         }
     }
+}
+
+/// Warden as the clients' authorization server (`[oauth]`, unless off):
+/// its keys, its Entra leg, and its state from the store. Warden's own
+/// access tokens are then accepted beside Entra's, and the
+/// protected-resource metadata names Warden.
+fn oauth_facade(
+    config: &Config,
+    pipeline: &Pipeline,
+) -> anyhow::Result<Option<Arc<crate::oauth::service::OAuthService>>> {
+    use crate::oauth::{entra, seal, service, tokens};
+    let oauth = &config.oauth;
+    if !oauth.enabled() {
+        return Ok(None);
+    }
+    let file = |path: &Option<std::path::PathBuf>, key: &str| {
+        path.clone()
+            .ok_or_else(|| anyhow::anyhow!("oauth.{key}: required when mode is not off"))
+    };
+    let pepper = tokens::Pepper::load(&file(&oauth.pepper_file, "pepper_file")?)
+        .map_err(|e| anyhow::anyhow!("oauth.pepper_file: {e}"))?;
+    let keys = seal::KeyRing::load(&file(&oauth.key_file, "key_file")?)
+        .map_err(|e| anyhow::anyhow!("oauth.key_file: {e}"))?;
+    let credential =
+        oauth.entra.credential.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("oauth.entra.credential: required when mode is not off")
+        })?;
+    let credential = entra::ClientCredential::from_config(credential)
+        .map_err(|e| anyhow::anyhow!("oauth.entra.credential: {e}"))?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("an HTTP client for Entra ID")?;
+    let upstream = entra::Entra::new(&oauth.entra, credential, http)
+        .map_err(|e| anyhow::anyhow!("oauth.entra: {e}"))?;
+    let cimd = oauth.cimd.enabled.then(|| {
+        crate::oauth::cimd::CimdFetcher::new(
+            crate::oauth::cimd::CimdPolicy::from(&oauth.cimd),
+            Arc::new(crate::oauth::cimd::HttpsSource::new()),
+        )
+    });
+    let issuer = oauth
+        .parsed_issuer()
+        .ok_or_else(|| anyhow::anyhow!("oauth.issuer: required when mode is not off"))?;
+    let facade = service::OAuthService::open(service::Parts {
+        config: oauth.clone(),
+        mcp_url: issuer.endpoint("/mcp"),
+        pepper,
+        keys,
+        upstream: Arc::new(upstream),
+        identity: pipeline.identity().clone(),
+        audit: pipeline.audit().clone(),
+        cimd,
+        step_up_acr: config.identity.mfa_auth_contexts.first().cloned(),
+    })
+    .map_err(|e| anyhow::anyhow!("oauth: {e}"))?;
+    let facade = Arc::new(facade);
+    pipeline.identity().accept_opaque(facade.clone());
+    tracing::info!(issuer = %issuer.as_str(), mode = ?oauth.mode, "OAuth facade on: Warden is the clients' authorization server");
+    Ok(Some(facade))
 }
 
 /// The stdio front has no HTTP request to carry a token: the caller's token

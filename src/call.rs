@@ -76,6 +76,10 @@ pub struct Principal {
     pub issued_at: Option<u64>,
     /// `exp`, unix seconds; `None` only for the anonymous principal.
     pub expires_at: Option<u64>,
+    /// The facade grant a Warden access token stands for (`None` for an
+    /// Entra token): an MCP session is bound to the grant that opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// Tenant and object id of [`Principal::anonymous`].
@@ -108,6 +112,7 @@ impl Principal {
             client_capabilities: BTreeSet::new(),
             issued_at: None,
             expires_at: None,
+            grant: None,
         }
     }
 

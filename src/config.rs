@@ -68,6 +68,10 @@ pub struct Config {
     /// (see `gateway::names`), so they are restricted to `[a-z0-9-]`.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Warden as the MCP clients' OAuth authorization server in front of
+    /// Entra ID (default off).
+    #[serde(default)]
+    pub oauth: crate::oauth::config::OAuthConfig,
 }
 
 /// The MCP front.
@@ -273,6 +277,7 @@ impl Config {
         }
         config.audit.resolve(base);
         config.policy.resolve(base);
+        config.oauth.resolve(base);
         if let Some(azure) = &mut config.azure {
             azure.resolve(base);
         }
@@ -313,6 +318,7 @@ impl Config {
         self.policy.validate()?;
         self.approvals.validate()?;
         self.risk.validate()?;
+        self.oauth.validate().map_err(|e| e.to_string())?;
         if let Some(azure) = &self.azure {
             azure.validate()?;
         }

@@ -12,6 +12,7 @@ pub mod azure;
 pub mod call;
 pub mod catalog;
 pub mod config;
+pub mod cookies;
 pub mod dev;
 pub mod executor;
 pub mod gateway;

@@ -122,6 +122,7 @@ use subtle::ConstantTimeEq;
 use super::evidence;
 use super::views::{self, Notes, Viewer};
 use crate::approvals::{ApprovalError, Approvals, Filter, Listing, Status, Verdict};
+use crate::cookies::{SameSite, cookie, plain_loopback};
 use crate::identity::{Authenticator, Principal};
 
 /// The session cookie.
@@ -350,40 +351,9 @@ fn session_ttl(principal: &Principal) -> Duration {
 
 // ------------------------------------------------------ request plumbing
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// Whether the request came over plain HTTP from a loopback peer: no TLS
-/// proxy in front said otherwise.
-fn plain_loopback(headers: &HeaderMap, peer: IpAddr) -> bool {
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
-        || headers
-            .get_all(header::FORWARDED)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split([';', ',']))
-            .any(|p| p.trim().eq_ignore_ascii_case("proto=https"));
-    peer.to_canonical().is_loopback() && !https
-}
-
+/// The page's cookies: `SameSite=Strict`, path `/admin`.
 fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::try_from(format!(
-        "{name}={value}; HttpOnly; SameSite=Strict; Path=/admin; Max-Age={max_age}{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static(""))
+    crate::cookies::set_cookie(name, value, "/admin", SameSite::Strict, max_age, secure)
 }
 
 /// The host the browser addressed (`Host`, or the HTTP/2 authority).

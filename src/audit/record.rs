@@ -26,6 +26,9 @@ pub enum Kind {
     Approval,
     /// A high-risk call was seen.
     RiskAlert,
+    /// An authentication event: a sign-in, consent, token issue, refresh,
+    /// revocation or refusal (`details.event`).
+    Auth,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Heartbeat => "heartbeat",
             Kind::Approval => "approval",
             Kind::RiskAlert => "risk_alert",
+            Kind::Auth => "auth",
         }
     }
 }

@@ -27,10 +27,23 @@ use crate::identity::{AuthError, UNAUTHORIZED};
 const SESSION_HEADER: &str = "mcp-session-id";
 const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
+/// Who owns a session: the principal (`tid`, `oid`) and, for Warden's own
+/// tokens, the grant that opened it. A token of another grant of the same
+/// user does not take the session over.
+type Owner = (String, String, Option<String>);
+
+fn owner_of(principal: &crate::identity::Principal) -> Owner {
+    (
+        principal.tid.clone(),
+        principal.oid.clone(),
+        principal.grant.clone(),
+    )
+}
+
 /// Which principal (`tid`, `oid`) opened each live session.
 pub struct Bindings {
     sessions: Arc<LocalSessionManager>,
-    owners: Mutex<HashMap<String, (String, String)>>,
+    owners: Mutex<HashMap<String, Owner>>,
     /// Prune owners of ended sessions when the map grows beyond this.
     prune_above: usize,
 }
@@ -44,15 +57,15 @@ impl Bindings {
         }
     }
 
-    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, String)>> {
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, Owner>> {
         self.owners.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn owner(&self, session: &str) -> Option<(String, String)> {
+    fn owner(&self, session: &str) -> Option<Owner> {
         self.owners().get(session).cloned()
     }
 
-    async fn bind(&self, session: String, owner: (String, String)) {
+    async fn bind(&self, session: String, owner: Owner) {
         let prune = {
             let mut owners = self.owners();
             owners.insert(session, owner);
@@ -152,7 +165,7 @@ pub async fn guard(
         .map(str::to_owned);
     if let Some(session) = &session
         && let Some(owner) = bindings.owner(session)
-        && owner != principal.key()
+        && owner != owner_of(&principal)
     {
         gateway.metrics.session_binding_violations.inc();
         tracing::warn!(
@@ -171,7 +184,7 @@ pub async fn guard(
             "session_binding",
         );
     }
-    let key = principal.key();
+    let key = owner_of(&principal);
     let method = request.method().clone();
     request.extensions_mut().insert(Arc::new(principal));
     let response = next.run(request).await;

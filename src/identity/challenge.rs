@@ -66,12 +66,14 @@ impl Authenticator {
     /// from the request; `identity.resource`, when set, takes precedence.
     pub fn protected_resource_metadata(&self, resource: &str) -> Value {
         let resource = self.config.resource.as_deref().unwrap_or(resource);
-        let servers: Vec<String> = self
-            .config
-            .tenants
-            .iter()
-            .map(|t| self.config.v2_issuer(t))
-            .collect();
+        let tenants = self.config.tenants.iter().map(|t| self.config.v2_issuer(t));
+        // With the facade on, clients are sent to Warden (first); the
+        // tenants stay listed only in mode `both`.
+        let servers: Vec<String> = match self.opaque_issuer() {
+            Some((issuer, true)) => std::iter::once(issuer).chain(tenants).collect(),
+            Some((issuer, false)) => vec![issuer],
+            None => tenants.collect(),
+        };
         json!({
             "resource": resource,
             "authorization_servers": servers,

@@ -224,6 +224,24 @@ pub struct Authenticator {
     config: IdentityConfig,
     keys: Arc<KeyCache>,
     refresher: Option<tokio::task::AbortHandle>,
+    /// Warden's own tokens, when it is also the clients' authorization
+    /// server (set once the facade is built, which itself validates
+    /// Entra's tokens with this authenticator).
+    opaque: std::sync::OnceLock<Arc<dyn OpaqueTokens>>,
+}
+
+/// Warden's own (opaque) access tokens: told apart from Entra's JWTs by
+/// their prefix, validated by whoever issued them.
+pub trait OpaqueTokens: Send + Sync {
+    /// Whether `token` is one of these (by its shape alone).
+    fn claims(&self, token: &str) -> bool;
+    /// The principal of `token`, or why it is refused.
+    fn authenticate(&self, token: &str, source_ip: Option<IpAddr>) -> Result<Principal, String>;
+    /// The authorization server clients are sent to for these tokens.
+    fn issuer(&self) -> String;
+    /// Whether Entra's tenants stay listed as authorization servers too
+    /// (mode `both`).
+    fn keep_tenants(&self) -> bool;
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -253,6 +271,7 @@ impl Authenticator {
                 config,
                 keys,
                 refresher: None,
+                opaque: std::sync::OnceLock::new(),
             });
         }
         let refresher = match tokio::runtime::Handle::try_current() {
@@ -273,7 +292,20 @@ impl Authenticator {
             config,
             keys,
             refresher,
+            opaque: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Accepts Warden's own tokens beside Entra's (once; a second call is
+    /// ignored).
+    pub fn accept_opaque(&self, tokens: Arc<dyn OpaqueTokens>) {
+        let _ = self.opaque.set(tokens);
+    }
+
+    /// The issuer of Warden's own tokens, when they are accepted, and
+    /// whether the tenants stay listed too.
+    pub fn opaque_issuer(&self) -> Option<(String, bool)> {
+        self.opaque.get().map(|o| (o.issuer(), o.keep_tenants()))
     }
 
     /// `Ok` once a key set has been loaded for every tenant (always `Ok`
@@ -294,6 +326,18 @@ impl Authenticator {
     ) -> Result<Principal, AuthError> {
         if self.config.allow_anonymous {
             return Ok(Principal::anonymous(source_ip));
+        }
+        if let (Some(opaque), Some(value)) = (self.opaque.get(), authorization) {
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .unwrap_or("")
+                .trim();
+            if opaque.claims(token) {
+                return opaque
+                    .authenticate(token, source_ip)
+                    .map_err(AuthError::Malformed);
+            }
         }
         validate::authenticate(&self.config, &self.keys, authorization, source_ip).await
     }

@@ -120,6 +120,7 @@ pub(crate) fn from_claims(
         client_capabilities: claims.set("xms_cc"),
         issued_at: claims.seconds("iat"),
         expires_at: claims.seconds("exp"),
+        grant: None,
     }
 }
 

@@ -91,7 +91,7 @@ fn fail(key: impl Into<String>, message: impl Into<String>) -> OAuthConfigError 
 }
 
 /// The `[oauth]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OAuthConfig {
     /// `off` (default), `facade` or `both`.
@@ -345,7 +345,7 @@ impl Default for DcrConfig {
 }
 
 /// `[oauth.entra]`: Warden as a confidential client of Entra ID.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EntraUpstreamConfig {
     /// The tenant (directory) id users sign in to. Required unless off.
@@ -360,6 +360,11 @@ pub struct EntraUpstreamConfig {
     /// Base URL of the authority. Default
     /// `https://login.microsoftonline.com`; `http` only on loopback.
     pub authority: String,
+    /// How Warden authenticates to Entra as a confidential client: an
+    /// `[azure.credential]`-style table, `kind = "client_secret"` (with
+    /// `secret_file`) or `kind = "workload_identity"` (a federated token
+    /// file sent as a client assertion). Required unless off.
+    pub credential: Option<crate::azure::credential::CredentialConfig>,
 }
 
 impl Default for EntraUpstreamConfig {
@@ -369,6 +374,7 @@ impl Default for EntraUpstreamConfig {
             client_id: None,
             scope: None,
             authority: DEFAULT_ENTRA_AUTHORITY.to_owned(),
+            credential: None,
         }
     }
 }
@@ -404,6 +410,12 @@ impl EntraUpstreamConfig {
             None => {}
         }
         Issuer::parse(&self.authority).map_err(|e| fail("entra.authority", e.to_string()))?;
+        if required && self.credential.is_none() {
+            return Err(fail(
+                "entra.credential",
+                "is required when mode is not off: kind = \"client_secret\" (secret_file) or kind = \"workload_identity\"",
+            ));
+        }
         Ok(())
     }
 }
@@ -428,6 +440,26 @@ fn check_upstream_scope(scope: &str) -> Result<(), OAuthConfigError> {
 
 impl OAuthConfig {
     /// Whether Warden's authorization server is on.
+    /// Makes the key, pepper and credential files relative to `base` (the
+    /// configuration file's folder).
+    pub fn resolve(&mut self, base: &std::path::Path) {
+        for path in [&mut self.key_file, &mut self.pepper_file]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+        if let Some(crate::azure::credential::CredentialConfig::ClientSecret {
+            secret_file, ..
+        }) = &mut self.entra.credential
+            && secret_file.is_relative()
+        {
+            *secret_file = base.join(&*secret_file);
+        }
+    }
+
     pub fn enabled(&self) -> bool {
         self.mode != OAuthMode::Off
     }

@@ -81,8 +81,14 @@ impl InProcess {
 
     /// Warden on `setup`.
     pub fn launch(setup: Setup<'_>) -> InProcess {
-        let dir = setup.write();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        Self::launch_on(listener, setup)
+    }
+
+    /// Warden on `setup`, serving on `listener` (bound by the test, which
+    /// needed its port in the configuration, e.g. for a public URL).
+    pub fn launch_on(listener: std::net::TcpListener, setup: Setup<'_>) -> InProcess {
+        let dir = setup.write();
         let port = listener.local_addr().expect("local address").port();
         let mut warden = InProcess {
             port,

@@ -1,0 +1,1237 @@
+//! The facade's flows, composed from the building blocks: `/authorize`
+//! (client, redirect, PKCE, resource and scope checks; consent or a
+//! remembered consent), the consent decision, Entra's callback (Warden
+//! redeems Entra's code as a confidential client, validates Entra's access
+//! token into a [`Principal`] with the production [`Authenticator`], opens
+//! a grant and gives the client Warden's own code), `/token`
+//! (authorization code and refresh grants), `/revoke`, and the
+//! authentication of Warden's access tokens on `/mcp`.
+//!
+//! State lives in memory ([`Book`], [`Consents`]) and is written through
+//! the store's `state` table before an answer leaves; at start it is
+//! loaded back. Entra's refresh token is sealed with the grant. No token,
+//! code or Entra response is logged or recorded; the audit log gets an
+//! `auth` record for each sign-in, consent, token issue, refresh,
+//! revocation and refusal.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::json;
+
+use super::cimd::CimdFetcher;
+use super::client::{Client, ClientIdKind, ClientSource};
+use super::config::OAuthConfig;
+use super::consent::{
+    ClientRequest, ConsentError, Consents, Transaction, consent_key, handle_hash,
+};
+use super::dcr;
+use super::grants::{Binding, Book, Change, Grant, GrantError, Issued};
+use super::metadata::{Issuer, OFFLINE_ACCESS};
+use super::pkce::{self, CodeChallenge, CodeVerifier};
+use super::resource::{CanonicalResource, check_resource};
+use super::seal::{KeyRing, Purpose};
+use super::tokens::{Pepper, Token, TokenKind};
+use crate::audit::Audit;
+use crate::audit::record::{Actor, Kind, Record};
+use crate::call::Principal;
+use crate::identity::Authenticator;
+use crate::store::{Reader, Store, StoreError};
+
+/// The path of Entra's callback on Warden.
+pub const CALLBACK_PATH: &str = "/oauth/callback";
+
+/// Tokens Entra gave Warden (never shown to a client).
+pub struct UpstreamTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTokens").finish_non_exhaustive()
+    }
+}
+
+/// Why Entra did not give tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Entra refused (a disabled user, a failed Conditional Access check,
+    /// a revoked session): the grant ends.
+    #[error("Entra ID refused: {0}")]
+    Refused(String),
+    /// Entra could not be asked (network, 5xx, an answer that does not
+    /// parse): try again later.
+    #[error("Entra ID is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Warden as a confidential client of Entra ID.
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// Where to send the browser: Entra's authorize endpoint for Warden's
+    /// `redirect_uri`, `state`, PKCE `challenge`, `nonce`, and a `claims`
+    /// request (step-up) when given.
+    fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &CodeChallenge,
+        nonce: &str,
+        claims: Option<&str>,
+    ) -> String;
+    /// Redeems Entra's authorization code.
+    async fn redeem(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &CodeVerifier,
+    ) -> Result<UpstreamTokens, UpstreamError>;
+    /// Refreshes at Entra.
+    async fn refresh(&self, refresh_token: &str) -> Result<UpstreamTokens, UpstreamError>;
+}
+
+/// An OAuth error as the client sees it (RFC 6749 §5.2 / §4.1.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub error_description: String,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error,
+            error_description: description.into(),
+        }
+    }
+}
+
+/// What `/authorize`, the consent decision and the callback lead to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A bad client or redirect URI: an error page, never a redirect.
+    ErrorPage(String),
+    /// Back to the client's redirect URI (with `code` or `error`, `state`
+    /// and `iss`).
+    ToClient(String),
+    /// The consent page for pending request `id`, bound to `csrf`.
+    Consent {
+        id: String,
+        csrf: String,
+        request: Box<ClientRequest>,
+        client: Box<ConsentClient>,
+    },
+    /// To Entra, with the browser cookie that binds the transaction.
+    ToEntra { url: String, browser: String },
+}
+
+/// What the consent page says about the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentClient {
+    pub name: String,
+    /// `verified by configuration`, `metadata document at HOST`, or
+    /// `unverified (registered dynamically)`.
+    pub provenance: String,
+    pub redirect_host: String,
+    /// Every redirect URI is on this computer (loopback).
+    pub loopback: bool,
+}
+
+/// The answer of `/token`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// The parameters of `/authorize`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AuthorizeParams {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// The form of `/token`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub client_id: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub resource: Option<String>,
+}
+
+const NS_GRANT: &str = "oauth.grant";
+const NS_ISSUED: &str = "oauth.issued";
+const NS_CONSENT: &str = "oauth.consent";
+const NS_TXN: &str = "oauth.txn";
+const NS_BROWSER: &str = "oauth.browser";
+
+fn random() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn chrono(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// `uri` with `pairs` appended to its query.
+fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut url) => {
+            {
+                let mut query = url.query_pairs_mut();
+                for (k, v) in pairs {
+                    query.append_pair(k, v);
+                }
+            }
+            url.to_string()
+        }
+        Err(_) => uri.to_owned(),
+    }
+}
+
+/// The facade.
+pub struct OAuthService {
+    config: OAuthConfig,
+    issuer: Issuer,
+    resource: CanonicalResource,
+    pepper: Pepper,
+    keys: KeyRing,
+    upstream: Arc<dyn Upstream>,
+    identity: Arc<Authenticator>,
+    store: Store,
+    audit: Arc<Audit>,
+    cimd: Option<CimdFetcher>,
+    dcr_limiter: dcr::RateLimiter,
+    pre_registered: HashMap<String, Client>,
+    /// The authentication context a step-up asks Entra for.
+    step_up_acr: Option<String>,
+    book: Mutex<Book>,
+    consents: Mutex<Consents>,
+    /// Browser cookie hash → the user it signed in (tid, oid), to skip a
+    /// remembered consent.
+    browsers: Mutex<Browsers>,
+}
+
+impl std::fmt::Debug for OAuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthService")
+            .field("issuer", &self.issuer.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What building the service needs.
+pub struct Parts {
+    pub config: OAuthConfig,
+    /// Warden's MCP URL (`{issuer}/mcp`): the one `resource` tokens are for.
+    pub mcp_url: String,
+    pub pepper: Pepper,
+    pub keys: KeyRing,
+    pub upstream: Arc<dyn Upstream>,
+    pub identity: Arc<Authenticator>,
+    pub audit: Arc<Audit>,
+    pub cimd: Option<CimdFetcher>,
+    pub step_up_acr: Option<String>,
+}
+
+impl OAuthService {
+    /// The service, with its state loaded from the store.
+    pub fn open(parts: Parts) -> Result<OAuthService, String> {
+        let config = parts.config;
+        config.validate().map_err(|e| e.to_string())?;
+        let issuer = config
+            .parsed_issuer()
+            .ok_or("oauth.issuer: required when mode is not off")?;
+        let resource = CanonicalResource::parse(&parts.mcp_url).map_err(|e| e.to_string())?;
+        let mut pre_registered = HashMap::new();
+        for client in &config.pre_registered {
+            let resolved = Client::pre_registered(client)
+                .map_err(|e| format!("oauth.pre_registered {:?}: {e}", client.client_id))?;
+            pre_registered.insert(client.client_id.clone(), resolved);
+        }
+        let store = parts.audit.store().clone();
+        let now = Utc::now();
+        let (book, consents, browsers) = match Reader::open(store.path()) {
+            Ok(reader) => load(&reader, now).map_err(|e| e.to_string())?,
+            Err(_) => (Book::default(), Consents::default(), HashMap::new()),
+        };
+        Ok(OAuthService {
+            dcr_limiter: dcr::RateLimiter::per_hour(config.dcr.rate_limit_per_hour),
+            config,
+            issuer,
+            resource,
+            pepper: parts.pepper,
+            keys: parts.keys,
+            upstream: parts.upstream,
+            identity: parts.identity,
+            store,
+            audit: parts.audit,
+            cimd: parts.cimd,
+            pre_registered,
+            step_up_acr: parts.step_up_acr,
+            book: Mutex::new(book),
+            consents: Mutex::new(consents),
+            browsers: Mutex::new(browsers),
+        })
+    }
+
+    pub fn config(&self) -> &OAuthConfig {
+        &self.config
+    }
+
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// Warden's callback URL registered at Entra.
+    pub fn callback_url(&self) -> String {
+        self.issuer.endpoint(CALLBACK_PATH)
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn consents(&self) -> std::sync::MutexGuard<'_, Consents> {
+        self.consents.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The client `client_id` names, or why none.
+    pub async fn client(&self, client_id: &str) -> Result<Client, String> {
+        match ClientIdKind::of(client_id) {
+            ClientIdKind::PreRegistered => self
+                .pre_registered
+                .get(client_id)
+                .cloned()
+                .ok_or_else(|| format!("no client {client_id:?} is registered")),
+            ClientIdKind::Dynamic => {
+                dcr::decode_client_id(&self.keys, client_id).map_err(|e| e.to_string())
+            }
+            ClientIdKind::MetadataDocument => match &self.cimd {
+                Some(fetcher) => fetcher.client(client_id).await.map_err(|e| e.to_string()),
+                None => Err("client metadata documents are not accepted here".into()),
+            },
+        }
+    }
+
+    /// `/register` (RFC 7591).
+    pub fn register(
+        &self,
+        body: &[u8],
+        from: std::net::IpAddr,
+    ) -> Result<dcr::RegistrationResponse, OAuthError> {
+        if !self.config.dcr.enabled {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "dynamic client registration is turned off here",
+            ));
+        }
+        self.dcr_limiter.check(from).map_err(|limited| {
+            OAuthError::new(
+                "invalid_request",
+                format!(
+                    "too many registrations from this address; try again in {} s",
+                    limited.retry_after.as_secs()
+                ),
+            )
+        })?;
+        let registration = dcr::validate_request(body)
+            .map_err(|e| OAuthError::new(e.error_code(), e.to_string()))?;
+        let now = Utc::now().timestamp();
+        let id = dcr::issue_client_id(&self.keys, &registration, now)
+            .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+        Ok(dcr::registration_response(id, &registration, now))
+    }
+
+    /// `/authorize`. `browser` is the value of the browser's facade
+    /// cookie, if it has one.
+    pub async fn authorize(&self, params: &AuthorizeParams, browser: Option<&str>) -> Step {
+        let now = Utc::now();
+        let Some(client_id) = params.client_id.as_deref().filter(|c| !c.is_empty()) else {
+            return Step::ErrorPage("The request names no client (client_id is missing).".into());
+        };
+        let client = match self.client(client_id).await {
+            Ok(client) => client,
+            Err(why) => return Step::ErrorPage(format!("The client is not accepted: {why}.")),
+        };
+        let Some(requested) = params.redirect_uri.as_deref() else {
+            return Step::ErrorPage("The request names no redirect_uri.".into());
+        };
+        let redirect = match client.find_redirect(requested) {
+            Ok(redirect) => redirect,
+            Err(why) => {
+                return Step::ErrorPage(format!(
+                    "The redirect URI is not one the client registered: {why}."
+                ));
+            }
+        };
+        // From here on errors go back to the (verified) redirect URI.
+        let state = params.state.clone();
+        let back = |error: &'static str, description: String| {
+            let mut pairs = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
+            if let Some(state) = &state {
+                pairs.push(("state", state));
+            }
+            pairs.push(("iss", self.issuer.as_str()));
+            Step::ToClient(with_query(redirect.as_str(), &pairs))
+        };
+        if params.response_type.as_deref() != Some("code") {
+            return back(
+                "unsupported_response_type",
+                "response_type must be code".into(),
+            );
+        }
+        let challenge = match pkce::check_challenge(
+            params.code_challenge.as_deref(),
+            params.code_challenge_method.as_deref(),
+        ) {
+            Ok(challenge) => challenge,
+            Err(e) => return back("invalid_request", e.to_string()),
+        };
+        let resources: Vec<&str> = params.resource.as_deref().into_iter().collect();
+        let resource = match check_resource(&resources, &self.resource) {
+            Ok(resource) => resource,
+            Err(e) => return back(e.error_code(), e.to_string()),
+        };
+        let scopes = match self.scopes(params.scope.as_deref(), &client) {
+            Ok(scopes) => scopes,
+            Err(e) => return back("invalid_scope", e),
+        };
+        let request = ClientRequest {
+            client_id: client.id.clone(),
+            client_label: client.display_name().to_owned(),
+            redirect_uri: redirect.as_str().to_owned(),
+            state: params.state.clone(),
+            challenge: challenge.as_str().to_owned(),
+            resource: resource.as_str().to_owned(),
+            scopes,
+            step_up: false,
+        };
+        // A user who approved this client, redirect and scopes before, in
+        // this browser, goes straight to Entra.
+        if let Some(cookie) = browser
+            && let Some((tid, oid)) = self.browser_user(cookie, now)
+        {
+            let key = consent_key(
+                &tid,
+                &oid,
+                &request.client_id,
+                &request.redirect_uri,
+                &request.scopes,
+            );
+            if self.consents().remembered(&key, now) {
+                return match self.to_entra(request, Some(cookie.to_owned()), now).await {
+                    Ok(step) => step,
+                    Err(e) => back("temporarily_unavailable", e.to_string()),
+                };
+            }
+        }
+        let id = random();
+        let csrf = random();
+        let consent = ConsentClient {
+            name: client.display_name().to_owned(),
+            provenance: match &client.source {
+                ClientSource::PreRegistered => "configured by your administrators".into(),
+                ClientSource::MetadataDocument { host } => {
+                    format!("described by a metadata document at {host}")
+                }
+                ClientSource::Dynamic { .. } => {
+                    "unverified: it registered itself; its name is its own claim".into()
+                }
+            },
+            redirect_host: redirect.host().to_owned(),
+            loopback: client.loopback_only(),
+        };
+        self.consents().hold(
+            id.clone(),
+            request.clone(),
+            csrf.clone(),
+            now + chrono(self.config.lifetimes.transaction),
+            now,
+        );
+        Step::Consent {
+            id,
+            csrf,
+            request: Box::new(request),
+            client: Box::new(consent),
+        }
+    }
+
+    /// The scopes asked: Warden's configured ones (default all of them),
+    /// `offline_access` allowed for clients that may refresh.
+    fn scopes(&self, asked: Option<&str>, client: &Client) -> Result<Vec<String>, String> {
+        let asked: Vec<&str> = asked.unwrap_or("").split_whitespace().collect();
+        if asked.is_empty() {
+            return Ok(self.config.scopes.clone());
+        }
+        let mut scopes = Vec::new();
+        for scope in asked {
+            if scope == OFFLINE_ACCESS && client.refresh_allowed {
+                continue;
+            }
+            if !self.config.scopes.iter().any(|s| s == scope) {
+                return Err(format!("scope {scope:?} is not offered here"));
+            }
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        if scopes.is_empty() {
+            scopes = self.config.scopes.clone();
+        }
+        Ok(scopes)
+    }
+
+    /// The user a browser cookie signed in, if still fresh.
+    fn browser_user(&self, cookie: &str, now: DateTime<Utc>) -> Option<(String, String)> {
+        let browsers = self.browsers.lock().unwrap_or_else(PoisonError::into_inner);
+        browsers
+            .get(&handle_hash(cookie))
+            .filter(|(_, _, until)| *until > now)
+            .map(|(tid, oid, _)| (tid.clone(), oid.clone()))
+    }
+
+    /// The consent page's answer.
+    pub async fn decide(&self, id: &str, csrf: &str, approve: bool, browser: Option<&str>) -> Step {
+        let now = Utc::now();
+        let request = match self.consents().answer(id, csrf, now) {
+            Ok(request) => request,
+            Err(e) => return Step::ErrorPage(e.to_string()),
+        };
+        if !approve {
+            self.record("consent_denied", None, Some(&request.client_id), None)
+                .await;
+            let mut pairs = vec![
+                ("error", "access_denied"),
+                ("error_description", "the user denied the request"),
+            ];
+            if let Some(state) = &request.state {
+                pairs.push(("state", state));
+            }
+            pairs.push(("iss", self.issuer.as_str()));
+            return Step::ToClient(with_query(&request.redirect_uri, &pairs));
+        }
+        let redirect = request.redirect_uri.clone();
+        let state = request.state.clone();
+        match self
+            .to_entra(request, browser.map(str::to_owned), now)
+            .await
+        {
+            Ok(step) => step,
+            Err(e) => {
+                let mut pairs = vec![
+                    ("error", "temporarily_unavailable"),
+                    (
+                        "error_description",
+                        "the sign-in could not be started; try again",
+                    ),
+                ];
+                if let Some(state) = &state {
+                    pairs.push(("state", state));
+                }
+                tracing::error!(target: "warden::oauth", error = %e, "sign-in transaction not stored");
+                Step::ToClient(with_query(&redirect, &pairs))
+            }
+        }
+    }
+
+    /// Starts the Entra leg for an approved request: a transaction under a
+    /// random `state`, bound to the browser, durable before the redirect.
+    async fn to_entra(
+        &self,
+        request: ClientRequest,
+        browser: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Step, StoreError> {
+        let state = random();
+        let nonce = random();
+        let browser = browser.unwrap_or_else(random);
+        let verifier = CodeVerifier::generate();
+        let sealed = self
+            .keys
+            .sealer(Purpose::UpstreamToken)
+            .seal(verifier.expose().as_bytes(), &[b"pkce", state.as_bytes()])
+            .map_err(|e| StoreError::Seal(e.to_string()))?;
+        let claims = match (&self.step_up_acr, request.step_up) {
+            (Some(acr), true) => Some(step_up_claims(acr)),
+            _ => None,
+        };
+        let transaction = Transaction {
+            request,
+            verifier: STANDARD.encode(sealed),
+            nonce: nonce.clone(),
+            browser: handle_hash(&browser),
+            expires: now + chrono(self.config.lifetimes.transaction),
+        };
+        let state_hash = handle_hash(&state);
+        let bytes = serde_json::to_vec(&transaction).unwrap_or_default();
+        self.store
+            .put_state(NS_TXN, &state_hash, bytes, Some(transaction.expires))
+            .await?;
+        self.consents().begin(state_hash, transaction);
+        let url = self.upstream.authorize_url(
+            &self.callback_url(),
+            &state,
+            &verifier.challenge(),
+            &nonce,
+            claims.as_deref(),
+        );
+        Ok(Step::ToEntra { url, browser })
+    }
+
+    /// Entra's callback: `state` and `code` (or Entra's `error`).
+    pub async fn callback(
+        &self,
+        state: Option<&str>,
+        code: Option<&str>,
+        error: Option<&str>,
+        browser: Option<&str>,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> Step {
+        let now = Utc::now();
+        let Some(state) = state else {
+            return Step::ErrorPage("The sign-in answer carries no state.".into());
+        };
+        let state_hash = handle_hash(state);
+        let taken = self
+            .consents()
+            .finish(&state_hash, browser.map(handle_hash).as_deref(), now);
+        // Single use, whatever happens next.
+        let _ = self.store.delete_state(NS_TXN, &state_hash).await;
+        let transaction = match taken {
+            Ok(transaction) => transaction,
+            Err(e) => {
+                self.record("sign_in_refused", None, None, Some(&e.to_string()))
+                    .await;
+                return Step::ErrorPage(e.to_string());
+            }
+        };
+        let request = transaction.request.clone();
+        let back = |error: &'static str, description: &str| {
+            let mut pairs = vec![("error", error), ("error_description", description)];
+            if let Some(state) = &request.state {
+                pairs.push(("state", state));
+            }
+            pairs.push(("iss", self.issuer.as_str()));
+            Step::ToClient(with_query(&request.redirect_uri, &pairs))
+        };
+        if let Some(error) = error {
+            self.record(
+                "sign_in_refused",
+                None,
+                Some(&request.client_id),
+                Some(&format!("Entra ID answered {error}")),
+            )
+            .await;
+            return back("access_denied", "the sign-in at Entra ID did not complete");
+        }
+        let Some(code) = code else {
+            return back("server_error", "Entra ID's answer carries no code");
+        };
+        let verifier = match self.open_verifier(&transaction.verifier, state) {
+            Some(verifier) => verifier,
+            None => return back("server_error", "the sign-in transaction cannot be read"),
+        };
+        let tokens = match self
+            .upstream
+            .redeem(code, &self.callback_url(), &verifier)
+            .await
+        {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                self.record(
+                    "sign_in_refused",
+                    None,
+                    Some(&request.client_id),
+                    Some(&e.to_string()),
+                )
+                .await;
+                return back("access_denied", "Entra ID did not accept the sign-in");
+            }
+        };
+        let principal = match self
+            .identity
+            .authenticate(Some(&format!("Bearer {}", tokens.access_token)), source_ip)
+            .await
+        {
+            Ok(principal) => principal,
+            Err(e) => {
+                self.record(
+                    "sign_in_refused",
+                    None,
+                    Some(&request.client_id),
+                    Some(&e.to_string()),
+                )
+                .await;
+                return back("access_denied", "the account cannot use Warden");
+            }
+        };
+        let binding = Binding {
+            client_id: request.client_id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            challenge: request.challenge.clone(),
+            resource: request.resource.clone(),
+        };
+        let lifetimes = self.config.lifetimes.clone();
+        let (grant, warden_code, mut changes) = self.book().open(
+            &self.pepper,
+            principal.clone(),
+            binding,
+            request.scopes.clone(),
+            None,
+            &lifetimes,
+            now,
+        );
+        // Entra's refresh token, sealed under the grant's id and client.
+        match self.seal_upstream_for(
+            tokens.refresh_token.as_deref(),
+            &grant.id,
+            &request.client_id,
+        ) {
+            Ok(sealed) => changes.extend(self.book().set_upstream(&grant.id, sealed)),
+            Err(e) => {
+                tracing::error!(target: "warden::oauth", error = %e, "Entra's token cannot be sealed");
+                return back("server_error", "the sign-in could not be kept");
+            }
+        }
+        let key = consent_key(
+            &principal.tid,
+            &principal.oid,
+            &request.client_id,
+            &request.redirect_uri,
+            &request.scopes,
+        );
+        let until = now + chrono(self.config.lifetimes.consent);
+        if let Err(e) = self.persist(changes).await.and(
+            self.store
+                .put_state(
+                    NS_CONSENT,
+                    &key,
+                    until.to_rfc3339().into_bytes(),
+                    Some(until),
+                )
+                .await,
+        ) {
+            tracing::error!(target: "warden::oauth", error = %e, "grant not stored");
+            return back(
+                "temporarily_unavailable",
+                "the sign-in could not be kept; try again",
+            );
+        }
+        self.consents().remember(key, until);
+        if let Some(browser) = browser {
+            let until = now + chrono(self.config.lifetimes.session);
+            let hash = handle_hash(browser);
+            let value = json!([principal.tid, principal.oid])
+                .to_string()
+                .into_bytes();
+            if self
+                .store
+                .put_state(NS_BROWSER, &hash, value, Some(until))
+                .await
+                .is_ok()
+            {
+                self.browsers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(hash, (principal.tid.clone(), principal.oid.clone(), until));
+            }
+        }
+        self.record(
+            "signed_in",
+            Some(&principal),
+            Some(&request.client_id),
+            None,
+        )
+        .await;
+        let mut pairs = vec![("code", warden_code.expose())];
+        if let Some(state) = &request.state {
+            pairs.push(("state", state));
+        }
+        pairs.push(("iss", self.issuer.as_str()));
+        Step::ToClient(with_query(&request.redirect_uri, &pairs))
+    }
+
+    fn open_verifier(&self, sealed: &str, state: &str) -> Option<CodeVerifier> {
+        let bytes = STANDARD.decode(sealed).ok()?;
+        let plain = self
+            .keys
+            .sealer(Purpose::UpstreamToken)
+            .open(&bytes, &[b"pkce", state.as_bytes()])
+            .ok()?;
+        CodeVerifier::parse(std::str::from_utf8(&plain).ok()?).ok()
+    }
+
+    /// Entra's refresh token sealed for `grant_id` and `client_id`.
+    fn seal_upstream_for(
+        &self,
+        token: Option<&str>,
+        grant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<String>, String> {
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        self.keys
+            .sealer(Purpose::UpstreamToken)
+            .seal(
+                token.as_bytes(),
+                &[grant_id.as_bytes(), client_id.as_bytes()],
+            )
+            .map(|sealed| Some(STANDARD.encode(sealed)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn open_upstream(&self, grant: &Grant) -> Option<String> {
+        let sealed = STANDARD.decode(grant.upstream.as_deref()?).ok()?;
+        let plain = self
+            .keys
+            .sealer(Purpose::UpstreamToken)
+            .open(&sealed, &[grant.id.as_bytes(), grant.client_id.as_bytes()])
+            .ok()?;
+        String::from_utf8(plain).ok()
+    }
+
+    /// `/token`.
+    pub async fn token(&self, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
+        let now = Utc::now();
+        let lifetimes = self.config.lifetimes.clone();
+        let Some(client_id) = form.client_id.as_deref() else {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "client_id is required (public clients)",
+            ));
+        };
+        match form.grant_type.as_deref() {
+            Some("authorization_code") => {
+                let code = form
+                    .code
+                    .as_deref()
+                    .and_then(|c| Token::parse_kind(c, TokenKind::Code).ok())
+                    .ok_or_else(|| {
+                        OAuthError::new("invalid_grant", "the code is malformed or missing")
+                    })?;
+                let redirect_uri = form.redirect_uri.as_deref().unwrap_or_default();
+                let resources: Vec<&str> = form.resource.as_deref().into_iter().collect();
+                let resource = check_resource(&resources, &self.resource)
+                    .map_err(|e| OAuthError::new(e.error_code(), e.to_string()))?;
+                let verifier = form.code_verifier.clone();
+                let redeemed = self.book().redeem_code(
+                    &self.pepper,
+                    &code,
+                    client_id,
+                    redirect_uri,
+                    resource.as_str(),
+                    |challenge| {
+                        CodeChallenge::parse(challenge)
+                            .ok()
+                            .is_some_and(|c| pkce::verify(&c, verifier.as_deref()).is_ok())
+                    },
+                    &lifetimes,
+                    now,
+                );
+                let redeemed = match redeemed {
+                    Ok(redeemed) => redeemed,
+                    Err((error, changes)) => {
+                        let _ = self.persist(changes).await;
+                        self.record(
+                            "token_refused",
+                            None,
+                            Some(client_id),
+                            Some(&error.to_string()),
+                        )
+                        .await;
+                        return Err(OAuthError::new("invalid_grant", error.to_string()));
+                    }
+                };
+                let issued = self
+                    .book()
+                    .issue(&self.pepper, &redeemed.grant.id, &lifetimes, now);
+                let (tokens, more) =
+                    issued.map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
+                let mut changes = redeemed.changes;
+                changes.extend(more);
+                self.persist(changes)
+                    .await
+                    .map_err(|_| OAuthError::new("temporarily_unavailable", "try again"))?;
+                self.record(
+                    "token_issued",
+                    Some(&redeemed.grant.principal),
+                    Some(client_id),
+                    None,
+                )
+                .await;
+                Ok(self.response(&redeemed.grant, tokens, now))
+            }
+            Some("refresh_token") => {
+                let token = form
+                    .refresh_token
+                    .as_deref()
+                    .and_then(|t| Token::parse_kind(t, TokenKind::Refresh).ok())
+                    .ok_or_else(|| {
+                        OAuthError::new(
+                            "invalid_grant",
+                            "the refresh token is malformed or missing",
+                        )
+                    })?;
+                let used =
+                    self.book()
+                        .use_refresh(&self.pepper, &token, client_id, &lifetimes, now);
+                let redeemed = match used {
+                    Ok(redeemed) => redeemed,
+                    Err((error, changes)) => {
+                        let _ = self.persist(changes).await;
+                        self.record(
+                            "refresh_refused",
+                            None,
+                            Some(client_id),
+                            Some(&error.to_string()),
+                        )
+                        .await;
+                        return Err(OAuthError::new("invalid_grant", error.to_string()));
+                    }
+                };
+                let mut changes = redeemed.changes;
+                let mut grant = redeemed.grant;
+                // Entra first: a disabled user or a failed Conditional
+                // Access check ends the grant here.
+                if let Some(upstream_token) = self.open_upstream(&grant) {
+                    match self.upstream.refresh(&upstream_token).await {
+                        Ok(fresh) => {
+                            if let Ok(principal) = self
+                                .identity
+                                .authenticate(Some(&format!("Bearer {}", fresh.access_token)), None)
+                                .await
+                            {
+                                grant.principal = principal;
+                            }
+                            let sealed = self
+                                .seal_upstream_for(
+                                    fresh.refresh_token.as_deref(),
+                                    &grant.id,
+                                    &grant.client_id,
+                                )
+                                .ok()
+                                .flatten()
+                                .or(grant.upstream.clone());
+                            changes.extend(self.book().set_upstream(&grant.id, sealed));
+                        }
+                        Err(UpstreamError::Refused(why)) => {
+                            let reason = format!("Entra ID refused the refresh: {why}");
+                            changes.extend(self.book().revoke_grant(&grant.id, &reason, now));
+                            let _ = self.persist(changes).await;
+                            self.record(
+                                "refresh_refused",
+                                Some(&grant.principal),
+                                Some(client_id),
+                                Some(&reason),
+                            )
+                            .await;
+                            return Err(OAuthError::new(
+                                "invalid_grant",
+                                "Entra ID no longer signs this user in",
+                            ));
+                        }
+                        Err(UpstreamError::Unavailable(why)) => {
+                            let _ = self.persist(changes).await;
+                            tracing::warn!(target: "warden::oauth", %why, "Entra ID unavailable for a refresh");
+                            return Err(OAuthError::new(
+                                "temporarily_unavailable",
+                                "Entra ID cannot be reached; try again",
+                            ));
+                        }
+                    }
+                }
+                let issued = self.book().issue(&self.pepper, &grant.id, &lifetimes, now);
+                let (tokens, more) =
+                    issued.map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
+                changes.extend(more);
+                changes.extend(
+                    self.book()
+                        .rotated_to(&self.pepper, &token, &tokens.refresh),
+                );
+                self.persist(changes)
+                    .await
+                    .map_err(|_| OAuthError::new("temporarily_unavailable", "try again"))?;
+                self.record(
+                    "token_refreshed",
+                    Some(&grant.principal),
+                    Some(client_id),
+                    None,
+                )
+                .await;
+                Ok(self.response(&grant, tokens, now))
+            }
+            Some(other) => Err(OAuthError::new(
+                "unsupported_grant_type",
+                format!(
+                    "grant_type {other:?} is not supported: use authorization_code or refresh_token"
+                ),
+            )),
+            None => Err(OAuthError::new("invalid_request", "grant_type is required")),
+        }
+    }
+
+    fn response(
+        &self,
+        grant: &Grant,
+        tokens: super::grants::Tokens,
+        now: DateTime<Utc>,
+    ) -> TokenResponse {
+        TokenResponse {
+            access_token: tokens.access.expose().to_owned(),
+            token_type: "Bearer",
+            expires_in: (tokens.access_expires - now).num_seconds().max(0),
+            refresh_token: Some(tokens.refresh.expose().to_owned()),
+            scope: grant.scopes.join(" "),
+        }
+    }
+
+    /// `/revoke` (RFC 7009): any of a grant's tokens revokes the grant; an
+    /// unknown token is not an error.
+    pub async fn revoke(&self, token: &str) -> Result<(), OAuthError> {
+        let Ok(token) = Token::parse(token) else {
+            return Ok(());
+        };
+        let changes =
+            self.book()
+                .revoke_token(&self.pepper, &token, "revoked by the client", Utc::now());
+        if !changes.is_empty() {
+            self.persist(changes)
+                .await
+                .map_err(|_| OAuthError::new("temporarily_unavailable", "try again"))?;
+            self.record("revoked", None, None, None).await;
+        }
+        Ok(())
+    }
+
+    /// The principal of one of Warden's access tokens, or why not.
+    pub fn authenticate(
+        &self,
+        bearer: &str,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> Result<Principal, String> {
+        let token = Token::parse_kind(bearer, TokenKind::Access).map_err(|e| e.to_string())?;
+        let book = self.book();
+        let grant = book
+            .authenticate(&self.pepper, &token, &self.config.lifetimes, Utc::now())
+            .map_err(|e: GrantError| e.to_string())?;
+        let mut principal = grant.principal.clone();
+        principal.source_ip = source_ip;
+        principal.client_app = Some(grant.client_id.clone());
+        principal.grant = Some(grant.id.clone());
+        Ok(principal)
+    }
+
+    /// Makes `changes` durable.
+    async fn persist(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        for change in changes {
+            match change {
+                Change::Grant(grant) => {
+                    let bytes = serde_json::to_vec(&*grant).unwrap_or_default();
+                    let keep = grant.ends + chrono::Duration::days(1);
+                    self.store
+                        .put_state(NS_GRANT, &grant.id, bytes, Some(keep))
+                        .await?;
+                }
+                Change::Issued(hash, issued) => {
+                    let bytes = serde_json::to_vec(&issued).unwrap_or_default();
+                    self.store
+                        .put_state(NS_ISSUED, &hash, bytes, Some(issued.expires))
+                        .await?;
+                }
+                Change::Forget(hash) => self.store.delete_state(NS_ISSUED, &hash).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// An `auth` audit record: the event, the client, the principal when
+    /// known, and why when refused. Never a token or code.
+    async fn record(
+        &self,
+        event: &str,
+        principal: Option<&Principal>,
+        client_id: Option<&str>,
+        reason: Option<&str>,
+    ) {
+        let mut record = Record::new(Kind::Auth);
+        record.principal = principal.map(Actor::from);
+        record.source_ip = principal.and_then(|p| p.source_ip).map(|ip| ip.to_string());
+        record.details = Some(json!({
+            "event": event,
+            "auth_path": "oauth_facade",
+            "client_id": client_id,
+            "reason": reason,
+        }));
+        if let Err(error) = self.audit.append(record).await {
+            tracing::error!(target: "warden::oauth", %error, event, "authentication event not recorded");
+        }
+    }
+
+    /// Forgets what has expired.
+    pub async fn sweep(&self) {
+        let now = Utc::now();
+        let changes = self.book().sweep(&self.config.lifetimes, now);
+        self.consents().sweep(now);
+        let _ = self.persist(changes).await;
+        for ns in [NS_GRANT, NS_ISSUED, NS_CONSENT, NS_TXN, NS_BROWSER] {
+            let _ = self.store.purge_state(ns, now).await;
+        }
+    }
+}
+
+/// The `claims` request that asks Entra for authentication context `acr`.
+pub fn step_up_claims(acr: &str) -> String {
+    json!({"access_token": {"acrs": {"essential": true, "value": acr}}}).to_string()
+}
+
+type Browsers = HashMap<String, (String, String, DateTime<Utc>)>;
+
+/// The facade's state as stored.
+fn load(reader: &Reader, now: DateTime<Utc>) -> Result<(Book, Consents, Browsers), StoreError> {
+    let grants = reader
+        .state(NS_GRANT, now)?
+        .into_iter()
+        .filter_map(|(_, bytes)| serde_json::from_slice::<Grant>(&bytes).ok());
+    let issued = reader
+        .state(NS_ISSUED, now)?
+        .into_iter()
+        .filter_map(|(hash, bytes)| Some((hash, serde_json::from_slice::<Issued>(&bytes).ok()?)));
+    let book = Book::load(grants.collect::<Vec<_>>(), issued.collect::<Vec<_>>());
+    let remembered = reader
+        .state(NS_CONSENT, now)?
+        .into_iter()
+        .filter_map(|(key, bytes)| {
+            let until = DateTime::parse_from_rfc3339(std::str::from_utf8(&bytes).ok()?).ok()?;
+            Some((key, until.with_timezone(&Utc)))
+        });
+    let transactions = reader
+        .state(NS_TXN, now)?
+        .into_iter()
+        .filter_map(|(key, bytes)| {
+            Some((key, serde_json::from_slice::<Transaction>(&bytes).ok()?))
+        });
+    let consents = Consents::load(
+        remembered.collect::<Vec<_>>(),
+        transactions.collect::<Vec<_>>(),
+    );
+    let browsers = reader
+        .state(NS_BROWSER, now)?
+        .into_iter()
+        .filter_map(|(key, bytes)| {
+            let (tid, oid): (String, String) = serde_json::from_slice(&bytes).ok()?;
+            Some((key, (tid, oid, now + chrono::Duration::hours(8))))
+        })
+        .collect();
+    Ok((book, consents, browsers))
+}
+
+impl From<ConsentError> for OAuthError {
+    fn from(e: ConsentError) -> OAuthError {
+        OAuthError::new("invalid_request", e.to_string())
+    }
+}
+
+#[async_trait]
+impl Upstream for super::entra::Entra {
+    fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &CodeChallenge,
+        nonce: &str,
+        claims: Option<&str>,
+    ) -> String {
+        super::entra::Entra::authorize_url(
+            self,
+            redirect_uri,
+            state,
+            challenge,
+            nonce,
+            claims,
+            None,
+        )
+    }
+
+    async fn redeem(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &CodeVerifier,
+    ) -> Result<UpstreamTokens, UpstreamError> {
+        super::entra::Entra::redeem(self, code, redirect_uri, verifier)
+            .await
+            .map(upstream_tokens)
+            .map_err(upstream_error)
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<UpstreamTokens, UpstreamError> {
+        super::entra::Entra::refresh(self, refresh_token)
+            .await
+            .map(upstream_tokens)
+            .map_err(upstream_error)
+    }
+}
+
+fn upstream_tokens(tokens: super::entra::EntraTokens) -> UpstreamTokens {
+    UpstreamTokens {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+    }
+}
+
+fn upstream_error(error: super::entra::EntraError) -> UpstreamError {
+    match error {
+        super::entra::EntraError::Unavailable(why) => UpstreamError::Unavailable(why),
+        refused => UpstreamError::Refused(refused.to_string()),
+    }
+}
+
+impl crate::identity::OpaqueTokens for OAuthService {
+    fn claims(&self, token: &str) -> bool {
+        Token::has_warden_prefix(token)
+    }
+
+    fn authenticate(
+        &self,
+        token: &str,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> Result<Principal, String> {
+        OAuthService::authenticate(self, token, source_ip)
+    }
+
+    fn issuer(&self) -> String {
+        self.issuer.as_str().to_owned()
+    }
+
+    fn keep_tenants(&self) -> bool {
+        self.config.mode == super::config::OAuthMode::Both
+    }
+}

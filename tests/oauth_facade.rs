@@ -1,0 +1,539 @@
+//! Warden as the MCP clients' authorization server in front of Entra ID
+//! (the dev issuer plays Entra, over real HTTP): metadata, dynamic
+//! registration, consent, the Entra leg as a confidential client, Warden's
+//! own code and tokens, an MCP call with them, and the adversarial cases of
+//! codes and refresh tokens. The "browser" is a reqwest client that follows
+//! no redirects and keeps cookies by hand.
+
+mod common;
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::issuer::Issuer;
+use common::*;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use warden::identity::dev::{DEV_AUDIENCE, DEV_SCOPE, DEV_TENANT, DevUser};
+
+struct Facade {
+    warden: InProcess,
+    issuer: Issuer,
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn facade() -> Facade {
+    let issuer = Issuer::start().await;
+    issuer
+        .issuer
+        .allow_redirect("http://127.0.0.1/oauth/callback")
+        .unwrap();
+    issuer
+        .issuer
+        .add_user(DevUser {
+            name: "ada".into(),
+            user: "ada@contoso.dev".into(),
+            roles: vec!["Reader".into()],
+            groups: Vec::new(),
+            mfa: true,
+            disabled: false,
+        })
+        .unwrap();
+    let client = issuer.issuer.dev_client().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let keys = tempfile::tempdir().unwrap();
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let pepper = keys.path().join("pepper");
+    std::fs::write(&pepper, format!("{}\n", STANDARD.encode(key))).unwrap();
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let kek = keys.path().join("oauth.keys");
+    std::fs::write(&kek, format!("k1 {}\n", STANDARD.encode(key))).unwrap();
+    let oauth = format!(
+        "[oauth]\nmode = \"facade\"\nissuer = {base:?}\nkey_file = {kek:?}\npepper_file = {pepper:?}\n\
+         [oauth.entra]\ntenant = {DEV_TENANT:?}\nclient_id = {:?}\nscope = \"{DEV_AUDIENCE}/{DEV_SCOPE}\"\n\
+         authority = {:?}\n\
+         [oauth.entra.credential]\nkind = \"client_secret\"\ntenant_id = {DEV_TENANT:?}\nclient_id = {:?}\nsecret_file = {:?}\n",
+        client.client_id, issuer.base, client.client_id, client.secret_file,
+    );
+    let identity = issuer.identity_toml();
+    let warden = InProcess::launch_on(
+        listener,
+        Setup {
+            server_extra: "",
+            identity: &identity,
+            upstreams: &format!("{}{oauth}", demo_stdio("demo", "facade")),
+            audit_extra: "",
+            policy: None,
+        },
+    );
+    std::mem::forget(keys);
+    Facade {
+        warden,
+        issuer,
+        base,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    }
+}
+
+struct Pkce {
+    verifier: String,
+    challenge: String,
+}
+
+fn pkce() -> Pkce {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let verifier = URL_SAFE_NO_PAD.encode(bytes);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    Pkce {
+        verifier,
+        challenge,
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location on {}", response.status()))
+        .to_owned()
+}
+
+fn query(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k.as_ref(), v.as_ref());
+    }
+    out.finish()
+}
+
+const REDIRECT: &str = "http://127.0.0.1:43210/callback";
+
+impl Facade {
+    async fn register(&self, name: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/register", self.base))
+            .json(&json!({"client_name": name, "redirect_uris": [REDIRECT]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        body["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Drives one sign-in through consent and Entra: Warden's code and the
+    /// client's state.
+    async fn sign_in(&self, client_id: &str, pkce: &Pkce, user: &str) -> (String, String) {
+        let authorize = format!(
+            "{}/authorize?{}",
+            self.base,
+            encode(&[
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", REDIRECT),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "client-state"),
+                ("resource", &format!("{}/mcp", self.base)),
+            ])
+        );
+        let consent = self.http.get(&authorize).send().await.unwrap();
+        assert_eq!(consent.status(), 200);
+        let csrf_cookie = set_cookie(&consent, "warden_oauth_csrf").expect("csrf cookie");
+        let page = consent.text().await.unwrap();
+        assert!(page.contains("unverified"), "{page}");
+        let decided = self
+            .http
+            .post(format!("{}/authorize/decision", self.base))
+            .header("cookie", &csrf_cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&[
+                ("consent", hidden(&page, "consent")),
+                ("csrf", hidden(&page, "csrf")),
+                ("decision", "approve".into()),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(decided.status(), 302);
+        let browser = set_cookie(&decided, "warden_oauth_browser").expect("browser cookie");
+        let entra = location(&decided);
+        assert!(entra.starts_with(&self.issuer.base), "{entra}");
+        assert!(!query(&entra).contains_key("resource"));
+        // The user picks their account at Entra.
+        let signed = self
+            .http
+            .get(format!("{entra}&login_hint={user}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 302, "{:?}", signed.text().await);
+        let callback = location(&signed);
+        let back = self
+            .http
+            .get(&callback)
+            .header("cookie", &browser)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(back.status(), 302);
+        let to_client = location(&back);
+        assert!(to_client.starts_with(REDIRECT), "{to_client}");
+        let answer = query(&to_client);
+        assert_eq!(answer["state"], "client-state");
+        assert_eq!(answer["iss"], self.base);
+        (answer["code"].clone(), browser)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/token", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(form))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn a_client_signs_in_through_warden_and_never_holds_an_entra_token() {
+    let f = facade().await;
+    // Metadata, and the protected resource names Warden.
+    let metadata: Value = f
+        .http
+        .get(format!("{}/.well-known/oauth-authorization-server", f.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], f.base.as_str());
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+    assert_eq!(
+        metadata["authorization_response_iss_parameter_supported"],
+        true
+    );
+    let resource: Value = f
+        .http
+        .get(format!("{}/.well-known/oauth-protected-resource", f.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resource["authorization_servers"], json!([f.base]));
+
+    let client_id = f.register("Facade test client").await;
+    let pkce = pkce();
+    let (code, _) = f.sign_in(&client_id, &pkce, "ada").await;
+    assert!(code.starts_with("wdn_code_"));
+    let mcp = format!("{}/mcp", f.base);
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", client_id.as_str()),
+        ("code_verifier", pkce.verifier.as_str()),
+        ("resource", mcp.as_str()),
+    ];
+    // A wrong verifier does not redeem it (and does not spend it).
+    let mut wrong = redeem;
+    wrong[4] = ("code_verifier", "x".repeat(43).leak());
+    let (status, refused) = f.token(&wrong).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, tokens) = f.token(&redeem).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert!(access.starts_with("wdn_at_") && refresh.starts_with("wdn_rt_"));
+
+    // An MCP client calls with Warden's token.
+    let (client, _) = connect_as(&f.warden.url(), Some(&access)).await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "echo"), "{tools:?}");
+    let who = text(&call(&client, "whoami", json!({})).await.unwrap());
+    assert!(
+        !who.contains("wdn_at_"),
+        "no token reaches the upstream: {who}"
+    );
+
+    // Refresh rotates; the old refresh token used again revokes the grant.
+    let (status, rotated) = f
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let newer = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(newer, refresh);
+    let (status, _) = f
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", newer.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .await;
+    assert_eq!(status, 200);
+    // Code reuse: refused, and the grant is revoked with its tokens.
+    let (status, reused) = f.token(&redeem).await;
+    assert_eq!(
+        (status, reused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let refused = reqwest::Client::new()
+        .post(&mcp)
+        .bearer_auth(rotated["access_token"].as_str().unwrap())
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // No Warden token, code or Entra token is in the store or the log.
+    let db = std::fs::read(f.warden.db()).unwrap();
+    let mut wal = f.warden.db().into_os_string();
+    wal.push("-wal");
+    let wal = std::fs::read(wal).unwrap_or_default();
+    let log = f.warden.log();
+    for secret in [&access, &refresh, &newer, &code] {
+        let needle = secret.as_bytes();
+        for (name, haystack) in [
+            ("db", &db),
+            ("wal", &wal),
+            ("log", &log.as_bytes().to_vec()),
+        ] {
+            assert!(
+                !haystack.windows(needle.len()).any(|w| w == needle),
+                "a token is in the {name}"
+            );
+        }
+    }
+    // The sign-in and token issue are authentication records.
+    let events: Vec<String> = records(&f.warden.db())
+        .into_iter()
+        .filter(|r| r["kind"] == "auth")
+        .map(|r| {
+            r["details"]["event"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    for event in [
+        "signed_in",
+        "token_issued",
+        "token_refreshed",
+        "token_refused",
+    ] {
+        assert!(events.iter().any(|e| e == event), "{event} in {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_user_loses_the_grant_at_the_next_refresh() {
+    let f = facade().await;
+    let client_id = f.register("Refresh test").await;
+    let pkce = pkce();
+    let (code, _) = f.sign_in(&client_id, &pkce, "ada").await;
+    let mcp = format!("{}/mcp", f.base);
+    let (status, tokens) = f
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id.as_str()),
+            ("code_verifier", pkce.verifier.as_str()),
+            ("resource", mcp.as_str()),
+        ])
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    // Another client cannot use the refresh token.
+    let other = f.register("Other client").await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (status, _) = f
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", other.as_str()),
+        ])
+        .await;
+    assert_eq!(status, 400);
+    f.issuer.issuer.set_user_enabled("ada", false).unwrap();
+    let (status, refused) = f
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", client_id.as_str()),
+        ])
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{refused}"
+    );
+    let (status, _) = f
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", client_id.as_str()),
+        ])
+        .await;
+    assert_eq!(status, 400, "the grant is over");
+}
+
+#[tokio::test]
+async fn bad_clients_redirects_and_pkce_are_refused_without_redirecting() {
+    let f = facade().await;
+    let client_id = f.register("Strict client").await;
+    let pkce = pkce();
+    let get = |params: Vec<(&'static str, String)>| {
+        let url = format!("{}/authorize?{}", f.base, encode(&params));
+        let http = f.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let base = |redirect: &str| {
+        vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", client_id.clone()),
+            ("redirect_uri", redirect.to_owned()),
+            ("code_challenge", pkce.challenge.clone()),
+            ("code_challenge_method", "S256".to_owned()),
+            ("state", "s".to_owned()),
+        ]
+    };
+    // A redirect URI the client did not register: an error page.
+    let foreign = get(base("https://evil.example/cb")).await;
+    assert_eq!(foreign.status(), 400);
+    assert!(foreign.headers().get("location").is_none());
+    // Any port on loopback matches (RFC 8252).
+    let other_port = get(base("http://127.0.0.1:5555/callback")).await;
+    assert_eq!(other_port.status(), 200);
+    // An unknown or tampered client: an error page.
+    let mut tampered = base(REDIRECT);
+    tampered[1].1.push('x');
+    assert_eq!(get(tampered).await.status(), 400);
+    // PKCE missing or `plain`, or a foreign resource: back to the client
+    // with the error.
+    for (key, value, error) in [
+        ("code_challenge_method", "plain", "invalid_request"),
+        ("code_challenge", "", "invalid_request"),
+        (
+            "resource",
+            "https://elsewhere.example/mcp",
+            "invalid_target",
+        ),
+    ] {
+        let mut params = base(REDIRECT);
+        params.retain(|(k, _)| *k != key);
+        if !value.is_empty() {
+            params.push((key, value.to_owned()));
+        }
+        let response = get(params).await;
+        assert_eq!(response.status(), 302, "{key}");
+        let back = query(&location(&response));
+        assert_eq!(back["error"], error, "{key}");
+        assert_eq!(back["state"], "s");
+    }
+    // Consent: a forged CSRF token changes nothing; deny goes back with
+    // access_denied.
+    let consent = get(base(REDIRECT)).await;
+    let cookie = set_cookie(&consent, "warden_oauth_csrf").unwrap();
+    let page = consent.text().await.unwrap();
+    let forged = f
+        .http
+        .post(format!("{}/authorize/decision", f.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&[
+            ("consent", hidden(&page, "consent")),
+            ("csrf", "forged".to_owned()),
+            ("decision", "approve".to_owned()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    let denied = f
+        .http
+        .post(format!("{}/authorize/decision", f.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&[
+            ("consent", hidden(&page, "consent")),
+            ("csrf", hidden(&page, "csrf")),
+            ("decision", "deny".to_owned()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 302);
+    assert_eq!(query(&location(&denied))["error"], "access_denied");
+    // A replayed callback state: refused.
+    let (_, browser) = f.sign_in(&client_id, &pkce, "ada").await;
+    let replay = f
+        .http
+        .get(format!(
+            "{}/oauth/callback?state=never-issued&code=x",
+            f.base
+        ))
+        .header("cookie", &browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 400);
+}
