@@ -537,3 +537,104 @@ async fn bad_clients_redirects_and_pkce_are_refused_without_redirecting() {
         .unwrap();
     assert_eq!(replay.status(), 400);
 }
+
+/// A remembered consent is for one client: client A, approved once, goes
+/// straight to Entra in the same browser; client B is still asked.
+#[tokio::test]
+async fn consent_is_remembered_per_client_and_client_b_is_still_asked() {
+    let f = facade().await;
+    let a = f.register("Client A").await;
+    let b = f.register("Client B").await;
+    let pkce = pkce();
+    let (_, browser) = f.sign_in(&a, &pkce, "ada").await;
+    let authorize = |client: &str| {
+        format!(
+            "{}/authorize?{}",
+            f.base,
+            encode(&[
+                ("response_type", "code"),
+                ("client_id", client),
+                ("redirect_uri", REDIRECT),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "again"),
+            ])
+        )
+    };
+    let again = f
+        .http
+        .get(authorize(&a))
+        .header("cookie", &browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 302, "client A: no second consent");
+    assert!(location(&again).starts_with(&f.issuer.base));
+    let other = f
+        .http
+        .get(authorize(&b))
+        .header("cookie", &browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200, "client B: asked");
+    assert!(other.text().await.unwrap().contains("Client B"));
+}
+
+/// An MCP session is bound to the grant that opened it: the same user's
+/// token from another grant cannot take it over.
+#[tokio::test]
+async fn a_session_is_bound_to_the_grant_that_opened_it() {
+    let f = facade().await;
+    let client_id = f.register("Binding").await;
+    let mcp = format!("{}/mcp", f.base);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let pkce = pkce();
+        let (code, _) = f.sign_in(&client_id, &pkce, "ada").await;
+        let (status, answer) = f
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("client_id", client_id.as_str()),
+                ("code_verifier", pkce.verifier.as_str()),
+                ("resource", mcp.as_str()),
+            ])
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        tokens.push(answer["access_token"].as_str().unwrap().to_owned());
+    }
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let opened = reqwest::Client::new()
+        .post(&mcp)
+        .bearer_auth(&tokens[0])
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let session = opened
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let send = |token: &str| {
+        reqwest::Client::new()
+            .post(&mcp)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&list)
+            .send()
+    };
+    let other_grant = send(&tokens[1]).await.unwrap();
+    assert_eq!(other_grant.status(), 403);
+    let own = send(&tokens[0]).await.unwrap();
+    assert_ne!(own.status(), 403);
+}
