@@ -391,15 +391,11 @@ impl OAuthService {
         // From here on errors go back to the (verified) redirect URI.
         let state = params.state.clone();
         let back = |error: &'static str, description: String| {
-            let mut pairs = vec![
-                ("error", error),
-                ("error_description", description.as_str()),
-            ];
-            if let Some(state) = &state {
-                pairs.push(("state", state));
-            }
-            pairs.push(("iss", self.issuer.as_str()));
-            Step::ToClient(with_query(redirect.as_str(), &pairs))
+            self.answer(
+                redirect.as_str(),
+                state.as_deref(),
+                &[("error", error), ("error_description", &description)],
+            )
         };
         if params.response_type.as_deref() != Some("code") {
             return back(
@@ -527,15 +523,14 @@ impl OAuthService {
         if !approve {
             self.record("consent_denied", None, Some(&request.client_id), None)
                 .await;
-            let mut pairs = vec![
-                ("error", "access_denied"),
-                ("error_description", "the user denied the request"),
-            ];
-            if let Some(state) = &request.state {
-                pairs.push(("state", state));
-            }
-            pairs.push(("iss", self.issuer.as_str()));
-            return Step::ToClient(with_query(&request.redirect_uri, &pairs));
+            return self.answer(
+                &request.redirect_uri,
+                request.state.as_deref(),
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "the user denied the request"),
+                ],
+            );
         }
         let redirect = request.redirect_uri.clone();
         let state = request.state.clone();
@@ -545,18 +540,18 @@ impl OAuthService {
         {
             Ok(step) => step,
             Err(e) => {
-                let mut pairs = vec![
-                    ("error", "temporarily_unavailable"),
-                    (
-                        "error_description",
-                        "the sign-in could not be started; try again",
-                    ),
-                ];
-                if let Some(state) = &state {
-                    pairs.push(("state", state));
-                }
                 tracing::error!(target: "warden::oauth", error = %e, "sign-in transaction not stored");
-                Step::ToClient(with_query(&redirect, &pairs))
+                self.answer(
+                    &redirect,
+                    state.as_deref(),
+                    &[
+                        ("error", "temporarily_unavailable"),
+                        (
+                            "error_description",
+                            "the sign-in could not be started; try again",
+                        ),
+                    ],
+                )
             }
         }
     }
@@ -634,12 +629,11 @@ impl OAuthService {
         };
         let request = transaction.request.clone();
         let back = |error: &'static str, description: &str| {
-            let mut pairs = vec![("error", error), ("error_description", description)];
-            if let Some(state) = &request.state {
-                pairs.push(("state", state));
-            }
-            pairs.push(("iss", self.issuer.as_str()));
-            Step::ToClient(with_query(&request.redirect_uri, &pairs))
+            self.answer(
+                &request.redirect_uri,
+                request.state.as_deref(),
+                &[("error", error), ("error_description", description)],
+            )
         };
         if let Some(error) = error {
             self.record(
@@ -770,12 +764,22 @@ impl OAuthService {
             None,
         )
         .await;
-        let mut pairs = vec![("code", warden_code.expose())];
-        if let Some(state) = &request.state {
-            pairs.push(("state", state));
+        self.answer(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &[("code", warden_code.expose())],
+        )
+    }
+
+    /// Back to the client's `redirect_uri` with `pairs` (a code, or an
+    /// error), its `state` and Warden's `iss` (RFC 9207).
+    fn answer(&self, redirect_uri: &str, state: Option<&str>, pairs: &[(&str, &str)]) -> Step {
+        let mut all = pairs.to_vec();
+        if let Some(state) = state {
+            all.push(("state", state));
         }
-        pairs.push(("iss", self.issuer.as_str()));
-        Step::ToClient(with_query(&request.redirect_uri, &pairs))
+        all.push(("iss", self.issuer.as_str()));
+        Step::ToClient(with_query(redirect_uri, &all))
     }
 
     fn open_verifier(&self, sealed: &str, state: &str) -> Option<CodeVerifier> {
