@@ -7,15 +7,14 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::facade::{encode, hidden, location, query, set_cookie};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use warden::identity::dev::{DEV_AUDIENCE, DEV_SCOPE, DEV_TENANT, DevUser};
+use warden::identity::dev::DevUser;
 
 struct Facade {
     warden: InProcess,
@@ -28,10 +27,6 @@ async fn facade() -> Facade {
     let issuer = Issuer::start().await;
     issuer
         .issuer
-        .allow_redirect("http://127.0.0.1/oauth/callback")
-        .unwrap();
-    issuer
-        .issuer
         .add_user(DevUser {
             name: "ada".into(),
             user: "ada@contoso.dev".into(),
@@ -41,44 +36,12 @@ async fn facade() -> Facade {
             disabled: false,
         })
         .unwrap();
-    let client = issuer.issuer.dev_client().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let keys = tempfile::tempdir().unwrap();
-    let mut key = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let pepper = keys.path().join("pepper");
-    std::fs::write(&pepper, format!("{}\n", STANDARD.encode(key))).unwrap();
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let kek = keys.path().join("oauth.keys");
-    std::fs::write(&kek, format!("k1 {}\n", STANDARD.encode(key))).unwrap();
-    let oauth = format!(
-        "[oauth]\nmode = \"facade\"\nissuer = {base:?}\nkey_file = {kek:?}\npepper_file = {pepper:?}\n\
-         [oauth.entra]\ntenant = {DEV_TENANT:?}\nclient_id = {:?}\nscope = \"{DEV_AUDIENCE}/{DEV_SCOPE}\"\n\
-         authority = {:?}\n\
-         [oauth.entra.credential]\nkind = \"client_secret\"\ntenant_id = {DEV_TENANT:?}\nclient_id = {:?}\nsecret_file = {:?}\n",
-        client.client_id, issuer.base, client.client_id, client.secret_file,
-    );
-    let identity = issuer.identity_toml();
-    let warden = InProcess::launch_on(
-        listener,
-        Setup {
-            server_extra: "",
-            identity: &identity,
-            upstreams: &format!("{}{oauth}", demo_stdio("demo", "facade")),
-            audit_extra: "",
-            policy: None,
-        },
-    );
-    std::mem::forget(keys);
+    let warden = common::facade::start(&issuer, &demo_stdio("demo", "facade"), None);
     Facade {
+        base: warden.base(),
         warden,
         issuer,
-        base,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        http: common::facade::browser(),
     }
 }
 
@@ -96,51 +59,6 @@ fn pkce() -> Pkce {
         verifier,
         challenge,
     }
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no Location on {}", response.status()))
-        .to_owned()
-}
-
-fn query(url: &str) -> HashMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-}
-
-fn hidden(body: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-        + marker.len();
-    body[start..].split('"').next().unwrap().to_owned()
-}
-
-/// `application/x-www-form-urlencoded` of `pairs`.
-fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        out.append_pair(k.as_ref(), v.as_ref());
-    }
-    out.finish()
 }
 
 const REDIRECT: &str = "http://127.0.0.1:43210/callback";

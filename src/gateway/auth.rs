@@ -112,7 +112,43 @@ fn split_origin(url: &str) -> (&str, &str) {
 /// `GET /.well-known/oauth-protected-resource[/mcp]`.
 pub async fn metadata(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let (resource, _) = resource_urls(&gateway, &headers);
-    axum::Json(gateway.identity.protected_resource_metadata(&resource)).into_response()
+    let mut document = gateway.identity.protected_resource_metadata(&resource);
+    if let Some(scopes) = facade_scopes(&gateway) {
+        document["scopes_supported"] = json!(scopes);
+    }
+    axum::Json(document).into_response()
+}
+
+/// With the OAuth facade on, the scopes a client asks for: Warden's own
+/// (`oauth.scopes`), not Entra's. Warden is the first authorization server
+/// in the metadata, and clients ask it for the scopes named in the
+/// challenge or the metadata (MCP's scope selection), which Warden refuses
+/// (`invalid_scope`) unless they are its own.
+fn facade_scopes(gateway: &Gateway) -> Option<Vec<String>> {
+    let oauth = &gateway.config.oauth;
+    (oauth.enabled() && !oauth.scopes.is_empty()).then(|| oauth.scopes.clone())
+}
+
+/// `challenge` with its `scope` parameter's value replaced by `scopes`
+/// (the parameter is always `, scope="…"`, and values never contain `"`).
+fn with_scope(challenge: String, scopes: &[String]) -> String {
+    const PARAM: &str = ", scope=\"";
+    let Some(start) = challenge.find(PARAM).map(|i| i + PARAM.len()) else {
+        return challenge;
+    };
+    let Some(length) = challenge[start..].find('"') else {
+        return challenge;
+    };
+    let safe: String = scopes
+        .join(" ")
+        .chars()
+        .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
+        .collect();
+    format!(
+        "{}{safe}{}",
+        &challenge[..start],
+        &challenge[start + length..]
+    )
 }
 
 fn refusal(status: StatusCode, challenge: Option<String>, message: &str, reason: &str) -> Response {
@@ -217,17 +253,38 @@ fn refuse(
     tracing::warn!(reason, source_ip = ?source_ip, error = %error, "authentication failed");
     let (_, metadata_url) = resource_urls(gateway, headers);
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    refusal(
-        status,
-        Some(gateway.identity.challenge(error, &metadata_url)),
-        &error.to_string(),
-        reason,
-    )
+    let mut challenge = gateway.identity.challenge(error, &metadata_url);
+    if let Some(scopes) = facade_scopes(gateway) {
+        challenge = with_scope(challenge, &scopes);
+    }
+    refusal(status, Some(challenge), &error.to_string(), reason)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_origin;
+    use super::{split_origin, with_scope};
+
+    #[test]
+    fn the_challenge_scope_is_replaced() {
+        let scopes = ["mcp".to_owned(), "offline_access".to_owned()];
+        assert_eq!(
+            with_scope(
+                r#"Bearer resource_metadata="http://h/.well-known/oauth-protected-resource/mcp", scope="api://w/access_as_user", error="invalid_token""#.into(),
+                &scopes
+            ),
+            r#"Bearer resource_metadata="http://h/.well-known/oauth-protected-resource/mcp", scope="mcp offline_access", error="invalid_token""#
+        );
+        assert_eq!(
+            with_scope(
+                r#"Bearer error="insufficient_scope", scope="api://w/x", resource_metadata="m""#
+                    .into(),
+                &scopes[..1]
+            ),
+            r#"Bearer error="insufficient_scope", scope="mcp", resource_metadata="m""#
+        );
+        let none = r#"Bearer resource_metadata="m""#;
+        assert_eq!(with_scope(none.into(), &scopes), none);
+    }
 
     #[test]
     fn splits_origin_and_path() {

@@ -3,6 +3,7 @@
 //! gateway relays to it.
 #![allow(dead_code, deprecated)]
 
+pub mod facade;
 pub mod gate;
 pub mod inproc;
 pub mod issuer;

@@ -1,0 +1,119 @@
+//! Warden as the clients' OAuth authorization server in front of the dev
+//! issuer (playing Entra ID over real HTTP), shared by the facade tests,
+//! the approvals page's sign-in tests and the SDK interop tests: Warden's
+//! callbacks registered at the issuer, fresh pepper and key files, and
+//! `[oauth] mode = "facade"` with the issuer's confidential client as
+//! Warden's Entra credential; and the "browser" helpers (no redirects
+//! followed, cookies kept by hand).
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use warden::identity::dev::{DEV_AUDIENCE, DEV_SCOPE, DEV_TENANT};
+
+use super::issuer::Issuer;
+use super::{InProcess, Setup};
+
+/// Warden with the facade on in front of `issuer`, with `upstreams` (and
+/// any other tables) and the body of `[policy]` (`None`: the test default).
+/// Registers Warden's callbacks (`/oauth/callback`, `/admin/callback`, any
+/// loopback port) at the issuer.
+pub fn start(issuer: &Issuer, upstreams: &str, policy: Option<&str>) -> InProcess {
+    for callback in [
+        "http://127.0.0.1/oauth/callback",
+        "http://127.0.0.1/admin/callback",
+    ] {
+        issuer.issuer.allow_redirect(callback).unwrap();
+    }
+    let client = issuer.issuer.dev_client().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let keys = tempfile::tempdir().unwrap();
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let pepper = keys.path().join("pepper");
+    std::fs::write(&pepper, format!("{}\n", STANDARD.encode(key))).unwrap();
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let kek = keys.path().join("oauth.keys");
+    std::fs::write(&kek, format!("k1 {}\n", STANDARD.encode(key))).unwrap();
+    let oauth = format!(
+        "[oauth]\nmode = \"facade\"\nissuer = {base:?}\nkey_file = {kek:?}\npepper_file = {pepper:?}\n\
+         [oauth.entra]\ntenant = {DEV_TENANT:?}\nclient_id = {:?}\nscope = \"{DEV_AUDIENCE}/{DEV_SCOPE}\"\n\
+         authority = {:?}\n\
+         [oauth.entra.credential]\nkind = \"client_secret\"\ntenant_id = {DEV_TENANT:?}\nclient_id = {:?}\nsecret_file = {:?}\n",
+        client.client_id, issuer.base, client.client_id, client.secret_file,
+    );
+    let identity = issuer.identity_toml();
+    let warden = InProcess::launch_on(
+        listener,
+        Setup {
+            server_extra: "",
+            identity: &identity,
+            upstreams: &format!("{upstreams}{oauth}"),
+            audit_extra: "",
+            policy,
+        },
+    );
+    std::mem::forget(keys);
+    warden
+}
+
+/// A client that follows no redirects (the tests keep cookies by hand).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location on {}", response.status()))
+        .to_owned()
+}
+
+pub fn query(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The whole `Set-Cookie` line that sets `name` (with its attributes).
+pub fn set_cookie_line(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// `name=value` of the cookie `response` sets, for a `Cookie` header.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    set_cookie_line(response, name).map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+pub fn hidden(body: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k.as_ref(), v.as_ref());
+    }
+    out.finish()
+}

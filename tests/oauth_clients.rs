@@ -1,0 +1,121 @@
+//! Real MCP clients' OAuth implementations through Warden's authorization-
+//! server facade (the dev issuer plays Entra ID over real HTTP). The clients
+//! are installed, pinned, by `scripts/install-test-deps.sh`.
+//!
+//! The official Python MCP SDK's `OAuthClientProvider` discovers Warden from
+//! the 401, registers dynamically, and runs the authorization-code flow with
+//! PKCE; `tests/interop/oauth_client.py` plays the browser (consent page,
+//! the issuer's sign-in with `login_hint`, Warden's callback) and reads the
+//! code off the redirect to the client's loopback URI.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::issuer::Issuer;
+use common::*;
+use serde_json::Value;
+use warden::identity::dev::DevUser;
+
+/// Runs `tests/interop/oauth_client.py` with `args`; the JSON it prints.
+async fn python_oauth_client(args: &[&str]) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/oauth_client.py");
+    // Async: the dev issuer is served by this test's runtime.
+    let output = tokio::process::Command::new(dep("WARDEN_TEST_PYTHON"))
+        .arg(script)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "oauth_client.py failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("oauth_client.py printed no JSON ({e}): {stdout}\n{stderr}"))
+}
+
+#[tokio::test]
+async fn the_python_sdk_signs_in_through_the_facade_and_calls_a_tool() {
+    let issuer = Issuer::start().await;
+    issuer
+        .issuer
+        .add_user(DevUser {
+            name: "ada".into(),
+            user: "ada@contoso.dev".into(),
+            roles: vec!["Reader".into()],
+            groups: Vec::new(),
+            mfa: true,
+            disabled: false,
+        })
+        .unwrap();
+    let warden = common::facade::start(&issuer, &demo_stdio("demo", "sdk-oauth"), None);
+
+    let report =
+        python_oauth_client(&[&warden.url(), "--persona", "ada", "--tool", "whoami"]).await;
+
+    // The browser went through Warden's consent page, the issuer's sign-in
+    // and Warden's callback, in that order.
+    assert_eq!(
+        report["hops"],
+        serde_json::json!([
+            "GET warden /authorize 200",
+            "POST warden /authorize/decision 302",
+            format!(
+                "GET issuer /{}/oauth2/v2.0/authorize 302",
+                warden::identity::dev::DEV_TENANT
+            ),
+            "GET warden /oauth/callback 302",
+            "-> client redirect URI (not fetched)",
+        ]),
+        "{report}"
+    );
+    // Dynamic registration, and Warden's own tokens (never Entra's).
+    let client_id = report["client_id"].as_str().expect("client id");
+    assert!(client_id.starts_with("wdc_"), "{report}");
+    assert_eq!(report["access_token_prefix"], "wdn_at_", "{report}");
+    assert_eq!(report["refresh_token"], true, "{report}");
+    assert_eq!(report["scope"], "mcp", "{report}");
+    // The MCP session with that token: the tools, and a call that succeeded.
+    let tools: Vec<&str> = report["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"whoami"),
+        "{tools:?}"
+    );
+    assert_eq!(report["is_error"], false, "{report}");
+    assert!(
+        report["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("tag=sdk-oauth ")),
+        "{report}"
+    );
+
+    // The sign-in and the token issue are authentication records, for
+    // this client.
+    let events: Vec<(String, String)> = records(&warden.db())
+        .into_iter()
+        .filter(|r| r["kind"] == "auth")
+        .map(|r| {
+            let details = &r["details"];
+            (
+                details["event"].as_str().unwrap_or_default().to_owned(),
+                details["client_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for event in ["signed_in", "token_issued"] {
+        assert!(
+            events.iter().any(|(e, c)| e == event && c == client_id),
+            "{event} for {client_id} in {events:?}"
+        );
+    }
+}
