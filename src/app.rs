@@ -303,13 +303,15 @@ async fn serve_front(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Serving> {
     let identity = pipeline.identity().clone();
-    let facade = oauth_facade(&config, &pipeline)?;
+    let (facade, page_entra) = oauth_facade(&config, &pipeline)?.unzip();
     let builtins = builtins(&config)?;
     let gateway = Gateway::new(Arc::new(config), pipeline, builtins);
     match front {
         Front::Stdio => {
             let principal = stdio_principal(&identity).await?;
             let task = tokio::spawn(async move {
+                // Warden's own tokens are accepted while the facade lives.
+                let _facade = facade;
                 gateway::serve_stdio(gateway, principal, shutdown)
                     .await
                     .context("serving MCP on stdio")
@@ -323,7 +325,7 @@ async fn serve_front(
             let address = listener.local_addr().context("the HTTP listener")?;
             let limits = gateway::http::Limits::from(&gateway.config.server);
             let metrics = gateway.metrics.clone();
-            let mut router = gateway::router(gateway, shutdown.clone());
+            let mut router = gateway::router(gateway, shutdown.clone(), page_entra);
             if let Some(facade) = facade {
                 router = router.merge(crate::oauth::routes::router(facade));
             }
@@ -344,11 +346,17 @@ async fn serve_front(
 /// Warden as the clients' authorization server (`[oauth]`, unless off):
 /// its keys, its Entra leg, and its state from the store. Warden's own
 /// access tokens are then accepted beside Entra's, and the
-/// protected-resource metadata names Warden.
+/// protected-resource metadata names Warden. The approvals page signs in
+/// through the same Entra client, called back at `{issuer}/admin/callback`.
 fn oauth_facade(
     config: &Config,
     pipeline: &Pipeline,
-) -> anyhow::Result<Option<Arc<crate::oauth::service::OAuthService>>> {
+) -> anyhow::Result<
+    Option<(
+        Arc<crate::oauth::service::OAuthService>,
+        crate::admin::EntraSignIn,
+    )>,
+> {
     use crate::oauth::{entra, seal, service, tokens};
     let oauth = &config.oauth;
     if !oauth.enabled() {
@@ -372,8 +380,10 @@ fn oauth_facade(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("an HTTP client for Entra ID")?;
-    let upstream = entra::Entra::new(&oauth.entra, credential, http)
-        .map_err(|e| anyhow::anyhow!("oauth.entra: {e}"))?;
+    let upstream = Arc::new(
+        entra::Entra::new(&oauth.entra, credential, http)
+            .map_err(|e| anyhow::anyhow!("oauth.entra: {e}"))?,
+    );
     let cimd = oauth.cimd.enabled.then(|| {
         crate::oauth::cimd::CimdFetcher::new(
             crate::oauth::cimd::CimdPolicy::from(&oauth.cimd),
@@ -388,7 +398,7 @@ fn oauth_facade(
         mcp_url: issuer.endpoint("/mcp"),
         pepper,
         keys,
-        upstream: Arc::new(upstream),
+        upstream: upstream.clone(),
         identity: pipeline.identity().clone(),
         audit: pipeline.audit().clone(),
         cimd,
@@ -396,9 +406,14 @@ fn oauth_facade(
     })
     .map_err(|e| anyhow::anyhow!("oauth: {e}"))?;
     let facade = Arc::new(facade);
-    pipeline.identity().accept_opaque(facade.clone());
+    let opaque: Arc<dyn crate::identity::OpaqueTokens> = facade.clone();
+    pipeline.identity().accept_opaque(&opaque);
     tracing::info!(issuer = %issuer.as_str(), mode = ?oauth.mode, "OAuth facade on: Warden is the clients' authorization server");
-    Ok(Some(facade))
+    let page = crate::admin::EntraSignIn {
+        entra: upstream,
+        callback: issuer.endpoint("/admin/callback"),
+    };
+    Ok(Some((facade, page)))
 }
 
 /// The stdio front has no HTTP request to carry a token: the caller's token

@@ -20,6 +20,8 @@ mod evidence;
 mod page;
 mod views;
 
+pub use page::{EntraSignIn, SignInOptions};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -40,13 +42,18 @@ struct Admin {
     approvals: Arc<Approvals>,
 }
 
-/// The `/admin/api` routes.
-pub fn router(identity: Arc<Authenticator>, approvals: Arc<Approvals>) -> Router {
+/// The `/admin/api` routes and the approvals page, whose sign-in uses
+/// `sign_in` besides pasted tokens.
+pub fn router(
+    identity: Arc<Authenticator>,
+    approvals: Arc<Approvals>,
+    sign_in: SignInOptions,
+) -> Router {
     Router::new()
         .route("/admin/api/requests", get(list))
         .route("/admin/api/requests/{id}", get(show))
         .route("/admin/api/requests/{id}/{action}", post(act))
-        .merge(page::router(identity.clone(), approvals.clone()))
+        .merge(page::router(identity.clone(), approvals.clone(), sign_in))
         .with_state(Admin {
             identity,
             approvals,

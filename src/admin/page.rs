@@ -115,20 +115,37 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use maud::Markup;
 use rand::RngCore;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::evidence;
 use super::views::{self, Notes, Viewer};
 use crate::approvals::{ApprovalError, Approvals, Filter, Listing, Status, Verdict};
+use crate::audit::Audit;
+use crate::audit::record::{Actor, Kind, Record};
 use crate::cookies::{SameSite, cookie, plain_loopback};
 use crate::identity::{Authenticator, Principal};
+use crate::oauth::entra::Entra;
+use crate::oauth::pkce::CodeVerifier;
+use crate::store::Store;
 
 /// The session cookie.
 const SESSION_COOKIE: &str = "warden_admin";
 /// The sign-in form's double-submit CSRF cookie.
 const SIGNIN_COOKIE: &str = "warden_admin_signin";
+/// Binds an Entra sign-in in progress to the browser that started it
+/// (`SameSite=Lax`: sent on Entra's redirect back).
+const OIDC_COOKIE: &str = "warden_admin_oidc";
+/// How long an Entra sign-in may take, from the button to the callback.
+const OIDC_TTL: Duration = Duration::from_secs(600);
+/// Entra sign-ins in progress at once.
+const MAX_PENDING: usize = 10_000;
+/// The store namespace of the page's sessions.
+const NS_SESSION: &str = "admin.session";
+/// The longest text of Entra's error shown on the page.
+const MAX_ENTRA_ERROR: usize = 300;
 /// The longest session, whatever the token's expiry.
 const MAX_SESSION: Duration = Duration::from_secs(8 * 3600);
 /// Sessions kept at once.
@@ -150,12 +167,37 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 's
 /// See "Why `Referrer-Policy: same-origin`" in the module docs.
 const REFERRER_POLICY: &str = "same-origin";
 
+/// What the page's sign-in may use besides pasted tokens.
+#[derive(Clone, Default)]
+pub struct SignInOptions {
+    /// The audit log: every sign-in (and refusal) as an `auth` record, and
+    /// its store, where sessions are kept across restarts. Without it,
+    /// sessions live in this process only and nothing is recorded.
+    pub audit: Option<Arc<Audit>>,
+    /// "Sign in with Microsoft Entra ID", when `[oauth]` is on.
+    pub entra: Option<EntraSignIn>,
+}
+
+/// The page's OpenID Connect sign-in: Warden's Entra client (the facade's
+/// confidential client) and where Entra sends the user back.
+#[derive(Clone)]
+pub struct EntraSignIn {
+    pub entra: Arc<Entra>,
+    /// `{issuer}/admin/callback`, a redirect URI of the Entra application.
+    pub callback: String,
+}
+
 /// The page's routes (their own state inside; mergeable into a router of
 /// any state).
-pub fn router<S>(identity: Arc<Authenticator>, approvals: Arc<Approvals>) -> Router<S>
+pub fn router<S>(
+    identity: Arc<Authenticator>,
+    approvals: Arc<Approvals>,
+    options: SignInOptions,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let store = options.audit.as_ref().map(|audit| audit.store().clone());
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/", get(index))
@@ -164,12 +206,17 @@ where
         .route("/admin/requests.json", get(download_json))
         .route("/admin/requests/{id}", get(show))
         .route("/admin/sign-in", post(sign_in))
+        .route("/admin/sign-in/entra", get(entra_start))
+        .route("/admin/callback", get(entra_callback))
         .route("/admin/sign-out", post(sign_out))
         .route("/admin/requests/{id}/{action}", post(act))
         .with_state(Page {
             identity,
             approvals,
-            sessions: Arc::new(Sessions::default()),
+            sessions: Arc::new(Sessions::load(store)),
+            audit: options.audit,
+            entra: options.entra,
+            pending: Arc::new(Mutex::new(HashMap::new())),
         })
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -179,6 +226,19 @@ struct Page {
     identity: Arc<Authenticator>,
     approvals: Arc<Approvals>,
     sessions: Arc<Sessions>,
+    audit: Option<Arc<Audit>>,
+    entra: Option<EntraSignIn>,
+    /// Entra sign-ins in progress, by the SHA-256 of their `state`.
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
+}
+
+/// An Entra sign-in between the button and the callback.
+struct Pending {
+    /// The SHA-256 of the [`OIDC_COOKIE`] of the browser that started it.
+    browser: String,
+    nonce: String,
+    verifier: CodeVerifier,
+    expires: Instant,
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -219,10 +279,22 @@ struct Session {
     draft: Option<(String, String)>,
 }
 
-/// Server-side sessions, keyed by the SHA-256 of the cookie value.
+/// A session as kept in the store (namespace [`NS_SESSION`], key the
+/// SHA-256 of the cookie value): never a token.
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    principal: Principal,
+    csrf: String,
+    /// Unix seconds.
+    expires: u64,
+}
+
+/// Server-side sessions, keyed by the SHA-256 of the cookie value; kept in
+/// the store too, when there is one, so that they survive a restart.
 #[derive(Default)]
 struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    store: Option<Store>,
     /// Sessions that ended because their token expired, kept (bounded) so
     /// that the next page can say why the user has to sign in again.
     ended: Mutex<HashMap<String, Instant>>,
@@ -252,7 +324,93 @@ fn same_secret(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
 impl Sessions {
+    /// The sessions kept in `store` that have not expired.
+    fn load(store: Option<Store>) -> Sessions {
+        let mut map = HashMap::new();
+        if let Some(store) = &store {
+            let rows = store
+                .reader()
+                .and_then(|reader| reader.state(NS_SESSION, Utc::now()));
+            match rows {
+                Ok(rows) => {
+                    let (now, wall) = (Instant::now(), unix_now());
+                    for (key, value) in rows {
+                        let Ok(stored) = serde_json::from_slice::<StoredSession>(&value) else {
+                            tracing::warn!(target: "warden::admin", "an unreadable approvals page session was skipped");
+                            continue;
+                        };
+                        if stored.expires <= wall || map.len() >= MAX_SESSIONS {
+                            continue;
+                        }
+                        map.insert(
+                            key,
+                            Session {
+                                principal: stored.principal,
+                                expires: now + Duration::from_secs(stored.expires - wall),
+                                csrf: stored.csrf,
+                                flash: None,
+                                error: None,
+                                draft: None,
+                            },
+                        );
+                    }
+                    tracing::info!(target: "warden::admin", sessions = map.len(), "approvals page sessions loaded");
+                }
+                Err(error) => {
+                    tracing::warn!(target: "warden::admin", %error, "approvals page sessions not loaded: everyone signs in again");
+                }
+            }
+        }
+        Sessions {
+            map: Mutex::new(map),
+            store,
+            ended: Mutex::default(),
+        }
+    }
+
+    /// Keeps the session `id` in the store (principal, CSRF token,
+    /// expiry), and forgets the expired ones there.
+    async fn save(&self, id: &str) {
+        let Some(store) = &self.store else { return };
+        let key = session_key(id);
+        let stored = {
+            let map = self.lock();
+            let Some(session) = map.get(&key) else { return };
+            let left = session.expires.saturating_duration_since(Instant::now());
+            StoredSession {
+                principal: session.principal.clone(),
+                csrf: session.csrf.clone(),
+                expires: unix_now() + left.as_secs(),
+            }
+        };
+        let expires = chrono::DateTime::from_timestamp(stored.expires as i64, 0);
+        let Ok(value) = serde_json::to_vec(&stored) else {
+            return;
+        };
+        if let Err(error) = store.put_state(NS_SESSION, &key, value, expires).await {
+            tracing::warn!(target: "warden::admin", %error, "approvals page session not stored: it ends with this process");
+        }
+        let _ = store.purge_state(NS_SESSION, Utc::now()).await;
+    }
+
+    /// Ends the session `id`, here and in the store.
+    async fn end(&self, id: &str) {
+        self.remove(id);
+        if let Some(store) = &self.store
+            && let Err(error) = store.delete_state(NS_SESSION, &session_key(id)).await
+        {
+            tracing::warn!(target: "warden::admin", %error, "approvals page session not removed from the store");
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -503,7 +661,7 @@ async fn index(
 ) -> Response {
     let Some(signed) = signed_in(&page, &headers, true) else {
         let notice = ended_notice(&page, &headers);
-        return sign_in_page(&headers, peer.ip(), StatusCode::OK, None, notice);
+        return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
     };
     let (filter, bad_filter) = match filter {
         Ok(Query(filter)) => (list_filter(filter), None),
@@ -533,7 +691,7 @@ async fn show(
 ) -> Response {
     let Some(signed) = signed_in(&page, &headers, true) else {
         let notice = ended_notice(&page, &headers);
-        return sign_in_page(&headers, peer.ip(), StatusCode::OK, None, notice);
+        return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
     };
     let request = match page.approvals.get(&signed.principal, &id) {
         Ok(request) => request,
@@ -590,7 +748,7 @@ async fn audit(
 ) -> Response {
     let Some(signed) = signed_in(&page, &headers, true) else {
         let notice = ended_notice(&page, &headers);
-        return sign_in_page(&headers, peer.ip(), StatusCode::OK, None, notice);
+        return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
     };
     let who = &signed.principal;
     if !page.approvals.is_reviewer(who) && !page.approvals.is_auditor(who) {
@@ -629,7 +787,14 @@ async fn download_csv(
     Query(filter): Query<Filter>,
 ) -> Response {
     let Some(listing) = download_listing(&page, &headers, filter) else {
-        return sign_in_page(&headers, peer.ip(), StatusCode::UNAUTHORIZED, None, None);
+        return sign_in_page(
+            &page,
+            &headers,
+            peer.ip(),
+            StatusCode::UNAUTHORIZED,
+            None,
+            None,
+        );
     };
     match views::csv(&listing.requests) {
         Ok(text) => (
@@ -657,7 +822,14 @@ async fn download_json(
     Query(filter): Query<Filter>,
 ) -> Response {
     let Some(listing) = download_listing(&page, &headers, filter) else {
-        return sign_in_page(&headers, peer.ip(), StatusCode::UNAUTHORIZED, None, None);
+        return sign_in_page(
+            &page,
+            &headers,
+            peer.ip(),
+            StatusCode::UNAUTHORIZED,
+            None,
+            None,
+        );
     };
     let body = serde_json::json!({
         "requests": listing.requests,
@@ -677,6 +849,7 @@ async fn download_json(
 
 /// The sign-in form, with a fresh (or the current) double-submit token.
 fn sign_in_page(
+    page: &Page,
     headers: &HeaderMap,
     peer: IpAddr,
     status: StatusCode,
@@ -688,7 +861,10 @@ fn sign_in_page(
         .map(str::to_owned)
         .unwrap_or_else(random_token);
     let secure = !plain_loopback(headers, peer);
-    let mut response = html_response(status, views::sign_in(&csrf, error, notice));
+    let mut response = html_response(
+        status,
+        views::sign_in(&csrf, page.entra.is_some(), error, notice),
+    );
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SIGNIN_COOKIE, &csrf, 3600, secure),
@@ -716,6 +892,7 @@ async fn sign_in(
     let expected = cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
     if !same_secret(&form.csrf, expected) {
         return sign_in_page(
+            &page,
             &headers,
             peer.ip(),
             StatusCode::FORBIDDEN,
@@ -726,6 +903,7 @@ async fn sign_in(
     let token = form.token.trim();
     if token.is_empty() || token.len() > MAX_TOKEN {
         return sign_in_page(
+            &page,
             &headers,
             peer.ip(),
             StatusCode::UNAUTHORIZED,
@@ -741,8 +919,10 @@ async fn sign_in(
         Ok(p) => p,
         Err(e) => {
             tracing::info!(target: "warden::admin", reason = e.reason(), peer = %peer.ip(), "approvals page sign-in refused");
+            record(&page, "page_sign_in_refused", None, "token", e.reason()).await;
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             return sign_in_page(
+                &page,
                 &headers,
                 peer.ip(),
                 status,
@@ -751,31 +931,12 @@ async fn sign_in(
             );
         }
     };
-    let ttl = session_ttl(&principal);
-    if ttl < MIN_SESSION {
-        return sign_in_page(
-            &headers,
-            peer.ip(),
-            StatusCode::UNAUTHORIZED,
-            Some(&format!(
-                "This token expires in {} s (or has just expired, within the clock skew Warden allows): \
-                 get a fresh token and sign in with it.",
-                ttl.as_secs()
-            )),
-            None,
-        );
-    }
-    page.approvals.saw(&principal);
-    let who = principal.display_name.clone();
-    let oid = principal.oid.clone();
-    let Some(id) = page.sessions.create(principal, ttl) else {
-        return refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many sessions are open; try again later.",
-        );
+    let (id, ttl) = match open_session(&page, principal, "token").await {
+        Ok(opened) => opened,
+        Err((status, message)) => {
+            return sign_in_page(&page, &headers, peer.ip(), status, Some(&message), None);
+        }
     };
-    tracing::info!(target: "warden::admin", user = %who, oid = %oid, secs = ttl.as_secs(), "approvals page sign-in");
-    page.sessions.flash(&id, format!("Signed in as {who}."));
     let mut response = see_other();
     let headers = response.headers_mut();
     headers.append(
@@ -783,6 +944,343 @@ async fn sign_in(
         set_cookie(SESSION_COOKIE, &id, ttl.as_secs(), !plain),
     );
     headers.append(header::SET_COOKIE, set_cookie(SIGNIN_COOKIE, "", 0, !plain));
+    response
+}
+
+/// A session for `principal`, authenticated `via` (`token`, `entra`):
+/// recorded, kept in the store, and its id and lifetime; or why not (a
+/// token about to expire, too many sessions).
+async fn open_session(
+    page: &Page,
+    principal: Principal,
+    via: &str,
+) -> Result<(String, Duration), (StatusCode, String)> {
+    let ttl = session_ttl(&principal);
+    if ttl < MIN_SESSION {
+        record(
+            page,
+            "page_sign_in_refused",
+            Some(&principal),
+            via,
+            "token_expiring",
+        )
+        .await;
+        let message = match via {
+            "token" => format!(
+                "This token expires in {} s (or has just expired, within the clock skew Warden allows): \
+                 get a fresh token and sign in with it.",
+                ttl.as_secs()
+            ),
+            _ => format!(
+                "The access token Entra ID issued expires in {} s (or has just expired, within the clock \
+                 skew Warden allows): check this machine's clock, then sign in again.",
+                ttl.as_secs()
+            ),
+        };
+        return Err((StatusCode::UNAUTHORIZED, message));
+    }
+    page.approvals.saw(&principal);
+    let who = principal.display_name.clone();
+    let oid = principal.oid.clone();
+    let Some(id) = page.sessions.create(principal.clone(), ttl) else {
+        record(
+            page,
+            "page_sign_in_refused",
+            Some(&principal),
+            via,
+            "too_many_sessions",
+        )
+        .await;
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many sessions are open; try again later.".to_owned(),
+        ));
+    };
+    page.sessions.save(&id).await;
+    record(page, "page_signed_in", Some(&principal), via, "ok").await;
+    tracing::info!(target: "warden::admin", user = %who, oid = %oid, secs = ttl.as_secs(), via, "approvals page sign-in");
+    page.sessions.flash(&id, format!("Signed in as {who}."));
+    Ok((id, ttl))
+}
+
+/// A page sign-in (or its refusal) as an `auth` record.
+async fn record(page: &Page, event: &str, principal: Option<&Principal>, via: &str, reason: &str) {
+    let Some(audit) = &page.audit else { return };
+    let mut record = Record::new(Kind::Auth);
+    record.principal = principal.map(Actor::from);
+    record.source_ip = principal.and_then(|p| p.source_ip).map(|ip| ip.to_string());
+    record.details = Some(json!({
+        "event": event,
+        "auth_path": "admin_page",
+        "method": via,
+        "reason": reason,
+    }));
+    if let Err(error) = audit.append(record).await {
+        tracing::error!(target: "warden::admin", %error, event, "approvals page sign-in not recorded");
+    }
+}
+
+/// `GET /admin/sign-in/entra`: a fresh `state`, `nonce` and PKCE verifier,
+/// kept for [`OIDC_TTL`] and bound to this browser, and off to Entra.
+async fn entra_start(
+    State(page): State<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(sign_in) = &page.entra else {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "Sign-in with Microsoft Entra ID is not configured here ([oauth] is off): paste a token.",
+        );
+    };
+    let plain = plain_loopback(&headers, peer.ip());
+    // One binding per browser, so that two tabs signing in at once both work.
+    let browser = cookie(&headers, OIDC_COOKIE)
+        .filter(|v| v.len() == 43 && URL_SAFE_NO_PAD.decode(v).is_ok())
+        .map(str::to_owned)
+        .unwrap_or_else(random_token);
+    let (state, nonce, verifier) = (random_token(), random_token(), CodeVerifier::generate());
+    let location = sign_in.entra.authorize_url(
+        &sign_in.callback,
+        &state,
+        &verifier.challenge(),
+        &nonce,
+        None,
+        None,
+    );
+    {
+        let now = Instant::now();
+        let mut pending = page.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.retain(|_, p| p.expires > now);
+        if pending.len() >= MAX_PENDING {
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins are in progress; try again later.",
+            );
+        }
+        pending.insert(
+            session_key(&state),
+            Pending {
+                browser: session_key(&browser),
+                nonce,
+                verifier,
+                expires: now + OIDC_TTL,
+            },
+        );
+    }
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [(
+            header::LOCATION,
+            HeaderValue::try_from(location).unwrap_or(HeaderValue::from_static("/admin/")),
+        )],
+    )
+        .into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        crate::cookies::set_cookie(
+            OIDC_COOKIE,
+            &browser,
+            "/admin",
+            SameSite::Lax,
+            OIDC_TTL.as_secs(),
+            !plain,
+        ),
+    );
+    response
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /admin/callback`: Entra sends the user back. The `state` must be
+/// one this browser started (single use); the code is redeemed with its
+/// verifier, the ID token's nonce checked, and Entra's access token
+/// validated exactly as a pasted one.
+async fn entra_callback(
+    State(page): State<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let plain = plain_loopback(&headers, peer.ip());
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let refuse = |status: StatusCode, message: String| {
+        let mut response = sign_in_page(&page, &headers, peer.ip(), status, Some(&message), None);
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            crate::cookies::set_cookie(OIDC_COOKIE, "", "/admin", SameSite::Lax, 0, !plain),
+        );
+        response
+    };
+    let Some(sign_in) = page.entra.clone() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "Sign-in with Microsoft Entra ID is not configured here.".to_owned(),
+        );
+    };
+    let Some(state) = query.state.as_deref().filter(|s| !s.is_empty()) else {
+        record(
+            &page,
+            "page_sign_in_refused",
+            None,
+            "entra",
+            "missing_state",
+        )
+        .await;
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Sign-in refused: the answer from Entra ID carries no state. Start again with \
+             “Sign in with Microsoft Entra ID”."
+                .to_owned(),
+        );
+    };
+    let browser = cookie(&headers, OIDC_COOKIE).map(session_key);
+    let pending = {
+        let now = Instant::now();
+        let mut pending = page.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = session_key(state);
+        match pending.get(&key) {
+            Some(p) if p.expires <= now => {
+                pending.remove(&key);
+                Err("expired_state")
+            }
+            Some(p)
+                if browser
+                    .as_deref()
+                    .is_none_or(|b| !same_secret(b, &p.browser)) =>
+            {
+                Err("other_browser")
+            }
+            Some(_) => pending.remove(&key).ok_or("unknown_state"),
+            None => Err("unknown_state"),
+        }
+    };
+    let pending = match pending {
+        Ok(pending) => pending,
+        Err(reason) => {
+            record(&page, "page_sign_in_refused", None, "entra", reason).await;
+            let message = match reason {
+                "other_browser" => {
+                    "Sign-in refused: this sign-in was started in another browser (or its cookie is gone). \
+                     Start again here with “Sign in with Microsoft Entra ID”."
+                }
+                "expired_state" => {
+                    "Sign-in refused: it took more than 10 minutes. Start again with \
+                     “Sign in with Microsoft Entra ID”."
+                }
+                _ => {
+                    "Sign-in refused: this answer from Entra ID is unknown, expired or already used. \
+                     Start again with “Sign in with Microsoft Entra ID”."
+                }
+            };
+            return refuse(StatusCode::BAD_REQUEST, message.to_owned());
+        }
+    };
+    if let Some(error) = &query.error {
+        record(&page, "page_sign_in_refused", None, "entra", "entra_error").await;
+        let mut text = format!(
+            "{error}: {}",
+            query.error_description.as_deref().unwrap_or("")
+        );
+        if text.len() > MAX_ENTRA_ERROR {
+            let mut cut = MAX_ENTRA_ERROR;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            format!("Entra ID did not sign you in ({text})."),
+        );
+    }
+    let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
+        record(&page, "page_sign_in_refused", None, "entra", "missing_code").await;
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Sign-in refused: the answer from Entra ID carries no code.".to_owned(),
+        );
+    };
+    let tokens = match sign_in
+        .entra
+        .redeem(code, &sign_in.callback, &pending.verifier)
+        .await
+    {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            tracing::info!(target: "warden::admin", error = %e, peer = %peer.ip(), "approvals page: Entra code not redeemed");
+            let (status, reason) = if e.is_invalid_grant() {
+                (StatusCode::UNAUTHORIZED, "code_refused")
+            } else {
+                (StatusCode::BAD_GATEWAY, "entra_unavailable")
+            };
+            record(&page, "page_sign_in_refused", None, "entra", reason).await;
+            return refuse(
+                status,
+                format!(
+                    "Sign-in failed: Warden could not redeem Entra ID's code ({e}). Start again."
+                ),
+            );
+        }
+    };
+    if tokens.id_token.is_some() && !tokens.nonce_matches(&pending.nonce) {
+        record(
+            &page,
+            "page_sign_in_refused",
+            None,
+            "entra",
+            "nonce_mismatch",
+        )
+        .await;
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "Sign-in refused: Entra ID's ID token is not for this sign-in (its nonce does not match)."
+                .to_owned(),
+        );
+    }
+    let principal = match page
+        .identity
+        .authenticate(
+            Some(&format!("Bearer {}", tokens.access_token)),
+            Some(peer.ip()),
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(target: "warden::admin", reason = e.reason(), peer = %peer.ip(), "approvals page Entra sign-in refused");
+            record(&page, "page_sign_in_refused", None, "entra", e.reason()).await;
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            return refuse(status, format!("Sign-in refused: {e}."));
+        }
+    };
+    drop(tokens);
+    let (id, ttl) = match open_session(&page, principal, "entra").await {
+        Ok(opened) => opened,
+        Err((status, message)) => return refuse(status, message),
+    };
+    // Not a 303: this navigation started at Entra (another site), and a
+    // browser does not send a `SameSite=Strict` cookie on a redirect of a
+    // cross-site navigation, so `/admin/` would not see the new session.
+    // A refresh from this page is a same-site navigation.
+    let mut response = html_response(StatusCode::OK, views::signed_in_redirect());
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &id, ttl.as_secs(), !plain),
+    );
+    headers.append(header::SET_COOKIE, set_cookie(SIGNIN_COOKIE, "", 0, !plain));
+    headers.append(
+        header::SET_COOKIE,
+        crate::cookies::set_cookie(OIDC_COOKIE, "", "/admin", SameSite::Lax, 0, !plain),
+    );
     response
 }
 
@@ -802,7 +1300,7 @@ async fn sign_out(
         if !same_secret(&csrf, &signed.csrf) {
             return bad_csrf();
         }
-        page.sessions.remove(&signed.id);
+        page.sessions.end(&signed.id).await;
     }
     let mut response = see_other();
     response.headers_mut().append(
@@ -826,6 +1324,7 @@ async fn act(
     }
     let Some(signed) = signed_in(&page, &headers, false) else {
         return sign_in_page(
+            &page,
             &headers,
             peer.ip(),
             StatusCode::UNAUTHORIZED,
@@ -1011,13 +1510,20 @@ mod tests {
         let approvals = Arc::new(
             Approvals::open(
                 ApprovalsConfig::default(),
-                audit,
+                audit.clone(),
                 &dir.path().join("no-such-store.db"),
                 crate::metrics::Metrics::new(),
             )
             .expect("approvals"),
         );
-        let app = router(identity.clone(), approvals.clone());
+        let app = router(
+            identity.clone(),
+            approvals.clone(),
+            SignInOptions {
+                audit: Some(audit.clone()),
+                entra: None,
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -73,6 +73,7 @@ form.filters label { font-weight: 600; display: block; }
 form.filters input, form.filters select { font: inherit; padding: .25rem; max-width: 100%; }
 label { font-weight: 600; }
 textarea, input[type=password] { display: block; width: 100%; max-width: 40rem; font: inherit; padding: .35rem; }
+a.button { display: inline-block; padding: .45rem 1rem; border-radius: 6px; border: 1px solid var(--line); text-decoration: none; }
 button { font: inherit; padding: .45rem 1rem; margin: .4rem .5rem 0 0; cursor: pointer; border-radius: 6px; border: 1px solid var(--line); }
 button.approve { background: var(--ok); color: #fff; border-color: var(--ok); font-weight: 700; }
 button.deny, button.revoke { background: var(--bad); color: #fff; border-color: var(--bad); font-weight: 700; }
@@ -218,7 +219,12 @@ pub(super) fn messages(notes: &Notes<'_>) -> Markup {
     }
 }
 
-pub(super) fn sign_in(csrf: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
+pub(super) fn sign_in(
+    csrf: &str,
+    entra: bool,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Markup {
     layout(
         "Sign in",
         None,
@@ -231,6 +237,18 @@ pub(super) fn sign_in(csrf: &str, error: Option<&str>, notice: Option<&str>) -> 
             @if let Some(error) = error {
                 p.error role="alert" { (error) }
             }
+            @if entra {
+                p {
+                    // A link, not a form: the CSP's `form-action 'self'`
+                    // would stop a form's redirect to Entra ID.
+                    a.button href="/admin/sign-in/entra" { "Sign in with Microsoft Entra ID" }
+                }
+                p.muted {
+                    "Warden signs you in with your organization's account (OpenID Connect, with PKCE) "
+                    "and checks Entra ID's access token exactly as a bearer token on the API. "
+                    "Or paste an access token:"
+                }
+            }
             p {
                 "Paste an access token for Warden. It is checked exactly as a bearer token on the API "
                 "(issuer, tenant, audience, signature, expiry); Warden keeps a session for "
@@ -239,7 +257,10 @@ pub(super) fn sign_in(csrf: &str, error: Option<&str>, notice: Option<&str>) -> 
             p.muted {
                 "With " code { "warden dev" } ": "
                 code { "jq -r '.personas[\"security-manager\"].token' .warden-dev/dev.json" }
-                ". In production, sign-in happens in front of Warden (see the README, “Approvals web page”)."
+                @if !entra {
+                    ". With " code { "[oauth]" } " on, this page offers sign-in with Microsoft Entra ID "
+                    "(see the README, “Approvals web page”)."
+                }
             }
             form method="post" action="/admin/sign-in" {
                 input type="hidden" name="csrf" value=(csrf);
@@ -249,6 +270,28 @@ pub(super) fn sign_in(csrf: &str, error: Option<&str>, notice: Option<&str>) -> 
             }
         },
     )
+}
+
+/// After an Entra sign-in: on to `/admin/` by a refresh from this page (a
+/// same-site navigation, which carries the new `SameSite=Strict` session
+/// cookie; a redirect would not).
+pub(super) fn signed_in_redirect() -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="0; url=/admin/";
+                title { "Signed in · Warden approvals" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                main {
+                    p { "Signed in. " a href="/admin/" { "Continue to the approvals page" } }
+                }
+            }
+        }
+    }
 }
 
 pub(super) fn refusal(message: &str) -> Markup {

@@ -26,8 +26,13 @@ pub use names::Names;
 use crate::identity::Principal;
 pub use session::{Gateway, Session};
 
-/// The HTTP application: `/mcp` and the operational endpoints.
-pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
+/// The HTTP application: `/mcp`, the operational endpoints and `/admin/`,
+/// whose page offers sign-in with Entra ID when `page_entra` is given.
+pub fn router(
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+    page_entra: Option<crate::admin::EntraSignIn>,
+) -> Router {
     let server = &gateway.config.server;
     // The transport checks `Host`; `Origin` is checked before it, by
     // Warden's own rules (same-origin for the allowed hosts, or listed).
@@ -64,6 +69,10 @@ pub fn router(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Router {
     let admin = crate::admin::router(
         gateway.identity.clone(),
         gateway.pipeline.approvals().clone(),
+        crate::admin::SignInOptions {
+            audit: Some(gateway.pipeline.audit().clone()),
+            entra: page_entra,
+        },
     );
     Router::new()
         .nest_service("/mcp", mcp)

@@ -226,8 +226,11 @@ pub struct Authenticator {
     refresher: Option<tokio::task::AbortHandle>,
     /// Warden's own tokens, when it is also the clients' authorization
     /// server (set once the facade is built, which itself validates
-    /// Entra's tokens with this authenticator).
-    opaque: std::sync::OnceLock<Arc<dyn OpaqueTokens>>,
+    /// Entra's tokens with this authenticator). Held weakly: the facade
+    /// holds this authenticator, and a strong reference back would keep
+    /// both, and the audit log the facade writes to, alive for good (a
+    /// stopped Warden could not release its store).
+    opaque: std::sync::OnceLock<std::sync::Weak<dyn OpaqueTokens>>,
 }
 
 /// Warden's own (opaque) access tokens: told apart from Entra's JWTs by
@@ -297,15 +300,20 @@ impl Authenticator {
     }
 
     /// Accepts Warden's own tokens beside Entra's (once; a second call is
-    /// ignored).
-    pub fn accept_opaque(&self, tokens: Arc<dyn OpaqueTokens>) {
-        let _ = self.opaque.set(tokens);
+    /// ignored), for as long as the caller keeps `tokens` alive (the
+    /// facade's routes do while Warden serves).
+    pub fn accept_opaque(&self, tokens: &Arc<dyn OpaqueTokens>) {
+        let _ = self.opaque.set(Arc::downgrade(tokens));
+    }
+
+    fn opaque(&self) -> Option<Arc<dyn OpaqueTokens>> {
+        self.opaque.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// The issuer of Warden's own tokens, when they are accepted, and
     /// whether the tenants stay listed too.
     pub fn opaque_issuer(&self) -> Option<(String, bool)> {
-        self.opaque.get().map(|o| (o.issuer(), o.keep_tenants()))
+        self.opaque().map(|o| (o.issuer(), o.keep_tenants()))
     }
 
     /// `Ok` once a key set has been loaded for every tenant (always `Ok`
@@ -327,7 +335,7 @@ impl Authenticator {
         if self.config.allow_anonymous {
             return Ok(Principal::anonymous(source_ip));
         }
-        if let (Some(opaque), Some(value)) = (self.opaque.get(), authorization) {
+        if let (Some(opaque), Some(value)) = (self.opaque(), authorization) {
             let token = value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
