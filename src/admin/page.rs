@@ -9,6 +9,8 @@
 //! | `GET /admin/audit` | reviewers and auditors: every request's history, risk alerts, the policy set in force |
 //! | `GET /admin/requests.csv`, `/admin/requests.json` | the list as shown (same filters and page), to download |
 //! | `POST /admin/sign-in` | form `token`, `csrf`: a bearer token, validated exactly as on the API |
+//! | `GET /admin/sign-in/entra` | with `[oauth]` on: to Entra ID (OpenID Connect, code flow with PKCE) |
+//! | `GET /admin/callback?state=&code=` | Entra ID's answer: a session, or the sign-in page with the reason |
 //! | `POST /admin/sign-out` | form `csrf`: ends the session |
 //! | `POST /admin/requests/{id}/approve\|deny\|revoke\|cancel` | form `reason`, `csrf`, `shown` (the facts' hash the page showed); always 303 (post/redirect/get): to `/admin/` with a notice, or back to the request with the error and the typed reason kept |
 //!
@@ -17,45 +19,58 @@
 //! others their own. Markup is in [`super::views`]; what the auditor's view
 //! reads from the log, in [`super::evidence`].
 //!
-//! # Sign-in (what is implemented)
+//! # Sign-in
 //!
-//! The user pastes an access token for Warden (with `warden dev`, a
-//! persona's token from `.warden-dev/dev.json`). It is checked by
-//! [`Authenticator::authenticate`] exactly as a bearer token on `/mcp` or
-//! `/admin/api` is (issuer, tenant, audience, signature, expiry, scopes,
-//! MFA claims), with the connection's peer address. On success Warden keeps
-//! a server-side session: a random 32-byte id (base64url) in the cookie
-//! `warden_admin`, mapped in memory (by the id's SHA-256) to the token's
-//! [`Principal`], a per-session CSRF token and an expiry of the token's
-//! `exp` or 8 hours, whichever comes first. The token itself is not kept.
-//! Sessions live in this process only: a restart signs everyone out.
-//! Expired sessions are pruned on every sign-in; at most 10 000 live at once.
+//! Two ways, one session. **With Microsoft Entra ID** (when `[oauth]` is
+//! on, [`SignInOptions::entra`]): `GET /admin/sign-in/entra` makes a random
+//! `state`, `nonce` and PKCE verifier, keeps them in memory for 10 minutes
+//! (by the state's SHA-256) bound to the browser by the cookie
+//! `warden_admin_oidc` (`SameSite=Lax`, so that Entra's redirect back
+//! carries it), and redirects to [`Entra::authorize_url`] with the callback
+//! `{issuer}/admin/callback` (a redirect URI of the facade's Entra app).
+//! `GET /admin/callback` takes the state (single use; an answer brought by
+//! another browser is refused without spending it), shows Entra's error if
+//! it sent one, redeems the code with the verifier ([`Entra::redeem`], the
+//! facade's confidential client), checks the ID token's nonce
+//! ([`crate::oauth::entra::EntraTokens::nonce_matches`]), and validates
+//! Entra's *access token* with [`Authenticator::authenticate`], exactly as
+//! a pasted one. Every failure is the sign-in page with the reason, never
+//! a redirect elsewhere. The success answer is not a redirect but a page
+//! that refreshes to `/admin/`: the navigation started at Entra (another
+//! site), and a browser does not send a `SameSite=Strict` cookie on the
+//! redirects of a cross-site navigation, so `/admin/` would not see the new
+//! session; a refresh from Warden's own page is a same-site navigation.
+//! The tokens are dropped once validated.
+//!
+//! **A pasted token** (with `warden dev`, a persona's token from
+//! `.warden-dev/dev.json`) is checked by [`Authenticator::authenticate`]
+//! exactly as a bearer token on `/mcp` or `/admin/api` is (issuer, tenant,
+//! audience, signature, expiry, scopes, MFA claims), with the connection's
+//! peer address.
+//!
+//! On success Warden keeps a server-side session: a random 32-byte id
+//! (base64url) in the cookie `warden_admin`, mapped (by the id's SHA-256)
+//! to the token's [`Principal`], a per-session CSRF token and an expiry of
+//! the token's `exp` or 8 hours, whichever comes first. The token itself is
+//! not kept. Sessions are kept in memory and, with [`SignInOptions::audit`],
+//! in the store's `state` table (namespace `admin.session`, the same key,
+//! the principal, CSRF token and expiry as JSON), read back at start: a
+//! restart signs nobody out, and signing out removes the row. Expired
+//! sessions are pruned on every sign-in; at most 10 000 live at once.
+//! Every sign-in and refusal is an `auth` audit record (`event`
+//! `page_signed_in` or `page_sign_in_refused`, `auth_path` `admin_page`,
+//! `method` `entra` or `token`, `reason`).
 //!
 //! What a session sees is what its principal may see through
 //! [`Approvals::list`] and [`Approvals::get`] (reviewers everything, others
 //! their own requests), and every action goes through [`Approvals`], which
-//! enforces the review rules (approver role, MFA, never one's own request,
-//! a reason).
+//! enforces the review rules (approver role, MFA from the token's
+//! `amr`/`acrs`, never one's own request, a reason): a security manager
+//! who signed in without MFA sees the page but cannot review.
 //!
-//! # Production sign-in (not implemented here)
-//!
-//! Warden runs no OpenID Connect redirect flow itself, and what is
-//! implemented is the token sign-in above. The intended setup in a tenant:
-//! an Entra app registration for the page (a web client whose redirect URI
-//! is the auth proxy's callback, with permission to request Warden's API
-//! scope); an auth proxy in front of `/admin/` (oauth2-proxy, or App
-//! Service / Container Apps Easy Auth) that signs the user in with the
-//! authorization code flow and PKCE, where Conditional Access enforces MFA,
-//! and obtains an access token *for Warden's audience*; the proxy hands
-//! that token to Warden (oauth2-proxy's `--pass-authorization-header`,
-//! Easy Auth's `X-MS-TOKEN-AAD-ACCESS-TOKEN`). Reading it from such a
-//! header is the missing piece; whatever carries it, the page accepts only
-//! tokens that pass the same validation as the API (an ID token, or a token
-//! for another audience, is refused), and the `amr`/`acrs` claims decide
-//! [`Approvals::check_reviewer`] as on the API. Because a proxy attaches
-//! credentials to every request, the CSRF checks below must stay in force
-//! then too. The proxy must keep the original `Host` and set
-//! `X-Forwarded-Proto: https`.
+//! Behind an auth proxy instead (oauth2-proxy, Easy Auth), reading the
+//! proxy's access-token header is not implemented; the Entra sign-in above
+//! makes it unnecessary.
 //!
 //! # Cookies and CSRF
 //!
@@ -76,7 +91,8 @@
 //!    `warden_admin_signin` cookie set with it (double submit), so another
 //!    site cannot sign a browser in as someone else;
 //! 3. the cookies are `SameSite=Strict`: a browser does not send them on
-//!    requests started by another site.
+//!    requests started by another site (`warden_admin_oidc` is `Lax` but
+//!    only binds a sign-in in progress; it authorizes nothing).
 //!
 //! Every response carries `Content-Security-Policy: default-src 'none';
 //! style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none';
