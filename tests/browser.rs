@@ -78,6 +78,7 @@ impl Dev {
                 data_dir: dir.path().join("dev"),
                 policies: None,
                 executable: env!("CARGO_BIN_EXE_warden").into(),
+                oauth: true,
             },
             listeners,
             CancellationToken::new(),

@@ -119,3 +119,56 @@ async fn the_python_sdk_signs_in_through_the_facade_and_calls_a_tool() {
         );
     }
 }
+
+/// `warden dev` has the facade on: a real client signs in as a persona
+/// through Warden's consent page and the dev issuer, and the persona's
+/// role decides (a reader lists resource groups of the ARM simulator).
+#[tokio::test]
+async fn the_python_sdk_signs_in_to_warden_dev_as_a_persona() {
+    use tokio_util::sync::CancellationToken;
+    use warden::app::dev::{DevListeners, DevOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let listeners = DevListeners::bind(any, any, any).await.unwrap();
+    let running = warden::app::dev::start(
+        DevOptions {
+            data_dir: dir.path().join("dev"),
+            policies: None,
+            executable: env!("CARGO_BIN_EXE_warden").into(),
+            oauth: true,
+        },
+        listeners,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("warden dev starts");
+    assert_eq!(
+        running.oauth_issuer.as_deref(),
+        Some(running.base_url.as_str())
+    );
+    let dev_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&running.dev_json).unwrap()).unwrap();
+    assert_eq!(dev_json["oauth"]["issuer"], running.base_url.as_str());
+    let subscription = dev_json["subscriptions"][0]["id"].as_str().unwrap();
+    let arguments = serde_json::json!({ "subscription": subscription }).to_string();
+
+    let report = python_oauth_client(&[
+        &running.mcp_url,
+        "--persona",
+        "reader",
+        "--tool",
+        "azure__arm_group_list",
+        "--arguments",
+        &arguments,
+    ])
+    .await;
+    assert_eq!(report["access_token_prefix"], "wdn_at_", "{report}");
+    assert_eq!(report["is_error"], false, "{report}");
+    assert!(
+        report["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("dev-web")),
+        "{report}"
+    );
+    running.stop().await.unwrap();
+}

@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::azure::sim::{self, SimConfig, Simulator};
-use crate::dev::{DevAzure, Persona};
+use crate::dev::{DevAzure, DevOAuth, Persona};
 use crate::identity::dev::{DevIssuer, DevUser};
+use crate::oauth::service::CALLBACK_PATH;
 
 use super::{Listeners, Running};
 
@@ -30,6 +31,11 @@ pub struct DevOptions {
     /// The `warden` executable, started as `warden dev sample-upstream`
     /// for the sample upstream.
     pub executable: PathBuf,
+    /// Warden as the MCP clients' OAuth authorization server in front of
+    /// the dev issuer (`[oauth] mode = "both"`; its pepper and key files
+    /// under the data directory, Warden's callback registered at the
+    /// issuer). Only on a loopback gateway address.
+    pub oauth: bool,
 }
 
 /// The sockets of `warden dev`, bound by the caller.
@@ -76,6 +82,10 @@ pub struct RunningDev {
     pub issuer_url: String,
     /// The ARM simulator's base URL.
     pub arm_url: String,
+    /// Warden's issuer when the OAuth facade is on (the gateway's base
+    /// URL): MCP clients sign in through Warden's consent page and the dev
+    /// issuer's persona picker.
+    pub oauth_issuer: Option<String>,
     pub data_dir: PathBuf,
     /// The policy directory the gateway decides with.
     pub policies: PathBuf,
@@ -130,21 +140,31 @@ pub async fn start(
         data_dir,
         policies,
         executable,
+        oauth,
     } = options;
     let issuer_url = base_url(&listeners.issuer)?;
     let gateway_addr = listeners.gateway.local_addr()?;
+    let oauth_issuer = if oauth {
+        DevOAuth::issuer_for(gateway_addr)
+    } else {
+        None
+    };
     let prepared = {
         let data_dir = data_dir.clone();
         let issuer_url = issuer_url.clone();
+        let oauth_issuer = oauth_issuer.clone();
         // Key generation and small files: off the runtime.
-        tokio::task::spawn_blocking(move || prepare(&data_dir, policies, &issuer_url))
-            .await
-            .context("preparing the data directory")??
+        tokio::task::spawn_blocking(move || {
+            prepare(&data_dir, policies, &issuer_url, oauth_issuer.as_deref())
+        })
+        .await
+        .context("preparing the data directory")??
     };
     let Prepared {
         issuer,
         client,
         policies,
+        oauth,
     } = prepared;
 
     let issuer_app = issuer.router(&issuer_url);
@@ -181,6 +201,7 @@ pub async fn start(
             &data_dir,
             &policies,
             &azure,
+            oauth.as_ref(),
         )?;
         let personas = crate::dev::persona_tokens(&issuer)?;
         let info = dev_info(&DevInfo {
@@ -190,6 +211,7 @@ pub async fn start(
             data_dir: &data_dir,
             policies: &policies,
             personas: &personas,
+            oauth: oauth.as_ref(),
         });
         let gateway = super::run(
             config,
@@ -223,6 +245,7 @@ pub async fn start(
         base_url: base,
         issuer_url,
         arm_url,
+        oauth_issuer: oauth.map(|o| o.issuer),
         data_dir,
         policies,
         dev_json,
@@ -240,12 +263,14 @@ struct Prepared {
     issuer: DevIssuer,
     client: crate::identity::dev::DevClient,
     policies: PathBuf,
+    oauth: Option<DevOAuth>,
 }
 
 fn prepare(
     data_dir: &std::path::Path,
     policies: Option<PathBuf>,
     issuer_url: &str,
+    oauth_issuer: Option<&str>,
 ) -> anyhow::Result<Prepared> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -273,10 +298,30 @@ fn prepare(
             )
         })?,
     };
+    let oauth = match oauth_issuer {
+        Some(warden) => {
+            let (pepper_file, key_file) =
+                crate::dev::ensure_oauth_keys(data_dir).with_context(|| {
+                    format!(
+                        "cannot write the OAuth facade's keys under {}",
+                        data_dir.display()
+                    )
+                })?;
+            // Entra (the dev issuer) sends the browser back to Warden.
+            issuer.allow_redirect(&format!("{warden}{CALLBACK_PATH}"))?;
+            Some(DevOAuth {
+                issuer: warden.to_owned(),
+                pepper_file,
+                key_file,
+            })
+        }
+        None => None,
+    };
     Ok(Prepared {
         issuer,
         client,
         policies,
+        oauth,
     })
 }
 
@@ -292,6 +337,7 @@ struct DevInfo<'a> {
     data_dir: &'a std::path::Path,
     policies: &'a std::path::Path,
     personas: &'a [(Persona, String)],
+    oauth: Option<&'a DevOAuth>,
 }
 
 /// The contents of `dev.json`.
@@ -303,6 +349,7 @@ fn dev_info(info: &DevInfo<'_>) -> serde_json::Value {
         data_dir,
         policies,
         personas,
+        oauth,
     } = info;
     serde_json::json!({
         "mcp_url": format!("{base}/mcp"),
@@ -316,6 +363,12 @@ fn dev_info(info: &DevInfo<'_>) -> serde_json::Value {
         "store": data_dir.join("warden.db"),
         "audit_public_key": data_dir.join("audit.pub"),
         "policies": policies,
+        "oauth": oauth.map(|o| serde_json::json!({
+            "mode": "both",
+            "issuer": o.issuer,
+            "metadata_url": format!("{}/.well-known/oauth-authorization-server", o.issuer),
+            "callback_url": format!("{}{CALLBACK_PATH}", o.issuer),
+        })),
         "subscriptions": sim::DEMO_SUBSCRIPTIONS
             .iter()
             .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))

@@ -37,6 +37,11 @@ pub struct DevArgs {
     /// http on a loopback host, where any port matches).
     #[arg(long = "redirect-uri", value_name = "URI")]
     redirect_uris: Vec<String>,
+    /// Do not make Warden the MCP clients' OAuth authorization server (the
+    /// facade in front of the dev issuer); clients then bring the dev
+    /// issuer's tokens only.
+    #[arg(long)]
+    no_oauth: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -114,6 +119,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         policies: args.policies,
         executable: std::env::current_exe().context("locating the warden executable")?,
+        oauth: !args.no_oauth,
     };
     super::init_logging();
     super::runtime()?.block_on(async move {
@@ -129,13 +135,13 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
                 return Err(error.into());
             }
         }
-        banner(&running);
+        banner(&running, !args.no_oauth);
         running.wait().await
     })
 }
 
 /// What `warden dev` prints once it serves.
-fn banner(dev: &RunningDev) {
+fn banner(dev: &RunningDev, oauth_asked: bool) {
     // The mint command works as printed (pasted into a shell): this very
     // executable, and the running issuer's URL, which is the minted token's
     // issuer (the default URL is wrong with `--issuer-listen`).
@@ -169,6 +175,18 @@ fn banner(dev: &RunningDev) {
         dev.dev_json.display(),
         dev.dev_json.display(),
     );
+    match &dev.oauth_issuer {
+        Some(issuer) => errln!(
+            "  OAuth:      Warden is the authorization server ({issuer}, mode both; --no-oauth turns it off)\n  \
+             clients:    point an MCP client at {}: the browser shows Warden's consent page,\n              \
+             then the dev issuer's persona picker (the persona tokens above keep working)",
+            dev.mcp_url,
+        ),
+        None if oauth_asked => errln!(
+            "  OAuth:      off (Warden is the clients' authorization server only on a loopback --listen address)"
+        ),
+        None => {}
+    }
     let redirect_uris = dev.issuer.redirect_uris();
     if !redirect_uris.is_empty() {
         errln!(

@@ -52,6 +52,70 @@ pub fn ensure_policies(data_dir: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The pepper of the OAuth facade's token hashes in `warden dev`'s data
+/// directory (see [`crate::oauth::tokens::Pepper`]).
+pub const OAUTH_PEPPER_FILE: &str = "oauth-pepper";
+
+/// The OAuth facade's key-encryption key file in `warden dev`'s data
+/// directory (see [`crate::oauth::seal`]).
+pub const OAUTH_KEY_FILE: &str = "oauth.keys";
+
+/// The OAuth facade of `warden dev`: Warden as the MCP clients'
+/// authorization server (mode `both`), signing users in at the dev issuer
+/// as its confidential client.
+#[derive(Debug, Clone)]
+pub struct DevOAuth {
+    /// Warden's issuer: the gateway's base URL (`http://127.0.0.1:8787`).
+    pub issuer: String,
+    /// `DIR/oauth-pepper`.
+    pub pepper_file: PathBuf,
+    /// `DIR/oauth.keys`.
+    pub key_file: PathBuf,
+}
+
+impl DevOAuth {
+    /// The facade's issuer for a gateway listening on `listen`: its base
+    /// URL on a loopback address; `None` elsewhere (an `http` issuer must be
+    /// loopback, and `warden dev` serves plain HTTP).
+    pub fn issuer_for(listen: SocketAddr) -> Option<String> {
+        listen
+            .ip()
+            .is_loopback()
+            .then(|| format!("http://{listen}"))
+    }
+}
+
+/// Creates the facade's pepper and key files in `data_dir` unless they
+/// exist (32 random bytes each, base64; mode 0600), and returns their paths.
+/// Existing files are kept, so tokens issued before a restart stay valid.
+pub fn ensure_oauth_keys(data_dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    use base64::Engine as _;
+    let write = |name: &str, prefix: &str| -> std::io::Result<PathBuf> {
+        let path = data_dir.join(name);
+        if path.exists() {
+            return Ok(path);
+        }
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        let text = format!(
+            "{prefix}{}\n",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        let staging = data_dir.join(format!(".{name}.new"));
+        let _ = std::fs::remove_file(&staging);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&staging)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&staging, &path)?;
+        Ok(path)
+    };
+    Ok((write(OAUTH_PEPPER_FILE, "")?, write(OAUTH_KEY_FILE, "k1 ")?))
+}
+
 /// Default address of the ARM simulator `warden dev` starts.
 pub const ARM_LISTEN: &str = "127.0.0.1:8789";
 
@@ -155,7 +219,8 @@ pub fn write_dev_json(data_dir: &Path, info: &serde_json::Value) -> std::io::Res
 /// The embedded configuration of `warden dev`: the gateway on `listen`, in
 /// front of the sample upstream (this same executable started as `warden dev
 /// sample-upstream`), trusting `identity` (the dev issuer's), deciding with
-/// the policies in `policies`.
+/// the policies in `policies`; with `oauth`, Warden is also the clients'
+/// authorization server in front of the dev issuer.
 pub fn config(
     listen: SocketAddr,
     executable: &Path,
@@ -163,6 +228,7 @@ pub fn config(
     data_dir: &Path,
     policies: &Path,
     azure: &DevAzure,
+    oauth: Option<&DevOAuth>,
 ) -> Result<Config, ConfigError> {
     // The identity table is set from the typed value below; the text only
     // carries a valid stand-in so that the rest is validated as usual.
@@ -211,6 +277,10 @@ args = ["dev", "sample-upstream"]
         secret_file = azure.client.secret_file.display().to_string(),
         authority = azure.authority_host,
     );
+    let text = match oauth {
+        Some(oauth) => text + &oauth_toml(oauth, azure),
+        None => text,
+    };
     let source = Path::new("<warden dev defaults>");
     let mut config = Config::parse(&text, source)?;
     config.store.path = data_dir.join("warden.db");
@@ -224,6 +294,41 @@ args = ["dev", "sample-upstream"]
         })?;
     config.identity = identity;
     Ok(config)
+}
+
+/// The `[oauth]` section of `warden dev`. Mode `both`: the protected-resource
+/// metadata names Warden first (MCP clients sign in through it) and still
+/// lists the dev tenant, and the dev issuer's own tokens (the personas in
+/// `dev.json`, `warden dev token`) are accepted as before.
+fn oauth_toml(oauth: &DevOAuth, azure: &DevAzure) -> String {
+    use crate::identity::dev::{DEV_AUDIENCE, DEV_SCOPE, DEV_TENANT};
+    format!(
+        r#"
+[oauth]
+mode = "both"
+issuer = {issuer:?}
+key_file = {key_file:?}
+pepper_file = {pepper_file:?}
+
+[oauth.entra]
+tenant = {DEV_TENANT:?}
+client_id = {client_id:?}
+scope = "{DEV_AUDIENCE}/{DEV_SCOPE}"
+authority = {authority:?}
+
+[oauth.entra.credential]
+kind = "client_secret"
+tenant_id = {DEV_TENANT:?}
+client_id = {client_id:?}
+secret_file = {secret_file:?}
+"#,
+        issuer = oauth.issuer,
+        key_file = oauth.key_file.display().to_string(),
+        pepper_file = oauth.pepper_file.display().to_string(),
+        client_id = azure.client.client_id,
+        authority = azure.authority_host,
+        secret_file = azure.client.secret_file.display().to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -247,8 +352,10 @@ mod tests {
             Path::new("/tmp/dev"),
             Path::new("/tmp/dev/policies"),
             &azure,
+            None,
         )
         .unwrap();
+        assert!(!config.oauth.enabled());
         let arm = config.azure.as_ref().unwrap();
         assert_eq!(arm.arm.endpoint, "http://127.0.0.1:8789");
         assert_eq!(arm.arm.scope(), "https://management.azure.com/.default");
@@ -266,6 +373,61 @@ mod tests {
         assert_eq!(config.identity.authority, "http://127.0.0.1:8788");
         assert_eq!(config.upstreams.len(), 2);
         assert_eq!(config.upstreams["sample"].args, ["dev", "sample-upstream"]);
+    }
+
+    #[test]
+    fn the_facade_is_configured_with_key_files_made_once() {
+        let state = tempfile::tempdir().unwrap();
+        let issuer = DevIssuer::load_or_create(state.path()).unwrap();
+        let (pepper_file, key_file) = ensure_oauth_keys(state.path()).unwrap();
+        let keys = std::fs::read_to_string(&key_file).unwrap();
+        let pepper = std::fs::read_to_string(&pepper_file).unwrap();
+        assert!(keys.starts_with("k1 "), "{keys}");
+        #[cfg(unix)]
+        for file in [&pepper_file, &key_file] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
+        crate::oauth::tokens::Pepper::load(&pepper_file).unwrap();
+        crate::oauth::seal::KeyRing::load(&key_file).unwrap();
+        // Kept across restarts.
+        ensure_oauth_keys(state.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&key_file).unwrap(), keys);
+        assert_eq!(std::fs::read_to_string(&pepper_file).unwrap(), pepper);
+
+        let listen: SocketAddr = "127.0.0.1:8787".parse().unwrap();
+        assert_eq!(DevOAuth::issuer_for("0.0.0.0:8787".parse().unwrap()), None);
+        let oauth = DevOAuth {
+            issuer: DevOAuth::issuer_for(listen).unwrap(),
+            pepper_file,
+            key_file,
+        };
+        let azure = DevAzure {
+            arm_endpoint: "http://127.0.0.1:8789".into(),
+            authority_host: "http://127.0.0.1:8788".into(),
+            client: issuer.dev_client().unwrap(),
+        };
+        let config = config(
+            listen,
+            Path::new("/bin/warden"),
+            issuer.identity_config("http://127.0.0.1:8788"),
+            state.path(),
+            &state.path().join("policies"),
+            &azure,
+            Some(&oauth),
+        )
+        .unwrap();
+        assert_eq!(config.oauth.mode, crate::oauth::config::OAuthMode::Both);
+        assert_eq!(
+            config.oauth.issuer.as_deref(),
+            Some("http://127.0.0.1:8787")
+        );
+        assert_eq!(config.oauth.entra.authority, "http://127.0.0.1:8788");
+        assert_eq!(
+            config.oauth.entra.client_id.as_deref(),
+            Some(azure.client.client_id.as_str())
+        );
     }
 
     #[test]
