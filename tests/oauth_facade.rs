@@ -141,6 +141,25 @@ impl Facade {
         (answer["code"].clone(), browser)
     }
 
+    /// A whole sign-in of `user` through `client_id`: the token answer.
+    async fn signed_in(&self, client_id: &str, user: &str) -> Value {
+        let pkce = pkce();
+        let (code, _) = self.sign_in(client_id, &pkce, user).await;
+        let mcp = format!("{}/mcp", self.base);
+        let (status, tokens) = self
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("client_id", client_id),
+                ("code_verifier", pkce.verifier.as_str()),
+                ("resource", mcp.as_str()),
+            ])
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
     async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
         let response = self
             .http
@@ -306,20 +325,7 @@ async fn a_client_signs_in_through_warden_and_never_holds_an_entra_token() {
 async fn a_disabled_user_loses_the_grant_at_the_next_refresh() {
     let f = facade().await;
     let client_id = f.register("Refresh test").await;
-    let pkce = pkce();
-    let (code, _) = f.sign_in(&client_id, &pkce, "ada").await;
-    let mcp = format!("{}/mcp", f.base);
-    let (status, tokens) = f
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("client_id", client_id.as_str()),
-            ("code_verifier", pkce.verifier.as_str()),
-            ("resource", mcp.as_str()),
-        ])
-        .await;
-    assert_eq!(status, 200, "{tokens}");
+    let tokens = f.signed_in(&client_id, "ada").await;
     // Another client cannot use the refresh token.
     let other = f.register("Other client").await;
     let refresh = tokens["refresh_token"].as_str().unwrap();
@@ -508,19 +514,7 @@ async fn a_session_is_bound_to_the_grant_that_opened_it() {
     let mcp = format!("{}/mcp", f.base);
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let pkce = pkce();
-        let (code, _) = f.sign_in(&client_id, &pkce, "ada").await;
-        let (status, answer) = f
-            .token(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", REDIRECT),
-                ("client_id", client_id.as_str()),
-                ("code_verifier", pkce.verifier.as_str()),
-                ("resource", mcp.as_str()),
-            ])
-            .await;
-        assert_eq!(status, 200, "{answer}");
+        let answer = f.signed_in(&client_id, "ada").await;
         tokens.push(answer["access_token"].as_str().unwrap().to_owned());
     }
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
