@@ -307,8 +307,10 @@ fn prepare(
                         data_dir.display()
                     )
                 })?;
-            // Entra (the dev issuer) sends the browser back to Warden.
+            // Entra (the dev issuer) sends the browser back to Warden: the
+            // facade's callback and the approvals page's sign-in.
             issuer.allow_redirect(&format!("{warden}{CALLBACK_PATH}"))?;
+            issuer.allow_redirect(&format!("{warden}/admin/callback"))?;
             Some(DevOAuth {
                 issuer: warden.to_owned(),
                 pepper_file,

@@ -368,7 +368,7 @@ fn sign_in(state: &RouterState, tenant: &str, request: AuthorizeRequest) -> Resp
         hint: hint.as_deref(),
         users: &users,
     });
-    let mut response = page::respond(StatusCode::OK, markup, Some(&request.redirect_uri));
+    let mut response = page::respond(StatusCode::OK, markup, true);
     let secure = if state.base_url.starts_with("https://") {
         "; Secure"
     } else {

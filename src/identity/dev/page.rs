@@ -120,21 +120,20 @@ fn page(title: &str, body: Markup) -> Markup {
 }
 
 /// A page response: `status`, the markup, and the headers every page of
-/// the issuer carries. `form_target` is the origin the page's form may
-/// end up at after the issuer's redirect (CSP `form-action` also governs
-/// redirects after a form post).
-pub(super) fn respond(
-    status: StatusCode,
-    markup: Markup,
-    form_target: Option<&url::Url>,
-) -> Response {
-    let mut form_action = "'self'".to_owned();
-    if let Some(target) = form_target {
-        form_action.push(' ');
-        form_action.push_str(&target.origin().ascii_serialization());
-    }
+/// the issuer carries. `form_redirects` is true for a page whose form is
+/// answered by a redirect to the client: its CSP then has no `form-action`,
+/// because a browser checks `form-action` on every redirect of the form's
+/// navigation, and the client's redirect URI (Warden's callback) redirects
+/// on to wherever its own client asked (any origin, or a custom scheme),
+/// which the issuer cannot know. Other pages get `form-action 'self'`.
+pub(super) fn respond(status: StatusCode, markup: Markup, form_redirects: bool) -> Response {
+    let form_action = if form_redirects {
+        ""
+    } else {
+        "form-action 'self'; "
+    };
     let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; \
+        "default-src 'none'; style-src 'unsafe-inline'; {form_action}\
          frame-ancestors 'none'; base-uri 'none'"
     );
     let mut headers = HeaderMap::new();
@@ -157,5 +156,5 @@ pub(super) fn respond(
 
 /// The error page as a response (status of the error).
 pub(super) fn error_response(error: &EntraError) -> Response {
-    respond(error.status, self::error(error), None)
+    respond(error.status, self::error(error), false)
 }

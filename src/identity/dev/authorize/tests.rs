@@ -351,9 +351,11 @@ async fn open_picker(served: &Served, pairs: &[(&str, &str)]) -> PickerForm {
         .to_str()
         .unwrap()
         .to_owned();
+    // No `form-action`: it would govern every redirect after the post, and
+    // the redirect URI redirects on to its own client.
     assert!(
-        csp.contains("form-action 'self' http://127.0.0.1:4711;"),
-        "the redirect after the post is allowed: {csp}"
+        !csp.contains("form-action"),
+        "the redirects after the post are allowed: {csp}"
     );
     let set_cookie = response.headers()["set-cookie"]
         .to_str()
