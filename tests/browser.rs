@@ -23,6 +23,8 @@
 //! | reader | `own_requests.mjs` | only their own requests (list, filter, download), a cancel form, 404 for others', no audit view |
 //! | auditor | `auditor.mjs` | reads everything, decides nothing, downloads the history as CSV |
 //! | phone | `narrow.mjs` | at 390 px nothing scrolls sideways: list, request, audit view |
+//! | consent | `consent.mjs` | an MCP client's sign-in through the OAuth facade: the consent page (client unverified, redirect host), Allow, the dev issuer's persona picker, back at the client's redirect URI with a code the test redeems; Deny sends `access_denied` |
+//! | Entra sign-in | `entra_sign_in.mjs` | a security manager signs in on the approvals page with "Sign in with Microsoft Entra ID" (the callback's page refreshes to `/admin/` so the `SameSite=Strict` cookie is sent) |
 
 mod common;
 
@@ -30,8 +32,12 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Client, call, connect_as, dep, request_id, text};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::facade::encode;
+use common::{Client, call, connect_as, dep, free_port, request_id, text};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use warden::app::dev::{DevListeners, DevOptions, RunningDev};
 use warden::azure::sim::DEV_SUBSCRIPTION;
@@ -266,6 +272,78 @@ impl Dev {
         run_scenario(script, &input).await
     }
 
+    /// Runs `tests/browser/{script}` against this Warden with no token:
+    /// the script signs in through the browser.
+    async fn scenario_without_token(&self, script: &str, extra: Value) -> Report {
+        let mut input = json!({ "base": self.base(), "screenshots": screenshots_dir() });
+        if let (Some(input), Value::Object(extra)) = (input.as_object_mut(), extra) {
+            input.extend(extra);
+        }
+        run_scenario(script, &input).await
+    }
+
+    /// `POST /register` (dynamic client registration) of a client named
+    /// `name` with the one redirect URI `redirect`: its client id.
+    async fn register(&self, name: &str, redirect: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/register", self.base()))
+            .json(&json!({ "client_name": name, "redirect_uris": [redirect] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "register {name}");
+        let body: Value = response.json().await.unwrap();
+        body["client_id"].as_str().expect("a client id").to_owned()
+    }
+
+    /// Warden's `/authorize` URL for `client_id`: PKCE S256 with `pkce`'s
+    /// challenge, `state`, Warden's `/mcp` as the resource.
+    fn authorize_url(&self, client_id: &str, redirect: &str, pkce: &Pkce, state: &str) -> String {
+        format!(
+            "{}/authorize?{}",
+            self.base(),
+            encode(&[
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", redirect),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+                ("state", state),
+                ("resource", &format!("{}/mcp", self.base())),
+            ])
+        )
+    }
+
+    /// `POST /token` redeeming `code` with `pkce`'s verifier: the status
+    /// and the answer.
+    async fn redeem(
+        &self,
+        client_id: &str,
+        redirect: &str,
+        code: &str,
+        pkce: &Pkce,
+    ) -> (u16, Value) {
+        let mcp = format!("{}/mcp", self.base());
+        let response = self
+            .http
+            .post(format!("{}/token", self.base()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect),
+                ("client_id", client_id),
+                ("code_verifier", &pkce.verifier),
+                ("resource", &mcp),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     async fn stop(mut self) {
         for client in self.clients.drain(..) {
             let _ = client.cancel().await;
@@ -274,6 +352,28 @@ impl Dev {
             running.stop().await.expect("warden dev stops cleanly");
         }
     }
+}
+
+/// A PKCE verifier and its S256 challenge.
+struct Pkce {
+    verifier: String,
+    challenge: String,
+}
+
+fn pkce() -> Pkce {
+    let verifier = random_text();
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    Pkce {
+        verifier,
+        challenge,
+    }
+}
+
+/// 32 random bytes, base64url.
+fn random_text() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -763,5 +863,102 @@ async fn a_long_unbroken_justification_does_not_scroll_sideways_on_a_phone() {
             "{page}: {report}"
         );
     }
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_is_allowed_on_the_consent_page_and_redeems_the_code() {
+    let dev = Dev::start().await;
+    // The client's loopback listener; nothing needs to listen there: the
+    // browser scenario answers the redirect itself.
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let name = "Browser Test Client";
+    let client = dev.register(name, &redirect).await;
+    let denied_client = dev.register(name, &redirect).await;
+    let pkce = pkce();
+    let state = random_text();
+    let denied_state = random_text();
+
+    let report = dev
+        .scenario_without_token(
+            "consent.mjs",
+            json!({
+                "client": name,
+                "redirect": redirect,
+                "persona": "developer",
+                "allow": dev.authorize_url(&client, &redirect, &pkce, &state),
+                "deny": dev.authorize_url(&denied_client, &redirect, &pkce, &denied_state),
+            }),
+        )
+        .await;
+    report.assert_ok();
+    // Where the browser ended: the client's redirect URI, with the state
+    // the client sent and Warden as the issuer (RFC 9207).
+    let allowed = report.fact("allowed");
+    assert!(
+        allowed["url"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&redirect),
+        "{report}"
+    );
+    assert_eq!(allowed["state"], state.as_str(), "{report}");
+    assert_eq!(allowed["iss"], dev.base(), "{report}");
+    let denied = report.fact("denied");
+    assert_eq!(denied["error"], "access_denied", "{report}");
+    assert_eq!(denied["state"], denied_state.as_str(), "{report}");
+    assert_eq!(denied["iss"], dev.base(), "{report}");
+
+    // The client redeems the code with its verifier: Warden's own tokens.
+    let code = allowed["code"].as_str().expect("a code");
+    let (status, tokens) = dev.redeem(&client, &redirect, code, &pkce).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap_or_default();
+    assert!(access.starts_with("wdn_at_"), "{tokens}");
+    assert!(
+        tokens["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("wdn_rt_"),
+        "{tokens}"
+    );
+    assert_eq!(
+        tokens["token_type"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some("bearer")
+    );
+    // The token is the persona's and opens an MCP session.
+    let (mcp, _) = connect_as(&dev.running().mcp_url, Some(access)).await;
+    let _ = mcp.cancel().await;
+    // The code works once only.
+    let (again, _) = dev.redeem(&client, &redirect, code, &pkce).await;
+    assert_eq!(again, 400);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_manager_signs_in_with_entra_id_in_a_real_browser() {
+    let dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let report = dev
+        .scenario_without_token(
+            "entra_sign_in.mjs",
+            json!({ "persona": "security-manager", "user": sam.user }),
+        )
+        .await;
+    report.assert_ok();
+    // The only post is the picker's, to the issuer: Warden's part is GETs
+    // (the link, the callback, the refresh).
+    let posts = report.json["posts"].as_array().expect("posts");
+    assert_eq!(posts.len(), 1, "{report}");
+    assert!(
+        !posts[0]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(dev.base()),
+        "{report}"
+    );
     dev.stop().await;
 }
