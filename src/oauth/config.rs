@@ -41,11 +41,17 @@
 //! client_id = "00000000-0000-0000-0000-000000000001"
 //! scope = "api://warden/Mcp.Access"
 //! authority = "https://login.microsoftonline.com"
+//!
+//! [oauth.entra.credential]                 # Warden as a confidential client
+//! kind = "client_secret"                   # or "workload_identity"
+//! tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+//! client_id = "00000000-0000-0000-0000-000000000001"
+//! secret_file = "/etc/warden/entra-secret"
 //! ```
 //!
 //! Every field has a default, so an empty table deserializes;
 //! [`OAuthConfig::validate`] insists on `issuer`, `key_file`,
-//! `pepper_file` and the `entra` ids unless `mode = "off"`, and checks every
+//! `pepper_file`, the `entra` ids and its credential unless `mode = "off"`, and checks every
 //! value that is present in any mode.
 
 use std::path::PathBuf;
@@ -674,6 +680,12 @@ mod tests {
         tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
         client_id = "00000000-0000-0000-0000-000000000001"
         scope = "api://warden/Mcp.Access"
+
+        [oauth.entra.credential]
+        kind = "client_secret"
+        tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+        client_id = "00000000-0000-0000-0000-000000000001"
+        secret_file = "/etc/warden/entra-secret"
     "#;
 
     fn full() -> OAuthConfig {
@@ -818,6 +830,12 @@ mod tests {
         on.entra.client_id = Some("00000000-0000-0000-0000-000000000001".into());
         assert_eq!(key_of(&on), "entra.scope");
         on.entra.scope = Some("api://warden/Mcp.Access".into());
+        assert_eq!(key_of(&on), "entra.credential");
+        on.entra.credential = Some(crate::azure::credential::CredentialConfig::ClientSecret {
+            tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            client_id: "00000000-0000-0000-0000-000000000001".into(),
+            secret_file: "/s".into(),
+        });
         assert_eq!(on.validate(), Ok(()));
         // the same values are optional when off, but checked when present
         let off = OAuthConfig {
