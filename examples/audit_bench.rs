@@ -83,6 +83,7 @@ fn template(audit: &Audit, writer: usize) -> Record {
             name: format!("writer{writer}@contoso.example"),
             kind: "user".into(),
             client_app: None,
+            auth_path: None,
         }),
         session_id: Some(Uuid::new_v4().to_string()),
         tool: Some(tool.into()),

@@ -49,6 +49,7 @@ fn call_record(kind: Kind, i: u32) -> Record {
         name: "alice@contoso.com".into(),
         kind: "user".into(),
         client_app: None,
+        auth_path: None,
     });
     r.session_id = Some("s-1".into());
     r.tool = Some("echo".into());

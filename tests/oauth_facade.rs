@@ -300,6 +300,13 @@ async fn a_client_signs_in_through_warden_and_never_holds_an_entra_token() {
             );
         }
     }
+    // The call's records name the facade's client and the auth path.
+    let intent = records(&f.warden.db())
+        .into_iter()
+        .find(|r| r["kind"] == "intent" && r["tool"] == "whoami")
+        .expect("the whoami intent");
+    assert_eq!(intent["principal"]["client_app"], client_id.as_str());
+    assert_eq!(intent["principal"]["auth_path"], "oauth_facade");
     // The sign-in and token issue are authentication records.
     let events: Vec<String> = records(&f.warden.db())
         .into_iter()

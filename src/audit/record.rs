@@ -57,6 +57,10 @@ pub struct Actor {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_app: Option<String>,
+    /// How the caller signed in, when through Warden's OAuth facade
+    /// (`oauth_facade`: `client_app` is then the facade's client id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_path: Option<String>,
 }
 
 impl From<&Principal> for Actor {
@@ -67,6 +71,7 @@ impl From<&Principal> for Actor {
             name: p.display_name.clone(),
             kind: p.kind.as_str().to_owned(),
             client_app: p.client_app.clone(),
+            auth_path: p.grant.as_ref().map(|_| "oauth_facade".to_owned()),
         }
     }
 }
