@@ -138,7 +138,7 @@ use subtle::ConstantTimeEq;
 
 use super::evidence;
 use super::views::{self, Notes, Viewer};
-use crate::approvals::{ApprovalError, Approvals, Filter, Listing, Status, Verdict};
+use crate::approvals::{ApprovalError, Approvals, Filter, Status, Verdict};
 use crate::audit::Audit;
 use crate::audit::record::{Actor, Kind, Record};
 use crate::cookies::{SameSite, cookie, plain_loopback};
@@ -786,32 +786,42 @@ async fn audit(
     signed_page(&page, &signed, "Audit", "audit", body)
 }
 
-/// The list as shown, for a download: the same filter and page as
-/// `/admin/`, or `None` (the sign-in page) without a session.
-fn download_listing(page: &Page, headers: &HeaderMap, filter: Filter) -> Option<Listing> {
-    let signed = signed_in(page, headers, false)?;
-    Some(
-        page.approvals
-            .listing(&signed.principal, &list_filter(filter)),
-    )
-}
-
-async fn download_csv(
-    State(page): State<Page>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(filter): Query<Filter>,
+/// A download of the list as shown (the same filter and page as
+/// `/admin/`): CSV or JSON. Without a session, the sign-in page.
+async fn download(
+    page: &Page,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    filter: Filter,
+    csv: bool,
 ) -> Response {
-    let Some(listing) = download_listing(&page, &headers, filter) else {
+    let Some(signed) = signed_in(page, headers, false) else {
         return sign_in_page(
-            &page,
-            &headers,
+            page,
+            headers,
             peer.ip(),
             StatusCode::UNAUTHORIZED,
             None,
             None,
         );
     };
+    let listing = page
+        .approvals
+        .listing(&signed.principal, &list_filter(filter));
+    if !csv {
+        let body = serde_json::json!({
+            "requests": listing.requests,
+            "total": listing.total,
+            "offset": listing.offset,
+            "limit": listing.limit,
+        });
+        let disposition = "attachment; filename=\"warden-requests.json\"";
+        return (
+            [(header::CONTENT_DISPOSITION, disposition)],
+            axum::Json(body),
+        )
+            .into_response();
+    }
     match views::csv(&listing.requests) {
         Ok(text) => (
             [
@@ -831,36 +841,22 @@ async fn download_csv(
     }
 }
 
+async fn download_csv(
+    State(page): State<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    download(&page, peer, &headers, filter, true).await
+}
+
 async fn download_json(
     State(page): State<Page>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Response {
-    let Some(listing) = download_listing(&page, &headers, filter) else {
-        return sign_in_page(
-            &page,
-            &headers,
-            peer.ip(),
-            StatusCode::UNAUTHORIZED,
-            None,
-            None,
-        );
-    };
-    let body = serde_json::json!({
-        "requests": listing.requests,
-        "total": listing.total,
-        "offset": listing.offset,
-        "limit": listing.limit,
-    });
-    (
-        [(
-            header::CONTENT_DISPOSITION,
-            "attachment; filename=\"warden-requests.json\"",
-        )],
-        axum::Json(body),
-    )
-        .into_response()
+    download(&page, peer, &headers, filter, false).await
 }
 
 /// The sign-in form, with a fresh (or the current) double-submit token.

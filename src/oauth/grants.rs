@@ -234,13 +234,9 @@ impl Book {
         lifetimes: &Lifetimes,
         now: DateTime<Utc>,
     ) -> Result<Redeemed, (GrantError, Vec<Change>)> {
-        let hash = pepper.hash(code).as_str().to_owned();
-        let Some(issued) = self.issued.get(&hash).cloned() else {
-            return Err((GrantError::Unknown, Vec::new()));
-        };
-        if issued.kind != Kind::Code || issued.grant_id != code.grant_id().as_str() {
-            return Err((GrantError::Unknown, Vec::new()));
-        }
+        let (hash, issued) = self
+            .lookup(pepper, code, Kind::Code)
+            .ok_or((GrantError::Unknown, Vec::new()))?;
         if issued.spent.is_some() {
             let changes = self.revoke_grant(
                 &issued.grant_id,
@@ -281,6 +277,18 @@ impl Book {
             return Err((error, changes));
         }
         Ok(Redeemed { grant, changes })
+    }
+
+    /// The stored hash and record of `token`, if it is a `kind` this book
+    /// issued for the grant its id names.
+    fn lookup(&self, pepper: &Pepper, token: &Token, kind: Kind) -> Option<(String, Issued)> {
+        let hash = pepper.hash(token).as_str().to_owned();
+        let issued = self
+            .issued
+            .get(&hash)
+            .filter(|i| i.kind == kind && i.grant_id == token.grant_id().as_str())?
+            .clone();
+        Some((hash, issued))
     }
 
     /// New access and refresh tokens for `grant_id`.
@@ -338,13 +346,9 @@ impl Book {
         lifetimes: &Lifetimes,
         now: DateTime<Utc>,
     ) -> Result<Redeemed, (GrantError, Vec<Change>)> {
-        let hash = pepper.hash(token).as_str().to_owned();
-        let Some(issued) = self.issued.get(&hash).cloned() else {
-            return Err((GrantError::Unknown, Vec::new()));
-        };
-        if issued.kind != Kind::Refresh || issued.grant_id != token.grant_id().as_str() {
-            return Err((GrantError::Unknown, Vec::new()));
-        }
+        let (hash, issued) = self
+            .lookup(pepper, token, Kind::Refresh)
+            .ok_or((GrantError::Unknown, Vec::new()))?;
         let grant = self
             .grants
             .get(&issued.grant_id)

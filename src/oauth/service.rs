@@ -862,16 +862,8 @@ impl OAuthService {
                 );
                 let redeemed = match redeemed {
                     Ok(redeemed) => redeemed,
-                    Err((error, changes)) => {
-                        let _ = self.persist(changes).await;
-                        self.record(
-                            "token_refused",
-                            None,
-                            Some(client_id),
-                            Some(&error.to_string()),
-                        )
-                        .await;
-                        return Err(OAuthError::new("invalid_grant", error.to_string()));
+                    Err(refused) => {
+                        return Err(self.refused("token_refused", client_id, refused).await);
                     }
                 };
                 let issued = self
@@ -909,16 +901,8 @@ impl OAuthService {
                         .use_refresh(&self.pepper, &token, client_id, &lifetimes, now);
                 let redeemed = match used {
                     Ok(redeemed) => redeemed,
-                    Err((error, changes)) => {
-                        let _ = self.persist(changes).await;
-                        self.record(
-                            "refresh_refused",
-                            None,
-                            Some(client_id),
-                            Some(&error.to_string()),
-                        )
-                        .await;
-                        return Err(OAuthError::new("invalid_grant", error.to_string()));
+                    Err(refused) => {
+                        return Err(self.refused("refresh_refused", client_id, refused).await);
                     }
                 };
                 let mut changes = redeemed.changes;
@@ -1000,6 +984,20 @@ impl OAuthService {
             )),
             None => Err(OAuthError::new("invalid_request", "grant_type is required")),
         }
+    }
+
+    /// A refused code or refresh token: what the refusal changed (a
+    /// revoked grant) made durable, the refusal recorded, `invalid_grant`.
+    async fn refused(
+        &self,
+        event: &str,
+        client_id: &str,
+        (error, changes): (GrantError, Vec<Change>),
+    ) -> OAuthError {
+        let _ = self.persist(changes).await;
+        self.record(event, None, Some(client_id), Some(&error.to_string()))
+            .await;
+        OAuthError::new("invalid_grant", error.to_string())
     }
 
     fn response(
