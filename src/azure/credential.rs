@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [azure.credential]                       # the table name is the caller's
-//! kind = "client_secret"                   # client_secret | workload_identity | managed_identity | azure_cli | chain
+//! kind = "client_secret"                   # client_secret | client_certificate | workload_identity | managed_identity | azure_cli | chain
 //! tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 //! client_id = "00000000-0000-0000-0000-000000000000"
 //! secret_file = "/run/secrets/warden-client-secret"   # the secret alone; never the secret itself in the config
@@ -17,6 +17,14 @@
 //!   `tenant_id`, `client_id`, `secret_file` (a file holding the secret,
 //!   surrounding whitespace ignored, as a Kubernetes secret volume or a
 //!   systemd credential provides it; read once by [`build`]).
+//! * `client_certificate`: a service principal with a certificate
+//!   credential. Required: `tenant_id`, `client_id`, `certificate_file` (PEM:
+//!   the certificate and, unless `private_key_file` names another file, its
+//!   unencrypted RSA private key). Both are read once by [`build`], which
+//!   checks that they belong together; every token request then presents a
+//!   new client assertion signed with the key (PS256, `x5t#S256`: see
+//!   [`super::certificate`]), through the SDK's
+//!   `ClientAssertionCredential`.
 //! * `workload_identity`: Entra Workload ID (AKS): `tenant_id`,
 //!   `client_id` and `token_file` default to `AZURE_TENANT_ID`,
 //!   `AZURE_CLIENT_ID` and `AZURE_FEDERATED_TOKEN_FILE`, which the
@@ -29,8 +37,10 @@
 //!   the first that produces a token is used from then on (see
 //!   [`CredentialConfig::Chain`]). The default.
 //!
-//! `authority_host` is the Entra authority the `client_secret` and
-//! `workload_identity` credentials (also inside `chain`) talk to: absent,
+//! `authority_host` is the Entra authority the `client_secret`,
+//! `client_certificate` and `workload_identity` credentials (also inside
+//! `chain`) talk to (and, for a certificate, the `aud` of its assertions:
+//! `{authority_host}/{tenant_id}/oauth2/v2.0/token`): absent,
 //! the SDK's default applies (`AZURE_AUTHORITY_HOST`, else
 //! `https://login.microsoftonline.com`); sovereign clouds set
 //! `https://login.microsoftonline.us` or `https://login.chinacloudapi.cn`.
@@ -64,12 +74,14 @@ use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequest
 use azure_core::error::ErrorKind;
 use azure_core::http::{AsyncRawResponse, ClientOptions, HttpClient, Request, Transport, Url};
 use azure_identity::{
-    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions,
-    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
-    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertion, ClientAssertionCredential,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use serde::Deserialize;
+
+use super::certificate::ClientCertificate;
 
 /// Which credential Warden uses toward Azure (the `kind` key).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -81,6 +93,17 @@ pub enum CredentialConfig {
         client_id: String,
         /// A file holding the secret alone (surrounding whitespace ignored).
         secret_file: PathBuf,
+    },
+    /// A service principal with a certificate credential: the
+    /// certificate and its RSA private key in PEM ([`super::certificate`]).
+    ClientCertificate {
+        tenant_id: String,
+        client_id: String,
+        /// The certificate (the first PEM `CERTIFICATE` block) and, unless
+        /// `private_key_file` is set, its private key.
+        certificate_file: PathBuf,
+        /// The private key, when it is not in `certificate_file`.
+        private_key_file: Option<PathBuf>,
     },
     /// Entra Workload ID: a federated Kubernetes service-account token.
     /// Each field defaults to its environment variable (`AZURE_TENANT_ID`,
@@ -117,10 +140,36 @@ impl CredentialConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             CredentialConfig::ClientSecret { .. } => "client_secret",
+            CredentialConfig::ClientCertificate { .. } => "client_certificate",
             CredentialConfig::WorkloadIdentity { .. } => "workload_identity",
             CredentialConfig::ManagedIdentity { .. } => "managed_identity",
             CredentialConfig::AzureCli { .. } => "azure_cli",
             CredentialConfig::Chain {} => "chain",
+        }
+    }
+
+    /// Makes the kind's files (`secret_file`, `certificate_file`,
+    /// `private_key_file`, `token_file`) relative to `base` (the folder of
+    /// the configuration file).
+    pub fn resolve_files(&mut self, base: &Path) {
+        let files: Vec<&mut PathBuf> = match self {
+            CredentialConfig::ClientSecret { secret_file, .. } => vec![secret_file],
+            CredentialConfig::ClientCertificate {
+                certificate_file,
+                private_key_file,
+                ..
+            } => std::iter::once(certificate_file)
+                .chain(private_key_file.as_mut())
+                .collect(),
+            CredentialConfig::WorkloadIdentity { token_file, .. } => {
+                token_file.as_mut().into_iter().collect()
+            }
+            _ => Vec::new(),
+        };
+        for path in files {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
     }
 }
@@ -155,6 +204,10 @@ pub enum CredentialError {
     SecretFileUnreadable { path: PathBuf, source: io::Error },
     #[error("azure credential secret_file {path}: the file is empty")]
     SecretFileEmpty { path: PathBuf },
+    /// The certificate or its key cannot be used (names the setting and
+    /// the file).
+    #[error("azure credential {0}")]
+    Certificate(#[from] super::certificate::CertificateError),
     #[error("azure credential {field}: {message}")]
     Invalid {
         field: &'static str,
@@ -206,6 +259,46 @@ pub fn build(settings: &CredentialSettings) -> Result<Arc<dyn TokenCredential>, 
                 tenant_id,
                 client_id.clone(),
                 Secret::new(secret),
+                Some(options),
+            )
+            .map_err(sdk)?;
+            Ok(credential)
+        }
+        CredentialConfig::ClientCertificate {
+            tenant_id,
+            client_id,
+            certificate_file,
+            private_key_file,
+        } => {
+            require("tenant_id", tenant_id)?;
+            require("client_id", client_id)?;
+            let certificate =
+                ClientCertificate::load(certificate_file, private_key_file.as_deref())?;
+            // The assertion's `aud` is the token endpoint the SDK posts
+            // to: the configured authority (before any https rewrite),
+            // else the SDK's default.
+            let host = match &authority {
+                Some(authority) => authority.configured.clone(),
+                None => std::env::var("AZURE_AUTHORITY_HOST")
+                    .ok()
+                    .filter(|h| !h.trim().is_empty())
+                    .unwrap_or_else(|| "https://login.microsoftonline.com".to_owned()),
+            };
+            let assertion = CertificateAssertion {
+                certificate: Arc::new(certificate),
+                client_id: client_id.clone(),
+                audience: format!(
+                    "{}/{tenant_id}/oauth2/v2.0/token",
+                    host.trim_end_matches('/')
+                ),
+            };
+            let options = ClientAssertionCredentialOptions {
+                client_options: client_options(authority.as_ref()),
+            };
+            let credential = ClientAssertionCredential::new(
+                tenant_id.clone(),
+                client_id.clone(),
+                assertion,
                 Some(options),
             )
             .map_err(sdk)?;
@@ -310,6 +403,37 @@ fn read_secret(path: &Path) -> Result<String, CredentialError> {
     Ok(secret.to_owned())
 }
 
+/// Signs a new client assertion for every token request of a
+/// `client_certificate` credential.
+struct CertificateAssertion {
+    certificate: Arc<ClientCertificate>,
+    client_id: String,
+    /// The token endpoint (`aud`).
+    audience: String,
+}
+
+impl fmt::Debug for CertificateAssertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateAssertion")
+            .field("certificate", &self.certificate)
+            .field("client_id", &self.client_id)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientAssertion for CertificateAssertion {
+    async fn secret(
+        &self,
+        _options: Option<azure_core::http::ClientMethodOptions<'_>>,
+    ) -> azure_core::Result<String> {
+        self.certificate
+            .assertion(&self.client_id, &self.audience)
+            .map_err(|message| azure_core::Error::with_message(ErrorKind::Credential, message))
+    }
+}
+
 fn workload_identity(
     tenant_id: Option<String>,
     client_id: Option<String>,
@@ -346,6 +470,8 @@ fn azure_cli(tenant_id: Option<String>) -> azure_core::Result<Arc<AzureCliCreden
 /// A validated `authority_host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Authority {
+    /// The value as configured, without a trailing `/`.
+    configured: String,
     /// What the SDK gets: always `https://host[:port]`.
     sdk_host: String,
     /// Set for a loopback `http://` authority: the transport that sends
@@ -377,6 +503,7 @@ impl Authority {
         };
         match url.scheme() {
             "https" => Ok(Authority {
+                configured: value.trim_end_matches('/').to_owned(),
                 sdk_host: url.as_str().trim_end_matches('/').to_owned(),
                 plain_http: None,
             }),
@@ -389,6 +516,7 @@ impl Authority {
                 }
                 let port = url.port_or_known_default().unwrap_or(80);
                 Ok(Authority {
+                    configured: value.trim_end_matches('/').to_owned(),
                     sdk_host: format!("https://{host}:{port}"),
                     plain_http: Some(LoopbackPlainHttp {
                         host: host.to_owned(),
@@ -1061,6 +1189,109 @@ mod tests {
         );
         assert!(principal.roles.is_empty());
         assert!(principal.scopes.is_empty());
+    }
+
+    /// The production assertion credential with a certificate, against
+    /// the dev issuer over real HTTP: the issuer verifies the assertion
+    /// and says the client used a certificate.
+    #[tokio::test]
+    async fn client_certificate_credential_gets_an_arm_token_from_the_dev_issuer() {
+        let served = test_support::serve().await;
+        let generated = crate::azure::certificate::test_support::rsa();
+        served
+            .issuer
+            .add_client_certificate(&generated.certificate_pem)
+            .unwrap();
+        let file = served.dir.path().join("warden.pem");
+        std::fs::write(&file, generated.combined_pem()).unwrap();
+        let settings: CredentialSettings = toml::from_str(&format!(
+            "kind = \"client_certificate\"\ntenant_id = {DEV_TENANT:?}\nclient_id = \
+             {DEV_CONFIDENTIAL_CLIENT:?}\ncertificate_file = {:?}\nauthority_host = {:?}\n",
+            file.display().to_string(),
+            served.base_url,
+        ))
+        .unwrap();
+        let credential = build(&settings).unwrap();
+        let token = credential.get_token(&[ARM_SCOPE], None).await.unwrap();
+        let claims = test_support::payload(token.token.secret());
+        assert_eq!(claims["aud"], "https://management.azure.com");
+        assert_eq!(claims["appid"], DEV_CONFIDENTIAL_CLIENT);
+        assert_eq!(claims["appidacr"], "2");
+
+        // A certificate the application does not have: Entra's refusal.
+        let stranger = served.dir.path().join("stranger.pem");
+        std::fs::write(
+            &stranger,
+            crate::azure::certificate::test_support::rsa().combined_pem(),
+        )
+        .unwrap();
+        let mut settings = settings;
+        if let CredentialConfig::ClientCertificate {
+            certificate_file, ..
+        } = &mut settings.credential
+        {
+            *certificate_file = stranger;
+        }
+        let error = build(&settings)
+            .unwrap()
+            .get_token(&[ARM_SCOPE], None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("AADSTS700027"), "{error}");
+
+        // Files are checked when the credential is built.
+        let absent = served.dir.path().join("absent.pem");
+        if let CredentialConfig::ClientCertificate {
+            certificate_file, ..
+        } = &mut settings.credential
+        {
+            *certificate_file = absent.clone();
+        }
+        assert_eq!(
+            build(&settings).unwrap_err().to_string(),
+            format!(
+                "azure credential certificate_file {}: the file does not exist",
+                absent.display()
+            )
+        );
+    }
+
+    #[test]
+    fn credential_files_resolve_against_the_config_folder() {
+        let base = Path::new("/etc/warden");
+        let mut certificate: CredentialConfig = toml::from_str(
+            "kind = \"client_certificate\"\ntenant_id = \"t\"\nclient_id = \"c\"\n\
+             certificate_file = \"certs/warden.pem\"\nprivate_key_file = \"/run/key.pem\"\n",
+        )
+        .unwrap();
+        certificate.resolve_files(base);
+        assert_eq!(
+            certificate,
+            CredentialConfig::ClientCertificate {
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                certificate_file: "/etc/warden/certs/warden.pem".into(),
+                private_key_file: Some("/run/key.pem".into()),
+            }
+        );
+        let mut secret: CredentialConfig = toml::from_str(
+            "kind = \"client_secret\"\ntenant_id = \"t\"\nclient_id = \"c\"\nsecret_file = \"s\"\n",
+        )
+        .unwrap();
+        secret.resolve_files(base);
+        assert!(
+            matches!(&secret, CredentialConfig::ClientSecret { secret_file, .. }
+                if secret_file == Path::new("/etc/warden/s"))
+        );
+        // Unknown keys are refused for the new kind too.
+        assert!(
+            toml::from_str::<CredentialConfig>(
+                "kind = \"client_certificate\"\ntenant_id = \"t\"\nclient_id = \"c\"\n\
+                 certificate_file = \"x\"\npassword = \"p\"\n",
+            )
+            .is_err()
+        );
     }
 
     #[tokio::test]

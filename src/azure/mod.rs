@@ -2,6 +2,7 @@
 //! configuration) and the Azure Resource Manager side of the gateway; and
 //! [`ArmId`], the parsed ARM resource id every stage shares (a leaf).
 
+pub mod certificate;
 pub mod client;
 pub mod credential;
 pub mod id;
@@ -41,16 +42,6 @@ impl AzureConfig {
     /// Makes the credential's files relative to `base` (the config file's
     /// folder).
     pub fn resolve(&mut self, base: &Path) {
-        use credential::CredentialConfig;
-        let file = match &mut self.credential.credential {
-            CredentialConfig::ClientSecret { secret_file, .. } => Some(secret_file),
-            CredentialConfig::WorkloadIdentity { token_file, .. } => token_file.as_mut(),
-            _ => None,
-        };
-        if let Some(path) = file
-            && path.is_relative()
-        {
-            *path = base.join(&*path);
-        }
+        self.credential.credential.resolve_files(base);
     }
 }

@@ -43,11 +43,28 @@
 //! authority = "https://login.microsoftonline.com"
 //!
 //! [oauth.entra.credential]                 # Warden as a confidential client
-//! kind = "client_secret"                   # or "workload_identity"
+//! kind = "client_secret"                   # or "client_certificate", "workload_identity"
 //! tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 //! client_id = "00000000-0000-0000-0000-000000000001"
 //! secret_file = "/etc/warden/entra-secret"
 //! ```
+//!
+//! `[oauth.entra.credential]` takes the `[azure.credential]` kinds that can
+//! act as a confidential client ([`crate::azure::credential`], same keys):
+//!
+//! * `kind = "client_secret"`: `tenant_id`, `client_id`, `secret_file`;
+//! * `kind = "client_certificate"`: `tenant_id`, `client_id`,
+//!   `certificate_file` (PEM: the certificate and its RSA private key) and
+//!   optionally `private_key_file` (the key, when it is a file of its
+//!   own); Warden signs a `private_key_jwt` client assertion with it
+//!   ([`crate::azure::certificate`]);
+//! * `kind = "workload_identity"`: `tenant_id`, `client_id`, `token_file`
+//!   (defaults from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+//!   `AZURE_FEDERATED_TOKEN_FILE`), a federated token sent as the client
+//!   assertion.
+//!
+//! The files are read at start-up (the federated token on every request);
+//! relative paths are relative to the configuration file's folder.
 //!
 //! Every field has a default, so an empty table deserializes;
 //! [`OAuthConfig::validate`] insists on `issuer`, `key_file`,
@@ -368,8 +385,10 @@ pub struct EntraUpstreamConfig {
     pub authority: String,
     /// How Warden authenticates to Entra as a confidential client: an
     /// `[azure.credential]`-style table, `kind = "client_secret"` (with
-    /// `secret_file`) or `kind = "workload_identity"` (a federated token
-    /// file sent as a client assertion). Required unless off.
+    /// `secret_file`), `kind = "client_certificate"` (`certificate_file`
+    /// and optionally `private_key_file`: a signed client assertion) or
+    /// `kind = "workload_identity"` (a federated token file sent as a
+    /// client assertion). Required unless off.
     pub credential: Option<crate::azure::credential::CredentialConfig>,
 }
 
@@ -419,7 +438,8 @@ impl EntraUpstreamConfig {
         if required && self.credential.is_none() {
             return Err(fail(
                 "entra.credential",
-                "is required when mode is not off: kind = \"client_secret\" (secret_file) or kind = \"workload_identity\"",
+                "is required when mode is not off: kind = \"client_secret\" (secret_file), \
+                 kind = \"client_certificate\" (certificate_file) or kind = \"workload_identity\"",
             ));
         }
         Ok(())
@@ -457,12 +477,8 @@ impl OAuthConfig {
                 *path = base.join(&*path);
             }
         }
-        if let Some(crate::azure::credential::CredentialConfig::ClientSecret {
-            secret_file, ..
-        }) = &mut self.entra.credential
-            && secret_file.is_relative()
-        {
-            *secret_file = base.join(&*secret_file);
+        if let Some(credential) = &mut self.entra.credential {
+            credential.resolve_files(base);
         }
     }
 

@@ -26,6 +26,16 @@
 //!   built, and sent as `client_secret` (`client_secret_post`). Its
 //!   `client_id` must be `oauth.entra.client_id`: a secret belongs to one
 //!   application.
+//! * `client_certificate`: the certificate and its RSA private key
+//!   (`certificate_file`, `private_key_file`) are read once, when the
+//!   credential is built, and checked to belong together
+//!   ([`crate::azure::certificate`]). Every request carries a new
+//!   `client_assertion` (`private_key_jwt`, with
+//!   `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`)
+//!   signed PS256 with the key: header `x5t#S256`, `aud` = the token
+//!   endpoint, `iss` = `sub` = `oauth.entra.client_id`, a random `jti`, five
+//!   minutes of validity. Like a secret, its `client_id` must be
+//!   `oauth.entra.client_id`.
 //! * `workload_identity`: the federated token file (`token_file`, else
 //!   `AZURE_FEDERATED_TOKEN_FILE`) is read **on every request**, since
 //!   Kubernetes rotates it, and sent as `client_assertion` with
@@ -34,8 +44,7 @@
 //!   credential that trusts the service account; it may be another
 //!   application than the one `AZURE_CLIENT_ID` names.
 //! * `managed_identity`, `azure_cli` and `chain` cannot act as the facade's
-//!   confidential client. Certificate credentials (`private_key_jwt`) are
-//!   not supported yet.
+//!   confidential client.
 //!
 //! **Answers.** A token answer becomes [`EntraTokens`] (its `Debug` shows
 //! no token). A refusal with Entra's JSON error is
@@ -52,6 +61,7 @@
 //! value this request sent is replaced by `<redacted>` in them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -60,6 +70,7 @@ use subtle::ConstantTimeEq as _;
 use super::config::EntraUpstreamConfig;
 use super::metadata::Issuer;
 use super::pkce::{CodeChallenge, CodeVerifier, S256};
+use crate::azure::certificate::ClientCertificate;
 use crate::azure::credential::CredentialConfig;
 
 /// Time allowed for one token request, connection to last byte.
@@ -68,7 +79,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The OpenID Connect scopes added to the API scope on every request.
 pub const OIDC_SCOPES: &str = "openid profile offline_access";
 
-/// `client_assertion_type` of a federated (workload identity) assertion.
+/// `client_assertion_type` of a client assertion: a certificate's signed
+/// JWT or a federated (workload identity) token.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Largest token answer read (access, refresh and ID token with many
@@ -79,7 +91,8 @@ const MAX_ANSWER_BYTES: usize = 256 * 1024;
 const MAX_DESCRIPTION_CHARS: usize = 600;
 
 /// The kinds the facade can use, for messages.
-const SUPPORTED_KINDS: &str = "kind = \"client_secret\" or kind = \"workload_identity\"";
+const SUPPORTED_KINDS: &str =
+    "kind = \"client_secret\", kind = \"client_certificate\" or kind = \"workload_identity\"";
 
 /// A failure of the Entra leg.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,7 +142,7 @@ impl EntraError {
 pub struct ClientCredential {
     kind: CredentialKind,
     /// The application the credential belongs to, when known and binding
-    /// (a client secret).
+    /// (a client secret or certificate).
     client_id: Option<String>,
 }
 
@@ -137,6 +150,9 @@ pub struct ClientCredential {
 enum CredentialKind {
     /// `client_secret`, read at build time.
     Secret(String),
+    /// A certificate and its key, read at build time; signs a new
+    /// assertion for every request.
+    Certificate(Arc<ClientCertificate>),
     /// A federated token (workload identity), read on every request.
     FederatedTokenFile(PathBuf),
 }
@@ -149,6 +165,11 @@ impl std::fmt::Debug for ClientCredential {
                 .field("client_id", &self.client_id)
                 .field("secret", &"<redacted>")
                 .finish(),
+            CredentialKind::Certificate(certificate) => f
+                .debug_struct("ClientCredential::ClientCertificate")
+                .field("client_id", &self.client_id)
+                .field("certificate", certificate)
+                .finish(),
             CredentialKind::FederatedTokenFile(path) => f
                 .debug_struct("ClientCredential::WorkloadIdentity")
                 .field("token_file", path)
@@ -160,7 +181,8 @@ impl std::fmt::Debug for ClientCredential {
 impl ClientCredential {
     /// Builds the credential of a `CredentialConfig` (the
     /// `[azure.credential]` kinds): `client_secret` reads its secret file
-    /// now (blocking file I/O: call at start-up or from `spawn_blocking`);
+    /// now, `client_certificate` its certificate and private key (blocking
+    /// file I/O: call at start-up or from `spawn_blocking`);
     /// `workload_identity` resolves its token file (`token_file`, else
     /// `AZURE_FEDERATED_TOKEN_FILE`) and reads it on every request. Other
     /// kinds are refused, naming the kinds that work.
@@ -177,16 +199,23 @@ impl ClientCredential {
                 client_id,
                 secret_file,
                 ..
+            } => Ok(ClientCredential {
+                kind: CredentialKind::Secret(read_secret_file(secret_file)?),
+                client_id: bound_client_id(client_id),
+            }),
+            CredentialConfig::ClientCertificate {
+                client_id,
+                certificate_file,
+                private_key_file,
+                ..
             } => {
-                let mut credential = ClientCredential {
-                    kind: CredentialKind::Secret(read_secret_file(secret_file)?),
-                    client_id: None,
-                };
-                let client_id = client_id.trim();
-                if !client_id.is_empty() {
-                    credential.client_id = Some(client_id.to_owned());
-                }
-                Ok(credential)
+                let certificate =
+                    ClientCertificate::load(certificate_file, private_key_file.as_deref())
+                        .map_err(|e| EntraError::Config(format!("Entra client credential {e}")))?;
+                Ok(ClientCredential {
+                    kind: CredentialKind::Certificate(Arc::new(certificate)),
+                    client_id: bound_client_id(client_id),
+                })
             }
             CredentialConfig::WorkloadIdentity { token_file, .. } => {
                 let path = token_file
@@ -205,8 +234,7 @@ impl ClientCredential {
             }
             other => Err(EntraError::Config(format!(
                 "Entra client credential kind = {:?} cannot sign Warden in to Entra ID as a \
-                 confidential client; the OAuth facade uses {SUPPORTED_KINDS} (certificate \
-                 credentials are not supported yet)",
+                 confidential client; the OAuth facade uses {SUPPORTED_KINDS}",
                 other.kind()
             ))),
         }
@@ -220,6 +248,14 @@ impl ClientCredential {
         }
     }
 
+    /// A certificate credential (not bound to a client id).
+    pub fn certificate(certificate: ClientCertificate) -> ClientCredential {
+        ClientCredential {
+            kind: CredentialKind::Certificate(Arc::new(certificate)),
+            client_id: None,
+        }
+    }
+
     /// A federated token file, read on every request.
     pub fn federated_token_file(path: impl Into<PathBuf>) -> ClientCredential {
         ClientCredential {
@@ -228,18 +264,33 @@ impl ClientCredential {
         }
     }
 
-    /// `client_secret` or `workload_identity`.
+    /// `client_secret`, `client_certificate` or `workload_identity`.
     pub fn kind(&self) -> &'static str {
         match self.kind {
             CredentialKind::Secret(_) => "client_secret",
+            CredentialKind::Certificate(_) => "client_certificate",
             CredentialKind::FederatedTokenFile(_) => "workload_identity",
         }
     }
 
-    /// The form fields that authenticate the client, read now.
-    async fn fields(&self) -> Result<Vec<(&'static str, String)>, EntraError> {
+    /// The form fields that authenticate `client_id` to the token endpoint
+    /// `token_endpoint`, made or read now.
+    async fn fields(
+        &self,
+        client_id: &str,
+        token_endpoint: &str,
+    ) -> Result<Vec<(&'static str, String)>, EntraError> {
         match &self.kind {
             CredentialKind::Secret(secret) => Ok(vec![("client_secret", secret.clone())]),
+            CredentialKind::Certificate(certificate) => {
+                let assertion = certificate
+                    .assertion(client_id, token_endpoint)
+                    .map_err(EntraError::Unavailable)?;
+                Ok(vec![
+                    ("client_assertion_type", JWT_BEARER_ASSERTION.to_owned()),
+                    ("client_assertion", assertion),
+                ])
+            }
             CredentialKind::FederatedTokenFile(path) => {
                 let assertion = read_token_file(path).await?;
                 Ok(vec![
@@ -249,6 +300,12 @@ impl ClientCredential {
             }
         }
     }
+}
+
+/// The `client_id` of a secret or certificate credential, if set.
+fn bound_client_id(client_id: &str) -> Option<String> {
+    let client_id = client_id.trim();
+    (!client_id.is_empty()).then(|| client_id.to_owned())
 }
 
 /// The secret in `path`, surrounding whitespace removed.
@@ -424,8 +481,10 @@ impl Entra {
             && !bound.eq_ignore_ascii_case(&client_id)
         {
             return Err(EntraError::Config(format!(
-                "the Entra client secret belongs to application {bound}, but \
-                 oauth.entra.client_id is {client_id}: use a secret of Warden's facade application"
+                "the Entra client credential (kind = {:?}) belongs to application {bound}, \
+                 but oauth.entra.client_id is {client_id}: use a credential of Warden's facade \
+                 application",
+                credential.kind()
             )));
         }
         let base = format!("{}/{tenant}/oauth2/v2.0", authority.as_str());
@@ -543,7 +602,10 @@ impl Entra {
         grant_fields: Vec<(&'static str, String)>,
         sent: &[&str],
     ) -> Result<EntraTokens, EntraError> {
-        let credential = self.credential.fields().await?;
+        let credential = self
+            .credential
+            .fields(&self.client_id, &self.token_endpoint)
+            .await?;
         // The serializer is not `Send`: build the body before any await.
         let body = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -769,6 +831,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::azure::certificate::test_support as certificate_support;
     use crate::identity::dev::test_support::{
         Served, browser, location_params, payload, serve_with_sign_in,
     };
@@ -1133,11 +1196,70 @@ mod tests {
             assert!(
                 error.contains(&format!("kind = {:?}", other.kind()))
                     && error.contains("\"client_secret\"")
-                    && error.contains("\"workload_identity\"")
-                    && error.contains("certificate credentials are not supported yet"),
+                    && error.contains("\"client_certificate\"")
+                    && error.contains("\"workload_identity\""),
                 "{error}"
             );
         }
+
+        // A certificate: loaded now; its errors name the setting and file.
+        let certificate_config = |certificate_file: &Path, private_key_file: Option<&Path>| {
+            CredentialConfig::ClientCertificate {
+                tenant_id: DEV_TENANT.into(),
+                client_id: DEV_CONFIDENTIAL_CLIENT.into(),
+                certificate_file: certificate_file.to_owned(),
+                private_key_file: private_key_file.map(Path::to_owned),
+            }
+        };
+        let absent = dir.path().join("absent.pem");
+        assert_eq!(
+            message(&certificate_config(&absent, None)),
+            format!(
+                "Entra client credential certificate_file {}: the file does not exist",
+                absent.display()
+            )
+        );
+        let generated = certificate_support::rsa();
+        let cert_only = dir.path().join("cert.pem");
+        std::fs::write(&cert_only, &generated.certificate_pem).unwrap();
+        let error = message(&certificate_config(&cert_only, None));
+        assert!(
+            error.starts_with(&format!(
+                "Entra client credential certificate_file {}: no private key",
+                cert_only.display()
+            )),
+            "{error}"
+        );
+        let other_key = dir.path().join("other-key.pem");
+        std::fs::write(&other_key, certificate_support::rsa().key_pem).unwrap();
+        let error = message(&certificate_config(&cert_only, Some(&other_key)));
+        assert!(
+            error.starts_with(&format!(
+                "Entra client credential private_key_file {}: the private key does not belong",
+                other_key.display()
+            )),
+            "{error}"
+        );
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, &generated.key_pem).unwrap();
+        let credential =
+            ClientCredential::from_config(&certificate_config(&cert_only, Some(&key))).unwrap();
+        assert_eq!(credential.kind(), "client_certificate");
+        let shown = format!("{credential:?}");
+        assert!(
+            shown.contains("x5t#S256") && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+        // Bound to its application, like a secret.
+        let mut config = upstream("https://login.microsoftonline.com");
+        config.client_id = Some("44444444-5555-4666-8777-888888888888".into());
+        let error = Entra::new(&config, credential, reqwest::Client::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("(kind = \"client_certificate\") belongs to application"),
+            "{error}"
+        );
     }
 
     /// The whole upstream leg against the dev issuer: authorize (the
@@ -1282,6 +1404,129 @@ mod tests {
         // revoke it).
         served.issuer.set_user_enabled("developer", true).unwrap();
         entra.refresh(&refresh_token).await.unwrap();
+    }
+
+    /// The facade's Entra leg with a certificate credential (certificate
+    /// and key in one PEM file, as `[azure.credential]` gives it).
+    fn entra_with_certificate(
+        served: &Served,
+        generated: &certificate_support::Generated,
+    ) -> Entra {
+        let file = served.dir.path().join(format!(
+            "warden-{}.pem",
+            crate::azure::certificate::thumbprint_s256(&generated.certificate_der)
+        ));
+        std::fs::write(&file, generated.combined_pem()).unwrap();
+        let credential = ClientCredential::from_config(&CredentialConfig::ClientCertificate {
+            tenant_id: DEV_TENANT.to_owned(),
+            client_id: DEV_CONFIDENTIAL_CLIENT.to_owned(),
+            certificate_file: file,
+            private_key_file: None,
+        })
+        .unwrap();
+        Entra::new(
+            &upstream(&served.base_url),
+            credential,
+            reqwest::Client::new(),
+        )
+        .unwrap()
+    }
+
+    /// Sign-in, redemption and refresh with a registered certificate: the
+    /// dev issuer verifies each assertion (signature, `aud`, `iss`/`sub`,
+    /// time, single-use `jti`), so a new one goes with every request; the
+    /// tokens say the client used a certificate (`azpacr` = 2). An
+    /// unregistered certificate is refused as Entra refuses it.
+    #[tokio::test]
+    async fn a_certificate_credential_signs_in_and_refreshes() {
+        let served = serve_with_sign_in().await;
+        let generated = certificate_support::rsa();
+        served
+            .issuer
+            .add_client_certificate(&generated.certificate_pem)
+            .unwrap();
+        let entra = entra_with_certificate(&served, &generated);
+        let signed_in = sign_in(&entra, "developer", None).await;
+        let tokens = entra
+            .redeem(&signed_in.code, CALLBACK, &signed_in.verifier)
+            .await
+            .unwrap();
+        assert!(tokens.nonce_matches(&signed_in.nonce));
+        assert_eq!(payload(&tokens.access_token)["azpacr"], "2");
+        let refreshed = entra
+            .refresh(tokens.refresh_token.as_deref().unwrap())
+            .await
+            .unwrap();
+        let auth = authenticator(&served).await;
+        let principal = auth
+            .authenticate(Some(&format!("Bearer {}", refreshed.access_token)), None)
+            .await
+            .unwrap();
+        assert_eq!(principal.display_name, "dana.developer@contoso.dev");
+        assert_eq!(
+            principal.client_app.as_deref(),
+            Some(DEV_CONFIDENTIAL_CLIENT)
+        );
+
+        // A certificate the application does not have.
+        let stranger = entra_with_certificate(&served, &certificate_support::rsa());
+        let error = stranger
+            .refresh(tokens.refresh_token.as_deref().unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, EntraError::Refused { error, codes, .. }
+                if error == "invalid_client" && codes == &[700027]),
+            "{error:?}"
+        );
+        assert!(!error.is_invalid_grant());
+    }
+
+    #[tokio::test]
+    async fn a_certificate_sends_a_new_assertion_for_the_token_endpoint_each_time() {
+        let (capture, base, _server) = capture_server().await;
+        let generated = certificate_support::rsa();
+        let dir = tempfile::tempdir().unwrap();
+        let (certificate_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&certificate_file, &generated.certificate_pem).unwrap();
+        std::fs::write(&key_file, &generated.key_pem).unwrap();
+        let credential = ClientCredential::from_config(&CredentialConfig::ClientCertificate {
+            tenant_id: DEV_TENANT.into(),
+            client_id: DEV_CONFIDENTIAL_CLIENT.into(),
+            certificate_file,
+            private_key_file: Some(key_file),
+        })
+        .unwrap();
+        let entra = Entra::new(&upstream(&base), credential, reqwest::Client::new()).unwrap();
+        let verifier = CodeVerifier::generate();
+        entra.redeem("code-1", CALLBACK, &verifier).await.unwrap();
+        entra.refresh("rt-1").await.unwrap();
+
+        let forms = capture.forms();
+        assert_eq!(forms.len(), 2);
+        let mut jtis = Vec::new();
+        for form in &forms {
+            assert_eq!(form["client_assertion_type"], JWT_BEARER_ASSERTION);
+            assert_eq!(form["client_id"], DEV_CONFIDENTIAL_CLIENT);
+            assert!(!form.contains_key("client_secret"));
+            let assertion = &form["client_assertion"];
+            let header = payload(&format!("x.{}", assertion.split('.').next().unwrap()));
+            assert_eq!(header["alg"], "PS256");
+            assert_eq!(
+                header["x5t#S256"],
+                crate::azure::certificate::thumbprint_s256(&generated.certificate_der)
+            );
+            let claims = payload(assertion);
+            assert_eq!(claims["aud"], entra.token_endpoint());
+            assert_eq!(
+                claims["aud"],
+                format!("{base}/{DEV_TENANT}/oauth2/v2.0/token")
+            );
+            assert_eq!(claims["iss"], DEV_CONFIDENTIAL_CLIENT);
+            assert_eq!(claims["sub"], DEV_CONFIDENTIAL_CLIENT);
+            jtis.push(claims["jti"].clone());
+        }
+        assert_ne!(jtis[0], jtis[1]);
     }
 
     #[tokio::test]

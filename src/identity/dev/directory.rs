@@ -1,10 +1,17 @@
 //! The dev tenant's directory: its users (the personas of `warden dev`),
-//! whether each may sign in, and the redirect URIs registered for the
-//! confidential client [`super::DEV_CONFIDENTIAL_CLIENT`].
+//! whether each may sign in, and the redirect URIs and certificate
+//! credentials registered for the confidential client
+//! [`super::DEV_CONFIDENTIAL_CLIENT`].
 
 use std::net::IpAddr;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rsa::RsaPublicKey;
+use rsa::pkcs8::DecodePublicKey as _;
+use rsa::sha2::{Digest as _, Sha256};
 use url::Url;
+use x509_cert::der::{Decode as _, Encode as _};
 
 use super::{DevError, DevIssuer};
 
@@ -34,6 +41,18 @@ pub(super) struct Directory {
     users: Vec<DevUser>,
     /// The confidential client's redirect URIs, parsed.
     redirect_uris: Vec<Url>,
+    /// The confidential client's certificate credentials.
+    certificates: Vec<ClientKey>,
+}
+
+/// A certificate credential of the confidential client: what verifies its
+/// client assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClientKey {
+    /// `x5t#S256`: base64url SHA-256 of the certificate's DER.
+    pub(super) thumbprint: String,
+    /// The certificate's RSA public key.
+    pub(super) public: RsaPublicKey,
 }
 
 impl Directory {
@@ -46,6 +65,13 @@ impl Directory {
 
     pub(super) fn users(&self) -> &[DevUser] {
         &self.users
+    }
+
+    /// The registered certificate whose `x5t#S256` is `thumbprint`.
+    pub(super) fn client_key(&self, thumbprint: &str) -> Option<&ClientKey> {
+        self.certificates
+            .iter()
+            .find(|k| k.thumbprint == thumbprint)
     }
 
     /// Whether `requested` is a registered redirect URI. Exact match,
@@ -77,6 +103,30 @@ fn is_loopback_http(url: &Url) -> bool {
             Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
             None => false,
         }
+}
+
+/// The certificate of a PEM text (its first `CERTIFICATE` block; a private
+/// key beside it is ignored), as a client key, or why not.
+fn client_key(certificate_pem: &str) -> Result<ClientKey, String> {
+    let blocks = pem::parse_many(certificate_pem).map_err(|e| format!("not PEM: {e}"))?;
+    let der = blocks
+        .iter()
+        .find(|b| b.tag() == "CERTIFICATE")
+        .map(|b| b.contents())
+        .ok_or("no PEM CERTIFICATE block")?;
+    let certificate = x509_cert::Certificate::from_der(der)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let spki = certificate
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| e.to_string())?;
+    let public = RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|_| "the certificate's key is not an RSA key".to_owned())?;
+    Ok(ClientKey {
+        thumbprint: URL_SAFE_NO_PAD.encode(Sha256::digest(der)),
+        public,
+    })
 }
 
 /// Checks a redirect URI for registration: `https`, or `http` on a
@@ -119,6 +169,43 @@ impl DevIssuer {
             directory.redirect_uris.push(url);
         }
         Ok(())
+    }
+
+    /// Registers a certificate credential (PEM; the first `CERTIFICATE`
+    /// block, as uploaded to an app registration) for the confidential
+    /// client: the token endpoint then accepts its client assertions
+    /// (`private_key_jwt`) whose `x5t#S256` names this certificate, beside
+    /// the client secret. Returns that thumbprint. Applies at once to every
+    /// clone and router of this issuer; registering it again changes
+    /// nothing.
+    pub fn add_client_certificate(&self, certificate_pem: &str) -> Result<String, DevError> {
+        let key = client_key(certificate_pem).map_err(DevError::ClientCertificate)?;
+        let thumbprint = key.thumbprint.clone();
+        let mut directory = self.write_directory();
+        if directory.client_key(&thumbprint).is_none() {
+            directory.certificates.push(key);
+        }
+        Ok(thumbprint)
+    }
+
+    /// Removes the certificate credential with `x5t#S256` `thumbprint`;
+    /// whether there was one.
+    pub fn remove_client_certificate(&self, thumbprint: &str) -> bool {
+        let mut directory = self.write_directory();
+        let before = directory.certificates.len();
+        directory
+            .certificates
+            .retain(|k| k.thumbprint != thumbprint);
+        directory.certificates.len() != before
+    }
+
+    /// The `x5t#S256` thumbprints of the registered certificates.
+    pub fn client_certificates(&self) -> Vec<String> {
+        self.read_directory()
+            .certificates
+            .iter()
+            .map(|k| k.thumbprint.clone())
+            .collect()
     }
 
     /// The registered redirect URIs, as stored (a path-less URI has `/`).
@@ -188,6 +275,7 @@ mod tests {
         Directory {
             users: Vec::new(),
             redirect_uris: uris.iter().map(|u| registrable(u).unwrap()).collect(),
+            certificates: Vec::new(),
         }
     }
 

@@ -1,9 +1,11 @@
 //! What the dev issuer remembers between requests of a sign-in, in memory:
 //! pending persona-picker sign-ins, authorization codes and refresh
-//! tokens. Each is a random secret handed out once; only its SHA-256 is
-//! kept. Every store is bounded (the oldest entries go first) and forgets
-//! entries when they expire; a restart forgets everything, so refresh
-//! tokens of an earlier run are refused like unknown ones.
+//! tokens, and the `jti`s of the client assertions it accepted (each is
+//! single use). Each secret is random and handed out once; only its
+//! SHA-256 is kept (of a `jti`, too). Every store is bounded (the oldest
+//! entries go first) and forgets entries when they expire; a restart
+//! forgets everything, so refresh tokens of an earlier run are refused
+//! like unknown ones.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +30,7 @@ pub(super) const SIGN_IN_LIFETIME: Duration = Duration::from_secs(600);
 const MAX_PENDING: usize = 1_000;
 const MAX_CODES: usize = 10_000;
 const MAX_REFRESH_TOKENS: usize = 10_000;
+const MAX_USED_ASSERTIONS: usize = 10_000;
 
 /// What a user authorized a client to do: every token of the sign-in
 /// (codes, refreshes) is minted from it.
@@ -150,6 +153,9 @@ pub(super) struct Grants<R> {
     pending: Mutex<Expiring<PendingSignIn<R>>>,
     codes: Mutex<Expiring<Code>>,
     refresh_tokens: Mutex<Expiring<Grant>>,
+    /// Digests of (client id, `jti`) of accepted client assertions, and
+    /// until when each could still be presented.
+    used_assertions: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 impl<R> Default for Grants<R> {
@@ -158,6 +164,7 @@ impl<R> Default for Grants<R> {
             pending: Mutex::new(Expiring::new(MAX_PENDING)),
             codes: Mutex::new(Expiring::new(MAX_CODES)),
             refresh_tokens: Mutex::new(Expiring::new(MAX_REFRESH_TOKENS)),
+            used_assertions: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -219,6 +226,37 @@ impl<R: Clone> Grants<R> {
     /// Issues a refresh token for `grant`.
     pub(super) fn issue_refresh_token(&self, grant: Grant) -> String {
         lock(&self.refresh_tokens).insert(grant, REFRESH_LIFETIME, Instant::now())
+    }
+
+    /// Records the `jti` of `client_id`'s client assertion, which could be
+    /// presented for `valid_for` more: true the first time, false if it
+    /// was already presented (a replay). Bounded: when full, the entry
+    /// closest to its end goes first.
+    pub(super) fn use_assertion_once(
+        &self,
+        client_id: &str,
+        jti: &str,
+        valid_for: Duration,
+    ) -> bool {
+        let now = Instant::now();
+        let key = digest(&format!("{}\n{jti}", client_id.to_ascii_lowercase()));
+        let mut used = lock(&self.used_assertions);
+        used.retain(|_, until| *until > now);
+        if used.contains_key(&key) {
+            return false;
+        }
+        while used.len() >= MAX_USED_ASSERTIONS {
+            let Some(soonest) = used
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            used.remove(&soonest);
+        }
+        used.insert(key, now + valid_for);
+        true
     }
 
     /// The grant of a refresh token. Like Entra, using a refresh token
@@ -346,6 +384,21 @@ mod tests {
         assert_eq!(grants.refresh_grant(&token), Ok(grant()));
         assert_eq!(grants.refresh_grant(&token), Ok(grant()));
         assert_eq!(grants.refresh_grant("unknown"), Err(false));
+    }
+
+    #[test]
+    fn assertion_ids_are_single_use_per_client_until_they_lapse() {
+        let grants = Grants::<()>::default();
+        let minute = Duration::from_secs(60);
+        assert!(grants.use_assertion_once("client-a", "jti-1", minute));
+        assert!(!grants.use_assertion_once("client-a", "jti-1", minute));
+        assert!(!grants.use_assertion_once("CLIENT-A", "jti-1", minute));
+        assert!(grants.use_assertion_once("client-a", "jti-2", minute));
+        assert!(grants.use_assertion_once("client-b", "jti-1", minute));
+        // One whose assertion has lapsed is forgotten (the assertion
+        // itself is refused as expired by then).
+        assert!(grants.use_assertion_once("client-c", "jti-1", Duration::ZERO));
+        assert!(grants.use_assertion_once("client-c", "jti-1", minute));
     }
 
     #[test]

@@ -39,6 +39,10 @@
 //!   [`DevIssuer::set_user_enabled`] (or over HTTP, [`admin`]);
 //! * the client's redirect URIs are registered with
 //!   [`DevIssuer::allow_redirect`] (`warden dev --redirect-uri`);
+//! * besides its secret, the client may have certificate credentials
+//!   ([`DevIssuer::add_client_certificate`]), which the token endpoint
+//!   accepts as signed client assertions (`private_key_jwt`, see
+//!   [`token`]);
 //! * `GET /{tenant}/oauth2/v2.0/authorize` signs in the user named by
 //!   `login_hint` at once, or shows a persona picker ([`authorize`]);
 //! * the token endpoint redeems codes and refresh tokens ([`token`]).
@@ -143,6 +147,8 @@ pub enum DevError {
     BadUser(String),
     #[error("the dev tenant has no user named {0:?}")]
     UnknownUser(String),
+    #[error("client certificate: {0}")]
+    ClientCertificate(String),
 }
 
 /// Token format: v1 (`sts.windows.net`-style issuer, `appid`, `upn`, `amr`)

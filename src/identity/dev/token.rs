@@ -6,11 +6,35 @@
 //! no parameters, as far as Entra is concerned; a repeated parameter is
 //! AADSTS9000411). The client authenticates with its secret, in the body
 //! (`client_id`, `client_secret`: `client_secret_post`) or as HTTP Basic
-//! (`client_secret_basic`, RFC 6749 §2.3.1); a `client_assertion` is
-//! refused (AADSTS700027: the dev issuer holds no certificates or
-//! federated credentials). No secret 401 `invalid_client` AADSTS7000218;
-//! unknown client 400 `unauthorized_client` AADSTS700016; wrong secret
-//! 401 `invalid_client` AADSTS7000215.
+//! (`client_secret_basic`, RFC 6749 §2.3.1), or with a client assertion
+//! signed by one of its registered certificates
+//! ([`DevIssuer::add_client_certificate`](super::DevIssuer::add_client_certificate);
+//! `private_key_jwt`). No secret nor assertion 401 `invalid_client`
+//! AADSTS7000218; unknown client 400 `unauthorized_client` AADSTS700016;
+//! wrong secret 401 `invalid_client` AADSTS7000215.
+//!
+//! # Client assertions
+//!
+//! `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
+//! (absent: AADSTS900144) and `client_assertion`: a JWT signed PS256 or
+//! RS256 whose header's `x5t#S256` names a registered certificate, checked
+//! as Entra checks it, each refusal 401 `invalid_client`:
+//!
+//! * AADSTS700027 (signature validation failed): not a JWT, another
+//!   algorithm, no `x5t#S256`, a certificate that is not registered (a
+//!   federated token, which the dev issuer has no federation policy for,
+//!   ends here too), or a signature its key does not verify;
+//! * AADSTS700024 (not within its valid time range): `exp` passed, or
+//!   `nbf` still ahead, beyond five minutes of clock skew;
+//! * AADSTS700023 (audience does not match): `aud` is not this token
+//!   endpoint, `{base}/{tenant}/oauth2/v2.0/token`;
+//! * AADSTS700021 (application identifier does not match): `iss` or `sub`
+//!   is not the `client_id`;
+//! * AADSTS50012 (authentication failed): no `exp` or `jti`, or a `jti`
+//!   already presented (an assertion is single use).
+//!
+//! Tokens of a client that authenticated with a certificate carry
+//! `azpacr`/`appidacr = "2"` (a secret: `"1"`).
 //!
 //! * `client_credentials`: `scope = {resource}/.default`; an app-only
 //!   token for the resource (see [`DevIssuer::router`](super::DevIssuer::router)).
@@ -46,7 +70,7 @@
 //! [`DevIssuer::mint`](super::DevIssuer::mint) makes: v2 for
 //! [`DEV_AUDIENCE`] (the tokens Warden validates), v1 for other resources.
 //! `scp` holds the permissions (`.default` expanded), `azp`/`appid` the
-//! client, `azpacr`/`appidacr = "1"` (secret), `roles` the user's app
+//! client, `azpacr`/`appidacr` `"1"` (secret) or `"2"` (certificate), `roles` the user's app
 //! roles (on [`DEV_AUDIENCE`] only: they are Warden's roles), `groups`,
 //! `acrs` the authentication contexts the `claims` request asked for
 //! (plus [`DEV_MFA_AUTH_CONTEXT`] for an MFA
@@ -54,8 +78,8 @@
 //! v2, `aud` = the client, a pairwise `sub`, `nonce`, the user's `roles`
 //! and `groups`, and `email` with the `email` scope.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -63,6 +87,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rsa::traits::PublicKeyParts as _;
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
@@ -183,11 +209,38 @@ async fn answer(state: &RouterState, tenant: &str, headers: &HeaderMap, body: &[
     }
 }
 
+/// `client_assertion_type` of a JWT client assertion.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Clock skew allowed on a client assertion's `exp` and `nbf`.
+const ASSERTION_SKEW_SECS: u64 = 300;
+
+/// How the client authenticated: `azpacr` / `appidacr` of its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientAcr {
+    /// A client secret: `"1"`.
+    Secret,
+    /// A certificate (a signed client assertion): `"2"`.
+    Certificate,
+}
+
+impl ClientAcr {
+    fn claim(self) -> &'static str {
+        match self {
+            ClientAcr::Secret => "1",
+            ClientAcr::Certificate => "2",
+        }
+    }
+}
+
 /// How the client says who it is.
 struct ClientAuth {
     client_id: String,
     secret: Option<String>,
-    assertion: bool,
+    /// `client_assertion`.
+    assertion: Option<String>,
+    /// `client_assertion_type`.
+    assertion_type: Option<String>,
 }
 
 impl ClientAuth {
@@ -197,10 +250,11 @@ impl ClientAuth {
         let basic = basic_credentials(headers)?;
         let body_id = params.get("client_id");
         let body_secret = params.get("client_secret");
-        let assertion = params.get("client_assertion").is_some();
+        let assertion = params.get("client_assertion").map(str::to_owned);
+        let assertion_type = params.get("client_assertion_type").map(str::to_owned);
         match basic {
             Some((id, secret)) => {
-                if body_secret.is_some() || assertion {
+                if body_secret.is_some() || assertion.is_some() {
                     return Err(EntraError::malformed(
                         "The client authenticated with more than one method (HTTP Basic and \
                          the request body).",
@@ -214,22 +268,33 @@ impl ClientAuth {
                 Ok(Self {
                     client_id: id,
                     secret: Some(secret),
-                    assertion: false,
+                    assertion: None,
+                    assertion_type: None,
                 })
             }
-            None => Ok(Self {
-                client_id: body_id
-                    .ok_or_else(|| EntraError::missing("client_id"))?
-                    .to_owned(),
-                secret: body_secret.map(str::to_owned),
-                assertion,
-            }),
+            None => {
+                if body_secret.is_some() && assertion.is_some() {
+                    return Err(EntraError::malformed(
+                        "The client authenticated with more than one method (client_secret and \
+                         client_assertion).",
+                    ));
+                }
+                Ok(Self {
+                    client_id: body_id
+                        .ok_or_else(|| EntraError::missing("client_id"))?
+                        .to_owned(),
+                    secret: body_secret.map(str::to_owned),
+                    assertion,
+                    assertion_type,
+                })
+            }
         }
     }
 
-    /// Checks the secret of the one registered client.
-    async fn verify(&self, state: &RouterState) -> Result<(), Failure> {
-        if self.secret.is_none() && !self.assertion {
+    /// Checks the secret, or the client assertion, of the one registered
+    /// client; how it authenticated.
+    async fn verify(&self, state: &RouterState) -> Result<ClientAcr, Failure> {
+        if self.secret.is_none() && self.assertion.is_none() {
             return Err(EntraError::new(
                 "invalid_client",
                 7000218,
@@ -243,14 +308,14 @@ impl ClientAuth {
             return Err(unknown_client(&self.client_id).into());
         }
         let Some(secret) = &self.secret else {
-            return Err(EntraError::new(
-                "invalid_client",
-                700027,
-                "Client assertion failed signature validation. The Warden dev issuer \
-                 authenticates its client with the client secret only.",
-            )
-            .with_status(StatusCode::UNAUTHORIZED)
-            .into());
+            let assertion = self.assertion.as_deref().unwrap_or_default();
+            verify_assertion(
+                state,
+                &self.client_id,
+                self.assertion_type.as_deref(),
+                assertion,
+            )?;
+            return Ok(ClientAcr::Certificate);
         };
         let issuer = state.issuer.clone();
         let expected = match tokio::task::spawn_blocking(move || issuer.client_secret()).await {
@@ -271,8 +336,156 @@ impl ClientAuth {
             .with_status(StatusCode::UNAUTHORIZED)
             .into());
         }
-        Ok(())
+        Ok(ClientAcr::Secret)
     }
+}
+
+/// Checks a client assertion of `client_id` (see the module
+/// documentation): the certificate it names is registered and verifies
+/// it, it is within its time range, addressed to this token endpoint,
+/// issued by and about the client, and presented for the first time.
+fn verify_assertion(
+    state: &RouterState,
+    client_id: &str,
+    assertion_type: Option<&str>,
+    assertion: &str,
+) -> Result<(), EntraError> {
+    match assertion_type {
+        None => return Err(EntraError::missing("client_assertion_type")),
+        Some(JWT_BEARER) => {}
+        Some(other) => {
+            return Err(EntraError::malformed(&format!(
+                "The client_assertion_type '{other}' is not supported; use '{JWT_BEARER}'."
+            )));
+        }
+    }
+    let refuse = |code: u32, message: String| {
+        EntraError::new("invalid_client", code, message).with_status(StatusCode::UNAUTHORIZED)
+    };
+    let signature = |reason: &str| {
+        refuse(
+            700027,
+            format!("Client assertion failed signature validation. [Reason - {reason}]"),
+        )
+    };
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| signature("The assertion is not a signed JWT; no key can be identified."))?;
+    if !matches!(header.alg, Algorithm::PS256 | Algorithm::RS256) {
+        return Err(signature(&format!(
+            "The algorithm {:?} is not accepted; sign with PS256 or RS256.",
+            header.alg
+        )));
+    }
+    let Some(thumbprint) = header.x5t_s256.as_deref() else {
+        return Err(signature(
+            "The key was not found: the header has no x5t#S256 naming a certificate of the \
+             application.",
+        ));
+    };
+    let Some(key) = state
+        .issuer
+        .read_directory()
+        .client_key(thumbprint)
+        .cloned()
+    else {
+        return Err(signature(&format!(
+            "The key was not found. Thumbprint of key used by client: '{thumbprint}'. \
+             Register the certificate with the application."
+        )));
+    };
+    let decoding = DecodingKey::from_rsa_raw_components(
+        &key.public.n().to_bytes_be(),
+        &key.public.e().to_bytes_be(),
+    );
+    let mut validation = Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = HashSet::new();
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(assertion, &decoding, &validation)
+        .map_err(|_| {
+            signature(&format!(
+                "The signature does not verify with the key of certificate '{thumbprint}'."
+            ))
+        })?
+        .claims;
+
+    let failed = |reason: &str| refuse(50012, format!("Authentication failed. {reason}"));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let time = |secs: u64| {
+        i64::try_from(secs)
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| secs.to_string())
+    };
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| failed("The client assertion has no 'exp' claim."))?;
+    let nbf = claims.get("nbf").and_then(Value::as_u64);
+    let too_early = nbf.is_some_and(|nbf| nbf > now + ASSERTION_SKEW_SECS);
+    if exp + ASSERTION_SKEW_SECS < now || too_early {
+        return Err(refuse(
+            700024,
+            format!(
+                "Client assertion is not within its valid time range. Current time: {}, \
+                 assertion valid from {}, expiry time of assertion {}.",
+                time(now),
+                nbf.map(time).unwrap_or_else(|| "-".to_owned()),
+                time(exp)
+            ),
+        ));
+    }
+    let endpoint = format!("{}/{DEV_TENANT}/oauth2/v2.0/token", state.base_url);
+    let audience_matches = match claims.get("aud") {
+        Some(Value::String(aud)) => *aud == endpoint,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&endpoint)),
+        _ => false,
+    };
+    if !audience_matches {
+        return Err(refuse(
+            700023,
+            format!(
+                "Client assertion audience claim does not match Realm issuer. The audience \
+                 must be the token endpoint '{endpoint}'."
+            ),
+        ));
+    }
+    let names_client = |claim: &str| {
+        claims
+            .get(claim)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case(client_id))
+    };
+    if !names_client("iss") || !names_client("sub") {
+        return Err(refuse(
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter. \
+             'iss' and 'sub' must be the application (client) id."
+                .to_owned(),
+        ));
+    }
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| failed("The client assertion has no valid 'jti' claim."))?;
+    let remaining = Duration::from_secs((exp + ASSERTION_SKEW_SECS).saturating_sub(now));
+    if !state
+        .issuer
+        .grants
+        .use_assertion_once(client_id, jti, remaining)
+    {
+        return Err(failed(
+            "The client assertion was already used: present a new one (with a new 'jti') on \
+             every request.",
+        ));
+    }
+    Ok(())
 }
 
 /// `Authorization: Basic base64(form-urlencoded id ":" form-urlencoded
@@ -316,7 +529,7 @@ fn form_decode(text: &str) -> String {
 async fn client_credentials(state: &RouterState, headers: &HeaderMap, params: &Params) -> Answer {
     let client = ClientAuth::of(headers, params)?;
     let scope = params.require("scope")?;
-    client.verify(state).await?;
+    let acr = client.verify(state).await?;
     let resource = match scope.strip_suffix("/.default") {
         Some(resource) if !resource.is_empty() && !resource.contains(char::is_whitespace) => {
             resource
@@ -339,8 +552,8 @@ async fn client_credentials(state: &RouterState, headers: &HeaderMap, params: &P
     extra.insert("oid".into(), json!(sp_object_id));
     extra.insert("sub".into(), json!(sp_object_id));
     let version = version_for(resource);
-    // The client authenticated with a secret: `azpacr` / `appidacr` = "1".
-    extra.insert(client_acr_claim(version).into(), json!("1"));
+    // How the client authenticated: `azpacr` / `appidacr`.
+    extra.insert(client_acr_claim(version).into(), json!(acr.claim()));
     let options = TokenOptions {
         user: DEV_CONFIDENTIAL_CLIENT_NAME.to_owned(),
         app: true,
@@ -365,7 +578,7 @@ async fn authorization_code(state: &RouterState, headers: &HeaderMap, params: &P
     let client = ClientAuth::of(headers, params)?;
     let code = params.require("code")?;
     let redirect_uri = params.require("redirect_uri")?;
-    client.verify(state).await?;
+    let acr = client.verify(state).await?;
     let (requested, claims) = user_grant_params(params)?;
     let verifier = params.get("code_verifier");
     let redirect = url::Url::parse(redirect_uri).map(|u| u.to_string()).ok();
@@ -442,6 +655,7 @@ async fn authorization_code(state: &RouterState, headers: &HeaderMap, params: &P
         requested,
         &claims,
         code.nonce.as_deref(),
+        acr,
     )
 }
 
@@ -449,7 +663,7 @@ async fn authorization_code(state: &RouterState, headers: &HeaderMap, params: &P
 async fn refresh_token(state: &RouterState, headers: &HeaderMap, params: &Params) -> Answer {
     let client = ClientAuth::of(headers, params)?;
     let token = params.require("refresh_token")?;
-    client.verify(state).await?;
+    let acr = client.verify(state).await?;
     let (requested, claims) = user_grant_params(params)?;
     let grant = match state.issuer.grants.refresh_grant(token) {
         Ok(grant) => grant,
@@ -474,7 +688,7 @@ async fn refresh_token(state: &RouterState, headers: &HeaderMap, params: &Params
     }
     let user = current_user(state, &grant)?;
     consented(&grant, requested.as_ref(), &claims)?;
-    user_tokens(state, &grant, &user, requested, &claims, None)
+    user_tokens(state, &grant, &user, requested, &claims, None, acr)
 }
 
 /// The `scope`, `resource` and `claims` of a user grant's token request.
@@ -583,7 +797,8 @@ fn client_acr_claim(version: TokenVersion) -> &'static str {
 }
 
 /// The answer of a user grant. `requested` is the token request's scope
-/// (else the sign-in's first resource).
+/// (else the sign-in's first resource); `acr` how the client
+/// authenticated.
 fn user_tokens(
     state: &RouterState,
     grant: &Grant,
@@ -591,6 +806,7 @@ fn user_tokens(
     requested: Option<Scopes>,
     claims: &ClaimsRequest,
     nonce: Option<&str>,
+    acr: ClientAcr,
 ) -> Answer {
     let scopes = requested.unwrap_or_else(|| grant.scopes.clone());
     let resource = scopes.token_resource().to_owned();
@@ -614,7 +830,7 @@ fn user_tokens(
         );
     }
     let mut extra = Map::new();
-    extra.insert(client_acr_claim(version).into(), json!("1"));
+    extra.insert(client_acr_claim(version).into(), json!(acr.claim()));
     if !grant.claims.xms_cc.is_empty() {
         extra.insert("xms_cc".into(), json!(grant.claims.xms_cc));
     }

@@ -568,3 +568,297 @@ async fn claims_step_up_is_satisfied_and_carried_in_acrs() {
         50076,
     );
 }
+
+/// A client assertion: `claims` signed with `generated`'s key (`alg`),
+/// naming its certificate in `x5t#S256`.
+fn assertion(
+    generated: &crate::azure::certificate::test_support::Generated,
+    alg: jsonwebtoken::Algorithm,
+    claims: &serde_json::Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.x5t_s256 = Some(crate::azure::certificate::thumbprint_s256(
+        &generated.certificate_der,
+    ));
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(generated.key_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Good claims for the served issuer's token endpoint.
+fn assertion_claims(served: &Served) -> serde_json::Value {
+    json!({
+        "aud": format!("{}/{DEV_TENANT}/oauth2/v2.0/token", served.base_url),
+        "iss": DEV_CONFIDENTIAL_CLIENT,
+        "sub": DEV_CONFIDENTIAL_CLIENT,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "nbf": now(),
+        "iat": now(),
+        "exp": now() + 300,
+    })
+}
+
+/// A client-credentials request authenticated by `assertion`.
+fn with_assertion(assertion: &str) -> String {
+    form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", DEV_CONFIDENTIAL_CLIENT),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion),
+        ("scope", "api://warden-dev/.default"),
+    ])
+}
+
+#[tokio::test]
+async fn registered_certificates_authenticate_the_client_with_assertions() {
+    use crate::azure::certificate::test_support::rsa;
+    use jsonwebtoken::Algorithm::{PS256, RS256};
+
+    let served = serve_with_sign_in().await;
+    let generated = rsa();
+    let thumbprint = served
+        .issuer
+        .add_client_certificate(&generated.combined_pem())
+        .unwrap();
+    assert_eq!(
+        thumbprint,
+        crate::azure::certificate::thumbprint_s256(&generated.certificate_der)
+    );
+    // Registering it again changes nothing.
+    served
+        .issuer
+        .add_client_certificate(&generated.certificate_pem)
+        .unwrap();
+    assert_eq!(
+        served.issuer.client_certificates(),
+        std::slice::from_ref(&thumbprint)
+    );
+    let post = |body: String| post_token(&served.base_url, DEV_TENANT, body);
+
+    // PS256 (what Entra asks for) and RS256 are accepted; the token says
+    // the client used a certificate.
+    for alg in [PS256, RS256] {
+        let (status, body) = post(with_assertion(&assertion(
+            &generated,
+            alg,
+            &assertion_claims(&served),
+        )))
+        .await;
+        assert_eq!(status.as_u16(), 200, "{alg:?}: {body}");
+        let claims = payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["azp"], DEV_CONFIDENTIAL_CLIENT);
+        assert_eq!(claims["azpacr"], "2");
+    }
+
+    // The authorization-code grant too.
+    let pkce = Pkce::new();
+    let code = sign_in(&served, "developer", SCOPE, Some(&pkce), &[]).await;
+    let signed = assertion(&generated, PS256, &assertion_claims(&served));
+    let (status, body) = post(form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", DEV_CONFIDENTIAL_CLIENT),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &signed),
+        ("code", &code),
+        ("redirect_uri", "http://127.0.0.1:4711/callback"),
+        ("code_verifier", &pkce.verifier),
+    ]))
+    .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(
+        payload(body["access_token"].as_str().unwrap())["azpacr"],
+        "2"
+    );
+    let auth = authenticator(&served).await;
+    let user = principal(&auth, &body["access_token"]).await;
+    assert_eq!(user.display_name, "dana.developer@contoso.dev");
+
+    // A secret still works beside the certificate, and says so.
+    let (status, body) = refresh(&served, body["refresh_token"].as_str().unwrap(), &[]).await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(
+        payload(body["access_token"].as_str().unwrap())["azpacr"],
+        "1"
+    );
+
+    // Removed, the certificate is unknown.
+    assert!(served.issuer.remove_client_certificate(&thumbprint));
+    assert!(!served.issuer.remove_client_certificate(&thumbprint));
+    assert_entra_error(
+        &post(with_assertion(&assertion(
+            &generated,
+            PS256,
+            &assertion_claims(&served),
+        )))
+        .await,
+        401,
+        "invalid_client",
+        700027,
+    );
+}
+
+#[tokio::test]
+async fn client_assertions_are_refused_as_entra_refuses_them() {
+    use crate::azure::certificate::test_support::rsa;
+    use jsonwebtoken::Algorithm::PS256;
+
+    let served = serve_with_sign_in().await;
+    let registered = rsa();
+    served
+        .issuer
+        .add_client_certificate(&registered.certificate_pem)
+        .unwrap();
+    let post = |body: String| post_token(&served.base_url, DEV_TENANT, body);
+    let changed = |name: &str, value: serde_json::Value| {
+        let mut claims = assertion_claims(&served);
+        claims[name] = value;
+        assertion(&registered, PS256, &claims)
+    };
+    let without = |name: &str| {
+        let mut claims = assertion_claims(&served);
+        claims.as_object_mut().unwrap().remove(name);
+        assertion(&registered, PS256, &claims)
+    };
+
+    // Signed by a certificate the application does not have.
+    let stranger = rsa();
+    let unknown = assertion(&stranger, PS256, &assertion_claims(&served));
+    // Naming the registered certificate, signed with another key.
+    let forged = {
+        let mut header = jsonwebtoken::Header::new(PS256);
+        header.x5t_s256 = Some(crate::azure::certificate::thumbprint_s256(
+            &registered.certificate_der,
+        ));
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(stranger.key_pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &assertion_claims(&served), &key).unwrap()
+    };
+    // A federated token: a `kid`, no certificate thumbprint.
+    let federated = {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("k8s-key".into());
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(registered.key_pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &assertion_claims(&served), &key).unwrap()
+    };
+    let hs256 = {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.x5t_s256 = Some(crate::azure::certificate::thumbprint_s256(
+            &registered.certificate_der,
+        ));
+        let key = jsonwebtoken::EncodingKey::from_secret(b"guessable");
+        jsonwebtoken::encode(&header, &assertion_claims(&served), &key).unwrap()
+    };
+    let cases: Vec<(&str, String, u32)> = vec![
+        ("unregistered certificate", unknown, 700027),
+        ("wrong key", forged, 700027),
+        ("federated token", federated, 700027),
+        ("HS256", hs256, 700027),
+        ("expired", changed("exp", json!(now() - 3600)), 700024),
+        ("not yet valid", changed("nbf", json!(now() + 3600)), 700024),
+        (
+            "wrong audience",
+            changed(
+                "aud",
+                json!(format!(
+                    "https://login.microsoftonline.com/{DEV_TENANT}/oauth2/v2.0/token"
+                )),
+            ),
+            700023,
+        ),
+        ("no audience", without("aud"), 700023),
+        (
+            "another issuer",
+            changed("iss", json!("44444444-5555-4666-8777-888888888888")),
+            700021,
+        ),
+        (
+            "another subject",
+            changed("sub", json!("44444444-5555-4666-8777-888888888888")),
+            700021,
+        ),
+        ("no exp", without("exp"), 50012),
+        ("no jti", without("jti"), 50012),
+    ];
+    for (name, signed, code) in cases {
+        let answer = post(with_assertion(&signed)).await;
+        assert_eq!(answer.0.as_u16(), 401, "{name}: {}", answer.1);
+        assert_eq!(answer.1["error"], "invalid_client", "{name}: {}", answer.1);
+        assert_eq!(
+            answer.1["error_codes"],
+            json!([code]),
+            "{name}: {}",
+            answer.1
+        );
+        assert_entra_error(&answer, 401, "invalid_client", code);
+        let description = answer.1["error_description"].as_str().unwrap();
+        assert!(!description.contains(&signed), "{name}: assertion echoed");
+    }
+
+    // An assertion is single use: the same one again is refused.
+    let once = assertion(&registered, PS256, &assertion_claims(&served));
+    let (status, body) = post(with_assertion(&once)).await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_entra_error(
+        &post(with_assertion(&once)).await,
+        401,
+        "invalid_client",
+        50012,
+    );
+
+    // Protocol mistakes.
+    let good = assertion(&registered, PS256, &assertion_claims(&served));
+    assert_entra_error(
+        &post(form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEV_CONFIDENTIAL_CLIENT),
+            ("client_assertion", &good),
+            ("scope", "api://warden-dev/.default"),
+        ]))
+        .await,
+        400,
+        "invalid_request",
+        900144,
+    );
+    assert_entra_error(
+        &post(form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEV_CONFIDENTIAL_CLIENT),
+            ("client_assertion_type", "urn:example:saml"),
+            ("client_assertion", &good),
+            ("scope", "api://warden-dev/.default"),
+        ]))
+        .await,
+        400,
+        "invalid_request",
+        9002313,
+    );
+    let secret = client_secret(&served);
+    assert_entra_error(
+        &post(form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEV_CONFIDENTIAL_CLIENT),
+            ("client_secret", &secret),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &good),
+            ("scope", "api://warden-dev/.default"),
+        ]))
+        .await,
+        400,
+        "invalid_request",
+        9002313,
+    );
+    // Unused so far, the good one still works.
+    let (status, body) = post(with_assertion(&good)).await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+}
