@@ -18,7 +18,8 @@
 //! unreadable file, no certificate, no private key or more than one, an
 //! encrypted key, a key that is not RSA (Entra ID signs client assertions
 //! with RSA only), an RSA key shorter than 2048 bits, and a key that does
-//! not belong to the certificate.
+//! not belong to the certificate. An expired certificate is loaded with a
+//! warning in the log (Entra ID refuses it with AADSTS700027).
 //!
 //! **Assertion** (Microsoft identity platform "certificate credentials"):
 //! header `alg = PS256`, `typ = JWT`, `x5t#S256` = the base64url SHA-256
@@ -196,10 +197,21 @@ impl ClientCertificate {
         let pkcs1 = private
             .to_pkcs1_der()
             .map_err(|e| key_fail(format!("the private key cannot be encoded: {e}")))?;
+        let not_after = tbs.validity.not_after.to_system_time();
+        if not_after <= SystemTime::now() {
+            // Not refused here: the clock may be wrong, and Entra ID says
+            // so itself (AADSTS700027, "the key used is expired").
+            tracing::warn!(
+                certificate_file = %certificate_file.display(),
+                subject = %subject,
+                not_after = %tbs.validity.not_after,
+                "the client certificate has expired; Entra ID refuses its assertions"
+            );
+        }
         Ok(ClientCertificate {
             thumbprint: thumbprint_s256(&der),
             subject,
-            not_after: tbs.validity.not_after.to_system_time(),
+            not_after,
             key: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
         })
     }
@@ -463,6 +475,27 @@ mod tests {
         assert_eq!(
             loaded.thumbprint(),
             thumbprint_s256(&generated.certificate_der)
+        );
+    }
+
+    #[test]
+    fn an_expired_certificate_loads_and_says_when_it_expired() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["warden.test".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let certificate = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.pem");
+        std::fs::write(
+            &path,
+            format!("{}{}", certificate.pem(), key.serialize_pem()),
+        )
+        .unwrap();
+        let loaded = ClientCertificate::load(&path, None).unwrap();
+        assert_eq!(
+            loaded.not_after(),
+            UNIX_EPOCH + Duration::from_secs(1_609_459_200)
         );
     }
 
