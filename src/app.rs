@@ -393,6 +393,9 @@ fn oauth_facade(
     let issuer = oauth
         .parsed_issuer()
         .ok_or_else(|| anyhow::anyhow!("oauth.issuer: required when mode is not off"))?;
+    // The approvals page's sign-ins in progress are sealed with the same
+    // key ring (and purpose) as the facade's own verifiers.
+    let sealer = keys.sealer(seal::Purpose::UpstreamToken);
     let facade = service::OAuthService::open(service::Parts {
         config: oauth.clone(),
         mcp_url: issuer.endpoint("/mcp"),
@@ -412,6 +415,7 @@ fn oauth_facade(
     let page = crate::admin::EntraSignIn {
         entra: upstream,
         callback: issuer.endpoint("/admin/callback"),
+        sealer,
     };
     Ok(Some((facade, page)))
 }

@@ -463,3 +463,31 @@ async fn a_security_manager_without_mfa_is_signed_in_but_cannot_review() {
         .unwrap();
     assert_eq!(status["status"], "pending", "{status}");
 }
+
+#[tokio::test]
+async fn a_sign_in_started_before_a_restart_finishes_after_it() {
+    let mut p = page().await;
+    // The button and Entra's answer happen before the restart; the
+    // callback reaches the new process.
+    let back = p.to_entra_and_back("sam@contoso.dev").await;
+    p.warden.restart();
+    p.http = browser();
+    let done = p.callback(&back, Some(&back.oidc)).await;
+    assert_eq!(done.status(), 200, "{:?}", done.text().await);
+    let session = set_cookie(&done, SESSION).expect("a session cookie");
+    assert!(p.home(&session).await.contains("sam@contoso.dev"));
+
+    // Its state was used once: the same answer again is refused, after
+    // another restart too.
+    p.warden.restart();
+    p.http = browser();
+    let again = p.callback(&back, Some(&back.oidc)).await;
+    assert_eq!(again.status(), 400);
+    assert!(
+        again
+            .text()
+            .await
+            .unwrap()
+            .contains("unknown, expired or already used")
+    );
+}

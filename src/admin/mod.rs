@@ -18,6 +18,7 @@
 
 mod evidence;
 mod page;
+mod sign_in;
 mod views;
 
 pub use page::{EntraSignIn, SignInOptions};

@@ -137,6 +137,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::evidence;
+use super::sign_in::{Full, Pending, Refused, SignIns};
 use super::views::{self, Notes, Viewer};
 use crate::approvals::{ApprovalError, Approvals, Filter, Status, Verdict};
 use crate::audit::Audit;
@@ -145,6 +146,7 @@ use crate::cookies::{SameSite, cookie, plain_loopback};
 use crate::identity::{Authenticator, Principal};
 use crate::oauth::entra::Entra;
 use crate::oauth::pkce::CodeVerifier;
+use crate::oauth::seal::Sealer;
 use crate::store::Store;
 
 /// The session cookie.
@@ -201,6 +203,8 @@ pub struct EntraSignIn {
     pub entra: Arc<Entra>,
     /// `{issuer}/admin/callback`, a redirect URI of the Entra application.
     pub callback: String,
+    /// Seals the PKCE verifiers of sign-ins in progress kept in the store.
+    pub sealer: Sealer,
 }
 
 /// The page's routes (their own state inside; mergeable into a router of
@@ -214,6 +218,10 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let store = options.audit.as_ref().map(|audit| audit.store().clone());
+    let sign_ins = options
+        .entra
+        .as_ref()
+        .map(|entra| Arc::new(SignIns::load(store.clone(), entra.sealer.clone(), MAX_PENDING)));
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/", get(index))
@@ -232,7 +240,7 @@ where
             sessions: Arc::new(Sessions::load(store)),
             audit: options.audit,
             entra: options.entra,
-            pending: Arc::new(Mutex::new(HashMap::new())),
+            sign_ins,
         })
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -244,17 +252,9 @@ struct Page {
     sessions: Arc<Sessions>,
     audit: Option<Arc<Audit>>,
     entra: Option<EntraSignIn>,
-    /// Entra sign-ins in progress, by the SHA-256 of their `state`.
-    pending: Arc<Mutex<HashMap<String, Pending>>>,
-}
-
-/// An Entra sign-in between the button and the callback.
-struct Pending {
-    /// The SHA-256 of the [`OIDC_COOKIE`] of the browser that started it.
-    browser: String,
-    nonce: String,
-    verifier: CodeVerifier,
-    expires: Instant,
+    /// Entra sign-ins in progress, by the SHA-256 of their `state` (with
+    /// `entra`).
+    sign_ins: Option<Arc<SignIns>>,
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -1060,24 +1060,20 @@ async fn entra_start(
         None,
         None,
     );
-    {
-        let now = Instant::now();
-        let mut pending = page.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.retain(|_, p| p.expires > now);
-        if pending.len() >= MAX_PENDING {
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many sign-ins are in progress; try again later.",
-            );
-        }
-        pending.insert(
-            session_key(&state),
-            Pending {
-                browser: session_key(&browser),
-                nonce,
-                verifier,
-                expires: now + OIDC_TTL,
-            },
+    let pending = Pending {
+        browser: session_key(&browser),
+        nonce,
+        verifier,
+        expires: Utc::now() + chrono::Duration::seconds(OIDC_TTL.as_secs() as i64),
+    };
+    let held = match &page.sign_ins {
+        Some(sign_ins) => sign_ins.hold(session_key(&state), pending).await,
+        None => Err(Full),
+    };
+    if held.is_err() {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many sign-ins are in progress; try again later.",
         );
     }
     let mut response = (
@@ -1153,40 +1149,28 @@ async fn entra_callback(
         );
     };
     let browser = cookie(&headers, OIDC_COOKIE).map(session_key);
-    let pending = {
-        let now = Instant::now();
-        let mut pending = page.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = session_key(state);
-        match pending.get(&key) {
-            Some(p) if p.expires <= now => {
-                pending.remove(&key);
-                Err("expired_state")
-            }
-            Some(p)
-                if browser
-                    .as_deref()
-                    .is_none_or(|b| !same_secret(b, &p.browser)) =>
-            {
-                Err("other_browser")
-            }
-            Some(_) => pending.remove(&key).ok_or("unknown_state"),
-            None => Err("unknown_state"),
+    let pending = match &page.sign_ins {
+        Some(sign_ins) => {
+            sign_ins
+                .take(&session_key(state), browser.as_deref(), same_secret)
+                .await
         }
+        None => Err(Refused::Unknown),
     };
     let pending = match pending {
         Ok(pending) => pending,
-        Err(reason) => {
-            record(&page, "page_sign_in_refused", None, "entra", reason).await;
-            let message = match reason {
-                "other_browser" => {
+        Err(refused) => {
+            record(&page, "page_sign_in_refused", None, "entra", refused.reason()).await;
+            let message = match refused {
+                Refused::OtherBrowser => {
                     "Sign-in refused: this sign-in was started in another browser (or its cookie is gone). \
                      Start again here with “Sign in with Microsoft Entra ID”."
                 }
-                "expired_state" => {
+                Refused::Expired => {
                     "Sign-in refused: it took more than 10 minutes. Start again with \
                      “Sign in with Microsoft Entra ID”."
                 }
-                _ => {
+                Refused::Unknown => {
                     "Sign-in refused: this answer from Entra ID is unknown, expired or already used. \
                      Start again with “Sign in with Microsoft Entra ID”."
                 }
