@@ -534,7 +534,11 @@ impl Pipeline {
                             "policies": decision.policies(),
                         })),
                     )),
-                    StepUp::ToolError { message } => Ok(tool_error(format!("{why} {message}"))),
+                    // A facade grant is marked too: its next request gets
+                    // MCP's step-up challenge (403 insufficient_scope).
+                    StepUp::Reauthorize { message } | StepUp::ToolError { message } => {
+                        Ok(tool_error(format!("{why} {message}")))
+                    }
                 }
             }
             Some(Advice::RequireApproval) => Ok(tool_error(format!(

@@ -5,6 +5,11 @@
 //! - No or bad token: the status of the [`AuthError`] (401/403/503) with a
 //!   `WWW-Authenticate` challenge naming the protected-resource metadata
 //!   (RFC 9728), and a JSON-RPC error body so SDK clients can show why.
+//!   The challenge, its `scope` included, is the identity stage's
+//!   ([`crate::identity::Authenticator::challenge`]).
+//! - A token of a facade grant that policy marked for a step-up: `403`
+//!   with MCP's step-up challenge, once per mark
+//!   ([`crate::identity::Authenticator::take_step_up`]).
 //! - A request on a session opened by another `tid`/`oid`: 403, logged and
 //!   counted.
 //! - Otherwise the verified [`Principal`] travels in the request extensions
@@ -112,43 +117,7 @@ fn split_origin(url: &str) -> (&str, &str) {
 /// `GET /.well-known/oauth-protected-resource[/mcp]`.
 pub async fn metadata(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let (resource, _) = resource_urls(&gateway, &headers);
-    let mut document = gateway.identity.protected_resource_metadata(&resource);
-    if let Some(scopes) = facade_scopes(&gateway) {
-        document["scopes_supported"] = json!(scopes);
-    }
-    axum::Json(document).into_response()
-}
-
-/// With the OAuth facade on, the scopes a client asks for: Warden's own
-/// (`oauth.scopes`), not Entra's. Warden is the first authorization server
-/// in the metadata, and clients ask it for the scopes named in the
-/// challenge or the metadata (MCP's scope selection), which Warden refuses
-/// (`invalid_scope`) unless they are its own.
-fn facade_scopes(gateway: &Gateway) -> Option<Vec<String>> {
-    let oauth = &gateway.config.oauth;
-    (oauth.enabled() && !oauth.scopes.is_empty()).then(|| oauth.scopes.clone())
-}
-
-/// `challenge` with its `scope` parameter's value replaced by `scopes`
-/// (the parameter is always `, scope="…"`, and values never contain `"`).
-fn with_scope(challenge: String, scopes: &[String]) -> String {
-    const PARAM: &str = ", scope=\"";
-    let Some(start) = challenge.find(PARAM).map(|i| i + PARAM.len()) else {
-        return challenge;
-    };
-    let Some(length) = challenge[start..].find('"') else {
-        return challenge;
-    };
-    let safe: String = scopes
-        .join(" ")
-        .chars()
-        .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
-        .collect();
-    format!(
-        "{}{safe}{}",
-        &challenge[..start],
-        &challenge[start + length..]
-    )
+    axum::Json(gateway.identity.protected_resource_metadata(&resource)).into_response()
 }
 
 fn refusal(status: StatusCode, challenge: Option<String>, message: &str, reason: &str) -> Response {
@@ -194,6 +163,9 @@ pub async fn guard(
         Ok(principal) => principal,
         Err(error) => return refuse(&gateway, request.headers(), &error, source_ip),
     };
+    if let Some(step_up) = gateway.identity.take_step_up(&principal) {
+        return refuse(&gateway, request.headers(), &step_up, source_ip);
+    }
     let session = request
         .headers()
         .get(SESSION_HEADER)
@@ -250,41 +222,24 @@ fn refuse(
 ) -> Response {
     let reason = error.reason();
     gateway.metrics.auth_failure(reason);
-    tracing::warn!(reason, source_ip = ?source_ip, error = %error, "authentication failed");
+    if matches!(error, AuthError::StepUpRequired(_)) {
+        tracing::info!(source_ip = ?source_ip, "step-up: the client is asked to authorize again");
+    } else {
+        tracing::warn!(reason, source_ip = ?source_ip, error = %error, "authentication failed");
+    }
     let (_, metadata_url) = resource_urls(gateway, headers);
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    let mut challenge = gateway.identity.challenge(error, &metadata_url);
-    if let Some(scopes) = facade_scopes(gateway) {
-        challenge = with_scope(challenge, &scopes);
-    }
+    // The header as sent (a duplicate or non-ASCII one counts as none).
+    let authorization = crate::identity::authorization(headers).ok().flatten();
+    let challenge = gateway
+        .identity
+        .challenge(error, authorization, &metadata_url);
     refusal(status, Some(challenge), &error.to_string(), reason)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{split_origin, with_scope};
-
-    #[test]
-    fn the_challenge_scope_is_replaced() {
-        let scopes = ["mcp".to_owned(), "offline_access".to_owned()];
-        assert_eq!(
-            with_scope(
-                r#"Bearer resource_metadata="http://h/.well-known/oauth-protected-resource/mcp", scope="api://w/access_as_user", error="invalid_token""#.into(),
-                &scopes
-            ),
-            r#"Bearer resource_metadata="http://h/.well-known/oauth-protected-resource/mcp", scope="mcp offline_access", error="invalid_token""#
-        );
-        assert_eq!(
-            with_scope(
-                r#"Bearer error="insufficient_scope", scope="api://w/x", resource_metadata="m""#
-                    .into(),
-                &scopes[..1]
-            ),
-            r#"Bearer error="insufficient_scope", scope="mcp", resource_metadata="m""#
-        );
-        let none = r#"Bearer resource_metadata="m""#;
-        assert_eq!(with_scope(none.into(), &scopes), none);
-    }
+    use super::split_origin;
 
     #[test]
     fn splits_origin_and_path() {

@@ -5,13 +5,14 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::validate::short_scope;
-use super::{AuthError, Authenticator, Principal, StepUp};
+use super::{AuthError, Authenticator, Principal, StepUp, StepUpMark};
 
 /// Longest `error_description` sent to clients.
 const MAX_DESCRIPTION: usize = 200;
 
 impl Authenticator {
-    /// The `WWW-Authenticate` value to send with `error.status()`.
+    /// The `WWW-Authenticate` value to send with `error.status()`, for a
+    /// request whose `Authorization` header was `authorization`.
     ///
     /// * 401, no token (`missing`): `Bearer resource_metadata="…", scope="…"`
     ///   — no `error` parameter (RFC 6750 §3.1).
@@ -19,23 +20,52 @@ impl Authenticator {
     ///   error_description="…"`.
     /// * 403 `insufficient_scope`: `Bearer error="insufficient_scope",
     ///   scope="…", resource_metadata="…"`.
+    /// * 403 `step_up` (MCP's step-up for a facade grant): `Bearer
+    ///   error="insufficient_scope", scope="<the grant's scopes> <step-up
+    ///   scope>", resource_metadata="…", error_description="…"`.
     /// * 403 `client_not_allowed` / `groups_overage`: `Bearer
     ///   resource_metadata="…", error_description="…"` (RFC 6750 has no
     ///   error code for them).
     /// * 503 `keys_unavailable`: `Bearer resource_metadata="…"`; sending it
     ///   is optional.
     ///
-    /// `scope` lists the required scopes as a client must request them
-    /// (see [`protected_resource_metadata`](Self::protected_resource_metadata))
-    /// and is omitted when none are configured.
-    pub fn challenge(&self, error: &AuthError, resource_metadata_url: &str) -> String {
+    /// `scope` lists the scopes a client must request, at the
+    /// authorization server it will ask (MCP clients take the challenge's
+    /// `scope` first), and is omitted when there are none:
+    ///
+    /// * OAuth facade off: Entra's required scopes, as a client requests
+    ///   them (see [`protected_resource_metadata`](Self::protected_resource_metadata)).
+    /// * mode `facade`: Warden's scopes (`oauth.scopes`). Warden is the
+    ///   only authorization server in the metadata, so every client that
+    ///   follows the challenge asks Warden, which refuses Entra's scopes
+    ///   (`invalid_scope`). Clients that bring Entra tokens (agents,
+    ///   pre-registered apps) get them from their own configuration.
+    /// * mode `both`: Entra's scopes when the request carried an Entra
+    ///   token (the client is on the Entra path: it renews its token at
+    ///   Entra, with Entra's scopes), else Warden's (Warden is the first
+    ///   authorization server listed, the one MCP clients pick).
+    pub fn challenge(
+        &self,
+        error: &AuthError,
+        authorization: Option<&str>,
+        resource_metadata_url: &str,
+    ) -> String {
         let metadata = param("resource_metadata", resource_metadata_url);
-        let scope = self.scope_param();
+        let scope = scope_param(&self.challenge_scopes(authorization));
         match error {
             AuthError::InsufficientScope(_) => {
                 let mut parts = vec![param("error", "insufficient_scope")];
                 parts.extend(scope);
                 parts.push(metadata);
+                format!("Bearer {}", parts.join(", "))
+            }
+            AuthError::StepUpRequired(scopes) => {
+                let mut parts = vec![param("error", "insufficient_scope")];
+                parts.extend(scope_param(scopes));
+                parts.push(metadata);
+                parts.push(description(
+                    "A call needs multi-factor authentication: authorize again with this scope.",
+                ));
                 format!("Bearer {}", parts.join(", "))
             }
             AuthError::ClientNotAllowed(_) | AuthError::GroupsOverage => {
@@ -64,20 +94,35 @@ impl Authenticator {
 
     /// RFC 9728 protected resource metadata. `resource` is the URL derived
     /// from the request; `identity.resource`, when set, takes precedence.
+    ///
+    /// With the OAuth facade on, Warden is the first authorization server
+    /// (the tenants stay listed after it in mode `both` only), and
+    /// `scopes_supported` holds Warden's scopes and its step-up scope:
+    /// MCP clients that find no `scope` in a challenge ask the first
+    /// server for all of them. Clients on the Entra path in mode `both`
+    /// take Entra's scopes from the challenges of their own requests (see
+    /// [`challenge`](Self::challenge)).
     pub fn protected_resource_metadata(&self, resource: &str) -> Value {
         let resource = self.config.resource.as_deref().unwrap_or(resource);
         let tenants = self.config.tenants.iter().map(|t| self.config.v2_issuer(t));
-        // With the facade on, clients are sent to Warden (first); the
-        // tenants stay listed only in mode `both`.
-        let servers: Vec<String> = match self.opaque_issuer() {
-            Some((issuer, true)) => std::iter::once(issuer).chain(tenants).collect(),
-            Some((issuer, false)) => vec![issuer],
-            None => tenants.collect(),
+        let (servers, scopes): (Vec<String>, Vec<String>) = match self.opaque() {
+            Some(opaque) => {
+                let issuer = std::iter::once(opaque.issuer());
+                let servers = if opaque.keep_tenants() {
+                    issuer.chain(tenants).collect()
+                } else {
+                    issuer.collect()
+                };
+                let mut scopes = opaque.scopes();
+                scopes.extend(opaque.step_up_scope());
+                (servers, scopes)
+            }
+            None => (tenants.collect(), self.advertised_scopes()),
         };
         json!({
             "resource": resource,
             "authorization_servers": servers,
-            "scopes_supported": self.advertised_scopes(),
+            "scopes_supported": scopes,
             "bearer_methods_supported": ["header"],
             "resource_name": "Warden",
         })
@@ -87,15 +132,48 @@ impl Authenticator {
     /// MFA authentication context (`identity.mfa_auth_contexts`), or, with
     /// none configured, a tool error asking for an MFA sign-in (v1 tokens
     /// then carry `amr: ["mfa"]`).
+    ///
+    /// A caller signed in through Warden's OAuth facade (`grant` set)
+    /// never talks to Entra, so a claims challenge would reach nobody who
+    /// can answer it: its grant is marked instead
+    /// ([`StepUp::Reauthorize`]), the grant's next request gets MCP's
+    /// step-up challenge ([`take_step_up`](Self::take_step_up)), and the
+    /// client's new authorization with the step-up scope makes Warden ask
+    /// Entra for the context.
     pub fn step_up_mfa(&self, principal: &Principal, resource_metadata_url: &str) -> StepUp {
-        match self.config.mfa_auth_contexts.first() {
-            Some(context) => self.step_up(principal, context, resource_metadata_url),
-            None => StepUp::ToolError {
+        let Some(context) = self.config.mfa_auth_contexts.first() else {
+            return StepUp::ToolError {
                 message: "This call requires multi-factor authentication. Sign in again with \
                           MFA and retry."
                     .to_owned(),
-            },
+            };
+        };
+        if let Some(grant) = principal.grant.as_deref()
+            && let Some(opaque) = self.opaque()
+            && let Some(mark) = opaque.want_step_up(grant)
+        {
+            let context = header_safe(context);
+            let scope = opaque
+                .step_up_scope()
+                .map(|s| format!(" (scope \"{s}\")"))
+                .unwrap_or_default();
+            let needs = format!(
+                "This call requires multi-factor authentication (Microsoft Entra \
+                 authentication context {context})."
+            );
+            let message = match mark {
+                StepUpMark::Marked => format!(
+                    "{needs} Warden asks your MCP client to sign in again with MFA{scope} at its \
+                     next request; retry the call after that sign-in."
+                ),
+                StepUpMark::AlreadyAsked => format!(
+                    "{needs} Warden has asked your MCP client to sign in again with MFA{scope} \
+                     and waits for that sign-in; retry the call after it."
+                ),
+            };
+            return StepUp::Reauthorize { message };
         }
+        self.step_up(principal, context, resource_metadata_url)
     }
 
     /// Asks for authentication context `auth_context` (e.g. `c1`).
@@ -104,8 +182,9 @@ impl Authenticator {
     /// challenges: answer HTTP 401 with [`StepUp::Challenge`] (`claims` is
     /// standard padded base64 of
     /// `{"access_token":{"acrs":{"essential":true,"value":"c1"}}}`).
-    /// Otherwise fail the tool call with [`StepUp::ToolError`], whose message
-    /// says which sign-in is needed.
+    /// Otherwise, and always for a caller signed in through Warden's OAuth
+    /// facade (its client never talks to Entra), fail the tool call with
+    /// [`StepUp::ToolError`], whose message says which sign-in is needed.
     pub fn step_up(
         &self,
         principal: &Principal,
@@ -133,7 +212,11 @@ impl Authenticator {
                 "Sign in again as that context requires (for example with MFA) and retry",
             )
         };
-        if principal.client_capabilities.contains("cp1") {
+        if principal.grant.is_some() {
+            StepUp::ToolError {
+                message: format!("This call requires {needs}. {how}."),
+            }
+        } else if principal.client_capabilities.contains("cp1") {
             let claims = json!({
                 "access_token": { "acrs": { "essential": true, "value": auth_context } }
             });
@@ -178,10 +261,32 @@ impl Authenticator {
             .collect()
     }
 
-    fn scope_param(&self) -> Option<String> {
-        let scopes = self.advertised_scopes();
-        (!scopes.is_empty()).then(|| param("scope", &scopes.join(" ")))
+    /// The scopes a challenge to a request with header `authorization`
+    /// names (see [`challenge`](Self::challenge)).
+    fn challenge_scopes(&self, authorization: Option<&str>) -> Vec<String> {
+        let Some(opaque) = self.opaque() else {
+            return self.advertised_scopes();
+        };
+        let token = authorization
+            .and_then(|value| {
+                value
+                    .get(..7)
+                    .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                    .map(|_| value.get(7..).unwrap_or_default().trim())
+            })
+            .filter(|token| !token.is_empty());
+        match token {
+            Some(token) if opaque.keep_tenants() && !opaque.claims(token) => {
+                self.advertised_scopes()
+            }
+            _ => opaque.scopes(),
+        }
     }
+}
+
+/// `scope="a b"`, or nothing for no scopes.
+fn scope_param(scopes: &[String]) -> Option<String> {
+    (!scopes.is_empty()).then(|| param("scope", &scopes.join(" ")))
 }
 
 /// `name="value"` with the value made safe for a quoted-string.

@@ -63,10 +63,15 @@
 //! is `Ok` once every tenant has a key set.
 //!
 //! **Challenges.** [`Authenticator::challenge`] builds the
-//! `WWW-Authenticate` value (RFC 6750 and RFC 9728 `resource_metadata`);
+//! `WWW-Authenticate` value (RFC 6750 and RFC 9728 `resource_metadata`),
+//! naming the scopes of the authorization server the client is sent to;
 //! [`Authenticator::step_up`] asks for an authentication context, as an
 //! Entra claims challenge when the client declared `xms_cc = cp1`, else as a
-//! tool error that tells the user what sign-in is needed.
+//! tool error that tells the user what sign-in is needed. A caller signed
+//! in through Warden's OAuth facade never talks to Entra:
+//! [`Authenticator::step_up_mfa`] marks its grant instead, and
+//! [`Authenticator::take_step_up`] turns the mark into MCP's step-up
+//! challenge (`403 insufficient_scope`) on the grant's next request.
 
 mod challenge;
 mod config;
@@ -148,6 +153,14 @@ pub enum AuthError {
     /// on who reads the request (a proxy in front may take the last).
     #[error("the request carries {0} Authorization headers; send exactly one")]
     DuplicateHeader(usize),
+    /// Policy wants a step-up of the facade grant the token stands for:
+    /// authorize again with these scopes (the grant's and the step-up
+    /// scope). See [`Authenticator::take_step_up`].
+    #[error(
+        "a call needs multi-factor authentication: authorize again with scope \"{}\"",
+        .0.join(" ")
+    )]
+    StepUpRequired(Vec<String>),
 }
 
 /// The request's one `Authorization` header value, if any. Several headers,
@@ -188,6 +201,7 @@ impl AuthError {
             Self::GroupsOverage => "groups_overage",
             Self::KeysUnavailable(_) => "keys_unavailable",
             Self::DuplicateHeader(_) => "duplicate_authorization",
+            Self::StepUpRequired(_) => "step_up",
         }
     }
 
@@ -196,7 +210,10 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             Self::DuplicateHeader(_) => 400,
-            Self::InsufficientScope(_) | Self::ClientNotAllowed(_) | Self::GroupsOverage => 403,
+            Self::InsufficientScope(_)
+            | Self::ClientNotAllowed(_)
+            | Self::GroupsOverage
+            | Self::StepUpRequired(_) => 403,
             Self::KeysUnavailable(_) => 503,
             _ => 401,
         }
@@ -214,8 +231,23 @@ pub enum StepUp {
     /// The client handles claims challenges (`xms_cc` contains `cp1`):
     /// answer HTTP 401 with this `WWW-Authenticate` value.
     Challenge { www_authenticate: String },
+    /// The caller signed in through Warden's OAuth facade and its grant is
+    /// marked for a step-up: fail the tool call with this message; the
+    /// grant's next request gets MCP's step-up challenge
+    /// ([`Authenticator::take_step_up`]).
+    Reauthorize { message: String },
     /// The client cannot: fail the tool call with this message.
     ToolError { message: String },
+}
+
+/// What marking a grant for a step-up did
+/// ([`OpaqueTokens::want_step_up`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUpMark {
+    /// Marked: the grant's next request gets the step-up challenge.
+    Marked,
+    /// The challenge was sent already and the step-up sign-in is awaited.
+    AlreadyAsked,
 }
 
 /// Validates Entra ID bearer tokens. Create it once with
@@ -245,6 +277,19 @@ pub trait OpaqueTokens: Send + Sync {
     /// Whether Entra's tenants stay listed as authorization servers too
     /// (mode `both`).
     fn keep_tenants(&self) -> bool;
+    /// The scopes clients ask this issuer for: named in the challenges of
+    /// requests sent to it, and in the protected-resource metadata.
+    fn scopes(&self) -> Vec<String>;
+    /// The scope that asks this issuer for a step-up to multi-factor
+    /// authentication, when it offers one.
+    fn step_up_scope(&self) -> Option<String>;
+    /// Policy wants grant `grant` stepped up to multi-factor
+    /// authentication: marks it. `None` when no step-up is offered (or
+    /// the grant is unknown).
+    fn want_step_up(&self, grant: &str) -> Option<StepUpMark>;
+    /// Takes `grant`'s step-up mark, once per mark: the scopes to name in
+    /// the challenge (the grant's and the step-up scope).
+    fn take_step_up(&self, grant: &str) -> Option<Vec<String>>;
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -314,6 +359,20 @@ impl Authenticator {
     /// whether the tenants stay listed too.
     pub fn opaque_issuer(&self) -> Option<(String, bool)> {
         self.opaque().map(|o| (o.issuer(), o.keep_tenants()))
+    }
+
+    /// For a caller signed in through Warden's OAuth facade whose grant
+    /// policy marked for a step-up ([`step_up_mfa`](Self::step_up_mfa)):
+    /// the refusal to answer this request with, MCP's step-up challenge
+    /// (`403`, `error="insufficient_scope"`, the grant's scopes and the
+    /// step-up scope). Each mark is taken once, so a client that cannot
+    /// step up loses one request, not the grant. Called by the `/mcp`
+    /// front only, after [`authenticate`](Self::authenticate).
+    pub fn take_step_up(&self, principal: &Principal) -> Option<AuthError> {
+        let grant = principal.grant.as_deref()?;
+        self.opaque()?
+            .take_step_up(grant)
+            .map(AuthError::StepUpRequired)
     }
 
     /// `Ok` once a key set has been loaded for every tenant (always `Ok`

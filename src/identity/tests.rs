@@ -791,31 +791,31 @@ const META: &str = "https://warden.example.com/.well-known/oauth-protected-resou
 async fn challenge_header_values() {
     let auth = offline_authenticator(|_| {}).await;
     assert_eq!(
-        auth.challenge(&AuthError::Missing("no Authorization header"), META),
+        auth.challenge(&AuthError::Missing("no Authorization header"), None, META),
         format!("Bearer resource_metadata=\"{META}\", scope=\"api://warden/access_as_user\"")
     );
     assert_eq!(
-        auth.challenge(&AuthError::Expired, META),
+        auth.challenge(&AuthError::Expired, None, META),
         format!(
             "Bearer resource_metadata=\"{META}\", scope=\"api://warden/access_as_user\", \
              error=\"invalid_token\", error_description=\"token has expired\""
         )
     );
     assert_eq!(
-        auth.challenge(&AuthError::InsufficientScope("x".into()), META),
+        auth.challenge(&AuthError::InsufficientScope("x".into()), None, META),
         format!(
             "Bearer error=\"insufficient_scope\", scope=\"api://warden/access_as_user\", \
              resource_metadata=\"{META}\""
         )
     );
     // Attacker-influenced text cannot break out of the quoted string.
-    let value = auth.challenge(&AuthError::BadIssuer("x\", evil=\"1\\".into()), META);
+    let value = auth.challenge(&AuthError::BadIssuer("x\", evil=\"1\\".into()), None, META);
     assert!(
         value.ends_with("error_description=\"token issuer 'x', evil='1' is not trusted\""),
         "{value}"
     );
     assert!(http::HeaderValue::from_str(&value).is_ok());
-    let forbidden = auth.challenge(&AuthError::GroupsOverage, META);
+    let forbidden = auth.challenge(&AuthError::GroupsOverage, None, META);
     assert!(forbidden.starts_with(&format!(
         "Bearer resource_metadata=\"{META}\", error_description="
     )));
@@ -824,7 +824,7 @@ async fn challenge_header_values() {
     // Without required scopes there is no scope parameter.
     let no_scopes = offline_authenticator(|c| c.required_scopes.clear()).await;
     assert_eq!(
-        no_scopes.challenge(&AuthError::Missing("no Authorization header"), META),
+        no_scopes.challenge(&AuthError::Missing("no Authorization header"), None, META),
         format!("Bearer resource_metadata=\"{META}\"")
     );
 }
@@ -901,6 +901,218 @@ async fn step_up_claims_challenge_or_tool_error() {
         panic!("no cp1, no challenge");
     };
     assert!(message.contains("authentication context c7"), "{message}");
+}
+
+/// Warden's own tokens as the OAuth facade hands them to the
+/// authenticator (the facade's real marks are tested in `oauth::step_up`).
+struct Facade {
+    both: bool,
+    step_up: Option<&'static str>,
+    wanted: std::sync::Mutex<BTreeSet<String>>,
+    asked: std::sync::Mutex<BTreeSet<String>>,
+}
+
+impl Facade {
+    fn start(auth: &Authenticator, both: bool, step_up: Option<&'static str>) -> Arc<Facade> {
+        let facade = Arc::new(Facade {
+            both,
+            step_up,
+            wanted: Default::default(),
+            asked: Default::default(),
+        });
+        let opaque: Arc<dyn OpaqueTokens> = facade.clone();
+        auth.accept_opaque(&opaque);
+        facade
+    }
+}
+
+impl OpaqueTokens for Facade {
+    fn claims(&self, token: &str) -> bool {
+        token.starts_with("wdn_at_")
+    }
+
+    fn authenticate(&self, _: &str, _: Option<IpAddr>) -> Result<Principal, String> {
+        Err("unknown".into())
+    }
+
+    fn issuer(&self) -> String {
+        "https://warden.example.com".into()
+    }
+
+    fn keep_tenants(&self) -> bool {
+        self.both
+    }
+
+    fn scopes(&self) -> Vec<String> {
+        vec!["mcp".into()]
+    }
+
+    fn step_up_scope(&self) -> Option<String> {
+        self.step_up.map(str::to_owned)
+    }
+
+    fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
+        self.step_up?;
+        if self.asked.lock().unwrap().contains(grant) {
+            return Some(StepUpMark::AlreadyAsked);
+        }
+        self.wanted.lock().unwrap().insert(grant.to_owned());
+        Some(StepUpMark::Marked)
+    }
+
+    fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
+        let step_up = self.step_up?;
+        if !self.wanted.lock().unwrap().remove(grant) {
+            return None;
+        }
+        self.asked.lock().unwrap().insert(grant.to_owned());
+        Some(vec!["mcp".into(), step_up.into()])
+    }
+}
+
+fn scope_of(challenge: &str) -> Option<&str> {
+    challenge
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+}
+
+#[tokio::test]
+async fn with_the_facade_challenges_name_the_scopes_of_the_server_the_client_asks() {
+    let entra_token = "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln";
+    // Mode facade: Warden is the only server, so always Warden's scopes.
+    let auth = offline_authenticator(|_| {}).await;
+    let _facade = Facade::start(&auth, false, Some("mfa"));
+    for header in [None, Some(entra_token), Some("Bearer wdn_at_x.y")] {
+        for error in [AuthError::Missing("none"), AuthError::Expired] {
+            assert_eq!(
+                scope_of(&auth.challenge(&error, header, META)),
+                Some("mcp"),
+                "{header:?} {error:?}"
+            );
+        }
+    }
+    let document = auth.protected_resource_metadata("https://warden.example.com/mcp");
+    assert_eq!(
+        document["authorization_servers"],
+        json!(["https://warden.example.com"])
+    );
+    assert_eq!(document["scopes_supported"], json!(["mcp", "mfa"]));
+
+    // Mode both: a client that brought an Entra token renews it at Entra,
+    // with Entra's scopes; the others ask Warden, the first server.
+    let auth = offline_authenticator(|_| {}).await;
+    let _facade = Facade::start(&auth, true, None);
+    let challenge =
+        |header| scope_of(&auth.challenge(&AuthError::Expired, header, META)).map(str::to_owned);
+    assert_eq!(
+        challenge(Some(entra_token)).as_deref(),
+        Some("api://warden/access_as_user")
+    );
+    assert_eq!(
+        scope_of(&auth.challenge(
+            &AuthError::InsufficientScope("x".into()),
+            Some(entra_token),
+            META
+        )),
+        Some("api://warden/access_as_user")
+    );
+    assert_eq!(challenge(Some("bearer wdn_at_x.y")).as_deref(), Some("mcp"));
+    assert_eq!(challenge(None).as_deref(), Some("mcp"));
+    assert_eq!(challenge(Some("Basic eA==")).as_deref(), Some("mcp"));
+    let document = auth.protected_resource_metadata("https://warden.example.com/mcp");
+    assert_eq!(
+        document["authorization_servers"][0],
+        "https://warden.example.com"
+    );
+    assert_eq!(
+        document["authorization_servers"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(
+        document["scopes_supported"],
+        json!(["mcp"]),
+        "no step-up offered"
+    );
+}
+
+#[tokio::test]
+async fn a_facade_caller_steps_up_through_its_grant() {
+    let auth = offline_authenticator(|_| {}).await;
+    let _facade = Facade::start(&auth, false, Some("mfa"));
+    let mut principal = Principal::anonymous(None);
+    principal.grant = Some("g1".into());
+    // Even if Entra's token said cp1, the client never talks to Entra.
+    principal.client_capabilities.insert("cp1".into());
+    assert_eq!(auth.take_step_up(&principal), None, "nothing wanted yet");
+
+    let StepUp::Reauthorize { message } = auth.step_up_mfa(&principal, META) else {
+        panic!("a facade caller is asked through its grant");
+    };
+    assert!(
+        message.contains("authentication context c1")
+            && message.contains("sign in again with MFA (scope \"mfa\") at its next request"),
+        "{message}"
+    );
+    // The next request is refused with MCP's step-up challenge, once.
+    let refusal = auth
+        .take_step_up(&principal)
+        .expect("the step-up challenge");
+    assert_eq!(
+        refusal,
+        AuthError::StepUpRequired(vec!["mcp".into(), "mfa".into()])
+    );
+    assert_eq!((refusal.status(), refusal.reason()), (403, "step_up"));
+    let challenge = auth.challenge(&refusal, Some("Bearer wdn_at_g1.x"), META);
+    assert!(
+        challenge.starts_with(&format!(
+            "Bearer error=\"insufficient_scope\", scope=\"mcp mfa\", resource_metadata=\"{META}\", \
+             error_description=\""
+        )),
+        "{challenge}"
+    );
+    assert!(http::HeaderValue::from_str(&challenge).is_ok());
+    assert_eq!(
+        auth.take_step_up(&principal),
+        None,
+        "the mark is taken once"
+    );
+    // While the step-up is awaited, another denial says so and marks nothing.
+    let StepUp::Reauthorize { message } = auth.step_up_mfa(&principal, META) else {
+        panic!("still through the grant");
+    };
+    assert!(message.contains("has asked your MCP client"), "{message}");
+    assert_eq!(auth.take_step_up(&principal), None);
+
+    // A caller with an Entra token has no grant to mark.
+    let mut entra = principal.clone();
+    entra.grant = None;
+    assert!(matches!(
+        auth.step_up_mfa(&entra, META),
+        StepUp::Challenge { .. }
+    ));
+    assert_eq!(auth.take_step_up(&entra), None);
+    // Another context than the MFA one: a tool error, never a claims
+    // challenge, for a facade caller.
+    let StepUp::ToolError { message } = auth.step_up(&principal, "c7", META) else {
+        panic!("no claims challenge through the facade");
+    };
+    assert!(
+        message.contains("context c7") && !message.contains("claims"),
+        "{message}"
+    );
+
+    // A facade that offers no step-up: a tool error asking for MFA.
+    let auth = offline_authenticator(|_| {}).await;
+    let _facade = Facade::start(&auth, false, None);
+    let StepUp::ToolError { message } = auth.step_up_mfa(&principal, META) else {
+        panic!("no step-up offered");
+    };
+    assert!(
+        message.contains("Sign in again with MFA and retry."),
+        "{message}"
+    );
+    assert_eq!(auth.take_step_up(&principal), None);
 }
 
 #[tokio::test]

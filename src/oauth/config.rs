@@ -6,6 +6,7 @@
 //! mode = "facade"                          # off (default) | facade | both
 //! issuer = "https://warden.example.com"    # public base URL, no trailing slash
 //! scopes = ["mcp"]                         # scopes_supported (offline_access is added)
+//! step_up_scope = "mfa"                    # asks Entra for MFA (identity.mfa_auth_contexts)
 //! key_file = "/etc/warden/oauth-keys"      # see oauth::seal for the format
 //! pepper_file = "/etc/warden/oauth-pepper" # see oauth::tokens for the format
 //!
@@ -125,6 +126,14 @@ pub struct OAuthConfig {
     /// Warden's scopes, published in `scopes_supported` (with
     /// `offline_access`). Default `["mcp"]`.
     pub scopes: Vec<String>,
+    /// The scope a client asks for to step up to multi-factor
+    /// authentication: an authorization request with it makes Warden ask
+    /// Entra for the first of `identity.mfa_auth_contexts` (a `claims`
+    /// request), and Warden names it in the `403 insufficient_scope`
+    /// challenge when policy wants a step-up. Offered (and advertised)
+    /// only when an MFA authentication context is configured. Default
+    /// `"mfa"`; not one of `scopes`, not `offline_access`.
+    pub step_up_scope: String,
     /// The key-encryption key file ([`crate::oauth::seal`]). Required
     /// unless off.
     pub key_file: Option<PathBuf>,
@@ -149,6 +158,7 @@ impl Default for OAuthConfig {
             mode: OAuthMode::Off,
             issuer: None,
             scopes: vec!["mcp".to_owned()],
+            step_up_scope: "mfa".to_owned(),
             key_file: None,
             pepper_file: None,
             lifetimes: Lifetimes::default(),
@@ -492,6 +502,7 @@ impl OAuthConfig {
             dcr_enabled: self.dcr.enabled,
             cimd_enabled: self.cimd.enabled,
             scopes: self.scopes.clone(),
+            step_up_scope: None,
         }
     }
 
@@ -525,6 +536,7 @@ impl OAuthConfig {
                 ));
             }
         }
+        self.validate_step_up_scope()?;
         for (key, value) in [
             ("key_file", &self.key_file),
             ("pepper_file", &self.pepper_file),
@@ -555,6 +567,27 @@ impl OAuthConfig {
             ));
         }
         self.entra.validate(required)
+    }
+
+    fn validate_step_up_scope(&self) -> Result<(), OAuthConfigError> {
+        let scope = &self.step_up_scope;
+        if !is_scope_token(scope) {
+            return Err(fail(
+                "step_up_scope",
+                format!(
+                    "{scope:?} is not a scope (printable ASCII, no spaces, quotes or backslashes)"
+                ),
+            ));
+        }
+        if scope == super::metadata::OFFLINE_ACCESS || self.scopes.contains(scope) {
+            return Err(fail(
+                "step_up_scope",
+                format!(
+                    "{scope:?} must differ from oauth.scopes and offline_access: it asks for a stronger sign-in, not for access"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_pre_registered(&self) -> Result<(), OAuthConfigError> {
@@ -1121,6 +1154,15 @@ mod tests {
         config.scopes = vec!["say\"hi\"".into()];
         assert_eq!(key_of(&config), "scopes");
         config.scopes = Vec::new();
+        assert_eq!(config.validate(), Ok(()));
+
+        let mut config = full();
+        assert_eq!(config.step_up_scope, "mfa");
+        for bad in ["", "m f a", "mcp", "offline_access"] {
+            config.step_up_scope = bad.into();
+            assert_eq!(key_of(&config), "step_up_scope", "{bad:?}");
+        }
+        config.step_up_scope = "warden.stepup".into();
         assert_eq!(config.validate(), Ok(()));
 
         let mut config = full();

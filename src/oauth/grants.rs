@@ -220,6 +220,65 @@ impl Book {
         (grant, code, changes)
     }
 
+    /// Steps grant `id` up in place, after a step-up sign-in of its user
+    /// through its client (MCP's step-up authorization): the principal of
+    /// Entra's new token, the new request's scopes and redirect URI, and a
+    /// code bound to the new request. The grant's unspent codes and tokens
+    /// are forgotten, since they stood for the weaker sign-in (spent ones
+    /// stay, so their reuse is still caught); its id, and so the MCP
+    /// sessions bound to it, stay. `None` when the grant cannot be stepped
+    /// up (gone, ended, revoked, or another user, client or resource): the
+    /// caller opens a new grant instead.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_up(
+        &mut self,
+        pepper: &Pepper,
+        id: &str,
+        principal: Principal,
+        binding: Binding,
+        scopes: Vec<String>,
+        lifetimes: &Lifetimes,
+        now: DateTime<Utc>,
+    ) -> Option<(Grant, Token, Vec<Change>)> {
+        let grant = self.grants.get(id)?;
+        if Self::unusable(grant, lifetimes, now).is_some()
+            || grant.principal.tid != principal.tid
+            || grant.principal.oid != principal.oid
+            || grant.client_id != binding.client_id
+            || grant.resource != binding.resource
+        {
+            return None;
+        }
+        let grant_id = GrantId::parse(id).ok()?;
+        let mut changes = Vec::new();
+        self.issued.retain(|hash, issued| {
+            let stale = issued.grant_id == id && issued.spent.is_none();
+            if stale {
+                changes.push(Change::Forget(hash.clone()));
+            }
+            !stale
+        });
+        let grant = self.grants.get_mut(id)?;
+        grant.principal = principal;
+        grant.scopes = scopes;
+        grant.redirect_uri = binding.redirect_uri.clone();
+        grant.refreshed = now;
+        let grant = grant.clone();
+        let code = Token::generate(TokenKind::Code, &grant_id);
+        let hash = pepper.hash(&code).as_str().to_owned();
+        let issued = Issued {
+            kind: Kind::Code,
+            grant_id: grant.id.clone(),
+            expires: now + chrono(lifetimes.code),
+            binding: Some(binding),
+            spent: None,
+        };
+        self.issued.insert(hash.clone(), issued.clone());
+        changes.push(Change::Grant(Box::new(grant.clone())));
+        changes.push(Change::Issued(hash, issued));
+        Some((grant, code, changes))
+    }
+
     /// Redeems an authorization code (`/token`, `grant_type=authorization_code`).
     /// `check_pkce` says whether the verifier matches the bound challenge.
     #[allow(clippy::too_many_arguments)]
@@ -411,6 +470,18 @@ impl Book {
         match self.grants.get_mut(grant_id) {
             Some(grant) => {
                 grant.upstream = upstream;
+                vec![Change::Grant(Box::new(grant.clone()))]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Replaces the grant's principal (after an Entra refresh: the facts of
+    /// Entra's newest token).
+    pub fn set_principal(&mut self, grant_id: &str, principal: Principal) -> Vec<Change> {
+        match self.grants.get_mut(grant_id) {
+            Some(grant) => {
+                grant.principal = principal;
                 vec![Change::Grant(Box::new(grant.clone()))]
             }
             None => Vec::new(),
@@ -794,6 +865,109 @@ mod tests {
         if let Ok(forged) = forged {
             assert!(book.authenticate(&p, &forged, &lifetimes, t0()).is_err());
         }
+    }
+
+    #[test]
+    fn a_grant_steps_up_in_place_and_its_older_tokens_stop_working() {
+        let lifetimes = Lifetimes::default();
+        let p = pepper();
+        let mut book = Book::default();
+        let (grant, code) = opened(&mut book);
+        redeem(&mut book, &code, "client-a", t0()).ok().unwrap();
+        let (first, _) = book.issue(&p, &grant.id, &lifetimes, t0()).unwrap();
+        book.use_refresh(&p, &first.refresh, "client-a", &lifetimes, t0())
+            .ok()
+            .unwrap();
+        let (second, _) = book.issue(&p, &grant.id, &lifetimes, t0()).unwrap();
+        book.rotated_to(&p, &first.refresh, &second.refresh);
+
+        let mut stronger = principal();
+        stronger.acrs.insert("c1".into());
+        stronger.mfa = true;
+        let mut new_binding = binding("client-a");
+        new_binding.redirect_uri = "http://127.0.0.1:4000/cb".into();
+        let at = t0() + secs(60);
+        // Another client, user or resource cannot step this grant up.
+        let mut other = new_binding.clone();
+        other.client_id = "client-b".into();
+        let scopes = vec!["mcp".to_owned(), "mfa".to_owned()];
+        let step = |book: &mut Book, who: Principal, binding: Binding| {
+            book.step_up(&p, &grant.id, who, binding, scopes.clone(), &lifetimes, at)
+        };
+        assert!(step(&mut book, stronger.clone(), other).is_none());
+        let mut stranger = stronger.clone();
+        stranger.oid = "someone-else".into();
+        assert!(step(&mut book, stranger, new_binding.clone()).is_none());
+        let mut elsewhere = new_binding.clone();
+        elsewhere.resource = "https://other.example/mcp".into();
+        assert!(step(&mut book, stronger.clone(), elsewhere).is_none());
+
+        let (stepped, code, changes) = step(&mut book, stronger.clone(), new_binding).unwrap();
+        assert_eq!(stepped.id, grant.id, "same grant, so its sessions go on");
+        assert!(stepped.principal.mfa && stepped.principal.acrs.contains("c1"));
+        assert_eq!(stepped.scopes, ["mcp", "mfa"]);
+        assert_eq!(stepped.redirect_uri, "http://127.0.0.1:4000/cb");
+        // The unspent access and refresh tokens are forgotten.
+        let forgotten = changes
+            .iter()
+            .filter(|c| matches!(c, Change::Forget(_)))
+            .count();
+        assert_eq!(forgotten, 3, "{changes:?}");
+        for access in [&first.access, &second.access] {
+            assert_eq!(
+                book.authenticate(&p, access, &lifetimes, at).err(),
+                Some(GrantError::Unknown)
+            );
+        }
+        assert_eq!(
+            book.use_refresh(&p, &second.refresh, "client-a", &lifetimes, at)
+                .err()
+                .map(|e| e.0),
+            Some(GrantError::Unknown)
+        );
+        // The new code redeems at the new redirect URI, for the stronger
+        // principal.
+        let redeemed = book
+            .redeem_code(
+                &p,
+                &code,
+                "client-a",
+                "http://127.0.0.1:4000/cb",
+                "https://warden.example/mcp",
+                |challenge| challenge == "challenge",
+                &lifetimes,
+                at,
+            )
+            .ok()
+            .unwrap();
+        assert_eq!(redeemed.grant.principal, stronger);
+        let (tokens, _) = book.issue(&p, &grant.id, &lifetimes, at).unwrap();
+        assert!(
+            book.authenticate(&p, &tokens.access, &lifetimes, at)
+                .is_ok()
+        );
+        // A spent refresh token is still caught when reused.
+        let (error, _) = book
+            .use_refresh(&p, &first.refresh, "client-a", &lifetimes, at)
+            .err()
+            .unwrap();
+        assert_eq!(error, GrantError::RefreshReused);
+        // A revoked grant is not stepped up.
+        let mut book = Book::default();
+        let (grant, _) = opened(&mut book);
+        book.revoke_grant(&grant.id, "x", t0());
+        assert!(
+            book.step_up(
+                &p,
+                &grant.id,
+                principal(),
+                binding("client-a"),
+                vec![],
+                &lifetimes,
+                t0()
+            )
+            .is_none()
+        );
     }
 
     #[test]

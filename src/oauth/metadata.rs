@@ -161,6 +161,9 @@ pub struct MetadataOptions {
     pub cimd_enabled: bool,
     /// Warden's scopes (`oauth.scopes`); `offline_access` is added.
     pub scopes: Vec<String>,
+    /// The step-up scope (`oauth.step_up_scope`), when Warden offers a
+    /// step-up (an MFA authentication context is configured).
+    pub step_up_scope: Option<String>,
 }
 
 /// The RFC 8414 authorization-server metadata document.
@@ -189,7 +192,8 @@ pub struct AuthorizationServerMetadata {
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     /// `["none"]`
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
-    /// Warden's scopes and `offline_access`.
+    /// Warden's scopes, the step-up scope when offered, and
+    /// `offline_access`.
     pub scopes_supported: Vec<String>,
     /// `client_id` may be an HTTPS URL of a metadata document (true unless
     /// `oauth.cimd.enabled = false`).
@@ -201,6 +205,11 @@ pub struct AuthorizationServerMetadata {
 /// Builds the metadata document.
 pub fn metadata(issuer: &Issuer, options: &MetadataOptions) -> AuthorizationServerMetadata {
     let mut scopes = options.scopes.clone();
+    if let Some(step_up) = &options.step_up_scope
+        && !scopes.contains(step_up)
+    {
+        scopes.push(step_up.clone());
+    }
     if !scopes.iter().any(|s| s == OFFLINE_ACCESS) {
         scopes.push(OFFLINE_ACCESS.to_owned());
     }
@@ -333,6 +342,7 @@ mod tests {
             dcr_enabled: dcr,
             cimd_enabled: true,
             scopes: vec!["mcp".into()],
+            step_up_scope: Some("mfa".into()),
         }
     }
 
@@ -354,7 +364,7 @@ mod tests {
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint_auth_methods_supported": ["none"],
                 "revocation_endpoint_auth_methods_supported": ["none"],
-                "scopes_supported": ["mcp", "offline_access"],
+                "scopes_supported": ["mcp", "mfa", "offline_access"],
                 "client_id_metadata_document_supported": true,
                 "authorization_response_iss_parameter_supported": true,
             })
@@ -383,6 +393,7 @@ mod tests {
                 dcr_enabled: true,
                 cimd_enabled: false,
                 scopes: vec!["mcp".into(), "offline_access".into()],
+                step_up_scope: None,
             },
         );
         assert_eq!(doc.issuer, "https://example.com/warden");

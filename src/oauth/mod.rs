@@ -23,6 +23,7 @@
 //! | [`cimd`] | SSRF-safe fetching, validation and caching of Client ID Metadata Documents |
 //! | [`dcr`] | dynamic registration requests, stateless `wdc_` client ids, a per-IP rate limiter |
 //! | [`entra`] | Warden as Entra ID's confidential client: the authorize URL, code redemption and refresh (client secret or workload-identity assertion), refusals told apart from outages |
+//! | [`step_up`] | step-up marks on grants: wanted by policy, taken by one `403 insufficient_scope`, answered by the client's step-up sign-in |
 //!
 //! Nothing here logs a token, a secret or a key; the types that hold one
 //! implement `Debug` without it.
@@ -42,4 +43,5 @@ pub mod resource;
 pub mod routes;
 pub mod seal;
 pub mod service;
+pub mod step_up;
 pub mod tokens;

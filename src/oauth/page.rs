@@ -52,6 +52,9 @@ pub fn consent(id: &str, csrf: &str, request: &ClientRequest, client: &ConsentCl
                     tr { th scope="row" { "Application" } td { strong { (client.name) } br; span.muted { (client.provenance) } } }
                     tr { th scope="row" { "Sends you back to" } td { strong { (client.redirect_host) } } }
                     tr { th scope="row" { "Access" } td { (request.scopes.join(", ")) " on " code { (request.resource) } } }
+                    @if request.step_up {
+                        tr { th scope="row" { "Sign-in" } td { "with multi-factor authentication, as a Warden policy requires for some calls" } }
+                    }
                 }
             }
             @if client.loopback {
@@ -112,5 +115,12 @@ mod tests {
         assert!(page.contains(r#"name="csrf" value="csrf-1""#));
         assert!(page.contains("local address"));
         assert!(error("<i>x</i>").into_string().contains("&lt;i&gt;"));
+        assert!(!page.contains("multi-factor"));
+        let step_up = ClientRequest {
+            step_up: true,
+            ..request
+        };
+        let page = consent("id-1", "csrf-1", &step_up, &client).into_string();
+        assert!(page.contains("with multi-factor authentication"), "{page}");
     }
 }

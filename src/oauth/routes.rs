@@ -60,11 +60,7 @@ where
 }
 
 async fn server_metadata(State(service): State<Arc<OAuthService>>) -> Response {
-    axum::Json(metadata(
-        service.issuer(),
-        &service.config().metadata_options(),
-    ))
-    .into_response()
+    axum::Json(metadata(service.issuer(), &service.metadata_options())).into_response()
 }
 
 fn no_store(mut response: Response) -> Response {

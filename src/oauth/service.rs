@@ -7,6 +7,21 @@
 //! (authorization code and refresh grants), `/revoke`, and the
 //! authentication of Warden's access tokens on `/mcp`.
 //!
+//! **Step-up.** With an MFA authentication context configured
+//! (`identity.mfa_auth_contexts`), Warden offers `oauth.step_up_scope`
+//! (default `mfa`): an authorization request asking for it sends Entra a
+//! `claims` request for the first context, so the grant's principal
+//! carries it in `acrs` (and policy sees `context.mfa`). When policy wants
+//! a step-up of a facade caller, the grant is marked
+//! ([`super::step_up`]); the grant's next `/mcp` request is answered
+//! `403 insufficient_scope` with the grant's scopes and the step-up scope,
+//! and the client's step-up authorization, once back from Entra for the
+//! same user and client, steps the marked grant up in place (same grant
+//! id, so its MCP sessions go on; its older tokens are forgotten). The
+//! authentication facts are always those of Entra's latest token for the
+//! grant: a refresh takes the principal of Entra's refreshed token, so a
+//! context Entra no longer reports is gone from the grant too.
+//!
 //! State lives in memory ([`Book`], [`Consents`]) and is written through
 //! the store's `state` table before an answer leaves; at start it is
 //! loaded back. Entra's refresh token is sealed with the grant. No token,
@@ -33,15 +48,16 @@ use super::consent::{
 };
 use super::dcr;
 use super::grants::{Binding, Book, Change, Grant, GrantError, Issued};
-use super::metadata::{Issuer, OFFLINE_ACCESS};
+use super::metadata::{Issuer, MetadataOptions, OFFLINE_ACCESS};
 use super::pkce::{self, CodeChallenge, CodeVerifier};
 use super::resource::{CanonicalResource, check_resource};
 use super::seal::{KeyRing, Purpose};
+use super::step_up::{Holder, StepUps, Wanted};
 use super::tokens::{Pepper, Token, TokenKind};
 use crate::audit::Audit;
 use crate::audit::record::{Actor, Kind, Record};
 use crate::call::Principal;
-use crate::identity::Authenticator;
+use crate::identity::{Authenticator, StepUpMark};
 use crate::store::{Reader, Store, StoreError};
 
 /// The path of Entra's callback on Warden.
@@ -233,6 +249,8 @@ pub struct OAuthService {
     /// Browser cookie hash → the user it signed in (tid, oid), to skip a
     /// remembered consent.
     browsers: Mutex<Browsers>,
+    /// Grants policy wants stepped up (in memory only).
+    step_ups: Mutex<StepUps>,
 }
 
 impl std::fmt::Debug for OAuthService {
@@ -278,6 +296,7 @@ impl OAuthService {
             Ok(reader) => load(&reader, now).map_err(|e| e.to_string())?,
             Err(_) => (Book::default(), Consents::default(), HashMap::new()),
         };
+        let step_ups = StepUps::new(config.lifetimes.transaction);
         Ok(OAuthService {
             dcr_limiter: dcr::RateLimiter::per_hour(config.dcr.rate_limit_per_hour),
             config,
@@ -295,6 +314,7 @@ impl OAuthService {
             book: Mutex::new(book),
             consents: Mutex::new(consents),
             browsers: Mutex::new(browsers),
+            step_ups: Mutex::new(step_ups),
         })
     }
 
@@ -317,6 +337,36 @@ impl OAuthService {
 
     fn consents(&self) -> std::sync::MutexGuard<'_, Consents> {
         self.consents.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn step_ups(&self) -> std::sync::MutexGuard<'_, StepUps> {
+        self.step_ups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The step-up scope, when Warden offers a step-up (an MFA
+    /// authentication context is configured to ask Entra for).
+    pub fn offered_step_up_scope(&self) -> Option<&str> {
+        self.step_up_acr
+            .as_ref()
+            .map(|_| self.config.step_up_scope.as_str())
+    }
+
+    /// What the metadata document says besides the issuer.
+    pub fn metadata_options(&self) -> MetadataOptions {
+        let mut options = self.config.metadata_options();
+        options.step_up_scope = self.offered_step_up_scope().map(str::to_owned);
+        options
+    }
+
+    /// The scopes a remembered consent is for: the step-up scope asks for
+    /// a stronger sign-in, not for more access, so a consent to the other
+    /// scopes covers it.
+    fn consent_scopes(&self, scopes: &[String]) -> Vec<String> {
+        scopes
+            .iter()
+            .filter(|s| Some(s.as_str()) != self.offered_step_up_scope())
+            .cloned()
+            .collect()
     }
 
     /// The client `client_id` names, or why none.
@@ -415,8 +465,8 @@ impl OAuthService {
             Ok(resource) => resource,
             Err(e) => return back(e.error_code(), e.to_string()),
         };
-        let scopes = match self.scopes(params.scope.as_deref(), &client) {
-            Ok(scopes) => scopes,
+        let (scopes, step_up) = match self.scopes(params.scope.as_deref(), &client) {
+            Ok(asked) => asked,
             Err(e) => return back("invalid_scope", e),
         };
         let request = ClientRequest {
@@ -427,7 +477,7 @@ impl OAuthService {
             challenge: challenge.as_str().to_owned(),
             resource: resource.as_str().to_owned(),
             scopes,
-            step_up: false,
+            step_up,
         };
         // A user who approved this client, redirect and scopes before, in
         // this browser, goes straight to Entra.
@@ -439,7 +489,7 @@ impl OAuthService {
                 &oid,
                 &request.client_id,
                 &request.redirect_uri,
-                &request.scopes,
+                &self.consent_scopes(&request.scopes),
             );
             if self.consents().remembered(&key, now) {
                 return match self.to_entra(request, Some(cookie.to_owned()), now).await {
@@ -479,16 +529,21 @@ impl OAuthService {
         }
     }
 
-    /// The scopes asked: Warden's configured ones (default all of them),
-    /// `offline_access` allowed for clients that may refresh.
-    fn scopes(&self, asked: Option<&str>, client: &Client) -> Result<Vec<String>, String> {
-        let asked: Vec<&str> = asked.unwrap_or("").split_whitespace().collect();
-        if asked.is_empty() {
-            return Ok(self.config.scopes.clone());
-        }
+    /// The scopes asked, and whether they ask for a step-up: Warden's
+    /// configured ones (default all of them), `offline_access` allowed for
+    /// clients that may refresh, and the step-up scope when offered (last;
+    /// it adds no access, so with no other scope the configured ones are
+    /// granted beside it).
+    fn scopes(&self, asked: Option<&str>, client: &Client) -> Result<(Vec<String>, bool), String> {
+        let step_up_scope = self.offered_step_up_scope();
+        let mut step_up = false;
         let mut scopes = Vec::new();
-        for scope in asked {
+        for scope in asked.unwrap_or("").split_whitespace() {
             if scope == OFFLINE_ACCESS && client.refresh_allowed {
+                continue;
+            }
+            if Some(scope) == step_up_scope {
+                step_up = true;
                 continue;
             }
             if !self.config.scopes.iter().any(|s| s == scope) {
@@ -501,7 +556,10 @@ impl OAuthService {
         if scopes.is_empty() {
             scopes = self.config.scopes.clone();
         }
-        Ok(scopes)
+        if let (true, Some(scope)) = (step_up, step_up_scope) {
+            scopes.push(scope.to_owned());
+        }
+        Ok((scopes, step_up))
     }
 
     /// The user a browser cookie signed in, if still fresh.
@@ -693,15 +751,46 @@ impl OAuthService {
             resource: request.resource.clone(),
         };
         let lifetimes = self.config.lifetimes.clone();
-        let (grant, warden_code, mut changes) = self.book().open(
-            &self.pepper,
-            principal.clone(),
-            binding,
-            request.scopes.clone(),
-            None,
-            &lifetimes,
-            now,
-        );
+        // A step-up sign-in answers the user's grant that policy marked for
+        // a step-up through this client: that grant is stepped up in place.
+        let marked = if request.step_up {
+            let holder = Holder {
+                tid: principal.tid.clone(),
+                oid: principal.oid.clone(),
+                client_id: request.client_id.clone(),
+            };
+            self.step_ups().answered(&holder, now)
+        } else {
+            None
+        };
+        let stepped_up = marked.and_then(|id| {
+            self.book().step_up(
+                &self.pepper,
+                &id,
+                principal.clone(),
+                binding.clone(),
+                request.scopes.clone(),
+                &lifetimes,
+                now,
+            )
+        });
+        let event = if stepped_up.is_some() {
+            "stepped_up"
+        } else {
+            "signed_in"
+        };
+        let (grant, warden_code, mut changes) = match stepped_up {
+            Some(stepped_up) => stepped_up,
+            None => self.book().open(
+                &self.pepper,
+                principal.clone(),
+                binding,
+                request.scopes.clone(),
+                None,
+                &lifetimes,
+                now,
+            ),
+        };
         // Entra's refresh token, sealed under the grant's id and client.
         match self.seal_upstream_for(
             tokens.refresh_token.as_deref(),
@@ -719,7 +808,7 @@ impl OAuthService {
             &principal.oid,
             &request.client_id,
             &request.redirect_uri,
-            &request.scopes,
+            &self.consent_scopes(&request.scopes),
         );
         let until = now + chrono(self.config.lifetimes.consent);
         if let Err(e) = self.persist(changes).await.and(
@@ -757,13 +846,8 @@ impl OAuthService {
                     .insert(hash, (principal.tid.clone(), principal.oid.clone(), until));
             }
         }
-        self.record(
-            "signed_in",
-            Some(&principal),
-            Some(&request.client_id),
-            None,
-        )
-        .await;
+        self.record(event, Some(&principal), Some(&request.client_id), None)
+            .await;
         self.answer(
             &request.redirect_uri,
             request.state.as_deref(),
@@ -912,13 +996,25 @@ impl OAuthService {
                 if let Some(upstream_token) = self.open_upstream(&grant) {
                     match self.upstream.refresh(&upstream_token).await {
                         Ok(fresh) => {
-                            if let Ok(principal) = self
+                            // The grant's authentication facts are those of Entra's
+                            // latest token: a context (MFA) Entra no longer reports is
+                            // gone from the grant too.
+                            match self
                                 .identity
                                 .authenticate(Some(&format!("Bearer {}", fresh.access_token)), None)
                                 .await
                             {
-                                grant.principal = principal;
+                                Ok(principal) => grant.principal = principal,
+                                Err(error) => {
+                                    tracing::warn!(target: "warden::oauth", %error, "Entra's refreshed token is not accepted; the grant keeps its user without MFA facts");
+                                    grant.principal.mfa = false;
+                                    grant.principal.acrs.clear();
+                                }
                             }
+                            changes.extend(
+                                self.book()
+                                    .set_principal(&grant.id, grant.principal.clone()),
+                            );
                             let sealed = self
                                 .seal_upstream_for(
                                     fresh.refresh_token.as_deref(),
@@ -1102,6 +1198,7 @@ impl OAuthService {
         let now = Utc::now();
         let changes = self.book().sweep(&self.config.lifetimes, now);
         self.consents().sweep(now);
+        self.step_ups().sweep(now);
         let _ = self.persist(changes).await;
         for ns in [NS_GRANT, NS_ISSUED, NS_CONSENT, NS_TXN, NS_BROWSER] {
             let _ = self.store.purge_state(ns, now).await;
@@ -1235,5 +1332,47 @@ impl crate::identity::OpaqueTokens for OAuthService {
 
     fn keep_tenants(&self) -> bool {
         self.config.mode == super::config::OAuthMode::Both
+    }
+
+    fn scopes(&self) -> Vec<String> {
+        self.config.scopes.clone()
+    }
+
+    fn step_up_scope(&self) -> Option<String> {
+        self.offered_step_up_scope().map(str::to_owned)
+    }
+
+    fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
+        self.offered_step_up_scope()?;
+        let holder = {
+            let book = self.book();
+            let grant = book.grant(grant)?;
+            Holder {
+                tid: grant.principal.tid.clone(),
+                oid: grant.principal.oid.clone(),
+                client_id: grant.client_id.clone(),
+            }
+        };
+        Some(match self.step_ups().want(grant, holder, Utc::now()) {
+            Wanted::Marked => StepUpMark::Marked,
+            Wanted::AlreadyAsked => StepUpMark::AlreadyAsked,
+        })
+    }
+
+    fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
+        let step_up = self.offered_step_up_scope()?.to_owned();
+        if !self.step_ups().take(grant, Utc::now()) {
+            return None;
+        }
+        let mut scopes = self
+            .book()
+            .grant(grant)
+            .map(|g| g.scopes.clone())
+            .filter(|scopes| !scopes.is_empty())
+            .unwrap_or_else(|| self.config.scopes.clone());
+        if !scopes.contains(&step_up) {
+            scopes.push(step_up);
+        }
+        Some(scopes)
     }
 }
