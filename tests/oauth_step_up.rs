@@ -1,6 +1,6 @@
 //! MCP's step-up authorization through Warden's OAuth facade, over real
 //! HTTP (the dev issuer plays Entra ID): a user signed in without MFA calls
-//! a tool the baseline policies allow only with MFA (`@advice("step_up")`),
+//! a tool a policy allows only with MFA (a forbid with `@advice("step_up")`),
 //! gets a tool error, and the next request with the grant's token is
 //! refused `403 insufficient_scope` naming the step-up scope; the client
 //! authorizes again with that scope, Warden asks Entra for the MFA
@@ -22,12 +22,22 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use warden::identity::dev::{DEV_MFA_AUTH_CONTEXT, DevUser};
 
-/// `echo` deletes the virtual machine its arguments name, so the baseline
-/// guardrail `mfa-for-delete-and-privileged` (advice `step_up`) applies.
+/// `echo` reads the virtual machine its arguments name.
 const CATALOG: &str = r#"
 [tools.echo]
-op = "Microsoft.Compute/virtualMachines/delete"
+op = "Microsoft.Compute/virtualMachines/read"
 resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+"#;
+
+/// Everything is allowed, with MFA: the forbid asks for a step-up.
+const POLICIES: &str = r#"
+@id("allow-all")
+permit (principal, action, resource);
+
+@id("mfa-required")
+@advice("step_up")
+forbid (principal, action, resource)
+unless { context.mfa };
 "#;
 
 const SUB: &str = "00000000-0000-4000-8000-000000000001";
@@ -46,9 +56,8 @@ struct StepUpFacade {
     _scratch: tempfile::TempDir,
 }
 
-/// Warden with the facade on, the baseline policies and the test catalog,
-/// in front of the demo upstream; user `bob` is a Contributor who signs
-/// in without MFA.
+/// Warden with the facade on, [`POLICIES`] and the test catalog, in front
+/// of the demo upstream; user `bob` signs in without MFA.
 async fn start() -> StepUpFacade {
     let issuer = Issuer::start().await;
     issuer
@@ -56,7 +65,7 @@ async fn start() -> StepUpFacade {
         .add_user(DevUser {
             name: "bob".into(),
             user: "bob@contoso.dev".into(),
-            roles: vec!["Contributor".into()],
+            roles: vec!["Reader".into()],
             groups: Vec::new(),
             mfa: false,
             disabled: false,
@@ -67,12 +76,16 @@ async fn start() -> StepUpFacade {
     std::fs::create_dir(&catalog).unwrap();
     std::fs::write(catalog.join("demo.toml"), CATALOG).unwrap();
     let calls = scratch.path().join("calls.log");
+    let policies = scratch.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("step-up.cedar"), POLICIES).unwrap();
     let upstreams = format!(
         "[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n\
          env = {{ DEMO_CALL_LOG = {calls:?} }}\n",
         example("demo_upstream").display().to_string()
     );
-    let warden = common::facade::start(&issuer, &upstreams, Some(&baseline_policy()));
+    let policy = format!("dir = {policies:?}\n");
+    let warden = common::facade::start(&issuer, &upstreams, Some(&policy));
     StepUpFacade {
         base: warden.base(),
         warden,
@@ -408,7 +421,7 @@ async fn a_facade_user_steps_up_to_mfa_when_policy_asks_and_the_retry_is_allowed
     let (is_error, text) = tool_text(&denied);
     assert!(is_error, "{}", denied.message);
     assert!(
-        text.contains("\"mfa-for-delete-and-privileged\"")
+        text.contains("\"mfa-required\"")
             && text.contains("multi-factor authentication")
             && text.contains("sign in again with MFA (scope \"mfa\") at its next request"),
         "{text}"
