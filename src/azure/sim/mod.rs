@@ -2,9 +2,11 @@
 //!
 //! Azure cannot be reached from development and CI machines, so Warden
 //! ships this HTTP server that behaves like `https://management.azure.com`
-//! on the wire for the operations Warden uses. Warden's real ARM client
-//! (retries on 5xx/429 honouring `Retry-After`, LRO polling of
-//! `Azure-AsyncOperation` and `Location`) talks to it unchanged.
+//! (and the Key Vault data plane, `https://<vault>.vault.azure.net`) on the
+//! wire for the operations Warden and the Azure MCP Server use. Warden's
+//! real ARM client (retries on 5xx/429 honouring `Retry-After`, LRO
+//! polling of `Azure-AsyncOperation` and `Location`) talks to it
+//! unchanged.
 //!
 //! ```no_run
 //! # async fn demo(identity: warden::identity::IdentityConfig) -> Result<(), warden::azure::sim::SimError> {
@@ -23,14 +25,19 @@
 //! # State
 //!
 //! The simulator owns one SQLite file ([`SimConfig::db`], WAL), separate
-//! from Warden's store: it holds the simulated estate, pending async
-//! operations and the activity log, so state survives a restart. A new
-//! file is seeded with the demo estate of [`seed`]: subscriptions
-//! [`DEMO_SUBSCRIPTIONS`], resource groups `dev-web`, `dev-data` (Contoso
-//! Dev), `prod-web`, `security` (Contoso Prod), VMs `web-01` (running),
-//! `web-02` (stopped), `prod-web-01` (running), storage accounts
-//! `devdata01`, `prodlogs01`, key vault `kv-security` and two role
-//! assignments. Delete the file to start over.
+//! from Warden's store: it holds the simulated estate, Key Vault secrets,
+//! pending async operations and the activity log, so state survives a
+//! restart. A new file is seeded with the demo estate of [`seed`]:
+//! subscriptions [`DEMO_SUBSCRIPTIONS`], resource groups `dev-web`,
+//! `dev-data` (Contoso Dev), `prod-web`, `security` (Contoso Prod), VMs
+//! `web-01` (running), `web-02` (stopped), `prod-web-01` (running) with
+//! their OS disks, scale set `web-vmss` (2 instances), spare disk
+//! `dev-data-disk01`, storage accounts `devdata01`, `prodlogs01`, key vault
+//! `kv-security` (secrets `db-password` in two versions,
+//! `storage-connection-string`, the disabled `legacy-token`; a diagnostic
+//! setting sending its audit logs to `prodlogs01`) and two role
+//! assignments. A file of schema version 1 is upgraded in place (and given
+//! what version 2 seeds). Delete the file to start over.
 //!
 //! # Wire behaviour
 //!
@@ -66,39 +73,86 @@
 //!   makes the next `N` ARM requests fail with `429 TooManyRequests` and
 //!   `Retry-After: {retry_after_secs}`.
 //! * **Request log**: `GET /_sim/requests?limit=N` (loopback only) lists
-//!   the last ARM requests served (method, path, `api-version`, status,
+//!   the last requests served (method, path, `api-version`, status,
 //!   caller, correlation id), newest first.
+//! * **What was asked**: every request that reaches routing (authenticated,
+//!   with an `api-version`) is counted. One the simulator has no route for
+//!   is answered `404 NoRegisteredProviderFound` (or `400
+//!   InvalidResourceType` for an unknown type of a known namespace, Key
+//!   Vault's `404 NotFound` on its data plane) naming the method, path and
+//!   `api-version`, and listed by [`Simulator::unserved`] and `GET
+//!   /_sim/unserved` (`[{method, path, api_version, count}]`, the path as
+//!   sent); served requests are listed by [`Simulator::calls`] and `GET
+//!   /_sim/calls` with the route's pattern as `path`
+//!   (`/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{name}`,
+//!   `https://{vaultName}.vault.azure.net/secrets/{secretName}`). Both
+//!   are kept in memory since start, in the order first seen, and
+//!   loopback only. A test that drives a client (such as the Azure MCP
+//!   Server) through the simulator asserts `unserved()` is empty to know
+//!   nothing it needed was missing.
+//! * **Key Vault** (`keyvault.rs`): a request whose `Host` is
+//!   `<vault>.vault.azure.net` (as a forwarding proxy sends it) goes to the
+//!   vault's data plane, which wants tokens for `https://vault.azure.net`
+//!   ([`KEY_VAULT_AUDIENCES`], validated like ARM tokens) and answers a
+//!   request without one with Key Vault's challenge: `401`,
+//!   `WWW-Authenticate: Bearer authorization="<authority>/<tenant>",
+//!   resource="https://vault.azure.net"`.
 //!
 //! # Routes (all with `?api-version=`)
 //!
 //! | Method | Path |
 //! |---|---|
+//! | GET | `/tenants` (the directory tenant: `Contoso`, `contoso.dev`) |
 //! | GET | `/subscriptions`, `/subscriptions/{s}`, `/subscriptions/{s}/locations` |
 //! | GET | `/subscriptions/{s}/resourcegroups` (`$filter=tagName eq 'k' and tagValue eq 'v'`, `$top`) |
 //! | GET HEAD PUT PATCH DELETE | `/subscriptions/{s}/resourcegroups/{rg}` |
 //! | GET | `/subscriptions/{s}/resources`, `/subscriptions/{s}/resourceGroups/{rg}/resources` (`$filter` on `resourceType`, `name`, `location`, `resourceGroup`, `tagName`/`tagValue`, `substringof('x', name)`; `$top`; `$expand=provisioningState,createdTime,changedTime`) |
-//! | GET | `/subscriptions/{s}/providers/{ns}/{type}` (e.g. all VMs or storage accounts; VMs take `$expand=instanceView` / `statusOnly=true`) |
+//! | GET | `/subscriptions/{s}/providers/{ns}/{type}` (e.g. all VMs, scale sets, disks or storage accounts; VMs take `$expand=instanceView` / `statusOnly=true`) |
 //! | GET | `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}[/{name}/{child type}]` (lists) |
 //! | GET HEAD PUT PATCH DELETE | `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/{child type}/{child}]` |
 //! | GET | `…/Microsoft.Compute/virtualMachines/{vm}/instanceView`; `…/{vm}?$expand=instanceView` |
 //! | POST | `…/Microsoft.Compute/virtualMachines/{vm}/start|powerOff|deallocate|restart` |
+//! | GET | `…/Microsoft.Compute/virtualMachineScaleSets/{vmss}/virtualMachines[/{instance}[/instanceView]]` (instances `0` … `capacity - 1`) |
 //! | GET | `/subscriptions/{s}/providers/Microsoft.Compute/locations/{loc}/operations/{id}[?monitor=true]` |
 //! | GET | `/subscriptions/{s}/operationresults/{id}` |
 //! | GET | `{scope}/providers/Microsoft.Authorization/roleAssignments` (`$filter=atScope()`, `principalId eq '…'`, `assignedTo('…')`) |
 //! | GET PUT DELETE | `{scope}/providers/Microsoft.Authorization/roleAssignments/{guid}` |
 //! | GET | `{scope}/providers/Microsoft.Authorization/roleDefinitions[/{guid}]` (`$filter=roleName eq '…'`) |
 //! | GET PUT PATCH DELETE | `{scope}/providers/Microsoft.Resources/tags/default` |
+//! | GET | `{resource or subscription}/providers/Microsoft.Insights/diagnosticSettings` |
+//! | GET PUT DELETE | `{resource or subscription}/providers/Microsoft.Insights/diagnosticSettings/{name}` (a destination required, categories checked, at most 5) |
+//! | GET | `{resource}/providers/Microsoft.Insights/diagnosticSettingsCategories[/{name}]` |
 //! | GET | `/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values?$filter=eventTimestamp ge '…'[ and …]` |
+//! | POST | `/providers/Microsoft.ResourceGraph/resources` (api-version `2024-04-01`, `2022-10-01`, `2021-03-01`, …; see below) |
 //! | POST | `/_sim/throttle?requests=N` (no `api-version`, no token, loopback only) |
-//! | GET | `/_sim/requests?limit=N` (likewise) |
+//! | GET | `/_sim/requests?limit=N`, `/_sim/calls`, `/_sim/unserved` (likewise) |
 //!
 //! `{scope}` is a subscription, resource group or resource id. Resource
 //! types stored: `Microsoft.Compute/virtualMachines[/extensions]`,
-//! `Microsoft.Compute/disks`, `Microsoft.Storage/storageAccounts`,
-//! `Microsoft.KeyVault/vaults`, `Microsoft.Network/{virtualNetworks[/subnets],
-//! networkInterfaces, networkSecurityGroups, publicIPAddresses}`,
-//! `Microsoft.Sql/servers`; non-VM `PUT`/`PATCH`/`DELETE` complete at once
-//! (`201`/`200`, `200`, `204` when absent).
+//! `Microsoft.Compute/virtualMachineScaleSets`, `Microsoft.Compute/disks`,
+//! `Microsoft.Storage/storageAccounts`, `Microsoft.KeyVault/vaults`,
+//! `Microsoft.Network/{virtualNetworks[/subnets], networkInterfaces,
+//! networkSecurityGroups, publicIPAddresses}`, `Microsoft.Sql/servers`.
+//! VM, scale set and disk `DELETE`s are long-running operations; other
+//! `PUT`/`PATCH`/`DELETE`s complete at once (`201`/`200`, `200`, `204` when
+//! absent). A disk attached to a VM (`managedBy`) cannot be deleted (`409
+//! OperationNotAllowed`); a VM's deletion deletes the disks its profile
+//! marks `deleteOption: Delete` and detaches the others; a new VM gets an
+//! OS disk. Deleting a resource deletes its role assignments, diagnostic
+//! settings and (a vault) secrets.
+//!
+//! **Resource Graph** runs the KQL subset of `graph.rs` (a table, then
+//! `where`, `project`, `project-away`, `extend`, `order by`, `limit` /
+//! `take`; comparison, string and `in` operators, `and`/`or`) over the
+//! tables `resources`, `resourcecontainers` (subscriptions and resource
+//! groups) and `authorizationresources` (role assignments, built-in role
+//! definitions) of the subscriptions in the body (all when it names none),
+//! with ARG's columns (`type` and `resourceGroup` lower-cased). It answers
+//! `{totalRecords, count, data, facets: [], resultTruncated}` (`data` an
+//! object array, or `{columns, rows}` with `options.resultFormat =
+//! "table"`), pages by `options.$top` (default 100) / `$skip` /
+//! `$skipToken`, and refuses anything else with ARG's `400` (`BadRequest`
+//! with an `InvalidQuery` detail naming the unsupported part).
 //!
 //! Every write the simulator performs is recorded in the activity log
 //! (`operationName`, `caller` = the token's `oid`, or its app id for an
@@ -106,6 +160,8 @@
 //! `Succeeded` for async operations), newest first.
 
 mod filter;
+mod graph;
+mod keyvault;
 mod routes;
 pub mod seed;
 mod state;
@@ -136,10 +192,12 @@ use crate::identity::{AuthError, Authenticator, IdentityConfig, PrincipalKind};
 
 use routes::{ArmRequest, ArmResponse, Caller, Settings};
 
+pub use keyvault::{KEY_VAULT_AUDIENCES, KEY_VAULT_RESOURCE};
 pub use seed::{
-    DEMO_SUBSCRIPTIONS, DEV_SUBSCRIPTION, KEY_VAULT_SECURITY, PROD_SUBSCRIPTION, RG_DEV_DATA,
-    RG_DEV_WEB, RG_PROD_WEB, RG_SECURITY, STORAGE_DEVDATA01, STORAGE_PRODLOGS01, VM_PROD_WEB_01,
-    VM_WEB_01, VM_WEB_02,
+    DEMO_SUBSCRIPTIONS, DEV_SUBSCRIPTION, DISK_DEV_DATA_01, DISK_WEB_01_OS, KEY_VAULT_SECURITY,
+    KEY_VAULT_SECURITY_URI, PROD_SUBSCRIPTION, RG_DEV_DATA, RG_DEV_WEB, RG_PROD_WEB, RG_SECURITY,
+    SECRET_DB_PASSWORD, SECRET_DB_PASSWORD_VALUE, STORAGE_DEVDATA01, STORAGE_PRODLOGS01,
+    VM_PROD_WEB_01, VM_WEB_01, VM_WEB_02, VMSS_WEB,
 };
 
 /// The audience of ARM tokens (`https://management.azure.com/.default`).
@@ -201,6 +259,54 @@ pub fn dev_identity_config(issuer: &DevIssuer, issuer_base_url: &str) -> Identit
     config
 }
 
+/// The identity settings for Key Vault tokens: `arm`'s (as
+/// [`dev_identity_config`] makes them) with the audiences
+/// [`KEY_VAULT_AUDIENCES`]. The simulator derives them itself.
+pub fn vault_identity_config(arm: &IdentityConfig) -> IdentityConfig {
+    let mut config = arm.clone();
+    config.audiences = KEY_VAULT_AUDIENCES
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    config
+}
+
+/// A kind of request the simulator received, and how often: in
+/// [`Simulator::calls`] by route (`path` a pattern such as
+/// `/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}`),
+/// in [`Simulator::unserved`] as sent (`path` the request's own).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SimCall {
+    pub method: String,
+    pub path: String,
+    pub api_version: String,
+    pub count: u64,
+}
+
+/// What the simulator was asked since it started.
+#[derive(Debug, Default)]
+struct Ledger {
+    calls: Vec<SimCall>,
+    unserved: Vec<SimCall>,
+}
+
+impl Ledger {
+    fn note(list: &mut Vec<SimCall>, method: &str, path: &str, api_version: &str) {
+        match list
+            .iter_mut()
+            .find(|c| c.method == method && c.path == path && c.api_version == api_version)
+        {
+            Some(call) => call.count += 1,
+            None => list.push(SimCall {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                api_version: api_version.to_owned(),
+                count: 1,
+            }),
+        }
+    }
+}
+
 /// Why the simulator did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -236,6 +342,7 @@ pub struct Simulator {
     base_url: String,
     local_addr: SocketAddr,
     throttle: Arc<AtomicU32>,
+    ledger: Arc<Mutex<Ledger>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -253,11 +360,28 @@ impl std::fmt::Debug for Simulator {
 struct Shared {
     db: Arc<Mutex<Connection>>,
     auth: Arc<Authenticator>,
+    /// Validates Key Vault tokens (`aud` `https://vault.azure.net`).
+    vault_auth: Arc<Authenticator>,
+    ledger: Arc<Mutex<Ledger>>,
     throttle: Arc<AtomicU32>,
     settings: Arc<Settings>,
     base_url: String,
     /// `authorization_uri` of `WWW-Authenticate` challenges.
     authorization_uri: String,
+}
+
+impl Shared {
+    /// Records a request that reached routing: served (`path` its route's
+    /// pattern) or not (`path` as sent).
+    fn note(&self, method: &str, path: &str, api_version: &str, unserved: bool) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if unserved {
+            info!(%method, %path, %api_version, "ARM simulator: request not served");
+            Ledger::note(&mut ledger.unserved, method, path, api_version);
+        } else {
+            Ledger::note(&mut ledger.calls, method, path, api_version);
+        }
+    }
 }
 
 impl Simulator {
@@ -314,9 +438,15 @@ impl Simulator {
             config.identity.authority.trim_end_matches('/')
         );
         let throttle = Arc::new(AtomicU32::new(0));
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
         let shared = Shared {
             db: Arc::new(Mutex::new(conn)),
+            vault_auth: Authenticator::start(
+                vault_identity_config(&config.identity),
+                reqwest::Client::new(),
+            ),
             auth: Authenticator::start(config.identity, reqwest::Client::new()),
+            ledger: ledger.clone(),
             throttle: throttle.clone(),
             settings: Arc::new(Settings {
                 lro_polls: config.lro_polls,
@@ -329,6 +459,8 @@ impl Simulator {
         let app = Router::new()
             .route("/_sim/throttle", post(sim_throttle))
             .route("/_sim/requests", get(sim_requests))
+            .route("/_sim/calls", get(sim_calls))
+            .route("/_sim/unserved", get(sim_unserved))
             .fallback(arm)
             .with_state(shared);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -350,6 +482,7 @@ impl Simulator {
             base_url,
             local_addr,
             throttle,
+            ledger,
             stop: Some(stop),
             server: Some(server),
         })
@@ -369,6 +502,28 @@ impl Simulator {
     /// `Retry-After` (replaces any count still pending; 0 stops throttling).
     pub fn throttle(&self, requests: u32) {
         self.throttle.store(requests, Ordering::SeqCst);
+    }
+
+    /// The requests served since start, by method, route pattern and
+    /// `api-version`, in the order first seen (also `GET /_sim/calls`).
+    pub fn calls(&self) -> Vec<SimCall> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .clone()
+    }
+
+    /// The requests the simulator has no route for, since start, by method,
+    /// path and `api-version`, in the order first seen (also
+    /// `GET /_sim/unserved`). A test that drives a client through the
+    /// simulator can assert this is empty.
+    pub fn unserved(&self) -> Vec<SimCall> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unserved
+            .clone()
     }
 
     /// Stops accepting requests and waits (up to 5 s) for those in flight.
@@ -411,6 +566,12 @@ async fn arm(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(vault) = header(&headers, HOST.as_str())
+        .as_deref()
+        .and_then(keyvault::vault_of_host)
+    {
+        return keyvault::serve(&shared, peer, vault, method, &uri, &headers, body).await;
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let correlation_id = header(&headers, "x-ms-correlation-request-id")
         .filter(|v| is_token_safe(v))
@@ -533,13 +694,23 @@ async fn handle(
     };
     let db = shared.db.clone();
     let settings = shared.settings.clone();
+    let pattern = routes::path_pattern(&request.segments);
+    let (method, path, api_version) = (
+        request.method.to_string(),
+        request.path.clone(),
+        request.api_version.clone(),
+    );
     let outcome = tokio::task::spawn_blocking(move || {
         let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
         routes::dispatch(&mut conn, &settings, &request)
     })
     .await;
     match outcome {
-        Ok(response) => response,
+        Ok(response) => {
+            let path = if response.unserved { &path } else { &pattern };
+            shared.note(&method, path, &api_version, response.unserved);
+            response
+        }
         Err(e) => {
             error!(error = %e, "ARM simulator: request task failed");
             ArmResponse::error(
@@ -761,6 +932,40 @@ async fn sim_requests(
         )
             .into_response(),
     }
+}
+
+/// `GET /_sim/calls`: [`Simulator::calls`] as a JSON array.
+async fn sim_calls(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return control_forbidden();
+    }
+    let calls = shared
+        .ledger
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .calls
+        .clone();
+    axum::Json(calls).into_response()
+}
+
+/// `GET /_sim/unserved`: [`Simulator::unserved`] as a JSON array.
+async fn sim_unserved(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return control_forbidden();
+    }
+    let unserved = shared
+        .ledger
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unserved
+        .clone();
+    axum::Json(unserved).into_response()
 }
 
 fn control_forbidden() -> Response {

@@ -17,10 +17,17 @@ use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 use tracing::{error, warn};
 
+use sha2::{Digest, Sha256};
+
 use super::filter::{self, Clause};
-use super::seed::{BUILT_IN_ROLES, BuiltInRole, LOCATIONS};
+use super::graph;
+use super::seed::{
+    BUILT_IN_ROLES, BuiltInRole, LOCATIONS, TENANT_DEFAULT_DOMAIN, TENANT_DISPLAY_NAME,
+    TENANT_DOMAINS, disk_properties,
+};
 use super::state::{
-    self, Operation, RequestLog, Resource, ResourceGroup, RoleAssignment, Subscription,
+    self, DiagnosticSetting, Operation, RequestLog, Resource, ResourceGroup, RoleAssignment,
+    Subscription,
 };
 use crate::azure::id::{ArmId, ScopeKind};
 
@@ -28,13 +35,33 @@ use crate::azure::id::{ArmId, ScopeKind};
 const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
 /// Type of storage accounts (name rules are checked on PUT).
 const STORAGE_TYPE: &str = "Microsoft.Storage/storageAccounts";
-
+/// Type of VM scale sets (instances are derived from `sku.capacity`).
+const VMSS_TYPE: &str = "Microsoft.Compute/virtualMachineScaleSets";
+/// Type of managed disks (`managedBy` the VM they are attached to).
+const DISK_TYPE: &str = "Microsoft.Compute/disks";
+/// Type of key vaults (secrets live in their data plane).
+pub(crate) const VAULT_TYPE: &str = "Microsoft.KeyVault/vaults";
+/// Types whose `DELETE` is a long-running operation, as in Azure.
+const ASYNC_DELETE_TYPES: [&str; 3] = [VM_TYPE, VMSS_TYPE, DISK_TYPE];
+/// The api-versions Resource Graph accepts for `resources`.
+const RESOURCE_GRAPH_API_VERSIONS: [&str; 7] = [
+    "2024-04-01",
+    "2022-10-01",
+    "2021-06-01-preview",
+    "2021-03-01",
+    "2020-04-01-preview",
+    "2019-04-01",
+    "2018-09-01-preview",
+];
+/// How many rows a Resource Graph page holds unless `$top` says otherwise.
+const RESOURCE_GRAPH_PAGE: usize = 100;
 /// Resource types the simulator stores (generic GET/PUT/PATCH/DELETE and
 /// lists); canonical casing.
-const KNOWN_TYPES: [&str; 11] = [
+const KNOWN_TYPES: [&str; 12] = [
     VM_TYPE,
     "Microsoft.Compute/virtualMachines/extensions",
-    "Microsoft.Compute/disks",
+    VMSS_TYPE,
+    DISK_TYPE,
     STORAGE_TYPE,
     "Microsoft.KeyVault/vaults",
     "Microsoft.Network/virtualNetworks",
@@ -129,14 +156,18 @@ pub(crate) struct ArmResponse {
     pub status: StatusCode,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<Value>,
+    /// The simulator has no route for the request (recorded in
+    /// `/_sim/unserved`).
+    pub unserved: bool,
 }
 
 impl ArmResponse {
-    fn new(status: StatusCode, body: Option<Value>) -> Self {
+    pub(crate) fn new(status: StatusCode, body: Option<Value>) -> Self {
         Self {
             status,
             headers: Vec::new(),
             body,
+            unserved: false,
         }
     }
 
@@ -182,6 +213,17 @@ fn fail(status: StatusCode, code: &str, message: impl AsRef<str>) -> Failure {
 
 fn bad_request(code: &str, message: impl AsRef<str>) -> Failure {
     fail(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// Marks an answer as one for a request the simulator does not serve.
+fn unserved(failure: Failure) -> Failure {
+    match failure {
+        Failure::Arm(mut response) => {
+            response.unserved = true;
+            Failure::Arm(response)
+        }
+        other => other,
+    }
 }
 
 /// Handles `request` in one transaction, then logs it.
@@ -235,6 +277,8 @@ enum Extension {
     RoleDefinitions,
     Tags,
     Events,
+    DiagnosticSettings,
+    DiagnosticSettingsCategories,
 }
 
 /// The index of the `providers` segment that introduces an extension
@@ -249,6 +293,10 @@ fn extension_at(lc: &[&str]) -> Option<(usize, Extension)> {
             ("microsoft.authorization", "roledefinitions") => Extension::RoleDefinitions,
             ("microsoft.resources", "tags") => Extension::Tags,
             ("microsoft.insights", "eventtypes") => Extension::Events,
+            ("microsoft.insights", "diagnosticsettings") => Extension::DiagnosticSettings,
+            ("microsoft.insights", "diagnosticsettingscategories") => {
+                Extension::DiagnosticSettingsCategories
+            }
             _ => return None,
         };
         Some((i, kind))
@@ -323,6 +371,14 @@ impl Ctx<'_> {
         }
         let m = &self.r.method;
         match lc.as_slice() {
+            ["tenants"] => {
+                self.allow(&[Method::GET])?;
+                Ok(self.list_tenants())
+            }
+            ["providers", "microsoft.resourcegraph", "resources"] => {
+                self.allow(&[Method::POST])?;
+                self.resource_graph()
+            }
             ["subscriptions"] => {
                 self.allow(&[Method::GET])?;
                 self.list_subscriptions()
@@ -449,18 +505,21 @@ impl Ctx<'_> {
         ))
     }
 
+    /// A request the simulator has no route for: ARM's answer for an
+    /// unregistered provider, naming the request, and recorded as unserved.
     fn no_route(&self) -> Failure {
-        fail(
+        unserved(fail(
             StatusCode::NOT_FOUND,
             "NoRegisteredProviderFound",
             format!(
                 "No registered resource provider found for '{} {}' and API version '{}'. \
-                 The ARM simulator serves subscriptions, resource groups, resources \
+                 The ARM simulator serves tenants, subscriptions, resource groups, resources \
                  (Microsoft.Compute, Microsoft.Storage, Microsoft.KeyVault, Microsoft.Network, \
-                 Microsoft.Sql), role assignments and definitions, tags and the activity log.",
+                 Microsoft.Sql), role assignments and definitions, tags, diagnostic settings, \
+                 Resource Graph and the activity log.",
                 self.r.method, self.r.path, self.r.api_version
             ),
-        )
+        ))
     }
 
     fn extension(&self, at: usize, kind: Extension, lc: &[&str]) -> Outcome {
@@ -498,6 +557,30 @@ impl Ctx<'_> {
             {
                 self.allow(&[Method::GET])?;
                 self.list_events(scope.subscription())
+            }
+            (Extension::DiagnosticSettings, 0 | 1)
+                if matches!(scope, Scope::Resource(..) | Scope::Subscription(_)) =>
+            {
+                match tail.first() {
+                    None => {
+                        self.allow(&[Method::GET])?;
+                        self.list_diagnostic_settings(&scope)
+                    }
+                    Some(name) => {
+                        self.allow(&[Method::GET, Method::PUT, Method::DELETE])?;
+                        match self.r.method {
+                            Method::GET => self.get_diagnostic_setting(&scope, name),
+                            Method::PUT => self.put_diagnostic_setting(&scope, name),
+                            _ => self.delete_diagnostic_setting(&scope, name),
+                        }
+                    }
+                }
+            }
+            (Extension::DiagnosticSettingsCategories, 0 | 1)
+                if matches!(scope, Scope::Resource(..)) =>
+            {
+                self.allow(&[Method::GET])?;
+                self.diagnostic_categories(&scope, tail.first().map(String::as_str))
             }
             _ => Err(self.no_route()),
         }
@@ -550,26 +633,29 @@ impl Ctx<'_> {
                 .is_some_and(|ns| ns.eq_ignore_ascii_case(namespace))
         });
         if namespace_known {
-            Err(bad_request(
+            Err(unserved(bad_request(
                 "InvalidResourceType",
                 format!(
-                    "The resource type '{}' could not be found in the namespace '{namespace}' for api version '{}'.",
+                    "The resource type '{}' could not be found in the namespace '{namespace}' for api version '{}'. \
+                     The ARM simulator does not serve '{} {}'.",
                     types.join("/"),
-                    self.r.api_version
+                    self.r.api_version,
+                    self.r.method,
+                    self.r.path
                 ),
-            ))
+            )))
         } else {
-            Err(fail(
+            Err(unserved(fail(
                 StatusCode::NOT_FOUND,
                 "NoRegisteredProviderFound",
                 format!(
-                    "No registered resource provider found for namespace '{namespace}' and API version '{}'. \
-                     The ARM simulator serves: Microsoft.Compute, Microsoft.Storage, Microsoft.KeyVault, \
-                     Microsoft.Network, Microsoft.Sql, Microsoft.Authorization, Microsoft.Resources, \
-                     Microsoft.Insights.",
-                    self.r.api_version
+                    "No registered resource provider found for namespace '{namespace}' and API version '{}' \
+                     ('{} {}'). The ARM simulator serves: Microsoft.Compute, Microsoft.Storage, \
+                     Microsoft.KeyVault, Microsoft.Network, Microsoft.Sql, Microsoft.Authorization, \
+                     Microsoft.Resources, Microsoft.Insights, Microsoft.ResourceGraph.",
+                    self.r.api_version, self.r.method, self.r.path
                 ),
-            ))
+            )))
         }
     }
 
@@ -992,6 +1078,13 @@ impl Ctx<'_> {
         namespace: &str,
         rest: &[String],
     ) -> Outcome {
+        if namespace.eq_ignore_ascii_case("Microsoft.Compute")
+            && rest.len() >= 3
+            && rest[0].eq_ignore_ascii_case("virtualMachineScaleSets")
+            && rest[2].eq_ignore_ascii_case("virtualMachines")
+        {
+            return self.vmss_instances(sub, rg, rest);
+        }
         let types: Vec<&str> = rest.iter().step_by(2).map(String::as_str).collect();
         let names: Vec<&str> = rest.iter().skip(1).step_by(2).map(String::as_str).collect();
         if rest.len().is_multiple_of(2) {
@@ -1221,6 +1314,7 @@ impl Ctx<'_> {
                 .map(|e| e.created.clone())
                 .unwrap_or_else(|| now.clone()),
             changed: now,
+            managed_by: existing.as_ref().and_then(|e| e.managed_by.clone()),
         };
         state::put_resource(self.c, &resource)?;
         let spec = EventSpec {
@@ -1293,13 +1387,23 @@ impl Ctx<'_> {
         Ok(ArmResponse::ok(render_resource(&resource, false)))
     }
 
-    /// Virtual machines: `202` + `Azure-AsyncOperation`; others: `200` at
-    /// once. `204` when absent.
+    /// Virtual machines, scale sets and disks: `202` +
+    /// `Azure-AsyncOperation`; others: `200` at once. `204` when absent; an
+    /// attached disk is refused (`409`).
     fn delete_resource(&self, rg: &ResourceGroup, id: &str) -> Outcome {
         self.writable(rg)?;
         let Some(mut resource) = state::get_resource(self.c, id)? else {
             return Ok(ArmResponse::new(StatusCode::NO_CONTENT, None));
         };
+        if resource.r#type == DISK_TYPE
+            && let Some(vm) = &resource.managed_by
+        {
+            return Err(fail(
+                StatusCode::CONFLICT,
+                "OperationNotAllowed",
+                format!("Disk {} is attached to VM {vm}.", resource.name),
+            ));
+        }
         let spec = EventSpec {
             subscription: &rg.subscription,
             resource_group: Some(&rg.name),
@@ -1307,7 +1411,7 @@ impl Ctx<'_> {
             resource_type: &resource.r#type,
             operation: format!("{}/delete", resource.r#type),
         };
-        if resource.r#type != VM_TYPE {
+        if !ASYNC_DELETE_TYPES.contains(&resource.r#type.as_str()) {
             state::delete_resource(self.c, &resource.id)?;
             self.record_sync(&spec, StatusCode::OK)?;
             return Ok(ArmResponse::new(StatusCode::OK, None));
@@ -1526,13 +1630,22 @@ impl Ctx<'_> {
                 if field("kind") == "power" {
                     resource.power_state = Some(field("state").to_owned());
                 } else if let Some(power) = action.get("power").and_then(Value::as_str) {
+                    // A new VM: running, with its OS disk.
                     resource.power_state = Some(power.to_owned());
+                    self.create_os_disk(&mut resource)?;
                 }
                 resource.provisioning_state = "Succeeded".into();
                 resource.changed = now;
                 state::put_resource(self.c, &resource)?;
             }
-            "delete" => state::delete_resource(self.c, field("resource"))?,
+            "delete" => {
+                if let Some(vm) = state::get_resource(self.c, field("resource"))?
+                    && vm.r#type == VM_TYPE
+                {
+                    self.release_disks(&vm)?;
+                }
+                state::delete_resource(self.c, field("resource"))?
+            }
             "deleteGroup" => state::delete_rg(self.c, field("subscription"), field("group"))?,
             other => {
                 return Ok(Err((
@@ -2071,6 +2184,983 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    // -----------------------------------------------------------------------
+    // Tenants
+
+    /// `GET /tenants`: the simulator's directory tenant.
+    fn list_tenants(&self) -> ArmResponse {
+        let tenant = &self.s.tenant_id;
+        ArmResponse::ok(json!({
+            "value": [{
+                "id": format!("/tenants/{tenant}"),
+                "tenantId": tenant,
+                "countryCode": "US",
+                "displayName": TENANT_DISPLAY_NAME,
+                "domains": TENANT_DOMAINS,
+                "tenantCategory": "Home",
+                "defaultDomain": TENANT_DEFAULT_DOMAIN,
+                "tenantType": "AAD",
+            }],
+        }))
+    }
+
+    // -----------------------------------------------------------------------
+    // Resource Graph
+
+    /// `POST /providers/Microsoft.ResourceGraph/resources`: a query (see
+    /// `graph.rs`) over the subscriptions asked for (all when none are).
+    fn resource_graph(&self) -> Outcome {
+        if !RESOURCE_GRAPH_API_VERSIONS.contains(&self.r.api_version.as_str()) {
+            return Err(bad_request(
+                "InvalidApiVersionParameter",
+                format!(
+                    "The api-version '{}' is invalid. The supported versions are '{}'.",
+                    self.r.api_version,
+                    RESOURCE_GRAPH_API_VERSIONS.join(",")
+                ),
+            ));
+        }
+        let body = self.body_object()?;
+        let Some(text) = body.get("query").and_then(Value::as_str) else {
+            return Err(self.graph_error(
+                "InvalidRequestContent",
+                "The request content must have a 'query' string.",
+            ));
+        };
+        if body
+            .get("managementGroups")
+            .and_then(Value::as_array)
+            .is_some_and(|groups| !groups.is_empty())
+        {
+            return Err(self.graph_error(
+                "InvalidRequestContent",
+                "The ARM simulator has no management groups; query by 'subscriptions'.",
+            ));
+        }
+        if body
+            .get("facets")
+            .and_then(Value::as_array)
+            .is_some_and(|facets| !facets.is_empty())
+        {
+            return Err(self.graph_error(
+                "InvalidRequestContent",
+                "The ARM simulator does not compute 'facets'.",
+            ));
+        }
+        let subscriptions = match body.get("subscriptions") {
+            None | Some(Value::Null) => state::list_subscriptions(self.c)?,
+            Some(Value::Array(ids)) => {
+                let mut found = Vec::new();
+                for id in ids {
+                    let Some(id) = id.as_str() else {
+                        return Err(self.graph_error(
+                            "InvalidRequestContent",
+                            "'subscriptions' must be an array of subscription ids.",
+                        ));
+                    };
+                    if let Some(sub) = state::get_subscription(self.c, id)?
+                        && !found.iter().any(|s: &Subscription| s.id == sub.id)
+                    {
+                        found.push(sub);
+                    }
+                }
+                if found.is_empty() {
+                    return Err(self.graph_error(
+                        "NoValidSubscriptionsInQueryRequest",
+                        "There are no valid subscriptions in the query request.",
+                    ));
+                }
+                found
+            }
+            Some(_) => {
+                return Err(self.graph_error(
+                    "InvalidRequestContent",
+                    "'subscriptions' must be an array of subscription ids.",
+                ));
+            }
+        };
+        let options = body.get("options").cloned().unwrap_or(Value::Null);
+        let option_count = |name: &str, max: u64| -> Outcome<Option<usize>> {
+            match options.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| *n <= max)
+                    .map(|n| Some(n as usize))
+                    .ok_or_else(|| {
+                        self.graph_error(
+                            "InvalidRequestContent",
+                            &format!("The option '{name}' must be a whole number from 0 to {max}."),
+                        )
+                    }),
+            }
+        };
+        let top = option_count("$top", 1000)?.unwrap_or(RESOURCE_GRAPH_PAGE);
+        let mut skip = option_count("$skip", u64::from(u32::MAX))?.unwrap_or(0);
+        if let Some(token) = options.get("$skipToken").and_then(Value::as_str) {
+            skip = decode_skip_token(token).ok_or_else(|| {
+                self.graph_error(
+                    "InvalidRequestContent",
+                    "The '$skipToken' is not one this service issued.",
+                )
+            })?;
+        }
+        let table_format = match options.get("resultFormat").and_then(Value::as_str) {
+            None => false,
+            Some(f) if f.eq_ignore_ascii_case("objectArray") => false,
+            Some(f) if f.eq_ignore_ascii_case("table") => true,
+            Some(f) => {
+                return Err(self.graph_error(
+                    "InvalidRequestContent",
+                    &format!("The resultFormat '{f}' is not valid; use 'objectArray' or 'table'."),
+                ));
+            }
+        };
+
+        let query = graph::parse(text).map_err(|e| self.query_error(&e))?;
+        let rows = self.graph_rows(query.table, &subscriptions)?;
+        let columns: Vec<&str> = graph::COLUMNS.iter().map(|(c, _)| *c).collect();
+        let out = graph::run(&query, &columns, rows).map_err(|e| self.query_error(&e))?;
+
+        let total = out.rows.len();
+        let end = skip.saturating_add(top).min(total);
+        let page: Vec<Vec<Value>> = out.rows.get(skip.min(total)..end).unwrap_or(&[]).to_vec();
+        let more = end < total;
+        let pageable = out.columns.iter().any(|c| c == "id");
+        let data = if table_format {
+            let columns: Vec<Value> = out
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let values = out.rows.iter().map(|row| row[i].clone());
+                    json!({ "name": name, "type": graph::column_type(name, values) })
+                })
+                .collect();
+            json!({ "columns": columns, "rows": page })
+        } else {
+            Value::Array(
+                page.iter()
+                    .map(|row| {
+                        Value::Object(
+                            out.columns
+                                .iter()
+                                .cloned()
+                                .zip(row.iter().cloned())
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            )
+        };
+        let count = end.saturating_sub(skip.min(total));
+        let mut doc = json!({
+            "totalRecords": total,
+            "count": count,
+            "data": data,
+            "facets": [],
+            "resultTruncated": if more && !pageable { "true" } else { "false" },
+        });
+        if more && pageable {
+            doc["$skipToken"] = json!(encode_skip_token(end));
+        }
+        Ok(ArmResponse::ok(doc))
+    }
+
+    /// Resource Graph's `400`: `BadRequest` with one detail.
+    fn graph_error(&self, code: &str, message: &str) -> Failure {
+        Failure::Arm(ArmResponse::new(
+            StatusCode::BAD_REQUEST,
+            Some(json!({
+                "error": {
+                    "code": "BadRequest",
+                    "message": format!(
+                        "Please provide below info when asking for support: timestamp = {}, correlationId = {}.",
+                        self.r.time(),
+                        self.r.correlation_id
+                    ),
+                    "details": [{ "code": code, "message": message }],
+                },
+            })),
+        ))
+    }
+
+    fn query_error(&self, error: &graph::QueryError) -> Failure {
+        self.graph_error(
+            "InvalidQuery",
+            &format!(
+                "Query is invalid. Please refer to the documentation for the Azure Resource Graph service \
+                 and fix the error before retrying. {error}"
+            ),
+        )
+    }
+
+    /// The rows of `table` for `subscriptions`, in [`graph::COLUMNS`] order.
+    fn graph_rows(
+        &self,
+        table: graph::Table,
+        subscriptions: &[Subscription],
+    ) -> Outcome<Vec<Vec<Value>>> {
+        let tenant = &self.s.tenant_id;
+        let mut rows = Vec::new();
+        match table {
+            graph::Table::Resources => {
+                for sub in subscriptions {
+                    for r in state::list_resources(self.c, &sub.id, None)? {
+                        let mut properties = render_resource(&r, false)["properties"].take();
+                        if let Some(power) =
+                            r.power_state.as_deref().filter(|_| r.r#type == VM_TYPE)
+                        {
+                            properties["extended"] = json!({ "instanceView": { "powerState": {
+                                "code": format!("PowerState/{power}"),
+                                "displayStatus": format!("VM {power}"),
+                            }}});
+                        }
+                        rows.push(graph_row(json!({
+                            "id": r.id,
+                            "name": r.name,
+                            "type": r.r#type.to_lowercase(),
+                            "tenantId": tenant,
+                            "kind": r.kind,
+                            "location": r.location,
+                            "resourceGroup": r.rg_name.to_lowercase(),
+                            "subscriptionId": r.subscription,
+                            "managedBy": r.managed_by,
+                            "sku": r.sku,
+                            "properties": properties,
+                            "tags": r.tags,
+                        })));
+                    }
+                }
+            }
+            graph::Table::ResourceContainers => {
+                for sub in subscriptions {
+                    let doc = self.render_subscription(sub);
+                    rows.push(graph_row(json!({
+                        "id": doc["id"],
+                        "name": sub.display_name,
+                        "type": "microsoft.resources/subscriptions",
+                        "tenantId": tenant,
+                        "subscriptionId": sub.id,
+                        "properties": {
+                            "state": sub.state,
+                            "subscriptionPolicies": doc["subscriptionPolicies"],
+                            "managementGroupAncestorsChain": [],
+                        },
+                        "tags": sub.tags,
+                    })));
+                    for rg in state::list_rgs(self.c, &sub.id)? {
+                        rows.push(graph_row(json!({
+                            "id": rg.id(),
+                            "name": rg.name,
+                            "type": "microsoft.resources/subscriptions/resourcegroups",
+                            "tenantId": tenant,
+                            "location": rg.location,
+                            "resourceGroup": rg.name.to_lowercase(),
+                            "subscriptionId": rg.subscription,
+                            "managedBy": rg.managed_by,
+                            "properties": { "provisioningState": rg.state },
+                            "tags": rg.tags,
+                        })));
+                    }
+                }
+            }
+            graph::Table::AuthorizationResources => {
+                for ra in state::list_role_assignments(self.c)? {
+                    let Ok(scope) = ArmId::parse(&ra.scope) else {
+                        continue;
+                    };
+                    let Some(sub) = scope
+                        .subscription()
+                        .filter(|s| subscriptions.iter().any(|x| x.id.eq_ignore_ascii_case(s)))
+                    else {
+                        continue;
+                    };
+                    let group = scope
+                        .ancestor(ScopeKind::ResourceGroup)
+                        .and_then(|a| a.display_name().map(str::to_lowercase));
+                    rows.push(graph_row(json!({
+                        "id": role_assignment_id(&ra),
+                        "name": ra.name,
+                        "type": "microsoft.authorization/roleassignments",
+                        "tenantId": tenant,
+                        "resourceGroup": group,
+                        "subscriptionId": sub,
+                        "properties": render_role_assignment(&ra)["properties"],
+                    })));
+                }
+                for role in &BUILT_IN_ROLES {
+                    let mut doc = render_role_definition("", role);
+                    let id = format!(
+                        "/providers/Microsoft.Authorization/RoleDefinitions/{}",
+                        role.0
+                    );
+                    rows.push(graph_row(json!({
+                        "id": id,
+                        "name": role.0,
+                        "type": "microsoft.authorization/roledefinitions",
+                        "tenantId": tenant,
+                        "properties": doc["properties"].take(),
+                    })));
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    // -----------------------------------------------------------------------
+    // Diagnostic settings
+
+    fn list_diagnostic_settings(&self, scope: &Scope) -> Outcome {
+        let value: Vec<Value> = state::list_diagnostic_settings(self.c, &scope.id())?
+            .iter()
+            .map(render_diagnostic_setting)
+            .collect();
+        Ok(ArmResponse::ok(json!({ "value": value })))
+    }
+
+    fn get_diagnostic_setting(&self, scope: &Scope, name: &str) -> Outcome {
+        match state::get_diagnostic_setting(self.c, &scope.id(), name)? {
+            Some(setting) => Ok(ArmResponse::ok(render_diagnostic_setting(&setting))),
+            None => Err(fail(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                format!("The diagnostic setting '{name}' doesn't exist."),
+            )),
+        }
+    }
+
+    /// Creates or replaces a diagnostic setting (`200` either way, as Azure
+    /// Monitor answers).
+    fn put_diagnostic_setting(&self, scope: &Scope, name: &str) -> Outcome {
+        validate_resource_name("", name)?;
+        if let Some(rg) = scope.group() {
+            self.writable(rg)?;
+        }
+        let body = self.body_object()?;
+        let Some(props) = body.get("properties").and_then(Value::as_object) else {
+            return Err(bad_request(
+                "BadRequest",
+                "The request content must have 'properties' (destinations, logs and metrics).",
+            ));
+        };
+        let mut destinations = 0;
+        for field in [
+            "storageAccountId",
+            "workspaceId",
+            "eventHubAuthorizationRuleId",
+            "serviceBusRuleId",
+            "marketplacePartnerId",
+        ] {
+            let Some(id) = props
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+            else {
+                continue;
+            };
+            destinations += 1;
+            let parsed = ArmId::parse(id)
+                .ok()
+                .filter(|p| p.subscription().is_some() || p.as_str().starts_with("/providers/"));
+            let Some(parsed) = parsed else {
+                return Err(bad_request(
+                    "LinkedInvalidPropertyId",
+                    format!(
+                        "Property id '{id}' at path 'properties.{field}' is invalid. Expect fully qualified \
+                         resource Id that start with '/subscriptions/{{subscriptionId}}' or \
+                         '/providers/{{resourceProviderNamespace}}/'."
+                    ),
+                ));
+            };
+            // A storage account in the simulated estate must exist.
+            let in_estate = parsed
+                .subscription()
+                .map(|s| state::get_subscription(self.c, s))
+                .transpose()?
+                .flatten()
+                .is_some();
+            if field == "storageAccountId"
+                && in_estate
+                && state::get_resource(self.c, id)?.is_none_or(|r| r.r#type != STORAGE_TYPE)
+            {
+                return Err(bad_request(
+                    "BadRequest",
+                    format!("The storage account '{id}' could not be found."),
+                ));
+            }
+        }
+        if destinations == 0 {
+            return Err(bad_request(
+                "BadRequest",
+                "A diagnostic setting needs at least one destination: storageAccountId, workspaceId, \
+                 eventHubAuthorizationRuleId or marketplacePartnerId.",
+            ));
+        }
+        let (log_categories, metric_categories) = diagnostic_categories_of(scope);
+        for (list, categories) in [("logs", log_categories), ("metrics", &[][..])] {
+            let Some(entries) = props.get(list) else {
+                continue;
+            };
+            let Some(entries) = entries.as_array() else {
+                return Err(bad_request(
+                    "BadRequest",
+                    format!("'properties.{list}' must be an array."),
+                ));
+            };
+            for entry in entries {
+                let category = entry.get("category").and_then(Value::as_str);
+                let group = entry.get("categoryGroup").and_then(Value::as_str);
+                let known = match (list, category, group) {
+                    ("logs", Some(c), None) => {
+                        categories.iter().any(|(k, _)| k.eq_ignore_ascii_case(c))
+                    }
+                    ("logs", None, Some(g)) => categories
+                        .iter()
+                        .any(|(_, groups)| groups.iter().any(|k| k.eq_ignore_ascii_case(g))),
+                    ("metrics", Some(c), None) => {
+                        metric_categories.iter().any(|k| k.eq_ignore_ascii_case(c))
+                    }
+                    _ => {
+                        return Err(bad_request(
+                            "BadRequest",
+                            format!(
+                                "Each entry of 'properties.{list}' names one 'category'{}.",
+                                if list == "logs" {
+                                    " or one 'categoryGroup'"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        ));
+                    }
+                };
+                if !known {
+                    return Err(bad_request(
+                        "BadRequest",
+                        format!(
+                            "Category '{}' is not supported.",
+                            category.or(group).unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+        let scope_id = scope.id();
+        let existing = state::get_diagnostic_setting(self.c, &scope_id, name)?;
+        if existing.is_none() && state::list_diagnostic_settings(self.c, &scope_id)?.len() >= 5 {
+            return Err(bad_request(
+                "BadRequest",
+                "A resource can have at most 5 diagnostic settings.",
+            ));
+        }
+        let mut properties = Map::new();
+        for field in [
+            "storageAccountId",
+            "serviceBusRuleId",
+            "workspaceId",
+            "eventHubAuthorizationRuleId",
+            "eventHubName",
+            "marketplacePartnerId",
+            "logAnalyticsDestinationType",
+        ] {
+            properties.insert(
+                field.into(),
+                props.get(field).cloned().unwrap_or(Value::Null),
+            );
+        }
+        for list in ["logs", "metrics"] {
+            properties.insert(list.into(), props.get(list).cloned().unwrap_or(json!([])));
+        }
+        let setting = DiagnosticSetting {
+            scope: scope_id,
+            name: existing.map(|e| e.name).unwrap_or_else(|| name.to_owned()),
+            properties: Value::Object(properties),
+        };
+        state::put_diagnostic_setting(self.c, &setting)?;
+        let doc = render_diagnostic_setting(&setting);
+        self.record_diagnostic_event(scope, &doc, "write")?;
+        Ok(ArmResponse::ok(doc))
+    }
+
+    /// `200` when it existed, `204` when not.
+    fn delete_diagnostic_setting(&self, scope: &Scope, name: &str) -> Outcome {
+        let Some(setting) = state::get_diagnostic_setting(self.c, &scope.id(), name)? else {
+            return Ok(ArmResponse::new(StatusCode::NO_CONTENT, None));
+        };
+        if let Some(rg) = scope.group() {
+            self.writable(rg)?;
+        }
+        state::delete_diagnostic_setting(self.c, &setting.scope, &setting.name)?;
+        self.record_diagnostic_event(scope, &render_diagnostic_setting(&setting), "delete")?;
+        Ok(ArmResponse::new(StatusCode::OK, None))
+    }
+
+    fn record_diagnostic_event(&self, scope: &Scope, doc: &Value, verb: &str) -> Outcome<()> {
+        self.record_sync(
+            &EventSpec {
+                subscription: &scope.subscription().id,
+                resource_group: scope.group().map(|rg| rg.name.as_str()),
+                resource_id: doc["id"].as_str().unwrap_or_default(),
+                resource_type: "Microsoft.Insights/diagnosticSettings",
+                operation: format!("Microsoft.Insights/diagnosticSettings/{verb}"),
+            },
+            StatusCode::OK,
+        )
+    }
+
+    /// `…/providers/Microsoft.Insights/diagnosticSettingsCategories[/{name}]`.
+    fn diagnostic_categories(&self, scope: &Scope, name: Option<&str>) -> Outcome {
+        let (logs, metrics) = diagnostic_categories_of(scope);
+        let render = |category: &str, kind: &str, groups: &[&str]| {
+            json!({
+                "id": format!(
+                    "{}/providers/microsoft.insights/diagnosticSettingsCategories/{category}",
+                    scope.id()
+                ),
+                "type": "microsoft.insights/diagnosticSettingsCategories",
+                "name": category,
+                "properties": { "categoryType": kind, "categoryGroups": groups },
+            })
+        };
+        let all: Vec<Value> = logs
+            .iter()
+            .map(|(c, groups)| render(c, "Logs", groups))
+            .chain(metrics.iter().map(|c| render(c, "Metrics", &[])))
+            .collect();
+        match name {
+            None => Ok(ArmResponse::ok(json!({ "value": all }))),
+            Some(name) => all
+                .into_iter()
+                .find(|c| c["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                .map(ArmResponse::ok)
+                .ok_or_else(|| {
+                    fail(
+                        StatusCode::NOT_FOUND,
+                        "ResourceNotFound",
+                        format!("The diagnostic settings category '{name}' doesn't exist for this resource."),
+                    )
+                }),
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Scale set instances and disks
+
+    /// `…/virtualMachineScaleSets/{vmss}/virtualMachines[/{instance}[/instanceView]]`:
+    /// instances `0` … `capacity - 1`, derived from the scale set.
+    fn vmss_instances(&self, sub: &Subscription, rg: &ResourceGroup, rest: &[String]) -> Outcome {
+        if self.r.method != Method::GET
+            || rest.len() > 5
+            || (rest.len() == 5 && !rest[4].eq_ignore_ascii_case("instanceView"))
+        {
+            return Err(self.no_route());
+        }
+        let id = canonical_id(&sub.id, &rg.name, VMSS_TYPE, &[rest[1].as_str()]);
+        let vmss = state::get_resource(self.c, &id)?
+            .ok_or_else(|| resource_not_found(&rg.name, "Microsoft.Compute", &rest[..2]))?;
+        let capacity = vmss
+            .sku
+            .as_ref()
+            .and_then(|s| s.get("capacity"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let Some(instance) = rest.get(3) else {
+            let value: Vec<Value> = (0..capacity).map(|i| vmss_instance(&vmss, i)).collect();
+            return Ok(ArmResponse::ok(json!({ "value": value })));
+        };
+        let Some(i) = instance.parse::<u64>().ok().filter(|i| *i < capacity) else {
+            return Err(fail(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "The entity was not found in this Azure location.",
+            ));
+        };
+        let doc = vmss_instance(&vmss, i);
+        if rest.len() == 5 {
+            return Ok(ArmResponse::ok(doc["properties"]["instanceView"].clone()));
+        }
+        Ok(ArmResponse::ok(doc))
+    }
+
+    /// A new VM's OS disk (`properties.storageProfile.osDisk`), attached
+    /// to it; the VM's document then names it.
+    fn create_os_disk(&self, vm: &mut Resource) -> Outcome<()> {
+        let os_disk = vm
+            .properties
+            .pointer("/storageProfile/osDisk")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let name = os_disk["name"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}_OsDisk_1_{}", vm.name, uuid::Uuid::new_v4().simple()));
+        let id = canonical_id(&vm.subscription, &vm.rg_name, DISK_TYPE, &[name.as_str()]);
+        let account_type = os_disk
+            .pointer("/managedDisk/storageAccountType")
+            .and_then(Value::as_str)
+            .unwrap_or("Premium_LRS")
+            .to_owned();
+        if state::get_resource(self.c, &id)?.is_none() {
+            let size = os_disk["diskSizeGB"].as_u64().unwrap_or(30) as u32;
+            let now = self.r.time();
+            state::put_resource(
+                self.c,
+                &Resource {
+                    id: id.clone(),
+                    subscription: vm.subscription.clone(),
+                    rg_name: vm.rg_name.clone(),
+                    parent_lc: None,
+                    r#type: DISK_TYPE.to_owned(),
+                    name: name.clone(),
+                    location: vm.location.clone(),
+                    tags: Map::new(),
+                    kind: None,
+                    sku: Some(
+                        json!({ "name": account_type, "tier": account_type.split('_').next() }),
+                    ),
+                    properties: disk_properties(size, "Attached", Some("Linux"), &now),
+                    provisioning_state: "Succeeded".into(),
+                    power_state: None,
+                    created: now.clone(),
+                    changed: now,
+                    managed_by: Some(vm.id.clone()),
+                },
+            )?;
+        }
+        if let Some(properties) = vm.properties.as_object_mut() {
+            let storage = properties
+                .entry("storageProfile")
+                .or_insert_with(|| json!({}));
+            let mut disk = os_disk;
+            disk["name"] = json!(name);
+            disk["createOption"] = disk
+                .get("createOption")
+                .cloned()
+                .unwrap_or(json!("FromImage"));
+            disk["deleteOption"] = disk.get("deleteOption").cloned().unwrap_or(json!("Detach"));
+            disk["managedDisk"] = json!({ "id": id, "storageAccountType": account_type });
+            storage["osDisk"] = disk;
+        }
+        Ok(())
+    }
+
+    /// A deleted VM's disks: deleted when its profile says
+    /// `deleteOption: Delete`, else detached.
+    fn release_disks(&self, vm: &Resource) -> Outcome<()> {
+        let profile = vm.properties.get("storageProfile");
+        let option_of = |disk: &str| {
+            let os = profile.and_then(|p| p.get("osDisk")).into_iter();
+            let data = profile
+                .and_then(|p| p.get("dataDisks"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            os.chain(data)
+                .find(|d| {
+                    d["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(disk))
+                })
+                .and_then(|d| d["deleteOption"].as_str())
+                .unwrap_or("Detach")
+                .to_owned()
+        };
+        for mut disk in state::list_resources(self.c, &vm.subscription, None)? {
+            let attached = disk.r#type == DISK_TYPE
+                && disk
+                    .managed_by
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(&vm.id));
+            if !attached {
+                continue;
+            }
+            if option_of(&disk.name).eq_ignore_ascii_case("Delete") {
+                state::delete_resource(self.c, &disk.id)?;
+            } else {
+                disk.managed_by = None;
+                disk.properties["diskState"] = json!("Unattached");
+                disk.changed = self.r.time();
+                state::put_resource(self.c, &disk)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A row of a Resource Graph table from a document with some of its
+/// columns: the others are empty strings (text columns) or null.
+fn graph_row(doc: Value) -> Vec<Value> {
+    graph::COLUMNS
+        .iter()
+        .map(|(column, ty)| match doc.get(*column) {
+            Some(value) if !value.is_null() => value.clone(),
+            _ if *ty == "string" => json!(""),
+            _ if *column == "tags" => json!({}),
+            _ => Value::Null,
+        })
+        .collect()
+}
+
+fn encode_skip_token(offset: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{{\"simulatorOffset\":{offset}}}"))
+}
+
+fn decode_skip_token(token: &str) -> Option<usize> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let doc: Value = serde_json::from_slice(&bytes).ok()?;
+    doc["simulatorOffset"].as_u64().map(|n| n as usize)
+}
+
+/// Log categories (with their groups) and metric categories of a
+/// diagnostic setting's scope.
+#[allow(clippy::type_complexity)]
+fn diagnostic_categories_of(
+    scope: &Scope,
+) -> (
+    &'static [(&'static str, &'static [&'static str])],
+    &'static [&'static str],
+) {
+    const ALL_METRICS: &[&str] = &["AllMetrics"];
+    match scope {
+        Scope::Subscription(_) => (
+            &[
+                ("Administrative", &[]),
+                ("Security", &[]),
+                ("ServiceHealth", &[]),
+                ("Alert", &[]),
+                ("Recommendation", &[]),
+                ("Policy", &[]),
+                ("Autoscale", &[]),
+                ("ResourceHealth", &[]),
+            ],
+            &[],
+        ),
+        Scope::Group(..) => (&[], &[]),
+        Scope::Resource(_, _, r) => match r.r#type.as_str() {
+            VAULT_TYPE => (
+                &[
+                    ("AuditEvent", &["audit", "allLogs"]),
+                    ("AzurePolicyEvaluationDetails", &["allLogs"]),
+                ],
+                ALL_METRICS,
+            ),
+            STORAGE_TYPE => (&[], &["Transaction"]),
+            "Microsoft.Network/networkSecurityGroups" => (
+                &[
+                    ("NetworkSecurityGroupEvent", &["allLogs"]),
+                    ("NetworkSecurityGroupRuleCounter", &["allLogs"]),
+                ],
+                &[],
+            ),
+            "Microsoft.Network/publicIPAddresses" => (
+                &[
+                    ("DDoSProtectionNotifications", &["allLogs"]),
+                    ("DDoSMitigationFlowLogs", &["allLogs"]),
+                    ("DDoSMitigationReports", &["allLogs"]),
+                ],
+                ALL_METRICS,
+            ),
+            _ => (&[], ALL_METRICS),
+        },
+    }
+}
+
+fn render_diagnostic_setting(d: &DiagnosticSetting) -> Value {
+    json!({
+        "id": format!("{}/providers/microsoft.insights/diagnosticSettings/{}", d.scope, d.name),
+        "type": "Microsoft.Insights/diagnosticSettings",
+        "name": d.name,
+        "properties": d.properties,
+    })
+}
+
+/// Instance `i` of a scale set, as the Compute provider shows it.
+fn vmss_instance(vmss: &Resource, i: u64) -> Value {
+    let profile = vmss
+        .properties
+        .get("virtualMachineProfile")
+        .cloned()
+        .unwrap_or(json!({}));
+    let prefix = profile
+        .pointer("/osProfile/computerNamePrefix")
+        .and_then(Value::as_str)
+        .unwrap_or(&vmss.name)
+        .to_owned();
+    let size = vmss
+        .sku
+        .as_ref()
+        .and_then(|s| s.get("name"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let digest = Sha256::digest(format!("{}#{i}", vmss.id.to_lowercase()).as_bytes());
+    let hex = hex::encode(&digest[..16]);
+    let vm_id = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    let mut storage = profile.get("storageProfile").cloned().unwrap_or(json!({}));
+    if storage.get("osDisk").is_some() {
+        storage["osDisk"]["name"] = json!(format!("{}_{}_OsDisk_1_{}", vmss.name, i, &hex[..32]));
+    }
+    json!({
+        "id": format!("{}/virtualMachines/{i}", vmss.id),
+        "name": format!("{}_{i}", vmss.name),
+        "type": "Microsoft.Compute/virtualMachineScaleSets/virtualMachines",
+        "location": vmss.location,
+        "instanceId": i.to_string(),
+        "sku": vmss.sku,
+        "tags": vmss.tags,
+        "properties": {
+            "latestModelApplied": true,
+            "vmId": vm_id,
+            "hardwareProfile": { "vmSize": size },
+            "storageProfile": storage,
+            "osProfile": {
+                "computerName": format!("{prefix}{}", base36(i, 6)),
+                "adminUsername": profile.pointer("/osProfile/adminUsername"),
+            },
+            "provisioningState": vmss.provisioning_state,
+            "timeCreated": vmss.created,
+            "instanceView": {
+                "platformUpdateDomain": i % 5,
+                "platformFaultDomain": i % 5,
+                "computerName": format!("{prefix}{}", base36(i, 6)),
+                "statuses": [
+                    { "code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "time": vmss.changed },
+                    { "code": "PowerState/running", "level": "Info", "displayStatus": "VM running" },
+                ],
+            },
+        },
+    })
+}
+
+/// `n` in base 36 (digits, then upper-case letters), zero-padded to `width`.
+fn base36(mut n: u64, width: usize) -> String {
+    let mut digits = Vec::new();
+    while n > 0 {
+        digits.push(
+            std::char::from_digit((n % 36) as u32, 36)
+                .unwrap_or('0')
+                .to_ascii_uppercase(),
+        );
+        n /= 36;
+    }
+    while digits.len() < width {
+        digits.push('0');
+    }
+    digits.iter().rev().collect()
+}
+
+/// The path of a served request with its names replaced by placeholders
+/// (`/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{name}`),
+/// in canonical casing where the simulator knows the segment.
+pub(crate) fn path_pattern(segments: &[String]) -> String {
+    let canonical = |segment: &str| -> String {
+        let lc = segment.to_ascii_lowercase();
+        KNOWN_TYPES
+            .iter()
+            .flat_map(|ty| ty.split('/'))
+            .chain(PATH_WORDS)
+            .find(|word| word.eq_ignore_ascii_case(&lc))
+            .map(|word| (*word).to_owned())
+            .unwrap_or_else(|| segment.to_owned())
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < segments.len() {
+        let lc = segments[i].to_ascii_lowercase();
+        let placeholder = match lc.as_str() {
+            "subscriptions" => Some("{subscriptionId}"),
+            "resourcegroups" => Some("{resourceGroupName}"),
+            "operationresults" => Some("{operationId}"),
+            _ => None,
+        };
+        if let Some(placeholder) = placeholder {
+            out.push(canonical(&segments[i]));
+            if i + 1 < segments.len() {
+                out.push(placeholder.to_owned());
+            }
+            i += 2;
+            continue;
+        }
+        if lc != "providers" {
+            out.push(canonical(&segments[i]));
+            i += 1;
+            continue;
+        }
+        out.push("providers".into());
+        if let Some(namespace) = segments.get(i + 1) {
+            out.push(canonical(namespace));
+        }
+        i += 2;
+        // Type / name pairs up to the next `providers`.
+        let mut previous_type = String::new();
+        let mut is_type = true;
+        while i < segments.len() && !segments[i].eq_ignore_ascii_case("providers") {
+            let lc = segments[i].to_ascii_lowercase();
+            if is_type {
+                out.push(canonical(&segments[i]));
+                previous_type = lc.clone();
+                // `eventtypes/management/values` is all literal.
+                if lc == "eventtypes" {
+                    out.extend(segments[i + 1..].iter().map(|s| canonical(s)));
+                    return format!("/{}", out.join("/"));
+                }
+            } else {
+                out.push(match previous_type.as_str() {
+                    "tags" if lc == "default" => "default".to_owned(),
+                    "locations" => "{location}".to_owned(),
+                    "operations" => "{operationId}".to_owned(),
+                    _ => "{name}".to_owned(),
+                });
+            }
+            is_type = !is_type;
+            i += 1;
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// Path segments the simulator answers besides resource types, in their
+/// canonical casing.
+const PATH_WORDS: [&str; 25] = [
+    "subscriptions",
+    "resourceGroups",
+    "providers",
+    "tenants",
+    "locations",
+    "operations",
+    "operationresults",
+    "resources",
+    "instanceView",
+    "start",
+    "powerOff",
+    "deallocate",
+    "restart",
+    "Microsoft.Authorization",
+    "roleAssignments",
+    "roleDefinitions",
+    "Microsoft.Resources",
+    "tags",
+    "Microsoft.Insights",
+    "eventtypes",
+    "management",
+    "values",
+    "diagnosticSettings",
+    "diagnosticSettingsCategories",
+    "Microsoft.ResourceGraph",
+];
+
 // ---------------------------------------------------------------------------
 // Rendering
 
@@ -2206,6 +3296,9 @@ fn render_summary(r: &Resource) -> Value {
     }
     if let Some(sku) = &r.sku {
         doc["sku"] = sku.clone();
+    }
+    if let Some(managed_by) = &r.managed_by {
+        doc["managedBy"] = json!(managed_by);
     }
     if !r.tags.is_empty() {
         doc["tags"] = Value::Object(r.tags.clone());
@@ -2575,6 +3668,75 @@ mod tests {
             ),
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"
         );
+    }
+
+    #[test]
+    fn path_patterns_name_the_route() {
+        let pattern = |path: &str| {
+            let segments: Vec<String> = path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            path_pattern(&segments)
+        };
+        assert_eq!(pattern("/subscriptions"), "/subscriptions");
+        assert_eq!(pattern("/tenants"), "/tenants");
+        assert_eq!(
+            pattern("/SUBSCRIPTIONS/abc/resourcegroups/Dev-Web"),
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+        );
+        assert_eq!(
+            pattern(
+                "/subscriptions/s/resourceGroups/rg/providers/microsoft.compute/VIRTUALMACHINES/web-01/start"
+            ),
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{name}/start"
+        );
+        assert_eq!(
+            pattern(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm/extensions/ext"
+            ),
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{name}/extensions/{name}"
+        );
+        assert_eq!(
+            pattern(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/microsoft.insights/diagnosticSettings/audit"
+            ),
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.KeyVault/vaults/{name}/providers/Microsoft.Insights/diagnosticSettings/{name}"
+        );
+        assert_eq!(
+            pattern("/subscriptions/s/providers/Microsoft.Insights/eventtypes/management/values"),
+            "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values"
+        );
+        assert_eq!(
+            pattern(
+                "/subscriptions/s/providers/Microsoft.Compute/locations/westeurope/operations/x"
+            ),
+            "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/locations/{location}/operations/{operationId}"
+        );
+        assert_eq!(
+            pattern("/subscriptions/s/operationresults/x"),
+            "/subscriptions/{subscriptionId}/operationresults/{operationId}"
+        );
+        assert_eq!(
+            pattern(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Resources/tags/default"
+            ),
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Resources/tags/default"
+        );
+        assert_eq!(
+            pattern("/providers/microsoft.resourcegraph/resources"),
+            "/providers/Microsoft.ResourceGraph/resources"
+        );
+    }
+
+    #[test]
+    fn skip_tokens_round_trip() {
+        assert_eq!(decode_skip_token(&encode_skip_token(42)), Some(42));
+        assert_eq!(decode_skip_token("not base64!"), None);
+        assert_eq!(base36(0, 6), "000000");
+        assert_eq!(base36(35, 6), "00000Z");
+        assert_eq!(base36(36, 2), "10");
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The demo estate written into a new simulator database: two
 //! subscriptions of "Contoso", four resource groups, three virtual
-//! machines (one with an extension), two storage accounts, a key vault and
-//! two role assignments. Ids below are the canonical ARM ids.
+//! machines (one with an extension) and their OS disks, a scale set, a
+//! spare data disk, two storage accounts, a key vault with secrets and a
+//! diagnostic setting, and two role assignments. Ids below are the
+//! canonical ARM ids.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
-use super::state::{self, Resource, ResourceGroup, RoleAssignment, Subscription};
+use super::state::{
+    self, DiagnosticSetting, Resource, ResourceGroup, RoleAssignment, Secret, Subscription,
+};
 use crate::azure::id::{ArmId, ScopeKind};
 
 /// The "Contoso Dev" subscription.
@@ -47,6 +51,28 @@ pub const STORAGE_DEVDATA01: &str = "/subscriptions/6b4f8c2a-1d3e-4f5a-9b7c-0d1e
 pub const STORAGE_PRODLOGS01: &str = "/subscriptions/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b/resourceGroups/security/providers/Microsoft.Storage/storageAccounts/prodlogs01";
 /// Key vault `kv-security` in `security`.
 pub const KEY_VAULT_SECURITY: &str = "/subscriptions/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b/resourceGroups/security/providers/Microsoft.KeyVault/vaults/kv-security";
+
+/// Scale set `web-vmss` in `dev-web`: two Standard_B1s instances.
+pub const VMSS_WEB: &str = "/subscriptions/6b4f8c2a-1d3e-4f5a-9b7c-0d1e2f3a4b5c/resourceGroups/dev-web/providers/Microsoft.Compute/virtualMachineScaleSets/web-vmss";
+/// OS disk of `web-01`, attached (`managedBy` the VM; deleted with it).
+pub const DISK_WEB_01_OS: &str = "/subscriptions/6b4f8c2a-1d3e-4f5a-9b7c-0d1e2f3a4b5c/resourceGroups/dev-web/providers/Microsoft.Compute/disks/web-01-osdisk";
+/// Data disk `dev-data-disk01` in `dev-data`, attached to nothing.
+pub const DISK_DEV_DATA_01: &str = "/subscriptions/6b4f8c2a-1d3e-4f5a-9b7c-0d1e2f3a4b5c/resourceGroups/dev-data/providers/Microsoft.Compute/disks/dev-data-disk01";
+/// Diagnostic setting of `kv-security`: audit logs to `prodlogs01`.
+pub const DIAGNOSTIC_SETTING_KV_AUDIT: &str = "kv-security-audit";
+/// The Key Vault data plane of `kv-security`.
+pub const KEY_VAULT_SECURITY_URI: &str = "https://kv-security.vault.azure.net/";
+/// A secret of `kv-security` with two versions.
+pub const SECRET_DB_PASSWORD: &str = "db-password";
+/// The current value of [`SECRET_DB_PASSWORD`] (a demo value).
+pub const SECRET_DB_PASSWORD_VALUE: &str = "demo-Pa55w0rd-2";
+/// A secret of `kv-security` that is disabled (reading it is refused).
+pub const SECRET_LEGACY_TOKEN: &str = "legacy-token";
+
+/// The directory tenant's name and domains, as `GET /tenants` shows them.
+pub const TENANT_DISPLAY_NAME: &str = "Contoso";
+pub const TENANT_DEFAULT_DOMAIN: &str = "contoso.dev";
+pub const TENANT_DOMAINS: [&str; 2] = ["contoso.dev", "contoso.onmicrosoft.com"];
 
 /// Built-in role definition GUIDs (the real Azure ones).
 pub const ROLE_OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
@@ -236,6 +262,7 @@ pub(crate) fn seed(c: &Connection, now: DateTime<Utc>, tenant: &str) -> rusqlite
             power_state: None,
             created: created.clone(),
             changed: created.clone(),
+            managed_by: None,
         }
     };
 
@@ -363,7 +390,220 @@ pub(crate) fn seed(c: &Connection, now: DateTime<Utc>, tenant: &str) -> rusqlite
             },
         )?;
     }
+    seed_v2(c, now)
+}
+
+/// Writes what schema version 2 added (disks, a scale set, diagnostic
+/// settings, secrets), where their parents exist: into a new estate, or
+/// into one created by version 1.
+pub(crate) fn seed_v2(c: &Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    let created = now.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let group_exists = |id: &str| -> rusqlite::Result<bool> {
+        let (subscription, rg, ..) = split_id(id);
+        Ok(state::get_rg(c, &subscription, &rg)?.is_some())
+    };
+    let resource = |id: &str, location: &str, tags: Map<String, Value>, properties: Value| {
+        let (subscription, rg_name, r#type, name, parent_lc) = split_id(id);
+        Resource {
+            id: id.to_owned(),
+            subscription,
+            rg_name,
+            parent_lc,
+            r#type,
+            name,
+            location: Some(location.to_owned()),
+            tags,
+            kind: None,
+            sku: None,
+            properties,
+            provisioning_state: "Succeeded".into(),
+            power_state: None,
+            created: created.clone(),
+            changed: created.clone(),
+            managed_by: None,
+        }
+    };
+
+    // Each VM's OS disk, attached to it.
+    for vm_id in [VM_WEB_01, VM_WEB_02, VM_PROD_WEB_01] {
+        let Some(mut vm) = state::get_resource(c, vm_id)? else {
+            continue;
+        };
+        let disk_id = format!(
+            "{}/providers/Microsoft.Compute/disks/{}-osdisk",
+            vm_id.split("/providers/").next().unwrap_or_default(),
+            vm.name
+        );
+        let location = vm.location.clone().unwrap_or_else(|| "westeurope".into());
+        let mut disk = resource(
+            &disk_id,
+            &location,
+            Map::new(),
+            disk_properties(30, "Attached", Some("Linux"), &created),
+        );
+        disk.sku = Some(json!({ "name": "Premium_LRS", "tier": "Premium" }));
+        disk.managed_by = Some(vm.id.clone());
+        state::put_resource(c, &disk)?;
+        if let Some(managed) = vm
+            .properties
+            .pointer_mut("/storageProfile/osDisk/managedDisk")
+        {
+            managed["id"] = json!(disk_id);
+            state::put_resource(c, &vm)?;
+        }
+    }
+    if group_exists(DISK_DEV_DATA_01)? {
+        let mut disk = resource(
+            DISK_DEV_DATA_01,
+            "westeurope",
+            tags(&[("env", "dev")]),
+            disk_properties(128, "Unattached", None, &created),
+        );
+        disk.sku = Some(json!({ "name": "Standard_LRS", "tier": "Standard" }));
+        state::put_resource(c, &disk)?;
+    }
+    if group_exists(VMSS_WEB)? {
+        let mut vmss = resource(
+            VMSS_WEB,
+            "westeurope",
+            tags(&[("env", "dev"), ("role", "web")]),
+            json!({
+                "singlePlacementGroup": true,
+                "orchestrationMode": "Uniform",
+                "upgradePolicy": { "mode": "Manual" },
+                "virtualMachineProfile": {
+                    "osProfile": {
+                        "computerNamePrefix": "webvmss",
+                        "adminUsername": "azureuser",
+                        "linuxConfiguration": { "disablePasswordAuthentication": true, "provisionVMAgent": true },
+                        "allowExtensionOperations": true,
+                    },
+                    "storageProfile": {
+                        "imageReference": {
+                            "publisher": "Canonical",
+                            "offer": "0001-com-ubuntu-server-jammy",
+                            "sku": "22_04-lts-gen2",
+                            "version": "latest",
+                        },
+                        "osDisk": {
+                            "osType": "Linux",
+                            "createOption": "FromImage",
+                            "caching": "ReadWrite",
+                            "managedDisk": { "storageAccountType": "Standard_LRS" },
+                            "diskSizeGB": 30,
+                        },
+                    },
+                    "networkProfile": { "networkInterfaceConfigurations": [] },
+                },
+                "overprovision": false,
+                "doNotRunExtensionsOnOverprovisionedVMs": false,
+                "platformFaultDomainCount": 5,
+                "uniqueId": uuid::Uuid::new_v4().to_string(),
+                "timeCreated": created,
+            }),
+        );
+        vmss.sku = Some(json!({ "name": "Standard_B1s", "tier": "Standard", "capacity": 2 }));
+        state::put_resource(c, &vmss)?;
+    }
+
+    if state::get_resource(c, KEY_VAULT_SECURITY)?.is_some() {
+        if state::get_resource(c, STORAGE_PRODLOGS01)?.is_some() {
+            state::put_diagnostic_setting(
+                c,
+                &DiagnosticSetting {
+                    scope: KEY_VAULT_SECURITY.to_owned(),
+                    name: DIAGNOSTIC_SETTING_KV_AUDIT.to_owned(),
+                    properties: json!({
+                        "storageAccountId": STORAGE_PRODLOGS01,
+                        "logs": [{
+                            "category": null,
+                            "categoryGroup": "audit",
+                            "enabled": true,
+                            "retentionPolicy": { "enabled": false, "days": 0 },
+                        }],
+                        "metrics": [{
+                            "category": "AllMetrics",
+                            "enabled": true,
+                            "retentionPolicy": { "enabled": false, "days": 0 },
+                        }],
+                    }),
+                },
+            )?;
+        }
+        let vault_lc = KEY_VAULT_SECURITY.to_lowercase();
+        let at = now.timestamp();
+        for (name, value, content_type, enabled, age_days) in [
+            (
+                SECRET_DB_PASSWORD,
+                "demo-Pa55w0rd-1",
+                "text/plain",
+                true,
+                30,
+            ),
+            (
+                SECRET_DB_PASSWORD,
+                SECRET_DB_PASSWORD_VALUE,
+                "text/plain",
+                true,
+                1,
+            ),
+            (
+                "storage-connection-string",
+                "DefaultEndpointsProtocol=https;AccountName=prodlogs01;AccountKey=ZGVtby1rZXk=;EndpointSuffix=core.windows.net",
+                "text/plain",
+                true,
+                7,
+            ),
+            (SECRET_LEGACY_TOKEN, "demo-legacy-token", "", false, 90),
+        ] {
+            let time = at - age_days * 86_400;
+            state::insert_secret(
+                c,
+                &Secret {
+                    vault_lc: vault_lc.clone(),
+                    name: name.to_owned(),
+                    version: uuid::Uuid::new_v4().simple().to_string(),
+                    value: value.to_owned(),
+                    content_type: (!content_type.is_empty()).then(|| content_type.to_owned()),
+                    tags: tags(&[("owner", "secops")]),
+                    enabled,
+                    not_before: None,
+                    expires: None,
+                    created: time,
+                    updated: time,
+                    deleted: None,
+                },
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// `properties` of a managed disk.
+pub(crate) fn disk_properties(
+    size_gb: u32,
+    state: &str,
+    os_type: Option<&str>,
+    created: &str,
+) -> Value {
+    let mut properties = json!({
+        "creationData": { "createOption": if os_type.is_some() { "FromImage" } else { "Empty" } },
+        "diskSizeGB": size_gb,
+        "diskSizeBytes": u64::from(size_gb) * 1024 * 1024 * 1024,
+        "diskIOPSReadWrite": 500,
+        "diskMBpsReadWrite": 60,
+        "encryption": { "type": "EncryptionAtRestWithPlatformKey" },
+        "networkAccessPolicy": "AllowAll",
+        "publicNetworkAccess": "Enabled",
+        "diskState": state,
+        "uniqueId": uuid::Uuid::new_v4().to_string(),
+        "timeCreated": created,
+    });
+    if let Some(os_type) = os_type {
+        properties["osType"] = json!(os_type);
+        properties["hyperVGeneration"] = json!("V2");
+    }
+    properties
 }
 
 /// `(subscription, resource group, type, name, parent id lower-cased)` of

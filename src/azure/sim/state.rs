@@ -1,6 +1,7 @@
 //! The simulator's own SQLite file: the state of the simulated Azure estate
-//! (subscriptions, resource groups, resources, role assignments, pending
-//! async operations, the activity log and a log of the requests served).
+//! (subscriptions, resource groups, resources, role assignments, diagnostic
+//! settings, Key Vault secrets, pending async operations, the activity log
+//! and a log of the requests served).
 //! It is not Warden's store. Every request runs in one transaction on one
 //! mutex-guarded connection, from a blocking task.
 //!
@@ -18,8 +19,8 @@ use serde_json::{Map, Value};
 use super::SimError;
 use super::seed;
 
-/// `PRAGMA user_version` of the schema below.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA user_version` of the schema below (`SCHEMA`, then `SCHEMA_2`).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE subscriptions (
@@ -106,6 +107,38 @@ CREATE TABLE requests (
 );
 ";
 
+/// Version 2 over version 1: a resource's `managedBy` (disks attached to a
+/// VM), diagnostic settings and Key Vault secrets. A version-1 file is
+/// upgraded in place and given version 2's seeded objects.
+const SCHEMA_2: &str = "
+ALTER TABLE resources ADD COLUMN managed_by TEXT;
+CREATE TABLE diagnostic_settings (
+    scope_lc       TEXT NOT NULL,             -- the resource (or subscription) id, lower-cased
+    name_lc        TEXT NOT NULL,
+    scope          TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    properties     TEXT NOT NULL,
+    PRIMARY KEY (scope_lc, name_lc)
+);
+CREATE TABLE secrets (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT, -- version order
+    vault_lc       TEXT NOT NULL,             -- the key vault's ARM id, lower-cased
+    name_lc        TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    version        TEXT NOT NULL,             -- 32 lower-case hex digits
+    value          TEXT NOT NULL,
+    content_type   TEXT,
+    tags           TEXT NOT NULL DEFAULT '{}',
+    enabled        INTEGER NOT NULL,
+    not_before     INTEGER,                   -- Unix seconds, as Key Vault's attributes
+    expires        INTEGER,
+    created        INTEGER NOT NULL,
+    updated        INTEGER NOT NULL,
+    deleted        INTEGER                    -- when the secret was (soft) deleted, else NULL
+);
+CREATE UNIQUE INDEX secrets_by_version ON secrets (vault_lc, name_lc, version);
+";
+
 /// Opens (creating and seeding if new) the simulator's database; `tenant`
 /// is written where seeded resources name their tenant.
 pub(crate) fn open(path: &Path, tenant: &str) -> Result<Connection, SimError> {
@@ -136,7 +169,15 @@ pub(crate) fn open(path: &Path, tenant: &str) -> Result<Connection, SimError> {
     match version {
         0 => {
             tx.execute_batch(SCHEMA).map_err(db_error)?;
+            tx.execute_batch(SCHEMA_2).map_err(db_error)?;
             seed::seed(&tx, chrono::Utc::now(), tenant).map_err(db_error)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+        }
+        1 => {
+            tx.execute_batch(SCHEMA_2).map_err(db_error)?;
+            seed::seed_v2(&tx, chrono::Utc::now()).map_err(db_error)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(db_error)?;
             tx.commit().map_err(db_error)?;
@@ -204,6 +245,8 @@ pub(crate) struct Resource {
     pub power_state: Option<String>,
     pub created: String,
     pub changed: String,
+    /// `managedBy`: the VM a disk is attached to.
+    pub managed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,8 +414,8 @@ pub(crate) fn put_rg(c: &Connection, rg: &ResourceGroup) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// Deletes a resource group, its resources and every role assignment at or
-/// below it.
+/// Deletes a resource group, its resources and everything attached to them
+/// (role assignments, diagnostic settings, secrets).
 pub(crate) fn delete_rg(c: &Connection, subscription: &str, name: &str) -> rusqlite::Result<()> {
     let subscription = subscription.to_ascii_lowercase();
     let name_lc = name.to_lowercase();
@@ -381,13 +424,7 @@ pub(crate) fn delete_rg(c: &Connection, subscription: &str, name: &str) -> rusql
         params![subscription, name_lc],
     )?;
     let scope_lc = format!("/subscriptions/{subscription}/resourcegroups/{name_lc}");
-    c.execute(
-        &format!(
-            "DELETE FROM role_assignments WHERE {}",
-            at_or_below("scope_lc", 1)
-        ),
-        [scope_lc],
-    )?;
+    delete_attached(c, &scope_lc)?;
     c.execute(
         "DELETE FROM resource_groups WHERE subscription = ?1 AND name_lc = ?2",
         params![subscription, name_lc],
@@ -399,7 +436,7 @@ pub(crate) fn delete_rg(c: &Connection, subscription: &str, name: &str) -> rusql
 // Resources
 
 const RESOURCE_COLUMNS: &str = "id, subscription, rg_name, parent_lc, type, name, location, tags, \
-     kind, sku, properties, provisioning_state, power_state, created, changed";
+     kind, sku, properties, provisioning_state, power_state, created, changed, managed_by";
 
 fn resource_row(row: &Row<'_>) -> rusqlite::Result<Resource> {
     Ok(Resource {
@@ -418,6 +455,7 @@ fn resource_row(row: &Row<'_>) -> rusqlite::Result<Resource> {
         power_state: row.get(12)?,
         created: row.get(13)?,
         changed: row.get(14)?,
+        managed_by: row.get(15)?,
     })
 }
 
@@ -457,11 +495,12 @@ pub(crate) fn list_resources(
 pub(crate) fn put_resource(c: &Connection, r: &Resource) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO resources (id_lc, id, subscription, rg_lc, rg_name, parent_lc, type, name, location,
-                                tags, kind, sku, properties, provisioning_state, power_state, created, changed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                                tags, kind, sku, properties, provisioning_state, power_state, created, changed,
+                                managed_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT (id_lc) DO UPDATE SET
              location = ?9, tags = ?10, kind = ?11, sku = ?12, properties = ?13,
-             provisioning_state = ?14, power_state = ?15, changed = ?17",
+             provisioning_state = ?14, power_state = ?15, changed = ?17, managed_by = ?18",
         params![
             r.id.to_lowercase(),
             r.id,
@@ -479,27 +518,37 @@ pub(crate) fn put_resource(c: &Connection, r: &Resource) -> rusqlite::Result<()>
             r.provisioning_state,
             r.power_state,
             r.created,
-            r.changed
+            r.changed,
+            r.managed_by
         ],
     )?;
     Ok(())
 }
 
-/// Deletes a resource, its child resources and every role assignment at or
-/// below it.
+/// Deletes a resource, its child resources and everything attached to
+/// them (role assignments, diagnostic settings, secrets).
 pub(crate) fn delete_resource(c: &Connection, id: &str) -> rusqlite::Result<()> {
     let id_lc = id.to_lowercase();
     c.execute(
         &format!("DELETE FROM resources WHERE {}", at_or_below("id_lc", 1)),
         [&id_lc],
     )?;
-    c.execute(
-        &format!(
-            "DELETE FROM role_assignments WHERE {}",
-            at_or_below("scope_lc", 1)
-        ),
-        [&id_lc],
-    )?;
+    delete_attached(c, &id_lc)
+}
+
+/// Deletes the role assignments, diagnostic settings and secrets at or
+/// below the lower-cased id `scope_lc`.
+fn delete_attached(c: &Connection, scope_lc: &str) -> rusqlite::Result<()> {
+    for (table, column) in [
+        ("role_assignments", "scope_lc"),
+        ("diagnostic_settings", "scope_lc"),
+        ("secrets", "vault_lc"),
+    ] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE {}", at_or_below(column, 1)),
+            [scope_lc],
+        )?;
+    }
     Ok(())
 }
 
@@ -574,6 +623,214 @@ pub(crate) fn delete_role_assignment(c: &Connection, name: &str) -> rusqlite::Re
         [name.to_ascii_lowercase()],
     )?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Diagnostic settings
+
+/// A diagnostic setting of a resource (or subscription).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DiagnosticSetting {
+    pub scope: String,
+    pub name: String,
+    pub properties: Value,
+}
+
+fn diagnostic_row(row: &Row<'_>) -> rusqlite::Result<DiagnosticSetting> {
+    Ok(DiagnosticSetting {
+        scope: row.get(0)?,
+        name: row.get(1)?,
+        properties: json_col(row, 2)?,
+    })
+}
+
+pub(crate) fn list_diagnostic_settings(
+    c: &Connection,
+    scope: &str,
+) -> rusqlite::Result<Vec<DiagnosticSetting>> {
+    let mut stmt = c.prepare(
+        "SELECT scope, name, properties FROM diagnostic_settings WHERE scope_lc = ?1 ORDER BY name_lc",
+    )?;
+    stmt.query_map([scope.to_lowercase()], diagnostic_row)?
+        .collect()
+}
+
+pub(crate) fn get_diagnostic_setting(
+    c: &Connection,
+    scope: &str,
+    name: &str,
+) -> rusqlite::Result<Option<DiagnosticSetting>> {
+    c.query_row(
+        "SELECT scope, name, properties FROM diagnostic_settings WHERE scope_lc = ?1 AND name_lc = ?2",
+        [scope.to_lowercase(), name.to_lowercase()],
+        diagnostic_row,
+    )
+    .optional()
+}
+
+pub(crate) fn put_diagnostic_setting(
+    c: &Connection,
+    d: &DiagnosticSetting,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO diagnostic_settings (scope_lc, name_lc, scope, name, properties)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (scope_lc, name_lc) DO UPDATE SET properties = ?5",
+        params![
+            d.scope.to_lowercase(),
+            d.name.to_lowercase(),
+            d.scope,
+            d.name,
+            text(&d.properties)
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn delete_diagnostic_setting(
+    c: &Connection,
+    scope: &str,
+    name: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM diagnostic_settings WHERE scope_lc = ?1 AND name_lc = ?2",
+        [scope.to_lowercase(), name.to_lowercase()],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Key Vault secrets
+
+/// One version of a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Secret {
+    /// The key vault's ARM id, lower-cased.
+    pub vault_lc: String,
+    pub name: String,
+    pub version: String,
+    pub value: String,
+    pub content_type: Option<String>,
+    pub tags: Map<String, Value>,
+    pub enabled: bool,
+    pub not_before: Option<i64>,
+    pub expires: Option<i64>,
+    pub created: i64,
+    pub updated: i64,
+    /// When the secret was deleted (it is then recoverable), Unix seconds.
+    pub deleted: Option<i64>,
+}
+
+const SECRET_COLUMNS: &str = "vault_lc, name, version, value, content_type, tags, enabled, \
+     not_before, expires, created, updated, deleted";
+
+fn secret_row(row: &Row<'_>) -> rusqlite::Result<Secret> {
+    Ok(Secret {
+        vault_lc: row.get(0)?,
+        name: row.get(1)?,
+        version: row.get(2)?,
+        value: row.get(3)?,
+        content_type: row.get(4)?,
+        tags: map_col(row, 5)?,
+        enabled: row.get(6)?,
+        not_before: row.get(7)?,
+        expires: row.get(8)?,
+        created: row.get(9)?,
+        updated: row.get(10)?,
+        deleted: row.get(11)?,
+    })
+}
+
+/// Every version of secret `name` (deleted or not), oldest first.
+pub(crate) fn secret_versions(
+    c: &Connection,
+    vault_lc: &str,
+    name: &str,
+) -> rusqlite::Result<Vec<Secret>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {SECRET_COLUMNS} FROM secrets WHERE vault_lc = ?1 AND name_lc = ?2 ORDER BY seq"
+    ))?;
+    stmt.query_map(params![vault_lc, name.to_lowercase()], secret_row)?
+        .collect()
+}
+
+/// The latest version of every secret of a vault that is deleted (or
+/// not), by name.
+pub(crate) fn latest_secrets(
+    c: &Connection,
+    vault_lc: &str,
+    deleted: bool,
+) -> rusqlite::Result<Vec<Secret>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {SECRET_COLUMNS} FROM secrets s
+         WHERE vault_lc = ?1 AND (deleted IS NOT NULL) = ?2
+           AND seq = (SELECT MAX(seq) FROM secrets t WHERE t.vault_lc = s.vault_lc AND t.name_lc = s.name_lc)
+         ORDER BY name_lc"
+    ))?;
+    stmt.query_map(params![vault_lc, deleted], secret_row)?
+        .collect()
+}
+
+/// Adds a version.
+pub(crate) fn insert_secret(c: &Connection, s: &Secret) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO secrets (vault_lc, name_lc, name, version, value, content_type, tags, enabled,
+                              not_before, expires, created, updated, deleted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            s.vault_lc,
+            s.name.to_lowercase(),
+            s.name,
+            s.version,
+            s.value,
+            s.content_type,
+            map_text(&s.tags),
+            s.enabled,
+            s.not_before,
+            s.expires,
+            s.created,
+            s.updated,
+            s.deleted
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks every version of secret `name` deleted at `when` (or recovered,
+/// with `None`).
+pub(crate) fn set_secret_deleted(
+    c: &Connection,
+    vault_lc: &str,
+    name: &str,
+    when: Option<i64>,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE secrets SET deleted = ?3 WHERE vault_lc = ?1 AND name_lc = ?2",
+        params![vault_lc, name.to_lowercase(), when],
+    )?;
+    Ok(())
+}
+
+/// Removes every version of secret `name`.
+pub(crate) fn purge_secret(c: &Connection, vault_lc: &str, name: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM secrets WHERE vault_lc = ?1 AND name_lc = ?2",
+        params![vault_lc, name.to_lowercase()],
+    )?;
+    Ok(())
+}
+
+/// The key vault named `name` (vault names are unique across Azure).
+pub(crate) fn find_vault(c: &Connection, name: &str) -> rusqlite::Result<Option<Resource>> {
+    c.query_row(
+        &format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources
+             WHERE type = 'Microsoft.KeyVault/vaults' AND lower(name) = ?1 LIMIT 1"
+        ),
+        [name.to_lowercase()],
+        resource_row,
+    )
+    .optional()
 }
 
 // ---------------------------------------------------------------------------
@@ -724,4 +981,85 @@ pub(crate) fn recent_requests(c: &Connection, limit: u32) -> rusqlite::Result<Ve
         })
     })?
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("arm-sim.db");
+        // A version-1 file: today's, without what version 2 added.
+        drop(open(&path, "tenant").expect("create"));
+        {
+            let c = Connection::open(&path).expect("reopen");
+            c.execute_batch(
+                "DROP TABLE secrets; DROP TABLE diagnostic_settings;
+                 ALTER TABLE resources DROP COLUMN managed_by;
+                 DELETE FROM resources WHERE type IN ('Microsoft.Compute/disks', 'Microsoft.Compute/virtualMachineScaleSets');
+                 PRAGMA user_version = 1;",
+            )
+            .expect("downgrade");
+        }
+        let c = open(&path, "tenant").expect("upgrade");
+        let version: i64 = c
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let vault = seed::KEY_VAULT_SECURITY.to_lowercase();
+        let secrets = latest_secrets(&c, &vault, false).unwrap();
+        assert_eq!(secrets.len(), 3);
+        assert_eq!(
+            list_diagnostic_settings(&c, seed::KEY_VAULT_SECURITY)
+                .unwrap()
+                .len(),
+            1
+        );
+        let disk = get_resource(&c, seed::DISK_WEB_01_OS)
+            .unwrap()
+            .expect("disk");
+        assert_eq!(disk.managed_by.as_deref(), Some(seed::VM_WEB_01));
+        assert!(get_resource(&c, seed::VMSS_WEB).unwrap().is_some());
+        drop(c);
+        // Opening again changes nothing.
+        let c = open(&path, "tenant").expect("reopen");
+        assert_eq!(latest_secrets(&c, &vault, false).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_newer_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("arm-sim.db");
+        drop(open(&path, "tenant").expect("create"));
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99;")
+            .unwrap();
+        assert!(matches!(
+            open(&path, "tenant"),
+            Err(SimError::Schema { version: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn deleting_a_vault_deletes_its_secrets_and_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = open(&dir.path().join("arm-sim.db"), "tenant").expect("create");
+        let vault = seed::KEY_VAULT_SECURITY.to_lowercase();
+        assert!(!latest_secrets(&c, &vault, false).unwrap().is_empty());
+        delete_resource(&c, seed::KEY_VAULT_SECURITY).unwrap();
+        assert!(
+            secret_versions(&c, &vault, seed::SECRET_DB_PASSWORD)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            list_diagnostic_settings(&c, seed::KEY_VAULT_SECURITY)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(find_vault(&c, "kv-security").unwrap().is_none());
+    }
 }

@@ -314,7 +314,7 @@ async fn lists_the_seeded_estate() {
             "/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/dev-data/resources"
         ))
         .await;
-    assert_eq!(names(&in_group.body), ["devdata01"]);
+    assert_eq!(names(&in_group.body), ["dev-data-disk01", "devdata01"]);
 
     let all_vms = arm
         .get(&format!(
@@ -1091,5 +1091,1271 @@ async fn virtual_machines_can_be_created() {
         )
         .await;
     assert_eq!(missing_size.status, StatusCode::BAD_REQUEST);
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Tenants, Resource Graph, Key Vault, disks and scale sets, diagnostic
+// settings, and the record of what was (not) served.
+
+/// Resource Graph's api-version.
+const GRAPH: &str = "2024-04-01";
+
+impl Env {
+    /// An app-only token for `audience`.
+    fn token_for(&self, audience: &str) -> String {
+        self.served
+            .issuer
+            .mint(&TokenOptions {
+                user: "warden-executor".into(),
+                app: true,
+                audience: Some(audience.into()),
+                ..TokenOptions::default()
+            })
+            .expect("mint")
+    }
+}
+
+impl Arm {
+    /// `POST /providers/Microsoft.ResourceGraph/resources` with `body`.
+    async fn graph(&self, body: Value) -> Reply {
+        self.graph_at(GRAPH, body).await
+    }
+
+    async fn graph_at(&self, api_version: &str, body: Value) -> Reply {
+        self.send(
+            Method::POST,
+            &format!("/providers/Microsoft.ResourceGraph/resources?api-version={api_version}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// A Key Vault data-plane request for vault `vault` (sent to the
+    /// simulator with `Host: <vault>.vault.azure.net`), with `token`.
+    async fn vault(
+        &self,
+        vault: &str,
+        method: Method,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base))
+            .header("host", format!("{vault}.vault.azure.net"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// The `name` of each row of a Resource Graph answer.
+fn row_names(reply: &Reply) -> Vec<String> {
+    reply.body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data in {}", reply.body))
+        .iter()
+        .map(|row| row["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Polls an `Azure-AsyncOperation` URL until the operation ends.
+async fn finish(arm: &Arm, accepted: &Reply) -> Value {
+    let url = accepted.header("azure-asyncoperation").to_owned();
+    for _ in 0..10 {
+        let poll = arm.get(&url).await;
+        if poll.body["status"] != "InProgress" {
+            return poll.body;
+        }
+    }
+    panic!("operation {url} did not end");
+}
+
+#[tokio::test]
+async fn tenants_lists_the_directory_tenant() {
+    let env = Env::new().await;
+    let sim = env.sim(0).await;
+    let arm = env.client(&sim).await;
+    let reply = arm.get("/tenants?api-version=2022-12-01").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let tenant = crate::identity::dev::DEV_TENANT;
+    assert_eq!(
+        reply.body["value"],
+        json!([{
+            "id": format!("/tenants/{tenant}"),
+            "tenantId": tenant,
+            "countryCode": "US",
+            "displayName": "Contoso",
+            "domains": ["contoso.dev", "contoso.onmicrosoft.com"],
+            "tenantCategory": "Home",
+            "defaultDomain": "contoso.dev",
+            "tenantType": "AAD",
+        }])
+    );
+    let refused = arm
+        .send(Method::POST, "/tenants?api-version=2022-12-01", None)
+        .await;
+    assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Unauthenticated: ARM's 401.
+    let mut anonymous = env.client(&sim).await;
+    anonymous.token = None;
+    assert_eq!(
+        anonymous
+            .get("/tenants?api-version=2022-12-01")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn resource_graph_queries_the_estate() {
+    let env = Env::new().await;
+    let sim = env.sim(0).await;
+    let arm = env.client(&sim).await;
+
+    // azmcp's storage account listing, then by name.
+    let reply = arm
+        .graph(json!({
+            "subscriptions": [PROD_SUBSCRIPTION],
+            "query": "resources | where type =~ 'Microsoft.Storage/storageAccounts' | limit 50",
+        }))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["totalRecords"], 1);
+    assert_eq!(reply.body["count"], 1);
+    assert_eq!(reply.body["facets"], json!([]));
+    assert_eq!(reply.body["resultTruncated"], "false");
+    let row = &reply.body["data"][0];
+    assert_eq!(row["id"], STORAGE_PRODLOGS01);
+    assert_eq!(row["name"], "prodlogs01");
+    assert_eq!(row["type"], "microsoft.storage/storageaccounts");
+    assert_eq!(row["resourceGroup"], "security");
+    assert_eq!(row["subscriptionId"], PROD_SUBSCRIPTION);
+    assert_eq!(row["tenantId"], crate::identity::dev::DEV_TENANT);
+    assert_eq!(row["kind"], "StorageV2");
+    assert_eq!(row["location"], "westeurope");
+    assert_eq!(row["managedBy"], "");
+    assert_eq!(row["sku"]["name"], "Standard_GRS");
+    assert_eq!(row["tags"]["team"], "secops");
+    assert_eq!(row["properties"]["provisioningState"], "Succeeded");
+    assert_eq!(
+        row["properties"]["primaryEndpoints"]["blob"],
+        "https://prodlogs01.blob.core.windows.net/"
+    );
+    for column in ["plan", "identity", "zones", "extendedLocation"] {
+        assert!(row[column].is_null(), "{column}");
+    }
+    let by_name = arm
+        .graph(json!({
+            "subscriptions": [PROD_SUBSCRIPTION],
+            "query": "resources | where type =~ 'Microsoft.Storage/storageAccounts' and name =~ 'PRODLOGS01' | limit 1",
+        }))
+        .await;
+    assert_eq!(row_names(&by_name), ["prodlogs01"]);
+    // No subscriptions: the whole tenant.
+    let all = arm
+        .graph(json!({"query": "resources | where type =~ 'microsoft.storage/storageaccounts' | order by name asc"}))
+        .await;
+    assert_eq!(row_names(&all), ["devdata01", "prodlogs01"]);
+
+    // azmcp's role assignment listing.
+    let assignments = arm
+        .graph(json!({
+            "subscriptions": [DEV_SUBSCRIPTION],
+            "query": format!("authorizationresources | where type =~ 'Microsoft.Authorization/roleAssignments' and id contains '/subscriptions/{DEV_SUBSCRIPTION}' | limit 50"),
+        }))
+        .await;
+    assert_eq!(assignments.status, StatusCode::OK, "{}", assignments.body);
+    let rows = assignments.body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let reader = rows
+        .iter()
+        .find(|r| r["name"] == seed::ROLE_ASSIGNMENT_DEV_READER)
+        .expect("the Reader assignment");
+    assert_eq!(reader["type"], "microsoft.authorization/roleassignments");
+    assert_eq!(reader["subscriptionId"], DEV_SUBSCRIPTION);
+    assert_eq!(
+        reader["properties"]["principalId"],
+        seed::DEMO_READER_PRINCIPAL
+    );
+    assert_eq!(
+        reader["properties"]["scope"],
+        format!("/subscriptions/{DEV_SUBSCRIPTION}")
+    );
+    let vm_contributor = rows
+        .iter()
+        .find(|r| r["name"] == seed::ROLE_ASSIGNMENT_DEV_WEB_VM_CONTRIBUTOR)
+        .unwrap();
+    assert_eq!(vm_contributor["resourceGroup"], "dev-web");
+    let definitions = arm
+        .graph(json!({"query": "authorizationresources | where type == 'microsoft.authorization/roledefinitions' and properties.roleName == 'Reader' | project id, name, properties.type"}))
+        .await;
+    assert_eq!(
+        definitions.body["data"],
+        json!([{
+            "id": format!("/providers/Microsoft.Authorization/RoleDefinitions/{}", seed::ROLE_READER),
+            "name": seed::ROLE_READER,
+            "properties_type": "BuiltInRole",
+        }])
+    );
+
+    // Resource containers: subscriptions and resource groups.
+    let groups = arm
+        .graph(json!({"query": "resourcecontainers | where type == 'microsoft.resources/subscriptions/resourcegroups' and tags['env'] == 'prod' | project name, subscriptionId | order by name asc"}))
+        .await;
+    assert_eq!(
+        groups.body["data"],
+        json!([
+            {"name": "prod-web", "subscriptionId": PROD_SUBSCRIPTION},
+            {"name": "security", "subscriptionId": PROD_SUBSCRIPTION},
+        ])
+    );
+    let subscriptions = arm
+        .graph(json!({"subscriptions": [DEV_SUBSCRIPTION], "query": "ResourceContainers | where type =~ 'Microsoft.Resources/subscriptions'"}))
+        .await;
+    assert_eq!(row_names(&subscriptions), ["Contoso Dev"]);
+    assert_eq!(
+        subscriptions.body["data"][0]["id"],
+        format!("/subscriptions/{DEV_SUBSCRIPTION}")
+    );
+
+    // A VM's power state, as ARG extends it.
+    let running = arm
+        .graph(json!({"query": "resources | where type =~ 'microsoft.compute/virtualmachines' and properties.extended.instanceView.powerState.code == 'PowerState/running' | order by name asc | project name"}))
+        .await;
+    assert_eq!(row_names(&running), ["prod-web-01", "web-01"]);
+    // Disks name the VM they are attached to.
+    let attached = arm
+        .graph(json!({"query": format!("resources | where type =~ 'Microsoft.Compute/disks' and managedBy =~ '{VM_WEB_01}' | project name")}))
+        .await;
+    assert_eq!(row_names(&attached), ["web-01-osdisk"]);
+
+    // Backed by state: a new storage account shows up.
+    let created = arm
+        .send(
+            Method::PUT,
+            &format!("{RG_DEV_DATA}/providers/Microsoft.Storage/storageAccounts/newacct01"),
+            Some(json!({"location": "westeurope", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}, "tags": {"env": "dev"}})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let dev = arm
+        .graph(json!({"subscriptions": [DEV_SUBSCRIPTION], "query": "resources | where type =~ 'Microsoft.Storage/storageAccounts' and tags.env == 'dev' | order by name asc"}))
+        .await;
+    assert_eq!(row_names(&dev), ["devdata01", "newacct01"]);
+
+    // Older api-versions; the table format.
+    for version in ["2021-03-01", "2022-10-01"] {
+        let reply = arm
+            .graph_at(
+                version,
+                json!({"query": "resources | where name == 'web-01' | project name, location", "options": {"resultFormat": "table"}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{version}: {}", reply.body);
+        assert_eq!(
+            reply.body["data"],
+            json!({
+                "columns": [{"name": "name", "type": "string"}, {"name": "location", "type": "string"}],
+                "rows": [["web-01", "westeurope"]],
+            })
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn resource_graph_pages_and_refuses_like_azure() {
+    let env = Env::new().await;
+    let sim = env.sim(0).await;
+    let arm = env.client(&sim).await;
+    let query = "resources | where type =~ 'Microsoft.Compute/virtualMachines' | order by name asc";
+    let first = arm
+        .graph(json!({"query": query, "options": {"$top": 2}}))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["totalRecords"], 3);
+    assert_eq!(first.body["count"], 2);
+    assert_eq!(first.body["resultTruncated"], "false");
+    assert_eq!(row_names(&first), ["prod-web-01", "web-01"]);
+    let token = first.body["$skipToken"].as_str().expect("a skip token");
+    let second = arm
+        .graph(json!({"query": query, "options": {"$top": 2, "$skipToken": token}}))
+        .await;
+    assert_eq!(row_names(&second), ["web-02"]);
+    assert_eq!(second.body["count"], 1);
+    assert!(second.body.get("$skipToken").is_none());
+    let skipped = arm
+        .graph(json!({"query": query, "options": {"$skip": 1, "$top": 1}}))
+        .await;
+    assert_eq!(row_names(&skipped), ["web-01"]);
+    // Without an id column, rows cannot be paged: the result is truncated.
+    let truncated = arm
+        .graph(json!({"query": format!("{query} | project name"), "options": {"$top": 1}}))
+        .await;
+    assert_eq!(truncated.body["resultTruncated"], "true");
+    assert!(truncated.body.get("$skipToken").is_none());
+
+    // Queries the simulator does not run: ARG's 400, naming the part.
+    let refused = arm
+        .graph(json!({"query": "resources | summarize count() by type"}))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.code(), "BadRequest");
+    let detail = &refused.body["error"]["details"][0];
+    assert_eq!(detail["code"], "InvalidQuery");
+    let message = detail["message"].as_str().unwrap();
+    assert!(message.starts_with("Query is invalid."), "{message}");
+    assert!(message.contains("'summarize' operator"), "{message}");
+    for (query, part) in [
+        (
+            "resources | join kind=inner (resourcecontainers) on subscriptionId",
+            "'join'",
+        ),
+        ("resources | mv-expand tags", "'mv-expand'"),
+        ("resources | where tolower(name) == 'x'", "'tolower()'"),
+        ("resources | where nope == 'x'", "'nope'"),
+        ("securityresources", "'securityresources'"),
+    ] {
+        let reply = arm.graph(json!({"query": query})).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        let message = reply.body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(message.contains(part), "{query}: {message}");
+    }
+    let unknown = arm
+        .graph(json!({"subscriptions": ["00000000-1111-2222-3333-444444444444"], "query": "resources"}))
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        unknown.body["error"]["details"][0]["code"],
+        "NoValidSubscriptionsInQueryRequest"
+    );
+    let no_query = arm
+        .graph(json!({"subscriptions": [DEV_SUBSCRIPTION]}))
+        .await;
+    assert_eq!(no_query.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_query.code(), "BadRequest");
+    let bad_top = arm
+        .graph(json!({"query": "resources", "options": {"$top": 5000}}))
+        .await;
+    assert_eq!(bad_top.status, StatusCode::BAD_REQUEST);
+    let bad_version = arm
+        .graph_at("2099-01-01", json!({"query": "resources"}))
+        .await;
+    assert_eq!(bad_version.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_version.code(), "InvalidApiVersionParameter");
+    let get = arm
+        .get(&format!(
+            "/providers/Microsoft.ResourceGraph/resources?api-version={GRAPH}"
+        ))
+        .await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    // All of these were served routes: nothing is unserved.
+    assert_eq!(sim.unserved(), Vec::<SimCall>::new());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn key_vault_serves_secrets() {
+    let env = Env::new().await;
+    let sim = env.sim(0).await;
+    let arm = env.client(&sim).await;
+    let vault_token = env.token_for(KEY_VAULT_RESOURCE);
+    let token = Some(vault_token.as_str());
+    let kv = "kv-security";
+
+    // No token: Key Vault's challenge, which its clients answer.
+    let challenge = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/db-password/?api-version=7.5",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(challenge.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge.header("www-authenticate"),
+        format!(
+            "Bearer authorization=\"{}/{}\", resource=\"https://vault.azure.net\"",
+            env.served.base_url,
+            crate::identity::dev::DEV_TENANT
+        )
+    );
+    assert_eq!(challenge.code(), "Unauthorized");
+    assert!(
+        challenge.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("AKV10000")
+    );
+    // An ARM token is for another audience.
+    let arm_token = env.app_token();
+    let wrong = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/db-password?api-version=7.5",
+            Some(&arm_token),
+            None,
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("AKV10022")
+    );
+    assert!(wrong.headers.contains_key("www-authenticate"));
+    // And a Key Vault token is not an ARM token.
+    let mut with_vault_token = env.client(&sim).await;
+    with_vault_token.token = Some(vault_token.clone());
+    assert_eq!(
+        with_vault_token.get("/subscriptions").await.code(),
+        "InvalidAuthenticationTokenAudience"
+    );
+
+    // Read, as azmcp does (trailing slash, 7.5) and with 7.4.
+    let secret = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/db-password/?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(secret.status, StatusCode::OK, "{}", secret.body);
+    assert_eq!(secret.body["value"], SECRET_DB_PASSWORD_VALUE);
+    assert_eq!(secret.body["contentType"], "text/plain");
+    assert_eq!(secret.body["tags"]["owner"], "secops");
+    let id = secret.body["id"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("https://kv-security.vault.azure.net/secrets/db-password/"),
+        "{id}"
+    );
+    let attributes = &secret.body["attributes"];
+    assert_eq!(attributes["enabled"], true);
+    assert_eq!(attributes["recoveryLevel"], "Recoverable");
+    assert_eq!(attributes["recoverableDays"], 90);
+    assert!(attributes["created"].is_i64());
+    assert!(!secret.header("x-ms-request-id").is_empty());
+    let again = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/DB-PASSWORD?api-version=7.4",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(again.body["id"], id.as_str());
+
+    // Versions: the current one and an older one.
+    let versions = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/db-password/versions?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(versions.status, StatusCode::OK, "{}", versions.body);
+    let items = versions.body["value"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i.get("value").is_none()));
+    let old_id = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .find(|i| *i != id)
+        .unwrap()
+        .to_owned();
+    let old_version = old_id.rsplit('/').next().unwrap();
+    let old = arm
+        .vault(
+            kv,
+            Method::GET,
+            &format!("/secrets/db-password/{old_version}?api-version=7.5"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(old.body["value"], "demo-Pa55w0rd-1");
+
+    // The list: latest versions, no values, paged by maxresults.
+    let list = arm
+        .vault(kv, Method::GET, "/secrets?api-version=7.5", token, None)
+        .await;
+    let ids: Vec<&str> = list.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "https://kv-security.vault.azure.net/secrets/db-password",
+            "https://kv-security.vault.azure.net/secrets/legacy-token",
+            "https://kv-security.vault.azure.net/secrets/storage-connection-string",
+        ]
+    );
+    assert!(list.body["nextLink"].is_null());
+    let page = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets?api-version=7.5&maxresults=2",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(page.body["value"].as_array().unwrap().len(), 2);
+    let next = page.body["nextLink"].as_str().expect("a next link");
+    let rest = next
+        .strip_prefix("https://kv-security.vault.azure.net:443")
+        .unwrap_or_else(|| panic!("{next}"));
+    let last = arm.vault(kv, Method::GET, rest, token, None).await;
+    assert_eq!(last.body["value"].as_array().unwrap().len(), 1);
+    assert!(last.body["nextLink"].is_null());
+
+    // Set: a new secret, then a new version of it.
+    let set = arm
+        .vault(
+            kv,
+            Method::PUT,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            Some(json!({"value": "k1", "contentType": "text/plain", "tags": {"app": "web"}})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(set.body["value"], "k1");
+    assert_eq!(set.body["tags"]["app"], "web");
+    let updated = arm
+        .vault(
+            kv,
+            Method::PUT,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            Some(json!({"value": "k2"})),
+        )
+        .await;
+    assert_ne!(updated.body["id"], set.body["id"]);
+    let current = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(current.body["value"], "k2");
+    let bad_body = arm
+        .vault(
+            kv,
+            Method::PUT,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            Some(json!({"contentType": "x"})),
+        )
+        .await;
+    assert_eq!(bad_body.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_body.code(), "BadParameter");
+
+    // Key Vault's errors.
+    let missing = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/nope?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "SecretNotFound");
+    let missing_version = arm
+        .vault(
+            kv,
+            Method::GET,
+            &format!("/secrets/db-password/{}?api-version=7.5", "0".repeat(32)),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(missing_version.code(), "SecretNotFound");
+    let disabled = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/legacy-token?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(disabled.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        disabled.body["error"]["innererror"]["code"],
+        "SecretDisabled"
+    );
+    let bad_name = arm
+        .vault(
+            kv,
+            Method::PUT,
+            "/secrets/bad_name?api-version=7.5",
+            token,
+            Some(json!({"value": "x"})),
+        )
+        .await;
+    assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_name.code(), "BadParameter");
+    let no_version = arm
+        .vault(kv, Method::GET, "/secrets/db-password", token, None)
+        .await;
+    assert_eq!(no_version.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_version.code(), "BadParameter");
+    let unknown_version = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/db-password?api-version=9.9",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(unknown_version.status, StatusCode::BAD_REQUEST);
+    let no_vault = arm
+        .vault(
+            "kv-nowhere",
+            Method::GET,
+            "/secrets?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(no_vault.status, StatusCode::NOT_FOUND);
+    assert_eq!(no_vault.code(), "VaultNotFound");
+
+    // Delete (soft), recover; the name stays taken meanwhile.
+    let deleted = arm
+        .vault(
+            kv,
+            Method::DELETE,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(
+        deleted.body["recoveryId"],
+        "https://kv-security.vault.azure.net/deletedsecrets/api-key"
+    );
+    assert!(deleted.body.get("value").is_none());
+    assert!(
+        deleted.body["scheduledPurgeDate"].as_i64().unwrap()
+            > deleted.body["deletedDate"].as_i64().unwrap()
+    );
+    let gone = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(gone.code(), "SecretNotFound");
+    let taken = arm
+        .vault(
+            kv,
+            Method::PUT,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            Some(json!({"value": "k3"})),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert_eq!(
+        taken.body["error"]["innererror"]["code"],
+        "ObjectIsDeletedButRecoverable"
+    );
+    let in_bin = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/deletedsecrets?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        in_bin.body["value"][0]["recoveryId"],
+        deleted.body["recoveryId"]
+    );
+    let purge = arm
+        .vault(
+            kv,
+            Method::DELETE,
+            "/deletedsecrets/api-key?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(purge.status, StatusCode::FORBIDDEN, "{}", purge.body);
+    let recovered = arm
+        .vault(
+            kv,
+            Method::POST,
+            "/deletedsecrets/api-key/recover?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.body);
+    let back = arm
+        .vault(
+            kv,
+            Method::GET,
+            "/secrets/api-key?api-version=7.5",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(back.body["value"], "k2");
+    assert_eq!(
+        arm.vault(
+            kv,
+            Method::GET,
+            "/deletedsecrets/api-key?api-version=7.5",
+            token,
+            None
+        )
+        .await
+        .code(),
+        "SecretNotFound"
+    );
+
+    // What the data plane does not serve is recorded.
+    let keys = arm
+        .vault(kv, Method::GET, "/keys?api-version=7.5", token, None)
+        .await;
+    assert_eq!(keys.status, StatusCode::NOT_FOUND);
+    let message = keys.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("'GET https://kv-security.vault.azure.net/keys'"),
+        "{message}"
+    );
+    assert!(message.contains("'7.5'"), "{message}");
+    assert_eq!(
+        sim.unserved(),
+        [SimCall {
+            method: "GET".into(),
+            path: "https://kv-security.vault.azure.net/keys".into(),
+            api_version: "7.5".into(),
+            count: 1,
+        }]
+    );
+    let calls = sim.calls();
+    let secret_gets = calls
+        .iter()
+        .find(|c| {
+            c.method == "GET"
+                && c.path == "https://{vaultName}.vault.azure.net/secrets/{secretName}"
+                && c.api_version == "7.5"
+        })
+        .expect("secret reads recorded");
+    assert!(secret_gets.count >= 4, "{calls:?}");
+
+    // The vault's secrets go with it.
+    let removed = arm.send(Method::DELETE, KEY_VAULT_SECURITY, None).await;
+    assert_eq!(removed.status, StatusCode::OK);
+    let after = arm
+        .vault(kv, Method::GET, "/secrets?api-version=7.5", token, None)
+        .await;
+    assert_eq!(after.code(), "VaultNotFound");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn disks_and_scale_sets() {
+    let env = Env::new().await;
+    let sim = env.sim(0).await;
+    let arm = env.client(&sim).await;
+    const COMPUTE: &str = "2024-11-01";
+    const DISKS: &str = "2024-03-02";
+
+    let disks = arm
+        .get(&format!(
+            "{RG_DEV_WEB}/providers/Microsoft.Compute/disks?api-version={DISKS}"
+        ))
+        .await;
+    assert_eq!(disks.status, StatusCode::OK, "{}", disks.body);
+    assert_eq!(names(&disks.body), ["web-01-osdisk", "web-02-osdisk"]);
+    assert_eq!(disks.body["value"][0]["managedBy"], VM_WEB_01);
+    assert_eq!(
+        disks.body["value"][0]["properties"]["diskState"],
+        "Attached"
+    );
+    let vm = arm.get(VM_WEB_01).await;
+    assert_eq!(
+        vm.body["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"],
+        DISK_WEB_01_OS
+    );
+    let all = arm
+        .get(&format!(
+            "/subscriptions/{DEV_SUBSCRIPTION}/providers/Microsoft.Compute/disks?api-version={DISKS}"
+        ))
+        .await;
+    assert_eq!(
+        names(&all.body),
+        ["dev-data-disk01", "web-01-osdisk", "web-02-osdisk"]
+    );
+
+    // An attached disk cannot be deleted; a spare one can (asynchronously).
+    let refused = arm
+        .send(
+            Method::DELETE,
+            &format!("{DISK_WEB_01_OS}?api-version={DISKS}"),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.code(), "OperationNotAllowed");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(VM_WEB_01)
+    );
+    let accepted = arm
+        .send(
+            Method::DELETE,
+            &format!("{DISK_DEV_DATA_01}?api-version={DISKS}"),
+            None,
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    assert_eq!(finish(&arm, &accepted).await["status"], "Succeeded");
+    assert_eq!(
+        arm.get(DISK_DEV_DATA_01).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let absent = arm
+        .send(
+            Method::DELETE,
+            &format!("{DISK_DEV_DATA_01}?api-version={DISKS}"),
+            None,
+        )
+        .await;
+    assert_eq!(absent.status, StatusCode::NO_CONTENT);
+
+    // Deleting web-01 deletes its OS disk (deleteOption Delete).
+    let accepted = arm.send(Method::DELETE, VM_WEB_01, None).await;
+    assert_eq!(finish(&arm, &accepted).await["status"], "Succeeded");
+    assert_eq!(arm.get(DISK_WEB_01_OS).await.status, StatusCode::NOT_FOUND);
+
+    // A new VM gets an OS disk, detached (the default) when it goes.
+    let web03 = format!("{RG_DEV_WEB}/providers/Microsoft.Compute/virtualMachines/web-03");
+    let created = arm
+        .send(
+            Method::PUT,
+            &format!("{web03}?api-version={COMPUTE}"),
+            Some(json!({"location": "westeurope", "properties": {"hardwareProfile": {"vmSize": "Standard_B1s"}, "storageProfile": {"osDisk": {"name": "web-03-os", "createOption": "FromImage"}}}})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    finish(&arm, &created).await;
+    let disk_id = format!("{RG_DEV_WEB}/providers/Microsoft.Compute/disks/web-03-os");
+    let disk = arm.get(&disk_id).await;
+    assert_eq!(disk.status, StatusCode::OK, "{}", disk.body);
+    assert_eq!(disk.body["managedBy"], web03);
+    let vm = arm.get(&web03).await;
+    assert_eq!(
+        vm.body["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"],
+        disk_id
+    );
+    let accepted = arm.send(Method::DELETE, &web03, None).await;
+    finish(&arm, &accepted).await;
+    let detached = arm.get(&disk_id).await;
+    assert_eq!(detached.status, StatusCode::OK);
+    assert!(detached.body.get("managedBy").is_none());
+    assert_eq!(detached.body["properties"]["diskState"], "Unattached");
+
+    // Scale sets and their instances.
+    let sets = arm
+        .get(&format!(
+            "/subscriptions/{DEV_SUBSCRIPTION}/providers/Microsoft.Compute/virtualMachineScaleSets?api-version={COMPUTE}"
+        ))
+        .await;
+    assert_eq!(names(&sets.body), ["web-vmss"]);
+    let vmss = arm.get(&format!("{VMSS_WEB}?api-version={COMPUTE}")).await;
+    assert_eq!(vmss.status, StatusCode::OK, "{}", vmss.body);
+    assert_eq!(vmss.body["sku"]["capacity"], 2);
+    assert_eq!(vmss.body["properties"]["orchestrationMode"], "Uniform");
+    let instances = arm
+        .get(&format!("{VMSS_WEB}/virtualMachines?api-version={COMPUTE}"))
+        .await;
+    assert_eq!(instances.status, StatusCode::OK, "{}", instances.body);
+    assert_eq!(names(&instances.body), ["web-vmss_0", "web-vmss_1"]);
+    let one = arm
+        .get(&format!(
+            "{VMSS_WEB}/virtualMachines/1?api-version={COMPUTE}"
+        ))
+        .await;
+    assert_eq!(one.body["instanceId"], "1");
+    assert_eq!(one.body["id"], format!("{VMSS_WEB}/virtualMachines/1"));
+    assert_eq!(
+        one.body["properties"]["osProfile"]["computerName"],
+        "webvmss000001"
+    );
+    assert_eq!(
+        one.body["properties"]["hardwareProfile"]["vmSize"],
+        "Standard_B1s"
+    );
+    let view = arm
+        .get(&format!(
+            "{VMSS_WEB}/virtualMachines/0/instanceView?api-version={COMPUTE}"
+        ))
+        .await;
+    assert_eq!(view.body["statuses"][1]["code"], "PowerState/running");
+    let missing = arm
+        .get(&format!(
+            "{VMSS_WEB}/virtualMachines/7?api-version={COMPUTE}"
+        ))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "NotFound");
+    // Scaling changes the instances.
+    let scaled = arm
+        .send(
+            Method::PATCH,
+            &format!("{VMSS_WEB}?api-version={COMPUTE}"),
+            Some(json!({"sku": {"name": "Standard_B1s", "tier": "Standard", "capacity": 3}})),
+        )
+        .await;
+    assert_eq!(scaled.status, StatusCode::OK, "{}", scaled.body);
+    let instances = arm
+        .get(&format!("{VMSS_WEB}/virtualMachines?api-version={COMPUTE}"))
+        .await;
+    assert_eq!(instances.body["value"].as_array().unwrap().len(), 3);
+    let accepted = arm
+        .send(
+            Method::DELETE,
+            &format!("{VMSS_WEB}?api-version={COMPUTE}"),
+            None,
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    assert_eq!(finish(&arm, &accepted).await["status"], "Succeeded");
+    let gone = arm.get(VMSS_WEB).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.code(), "ResourceNotFound");
+    let gone = arm
+        .get(&format!("{VMSS_WEB}/virtualMachines?api-version={COMPUTE}"))
+        .await;
+    assert_eq!(gone.code(), "ResourceNotFound");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn diagnostic_settings_are_listed_written_and_deleted() {
+    let env = Env::new().await;
+    let sim = env.sim(0).await;
+    let arm = env.client(&sim).await;
+    const MONITOR: &str = "2021-05-01-preview";
+    let settings = format!("{KEY_VAULT_SECURITY}/providers/Microsoft.Insights/diagnosticSettings");
+
+    let list = arm.get(&format!("{settings}?api-version={MONITOR}")).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert_eq!(names(&list.body), [seed::DIAGNOSTIC_SETTING_KV_AUDIT]);
+    let seeded = &list.body["value"][0];
+    assert_eq!(
+        seeded["id"],
+        format!(
+            "{KEY_VAULT_SECURITY}/providers/microsoft.insights/diagnosticSettings/{}",
+            seed::DIAGNOSTIC_SETTING_KV_AUDIT
+        )
+    );
+    assert_eq!(seeded["type"], "Microsoft.Insights/diagnosticSettings");
+    assert_eq!(seeded["properties"]["storageAccountId"], STORAGE_PRODLOGS01);
+    assert_eq!(seeded["properties"]["logs"][0]["categoryGroup"], "audit");
+
+    let workspace = format!(
+        "/subscriptions/{PROD_SUBSCRIPTION}/resourceGroups/security/providers/Microsoft.OperationalInsights/workspaces/secops-law"
+    );
+    let path = format!("{settings}/to-law?api-version={MONITOR}");
+    let created = arm
+        .send(
+            Method::PUT,
+            &path,
+            Some(json!({"properties": {"workspaceId": workspace, "logs": [{"category": "AuditEvent", "enabled": true}], "metrics": [{"category": "AllMetrics", "enabled": false}]}})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.body["name"], "to-law");
+    assert_eq!(created.body["properties"]["workspaceId"], workspace);
+    assert!(created.body["properties"]["storageAccountId"].is_null());
+    let fetched = arm
+        .get(&path.to_uppercase().replace("API-VERSION", "api-version"))
+        .await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.body);
+    assert_eq!(
+        fetched.body["properties"]["logs"][0]["category"],
+        "AuditEvent"
+    );
+    let list = arm.get(&format!("{settings}?api-version={MONITOR}")).await;
+    assert_eq!(list.body["value"].as_array().unwrap().len(), 2);
+
+    // Azure Monitor's refusals.
+    for (body, code, part) in [
+        (
+            json!({"properties": {"logs": []}}),
+            "BadRequest",
+            "destination",
+        ),
+        (
+            json!({"properties": {"workspaceId": workspace, "logs": [{"category": "Nope", "enabled": true}]}}),
+            "BadRequest",
+            "Category 'Nope'",
+        ),
+        (
+            json!({"properties": {"workspaceId": workspace, "metrics": [{"category": "Transaction", "enabled": true}]}}),
+            "BadRequest",
+            "Category 'Transaction'",
+        ),
+        (
+            json!({"properties": {"storageAccountId": "prodlogs01"}}),
+            "LinkedInvalidPropertyId",
+            "properties.storageAccountId",
+        ),
+        (
+            json!({"properties": {"storageAccountId": format!("{RG_SECURITY}/providers/Microsoft.Storage/storageAccounts/missing01")}}),
+            "BadRequest",
+            "could not be found",
+        ),
+        (json!({}), "BadRequest", "properties"),
+    ] {
+        let reply = arm.send(Method::PUT, &path, Some(body.clone())).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.code(), code, "{body}");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(part), "{body}: {message}");
+    }
+
+    let categories = arm
+        .get(&format!("{KEY_VAULT_SECURITY}/providers/Microsoft.Insights/diagnosticSettingsCategories?api-version={MONITOR}"))
+        .await;
+    assert_eq!(
+        names(&categories.body),
+        ["AuditEvent", "AzurePolicyEvaluationDetails", "AllMetrics"]
+    );
+    assert_eq!(
+        categories.body["value"][0]["properties"]["categoryGroups"],
+        json!(["audit", "allLogs"])
+    );
+
+    // Subscription scope: activity-log categories.
+    let sub_setting = arm
+        .send(
+            Method::PUT,
+            &format!("/subscriptions/{PROD_SUBSCRIPTION}/providers/Microsoft.Insights/diagnosticSettings/activity?api-version={MONITOR}"),
+            Some(json!({"properties": {"storageAccountId": STORAGE_PRODLOGS01, "logs": [{"category": "Administrative", "enabled": true}]}})),
+        )
+        .await;
+    assert_eq!(sub_setting.status, StatusCode::OK, "{}", sub_setting.body);
+
+    // Delete: 200, then 204; reading it is a 404.
+    let deleted = arm.send(Method::DELETE, &path, None).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let again = arm.send(Method::DELETE, &path, None).await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+    let missing = arm.get(&path).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "ResourceNotFound");
+
+    // Writes are in the activity log.
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let events = arm
+        .get(&format!("/subscriptions/{PROD_SUBSCRIPTION}/providers/Microsoft.Insights/eventtypes/management/values?$filter=eventTimestamp ge '{since}'&api-version=2017-03-01-preview"))
+        .await;
+    let operations: Vec<&str> = events.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["operationName"]["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "Microsoft.Insights/diagnosticSettings/delete",
+            "Microsoft.Insights/diagnosticSettings/write",
+            "Microsoft.Insights/diagnosticSettings/write",
+        ]
+    );
+
+    // Settings go with their resource.
+    let removed = arm.send(Method::DELETE, KEY_VAULT_SECURITY, None).await;
+    assert_eq!(removed.status, StatusCode::OK);
+    let recreated = arm
+        .send(
+            Method::PUT,
+            KEY_VAULT_SECURITY,
+            Some(json!({"location": "westeurope", "properties": {}})),
+        )
+        .await;
+    assert_eq!(recreated.status, StatusCode::CREATED);
+    let list = arm.get(&format!("{settings}?api-version={MONITOR}")).await;
+    assert_eq!(list.body["value"], json!([]));
+    // Resource groups have none: not a route.
+    let group = arm
+        .get(&format!(
+            "{RG_SECURITY}/providers/Microsoft.Insights/diagnosticSettings?api-version={MONITOR}"
+        ))
+        .await;
+    assert_eq!(group.status, StatusCode::NOT_FOUND);
+    assert_eq!(group.code(), "NoRegisteredProviderFound");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unserved_requests_and_served_calls_are_recorded() {
+    let env = Env::new().await;
+    let sim = env.sim(0).await;
+    let arm = env.client(&sim).await;
+
+    let sites = format!(
+        "/subscriptions/{DEV_SUBSCRIPTION}/providers/Microsoft.Web/sites?api-version=2023-12-01"
+    );
+    for _ in 0..2 {
+        let reply = arm.get(&sites).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(reply.code(), "NoRegisteredProviderFound");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!(
+                "'GET /subscriptions/{DEV_SUBSCRIPTION}/providers/Microsoft.Web/sites'"
+            )),
+            "{message}"
+        );
+        assert!(message.contains("'2023-12-01'"), "{message}");
+    }
+    let snapshots = arm
+        .get(&format!(
+            "{RG_DEV_WEB}/providers/Microsoft.Compute/snapshots?api-version=2024-03-02"
+        ))
+        .await;
+    assert_eq!(snapshots.code(), "InvalidResourceType");
+    let nothing = arm
+        .send(Method::DELETE, "/nothing/here?api-version=1", None)
+        .await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND);
+    // Refused before routing: not recorded.
+    let mut anonymous = env.client(&sim).await;
+    anonymous.token = None;
+    anonymous.get("/elsewhere?api-version=1").await;
+    arm.get("/elsewhere?without=api-version").await;
+
+    let expected = vec![
+        SimCall {
+            method: "GET".into(),
+            path: format!("/subscriptions/{DEV_SUBSCRIPTION}/providers/Microsoft.Web/sites"),
+            api_version: "2023-12-01".into(),
+            count: 2,
+        },
+        SimCall {
+            method: "GET".into(),
+            path: format!("{RG_DEV_WEB}/providers/Microsoft.Compute/snapshots"),
+            api_version: "2024-03-02".into(),
+            count: 1,
+        },
+        SimCall {
+            method: "DELETE".into(),
+            path: "/nothing/here".into(),
+            api_version: "1".into(),
+            count: 1,
+        },
+    ];
+    assert_eq!(sim.unserved(), expected);
+    let listed: Vec<SimCall> = reqwest::get(format!("{}/_sim/unserved", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, expected);
+
+    // Served calls, by route pattern.
+    arm.get(&VM_WEB_01.to_lowercase()).await;
+    arm.get(VM_WEB_02).await;
+    arm.get(&format!(
+        "{RG_DEV_WEB}/providers/Microsoft.Authorization/roleAssignments/{}",
+        seed::ROLE_ASSIGNMENT_DEV_WEB_VM_CONTRIBUTOR
+    ))
+    .await;
+    arm.graph(json!({"query": "resources | limit 1"})).await;
+    let calls: Vec<SimCall> = reqwest::get(format!("{}/_sim/calls", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls, sim.calls());
+    let find = |path: &str, api_version: &str| {
+        calls
+            .iter()
+            .find(|c| c.path == path && c.api_version == api_version)
+            .unwrap_or_else(|| panic!("{path} not in {calls:#?}"))
+            .count
+    };
+    assert_eq!(
+        find(
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{name}",
+            API
+        ),
+        2
+    );
+    find(
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Authorization/roleAssignments/{name}",
+        API,
+    );
+    assert_eq!(
+        find("/providers/Microsoft.ResourceGraph/resources", GRAPH),
+        1
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.method == "GET" || c.method == "POST")
+    );
     sim.shutdown().await;
 }
