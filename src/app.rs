@@ -384,12 +384,18 @@ fn oauth_facade(
         entra::Entra::new(&oauth.entra, credential, http)
             .map_err(|e| anyhow::anyhow!("oauth.entra: {e}"))?,
     );
-    let cimd = oauth.cimd.enabled.then(|| {
-        crate::oauth::cimd::CimdFetcher::new(
+    // The document source reads `oauth.cimd.ca_file` now: a bad one stops
+    // the start.
+    let cimd = if oauth.cimd.enabled {
+        let source = crate::oauth::cimd::HttpsSource::from_config(&oauth.cimd)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Some(crate::oauth::cimd::CimdFetcher::new(
             crate::oauth::cimd::CimdPolicy::from(&oauth.cimd),
-            Arc::new(crate::oauth::cimd::HttpsSource::new()),
-        )
-    });
+            Arc::new(source),
+        ))
+    } else {
+        None
+    };
     let issuer = oauth
         .parsed_issuer()
         .ok_or_else(|| anyhow::anyhow!("oauth.issuer: required when mode is not off"))?;

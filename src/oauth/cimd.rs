@@ -13,9 +13,19 @@
 //!    link-local, CGNAT, multicast, unspecified, documentation, benchmark,
 //!    reserved, 6to4/Teredo/NAT64 or IPv4-mapped forms of those), and the
 //!    connection is pinned to those addresses (no second lookup that could
-//!    answer differently). No proxy, no redirects, HTTPS only, the body
-//!    read in chunks and abandoned past `max_bytes`, the whole fetch within
-//!    `timeout`.
+//!    answer differently). Names under `localhost` are loopback without
+//!    asking DNS (RFC 6761), so they are refused like any other loopback
+//!    answer. No proxy, no redirects, HTTPS only, the body read in chunks
+//!    and abandoned past `max_bytes`, the whole fetch within `timeout`.
+//!
+//!    Two operator settings widen where a document may come from, never
+//!    which URLs are accepted: `oauth.cimd.ca_file` adds root CAs (a
+//!    corporate CA) to the web roots the certificate is checked against,
+//!    and `oauth.cimd.connect_to` pins an allowlisted host to an
+//!    `ip:port` of the operator's choosing, instead of DNS. A pinned
+//!    destination is the only one that may be a non-public address; the
+//!    URL is still `https://host/...` on the default port, and the
+//!    certificate is still checked for `host`.
 //! 3. [`validate_document`]: a JSON object whose `client_id` equals the URL
 //!    exactly, with a `client_name` and `redirect_uris` that pass the
 //!    registration rules of [`crate::oauth::redirect`]; public clients only.
@@ -23,10 +33,11 @@
 //!    clamped to 5 minutes ..= 24 hours ([`cache_ttl`]), in a bounded map.
 //!
 //! The network is reached only through the [`DocumentSource`] trait:
-//! production passes [`HttpsSource`]; tests pass their own source with
-//! canned responses. `HttpsSource` takes a [`Resolve`] so tests can feed it
-//! private addresses, which it refuses before connecting: a resolver cannot
-//! widen what it accepts.
+//! production passes [`HttpsSource`] ([`HttpsSource::from_config`]); tests
+//! pass their own source with canned responses. `HttpsSource` takes a
+//! [`Resolve`] so tests can feed it private addresses, which it refuses
+//! before connecting: a resolver cannot widen what it accepts (only the
+//! configured pins can).
 //!
 //! Documents that fail are not cached (a client retries after fixing its
 //! document); failed fetches are cheap to refuse again because of step 1.
@@ -40,7 +51,7 @@ use async_trait::async_trait;
 use url::{Host, Url};
 
 use super::client::{Client, ClientSource, display_safe_name};
-use super::config::CimdConfig;
+use super::config::{CimdConfig, OAuthConfigError};
 use super::redirect::{RedirectError, validate_registration};
 
 /// Shortest time a document is cached.
@@ -460,27 +471,53 @@ pub trait Resolve: Send + Sync {
     async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>>;
 }
 
-/// The operating system's resolver.
+/// The operating system's resolver, except that `localhost` and the names
+/// under it are the loopback addresses without a lookup (RFC 6761 6.3:
+/// they always name this machine, whatever a DNS server would answer).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemResolver;
+
+/// Whether `host` is `localhost` or a name under it (RFC 6761).
+pub fn is_localhost_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let tail = host.len().saturating_sub("localhost".len());
+    host.get(tail..)
+        .is_some_and(|end| end.eq_ignore_ascii_case("localhost"))
+        && (tail == 0 || host.as_bytes()[tail - 1] == b'.')
+}
 
 #[async_trait]
 impl Resolve for SystemResolver {
     async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        if is_localhost_name(host) {
+            return Ok(vec![
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+            ]);
+        }
         Ok(tokio::net::lookup_host((host, port)).await?.collect())
     }
 }
 
 /// The production source: HTTPS to public addresses only, resolved once
-/// and pinned; no proxy, no redirects; capped body and time.
+/// and pinned; no proxy, no redirects; capped body and time. The
+/// operator may add root CAs and pin hosts to chosen addresses
+/// ([`HttpsSource::from_config`]).
 #[derive(Clone)]
 pub struct HttpsSource {
     resolver: Arc<dyn Resolve>,
+    /// Root CAs trusted beside the system's (`oauth.cimd.ca_file`).
+    extra_roots: Vec<reqwest::Certificate>,
+    /// Host → the address its connections go to (`oauth.cimd.connect_to`).
+    pins: HashMap<String, SocketAddr>,
 }
 
 impl std::fmt::Debug for HttpsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpsSource").finish_non_exhaustive()
+        f.debug_struct("HttpsSource")
+            .field("extra_roots", &self.extra_roots.len())
+            .field("pins", &self.pins)
+            .finish_non_exhaustive()
     }
 }
 
@@ -498,7 +535,75 @@ impl HttpsSource {
 
     /// With another resolver; its answers are checked like the system's.
     pub fn with_resolver(resolver: Arc<dyn Resolve>) -> Self {
-        Self { resolver }
+        Self {
+            resolver,
+            extra_roots: Vec::new(),
+            pins: HashMap::new(),
+        }
+    }
+
+    /// The source `[oauth.cimd]` describes: the system resolver, the web
+    /// roots plus those of `ca_file` (read now), and the `connect_to` pins.
+    /// The error names the key.
+    pub fn from_config(config: &CimdConfig) -> Result<Self, OAuthConfigError> {
+        let mut source = Self::new();
+        if let Some(path) = &config.ca_file {
+            let fail = |message: String| OAuthConfigError {
+                key: "cimd.ca_file".into(),
+                message: format!("{}: {message}", path.display()),
+            };
+            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            source = source.with_root_certificates(&pem).map_err(fail)?;
+        }
+        for (host, address) in config.pins()? {
+            source = source.with_pin(&host, address);
+        }
+        Ok(source)
+    }
+
+    /// Also trusts the root CAs of a PEM bundle, beside the system's.
+    /// Refused: a bundle without certificates, or one that is no usable
+    /// root.
+    pub fn with_root_certificates(mut self, pem: &[u8]) -> Result<Self, String> {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("not a PEM certificate bundle: {}", error_chain(&e)))?;
+        if certificates.is_empty() {
+            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        }
+        // A client is built for every fetch; building one now parses the
+        // roots, so a bad file stops the start instead of every fetch.
+        reqwest::Client::builder()
+            .tls_certs_merge(certificates.iter().cloned())
+            .build()
+            .map_err(|e| format!("not usable as root certificates: {}", error_chain(&e)))?;
+        self.extra_roots.extend(certificates);
+        Ok(self)
+    }
+
+    /// Connections to `host` go to `address`, without a lookup; the
+    /// address may be non-public (the operator chose it). The URL, the
+    /// certificate check for `host` and every other rule stay the same.
+    pub fn with_pin(mut self, host: &str, address: SocketAddr) -> Self {
+        self.pins.insert(host.to_ascii_lowercase(), address);
+        self
+    }
+
+    /// The addresses `host` is fetched from: its pin, or its public
+    /// addresses from the resolver.
+    async fn addresses(&self, host: &str) -> Result<Vec<SocketAddr>, CimdError> {
+        if let Some(pinned) = self.pins.get(host) {
+            return Ok(vec![*pinned]);
+        }
+        let addresses = self
+            .resolver
+            .resolve(host, 443)
+            .await
+            .map_err(|e| CimdError::Resolve {
+                host: host.to_owned(),
+                reason: e.to_string(),
+            })?;
+        check_addresses(host, &addresses)?;
+        Ok(addresses)
     }
 
     async fn fetch_inner(
@@ -510,19 +615,14 @@ impl HttpsSource {
             return Err(CimdError::InvalidUrl("must use https".into()));
         }
         let host = url.host();
-        let addresses = self
-            .resolver
-            .resolve(host, 443)
-            .await
-            .map_err(|e| CimdError::Resolve {
-                host: host.to_owned(),
-                reason: e.to_string(),
-            })?;
-        check_addresses(host, &addresses)?;
+        let addresses = self.addresses(host).await?;
+        // The addresses' ports are used: the URL names none (443 implied),
+        // so a pin's port is where the connection goes.
         let client = reqwest::Client::builder()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .tls_certs_merge(self.extra_roots.iter().cloned())
             .resolve_to_addrs(host, &addresses)
             .connect_timeout(limits.timeout)
             .timeout(limits.timeout)
@@ -538,7 +638,7 @@ impl HttpsSource {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| CimdError::Fetch(e.without_url().to_string()))?;
+            .map_err(|e| CimdError::Fetch(error_chain(&e.without_url())))?;
         if let Some(remote) = response.remote_addr()
             && !addresses.iter().any(|a| a.ip() == remote.ip())
         {
@@ -569,7 +669,7 @@ impl HttpsSource {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| CimdError::Fetch(e.without_url().to_string()))?
+            .map_err(|e| CimdError::Fetch(error_chain(&e.without_url())))?
         {
             body.push(&chunk)?;
         }
@@ -591,6 +691,18 @@ impl DocumentSource for HttpsSource {
             .await
             .map_err(|_| CimdError::Timeout(limits.timeout))?
     }
+}
+
+/// An error and its sources, for messages (reqwest's own says little).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// A body buffer that refuses to grow past its cap.
@@ -1426,5 +1538,192 @@ mod tests {
             source.fetch(&url(VSCODE), limits).await,
             Err(CimdError::Timeout(Duration::from_millis(50)))
         );
+    }
+
+    // ---- localhost names, pins and extra roots ----
+
+    #[test]
+    fn localhost_names_are_recognised() {
+        for name in [
+            "localhost",
+            "LOCALHOST",
+            "docs.localhost",
+            "a.b.localhost",
+            "docs.localhost.",
+        ] {
+            assert!(is_localhost_name(name), "{name}");
+        }
+        for name in [
+            "notlocalhost",
+            "localhost.example",
+            "mylocalhost.dev",
+            "localhos",
+            "",
+            ".",
+        ] {
+            assert!(!is_localhost_name(name), "{name}");
+        }
+    }
+
+    fn policy_allowing(domains: &[&str]) -> CimdPolicy {
+        CimdPolicy {
+            allowed_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+            ..policy()
+        }
+    }
+
+    #[tokio::test]
+    async fn localhost_names_are_loopback_and_refused_without_a_lookup() {
+        let addresses = SystemResolver.resolve("docs.localhost", 443).await.unwrap();
+        assert_eq!(
+            addresses,
+            vec![
+                "127.0.0.1:443".parse::<SocketAddr>().unwrap(),
+                "[::1]:443".parse().unwrap()
+            ]
+        );
+        let url = DocumentUrl::parse(
+            "https://docs.localhost/client.json",
+            &policy_allowing(&["docs.localhost"]),
+        )
+        .unwrap();
+        assert_eq!(
+            HttpsSource::new().fetch(&url, LIMITS).await,
+            Err(CimdError::NonPublicAddress {
+                host: "docs.localhost".into(),
+                address: ip("127.0.0.1"),
+            })
+        );
+    }
+
+    /// A resolver answering private addresses, counting lookups.
+    struct PrivateResolver(AtomicUsize);
+
+    #[async_trait]
+    impl Resolve for PrivateResolver {
+        async fn resolve(&self, _host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![SocketAddr::new(ip("10.0.0.1"), port)])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pinned_host_connects_to_its_pin_without_a_lookup() {
+        // Something that accepts one connection and closes it (no TLS).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pin = listener.local_addr().unwrap();
+        let accepted = tokio::spawn(async move { listener.accept().await.map(|(_, peer)| peer) });
+        let resolver = Arc::new(PrivateResolver(AtomicUsize::new(0)));
+        let source = HttpsSource::with_resolver(resolver.clone()).with_pin("VSCode.dev", pin);
+        match source.fetch(&url(VSCODE), LIMITS).await {
+            Err(CimdError::Fetch(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(accepted.await.unwrap().is_ok(), "connected to the pin");
+        assert_eq!(resolver.0.load(Ordering::SeqCst), 0, "no lookup");
+        // Another host is looked up and checked as before.
+        let claude = "https://claude.ai/oauth/claude-code-client-metadata";
+        assert_eq!(
+            source.fetch(&url(claude), LIMITS).await,
+            Err(CimdError::NonPublicAddress {
+                host: "claude.ai".into(),
+                address: ip("10.0.0.1"),
+            })
+        );
+        assert_eq!(resolver.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// A throwaway self-signed CA, in PEM.
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Warden unit test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn root_certificates_must_be_pem_certificates() {
+        let pem = ca_pem();
+        let source = HttpsSource::new()
+            .with_root_certificates(pem.as_bytes())
+            .unwrap();
+        assert_eq!(source.extra_roots.len(), 1);
+        let two = format!("{pem}{}", ca_pem());
+        let source = HttpsSource::new()
+            .with_root_certificates(two.as_bytes())
+            .unwrap();
+        assert_eq!(source.extra_roots.len(), 2);
+        for (bad, needle) in [
+            ("", "no PEM certificate"),
+            ("not a certificate\n", "no PEM certificate"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "no PEM certificate",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "not usable as root certificates",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+                "not a PEM certificate bundle",
+            ),
+        ] {
+            let err = HttpsSource::new()
+                .with_root_certificates(bad.as_bytes())
+                .unwrap_err();
+            assert!(err.contains(needle), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn from_config_reads_the_ca_file_and_the_pins() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem()).unwrap();
+        let mut config = CimdConfig {
+            ca_file: Some(ca.clone()),
+            ..CimdConfig::default()
+        };
+        config
+            .connect_to
+            .insert("vscode.dev".into(), "10.0.0.5:8443".into());
+        let source = HttpsSource::from_config(&config).unwrap();
+        assert_eq!(source.extra_roots.len(), 1);
+        assert_eq!(
+            source.pins,
+            HashMap::from([("vscode.dev".to_owned(), "10.0.0.5:8443".parse().unwrap())])
+        );
+        // The defaults: no extra roots, no pins.
+        let source = HttpsSource::from_config(&CimdConfig::default()).unwrap();
+        assert!(source.extra_roots.is_empty() && source.pins.is_empty());
+        // Errors name the key (and the file).
+        config
+            .connect_to
+            .insert("vscode.dev".into(), "10.0.0.5".into());
+        let err = HttpsSource::from_config(&config).unwrap_err();
+        assert_eq!(err.key, "cimd.connect_to.\"vscode.dev\"");
+        config.connect_to.clear();
+        for (contents, needle) in [
+            (None, "No such file"),
+            (Some("nothing here"), "no PEM certificate"),
+        ] {
+            let path = dir.path().join("other.pem");
+            if let Some(contents) = contents {
+                std::fs::write(&path, contents).unwrap();
+            }
+            config.ca_file = Some(path.clone());
+            let err = HttpsSource::from_config(&config).unwrap_err();
+            assert_eq!(err.key, "cimd.ca_file");
+            assert!(
+                err.to_string().starts_with("oauth.cimd.ca_file: ")
+                    && err.message.contains(&path.display().to_string())
+                    && err.message.contains(needle),
+                "{err}"
+            );
+        }
     }
 }

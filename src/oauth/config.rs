@@ -27,11 +27,15 @@
 //!
 //! [oauth.cimd]
 //! enabled = true
-//! allowed_domains = ["vscode.dev", "claude.ai", "chatgpt.com"]
+//! allowed_domains = ["vscode.dev", "claude.ai", "chatgpt.com", "contoso.com"]
 //! include_subdomains = true
 //! allow_any_domain = false
 //! max_bytes = 5120
 //! timeout = "5s"
+//! ca_file = "/etc/warden/corporate-ca.pem"   # optional: roots trusted beside the web's
+//!
+//! [oauth.cimd.connect_to]                  # optional: operator-pinned destinations
+//! "clients.contoso.com" = "10.20.0.5:8443" # replaces DNS for that host
 //!
 //! [oauth.dcr]
 //! enabled = true
@@ -72,6 +76,8 @@
 //! `pepper_file`, the `entra` ids and its credential unless `mode = "off"`, and checks every
 //! value that is present in any mode.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -336,6 +342,18 @@ pub struct CimdConfig {
     /// 1s ..= 30s.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// PEM file of root CAs trusted for document fetches beside the web
+    /// roots of the system (e.g. a corporate CA that signs an internal
+    /// document host). Read at start. Default none.
+    pub ca_file: Option<PathBuf>,
+    /// Operator-pinned destinations: host → `"ip:port"` (like curl's
+    /// `--connect-to`). A pinned host is not looked up in DNS; its
+    /// connections go to that address, which may be private. The document
+    /// URL stays `https://host/...` on the default port (the certificate
+    /// is checked for `host`); every other host must resolve to public
+    /// addresses only. A pinned host must be one the allowlist allows.
+    /// Default none.
+    pub connect_to: BTreeMap<String, String>,
 }
 
 /// The default CIMD domain allowlist.
@@ -353,8 +371,64 @@ impl Default for CimdConfig {
             allow_any_domain: false,
             max_bytes: 5120,
             timeout: Duration::from_secs(5),
+            ca_file: None,
+            connect_to: BTreeMap::new(),
         }
     }
+}
+
+impl CimdConfig {
+    /// The `connect_to` pins, parsed (only valid entries: see
+    /// [`OAuthConfig::validate`]).
+    pub fn pins(&self) -> Result<Vec<(String, SocketAddr)>, OAuthConfigError> {
+        self.connect_to
+            .iter()
+            .map(|(host, target)| {
+                check_pin(self, host, target).map(|address| (host.clone(), address))
+            })
+            .collect()
+    }
+}
+
+/// Checks one `connect_to` entry: the address it pins `host` to.
+fn check_pin(cimd: &CimdConfig, host: &str, target: &str) -> Result<SocketAddr, OAuthConfigError> {
+    if !is_domain_name(host) {
+        return Err(fail(
+            "cimd.connect_to",
+            format!(
+                "{host:?} is not a lower-case domain name with at least two labels (no scheme, port, path or wildcard)"
+            ),
+        ));
+    }
+    let key = format!("cimd.connect_to.{host:?}");
+    let address: SocketAddr = target.parse().map_err(|_| {
+        fail(
+            &key,
+            format!(
+                "{target:?} is not \"ip:port\" (e.g. \"10.20.0.5:8443\" or \"[fd00::5]:443\"; no host names)"
+            ),
+        )
+    })?;
+    if address.port() == 0 {
+        return Err(fail(&key, format!("{target:?} has port 0")));
+    }
+    let ip = address.ip();
+    let broadcast = ip == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(fail(
+            &key,
+            format!("{target:?} is not a unicast address a connection can go to"),
+        ));
+    }
+    if !super::cimd::CimdPolicy::from(cimd).allows_host(host) {
+        return Err(fail(
+            &key,
+            format!(
+                "{host} is not allowed by oauth.cimd.allowed_domains, so no document is ever fetched from it"
+            ),
+        ));
+    }
+    Ok(address)
 }
 
 /// `[oauth.dcr]`: dynamic client registration (RFC 7591).
@@ -475,15 +549,19 @@ fn check_upstream_scope(scope: &str) -> Result<(), OAuthConfigError> {
 }
 
 impl OAuthConfig {
-    /// Whether Warden's authorization server is on.
-    /// Makes the key, pepper and credential files relative to `base` (the
-    /// configuration file's folder).
+    /// Makes the key, pepper, credential and CA files relative to `base`
+    /// (the configuration file's folder); an empty path stays empty, for
+    /// [`OAuthConfig::validate`] to refuse.
     pub fn resolve(&mut self, base: &std::path::Path) {
-        for path in [&mut self.key_file, &mut self.pepper_file]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.key_file,
+            &mut self.pepper_file,
+            &mut self.cimd.ca_file,
+        ]
+        .into_iter()
+        .flatten()
         {
-            if path.is_relative() {
+            if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = base.join(&*path);
             }
         }
@@ -492,6 +570,7 @@ impl OAuthConfig {
         }
     }
 
+    /// Whether Warden's authorization server is on.
     pub fn enabled(&self) -> bool {
         self.mode != OAuthMode::Off
     }
@@ -650,7 +729,14 @@ impl OAuthConfig {
         if cimd.timeout < Duration::from_secs(1) || cimd.timeout > Duration::from_secs(30) {
             return Err(fail("cimd.timeout", "must be between 1s and 30s"));
         }
-        Ok(())
+        if cimd
+            .ca_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return Err(fail("cimd.ca_file", "must not be empty"));
+        }
+        cimd.pins().map(drop)
     }
 }
 
@@ -1089,6 +1175,176 @@ mod tests {
         assert_eq!(key_of(&config), "cimd.timeout");
         config.cimd.timeout = Duration::from_secs(31);
         assert_eq!(key_of(&config), "cimd.timeout");
+    }
+
+    #[test]
+    fn cimd_ca_file_and_connect_to_rules() {
+        let pinned = |pins: &[(&str, &str)]| {
+            let mut config = full();
+            config.cimd.connect_to = pins
+                .iter()
+                .map(|(h, a)| ((*h).to_owned(), (*a).to_owned()))
+                .collect();
+            config
+        };
+        for (host, target, key, needle) in [
+            (
+                "Vscode.dev",
+                "10.0.0.5:443",
+                "cimd.connect_to",
+                "domain name",
+            ),
+            (
+                "vscode.dev:443",
+                "10.0.0.5:443",
+                "cimd.connect_to",
+                "domain name",
+            ),
+            ("10.0.0.5", "10.0.0.5:443", "cimd.connect_to", "domain name"),
+            (
+                "*.vscode.dev",
+                "10.0.0.5:443",
+                "cimd.connect_to",
+                "domain name",
+            ),
+            (
+                "vscode.dev",
+                "10.0.0.5",
+                "cimd.connect_to.\"vscode.dev\"",
+                "ip:port",
+            ),
+            (
+                "vscode.dev",
+                "internal.example:443",
+                "cimd.connect_to.\"vscode.dev\"",
+                "ip:port",
+            ),
+            (
+                "vscode.dev",
+                "https://10.0.0.5:443",
+                "cimd.connect_to.\"vscode.dev\"",
+                "ip:port",
+            ),
+            (
+                "vscode.dev",
+                "fd00::5:443",
+                "cimd.connect_to.\"vscode.dev\"",
+                "ip:port",
+            ),
+            (
+                "vscode.dev",
+                "",
+                "cimd.connect_to.\"vscode.dev\"",
+                "ip:port",
+            ),
+            (
+                "vscode.dev",
+                "10.0.0.5:0",
+                "cimd.connect_to.\"vscode.dev\"",
+                "port 0",
+            ),
+            (
+                "vscode.dev",
+                "0.0.0.0:443",
+                "cimd.connect_to.\"vscode.dev\"",
+                "unicast",
+            ),
+            (
+                "vscode.dev",
+                "[::]:443",
+                "cimd.connect_to.\"vscode.dev\"",
+                "unicast",
+            ),
+            (
+                "vscode.dev",
+                "224.0.0.1:443",
+                "cimd.connect_to.\"vscode.dev\"",
+                "unicast",
+            ),
+            (
+                "vscode.dev",
+                "255.255.255.255:443",
+                "cimd.connect_to.\"vscode.dev\"",
+                "unicast",
+            ),
+            (
+                "chatgpt.com",
+                "10.0.0.5:443",
+                "cimd.connect_to.\"chatgpt.com\"",
+                "allowed_domains",
+            ),
+            (
+                "evil.example",
+                "10.0.0.5:443",
+                "cimd.connect_to.\"evil.example\"",
+                "allowed_domains",
+            ),
+        ] {
+            let config = pinned(&[(host, target)]);
+            assert_eq!(key_of(&config), key, "{host} = {target}");
+            let message = config.validate().unwrap_err().message;
+            assert!(message.contains(needle), "{host} = {target}: {message}");
+        }
+        // Private, loopback and IPv6 destinations are fine when pinned.
+        let config = pinned(&[
+            ("vscode.dev", "127.0.0.1:8443"),
+            ("insiders.vscode.dev", "[fd00::5]:443"),
+            ("claude.ai", "10.0.0.5:443"),
+        ]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            config.cimd.pins().unwrap(),
+            vec![
+                ("claude.ai".to_owned(), "10.0.0.5:443".parse().unwrap()),
+                (
+                    "insiders.vscode.dev".to_owned(),
+                    "[fd00::5]:443".parse().unwrap()
+                ),
+                ("vscode.dev".to_owned(), "127.0.0.1:8443".parse().unwrap()),
+            ]
+        );
+        // With any domain allowed, any host may be pinned.
+        let mut config = pinned(&[("docs.internal.example", "10.0.0.5:443")]);
+        assert_eq!(key_of(&config), "cimd.connect_to.\"docs.internal.example\"");
+        config.cimd.allow_any_domain = true;
+        assert_eq!(config.validate(), Ok(()));
+        // Checked whether or not CIMD is on.
+        let mut config = pinned(&[("vscode.dev", "10.0.0.5")]);
+        config.cimd.enabled = false;
+        assert_eq!(key_of(&config), "cimd.connect_to.\"vscode.dev\"");
+
+        let mut config = full();
+        config.cimd.ca_file = Some(PathBuf::new());
+        assert_eq!(key_of(&config), "cimd.ca_file");
+        config.cimd.ca_file = Some("/etc/warden/corporate-ca.pem".into());
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn cimd_ca_file_and_connect_to_parse_and_resolve() {
+        let mut config = parse(
+            "[oauth.cimd]\nca_file = \"certs/ca.pem\"\n\
+             [oauth.cimd.connect_to]\n\"vscode.dev\" = \"10.0.0.5:8443\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        config.resolve(std::path::Path::new("/etc/warden"));
+        assert_eq!(
+            config.cimd.ca_file,
+            Some(PathBuf::from("/etc/warden/certs/ca.pem"))
+        );
+        assert_eq!(config.cimd.connect_to["vscode.dev"], "10.0.0.5:8443");
+        // Absolute and empty paths stay as they are.
+        let mut config = full();
+        config.cimd.ca_file = Some("/ca.pem".into());
+        config.resolve(std::path::Path::new("/etc/warden"));
+        assert_eq!(config.cimd.ca_file, Some(PathBuf::from("/ca.pem")));
+        config.cimd.ca_file = Some(PathBuf::new());
+        config.resolve(std::path::Path::new("/etc/warden"));
+        assert_eq!(key_of(&config), "cimd.ca_file");
+        // A pin is a string, not a table or a list.
+        assert!(parse("[oauth.cimd.connect_to]\n\"vscode.dev\" = [\"10.0.0.5:443\"]").is_err());
+        assert!(parse("[oauth.cimd]\nconnect_to = \"vscode.dev=10.0.0.5:443\"").is_err());
     }
 
     #[test]

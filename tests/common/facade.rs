@@ -20,6 +20,17 @@ use super::{InProcess, Setup};
 /// Registers Warden's callbacks (`/oauth/callback`, `/admin/callback`, any
 /// loopback port) at the issuer.
 pub fn start(issuer: &Issuer, upstreams: &str, policy: Option<&str>) -> InProcess {
+    start_with(issuer, upstreams, policy, "")
+}
+
+/// Like [`start`], with more `[oauth.*]` tables (e.g. `[oauth.cimd]`)
+/// after the facade's own.
+pub fn start_with(
+    issuer: &Issuer,
+    upstreams: &str,
+    policy: Option<&str>,
+    oauth_tables: &str,
+) -> InProcess {
     for callback in [
         "http://127.0.0.1/oauth/callback",
         "http://127.0.0.1/admin/callback",
@@ -43,7 +54,7 @@ pub fn start(issuer: &Issuer, upstreams: &str, policy: Option<&str>) -> InProces
          authority = {:?}\n\
          [oauth.entra.credential]\nkind = \"client_secret\"\ntenant_id = {DEV_TENANT:?}\nclient_id = {:?}\nsecret_file = {:?}\n",
         client.client_id, issuer.base, client.client_id, client.secret_file,
-    );
+    ) + oauth_tables;
     let identity = issuer.identity_toml();
     let warden = InProcess::launch_on(
         listener,

@@ -2,10 +2,14 @@
 """Interop client: the official MCP Python SDK's OAuth client through Warden's facade, headless.
 
     .deps/venv/bin/python tests/interop/oauth_client.py URL [--persona NAME] [--tool whoami]
+        [--client-metadata-url https://HOST/PATH]
 
 `mcp.client.auth.OAuthClientProvider` does what a real MCP client does on its first 401:
-protected-resource metadata, authorization-server metadata, dynamic client registration,
-PKCE, the authorization request, the code exchange at `/token`. Where a real client opens
+protected-resource metadata, authorization-server metadata, dynamic client registration
+(or, with `--client-metadata-url` and a server that advertises
+`client_id_metadata_document_supported`, that URL as its client id: a Client ID Metadata
+Document, which the server fetches; this script never does), PKCE, the authorization
+request, the code exchange at `/token`. Where a real client opens
 a browser, `redirect_handler` plays the browser with httpx2 (no automatic redirects,
 cookies kept by hand):
 
@@ -69,6 +73,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--persona", default="developer", help="user the dev issuer signs in (login_hint)")
     parser.add_argument("--tool", default="whoami", help="tool to call after signing in (default whoami)")
     parser.add_argument("--arguments", default="{}", help="its arguments, as JSON (default {})")
+    parser.add_argument(
+        "--client-metadata-url",
+        default=None,
+        help="sign in with this Client ID Metadata Document URL as the client id instead of registering",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="overall time limit in seconds (default 60)")
     return parser.parse_args(argv)
 
@@ -227,6 +236,7 @@ async def interop(args: argparse.Namespace, statuses: HttpStatusLog) -> dict[str
         storage=storage,
         redirect_handler=browser.redirect_handler,
         callback_handler=browser.callback_handler,
+        client_metadata_url=args.client_metadata_url,
     )
     async with httpx2.AsyncClient(auth=provider, timeout=HTTP_TIMEOUT, event_hooks={"response": [statuses.hook]}) as http:
         async with streamable_http_client(args.url, http_client=http) as (read, write):
