@@ -78,7 +78,8 @@
 //! * **What was asked**: every request that reaches routing (authenticated,
 //!   with an `api-version`) is counted. One the simulator has no route for
 //!   is answered `404 NoRegisteredProviderFound` (or `400
-//!   InvalidResourceType` for an unknown type of a known namespace, Key
+//!   InvalidResourceType` for an unknown type of a known namespace, `405
+//!   MethodNotAllowed` for a method it does not handle on a known path, Key
 //!   Vault's `404 NotFound` on its data plane) naming the method, path and
 //!   `api-version`, and listed by [`Simulator::unserved`] and `GET
 //!   /_sim/unserved` (`[{method, path, api_version, count}]`, the path as

@@ -492,17 +492,20 @@ impl Ctx<'_> {
             return Ok(());
         }
         let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
-        Err(Failure::Arm(
+        // A method the simulator does not handle on a path it knows may be
+        // one Azure serves: recorded as unserved.
+        Err(unserved(Failure::Arm(
             ArmResponse::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
                 &format!(
-                    "The requested resource does not support http method '{}'.",
-                    self.r.method
+                    "The requested resource does not support http method '{}'. The ARM simulator \
+                     does not serve '{} {}' with API version '{}'.",
+                    self.r.method, self.r.method, self.r.path, self.r.api_version
                 ),
             )
             .with_header("allow", allow.join(", ")),
-        ))
+        )))
     }
 
     /// A request the simulator has no route for: ARM's answer for an

@@ -1473,8 +1473,17 @@ async fn resource_graph_pages_and_refuses_like_azure() {
         ))
         .await;
     assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
-    // All of these were served routes: nothing is unserved.
-    assert_eq!(sim.unserved(), Vec::<SimCall>::new());
+    assert_eq!(get.header("allow"), "POST");
+    // Only that method is unserved: refused queries are served answers.
+    assert_eq!(
+        sim.unserved(),
+        [SimCall {
+            method: "GET".into(),
+            path: "/providers/Microsoft.ResourceGraph/resources".into(),
+            api_version: GRAPH.into(),
+            count: 1,
+        }]
+    );
     sim.shutdown().await;
 }
 
