@@ -408,6 +408,9 @@ async fn bad_clients_redirects_and_pkce_are_refused_without_redirecting() {
             "https://elsewhere.example/mcp",
             "invalid_target",
         ),
+        // Entra's scope for Warden (what clients asked for before the
+        // facade) is no alias of Warden's own.
+        ("scope", "api://warden/access_as_user", "invalid_scope"),
     ] {
         let mut params = base(REDIRECT);
         params.retain(|(k, _)| *k != key);
@@ -419,6 +422,12 @@ async fn bad_clients_redirects_and_pkce_are_refused_without_redirecting() {
         let back = query(&location(&response));
         assert_eq!(back["error"], error, "{key}");
         assert_eq!(back["state"], "s");
+        if key == "scope" {
+            assert!(
+                back["error_description"].contains("offers: mcp"),
+                "the refusal names the scopes to ask for: {back:?}"
+            );
+        }
     }
     // Consent: a forged CSRF token changes nothing; deny goes back with
     // access_denied.

@@ -1,14 +1,14 @@
 //! Building blocks of Warden's OAuth authorization-server facade in front
 //! of Entra ID.
 //!
-//! Warden will become the MCP clients' authorization server: clients
-//! register (pre-registered, Client ID Metadata Documents, or dynamic
-//! registration), consent once per client, and receive Warden's own opaque
-//! tokens; Warden signs the user in at Entra ID as a confidential client and
-//! keeps Entra's tokens, sealed, beside the grant. The flows (authorize,
-//! consent, callback, token, revoke endpoints) are **not wired yet**; this
-//! module holds the checks and formats they will compose, each file doing
-//! one thing:
+//! With `[oauth] mode = "facade"` or `"both"`, Warden is the MCP clients'
+//! authorization server: clients register (pre-registered, Client ID
+//! Metadata Documents, or dynamic registration), consent once per client,
+//! and receive Warden's own opaque tokens; Warden signs the user in at
+//! Entra ID as a confidential client and keeps Entra's tokens, sealed,
+//! beside the grant. [`routes`] serves the endpoints (metadata, authorize,
+//! consent, callback, token, revoke, register) over [`service`], which
+//! composes the checks and formats of the other files, each doing one thing:
 //!
 //! | File | What it does |
 //! |---|---|
@@ -22,7 +22,12 @@
 //! | [`client`] | the resolved client every flow works with, and how a client id is told apart |
 //! | [`cimd`] | SSRF-safe fetching, validation and caching of Client ID Metadata Documents |
 //! | [`dcr`] | dynamic registration requests, stateless `wdc_` client ids, a per-IP rate limiter |
-//! | [`entra`] | Warden as Entra ID's confidential client: the authorize URL, code redemption and refresh (client secret or workload-identity assertion), refusals told apart from outages |
+//! | [`entra`] | Warden as Entra ID's confidential client: the authorize URL, code redemption and refresh (client secret, certificate or workload-identity assertion), refusals told apart from outages |
+//! | [`consent`] | consents waiting for an answer, remembered consents, and sign-ins in flight toward Entra |
+//! | [`grants`] | the grant book: grants, issued codes and tokens, rotation, reuse detection, revocation (pure, time as input) |
+//! | [`service`] | the facade: authorize, decide, callback, token, refresh, revoke, register, authenticate; its state in the store; its audit records |
+//! | [`routes`] | the HTTP endpoints over [`service`] |
+//! | [`page`] | the consent and error pages |
 //! | [`step_up`] | step-up marks on grants: wanted by policy, taken by one `403 insufficient_scope`, answered by the client's step-up sign-in |
 //!
 //! Nothing here logs a token, a secret or a key; the types that hold one

@@ -547,7 +547,19 @@ impl OAuthService {
                 continue;
             }
             if !self.config.scopes.iter().any(|s| s == scope) {
-                return Err(format!("scope {scope:?} is not offered here"));
+                // No aliases: a client that cached Entra's scope for Warden
+                // (`api://…/access_as_user`, from before the facade) is told
+                // what to ask for and re-discovers it from the metadata.
+                let mut offered = self.config.scopes.clone();
+                offered.extend(step_up_scope.map(str::to_owned));
+                if client.refresh_allowed {
+                    offered.push(OFFLINE_ACCESS.to_owned());
+                }
+                return Err(format!(
+                    "scope {scope:?} is not offered here; Warden's authorization server \
+                     offers: {}",
+                    offered.join(" ")
+                ));
             }
             if !scopes.iter().any(|s| s == scope) {
                 scopes.push(scope.to_owned());
@@ -1306,10 +1318,32 @@ fn upstream_tokens(tokens: super::entra::EntraTokens) -> UpstreamTokens {
     }
 }
 
+/// Entra's answer, as the facade acts on it. Only a refusal of the *user's*
+/// grant ends Warden's grant: `invalid_grant` (disabled user, revoked
+/// session, expired refresh token, a Conditional Access requirement) and
+/// the errors that demand a new interactive sign-in. Any other refusal
+/// (`invalid_client`, `unauthorized_client`, `invalid_request`, …) is about
+/// Warden's own registration or credential: the user keeps the grant and
+/// gets `temporarily_unavailable` while an operator fixes `[oauth.entra]`.
 fn upstream_error(error: super::entra::EntraError) -> UpstreamError {
+    use super::entra::EntraError;
+    const ENDS_THE_GRANT: [&str; 4] = [
+        "invalid_grant",
+        "interaction_required",
+        "login_required",
+        "consent_required",
+    ];
     match error {
-        super::entra::EntraError::Unavailable(why) => UpstreamError::Unavailable(why),
-        refused => UpstreamError::Refused(refused.to_string()),
+        EntraError::Refused {
+            error: ref code, ..
+        } if ENDS_THE_GRANT.contains(&code.as_str()) => UpstreamError::Refused(error.to_string()),
+        EntraError::Refused { .. } => {
+            tracing::error!(target: "warden::oauth", %error, "Entra ID refused Warden's own request: check [oauth.entra] (client id, credential, redirect URIs)");
+            UpstreamError::Unavailable(format!(
+                "{error} (Warden's own registration or credential was refused)"
+            ))
+        }
+        EntraError::Unavailable(why) | EntraError::Config(why) => UpstreamError::Unavailable(why),
     }
 }
 
@@ -1374,5 +1408,40 @@ impl crate::identity::OpaqueTokens for OAuthService {
             scopes.push(step_up);
         }
         Some(scopes)
+    }
+}
+
+#[cfg(test)]
+mod upstream_error_tests {
+    use super::*;
+    use crate::oauth::entra::EntraError;
+
+    fn refused(error: &str) -> EntraError {
+        EntraError::Refused {
+            error: error.into(),
+            description: "AADSTS00000: x".into(),
+            codes: vec![0],
+        }
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_users_grant_ends_it() {
+        for error in ["invalid_grant", "interaction_required", "login_required"] {
+            assert!(
+                matches!(upstream_error(refused(error)), UpstreamError::Refused(_)),
+                "{error}"
+            );
+        }
+        // Warden's own credential or registration: the user keeps the grant.
+        for error in ["invalid_client", "unauthorized_client", "invalid_request"] {
+            let UpstreamError::Unavailable(why) = upstream_error(refused(error)) else {
+                panic!("{error} must not end the grant");
+            };
+            assert!(why.contains(error) && why.contains("Warden's own"), "{why}");
+        }
+        assert!(matches!(
+            upstream_error(EntraError::Unavailable("timeout".into())),
+            UpstreamError::Unavailable(_)
+        ));
     }
 }
