@@ -748,3 +748,90 @@ async fn the_python_sdk_signs_in_with_a_metadata_document() {
         );
     }
 }
+
+/// rmcp's own OAuth client (`AuthorizationRequest::with_client_metadata_url`)
+/// uses the document URL as its client id when Warden's metadata says
+/// `client_id_metadata_document_supported`, instead of registering; Warden
+/// fetches the document, and rmcp redeems the code and calls a tool.
+#[tokio::test]
+async fn rmcp_signs_in_with_a_metadata_document() {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::auth::{
+        AuthClient, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
+    };
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let client_id = document_url("/apps/rmcp.json");
+    let f = facade(
+        vec![(
+            "/apps/rmcp.json",
+            Answer::Body(
+                document(&client_id, "rmcp (metadata document)", &[REDIRECT]),
+                Some("max-age=600"),
+            ),
+        )],
+        true,
+    )
+    .await;
+    let mcp = f.warden.url();
+
+    let mut manager = AuthorizationManager::new(mcp.as_str()).await.unwrap();
+    let metadata = manager
+        .resolve_metadata()
+        .await
+        .expect("Warden's metadata")
+        .metadata;
+    assert_eq!(
+        metadata.additional_fields["client_id_metadata_document_supported"],
+        true
+    );
+    manager.set_metadata(metadata);
+    let session = AuthorizationSession::new(
+        manager,
+        AuthorizationRequest::new(REDIRECT)
+            .with_initial_scope_selection()
+            .with_client_metadata_url(client_id.clone()),
+    )
+    .await
+    .map_err(|(_, error)| error)
+    .expect("rmcp builds the authorization URL with its document URL");
+    let authorization_url = session.get_authorization_url().to_owned();
+    assert_eq!(query(&authorization_url)["client_id"], client_id);
+
+    let browsed = common::facade::browse(&f.base, &authorization_url, "ada").await;
+    assert!(
+        browsed
+            .consent
+            .contains(&format!("described by a metadata document at {HOST}")),
+        "{}",
+        browsed.consent
+    );
+    session
+        .handle_callback_url(&browsed.to_client)
+        .await
+        .expect("rmcp redeems the code");
+    let (stored_client, _) = session.get_credentials().await.unwrap();
+    assert_eq!(stored_client, client_id);
+
+    let client = RecordingClient::default()
+        .serve(StreamableHttpClientTransport::with_client(
+            AuthClient::new(reqwest::Client::new(), session.auth_manager),
+            StreamableHttpClientTransportConfig::with_uri(mcp.clone()),
+        ))
+        .await
+        .expect("rmcp connects with Warden's token");
+    let who = call(&client, "whoami", json!({})).await.unwrap();
+    assert_ne!(who.is_error, Some(true), "{who:?}");
+    assert!(text(&who).starts_with("tag=cimd "), "{who:?}");
+    client.cancel().await.unwrap();
+
+    // No registration: Warden fetched the document (once), and the call is
+    // recorded under the document URL as the client.
+    assert_eq!(f.host.hits("/apps/rmcp.json"), 1);
+    let intent = records(&f.warden.db())
+        .into_iter()
+        .find(|r| r["kind"] == "intent" && r["tool"] == "whoami")
+        .expect("an intent");
+    assert_eq!(intent["principal"]["client_app"], client_id.as_str());
+}

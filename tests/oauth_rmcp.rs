@@ -20,12 +20,12 @@
 //! Client ID Metadata Documents: rmcp 3.11 supports them
 //! (`AuthorizationRequest::with_client_metadata_url`, used when the server's
 //! metadata says `client_id_metadata_document_supported`, which Warden's
-//! does). They need a document on a public https URL and are not exercised
-//! here; without one rmcp falls back to dynamic registration, as below.
+//! does); `tests/oauth_cimd.rs` signs rmcp in with a document served over
+//! HTTPS. Without one rmcp registers dynamically, as below.
 
 mod common;
 
-use common::facade::{encode, hidden, location, query, set_cookie};
+use common::facade::{browse, query};
 use common::issuer::Issuer;
 use common::*;
 use rmcp::ServiceExt;
@@ -41,78 +41,6 @@ use warden::identity::dev::{DEV_TENANT, DevUser};
 /// The client's loopback redirect URI. Nothing listens there: the browser
 /// stand-in reads the code off the last redirect instead of following it.
 const REDIRECT: &str = "http://127.0.0.1:53683/callback";
-
-/// What the browser leg did: the hops, and where Warden sent the browser
-/// last (the client's redirect URI with `code`, `state` and `iss`).
-struct Browsed {
-    hops: Vec<String>,
-    to_client: String,
-}
-
-/// Plays the user's browser for `authorization_url` (Warden's `/authorize`):
-/// consent page, approval, the issuer's sign-in of `persona`, Warden's
-/// callback. Follows no redirects and keeps cookies by hand.
-async fn browse(base: &str, authorization_url: &str, persona: &str) -> Browsed {
-    let http = common::facade::browser();
-    let mut hops = Vec::new();
-    let mut hop = |method: &str, url: &str, status: reqwest::StatusCode| {
-        let parsed = url::Url::parse(url).unwrap();
-        let who = if parsed.origin().ascii_serialization() == base {
-            "warden"
-        } else {
-            "issuer"
-        };
-        hops.push(format!(
-            "{method} {who} {} {}",
-            parsed.path(),
-            status.as_u16()
-        ));
-    };
-
-    let consent = http.get(authorization_url).send().await.unwrap();
-    hop("GET", authorization_url, consent.status());
-    assert_eq!(consent.status(), 200, "{:?}", consent.text().await);
-    let csrf_cookie = set_cookie(&consent, "warden_oauth_csrf").expect("csrf cookie");
-    let page = consent.text().await.unwrap();
-    assert!(page.contains("unverified"), "{page}");
-    let decision = format!("{base}/authorize/decision");
-    let decided = http
-        .post(&decision)
-        .header("cookie", &csrf_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode(&[
-            ("consent", hidden(&page, "consent")),
-            ("csrf", hidden(&page, "csrf")),
-            ("decision", "approve".into()),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    hop("POST", &decision, decided.status());
-    assert_eq!(decided.status(), 302);
-    let browser_cookie = set_cookie(&decided, "warden_oauth_browser").expect("browser cookie");
-    let sign_in = format!(
-        "{}&{}",
-        location(&decided),
-        encode(&[("login_hint", persona)])
-    );
-    let signed = http.get(&sign_in).send().await.unwrap();
-    hop("GET", &sign_in, signed.status());
-    assert_eq!(signed.status(), 302, "{:?}", signed.text().await);
-    let callback = location(&signed);
-    let back = http
-        .get(&callback)
-        .header("cookie", &browser_cookie)
-        .send()
-        .await
-        .unwrap();
-    hop("GET", &callback, back.status());
-    assert_eq!(back.status(), 302, "{:?}", back.text().await);
-    Browsed {
-        hops,
-        to_client: location(&back),
-    }
-}
 
 /// A token answer as JSON (the standard fields by name).
 fn token_json(tokens: &OAuthTokenResponse) -> Value {
@@ -218,6 +146,11 @@ async fn rmcp_signs_in_through_the_facade_calls_a_tool_and_refreshes() {
     // The browser: consent, the issuer's sign-in, Warden's callback, in
     // that order, ending at the client's redirect URI.
     let browsed = browse(&base, &authorization_url, "ada").await;
+    assert!(
+        browsed.consent.contains("unverified"),
+        "{}",
+        browsed.consent
+    );
     assert_eq!(
         browsed.hops,
         [

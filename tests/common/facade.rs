@@ -128,3 +128,77 @@ pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
     }
     out.finish()
 }
+
+/// What the browser leg did: the hops, and where Warden sent the browser
+/// last (the client's redirect URI with `code`, `state` and `iss`).
+pub struct Browsed {
+    pub hops: Vec<String>,
+    pub to_client: String,
+    /// The consent page as Warden served it.
+    pub consent: String,
+}
+
+/// Plays the user's browser for `authorization_url` (Warden's `/authorize`):
+/// consent page, approval, the issuer's sign-in of `persona`, Warden's
+/// callback. Follows no redirects and keeps cookies by hand.
+pub async fn browse(base: &str, authorization_url: &str, persona: &str) -> Browsed {
+    let http = browser();
+    let mut hops = Vec::new();
+    let mut hop = |method: &str, url: &str, status: reqwest::StatusCode| {
+        let parsed = url::Url::parse(url).unwrap();
+        let who = if parsed.origin().ascii_serialization() == base {
+            "warden"
+        } else {
+            "issuer"
+        };
+        hops.push(format!(
+            "{method} {who} {} {}",
+            parsed.path(),
+            status.as_u16()
+        ));
+    };
+
+    let consent = http.get(authorization_url).send().await.unwrap();
+    hop("GET", authorization_url, consent.status());
+    assert_eq!(consent.status(), 200, "{:?}", consent.text().await);
+    let csrf_cookie = set_cookie(&consent, "warden_oauth_csrf").expect("csrf cookie");
+    let page = consent.text().await.unwrap();
+    let decision = format!("{base}/authorize/decision");
+    let decided = http
+        .post(&decision)
+        .header("cookie", &csrf_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&[
+            ("consent", hidden(&page, "consent")),
+            ("csrf", hidden(&page, "csrf")),
+            ("decision", "approve".into()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    hop("POST", &decision, decided.status());
+    assert_eq!(decided.status(), 302);
+    let browser_cookie = set_cookie(&decided, "warden_oauth_browser").expect("browser cookie");
+    let sign_in = format!(
+        "{}&{}",
+        location(&decided),
+        encode(&[("login_hint", persona)])
+    );
+    let signed = http.get(&sign_in).send().await.unwrap();
+    hop("GET", &sign_in, signed.status());
+    assert_eq!(signed.status(), 302, "{:?}", signed.text().await);
+    let callback = location(&signed);
+    let back = http
+        .get(&callback)
+        .header("cookie", &browser_cookie)
+        .send()
+        .await
+        .unwrap();
+    hop("GET", &callback, back.status());
+    assert_eq!(back.status(), 302, "{:?}", back.text().await);
+    Browsed {
+        hops,
+        to_client: location(&back),
+        consent: page,
+    }
+}
