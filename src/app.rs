@@ -30,6 +30,7 @@ use crate::azure::client::ArmClient;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::executor::Builtins;
+use crate::facts::{ArmSource, Lookup};
 use crate::gateway::{self, Gateway};
 use crate::identity::{Authenticator, Principal};
 use crate::metrics::Metrics;
@@ -131,18 +132,47 @@ pub fn risk_stage(config: &Config) -> anyhow::Result<Risk> {
     Risk::new(config.risk.clone()).map_err(anyhow::Error::msg)
 }
 
-/// The built-in servers `[azure]` enables: the ARM tools, with Warden's
-/// own credential.
-pub fn builtins(config: &Config) -> anyhow::Result<Builtins> {
+/// Warden's own access to Azure Resource Manager, when `[azure]` is
+/// configured: one client with Warden's credential, shared by the built-in
+/// ARM tools and the resource facts lookup.
+pub fn arm_client(config: &Config) -> anyhow::Result<Option<Arc<ArmClient>>> {
     let Some(azure) = &config.azure else {
-        return Ok(Builtins::default());
+        return Ok(None);
     };
     let credential =
         crate::azure::credential::build(&azure.credential).context("[azure.credential]")?;
     let client = ArmClient::new(azure.arm.clone(), credential)
         .map_err(|e| anyhow::anyhow!("[azure.arm]: {e}"))?;
-    tracing::info!(endpoint = %azure.arm.endpoint, credential = azure.credential.credential.kind(), "Azure Resource Manager tools ready");
-    Ok(Builtins::default().with_arm(Arc::new(client)))
+    tracing::info!(endpoint = %azure.arm.endpoint, credential = azure.credential.credential.kind(), "Azure Resource Manager access ready (built-in tools, resource facts)");
+    Ok(Some(Arc::new(client)))
+}
+
+/// The built-in servers `[azure]` enables: the ARM tools, with Warden's
+/// own credential.
+pub fn builtins(arm: Option<Arc<ArmClient>>) -> Builtins {
+    match arm {
+        Some(client) => Builtins::default().with_arm(client),
+        None => Builtins::default(),
+    }
+}
+
+/// The resource facts stage: lookups through `arm` (Warden's own access to
+/// ARM); without it every resource's facts are `unavailable`.
+pub fn facts_stage(config: &Config, arm: Option<Arc<ArmClient>>, metrics: &Metrics) -> Lookup {
+    match arm {
+        Some(client) => Lookup::new(
+            config.facts.clone(),
+            Arc::new(ArmSource::new(client)),
+            metrics.clone(),
+        ),
+        None => {
+            tracing::warn!(
+                "no [azure] access: resource facts (tags, location) cannot be looked up, so \
+                 every call's facts are `unavailable` (the baseline holds deletes for a JIT grant)"
+            );
+            Lookup::off(metrics.clone())
+        }
+    }
 }
 
 /// Where the gateway serves MCP.
@@ -195,9 +225,10 @@ async fn start(
     front: Front,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let pipeline = pipeline(&config).await?;
+    let arm = arm_client(&config)?;
+    let pipeline = pipeline(&config, arm.clone()).await?;
     let background = Background::spawn(&pipeline);
-    let serving = match serve_front(config, front, pipeline, shutdown.clone()).await {
+    let serving = match serve_front(config, front, pipeline, arm, shutdown.clone()).await {
         Ok(serving) => serving,
         Err(error) => {
             background.stop().await;
@@ -221,7 +252,7 @@ async fn start(
 }
 
 /// Every stage, from `config`, composed; the policy set's load recorded.
-async fn pipeline(config: &Config) -> anyhow::Result<Pipeline> {
+async fn pipeline(config: &Config, arm: Option<Arc<ArmClient>>) -> anyhow::Result<Pipeline> {
     let metrics = Metrics::new();
     let (catalog, policy) = load_catalog_and_policy(config)?;
     let risk = Arc::new(risk_stage(config)?);
@@ -230,7 +261,8 @@ async fn pipeline(config: &Config) -> anyhow::Result<Pipeline> {
         .await
         .with_context(|| format!("opening the audit log {}", store.display()))?;
     tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), store = %store.display(), "audit log open");
-    let composed = compose(config, audit.clone(), metrics, catalog, policy, risk).await;
+    let facts = Arc::new(facts_stage(config, arm, &metrics));
+    let composed = compose(config, audit.clone(), metrics, catalog, facts, policy, risk).await;
     if composed.is_err() {
         // Nothing else holds the log once `compose` gave up.
         audit.close().await;
@@ -245,6 +277,7 @@ async fn compose(
     audit: Arc<Audit>,
     metrics: Metrics,
     catalog: Catalog,
+    facts: Arc<Lookup>,
     policy: Engine,
     risk: Arc<Risk>,
 ) -> anyhow::Result<Pipeline> {
@@ -276,6 +309,7 @@ async fn compose(
         identity: Authenticator::start(config.identity.clone(), reqwest::Client::new()),
         metrics,
         catalog: Arc::new(catalog),
+        facts,
         policy: Arc::new(policy),
         approvals: Arc::new(approvals),
         audit,
@@ -300,11 +334,12 @@ async fn serve_front(
     config: Config,
     front: Front,
     pipeline: Pipeline,
+    arm: Option<Arc<ArmClient>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Serving> {
     let identity = pipeline.identity().clone();
     let (facade, page_entra) = oauth_facade(&config, &pipeline)?.unzip();
-    let builtins = builtins(&config)?;
+    let builtins = builtins(arm);
     let gateway = Gateway::new(Arc::new(config), pipeline, builtins);
     match front {
         Front::Stdio => {

@@ -64,6 +64,10 @@ pub struct Config {
     /// Azure tools.
     #[serde(default)]
     pub azure: Option<crate::azure::AzureConfig>,
+    /// Resource facts for policy (tags, location, resource group), looked
+    /// up through `[azure]`: cache lifetimes, size, lookup timeout.
+    #[serde(default)]
+    pub facts: crate::facts::FactsConfig,
     /// Upstream MCP servers by name. Names are part of the namespacing scheme
     /// (see `gateway::names`), so they are restricted to `[a-z0-9-]`.
     #[serde(default)]
@@ -318,6 +322,7 @@ impl Config {
         self.policy.validate()?;
         self.approvals.validate()?;
         self.risk.validate()?;
+        self.facts.validate()?;
         self.oauth.validate().map_err(|e| e.to_string())?;
         if let Some(azure) = &self.azure {
             azure.validate()?;

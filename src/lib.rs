@@ -15,6 +15,7 @@ pub mod config;
 pub mod cookies;
 pub mod dev;
 pub mod executor;
+pub mod facts;
 pub mod gateway;
 pub mod identity;
 pub mod metrics;

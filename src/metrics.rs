@@ -78,6 +78,14 @@ pub struct Metrics {
     pub risk_alerts: Counter,
     /// Time to score a call (stage 3).
     pub risk_latency: Histogram,
+    /// Time of one ARM or Resource Graph request looking resource facts up
+    /// (a cache miss).
+    pub facts_latency: Histogram,
+    /// Facts cache lookups, by result: `hit` or `miss`.
+    pub facts_cache: Family<ResultLabel, Counter>,
+    /// Operations described by the facts stage, by completeness:
+    /// `complete`, `partial`, `unavailable`.
+    pub facts_described: Family<CompletenessLabel, Counter>,
     /// Open HTTP connections on the front.
     pub http_connections: Gauge,
     /// Connections closed at accept, by reason: `limit` (all connections)
@@ -94,6 +102,18 @@ pub struct Metrics {
 pub struct LevelLabel {
     /// `low`, `medium`, `high` or `critical`.
     pub level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `hit` or `miss`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompletenessLabel {
+    /// `complete`, `partial` or `unavailable`.
+    pub completeness: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -299,6 +319,40 @@ impl Metrics {
             "Time to score a tool call (stage 3)",
             risk_latency.clone(),
         );
+        let facts_latency = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]);
+        registry.register(
+            "facts_lookup_duration_seconds",
+            "Time of one ARM or Resource Graph request looking resource facts up (a cache miss)",
+            facts_latency.clone(),
+        );
+        let facts_cache = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "facts_cache",
+            "Resource facts cache lookups, by result: hit, miss",
+            facts_cache.clone(),
+        );
+        for result in ["hit", "miss"] {
+            facts_cache
+                .get_or_create(&ResultLabel {
+                    result: result.to_owned(),
+                })
+                .inc_by(0);
+        }
+        let facts_described = Family::<CompletenessLabel, Counter>::default();
+        registry.register(
+            "facts_operations",
+            "Operations whose resource facts were looked up, by completeness: complete, partial, unavailable",
+            facts_described.clone(),
+        );
+        for completeness in ["complete", "partial", "unavailable"] {
+            facts_described
+                .get_or_create(&CompletenessLabel {
+                    completeness: completeness.to_owned(),
+                })
+                .inc_by(0);
+        }
         let http_connections = Gauge::default();
         registry.register(
             "http_connections",
@@ -325,6 +379,9 @@ impl Metrics {
             risk_assessments,
             risk_alerts,
             risk_latency,
+            facts_latency,
+            facts_cache,
+            facts_described,
             notifications,
             notification_retries,
             policy_latency,
@@ -421,6 +478,24 @@ impl Metrics {
         self.risk_assessments
             .get_or_create(&LevelLabel {
                 level: level.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one facts cache lookup (`hit` or `miss`).
+    pub fn facts_cache(&self, result: &str) {
+        self.facts_cache
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one operation described by the facts stage, by completeness.
+    pub fn facts_described(&self, completeness: &str) {
+        self.facts_described
+            .get_or_create(&CompletenessLabel {
+                completeness: completeness.to_owned(),
             })
             .inc();
     }

@@ -28,6 +28,7 @@ use crate::audit::record::{self, Actor, Kind, Record, Status};
 use crate::audit::{Assessment, Audit};
 use crate::call::ToolCall;
 use crate::catalog::{Catalog, Class, Resolution};
+use crate::facts::{Completeness, Described, Lookup};
 use crate::identity::{Authenticator, Principal, StepUp, UNAUTHORIZED};
 use crate::metrics::{DecisionLabels, Metrics, Outcome};
 use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, OperationFacts};
@@ -40,6 +41,9 @@ pub struct Stages {
     pub metrics: Metrics,
     pub identity: Arc<Authenticator>,
     pub catalog: Arc<Catalog>,
+    /// Resource facts (tags, location, resource group) looked up before
+    /// policy decides.
+    pub facts: Arc<Lookup>,
     pub policy: Arc<Engine>,
     pub approvals: Arc<Approvals>,
     pub audit: Arc<Audit>,
@@ -64,6 +68,7 @@ pub struct Pipeline {
     metrics: Metrics,
     identity: Arc<Authenticator>,
     catalog: Arc<Catalog>,
+    facts: Arc<Lookup>,
     policy: Arc<Engine>,
     approvals: Arc<Approvals>,
     audit: Arc<Audit>,
@@ -82,6 +87,7 @@ impl Pipeline {
             metrics,
             identity,
             catalog,
+            facts,
             policy,
             approvals,
             audit,
@@ -91,6 +97,7 @@ impl Pipeline {
             metrics,
             identity,
             catalog,
+            facts,
             policy,
             approvals,
             audit,
@@ -112,6 +119,10 @@ impl Pipeline {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    pub fn facts(&self) -> &Arc<Lookup> {
+        &self.facts
     }
 
     pub fn policy(&self) -> &Arc<Engine> {
@@ -161,14 +172,20 @@ impl Pipeline {
         // cannot be built without a principal.
         let principal = call.principal.as_ref();
 
-        // 2. resolve: the Azure operations and resources the call touches.
+        // 2. resolve: the Azure operations and resources the call touches,
+        //    then their facts (tags, location, resource group) from Azure:
+        //    a resource found is placed at its full id.
         let resolving = Instant::now();
-        let resolution = self.catalog.resolve(
+        let mut resolution = self.catalog.resolve(
             &call.upstream_tool,
             call.arguments.as_ref().unwrap_or(&Value::Null),
             call.annotations.as_ref(),
         );
         let resolved = resolving.elapsed();
+        let described = self.facts.describe(&resolution).await;
+        for (op, facts) in resolution.operations.iter_mut().zip(&described) {
+            op.resource = facts.placed(&op.resource);
+        }
 
         // 3. score: how unusual the call is for this principal (policy sees
         //    it as `context.risk`), unless `[risk]` is off.
@@ -177,7 +194,7 @@ impl Pipeline {
         // 4. authorize: every operation must be allowed by Cedar.
         let deciding = Instant::now();
         let risk_now = scored.as_ref().map(|s| &s.assessment);
-        let mut decision = self.authorize(principal, call, &resolution, risk_now, None);
+        let mut decision = self.authorize(principal, call, &resolution, &described, risk_now, None);
         self.metrics
             .policy_latency
             .observe((resolved + deciding.elapsed()).as_secs_f64());
@@ -191,7 +208,14 @@ impl Pipeline {
             let facts = self.call_facts(call, &resolution, &decision, risk_now);
             match self.approvals.gate(principal, facts).await {
                 Ok(Gate::Granted { facts, request }) => {
-                    decision = self.authorize(principal, call, &resolution, risk_now, Some(facts));
+                    decision = self.authorize(
+                        principal,
+                        call,
+                        &resolution,
+                        &described,
+                        risk_now,
+                        Some(facts),
+                    );
                     grant = Some(request);
                 }
                 Ok(Gate::Held {
@@ -219,18 +243,33 @@ impl Pipeline {
             scored
                 .assessment
                 .unapproved_privilege_grant(&op.azure_op, self.risk.config().critical);
-            decision = self.authorize(principal, call, &resolution, Some(&scored.assessment), None);
+            decision = self.authorize(
+                principal,
+                call,
+                &resolution,
+                &described,
+                Some(&scored.assessment),
+                None,
+            );
         }
         // Held for a reviewer (not refused by one).
         let waiting =
             matches!(&held, Some((request, _)) if request.status == ApprovalStatus::Pending);
         if let Some(scored) = &scored {
-            self.alert_if_due(principal, call, &resolution, &decision, waiting, scored)
-                .await;
+            self.alert_if_due(
+                principal,
+                call,
+                &resolution,
+                &described,
+                &decision,
+                waiting,
+                scored,
+            )
+            .await;
         }
 
         let assessed = Assessment {
-            operations: resolution.operations.iter().map(audited).collect(),
+            operations: audited(&resolution, &described),
             decision: serde_json::to_value(&decision).ok(),
             risk: scored.as_ref().map(|s| s.assessment.to_value()),
         };
@@ -343,11 +382,13 @@ impl Pipeline {
     /// (once per principal per hour), writes a `risk_alert` record and
     /// tells the security managers. Neither holds up nor fails the call:
     /// a record that cannot be written is logged.
+    #[allow(clippy::too_many_arguments)]
     async fn alert_if_due(
         &self,
         principal: &Principal,
         call: &ToolCall,
         resolution: &Resolution,
+        described: &[Described],
         decision: &Decision,
         waiting: bool,
         scored: &Scored,
@@ -385,7 +426,7 @@ impl Pipeline {
         r.tool = Some(call.tool.clone());
         r.upstream = Some(call.upstream.clone());
         r.upstream_tool = Some(call.upstream_tool.clone());
-        r.operations = resolution.operations.iter().map(audited).collect();
+        r.operations = audited(resolution, described);
         r.risk = Some(assessment.to_value());
         r.details = Some(json!({ "summary": summary, "decision": outcome }));
         if let Err(error) = self.audit.append(r).await {
@@ -405,21 +446,29 @@ impl Pipeline {
     }
 
     /// Stage 4: the decision on every operation of the call, counted and
-    /// its alerts raised.
+    /// its alerts raised. Policies see each resource's facts, and how
+    /// complete the least known of them is (`context.facts`).
     fn authorize(
         &self,
         principal: &Principal,
         call: &ToolCall,
         resolution: &Resolution,
+        described: &[Described],
         risk: Option<&risk::Assessment>,
         jit: Option<JitFacts>,
     ) -> Decision {
         let facts: Vec<OperationFacts> = resolution
             .operations
             .iter()
-            .map(OperationFacts::from)
+            .enumerate()
+            .map(|(i, op)| operation_facts(op, described.get(i)))
             .collect();
         let mut context = CallContext::new(&call.upstream_tool, &call.session, chrono::Utc::now());
+        context.facts = Completeness::least((0..resolution.operations.len()).map(|i| {
+            described
+                .get(i)
+                .map_or(Completeness::Unavailable, |d| d.completeness)
+        }));
         context.user_agent = call.user_agent.clone();
         context.arguments = call.arguments.clone();
         context.risk = risk.map(risk::Assessment::facts);
@@ -997,13 +1046,35 @@ fn operation_refs(resolution: &Resolution) -> Vec<OperationRef> {
         .collect()
 }
 
-/// How an operation appears in the audit record.
-fn audited(op: &crate::catalog::Operation) -> record::Operation {
-    record::Operation {
-        azure_op: op.azure_op.clone(),
-        class: Some(op.class.as_str().to_owned()),
-        resource_id: Some(op.resource.id.to_string()),
+/// How the operations appear in the audit record, with what the facts
+/// stage found about each resource.
+fn audited(resolution: &Resolution, described: &[Described]) -> Vec<record::Operation> {
+    resolution
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(i, op)| record::Operation {
+            azure_op: op.azure_op.clone(),
+            class: Some(op.class.as_str().to_owned()),
+            resource_id: Some(op.resource.id.to_string()),
+            facts: described.get(i).map(Described::record),
+        })
+        .collect()
+}
+
+/// An operation as policy sees it: the catalog's, with the location and
+/// tags the facts stage found (the resource's, and its group's).
+fn operation_facts(
+    op: &crate::catalog::Operation,
+    described: Option<&Described>,
+) -> OperationFacts {
+    let mut facts = OperationFacts::from(op);
+    if let Some(found) = described.and_then(|d| d.facts.as_ref()) {
+        facts.location = found.location.clone();
+        facts.tags = found.tags.clone();
+        facts.resource_group_tags = found.resource_group_tags.clone().unwrap_or_default();
     }
+    facts
 }
 
 /// A tool result flagged `isError`, with one text.

@@ -24,6 +24,12 @@ struct Arm {
 /// async answers saying `Retry-After: retry_after`) and a Warden in front of
 /// it that allows every call.
 async fn arm(retry_after: u64) -> Arm {
+    arm_deciding(retry_after, None).await
+}
+
+/// [`arm`], deciding with the policy set the body of `[policy]` names
+/// (`None`: every call allowed).
+async fn arm_deciding(retry_after: u64, policy: Option<&str>) -> Arm {
     let issuer = Issuer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = SimConfig::new(
@@ -45,7 +51,10 @@ async fn arm(retry_after: u64) -> Arm {
         client.secret_file.display().to_string(),
         issuer.base,
     );
-    let warden = InProcess::start_with_identity("", &issuer.identity_toml(), &azure);
+    let warden = match policy {
+        Some(policy) => InProcess::start_with_policy("", &issuer.identity_toml(), &azure, policy),
+        None => InProcess::start_with_identity("", &issuer.identity_toml(), &azure),
+    };
     Arm {
         issuer,
         sim,
@@ -60,13 +69,18 @@ impl Arm {
     }
 
     async fn client_with_role(&self, role: &str) -> Client {
-        let token = self.issuer.mint(&TokenOptions {
-            user: "carol".into(),
+        let token = self.token("carol", role);
+        connect_as(&self.warden.url(), Some(&token)).await.0
+    }
+
+    /// A token of `user` with `role`, signed in with MFA.
+    fn token(&self, user: &str, role: &str) -> String {
+        self.issuer.mint(&TokenOptions {
+            user: user.into(),
             roles: vec![role.into()],
             mfa: true,
             ..TokenOptions::default()
-        });
-        connect_as(&self.warden.url(), Some(&token)).await.0
+        })
     }
 
     /// The paths of the ARM requests the simulator served, newest first.
@@ -509,10 +523,153 @@ async fn calls_that_cannot_be_evaluated_are_denied_whatever_the_policies_say() {
             .any(|r| r.ends_with("/virtualMachines/web-01")),
         "{served:?}"
     );
+    // Warden looked the group up (a GET with its own identity, for the
+    // group's facts) before deciding; the denied call itself never ran.
     assert!(
         served
             .iter()
-            .all(|r| !r.ends_with("/b") && !r.contains("made-anyway")),
+            .all(|r| !r.ends_with("/b") && (r.starts_with("GET ") || !r.contains("made-anyway"))),
         "a denied call reached Azure: {served:?}"
     );
+}
+
+/// Issue 16, reproduced: a Contributor signed in with MFA deletes
+/// `prod-web-01` (tagged env=prod, in a group tagged env=prod) through the
+/// built-in `arm_vm_delete`, with the baseline policies. Warden looks the
+/// VM and its group up in ARM before deciding, so the delete is held for a
+/// JIT grant (`prod-delete-requires-jit`), and the intent records the
+/// resolved facts. The same user's delete of a dev VM follows policy (it
+/// runs), and a delete whose facts cannot be looked up is held too.
+#[tokio::test]
+async fn a_prod_vm_delete_is_held_for_a_grant_once_its_tags_are_looked_up() {
+    let arm = arm_deciding(0, Some(&baseline_policy())).await;
+    let client = arm.client().await;
+    let db = arm.warden.db();
+    let prod_vm = json!({"subscription": sim::PROD_SUBSCRIPTION, "resource-group": "prod-web", "vm-name": "prod-web-01"});
+
+    let held = fails(&client, "arm_vm_delete", prod_vm.clone()).await;
+    assert!(
+        held.starts_with("Held for approval") && held.contains("\"prod-delete-requires-jit\""),
+        "{held}"
+    );
+    let intent = intent_of(&db, &held).await;
+    let decision = &intent["decision"];
+    assert_eq!(decision["effect"], "deny", "{decision}");
+    assert_eq!(decision["advice"], "require_approval", "{decision}");
+    assert_eq!(decision["policies"], json!(["prod-delete-requires-jit"]));
+    let op = &intent["operations"][0];
+    assert_eq!(op["azure_op"], "Microsoft.Compute/virtualMachines/delete");
+    assert_eq!(op["resource_id"], sim::VM_PROD_WEB_01.to_ascii_lowercase());
+    assert_eq!(op["facts"]["completeness"], "complete", "{op}");
+    assert_eq!(op["facts"]["tags"]["env"], "prod", "{op}");
+    assert_eq!(op["facts"]["resource_group_tags"]["env"], "prod", "{op}");
+    assert_eq!(op["facts"]["location"], "japaneast", "{op}");
+    // Never forwarded: the VM is still there.
+    let vm = ok(&client, "arm_vm_get", prod_vm.clone()).await;
+    assert_eq!(vm["name"], "prod-web-01");
+    let served = arm.served().await;
+    assert!(
+        !served
+            .iter()
+            .any(|r| r.starts_with("DELETE") && r.contains("prod-web-01")),
+        "{served:?}"
+    );
+
+    // A security manager approves; the retry runs once, under the grant.
+    let id = request_id(&held);
+    let manager = arm.token("sam", "SecurityManager");
+    let approved = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/api/requests/{id}/approve",
+            arm.warden.base()
+        ))
+        .bearer_auth(&manager)
+        .json(&json!({"reason": "decommissioning, CHG-16"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap());
+    ok(&client, "arm_vm_delete", prod_vm.clone()).await;
+    let gone = fails(&client, "arm_vm_get", prod_vm).await;
+    assert!(gone.contains("404"), "{gone}");
+
+    // The same user deletes a VM of a group tagged env=dev: policy lets it
+    // run (MFA, no prod tag, facts complete), and the intent says why.
+    let dev_vm = json!({"subscription": DEV, "resource-group": "dev-web", "vm-name": "web-02"});
+    ok(&client, "arm_vm_delete", dev_vm.clone()).await;
+    let records = wait_for_records(&db, |r| {
+        r.iter()
+            .any(|r| r["kind"] == "outcome" && r["tool"] == "arm_vm_delete" && r["status"] == "ok")
+    })
+    .await;
+    let dev_intent = records
+        .iter()
+        .rev()
+        .find(|r| {
+            r["kind"] == "intent"
+                && r["operations"][0]["resource_id"]
+                    .as_str()
+                    .is_some_and(|id| id.ends_with("/web-02"))
+        })
+        .expect("the dev delete's intent");
+    assert_eq!(dev_intent["decision"]["effect"], "allow", "{dev_intent}");
+    let facts = &dev_intent["operations"][0]["facts"];
+    assert_eq!(facts["completeness"], "complete", "{facts}");
+    assert_eq!(facts["resource_group_tags"]["env"], "dev", "{facts}");
+
+    // A VM that does not exist: partial facts (its group's), so the
+    // delete needs a grant like a prod one; nothing reaches Azure.
+    let missing = fails(
+        &client,
+        "arm_vm_delete",
+        json!({"subscription": DEV, "resource-group": "dev-web", "vm-name": "no-such-vm"}),
+    )
+    .await;
+    assert!(
+        missing.starts_with("Held for approval")
+            && missing.contains("\"delete-without-facts-requires-jit\""),
+        "{missing}"
+    );
+    let intent = intent_of(&db, &missing).await;
+    let facts = &intent["operations"][0]["facts"];
+    assert_eq!(facts["completeness"], "partial", "{facts}");
+    assert_eq!(facts["resource_group_tags"]["env"], "dev", "{facts}");
+    assert!(facts["tags"].is_null(), "{facts}");
+
+    // The lookups are counted.
+    let metrics = reqwest::get(format!("{}/metrics", arm.warden.base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "warden_facts_lookup_duration_seconds_count",
+        "warden_facts_cache_total{result=\"hit\"}",
+        "warden_facts_operations_total{completeness=\"partial\"} 1",
+    ] {
+        assert!(metrics.contains(family), "{family}: {metrics}");
+    }
+
+    // ARM is gone: nothing can be looked up, and a delete of an untagged
+    // dev VM (never looked up before) is held rather than taken for
+    // untagged.
+    let Arm { sim, warden, .. } = arm;
+    sim.shutdown().await;
+    let unknown = fails(
+        &client,
+        "arm_vm_delete",
+        json!({"subscription": DEV, "resource-group": "dev-web", "vm-name": "web-01"}),
+    )
+    .await;
+    assert!(
+        unknown.starts_with("Held for approval")
+            && unknown.contains("\"delete-without-facts-requires-jit\""),
+        "{unknown}"
+    );
+    let intent = intent_of(&warden.db(), &unknown).await;
+    assert_eq!(intent["decision"]["advice"], "require_approval");
+    let facts = &intent["operations"][0]["facts"];
+    assert_eq!(facts["completeness"], "unavailable", "{facts}");
+    assert!(facts["reason"].as_str().is_some(), "{facts}");
 }

@@ -405,7 +405,7 @@ fn policy_validate_test_and_explain() {
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 
     // The developer's custom role excludes VM deletes (a NotAction).
-    let explain = |role: &str, mfa: bool| {
+    let explain_with = |role: &str, mfa: bool, extra: &[&str]| {
         let mut cmd = warden();
         cmd.args(["policy", "explain", "--policies"])
             .arg(policies_dir())
@@ -421,6 +421,7 @@ fn policy_validate_test_and_explain() {
         if mfa {
             cmd.arg("--mfa");
         }
+        cmd.args(extra);
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
@@ -429,6 +430,7 @@ fn policy_validate_test_and_explain() {
         );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
+    let explain = |role: &str, mfa: bool| explain_with(role, mfa, &[]);
     let developer = explain("Developer", true);
     assert_eq!(developer["decision"]["effect"], "deny", "{developer:#}");
     assert_eq!(
@@ -447,6 +449,22 @@ fn policy_validate_test_and_explain() {
     );
     let with_mfa = explain("Contributor", true);
     assert_eq!(with_mfa["decision"]["effect"], "allow", "{with_mfa:#}");
+    // Explain looks nothing up: the facts are what the command line says.
+    let unknown = explain_with("Contributor", true, &["--facts", "unavailable"]);
+    assert_eq!(
+        unknown["decision"]["advice"], "require_approval",
+        "{unknown:#}"
+    );
+    assert_eq!(
+        unknown["decision"]["policies"],
+        json!(["delete-without-facts-requires-jit"])
+    );
+    let prod_group = explain_with("Contributor", true, &["--group-tag", "env=prod"]);
+    assert_eq!(
+        prod_group["decision"]["policies"],
+        json!(["prod-delete-requires-jit"]),
+        "{prod_group:#}"
+    );
 }
 
 #[test]

@@ -8,6 +8,11 @@
 //! `echo` deletes the virtual machine its arguments name, `add` writes a
 //! scale set. The other demo tools resolve from their MCP annotations
 //! (`Warden/tools/<tool>/<class>`).
+//!
+//! Warden's Azure is the ARM simulator, where it looks up the facts of the
+//! VM the arguments name (`web-01` of the simulator's `dev-web`, tagged
+//! env=dev) before deciding, as it would in production: the baseline holds
+//! a delete whose facts it could not look up (tests/arm.rs shows that).
 
 mod common;
 
@@ -18,6 +23,7 @@ use common::gate::{Gate, baseline_copy};
 use common::*;
 use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
+use warden::azure::sim;
 use warden::identity::dev::TokenOptions;
 
 const TEST_CATALOG: &str = r#"
@@ -30,11 +36,12 @@ op = "Microsoft.Compute/virtualMachineScaleSets/write"
 resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachineScaleSets/{scale-set}"
 "#;
 
-const SUB: &str = "00000000-0000-4000-8000-000000000001";
+const SUB: &str = sim::DEV_SUBSCRIPTION;
 
-/// A Warden deciding with the policies in `policies`.
+/// A Warden deciding with the policies in `policies`, looking resource
+/// facts up in the ARM simulator.
 async fn gate(policies: &Path, policy_extra: &str) -> Gate<InProcess> {
-    Gate::start_in_process(
+    Gate::start_in_process_with_arm(
         TEST_CATALOG,
         &format!("dir = {policies:?}\n{policy_extra}"),
         "",
@@ -57,7 +64,7 @@ fn vm_args(text: &str, resource_group: &str) -> Value {
         "text": text,
         "subscription": SUB,
         "resource-group": resource_group,
-        "vm": "vm1",
+        "vm": "web-01",
     })
 }
 
@@ -96,7 +103,7 @@ async fn denied_calls_never_reach_the_upstream_and_name_the_policy() {
     let gate = gate(&repo_policies(), "").await;
     let db = gate.warden.db();
     let vm = format!(
-        "/subscriptions/{SUB}/resourcegroups/dev-web/providers/microsoft.compute/virtualmachines/vm1"
+        "/subscriptions/{SUB}/resourcegroups/dev-web/providers/microsoft.compute/virtualmachines/web-01"
     );
 
     // A contributor without MFA: the MFA guardrail denies the delete and
@@ -159,6 +166,12 @@ async fn denied_calls_never_reach_the_upstream_and_name_the_policy() {
                 "azure_op": "Microsoft.Compute/virtualMachines/delete",
                 "class": "delete",
                 "resource_id": vm,
+                "facts": {
+                    "completeness": "complete",
+                    "location": "westeurope",
+                    "tags": {"env": "dev", "role": "web"},
+                    "resource_group_tags": {"env": "dev", "owner": "web-team"},
+                },
             }])
         );
         assert_eq!(intent["decision"]["policy_set"], hash);
@@ -305,7 +318,8 @@ async fn a_call_without_listing_first_still_resolves_from_annotations() {
     let intents = intents(&gate.warden.db());
     assert_eq!(
         intents[0]["operations"],
-        json!([{"azure_op": "Warden/tools/whoami/read", "class": "read", "resource_id": "/"}])
+        json!([{"azure_op": "Warden/tools/whoami/read", "class": "read", "resource_id": "/",
+                "facts": {"completeness": "complete"}}])
     );
 }
 

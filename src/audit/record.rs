@@ -84,9 +84,15 @@ pub struct Operation {
     /// `read`, `write`, `delete`, `action`, `privileged` or `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
-    /// Lower-cased ARM id of the narrowest known scope.
+    /// Lower-cased ARM id of the narrowest known scope (the full id the
+    /// facts stage placed the resource at, when it found it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
+    /// What the facts stage looked up about the resource before the call
+    /// was decided: `completeness`, and the `location`, `tags`,
+    /// `resource_group_tags` and `reason` it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<serde_json::Value>,
 }
 
 /// How a call ended.

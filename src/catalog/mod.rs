@@ -118,6 +118,16 @@ pub struct Resource {
     pub resource_type: Option<String>,
     /// The name of the narrowest named resource (the last name segment).
     pub name: Option<String>,
+    /// Lower-cased: the resource group the arguments name, also when it is
+    /// not part of the id (under a subscription given by name, or no
+    /// subscription), so that what the call touches can still be looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// The names along `resource_type`, top-level resource first
+    /// (`["kv1", "s1"]` for secret `s1` of vault `kv1`), also when the id
+    /// had to widen; empty when no resource is named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 impl Resource {
@@ -129,6 +139,8 @@ impl Resource {
             resource_group: None,
             resource_type: None,
             name: None,
+            group_name: None,
+            names: Vec::new(),
         }
     }
 

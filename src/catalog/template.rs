@@ -362,6 +362,11 @@ pub(crate) fn resource_at(id: ArmId) -> Resource {
     resource.name = named.then(|| id.name().map(str::to_owned)).flatten();
     resource.resource_type = id.resource_type();
     resource.subscription = id.subscription().map(str::to_owned);
+    resource.group_name = id.resource_group().map(str::to_owned);
+    resource.names = id
+        .provider_path()
+        .map(|p| p.names.iter().map(|n| n.to_ascii_lowercase()).collect())
+        .unwrap_or_default();
     let by_name = resource
         .subscription
         .as_deref()
@@ -513,7 +518,9 @@ fn build_path(
         None => true,
     };
     if let Some(group) = group {
-        match value(group) {
+        let named = value(group);
+        resource.group_name = named.clone();
+        match named {
             // The group is a scope of the id only under a known subscription id.
             Some(g) if !frozen => {
                 id = id.with_resource_group(&g).map_err(invalid)?;
@@ -538,6 +545,7 @@ fn build_path(
         };
         let Some(name) = value(name) else { break };
         resource.name = Some(name.clone());
+        resource.names.push(name.clone());
         match step_type {
             Some(t) => {
                 if !frozen {

@@ -184,6 +184,8 @@ fn builds_lower_cased_resource_ids() {
             resource_group: Some("dev-rg".into()),
             resource_type: Some("microsoft.compute/virtualmachines".into()),
             name: Some("web-01".into()),
+            group_name: Some("dev-rg".into()),
+            names: vec!["web-01".into()],
         }
     );
     assert!(!op.resource.subscription_is_name());
@@ -227,6 +229,22 @@ fn missing_resource_group_widens_to_the_subscription() {
         Some("microsoft.keyvault/vaults/secrets")
     );
     assert_eq!(op.resource.name.as_deref(), Some("dbpassword"));
+    // The vault is still named, for the facts lookup to find it.
+    assert_eq!(op.resource.names, ["prod-kv", "dbpassword"]);
+    assert_eq!(op.resource.group_name, None);
+
+    // A subscription given by name keeps the id at its scope, while the
+    // group and the names the arguments give are kept beside it.
+    let r = builtin().resolve(
+        "compute_vm_delete",
+        &json!({"subscription": "Contoso Prod", "resource-group": "Prod-Web", "vm-name": "Web-01"}),
+        None,
+    );
+    let op = one(&r);
+    assert_eq!(op.resource.id, "/subscriptions/contoso prod");
+    assert_eq!(op.resource.resource_group, None);
+    assert_eq!(op.resource.group_name.as_deref(), Some("prod-web"));
+    assert_eq!(op.resource.names, ["web-01"]);
 
     // An optional resource group left out.
     let r = builtin().resolve(

@@ -52,7 +52,25 @@ pub enum PolicyCommand {
         /// An app-only caller.
         #[arg(long)]
         app: bool,
+        /// How much is known of the resources (`context.facts`): complete
+        /// (the tags given are all the resource has), partial or
+        /// unavailable. Explain does not look anything up in Azure.
+        #[arg(long, default_value = "complete", value_parser = ["complete", "partial", "unavailable"])]
+        facts: String,
+        /// A tag of the resource, KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_parser = tag)]
+        tags: Vec<(String, String)>,
+        /// A tag of the resource's group, KEY=VALUE (repeatable).
+        #[arg(long = "group-tag", value_parser = tag)]
+        group_tags: Vec<(String, String)>,
     },
+}
+
+/// `KEY=VALUE`.
+fn tag(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
@@ -114,6 +132,9 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             groups,
             mfa,
             app,
+            facts: completeness,
+            tags,
+            group_tags,
         } => {
             let arguments: serde_json::Value =
                 serde_json::from_str(&args).context("--args is not JSON")?;
@@ -135,10 +156,17 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             let facts: Vec<OperationFacts> = resolution
                 .operations
                 .iter()
-                .map(OperationFacts::from)
+                .map(|op| {
+                    let mut facts = OperationFacts::from(op);
+                    facts.tags = tags.iter().cloned().collect();
+                    facts.resource_group_tags = group_tags.iter().cloned().collect();
+                    facts
+                })
                 .collect();
             let mut call = CallContext::new(&tool, "explain", chrono::Utc::now());
             call.arguments = Some(arguments);
+            call.facts =
+                serde_json::from_value(serde_json::json!(completeness)).context("--facts")?;
             let explanation = engine.explain(&spec.principal(), &facts, &call);
             let out = serde_json::json!({
                 "tool": tool,

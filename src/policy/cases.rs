@@ -11,12 +11,20 @@
 //! arguments = { vmSize = "Standard_D2s_v3" }           # optional, → context.args
 //! operation = { azure_op = "Microsoft.Compute/virtualMachines/restart/action", class = "action",
 //!               resource_id = "/subscriptions/s1/resourceGroups/dev-web/providers/Microsoft.Compute/virtualMachines/vm1",
-//!               tags = { env = "dev" } }              # or operations = [ {...}, {...} ]
+//!               tags = { env = "dev" },               # the resource's tags
+//!               resource_group_tags = { env = "dev" } } # its group's; or operations = [ {...}, {...} ]
+//! facts = "complete"                                   # optional: complete (default), partial, unavailable
 //! jit = { grant_id = "g1", approver = "sec", expires = "2025-01-01T16:00:00Z" }  # optional
 //! risk = { score = 10, level = "low" }                 # optional
 //! now = "2025-01-01T12:00:00Z"                         # optional (tests default to this instant)
 //! expect = { effect = "allow", policies = ["developer-custom-role"] }
 //! ```
+//!
+//! A case describes its resources completely unless it says otherwise:
+//! `facts` (`context.facts`) defaults to `complete`, so a case without
+//! `tags` is a resource known to have none. Cases about what Warden does
+//! when its lookup failed or found nothing set `facts = "unavailable"` or
+//! `"partial"`.
 //!
 //! `expect` checks `effect`, and optionally `advice`, `policies` (the exact
 //! set of determining policy ids), `alerts` (the exact set of alert names),
@@ -35,6 +43,7 @@ use serde_json::Value;
 use super::decision::{Advice, Decision, Effect};
 use super::engine::Engine;
 use super::request::{CallContext, JitFacts, OperationFacts, RiskFacts};
+use crate::facts::Completeness;
 use crate::identity::{Principal, PrincipalKind};
 
 /// `now` of a test case that does not set it, so results do not depend on
@@ -159,6 +168,10 @@ pub struct Case {
     pub jit: Option<JitFacts>,
     #[serde(default)]
     pub session: Option<String>,
+    /// `context.facts`; `complete` when not given (the case states the
+    /// resources' facts).
+    #[serde(default)]
+    pub facts: Option<Completeness>,
     #[serde(default)]
     pub expect: Option<Expect>,
 }
@@ -184,6 +197,7 @@ impl Case {
         call.arguments = self.arguments.clone();
         call.risk = self.risk.clone();
         call.jit = self.jit.clone();
+        call.facts = self.facts.unwrap_or(Completeness::Complete);
         Ok((self.principal.principal(), operations, call))
     }
 }

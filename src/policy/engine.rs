@@ -219,6 +219,7 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
     );
     op.location = Some("westeurope".into());
     op.tags = BTreeMap::from([("env".into(), "dev".into())]);
+    op.resource_group_tags = BTreeMap::from([("env".into(), "dev".into())]);
     let hierarchy = Hierarchy::default();
     let (resource, _, e) = request::resource_entities(types, &op, &hierarchy)?;
     entities.extend(e);

@@ -42,13 +42,18 @@
 //!   containing it is in the entity store, so `resource in
 //!   ResourceGroup::"/subscriptions/s1/resourcegroups/dev-web"` works.
 //!   Every scope type has `name`, `resource_type`, and optional
-//!   `subscription_id`, `resource_group`, `location` (all lower-cased), and
-//!   tags (keys and values lower-cased; only on the targeted scope).
+//!   `subscription_id`, `resource_group`, `location` (all lower-cased),
+//!   `rg` (the `ResourceGroup` entity the scope is in), and tags (keys and
+//!   values lower-cased): the operation's `tags` and `location` on the
+//!   targeted scope and the resources it is nested in, its
+//!   `resource_group_tags` on the resource group.
 //!   Which management group holds a subscription comes from
 //!   `[policy.management_groups]`.
 //! - **Context**: `now`, `mfa`, `acrs`, `source_ip?`, `client_app?`,
-//!   `tool`, `args`, `risk?` (the risk stage), `jit?` (the grant covering
-//!   the call, from the approvals stage), `session`. `args` holds the call
+//!   `tool`, `facts` (`complete`, `partial` or `unavailable`: how much the
+//!   facts stage found of the call's resources; [`CallContext::new`] says
+//!   `unavailable`), `args`, `risk?` (the risk stage), `jit?` (the grant
+//!   covering the call, from the approvals stage), `session`. `args` holds the call
 //!   arguments whose name matches an attribute of the schema's `Args` type
 //!   ignoring case, `_` and `-` (`vmSize` fills `args.vm_size`), strings
 //!   lower-cased; to let policies test another argument, declare it in
@@ -127,10 +132,12 @@
 //!   `actions()` flattened to `(azure_op, class.as_str())` pairs; write a
 //!   `policy_load` audit record with the [`Summary`]. Reload (SIGHUP, admin
 //!   API) the same way; a failed reload is logged and the old set runs on.
-//! - Stage 4: each `catalog::Operation` becomes an [`OperationFacts`]
-//!   (`resource.id` → `resource_id`, `class.as_str()`; tags and location
-//!   when known), the call a [`CallContext`] (`risk` after stage 3, `jit`
-//!   once approvals found a grant). On deny: `advice` `step_up` → claims
+//! - Stage 4: each `catalog::Operation` (its resource placed by the facts
+//!   stage) becomes an [`OperationFacts`] (`resource.id` → `resource_id`,
+//!   `class.as_str()`; tags, location and the group's tags from the facts
+//!   stage), the call a [`CallContext`] (`facts` the least complete
+//!   operation's, `risk` after stage 3, `jit` once approvals found a
+//!   grant). On deny: `advice` `step_up` → claims
 //!   challenge or tool error, `require_approval` → JIT request (then
 //!   re-authorize with the grant), `deny` → refuse. `alerts` are signalled
 //!   whatever the effect. The [`Decision`] is the audit record's

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::schema::{ArgKind, ArgSpec, ResolvedAction, arg_key};
-use super::scope::{Hierarchy, Scope};
+use super::scope::{Hierarchy, Kind, Scope};
+use crate::facts::Completeness;
 use crate::identity::{Principal, PrincipalKind};
 
 /// One Azure operation of a call, as the catalog resolved it. The
@@ -44,9 +45,15 @@ pub struct OperationFacts {
     /// Azure region of the resource, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// Azure tags of the resource, when known.
+    /// Azure tags of the resource, when known (a nested resource: its
+    /// top-level resource's).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Azure tags of the resource group holding the resource (or of the
+    /// group the operation targets), when known: the `ResourceGroup`
+    /// entity's tags, `resource.rg` in policies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_group_tags: BTreeMap<String, String>,
 }
 
 fn root_scope() -> String {
@@ -66,6 +73,7 @@ impl OperationFacts {
             name: None,
             location: None,
             tags: BTreeMap::new(),
+            resource_group_tags: BTreeMap::new(),
         }
     }
 }
@@ -123,10 +131,14 @@ pub struct CallContext {
     pub arguments: Option<Value>,
     pub risk: Option<RiskFacts>,
     pub jit: Option<JitFacts>,
+    /// How much the facts stage knows of what the call touches
+    /// (`context.facts`): the least complete of its operations.
+    pub facts: Completeness,
 }
 
 impl CallContext {
-    /// A context at `now` for `tool` with nothing else known.
+    /// A context at `now` for `tool` with nothing else known: the
+    /// resources' facts are `unavailable` until someone says otherwise.
     pub fn new(tool: &str, session: &str, now: DateTime<Utc>) -> Self {
         CallContext {
             now,
@@ -136,6 +148,7 @@ impl CallContext {
             arguments: None,
             risk: None,
             jit: None,
+            facts: Completeness::Unavailable,
         }
     }
 }
@@ -279,7 +292,11 @@ pub(crate) fn action_entities(
 }
 
 /// The resource entity (the narrowest scope of `resource_id`) and every
-/// scope containing it. Location and tags belong to the narrowest scope.
+/// scope containing it. Location and tags belong to the narrowest scope
+/// and the resources containing it (a nested resource is described by its
+/// top-level resource); the resource group holding them has the
+/// operation's `resource_group_tags`; every scope in a resource group
+/// names it as `rg`.
 pub(crate) fn resource_entities(
     t: &Types,
     op: &OperationFacts,
@@ -301,20 +318,38 @@ pub(crate) fn resource_entities(
     agree(&op.subscription, &target.subscription_id, "subscription")?;
     agree(&op.resource_group, &target.resource_group, "resource group")?;
 
+    let lower = |tags: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        tags.iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
+            .collect()
+    };
+    // The target and the resources it is nested in share its facts.
+    let described = chain
+        .iter()
+        .take_while(|s| s.kind == Kind::Resource)
+        .count()
+        .max(1);
+    let group = chain
+        .iter()
+        .position(|s| s.kind == Kind::ResourceGroup)
+        .map(|at| (at, chain[at].id.clone()));
     let mut entities = Vec::with_capacity(chain.len());
     for (i, scope) in chain.iter().enumerate() {
-        let (location, tags) = if i == 0 {
+        let (location, tags) = if i < described {
             (
                 op.location.as_deref().map(str::to_ascii_lowercase),
-                op.tags
-                    .iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
-                    .collect::<BTreeMap<_, _>>(),
+                lower(&op.tags),
             )
+        } else if scope.kind == Kind::ResourceGroup {
+            (None, lower(&op.resource_group_tags))
         } else {
             (None, BTreeMap::new())
         };
-        entities.push(scope_entity(t, scope, location, tags)?);
+        let rg = group
+            .as_ref()
+            .filter(|(at, _)| i <= *at)
+            .map(|(_, id)| id.as_str());
+        entities.push(scope_entity(t, scope, location, tags, rg)?);
     }
     let target_uid = t.uid(target.kind.type_name(), &target.id)?;
     Ok((target_uid, target.id.clone(), entities))
@@ -325,11 +360,18 @@ fn scope_entity(
     scope: &Scope,
     location: Option<String>,
     tags: BTreeMap<String, String>,
+    rg: Option<&str>,
 ) -> Result<Entity, String> {
     let mut attrs = vec![
         ("name".to_owned(), string(&scope.name)),
         ("resource_type".to_owned(), string(&scope.resource_type)),
     ];
+    if let Some(rg) = rg {
+        attrs.push((
+            "rg".to_owned(),
+            RestrictedExpression::new_entity_uid(t.uid("ResourceGroup", rg)?),
+        ));
+    }
     let optional = [
         ("subscription_id", scope.subscription_id.as_deref()),
         ("resource_group", scope.resource_group.as_deref()),
@@ -369,6 +411,7 @@ pub(crate) fn context(
         ),
         ("acrs".to_owned(), strings(&principal.acrs)),
         ("tool".to_owned(), string(&call.tool)),
+        ("facts".to_owned(), string(call.facts.as_str())),
         (
             "args".to_owned(),
             record(context_args(call, args)?, "args")?,
@@ -503,6 +546,7 @@ impl From<&crate::catalog::Operation> for OperationFacts {
             name: op.resource.name.clone(),
             location: None,
             tags: BTreeMap::new(),
+            resource_group_tags: BTreeMap::new(),
         }
     }
 }

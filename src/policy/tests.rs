@@ -44,8 +44,12 @@ fn user(roles: &[&str], mfa: bool) -> Principal {
     p
 }
 
+/// A call whose resources' facts are known (as a policy case's are unless
+/// it says otherwise).
 fn call() -> CallContext {
-    CallContext::new("tool", "session-1", now())
+    let mut call = CallContext::new("tool", "session-1", now());
+    call.facts = crate::facts::Completeness::Complete;
+    call
 }
 
 const DEV_VM: &str =
@@ -899,6 +903,95 @@ fn service_principals_and_users_are_distinct_entities() {
         ..user(&[], false)
     };
     assert!(!engine.authorize(&other, &write, &call()).is_allowed());
+}
+
+#[test]
+fn missing_facts_are_unknown_never_no_tags() {
+    use crate::facts::Completeness;
+    let engine = Engine::load(&baseline_config(), &[]).expect("loads");
+    let contributor = user(&["Contributor"], true);
+    let delete = [OperationFacts::new(
+        "Microsoft.Compute/virtualMachines/delete",
+        "delete",
+        DEV_VM,
+    )];
+    // A context nobody said anything about: the facts are unavailable.
+    let unknown = CallContext::new("tool", "session-1", now());
+    assert_eq!(unknown.facts, Completeness::Unavailable);
+    let d = engine.authorize(&contributor, &delete, &unknown);
+    assert_eq!(d.effect(), Effect::Deny);
+    assert_eq!(d.advice(), Some(Advice::RequireApproval));
+    assert_eq!(d.policies(), ["delete-without-facts-requires-jit"]);
+    for (facts, allowed) in [
+        (Completeness::Complete, true),
+        (Completeness::Partial, false),
+        (Completeness::Unavailable, false),
+    ] {
+        let mut context = call();
+        context.facts = facts;
+        assert_eq!(
+            engine
+                .authorize(&contributor, &delete, &context)
+                .is_allowed(),
+            allowed,
+            "{facts:?}"
+        );
+        // Reads do not depend on it.
+        let read = [OperationFacts::new(
+            "Microsoft.Compute/virtualMachines/read",
+            "read",
+            DEV_VM,
+        )];
+        assert!(engine.authorize(&contributor, &read, &context).is_allowed());
+    }
+}
+
+#[test]
+fn the_resource_group_s_tags_are_on_the_group_every_scope_in_it_names() {
+    let engine = Engine::load(&baseline_config(), &[]).expect("loads");
+    let contributor = user(&["Contributor"], true);
+    // An untagged VM extension, nested in an untagged VM, in a group tagged
+    // env=prod.
+    let mut op = OperationFacts::new(
+        "Microsoft.Compute/virtualMachines/extensions/delete",
+        "delete",
+        "/subscriptions/s1/resourceGroups/prod-web/providers/Microsoft.Compute/virtualMachines/vm1/extensions/agent",
+    );
+    op.resource_group_tags = BTreeMap::from([("Env".into(), "Prod".into())]);
+    let d = engine.authorize(&contributor, std::slice::from_ref(&op), &call());
+    assert_eq!(d.advice(), Some(Advice::RequireApproval), "{d:?}");
+    assert_eq!(d.policies(), ["prod-delete-requires-jit"]);
+    // The group's tags are not the resource's: a forbid on the resource's
+    // own tags does not see them.
+    let dir = policy_dir(&[(
+        "p.cedar",
+        "@id(\"all\")\npermit (principal, action, resource);\n\
+         @id(\"own-tag\")\nforbid (principal, action, resource) when { resource.hasTag(\"env\") };\n",
+    )]);
+    let own = Engine::load(&config_for(dir.path()), &[]).expect("loads");
+    assert!(
+        own.authorize(&contributor, std::slice::from_ref(&op), &call())
+            .is_allowed()
+    );
+    // The resource the extension is nested in carries the same facts.
+    let dir = policy_dir(&[(
+        "p.cedar",
+        "@id(\"all\")\npermit (principal, action, resource);\n\
+         @id(\"parent-tag\")\nforbid (principal, action, resource) when { \
+         Resource::\"/subscriptions/s1/resourcegroups/prod-web/providers/microsoft.compute/virtualmachines/vm1\".hasTag(\"env\") };\n",
+    )]);
+    let parent = Engine::load(&config_for(dir.path()), &[]).expect("loads");
+    assert!(
+        parent
+            .authorize(&contributor, std::slice::from_ref(&op), &call())
+            .is_allowed()
+    );
+    op.tags = BTreeMap::from([("env".into(), "dev".into())]);
+    assert!(
+        !parent
+            .authorize(&contributor, std::slice::from_ref(&op), &call())
+            .is_allowed()
+    );
 }
 
 #[test]

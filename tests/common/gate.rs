@@ -1,11 +1,14 @@
 //! A Warden that decides with real policies, trusting a dev issuer, in
 //! front of the demo upstream (whose `echo` records every call it
 //! receives), with a test catalog that maps demo tools onto Azure
-//! operations.
+//! operations; optionally with the ARM simulator as its Azure, where it
+//! looks up the facts (tags, location, resource group) of the resources
+//! the test catalog names.
 
 use std::path::{Path, PathBuf};
 
-use warden::identity::dev::TokenOptions;
+use warden::azure::sim::{self, SimConfig, Simulator};
+use warden::identity::dev::{DEV_TENANT, TokenOptions};
 
 use super::issuer::Issuer;
 use super::{Client, InProcess, Served, Warden, connect_as, example};
@@ -17,6 +20,10 @@ pub struct Gate<W = Warden> {
     pub warden: W,
     pub calls: PathBuf,
     pub scratch: tempfile::TempDir,
+    /// The ARM simulator Warden looks resource facts up in
+    /// ([`Gate::start_in_process_with_arm`]); without it every resource's
+    /// facts are `unavailable`.
+    pub arm: Option<Simulator>,
 }
 
 impl Gate<Warden> {
@@ -24,14 +31,27 @@ impl Gate<Warden> {
     /// (e.g. `dir = "..."`); `tables`: more config tables (e.g.
     /// `[approvals]`).
     pub async fn start(catalog: &str, policy: &str, tables: &str) -> Gate {
-        Self::with(catalog, policy, tables, Warden::start_with_policy).await
+        Self::with(catalog, policy, tables, false, Warden::start_with_policy).await
     }
 }
 
 impl Gate<InProcess> {
     /// [`Gate::start`] with Warden in this process.
     pub async fn start_in_process(catalog: &str, policy: &str, tables: &str) -> Gate<InProcess> {
-        Self::with(catalog, policy, tables, InProcess::start_with_policy).await
+        Self::with(catalog, policy, tables, false, InProcess::start_with_policy).await
+    }
+
+    /// [`Gate::start_in_process`] with the ARM simulator as Warden's Azure
+    /// (`[azure]`, with the production client-secret credential against
+    /// the dev issuer): resources the catalog names in its seeded estate
+    /// (e.g. `web-01` in `dev-web` of [`sim::DEV_SUBSCRIPTION`]) have
+    /// complete facts.
+    pub async fn start_in_process_with_arm(
+        catalog: &str,
+        policy: &str,
+        tables: &str,
+    ) -> Gate<InProcess> {
+        Self::with(catalog, policy, tables, true, InProcess::start_with_policy).await
     }
 }
 
@@ -40,16 +60,23 @@ impl<W: Served> Gate<W> {
         catalog: &str,
         policy: &str,
         tables: &str,
+        with_arm: bool,
         start: fn(&str, &str, &str, &str) -> W,
     ) -> Gate<W> {
         let issuer = Issuer::start().await;
         let scratch = tempfile::tempdir().unwrap();
+        let (arm, azure) = if with_arm {
+            let (sim, azure) = arm_simulator(&issuer, scratch.path()).await;
+            (Some(sim), azure)
+        } else {
+            (None, String::new())
+        };
         let calls = scratch.path().join("calls.log");
         let catalog_dir = scratch.path().join("catalog");
         std::fs::create_dir(&catalog_dir).unwrap();
         std::fs::write(catalog_dir.join("demo.toml"), catalog).unwrap();
         let upstream = format!(
-            "[catalog]\ndir = {catalog_dir:?}\n{tables}\n[upstreams.demo]\ncommand = {:?}\n\
+            "[catalog]\ndir = {catalog_dir:?}\n{tables}\n{azure}[upstreams.demo]\ncommand = {:?}\n\
              env = {{ DEMO_CALL_LOG = {calls:?} }}\n",
             example("demo_upstream").display().to_string()
         );
@@ -59,6 +86,7 @@ impl<W: Served> Gate<W> {
             warden,
             calls,
             scratch,
+            arm,
         }
     }
 
@@ -102,4 +130,43 @@ pub fn baseline_copy(dir: &Path, extra: Option<&str>) -> PathBuf {
         std::fs::write(policies.join("test.cedar"), extra).unwrap();
     }
     policies
+}
+
+/// The ARM simulator (its database in `dir`) trusting `issuer`, and the
+/// `[azure]` tables that make it Warden's Azure.
+pub async fn arm_simulator(issuer: &Issuer, dir: &Path) -> (Simulator, String) {
+    let config = SimConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.join("arm-sim.db"),
+        sim::dev_identity_config(&issuer.issuer, &issuer.base),
+    );
+    let sim = Simulator::start(config).await.unwrap();
+    let client = issuer.issuer.dev_client().unwrap();
+    let azure = format!(
+        "[azure.arm]\nendpoint = {:?}\naudience = {:?}\nretry_delay = \"50ms\"\n\
+         [azure.credential]\nkind = \"client_secret\"\ntenant_id = {DEV_TENANT:?}\nclient_id = {:?}\n\
+         secret_file = {:?}\nauthority_host = {:?}\n",
+        sim.base_url(),
+        sim::ARM_AUDIENCE,
+        client.client_id,
+        client.secret_file.display().to_string(),
+        issuer.base,
+    );
+    (sim, azure)
+}
+
+/// Makes policy `id` of the policy directory `policies` a `@shadow` policy
+/// (evaluated and recorded, not enforced), for a test about something it
+/// would otherwise decide first.
+pub fn shadow_policy(policies: &Path, id: &str) {
+    let marker = format!("@id({id:?})");
+    for entry in std::fs::read_dir(policies).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(&marker) {
+            std::fs::write(&path, text.replace(&marker, &format!("@shadow\n{marker}"))).unwrap();
+            return;
+        }
+    }
+    panic!("no policy {id} in {}", policies.display());
 }
