@@ -78,8 +78,29 @@ impl Facade {
     }
 
     /// Drives one sign-in through consent and Entra: Warden's code and the
-    /// client's state.
+    /// browser's cookie.
     async fn sign_in(&self, client_id: &str, pkce: &Pkce, user: &str) -> (String, String) {
+        let (callback, browser) = self.to_callback(client_id, pkce, user).await;
+        let back = self
+            .http
+            .get(&callback)
+            .header("cookie", &browser)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(back.status(), 302);
+        let to_client = location(&back);
+        assert!(to_client.starts_with(REDIRECT), "{to_client}");
+        let answer = query(&to_client);
+        assert_eq!(answer["state"], "client-state");
+        assert_eq!(answer["iss"], self.base);
+        (answer["code"].clone(), browser)
+    }
+
+    /// Consent and Entra: where Entra sends the browser back (Warden's
+    /// callback with Entra's code and Warden's state), and the browser's
+    /// cookie.
+    async fn to_callback(&self, client_id: &str, pkce: &Pkce, user: &str) -> (String, String) {
         let authorize = format!(
             "{}/authorize?{}",
             self.base,
@@ -124,21 +145,7 @@ impl Facade {
             .await
             .unwrap();
         assert_eq!(signed.status(), 302, "{:?}", signed.text().await);
-        let callback = location(&signed);
-        let back = self
-            .http
-            .get(&callback)
-            .header("cookie", &browser)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(back.status(), 302);
-        let to_client = location(&back);
-        assert!(to_client.starts_with(REDIRECT), "{to_client}");
-        let answer = query(&to_client);
-        assert_eq!(answer["state"], "client-state");
-        assert_eq!(answer["iss"], self.base);
-        (answer["code"].clone(), browser)
+        (location(&signed), browser)
     }
 
     /// A whole sign-in of `user` through `client_id`: the token answer.
@@ -287,16 +294,34 @@ async fn a_client_signs_in_through_warden_and_never_holds_an_entra_token() {
     wal.push("-wal");
     let wal = std::fs::read(wal).unwrap_or_default();
     let log = f.warden.log();
-    for secret in [&access, &refresh, &newer, &code] {
+    let exported = export_everything(&f.warden.db());
+    // Entra's tokens are JWTs: their header starts `{"typ":` or `{"alg":`
+    // (9 whole base64url characters), which no record, column or log line
+    // of Warden's carries.
+    let jwt_headers: Vec<String> = [&br#"{"typ":"#[..], &br#"{"alg":"#[..]]
+        .iter()
+        .map(|start| URL_SAFE_NO_PAD.encode(start)[..9].to_owned())
+        .collect();
+    for secret in [
+        access.as_str(),
+        refresh.as_str(),
+        newer.as_str(),
+        code.as_str(),
+    ]
+    .into_iter()
+    .chain(jwt_headers.iter().map(String::as_str))
+    {
         let needle = secret.as_bytes();
         for (name, haystack) in [
             ("db", &db),
             ("wal", &wal),
             ("log", &log.as_bytes().to_vec()),
+            ("audit export", &exported),
         ] {
             assert!(
                 !haystack.windows(needle.len()).any(|w| w == needle),
-                "a token is in the {name}"
+                "a token ({}…) is in the {name}",
+                &secret[..8]
             );
         }
     }
@@ -565,4 +590,92 @@ async fn a_session_is_bound_to_the_grant_that_opened_it() {
     assert_eq!(other_grant.status(), 403);
     let own = send(&tokens[0]).await.unwrap();
     assert_ne!(own.status(), 403);
+}
+
+#[tokio::test]
+async fn the_callbacks_state_must_be_present_this_browsers_and_unused() {
+    let f = facade().await;
+    let client_id = f.register("State client").await;
+    let callback_with = |query: String, cookie: Option<String>| {
+        let mut request = f.http.get(format!("{}/oauth/callback?{query}", f.base));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        async move { request.send().await.unwrap() }
+    };
+
+    // Missing: an error page, never a redirect.
+    let pkce = pkce();
+    let (callback, browser) = f.to_callback(&client_id, &pkce, "ada").await;
+    let mut answer = query(&callback);
+    let state = answer.remove("state").expect("Warden's state");
+    let without = callback_with(
+        encode(&answer.iter().collect::<Vec<_>>()),
+        Some(browser.clone()),
+    )
+    .await;
+    assert_eq!(without.status(), 400);
+    assert!(without.headers().get("location").is_none());
+
+    // Mismatched: another browser's cookie (or none) does not finish it.
+    let other = f.to_callback(&client_id, &pkce, "ada").await.1;
+    let foreign = callback_with(
+        encode(&[("state", state.as_str()), ("code", answer["code"].as_str())]),
+        Some(other),
+    )
+    .await;
+    assert_eq!(foreign.status(), 400);
+    assert!(foreign.headers().get("location").is_none());
+
+    // Used once: the first answer of the right browser goes back to the
+    // client; the same answer again is refused.
+    let pkce = self::pkce();
+    let (callback, browser) = f.to_callback(&client_id, &pkce, "ada").await;
+    let first = callback_with(
+        callback.split_once('?').unwrap().1.to_owned(),
+        Some(browser.clone()),
+    )
+    .await;
+    assert_eq!(first.status(), 302);
+    assert!(location(&first).starts_with(REDIRECT));
+    let replayed = callback_with(
+        callback.split_once('?').unwrap().1.to_owned(),
+        Some(browser),
+    )
+    .await;
+    assert_eq!(replayed.status(), 400);
+    assert!(replayed.headers().get("location").is_none());
+
+    // Each refusal is an audit record.
+    let refusals = records(&f.warden.db())
+        .into_iter()
+        .filter(|r| r["kind"] == "auth" && r["details"]["event"] == "sign_in_refused")
+        .count();
+    assert!(refusals >= 3, "{refusals} refused sign-ins recorded");
+}
+
+/// `warden audit export` of the whole log, JSON lines and CSV: the bytes
+/// of every file it wrote.
+fn export_everything(db: &std::path::Path) -> Vec<u8> {
+    let out = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    for format in ["jsonl", "csv"] {
+        let result = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "export", "--format", format, "--db"])
+            .arg(db)
+            .arg("--out")
+            .arg(out.path().join(format))
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        for file in String::from_utf8(result.stdout).unwrap().lines() {
+            bytes.extend(std::fs::read(file).unwrap());
+        }
+    }
+    assert!(!bytes.is_empty(), "the export wrote records");
+    bytes
 }

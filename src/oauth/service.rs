@@ -681,6 +681,8 @@ impl OAuthService {
     ) -> Step {
         let now = Utc::now();
         let Some(state) = state else {
+            self.record("sign_in_refused", None, None, Some("no state"))
+                .await;
             return Step::ErrorPage("The sign-in answer carries no state.".into());
         };
         let state_hash = handle_hash(state);
