@@ -673,3 +673,99 @@ async fn a_prod_vm_delete_is_held_for_a_grant_once_its_tags_are_looked_up() {
     assert_eq!(facts["completeness"], "unavailable", "{facts}");
     assert!(facts["reason"].as_str().is_some(), "{facts}");
 }
+
+/// An upstream's tool that names a storage account without its resource
+/// group (as the Azure MCP Server's storage tools do) is decided on the
+/// same facts as a built-in tool: Warden finds the account through
+/// Resource Graph, places the call at its full id (with its group), and
+/// the group's env=prod tag holds the delete.
+#[tokio::test]
+async fn an_upstream_tool_naming_a_resource_without_its_group_is_placed_and_decided_on_its_facts() {
+    const CATALOG: &str = r#"
+[tools.echo]
+op = "Microsoft.Storage/storageAccounts/delete"
+resource = "/subscriptions/{subscription}/resourceGroups/*/providers/Microsoft.Storage/storageAccounts/{account}"
+"#;
+    let gate = common::gate::Gate::start_in_process_with_arm(CATALOG, &baseline_policy(), "").await;
+    let carol = gate.client("carol", &["Contributor"], true).await;
+    let db = gate.warden.db();
+
+    // `prodlogs01` lives in `security` (tagged env=prod) of Contoso Prod.
+    let held = call(
+        &carol,
+        "echo",
+        json!({"text": "prod", "subscription": sim::PROD_SUBSCRIPTION, "account": "prodlogs01"}),
+    )
+    .await
+    .unwrap();
+    let message = text(&held);
+    assert!(
+        message.starts_with("Held for approval")
+            && message.contains("\"prod-delete-requires-jit\"")
+            && message.contains(&sim::STORAGE_PRODLOGS01.to_ascii_lowercase()),
+        "{message}"
+    );
+    let intent = intent_of(&db, &message).await;
+    let op = &intent["operations"][0];
+    assert_eq!(
+        op["resource_id"],
+        sim::STORAGE_PRODLOGS01.to_ascii_lowercase(),
+        "placed at its full id, with its group"
+    );
+    assert_eq!(op["facts"]["completeness"], "complete", "{op}");
+    assert_eq!(op["facts"]["resource_group_tags"]["env"], "prod", "{op}");
+    assert_eq!(
+        intent["decision"]["operations"][0]["resource"],
+        sim::STORAGE_PRODLOGS01.to_ascii_lowercase()
+    );
+
+    // `devdata01`, named without a subscription either: found in every
+    // subscription Warden sees, in `dev-data` (env=dev), and deleted.
+    let ran = call(
+        &carol,
+        "echo",
+        json!({"text": "dev", "account": "devdata01"}),
+    )
+    .await
+    .unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    assert_eq!(gate.received(), ["dev"]);
+
+    // A name nothing matches: partial facts, held rather than taken for
+    // an untagged account.
+    let unknown = call(
+        &carol,
+        "echo",
+        json!({"text": "nobody", "subscription": sim::DEV_SUBSCRIPTION, "account": "nosuchacct"}),
+    )
+    .await
+    .unwrap();
+    let message = text(&unknown);
+    assert!(
+        message.starts_with("Held for approval")
+            && message.contains("\"delete-without-facts-requires-jit\""),
+        "{message}"
+    );
+    let intent = intent_of(&db, &message).await;
+    assert_eq!(intent["operations"][0]["facts"]["completeness"], "partial");
+    assert_eq!(
+        gate.received(),
+        ["dev"],
+        "nothing held reached the upstream"
+    );
+    // The simulator answered Resource Graph queries for all three.
+    let served: Vec<String> = gate
+        .arm
+        .as_ref()
+        .unwrap()
+        .calls()
+        .into_iter()
+        .map(|c| format!("{} {}", c.method, c.path).to_ascii_lowercase())
+        .collect();
+    assert!(
+        served
+            .iter()
+            .any(|c| c.starts_with("post") && c.contains("microsoft.resourcegraph/resources")),
+        "{served:?}"
+    );
+}
