@@ -269,7 +269,7 @@ impl Pipeline {
         }
 
         let assessed = Assessment {
-            operations: audited(&resolution, &described),
+            operations: audited(&resolution, &described, self.audit.redactor()),
             decision: serde_json::to_value(&decision).ok(),
             risk: scored.as_ref().map(|s| s.assessment.to_value()),
         };
@@ -426,7 +426,7 @@ impl Pipeline {
         r.tool = Some(call.tool.clone());
         r.upstream = Some(call.upstream.clone());
         r.upstream_tool = Some(call.upstream_tool.clone());
-        r.operations = audited(resolution, described);
+        r.operations = audited(resolution, described, self.audit.redactor());
         r.risk = Some(assessment.to_value());
         r.details = Some(json!({ "summary": summary, "decision": outcome }));
         if let Err(error) = self.audit.append(r).await {
@@ -1047,8 +1047,12 @@ fn operation_refs(resolution: &Resolution) -> Vec<OperationRef> {
 }
 
 /// How the operations appear in the audit record, with what the facts
-/// stage found about each resource.
-fn audited(resolution: &Resolution, described: &[Described]) -> Vec<record::Operation> {
+/// stage found about each resource (secret-looking tags redacted).
+fn audited(
+    resolution: &Resolution,
+    described: &[Described],
+    redactor: &crate::audit::redact::Redactor,
+) -> Vec<record::Operation> {
     resolution
         .operations
         .iter()
@@ -1057,7 +1061,7 @@ fn audited(resolution: &Resolution, described: &[Described]) -> Vec<record::Oper
             azure_op: op.azure_op.clone(),
             class: Some(op.class.as_str().to_owned()),
             resource_id: Some(op.resource.id.to_string()),
-            facts: described.get(i).map(Described::record),
+            facts: described.get(i).map(|d| redactor.facts(&d.record())),
         })
         .collect()
 }

@@ -142,6 +142,28 @@ impl Redactor {
         }
     }
 
+    /// A resource's facts as the audit record keeps them (see
+    /// `facts::Described::record`): in the clear, since they are what
+    /// policy decided on, except tag values that hold secrets (by their
+    /// name or their look), which are digested, and the reason, screened as
+    /// an error text is.
+    pub fn facts(&self, facts: &Value) -> Value {
+        let mut out = facts.clone();
+        for key in ["tags", "resource_group_tags"] {
+            if let Some(Value::Object(tags)) = out.get_mut(key) {
+                for (name, value) in tags.iter_mut() {
+                    if value.as_str().is_none_or(|text| is_secret(name, text)) {
+                        *value = Value::String(self.digest(value));
+                    }
+                }
+            }
+        }
+        if let Some(reason) = facts.get("reason").and_then(Value::as_str) {
+            out["reason"] = Value::String(self.message(reason));
+        }
+        out
+    }
+
     /// A free-text message (an error) kept unless it looks like it holds a
     /// secret; bounded in length.
     pub fn message(&self, text: &str) -> String {
@@ -259,6 +281,30 @@ mod tests {
         let mut config = RedactionConfig::default();
         config.tools.insert("echo".into(), vec!["message".into()]);
         Redactor::new(b"test-key".to_vec(), &config)
+    }
+
+    #[test]
+    fn resource_facts_stay_in_the_clear_but_secret_looking_tags() {
+        let r = redactor();
+        let facts = json!({
+            "completeness": "complete",
+            "location": "westeurope",
+            "tags": {"env": "prod", "deploy-token": "abc", "conn": "Server=x;Password=hunter2"},
+            "resource_group_tags": {"env": "prod"},
+        });
+        let out = r.facts(&facts);
+        assert_eq!(out["completeness"], "complete");
+        assert_eq!(out["location"], "westeurope");
+        assert_eq!(out["tags"]["env"], "prod");
+        assert_eq!(out["resource_group_tags"]["env"], "prod");
+        for hidden in [&out["tags"]["deploy-token"], &out["tags"]["conn"]] {
+            assert!(
+                hidden.as_str().unwrap().starts_with("hmac-sha256:"),
+                "{hidden}"
+            );
+        }
+        let unavailable = json!({"completeness": "unavailable", "reason": "Azure answered 503"});
+        assert_eq!(r.facts(&unavailable), unavailable);
     }
 
     #[test]
