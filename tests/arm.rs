@@ -769,3 +769,54 @@ resource = "/subscriptions/{subscription}/resourceGroups/*/providers/Microsoft.S
         "{served:?}"
     );
 }
+
+/// The issue's call exactly as it was made: `warden dev` (the built-in
+/// tools as upstream `azure`, beside the sample upstream, so the tool is
+/// `azure__arm_vm_delete`), a Contributor signed in with MFA, `prod-web-01`.
+/// Held for a JIT grant, with the VM's tags in the intent.
+#[tokio::test]
+async fn warden_dev_holds_the_issue_s_prod_vm_delete_for_a_grant() {
+    use warden::app::dev::{DevListeners, DevOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let running = warden::app::dev::start(
+        DevOptions {
+            data_dir: dir.path().join("dev"),
+            policies: None,
+            executable: env!("CARGO_BIN_EXE_warden").into(),
+            oauth: false,
+        },
+        DevListeners::bind(any, any, any).await.unwrap(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("warden dev starts");
+    let token = running
+        .issuer
+        .mint(&TokenOptions {
+            user: "carol".into(),
+            roles: vec!["Contributor".into()],
+            mfa: true,
+            ..TokenOptions::default()
+        })
+        .unwrap();
+    let (client, _) = connect_as(&running.mcp_url, Some(&token)).await;
+    let held = fails(
+        &client,
+        "azure__arm_vm_delete",
+        json!({"subscription": sim::PROD_SUBSCRIPTION, "resource-group": "prod-web", "vm-name": "prod-web-01"}),
+    )
+    .await;
+    assert!(
+        held.starts_with("Held for approval") && held.contains("\"prod-delete-requires-jit\""),
+        "{held}"
+    );
+    let intent = intent_of(&running.data_dir.join("warden.db"), &held).await;
+    assert_eq!(intent["tool"], "azure__arm_vm_delete");
+    assert_eq!(intent["decision"]["advice"], "require_approval");
+    let facts = &intent["operations"][0]["facts"];
+    assert_eq!(facts["completeness"], "complete", "{facts}");
+    assert_eq!(facts["tags"]["env"], "prod", "{facts}");
+    drop(client);
+    running.stop().await.unwrap();
+}
