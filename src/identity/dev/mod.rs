@@ -23,11 +23,15 @@
 //! `identity_config` take it as a parameter; pass the same value.
 //!
 //! Token endpoint: the router also serves Entra's OAuth 2.0 token endpoint
-//! for the client-credentials grant, for one registered confidential client
-//! ([`DevIssuer::dev_client`]), so that Warden's own Azure credential
-//! (`azure_identity`'s `ClientSecretCredential`, see
+//! for the client-credentials grant, for two registered confidential
+//! clients, so that Warden's own Azure credential ([`DevIssuer::dev_client`];
+//! `azure_identity`'s `ClientSecretCredential`, see
 //! `crate::azure::credential`) fetches its tokens from this issuer over HTTP
-//! exactly as it does from Entra.
+//! exactly as it does from Entra, and so does the official Azure MCP Server
+//! under `warden dev`, as a service principal of its own
+//! ([`DevIssuer::azmcp_client`]; MSAL reaches the issuer as
+//! `login.microsoftonline.com` through `warden dev`'s egress proxy, after
+//! Entra's instance discovery, `instance.rs`).
 //!
 //! Sign-in: the same client can sign users in with Entra's
 //! authorization-code flow (PKCE, OpenID Connect, refresh tokens), so that
@@ -83,6 +87,7 @@ mod claims_request;
 mod directory;
 mod entra_error;
 mod grants;
+mod instance;
 mod page;
 mod scope;
 pub mod token;
@@ -112,6 +117,18 @@ pub const DEV_CONFIDENTIAL_CLIENT_NAME: &str = "warden-dev-service";
 /// File name of [`DEV_CONFIDENTIAL_CLIENT`]'s secret inside the issuer
 /// directory: the secret alone (no newline), mode 0600.
 pub const DEV_CLIENT_SECRET_FILE: &str = "dev-client-secret";
+/// Application (client) id of the dev tenant's second confidential client:
+/// the service principal the official Azure MCP Server signs in as under
+/// `warden dev` (client credentials with a secret only; no sign-ins). Its
+/// tokens name it (`appid`, `app_displayname`, its own `oid`), so the ARM
+/// simulator's callers tell its calls apart from Warden's built-in ones
+/// ([`DEV_CONFIDENTIAL_CLIENT`]). See [`DevIssuer::azmcp_client`].
+pub const DEV_AZMCP_CLIENT: &str = "66666666-7777-4888-9999-aaaaaaaaaaaa";
+/// Display name (`app_displayname`) of [`DEV_AZMCP_CLIENT`].
+pub const DEV_AZMCP_CLIENT_NAME: &str = "warden-dev-azure-mcp";
+/// File name of [`DEV_AZMCP_CLIENT`]'s secret inside the issuer directory
+/// (as [`DEV_CLIENT_SECRET_FILE`]).
+pub const DEV_AZMCP_CLIENT_SECRET_FILE: &str = "dev-azmcp-client-secret";
 /// `expires_in` (and `ext_expires_in`) of tokens from the token endpoint,
 /// in seconds, as Entra answers for the client-credentials grant.
 pub const DEV_TOKEN_LIFETIME_SECS: u64 = 3599;
@@ -357,10 +374,30 @@ impl DevIssuer {
         })
     }
 
+    /// The second confidential client, for the official Azure MCP Server:
+    /// [`DEV_AZMCP_CLIENT`] and its own secret file
+    /// `dev-azmcp-client-secret`, made and kept as
+    /// [`dev_client`](Self::dev_client)'s. The token endpoint gives it
+    /// app-only tokens (client credentials) and nothing else. Blocking
+    /// (file I/O).
+    pub fn azmcp_client(&self) -> Result<DevClient, DevError> {
+        self.secret_in(DEV_AZMCP_CLIENT_SECRET_FILE)?;
+        Ok(DevClient {
+            client_id: DEV_AZMCP_CLIENT.to_owned(),
+            secret_file: self.dir.join(DEV_AZMCP_CLIENT_SECRET_FILE),
+        })
+    }
+
     /// The client secret of [`DEV_CONFIDENTIAL_CLIENT`], created on first
     /// use (see [`dev_client`](Self::dev_client)).
     fn client_secret(&self) -> Result<String, DevError> {
-        let path = self.dir.join(DEV_CLIENT_SECRET_FILE);
+        self.secret_in(DEV_CLIENT_SECRET_FILE)
+    }
+
+    /// The secret in `file` under the issuer directory, created on first
+    /// use (32 random bytes, base64url, mode 0600).
+    fn secret_in(&self, file: &str) -> Result<String, DevError> {
+        let path = self.dir.join(file);
         let io_error = |source| DevError::ClientSecretIo {
             path: path.clone(),
             source,
@@ -436,6 +473,8 @@ impl DevIssuer {
     ///
     /// * `GET /{tenant}/v2.0/.well-known/openid-configuration`
     /// * `GET /{tenant}/discovery/v2.0/keys`
+    /// * `GET /common/discovery/instance`, MSAL's instance discovery
+    ///   (`instance.rs`)
     /// * `GET /{tenant}/oauth2/v2.0/authorize` and the persona picker's
     ///   `POST /{tenant}/login` ([`authorize`])
     /// * `POST /{tenant}/oauth2/v2.0/token` (grants `client_credentials`,
@@ -446,7 +485,8 @@ impl DevIssuer {
     /// Other tenants get 404 (400 `AADSTS90002` from the token endpoint).
     ///
     /// The client-credentials grant is for [`dev_client`](Self::dev_client)
-    /// (secret in the form body, `client_secret_post`, as `azure_identity`
+    /// and [`azmcp_client`](Self::azmcp_client), each with its own secret
+    /// (in the form body, `client_secret_post`, as `azure_identity`
     /// sends it, or HTTP Basic). The request is
     /// `application/x-www-form-urlencoded` with `grant_type =
     /// client_credentials`, `client_id`, `client_secret` and `scope =
@@ -457,8 +497,8 @@ impl DevIssuer {
     /// `https://management.azure.com/.default` gives `aud =
     /// https://management.azure.com`, and `…azure.com//.default` the
     /// trailing-slash form, as in Entra), `tid` = [`DEV_TENANT`],
-    /// `oid` = `sub` derived from the client id, `azp`/`appid` = the client
-    /// id. The token is v2 for [`DEV_AUDIENCE`] (an app registration that
+    /// `oid` = `sub` = [`service_principal_id`] of the client id,
+    /// `azp`/`appid` = the client id, `app_displayname` its name. The token is v2 for [`DEV_AUDIENCE`] (an app registration that
     /// asks for v2 tokens) and v1 for any other resource (Microsoft's own
     /// APIs such as Azure Resource Manager get v1 tokens). Refusals are
     /// Entra's JSON errors (`error`, `error_description` starting with the
@@ -481,6 +521,10 @@ impl DevIssuer {
                 get(discovery_document),
             )
             .route("/{tenant}/discovery/v2.0/keys", get(jwks_document))
+            .route(
+                "/common/discovery/instance",
+                get(instance::instance_discovery),
+            )
             .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
             .route("/{tenant}/login", post(authorize::login))
             .route("/{tenant}/oauth2/v2.0/token", post(token::token_endpoint))
@@ -719,6 +763,13 @@ fn derived_guid(kind: &str, name: &str) -> String {
     uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
 }
 
+/// The object id of a dev client's service principal
+/// ([`DEV_CONFIDENTIAL_CLIENT`], [`DEV_AZMCP_CLIENT`]): the `oid` and `sub`
+/// of its app-only tokens, and the principal ARM role assignments name.
+pub fn service_principal_id(client_id: &str) -> String {
+    derived_guid("sp", client_id)
+}
+
 /// 16 random bytes, base64url (the shape of Entra's `uti`).
 fn random_id() -> String {
     let mut bytes = [0u8; 16];
@@ -852,6 +903,99 @@ mod tests {
         assert_eq!(claims["iss"], format!("{base}/{DEV_TENANT}/v2.0"));
         assert_eq!(claims["azp"], DEV_CONFIDENTIAL_CLIENT);
         assert_eq!(claims["azpacr"], "1");
+    }
+
+    #[tokio::test]
+    async fn the_azure_mcp_client_is_a_service_principal_of_its_own() {
+        let served = test_support::serve().await;
+        let warden = served.issuer.dev_client().unwrap();
+        let azmcp = served.issuer.azmcp_client().unwrap();
+        assert!(is_guid(DEV_AZMCP_CLIENT));
+        assert_ne!(DEV_AZMCP_CLIENT, DEV_CONFIDENTIAL_CLIENT);
+        assert_eq!(azmcp.client_id, DEV_AZMCP_CLIENT);
+        assert_eq!(
+            azmcp.secret_file.file_name().unwrap(),
+            DEV_AZMCP_CLIENT_SECRET_FILE
+        );
+        let warden_secret = fs::read_to_string(&warden.secret_file).unwrap();
+        let secret = fs::read_to_string(&azmcp.secret_file).unwrap();
+        assert_eq!(secret.len(), 43, "32 bytes, base64url");
+        assert_ne!(secret, warden_secret);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&azmcp.secret_file)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(served.issuer.azmcp_client().unwrap(), azmcp, "kept");
+        assert_eq!(fs::read_to_string(&azmcp.secret_file).unwrap(), secret);
+
+        let base = &served.base_url;
+        let request = |secret: &str, scope: &str| {
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEV_AZMCP_CLIENT),
+                ("client_secret", secret),
+                ("scope", scope),
+            ])
+        };
+        let (status, body) = post_token(
+            base,
+            DEV_TENANT,
+            request(&secret, "https://management.azure.com/.default"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let claims = payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["aud"], "https://management.azure.com");
+        assert_eq!(claims["idtyp"], "app");
+        assert_eq!(claims["appid"], DEV_AZMCP_CLIENT);
+        assert_eq!(claims["appidacr"], "1");
+        assert_eq!(claims["app_displayname"], DEV_AZMCP_CLIENT_NAME);
+        assert_eq!(claims["oid"], service_principal_id(DEV_AZMCP_CLIENT));
+        assert_eq!(claims["sub"], claims["oid"]);
+        assert_ne!(
+            service_principal_id(DEV_AZMCP_CLIENT),
+            service_principal_id(DEV_CONFIDENTIAL_CLIENT)
+        );
+        let (_, body) = post_token(
+            base,
+            DEV_TENANT,
+            request(&secret, "https://vault.azure.net/.default"),
+        )
+        .await;
+        let claims = payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["aud"], "https://vault.azure.net");
+
+        // Warden's secret is not its secret, and it has no certificates.
+        let (status, body) = post_token(
+            base,
+            DEV_TENANT,
+            request(&warden_secret, "https://management.azure.com/.default"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error_codes"], json!([7000215]), "{body}");
+        let (status, body) = post_token(
+            base,
+            DEV_TENANT,
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEV_AZMCP_CLIENT),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", "a.b.c"),
+                ("scope", "https://management.azure.com/.default"),
+            ]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error_codes"], json!([700027]), "{body}");
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! The token endpoint of the dev issuer, `POST /{tenant}/oauth2/v2.0/token`:
 //! Entra's grants for the confidential client
-//! [`DEV_CONFIDENTIAL_CLIENT`].
+//! [`DEV_CONFIDENTIAL_CLIENT`], and the client-credentials grant for the
+//! Azure MCP Server's [`DEV_AZMCP_CLIENT`] (its own secret; it has no
+//! certificates, and no codes or refresh tokens are ever issued to it).
 //!
 //! The request is `application/x-www-form-urlencoded` (anything else has
 //! no parameters, as far as Entra is concerned; a repeated parameter is
@@ -98,9 +100,10 @@ use super::entra_error::{EntraError, server_error};
 use super::grants::{Grant, Redeem, pkce_s256_matches};
 use super::scope::{GRAPH, Scopes};
 use super::{
-    DEV_AUDIENCE, DEV_CONFIDENTIAL_CLIENT, DEV_CONFIDENTIAL_CLIENT_NAME, DEV_MFA_AUTH_CONTEXT,
-    DEV_TENANT, DEV_TOKEN_LIFETIME_SECS, DevUser, RouterState, TokenOptions, TokenVersion,
-    derived_guid,
+    DEV_AUDIENCE, DEV_AZMCP_CLIENT, DEV_AZMCP_CLIENT_NAME, DEV_AZMCP_CLIENT_SECRET_FILE,
+    DEV_CONFIDENTIAL_CLIENT, DEV_CONFIDENTIAL_CLIENT_NAME, DEV_MFA_AUTH_CONTEXT, DEV_TENANT,
+    DEV_TOKEN_LIFETIME_SECS, DevError, DevIssuer, DevUser, RouterState, TokenOptions, TokenVersion,
+    derived_guid, service_principal_id,
 };
 
 /// A failed token request.
@@ -233,6 +236,51 @@ impl ClientAcr {
     }
 }
 
+/// The dev tenant's confidential clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum App {
+    /// [`DEV_CONFIDENTIAL_CLIENT`]: Warden's own identity; signs users in
+    /// too, and may authenticate with a registered certificate.
+    Warden,
+    /// [`DEV_AZMCP_CLIENT`]: the Azure MCP Server's service principal;
+    /// client credentials with its secret only.
+    AzureMcp,
+}
+
+impl App {
+    fn of(client_id: &str) -> Option<App> {
+        if client_id.eq_ignore_ascii_case(DEV_CONFIDENTIAL_CLIENT) {
+            Some(App::Warden)
+        } else if client_id.eq_ignore_ascii_case(DEV_AZMCP_CLIENT) {
+            Some(App::AzureMcp)
+        } else {
+            None
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            App::Warden => DEV_CONFIDENTIAL_CLIENT,
+            App::AzureMcp => DEV_AZMCP_CLIENT,
+        }
+    }
+
+    fn display_name(self) -> &'static str {
+        match self {
+            App::Warden => DEV_CONFIDENTIAL_CLIENT_NAME,
+            App::AzureMcp => DEV_AZMCP_CLIENT_NAME,
+        }
+    }
+
+    /// Its client secret (blocking: file I/O).
+    fn secret(self, issuer: &DevIssuer) -> Result<String, DevError> {
+        match self {
+            App::Warden => issuer.client_secret(),
+            App::AzureMcp => issuer.secret_in(DEV_AZMCP_CLIENT_SECRET_FILE),
+        }
+    }
+}
+
 /// How the client says who it is.
 struct ClientAuth {
     client_id: String,
@@ -291,9 +339,9 @@ impl ClientAuth {
         }
     }
 
-    /// Checks the secret, or the client assertion, of the one registered
-    /// client; how it authenticated.
-    async fn verify(&self, state: &RouterState) -> Result<ClientAcr, Failure> {
+    /// Checks the secret, or the client assertion, of a registered client;
+    /// which client it is and how it authenticated.
+    async fn verify(&self, state: &RouterState) -> Result<(ClientAcr, App), Failure> {
         if self.secret.is_none() && self.assertion.is_none() {
             return Err(EntraError::new(
                 "invalid_client",
@@ -304,10 +352,24 @@ impl ClientAuth {
             .with_status(StatusCode::UNAUTHORIZED)
             .into());
         }
-        if !self.client_id.eq_ignore_ascii_case(DEV_CONFIDENTIAL_CLIENT) {
+        let Some(app) = App::of(&self.client_id) else {
             return Err(unknown_client(&self.client_id).into());
-        }
+        };
         let Some(secret) = &self.secret else {
+            if app != App::Warden {
+                return Err(EntraError::new(
+                    "invalid_client",
+                    700027,
+                    format!(
+                        "Client assertion failed signature validation. [Reason - The key was \
+                         not found: application '{}' has no certificate credentials; \
+                         authenticate with its client secret.]",
+                        app.id()
+                    ),
+                )
+                .with_status(StatusCode::UNAUTHORIZED)
+                .into());
+            }
             let assertion = self.assertion.as_deref().unwrap_or_default();
             verify_assertion(
                 state,
@@ -315,10 +377,10 @@ impl ClientAuth {
                 self.assertion_type.as_deref(),
                 assertion,
             )?;
-            return Ok(ClientAcr::Certificate);
+            return Ok((ClientAcr::Certificate, app));
         };
         let issuer = state.issuer.clone();
-        let expected = match tokio::task::spawn_blocking(move || issuer.client_secret()).await {
+        let expected = match tokio::task::spawn_blocking(move || app.secret(&issuer)).await {
             Ok(Ok(secret)) => secret,
             Ok(Err(e)) => return Err(Failure::Server(e.to_string())),
             Err(e) => return Err(Failure::Server(e.to_string())),
@@ -330,13 +392,14 @@ impl ClientAuth {
                 format!(
                     "Invalid client secret provided. Ensure the secret being sent in the request \
                      is the client secret value, not the client secret ID, for a secret added to \
-                     app '{DEV_CONFIDENTIAL_CLIENT}'."
+                     app '{}'.",
+                    app.id()
                 ),
             )
             .with_status(StatusCode::UNAUTHORIZED)
             .into());
         }
-        Ok(ClientAcr::Secret)
+        Ok((ClientAcr::Secret, app))
     }
 }
 
@@ -529,7 +592,7 @@ fn form_decode(text: &str) -> String {
 async fn client_credentials(state: &RouterState, headers: &HeaderMap, params: &Params) -> Answer {
     let client = ClientAuth::of(headers, params)?;
     let scope = params.require("scope")?;
-    let acr = client.verify(state).await?;
+    let (acr, app) = client.verify(state).await?;
     let resource = match scope.strip_suffix("/.default") {
         Some(resource) if !resource.is_empty() && !resource.contains(char::is_whitespace) => {
             resource
@@ -547,7 +610,7 @@ async fn client_credentials(state: &RouterState, headers: &HeaderMap, params: &P
             .into());
         }
     };
-    let sp_object_id = derived_guid("sp", DEV_CONFIDENTIAL_CLIENT);
+    let sp_object_id = service_principal_id(app.id());
     let mut extra = Map::new();
     extra.insert("oid".into(), json!(sp_object_id));
     extra.insert("sub".into(), json!(sp_object_id));
@@ -555,11 +618,11 @@ async fn client_credentials(state: &RouterState, headers: &HeaderMap, params: &P
     // How the client authenticated: `azpacr` / `appidacr`.
     extra.insert(client_acr_claim(version).into(), json!(acr.claim()));
     let options = TokenOptions {
-        user: DEV_CONFIDENTIAL_CLIENT_NAME.to_owned(),
+        user: app.display_name().to_owned(),
         app: true,
         scopes: Vec::new(),
         audience: Some(resource.to_owned()),
-        client_app: Some(DEV_CONFIDENTIAL_CLIENT.to_owned()),
+        client_app: Some(app.id().to_owned()),
         version,
         ttl: Duration::from_secs(DEV_TOKEN_LIFETIME_SECS),
         extra,
@@ -578,7 +641,7 @@ async fn authorization_code(state: &RouterState, headers: &HeaderMap, params: &P
     let client = ClientAuth::of(headers, params)?;
     let code = params.require("code")?;
     let redirect_uri = params.require("redirect_uri")?;
-    let acr = client.verify(state).await?;
+    let (acr, _) = client.verify(state).await?;
     let (requested, claims) = user_grant_params(params)?;
     let verifier = params.get("code_verifier");
     let redirect = url::Url::parse(redirect_uri).map(|u| u.to_string()).ok();
@@ -663,7 +726,7 @@ async fn authorization_code(state: &RouterState, headers: &HeaderMap, params: &P
 async fn refresh_token(state: &RouterState, headers: &HeaderMap, params: &Params) -> Answer {
     let client = ClientAuth::of(headers, params)?;
     let token = params.require("refresh_token")?;
-    let acr = client.verify(state).await?;
+    let (acr, _) = client.verify(state).await?;
     let (requested, claims) = user_grant_params(params)?;
     let grant = match state.issuer.grants.refresh_grant(token) {
         Ok(grant) => grant,
