@@ -85,6 +85,7 @@ impl Dev {
                 policies: None,
                 executable: env!("CARGO_BIN_EXE_warden").into(),
                 oauth: true,
+                azure_mcp: None,
             },
             listeners,
             CancellationToken::new(),

@@ -136,6 +136,7 @@ async fn the_python_sdk_signs_in_to_warden_dev_as_a_persona() {
             policies: None,
             executable: env!("CARGO_BIN_EXE_warden").into(),
             oauth: true,
+            azure_mcp: None,
         },
         listeners,
         CancellationToken::new(),

@@ -1,11 +1,12 @@
-//! `warden dev` as a library: the dev issuer, the ARM simulator and the
-//! gateway (in front of the built-in Azure tools and the sample upstream)
-//! under one data directory, with a ready token per persona in
-//! `DIR/dev.json`. The embedded configuration and the files are made by
-//! [`crate::dev`].
+//! `warden dev` as a library: the dev issuer, the ARM simulator, the egress
+//! proxy and the gateway (in front of the built-in Azure tools, the sample
+//! upstream and, when given, the official Azure MCP Server) under one data
+//! directory, with a ready token per persona in `DIR/dev.json`. The
+//! embedded configuration and the files are made by [`crate::dev`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -13,8 +14,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::azure::sim::{self, SimConfig, Simulator};
-use crate::dev::{DevAzure, DevOAuth, Persona};
-use crate::identity::dev::{DevIssuer, DevUser};
+use crate::dev::azmcp;
+use crate::dev::proxy::{self, DevCa, EgressProxy, Routes};
+use crate::dev::{DevAzure, DevAzureMcp, DevOAuth, Persona};
+use crate::identity::dev::{
+    DEV_AZMCP_CLIENT_NAME, DEV_CONFIDENTIAL_CLIENT, DEV_CONFIDENTIAL_CLIENT_NAME, DEV_TENANT,
+    DevClient, DevIssuer, DevUser, TokenOptions, TokenVersion, service_principal_id,
+};
 use crate::oauth::service::CALLBACK_PATH;
 
 use super::{Listeners, Running};
@@ -36,6 +42,11 @@ pub struct DevOptions {
     /// under the data directory, Warden's callback registered at the
     /// issuer). Only on a loopback gateway address.
     pub oauth: bool,
+    /// The official Azure MCP Server's executable (`azmcp`), run behind
+    /// Warden as the upstream `azmcp` (tools `azmcp__<tool>`), offline:
+    /// through the egress proxy, signed in as its own service principal.
+    /// `None`: no such upstream.
+    pub azure_mcp: Option<PathBuf>,
 }
 
 /// The sockets of `warden dev`, bound by the caller.
@@ -82,6 +93,14 @@ pub struct RunningDev {
     pub issuer_url: String,
     /// The ARM simulator's base URL.
     pub arm_url: String,
+    /// The egress proxy's URL (`http://127.0.0.1:<port>`, for
+    /// `HTTPS_PROXY`).
+    pub proxy_url: String,
+    /// The dev CA's certificate, which the egress proxy's certificate
+    /// chains to (for `SSL_CERT_FILE`).
+    pub ca_file: PathBuf,
+    /// The Azure MCP Server run as the upstream `azmcp`, if any.
+    pub azure_mcp: Option<PathBuf>,
     /// Warden's issuer when the OAuth facade is on (the gateway's base
     /// URL): MCP clients sign in through Warden's consent page and the dev
     /// issuer's persona picker.
@@ -100,11 +119,17 @@ pub struct RunningDev {
     pub issuer: DevIssuer,
     gateway: Running,
     simulator: Simulator,
+    proxy: EgressProxy,
     issuer_server: JoinHandle<std::io::Result<()>>,
     shutdown: CancellationToken,
 }
 
 impl RunningDev {
+    /// The egress proxy: what it forwarded and refused, by host.
+    pub fn proxy(&self) -> &EgressProxy {
+        &self.proxy
+    }
+
     /// The token that stops everything when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -117,20 +142,23 @@ impl RunningDev {
     }
 
     /// Waits until the gateway has stopped (see [`super::Running::wait`]),
-    /// then stops the simulator and the issuer.
+    /// then stops the simulator, the issuer and the egress proxy.
     pub async fn wait(self) -> anyhow::Result<()> {
         let result = self.gateway.wait().await;
         self.simulator.shutdown().await;
         self.shutdown.cancel();
         let _ = self.issuer_server.await;
+        self.proxy.wait().await;
         result
     }
 }
 
 /// Starts `warden dev`: creates what is missing under the data directory
-/// (issuer key and service client, audit keys, baseline policies), serves
-/// the issuer and the simulator, starts the gateway, and writes `dev.json`.
-/// Everything stops when `shutdown` is cancelled.
+/// (issuer key and service clients, dev CA, audit keys, baseline policies),
+/// serves the issuer, the simulator and the egress proxy, grants the Azure
+/// MCP Server's service principal Contributor on the dev subscription,
+/// starts the gateway, and writes `dev.json`. Everything stops when
+/// `shutdown` is cancelled.
 pub async fn start(
     options: DevOptions,
     listeners: DevListeners,
@@ -141,8 +169,10 @@ pub async fn start(
         policies,
         executable,
         oauth,
+        azure_mcp,
     } = options;
     let issuer_url = base_url(&listeners.issuer)?;
+    let issuer_addr = reachable(listeners.issuer.local_addr()?);
     let gateway_addr = listeners.gateway.local_addr()?;
     let oauth_issuer = if oauth {
         DevOAuth::issuer_for(gateway_addr)
@@ -163,6 +193,9 @@ pub async fn start(
     let Prepared {
         issuer,
         client,
+        azmcp_client,
+        azmcp_secret,
+        ca,
         policies,
         oauth,
     } = prepared;
@@ -189,10 +222,30 @@ pub async fn start(
 
     let base = format!("http://{gateway_addr}");
     let started = async {
+        let routes = Routes {
+            arm: reachable(simulator.local_addr()),
+            login: issuer_addr,
+        };
+        let proxy = EgressProxy::start(&ca, routes, shutdown.clone())
+            .await
+            .context("egress proxy")?;
+        let proxy_url = proxy.url();
+        let azmcp_env = azmcp::environment(&azmcp::Offline {
+            proxy_url: &proxy_url,
+            ca_file: ca.cert_file(),
+            tenant_id: DEV_TENANT,
+            client_id: &azmcp_client.client_id,
+            client_secret: &azmcp_secret,
+        });
+        grant_contributor(&issuer, &arm_url, &azmcp_client).await;
         let azure = DevAzure {
             arm_endpoint: arm_url.clone(),
             authority_host: issuer_url.clone(),
             client,
+            azure_mcp: azure_mcp.clone().map(|command| DevAzureMcp {
+                command,
+                env: azmcp_env.clone(),
+            }),
         };
         let config = crate::dev::config(
             gateway_addr,
@@ -212,6 +265,11 @@ pub async fn start(
             policies: &policies,
             personas: &personas,
             oauth: oauth.as_ref(),
+            proxy_url: &proxy_url,
+            ca_file: ca.cert_file(),
+            azure_mcp: azure_mcp.as_deref(),
+            azmcp_client: &azmcp_client,
+            azmcp_env: &azmcp_env,
         });
         let gateway = super::run(
             config,
@@ -223,7 +281,7 @@ pub async fn start(
         .await?;
         // Written once the gateway serves: a script that finds it can use it.
         match crate::dev::write_dev_json(&data_dir, &info) {
-            Ok(dev_json) => anyhow::Ok((personas, dev_json, gateway)),
+            Ok(dev_json) => anyhow::Ok((personas, dev_json, gateway, proxy)),
             Err(error) => {
                 let _ = gateway.stop().await;
                 Err(anyhow::Error::new(error)
@@ -231,7 +289,7 @@ pub async fn start(
             }
         }
     };
-    let (personas, dev_json, gateway) = match started.await {
+    let (personas, dev_json, gateway, proxy) = match started.await {
         Ok(started) => started,
         Err(error) => {
             simulator.shutdown().await;
@@ -245,6 +303,9 @@ pub async fn start(
         base_url: base,
         issuer_url,
         arm_url,
+        proxy_url: proxy.url(),
+        ca_file: ca.cert_file().to_owned(),
+        azure_mcp,
         oauth_issuer: oauth.map(|o| o.issuer),
         data_dir,
         policies,
@@ -253,15 +314,109 @@ pub async fn start(
         issuer,
         gateway,
         simulator,
+        proxy,
         issuer_server,
         shutdown,
     })
 }
 
+/// An address to connect to for a listener bound to `addr`: the loopback
+/// address instead of an unspecified one.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// The name (a GUID) of the role assignment that makes the Azure MCP
+/// Server's service principal a Contributor on the dev subscription.
+pub const AZMCP_ROLE_ASSIGNMENT: &str = "2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b";
+
+/// Makes the Azure MCP Server's service principal a Contributor on the dev
+/// subscription in the simulator, as an administrator would in Azure: a
+/// role assignment put by Warden's own service principal (the simulator
+/// answers the same assignment again with 200 and records it once). The
+/// simulator enforces no roles; the assignment says what the service
+/// principal is meant to do and shows in role assignment lists. A failure
+/// is logged and `warden dev` goes on.
+async fn grant_contributor(issuer: &DevIssuer, arm_url: &str, azmcp: &DevClient) {
+    let mut extra = serde_json::Map::new();
+    let warden = service_principal_id(DEV_CONFIDENTIAL_CLIENT);
+    extra.insert("oid".into(), serde_json::json!(warden));
+    extra.insert("sub".into(), serde_json::json!(warden));
+    let token = issuer.mint(&TokenOptions {
+        user: DEV_CONFIDENTIAL_CLIENT_NAME.to_owned(),
+        app: true,
+        scopes: Vec::new(),
+        audience: Some(sim::ARM_AUDIENCE.to_owned()),
+        client_app: Some(DEV_CONFIDENTIAL_CLIENT.to_owned()),
+        version: TokenVersion::V1,
+        ttl: Duration::from_secs(300),
+        extra,
+        ..TokenOptions::default()
+    });
+    let subscription = format!("/subscriptions/{}", sim::DEV_SUBSCRIPTION);
+    let body = serde_json::json!({
+        "properties": {
+            "roleDefinitionId": format!(
+                "{subscription}/providers/Microsoft.Authorization/roleDefinitions/{}",
+                sim::seed::ROLE_CONTRIBUTOR
+            ),
+            "principalId": service_principal_id(&azmcp.client_id),
+            "principalType": "ServicePrincipal",
+            "description": format!("{DEV_AZMCP_CLIENT_NAME}: the Azure MCP Server behind warden dev"),
+        }
+    });
+    let url = format!(
+        "{arm_url}{subscription}/providers/Microsoft.Authorization/roleAssignments/\
+         {AZMCP_ROLE_ASSIGNMENT}?api-version=2022-04-01"
+    );
+    let answer = async {
+        let token = token.map_err(|e| e.to_string())?;
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?
+            .put(&url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{status}: {}",
+                response.text().await.unwrap_or_default()
+            ))
+        }
+    };
+    if let Err(error) = answer.await {
+        tracing::warn!(
+            %error,
+            "warden dev: could not make the Azure MCP Server's service principal a Contributor \
+             on the dev subscription"
+        );
+    }
+}
+
 /// What `start` makes under the data directory before anything listens.
 struct Prepared {
     issuer: DevIssuer,
-    client: crate::identity::dev::DevClient,
+    client: DevClient,
+    /// The Azure MCP Server's service principal, and its secret.
+    azmcp_client: DevClient,
+    azmcp_secret: String,
+    ca: DevCa,
     policies: PathBuf,
     oauth: Option<DevOAuth>,
 }
@@ -288,6 +443,12 @@ fn prepare(
         })?;
     }
     let client = issuer.dev_client()?;
+    let azmcp_client = issuer.azmcp_client()?;
+    let azmcp_secret = std::fs::read_to_string(&azmcp_client.secret_file)
+        .with_context(|| format!("reading {}", azmcp_client.secret_file.display()))?
+        .trim()
+        .to_owned();
+    let ca = DevCa::load_or_create(data_dir)?;
     crate::dev::ensure_audit_keys(data_dir)?;
     let policies = match policies {
         Some(dir) => dir,
@@ -322,6 +483,9 @@ fn prepare(
     Ok(Prepared {
         issuer,
         client,
+        azmcp_client,
+        azmcp_secret,
+        ca,
         policies,
         oauth,
     })
@@ -340,6 +504,11 @@ struct DevInfo<'a> {
     policies: &'a std::path::Path,
     personas: &'a [(Persona, String)],
     oauth: Option<&'a DevOAuth>,
+    proxy_url: &'a str,
+    ca_file: &'a std::path::Path,
+    azure_mcp: Option<&'a std::path::Path>,
+    azmcp_client: &'a DevClient,
+    azmcp_env: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The contents of `dev.json`.
@@ -352,6 +521,11 @@ fn dev_info(info: &DevInfo<'_>) -> serde_json::Value {
         policies,
         personas,
         oauth,
+        proxy_url,
+        ca_file,
+        azure_mcp,
+        azmcp_client,
+        azmcp_env,
     } = info;
     serde_json::json!({
         "mcp_url": format!("{base}/mcp"),
@@ -371,6 +545,22 @@ fn dev_info(info: &DevInfo<'_>) -> serde_json::Value {
             "metadata_url": format!("{}/.well-known/oauth-authorization-server", o.issuer),
             "callback_url": format!("{}{CALLBACK_PATH}", o.issuer),
         })),
+        "proxy_url": proxy_url,
+        "ca_file": ca_file,
+        "proxied_hosts": [
+            proxy::ARM_HOST,
+            proxy::LOGIN_HOST,
+            format!("*{}", proxy::VAULT_SUFFIX),
+        ],
+        "azure_mcp": {
+            "command": azure_mcp,
+            "upstream": azmcp::UPSTREAM,
+            "tool_prefix": format!("{}__", azmcp::UPSTREAM),
+            "args": azmcp::ARGS,
+            "client_id": azmcp_client.client_id,
+            "secret_file": azmcp_client.secret_file,
+        },
+        "azmcp_env": azmcp_env,
         "subscriptions": sim::DEMO_SUBSCRIPTIONS
             .iter()
             .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use warden::app::dev::{DevListeners, DevOptions, RunningDev};
+use warden::dev::azmcp;
 use warden::identity::dev::{DevIssuer, TokenOptions};
 
 use super::output::{errln, outln};
@@ -42,6 +43,15 @@ pub struct DevArgs {
     /// issuer's tokens only.
     #[arg(long)]
     no_oauth: bool,
+    /// The official Azure MCP Server's executable (azmcp), run behind
+    /// Warden as the upstream `azmcp`, offline through the egress proxy
+    /// (default: the copy scripts/install-test-deps.sh puts under .deps/
+    /// in the working directory, else azmcp on PATH).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_azure_mcp")]
+    azure_mcp: Option<PathBuf>,
+    /// Do not run the Azure MCP Server, even when one is found.
+    #[arg(long)]
+    no_azure_mcp: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -112,14 +122,26 @@ fn mint(data_dir: &std::path::Path, args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `warden dev`: the dev issuer, the ARM simulator and the gateway until
-/// SIGTERM or Ctrl-C.
+/// `warden dev`: the dev issuer, the ARM simulator, the egress proxy and
+/// the gateway until SIGTERM or Ctrl-C.
 fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let azure_mcp = if args.no_azure_mcp {
+        None
+    } else {
+        let cwd = std::env::current_dir().context("reading the working directory")?;
+        azmcp::find(
+            args.azure_mcp.as_deref(),
+            &cwd,
+            std::env::var_os("PATH").as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?
+    };
     let options = DevOptions {
         data_dir: args.data_dir,
         policies: args.policies,
         executable: std::env::current_exe().context("locating the warden executable")?,
         oauth: !args.no_oauth,
+        azure_mcp: azure_mcp.as_ref().map(|found| found.path.clone()),
     };
     super::init_logging();
     super::runtime()?.block_on(async move {
@@ -136,6 +158,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
             }
         }
         banner(&running, !args.no_oauth);
+        azure_mcp_banner(&running, azure_mcp.as_ref(), args.no_azure_mcp);
         running.wait().await
     })
 }
@@ -196,6 +219,35 @@ fn banner(dev: &RunningDev, oauth_asked: bool) {
             warden::identity::dev::DEV_CONFIDENTIAL_CLIENT,
             redirect_uris.join(", "),
         );
+    }
+}
+
+/// What `warden dev` prints about the egress proxy and the Azure MCP
+/// Server.
+fn azure_mcp_banner(dev: &RunningDev, found: Option<&azmcp::Found>, off: bool) {
+    use warden::dev::proxy::{ARM_HOST, LOGIN_HOST, VAULT_SUFFIX};
+    errln!(
+        "  egress:     {} (HTTPS_PROXY; serves {ARM_HOST}, {LOGIN_HOST} and *{VAULT_SUFFIX}, \
+         refuses the rest; CA {})",
+        dev.proxy_url,
+        dev.ca_file.display(),
+    );
+    match found {
+        Some(found) => errln!(
+            "  Azure MCP:  {} (from {}) as upstream {}: tools {}__<tool>, signed in as {}, \
+             offline through the egress proxy",
+            found.path.display(),
+            found.source,
+            azmcp::UPSTREAM,
+            azmcp::UPSTREAM,
+            warden::identity::dev::DEV_AZMCP_CLIENT_NAME,
+        ),
+        None if off => errln!("  Azure MCP:  off (--no-azure-mcp)"),
+        None => errln!(
+            "  Azure MCP:  not found; to run the official Azure MCP Server behind Warden, run \
+             {} or pass --azure-mcp PATH",
+            azmcp::INSTALL_SCRIPT,
+        ),
     }
 }
 

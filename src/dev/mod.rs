@@ -1,8 +1,11 @@
 //! `warden dev`: the product on embedded defaults, for a first look and for
 //! local development. Everything lives under one data directory.
 
+pub mod azmcp;
+pub mod proxy;
 pub mod sample;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -121,7 +124,8 @@ pub const ARM_LISTEN: &str = "127.0.0.1:8789";
 
 /// Where `warden dev`'s built-in Azure tools go: the ARM simulator, with
 /// the dev issuer's confidential client as Warden's own identity (the
-/// production client-secret credential, against the local issuer).
+/// production client-secret credential, against the local issuer); and the
+/// official Azure MCP Server, when there is one.
 #[derive(Debug, Clone)]
 pub struct DevAzure {
     /// The simulator's base URL (`http://127.0.0.1:8789`).
@@ -129,6 +133,27 @@ pub struct DevAzure {
     /// The dev issuer's base URL (the credential's authority host).
     pub authority_host: String,
     pub client: DevClient,
+    /// The official Azure MCP Server as the upstream [`azmcp::UPSTREAM`].
+    pub azure_mcp: Option<DevAzureMcp>,
+}
+
+/// The official Azure MCP Server as an upstream of `warden dev`: started
+/// as `command server start --mode all` with `env` (see
+/// [`azmcp::environment`]).
+#[derive(Clone)]
+pub struct DevAzureMcp {
+    pub command: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for DevAzureMcp {
+    // The environment holds the service principal's secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevAzureMcp")
+            .field("command", &self.command)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A person `warden dev` mints a token for.
@@ -217,10 +242,12 @@ pub fn write_dev_json(data_dir: &Path, info: &serde_json::Value) -> std::io::Res
 }
 
 /// The embedded configuration of `warden dev`: the gateway on `listen`, in
-/// front of the sample upstream (this same executable started as `warden dev
-/// sample-upstream`), trusting `identity` (the dev issuer's), deciding with
-/// the policies in `policies`; with `oauth`, Warden is also the clients'
-/// authorization server in front of the dev issuer.
+/// front of the built-in Azure tools, the sample upstream (this same
+/// executable started as `warden dev sample-upstream`) and, when `azure`
+/// has one, the official Azure MCP Server; trusting `identity` (the dev
+/// issuer's), deciding with the policies in `policies`; with `oauth`,
+/// Warden is also the clients' authorization server in front of the dev
+/// issuer.
 pub fn config(
     listen: SocketAddr,
     executable: &Path,
@@ -277,6 +304,10 @@ args = ["dev", "sample-upstream"]
         secret_file = azure.client.secret_file.display().to_string(),
         authority = azure.authority_host,
     );
+    let text = match &azure.azure_mcp {
+        Some(azure_mcp) => text + &azmcp::upstream_toml(&azure_mcp.command, &azure_mcp.env),
+        None => text,
+    };
     let text = match oauth {
         Some(oauth) => text + &oauth_toml(oauth, azure),
         None => text,
@@ -344,6 +375,7 @@ mod tests {
             arm_endpoint: "http://127.0.0.1:8789".into(),
             authority_host: "http://127.0.0.1:8788".into(),
             client: issuer.dev_client().unwrap(),
+            azure_mcp: None,
         };
         let config = config(
             "127.0.0.1:8787".parse().unwrap(),
@@ -373,6 +405,53 @@ mod tests {
         assert_eq!(config.identity.authority, "http://127.0.0.1:8788");
         assert_eq!(config.upstreams.len(), 2);
         assert_eq!(config.upstreams["sample"].args, ["dev", "sample-upstream"]);
+    }
+
+    #[test]
+    fn the_azure_mcp_server_is_an_upstream_beside_the_built_in_tools() {
+        let state = tempfile::tempdir().unwrap();
+        let issuer = DevIssuer::load_or_create(state.path()).unwrap();
+        let env = azmcp::environment(&azmcp::Offline {
+            proxy_url: "http://127.0.0.1:4000",
+            ca_file: Path::new("/tmp/dev/dev-ca.pem"),
+            tenant_id: crate::identity::dev::DEV_TENANT,
+            client_id: crate::identity::dev::DEV_AZMCP_CLIENT,
+            client_secret: "s3cret-value",
+        });
+        let azure = DevAzure {
+            arm_endpoint: "http://127.0.0.1:8789".into(),
+            authority_host: "http://127.0.0.1:8788".into(),
+            client: issuer.dev_client().unwrap(),
+            azure_mcp: Some(DevAzureMcp {
+                command: "/opt/azmcp".into(),
+                env: env.clone(),
+            }),
+        };
+        assert!(!format!("{azure:?}").contains("s3cret-value"), "{azure:?}");
+        let config = config(
+            "127.0.0.1:8787".parse().unwrap(),
+            Path::new("/bin/warden"),
+            issuer.identity_config("http://127.0.0.1:8788"),
+            Path::new("/tmp/dev"),
+            Path::new("/tmp/dev/policies"),
+            &azure,
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.upstreams.len(), 3);
+        match config.upstreams[azmcp::UPSTREAM].kind() {
+            crate::config::UpstreamKind::Stdio {
+                command,
+                args,
+                env: got,
+                ..
+            } => {
+                assert_eq!(command, Path::new("/opt/azmcp"));
+                assert_eq!(args, azmcp::ARGS);
+                assert_eq!(got, env);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -407,6 +486,7 @@ mod tests {
             arm_endpoint: "http://127.0.0.1:8789".into(),
             authority_host: "http://127.0.0.1:8788".into(),
             client: issuer.dev_client().unwrap(),
+            azure_mcp: None,
         };
         let config = config(
             listen,
