@@ -215,16 +215,23 @@ async fn a_client_signs_in_through_a_facade_that_uses_a_certificate() {
     assert_ne!(rotated["refresh_token"].as_str().unwrap(), refresh);
 
     // The certificate is the only credential Warden has: with it removed
-    // from the application, Entra refuses the next refresh.
+    // from the application, Entra refuses Warden itself (invalid_client).
+    // That is Warden's configuration, not the user's sign-in: the client
+    // is told to try again later and the grant stays.
     assert!(issuer.issuer.remove_client_certificate(&thumbprint));
-    let (status, refused) = token(vec![
-        ("grant_type", "refresh_token".to_owned()),
-        (
-            "refresh_token",
-            rotated["refresh_token"].as_str().unwrap().to_owned(),
-        ),
-        ("client_id", client_id.clone()),
-    ])
-    .await;
-    assert_eq!(status, 400, "{refused}");
+    let refresh_with = |token: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", token.to_owned()),
+            ("client_id", client_id.clone()),
+        ]
+    };
+    let latest = rotated["refresh_token"].as_str().unwrap().to_owned();
+    let (status, refused) = token(refresh_with(&latest)).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"], "temporarily_unavailable", "{refused}");
+    // With the certificate registered again, the same refresh token works.
+    issuer.issuer.add_client_certificate(&pem).unwrap();
+    let (status, renewed) = token(refresh_with(&latest)).await;
+    assert_eq!(status, 200, "{renewed}");
 }

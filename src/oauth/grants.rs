@@ -465,6 +465,21 @@ impl Book {
         }
     }
 
+    /// Undoes [`Book::use_refresh`] when no new tokens came of it (Entra
+    /// could not be asked): the token stays usable, so the client's retry
+    /// is not taken for a reuse. A token that already has a successor is
+    /// left as it is.
+    pub fn unuse_refresh(&mut self, pepper: &Pepper, token: &Token) -> Vec<Change> {
+        let hash = pepper.hash(token).as_str().to_owned();
+        match self.issued.get_mut(&hash) {
+            Some(issued) if matches!(issued.spent, Some((_, None))) => {
+                issued.spent = None;
+                vec![Change::Issued(hash, issued.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Replaces the grant's sealed upstream token (after an Entra refresh).
     pub fn set_upstream(&mut self, grant_id: &str, upstream: Option<String>) -> Vec<Change> {
         match self.grants.get_mut(grant_id) {
@@ -777,6 +792,27 @@ mod tests {
             book.issue(&p, &grant.id, &lifetimes, at + secs(60)),
             Err(GrantError::Revoked(_))
         ));
+    }
+
+    #[test]
+    fn a_refresh_that_issued_nothing_can_be_retried() {
+        let lifetimes = Lifetimes::default();
+        let p = pepper();
+        let mut book = Book::default();
+        let (grant, code) = opened(&mut book);
+        redeem(&mut book, &code, "client-a", t0()).ok().unwrap();
+        let (first, _) = book.issue(&p, &grant.id, &lifetimes, t0()).unwrap();
+        book.use_refresh(&p, &first.refresh, "client-a", &lifetimes, t0())
+            .ok()
+            .unwrap();
+        // Entra could not be asked: nothing was issued, the use is undone.
+        assert_eq!(book.unuse_refresh(&p, &first.refresh).len(), 1);
+        let retry = book.use_refresh(&p, &first.refresh, "client-a", &lifetimes, t0() + secs(120));
+        assert!(retry.is_ok(), "the retry is not a reuse");
+        // Once it has a successor, undoing changes nothing.
+        let (second, _) = book.issue(&p, &grant.id, &lifetimes, t0()).unwrap();
+        book.rotated_to(&p, &first.refresh, &second.refresh);
+        assert!(book.unuse_refresh(&p, &first.refresh).is_empty());
     }
 
     #[test]

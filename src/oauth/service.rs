@@ -1057,6 +1057,9 @@ impl OAuthService {
                             ));
                         }
                         Err(UpstreamError::Unavailable(why)) => {
+                            // Nothing was issued: the same refresh token
+                            // must work when the client tries again.
+                            changes.extend(self.book().unuse_refresh(&self.pepper, &token));
                             let _ = self.persist(changes).await;
                             tracing::warn!(target: "warden::oauth", %why, "Entra ID unavailable for a refresh");
                             return Err(OAuthError::new(
