@@ -785,6 +785,7 @@ async fn warden_dev_holds_the_issue_s_prod_vm_delete_for_a_grant() {
             policies: None,
             executable: env!("CARGO_BIN_EXE_warden").into(),
             oauth: false,
+            azure_mcp: None,
         },
         DevListeners::bind(any, any, any).await.unwrap(),
         tokio_util::sync::CancellationToken::new(),
