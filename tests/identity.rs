@@ -770,3 +770,80 @@ async fn the_clients_token_never_reaches_an_upstream() {
     let _ = upstream.kill();
     let _ = upstream.wait();
 }
+
+/// One HTTP/1.1 response read off `stream`: its head and body.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = tokio::io::AsyncReadExt::read(stream, &mut chunk)
+            .await
+            .expect("read a response");
+        assert!(n > 0, "the server closed the connection: {buffer:?}");
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("a content-length: {head}"));
+    while buffer.len() < head_end + length {
+        let n = tokio::io::AsyncReadExt::read(stream, &mut chunk)
+            .await
+            .expect("read the body");
+        assert!(n > 0, "the server closed the connection mid-body");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    (head, buffer[head_end..head_end + length].to_vec())
+}
+
+/// A client whose request is refused (no token) and whose body reaches the
+/// server after the head keeps its connection: the retry (with a token, in
+/// real clients) goes out on it and is answered, not dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_request_leaves_its_connection_usable() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway_for(&issuer);
+    let address = url::Url::parse(&gateway.url())
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0];
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}})
+    .to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    for attempt in 0..2 {
+        // The head and the body as separate writes, as clients often send them.
+        tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::flush(&mut stream).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, body.as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut stream).await;
+        assert!(
+            head.starts_with("HTTP/1.1 401"),
+            "attempt {attempt}: {head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "attempt {attempt}: {head}"
+        );
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"]["data"]["reason"], "missing", "{error}");
+    }
+}

@@ -161,10 +161,14 @@ pub async fn guard(
     };
     let principal = match authenticated {
         Ok(principal) => principal,
-        Err(error) => return refuse(&gateway, request.headers(), &error, source_ip),
+        Err(error) => {
+            let response = refuse(&gateway, request.headers(), &error, source_ip);
+            return after_draining(request, &gateway, response).await;
+        }
     };
     if let Some(step_up) = gateway.identity.take_step_up(&principal) {
-        return refuse(&gateway, request.headers(), &step_up, source_ip);
+        let response = refuse(&gateway, request.headers(), &step_up, source_ip);
+        return after_draining(request, &gateway, response).await;
     }
     let session = request
         .headers()
@@ -185,12 +189,13 @@ pub async fn guard(
             source_ip = ?source_ip,
             "request on a session opened by another principal refused"
         );
-        return refusal(
+        let response = refusal(
             StatusCode::FORBIDDEN,
             None,
             "this MCP session belongs to another principal; open your own session",
             "session_binding",
         );
+        return after_draining(request, &gateway, response).await;
     }
     let key = owner_of(&principal);
     let method = request.method().clone();
@@ -210,6 +215,26 @@ pub async fn guard(
             bindings.unbind(session);
         }
         _ => {}
+    }
+    response
+}
+
+/// `response` to a refused request, sent once the request's body has been
+/// read (up to `server.max_body_bytes`). A server that answers before the
+/// body has arrived must close the connection, and a client that already
+/// put its next request (typically the retry with a fresh token) on that
+/// connection sees it dropped. A body over the limit is not read; the
+/// answer then says `Connection: close`.
+async fn after_draining(request: Request, gateway: &Gateway, mut response: Response) -> Response {
+    let limit = gateway.config.server.max_body_bytes;
+    if axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .is_err()
+    {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     response
 }
