@@ -218,10 +218,13 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let store = options.audit.as_ref().map(|audit| audit.store().clone());
-    let sign_ins = options
-        .entra
-        .as_ref()
-        .map(|entra| Arc::new(SignIns::load(store.clone(), entra.sealer.clone(), MAX_PENDING)));
+    let sign_ins = options.entra.as_ref().map(|entra| {
+        Arc::new(SignIns::load(
+            store.clone(),
+            entra.sealer.clone(),
+            MAX_PENDING,
+        ))
+    });
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/", get(index))
@@ -1160,7 +1163,14 @@ async fn entra_callback(
     let pending = match pending {
         Ok(pending) => pending,
         Err(refused) => {
-            record(&page, "page_sign_in_refused", None, "entra", refused.reason()).await;
+            record(
+                &page,
+                "page_sign_in_refused",
+                None,
+                "entra",
+                refused.reason(),
+            )
+            .await;
             let message = match refused {
                 Refused::OtherBrowser => {
                     "Sign-in refused: this sign-in was started in another browser (or its cookie is gone). \

@@ -247,7 +247,11 @@ mod tests {
         let verifier = held.verifier.expose().to_owned();
         first.hold("state-hash".into(), held).await.expect("held");
         // The verifier is sealed in the store, never in the clear.
-        let rows = store.reader().unwrap().state(NS_PENDING, Utc::now()).unwrap();
+        let rows = store
+            .reader()
+            .unwrap()
+            .state(NS_PENDING, Utc::now())
+            .unwrap();
         assert_eq!(rows.len(), 1);
         let raw = String::from_utf8_lossy(&rows[0].1).into_owned();
         assert!(!raw.contains(&verifier), "{raw}");
@@ -255,7 +259,10 @@ mod tests {
 
         let second = SignIns::load(Some(store.clone()), sealer.clone(), 10);
         assert_eq!(
-            second.take("state-hash", Some("browser-b"), same).await.err(),
+            second
+                .take("state-hash", Some("browser-b"), same)
+                .await
+                .err(),
             Some(Refused::OtherBrowser),
             "another browser cannot take it"
         );
@@ -266,13 +273,19 @@ mod tests {
         assert_eq!(taken.verifier.expose(), verifier);
         assert_eq!(taken.nonce, "n-1");
         assert_eq!(
-            second.take("state-hash", Some("browser-a"), same).await.err(),
+            second
+                .take("state-hash", Some("browser-a"), same)
+                .await
+                .err(),
             Some(Refused::Unknown),
             "a state is used once"
         );
         let third = SignIns::load(Some(store.clone()), sealer, 10);
         assert_eq!(
-            third.take("state-hash", Some("browser-a"), same).await.err(),
+            third
+                .take("state-hash", Some("browser-a"), same)
+                .await
+                .err(),
             Some(Refused::Unknown),
             "a used state is gone from the store too"
         );
