@@ -28,8 +28,8 @@
 
 use std::net::SocketAddr;
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
@@ -309,40 +309,18 @@ fn http_response(
     request_id: &str,
     client_request_id: Option<&str>,
 ) -> Response {
-    let mut http = match &response.body {
-        Some(body) => {
-            let mut http = Response::new(Body::from(body.to_string()));
-            http.headers_mut().insert(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
-            http
-        }
-        None => Response::new(Body::empty()),
-    };
-    *http.status_mut() = response.status;
-    let headers = http.headers_mut();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.append(name, value);
-        }
-    };
-    set("cache-control", "no-cache");
-    set("pragma", "no-cache");
-    set("expires", "-1");
-    set("x-ms-request-id", request_id);
-    if let Some(id) = client_request_id {
-        set("x-ms-client-request-id", id);
-    }
-    set("x-ms-keyvault-service-version", "1.9.0.0");
-    set(
-        "x-ms-keyvault-network-info",
-        "conn_type=Ipv4;act_addr_fam=InterNetwork;",
-    );
-    for (name, value) in &response.headers {
-        set(name, value);
-    }
-    http
+    super::azure_http_response(
+        response,
+        request_id,
+        client_request_id,
+        &[
+            ("x-ms-keyvault-service-version", "1.9.0.0"),
+            (
+                "x-ms-keyvault-network-info",
+                "conn_type=Ipv4;act_addr_fam=InterNetwork;",
+            ),
+        ],
+    )
 }
 
 // ---------------------------------------------------------------------------

@@ -808,6 +808,36 @@ fn http_response(
     client_request_id: Option<&str>,
     write: bool,
 ) -> Response {
+    let routing = format!(
+        "SIMULATOR:{}:{request_id}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    let rate_limit = if write {
+        ("x-ms-ratelimit-remaining-subscription-writes", "1199")
+    } else {
+        ("x-ms-ratelimit-remaining-subscription-reads", "11999")
+    };
+    azure_http_response(
+        response,
+        request_id,
+        client_request_id,
+        &[
+            ("x-ms-correlation-request-id", correlation_id),
+            ("x-ms-routing-request-id", &routing),
+            rate_limit,
+        ],
+    )
+}
+
+/// `response` as HTTP with the headers every Azure answer carries (no
+/// caching, `x-ms-request-id`, the client's `x-ms-client-request-id`
+/// echoed), then the service's own `extra`, then the response's headers.
+pub(crate) fn azure_http_response(
+    response: ArmResponse,
+    request_id: &str,
+    client_request_id: Option<&str>,
+    extra: &[(&'static str, &str)],
+) -> Response {
     let mut http = match &response.body {
         Some(body) => {
             let mut http = Response::new(Body::from(body.to_string()));
@@ -830,21 +860,11 @@ fn http_response(
     set("pragma", "no-cache");
     set("expires", "-1");
     set("x-ms-request-id", request_id);
-    set("x-ms-correlation-request-id", correlation_id);
     if let Some(id) = client_request_id {
         set("x-ms-client-request-id", id);
     }
-    set(
-        "x-ms-routing-request-id",
-        &format!(
-            "SIMULATOR:{}:{request_id}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-        ),
-    );
-    if write {
-        set("x-ms-ratelimit-remaining-subscription-writes", "1199");
-    } else {
-        set("x-ms-ratelimit-remaining-subscription-reads", "11999");
+    for (name, value) in extra {
+        set(name, value);
     }
     for (name, value) in &response.headers {
         set(name, value);
