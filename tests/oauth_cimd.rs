@@ -16,7 +16,6 @@ mod common;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -24,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::facade::{encode, hidden, location, query, set_cookie};
+use common::facade::{encode, hidden, location, python_json, query, set_cookie};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
@@ -646,29 +645,6 @@ async fn without_the_ca_file_the_document_host_is_not_trusted() {
     assert_eq!(f.host.hits("/apps/cimd-test.json"), 0);
 }
 
-/// Runs `tests/interop/oauth_client.py` with `args`; the JSON it prints.
-async fn python_oauth_client(args: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/oauth_client.py");
-    // Async: the dev issuer and the document host are served by this
-    // test's runtime.
-    let output = tokio::process::Command::new(dep("WARDEN_TEST_PYTHON"))
-        .arg(script)
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "oauth_client.py failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("oauth_client.py printed no JSON ({e}): {stdout}\n{stderr}"))
-}
-
 /// The official Python MCP SDK (`OAuthClientProvider(client_metadata_url=
 /// ...)`) uses the document URL as its client id when the server
 /// advertises `client_id_metadata_document_supported`, instead of
@@ -693,15 +669,18 @@ async fn the_python_sdk_signs_in_with_a_metadata_document() {
     )
     .await;
 
-    let report = python_oauth_client(&[
-        &f.warden.url(),
-        "--persona",
-        "ada",
-        "--tool",
-        "whoami",
-        "--client-metadata-url",
-        &client_id,
-    ])
+    let report = python_json(
+        "oauth_client.py",
+        &[
+            &f.warden.url(),
+            "--persona",
+            "ada",
+            "--tool",
+            "whoami",
+            "--client-metadata-url",
+            &client_id,
+        ],
+    )
     .await;
 
     assert_eq!(report["client_id"], client_id.as_str(), "{report}");

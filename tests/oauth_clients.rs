@@ -10,34 +10,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
+use common::facade::python_json;
 use common::issuer::Issuer;
 use common::*;
 use serde_json::Value;
 use warden::identity::dev::DevUser;
-
-/// Runs `tests/interop/oauth_client.py` with `args`; the JSON it prints.
-async fn python_oauth_client(args: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/oauth_client.py");
-    // Async: the dev issuer is served by this test's runtime.
-    let output = tokio::process::Command::new(dep("WARDEN_TEST_PYTHON"))
-        .arg(script)
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "oauth_client.py failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("oauth_client.py printed no JSON ({e}): {stdout}\n{stderr}"))
-}
 
 #[tokio::test]
 async fn the_python_sdk_signs_in_through_the_facade_and_calls_a_tool() {
@@ -55,8 +32,11 @@ async fn the_python_sdk_signs_in_through_the_facade_and_calls_a_tool() {
         .unwrap();
     let warden = common::facade::start(&issuer, &demo_stdio("demo", "sdk-oauth"), None);
 
-    let report =
-        python_oauth_client(&[&warden.url(), "--persona", "ada", "--tool", "whoami"]).await;
+    let report = python_json(
+        "oauth_client.py",
+        &[&warden.url(), "--persona", "ada", "--tool", "whoami"],
+    )
+    .await;
 
     // The browser went through Warden's consent page, the issuer's sign-in
     // and Warden's callback, in that order.
@@ -153,15 +133,18 @@ async fn the_python_sdk_signs_in_to_warden_dev_as_a_persona() {
     let subscription = dev_json["subscriptions"][0]["id"].as_str().unwrap();
     let arguments = serde_json::json!({ "subscription": subscription }).to_string();
 
-    let report = python_oauth_client(&[
-        &running.mcp_url,
-        "--persona",
-        "reader",
-        "--tool",
-        "azure__arm_group_list",
-        "--arguments",
-        &arguments,
-    ])
+    let report = python_json(
+        "oauth_client.py",
+        &[
+            &running.mcp_url,
+            "--persona",
+            "reader",
+            "--tool",
+            "azure__arm_group_list",
+            "--arguments",
+            &arguments,
+        ],
+    )
     .await;
     assert_eq!(report["access_token_prefix"], "wdn_at_", "{report}");
     assert_eq!(report["is_error"], false, "{report}");

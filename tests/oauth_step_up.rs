@@ -584,13 +584,10 @@ async fn asking_for_the_step_up_scope_up_front_signs_in_with_mfa() {
 #[tokio::test]
 async fn the_python_sdk_steps_up_on_the_403_by_itself() {
     let f = start().await;
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop/oauth_step_up_client.py");
     let arguments = vm_args("sdk-step-up").to_string();
-    // Async: the dev issuer is served by this test's runtime.
-    let output = tokio::process::Command::new(dep("WARDEN_TEST_PYTHON"))
-        .arg(script)
-        .args([
+    let report = common::facade::python_json(
+        "oauth_step_up_client.py",
+        &[
             f.warden.url().as_str(),
             "--persona",
             "bob",
@@ -598,20 +595,9 @@ async fn the_python_sdk_steps_up_on_the_403_by_itself() {
             "echo",
             "--arguments",
             &arguments,
-        ])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "oauth_step_up_client.py failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}\n{stderr}"));
+        ],
+    )
+    .await;
 
     // The first call: denied, asking for MFA; the second: allowed, and run.
     assert_eq!(report["first"]["is_error"], true, "{report}");

@@ -202,3 +202,28 @@ pub async fn browse(base: &str, authorization_url: &str, persona: &str) -> Brows
         consent: page,
     }
 }
+
+/// Runs the Python script `tests/interop/<script>` (the pinned venv's
+/// interpreter) with `args`; the JSON it prints. Async, because the dev
+/// issuer and other servers of the calling test run on its runtime.
+pub async fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let output = tokio::process::Command::new(super::dep("WARDEN_TEST_PYTHON"))
+        .arg(path)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}\n{stderr}"))
+}
