@@ -28,6 +28,8 @@
 
 mod common;
 
+use common::facade::{Pkce, pkce};
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -37,7 +39,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::facade::encode;
 use common::{Client, call, connect_as, dep, free_port, request_id, text};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use warden::app::dev::{DevListeners, DevOptions, RunningDev};
 use warden::azure::sim::DEV_SUBSCRIPTION;
@@ -352,21 +353,6 @@ impl Dev {
         if let Some(running) = self.running.take() {
             running.stop().await.expect("warden dev stops cleanly");
         }
-    }
-}
-
-/// A PKCE verifier and its S256 challenge.
-struct Pkce {
-    verifier: String,
-    challenge: String,
-}
-
-fn pkce() -> Pkce {
-    let verifier = random_text();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    Pkce {
-        verifier,
-        challenge,
     }
 }
 

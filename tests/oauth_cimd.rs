@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::facade::{Pkce, pkce};
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,13 +23,10 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::facade::{encode, hidden, location, python_json, query, set_cookie};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use warden::identity::dev::DevUser;
@@ -286,22 +285,6 @@ async fn facade(answers: Vec<(&str, Answer)>, trust_ca: bool) -> Facade {
         host,
         http: common::facade::browser(),
         _files: files,
-    }
-}
-
-struct Pkce {
-    verifier: String,
-    challenge: String,
-}
-
-fn pkce() -> Pkce {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let verifier = URL_SAFE_NO_PAD.encode(bytes);
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    Pkce {
-        verifier,
-        challenge,
     }
 }
 

@@ -7,13 +7,14 @@
 
 mod common;
 
+use common::facade::{Pkce, pkce};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::facade::{encode, hidden, location, query, set_cookie};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use warden::identity::dev::DevUser;
 
 struct Facade {
@@ -42,22 +43,6 @@ async fn facade() -> Facade {
         warden,
         issuer,
         http: common::facade::browser(),
-    }
-}
-
-struct Pkce {
-    verifier: String,
-    challenge: String,
-}
-
-fn pkce() -> Pkce {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let verifier = URL_SAFE_NO_PAD.encode(bytes);
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    Pkce {
-        verifier,
-        challenge,
     }
 }
 
