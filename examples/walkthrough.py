@@ -11,7 +11,15 @@ Steps (each printed as it passes; any failure exits 1 with the reason):
    performed by Warden's built-in Azure tools against the ARM simulator;
 3. the developer tries to delete VM web-02: denied by policy (the role's
    NotActions), never sent to Azure;
-4. the audit log is checkpointed (SIGUSR1), exported as an evidence bundle
+4. when `warden dev` runs the official Azure MCP Server (its tools are
+   named `azmcp__*`), the same estate through it: the reader lists the VMs
+   of dev-web; the developer updates web-01's tags, and azmcp's own consent
+   prompt (an MCP elicitation) is relayed to this client, which accepts; the
+   developer may not delete web-02; the security manager's Key Vault secret
+   read is held for a security manager's approval (a JIT request), although
+   azmcp's arguments name the vault without its resource group. Skipped,
+   with a message, when azmcp is not running;
+5. the audit log is checkpointed (SIGUSR1), exported as an evidence bundle
    and verified offline with the public key, as an auditor would.
 
 Needs the `mcp` package (the test command installs it into .deps/venv).
@@ -31,7 +39,7 @@ from pathlib import Path
 
 import anyio
 import httpx2
-from mcp import ClientSession
+from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import PaginatedRequestParams
 
@@ -44,11 +52,11 @@ def step(text: str) -> None:
     print(f"ok  {text}", flush=True)
 
 
-async def with_session(url: str, token: str, work):
+async def with_session(url: str, token: str, work, elicitation_callback=None):
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0, read=120.0))
     async with http:
         async with streamable_http_client(url, http_client=http) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, elicitation_callback=elicitation_callback) as session:
                 await session.initialize()
                 return await work(session)
 
@@ -107,7 +115,17 @@ async def walkthrough(dev: dict, warden: str) -> None:
 
     await with_session(url, personas["developer"]["token"], developer)
 
-    # 4. Export and verify the audit log.
+    # 4. The same estate through the official Azure MCP Server.
+    if any(name.startswith("azmcp__") for name in reader_tools):
+        await through_azmcp(dev)
+    else:
+        print(
+            "skip the Azure MCP Server steps: warden dev is not running it "
+            "(install it with scripts/install-test-deps.sh, or pass --azure-mcp PATH)",
+            flush=True,
+        )
+
+    # 5. Export and verify the audit log.
     store, key = dev["store"], dev["audit_public_key"]
     if dev.get("pid"):
         os.kill(int(dev["pid"]), signal.SIGUSR1)  # checkpoint now rather than at the next interval
@@ -138,6 +156,54 @@ async def walkthrough(dev: dict, warden: str) -> None:
         if not report.get("ok"):
             raise Failed(f"the bundle's report is not ok: {report}")
         step(f"audit bundle exported and verified offline: {report['records']} records, {report['checkpoints']} checkpoints")
+
+
+async def through_azmcp(dev: dict) -> None:
+    url = dev["mcp_url"]
+    personas = dev["personas"]
+    dev_sub = next(s["id"] for s in dev["subscriptions"] if s["name"] == "Contoso Dev")
+    prod_sub = next(s["id"] for s in dev["subscriptions"] if s["name"] == "Contoso Prod")
+    web = {"subscription": dev_sub, "resource-group": "dev-web"}
+
+    async def reader(session: ClientSession):
+        listed = await session.call_tool("azmcp__compute_vm_get", web)
+        if listed.is_error or "web-01" not in text_of(listed):
+            raise Failed(f"the reader's VM list through azmcp failed: {text_of(listed)}")
+        step("reader lists the VMs of dev-web through the Azure MCP Server (azmcp__compute_vm_get)")
+
+    await with_session(url, personas["reader"]["token"], reader)
+
+    prompts: list[str] = []
+
+    async def consent(context, params: types.ElicitRequestParams):
+        # A person would read the prompt; the walkthrough accepts it.
+        prompts.append(params.message)
+        return types.ElicitResult(action="accept", content={})
+
+    async def developer(session: ClientSession):
+        updated = await session.call_tool("azmcp__compute_vm_update", {**web, "vm-name": "web-01", "tags": "reviewed=yes"})
+        if updated.is_error:
+            raise Failed(f"the developer's VM update through azmcp failed: {text_of(updated)}")
+        if not prompts:
+            raise Failed("azmcp's consent prompt did not reach the client")
+        step(f"developer updates VM web-01 through azmcp after accepting its prompt: {prompts[0].splitlines()[0][:80]}")
+        denied = await session.call_tool("azmcp__compute_vm_delete", {**web, "vm-name": "web-02"})
+        message = text_of(denied)
+        if not denied.is_error or "Denied by Warden policy" not in message:
+            raise Failed(f"deleting web-02 through azmcp was not denied by policy: {message}")
+        step("developer may not delete VM web-02 through azmcp either: Denied by Warden policy")
+
+    await with_session(url, personas["developer"]["token"], developer, elicitation_callback=consent)
+
+    async def security_manager(session: ClientSession):
+        args = {"subscription": prod_sub, "vault": "kv-security", "secret": "db-password"}
+        held = await session.call_tool("azmcp__keyvault_secret_get", args)
+        message = text_of(held)
+        if not held.is_error or not message.startswith("Held for approval"):
+            raise Failed(f"the secret read through azmcp was not held for approval: {message}")
+        step(f"security manager's Key Vault secret read through azmcp is held: {message.splitlines()[0][:100]}")
+
+    await with_session(url, personas["security-manager"]["token"], security_manager)
 
 
 def main() -> int:

@@ -31,15 +31,28 @@ done < .deps/paths.env
 step "cargo build --examples"
 cargo build --examples
 
+# The Azure MCP Server tests list the ARM routes azmcp called (and fail on any
+# the simulator did not serve); start from an empty list.
+AZMCP_ROUTES=target/tmp/azmcp-routes
+rm -rf "$AZMCP_ROUTES"
+
 if [[ "${WARDEN_TEST_RUNNER:-}" != cargo ]] && cargo nextest --version >/dev/null 2>&1; then
     # Criterion benches are not tests: they run once each in test mode below.
     step "cargo nextest run --lib --bins --tests --examples --no-fail-fast $*"
-    cargo nextest run --lib --bins --tests --examples --no-fail-fast "$@"
+    cargo nextest run --lib --bins --tests --examples --no-fail-fast "$@" || failed=$?
     runner=nextest
 else
     step "cargo test --lib --bins --tests --examples --no-fail-fast $*"
-    cargo test --lib --bins --tests --examples --no-fail-fast "$@"
+    cargo test --lib --bins --tests --examples --no-fail-fast "$@" || failed=$?
     runner=cargo
+fi
+
+if compgen -G "$AZMCP_ROUTES/*.txt" >/dev/null; then
+    step "ARM routes the Azure MCP Server called during the suite (method, pattern, api-version)"
+    sort -u "$AZMCP_ROUTES"/*.txt >&2
+fi
+if [[ ${failed:-0} -ne 0 ]]; then
+    exit "$failed"
 fi
 
 if [[ -f src/lib.rs ]]; then

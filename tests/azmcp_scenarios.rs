@@ -4,11 +4,13 @@
 //! personas call azmcp's tools through Warden's /mcp, and each call's
 //! audit intent names the resource it resolved to and that resource's
 //! facts. At the end the simulator must have served every route azmcp
-//! called.
+//! called; they are listed (see `common::azmcp_routes`).
 
 mod common;
 
-use common::{call, connect_as, records, request_id, text, wait_for_records};
+use common::{
+    RecordingClient, call, connect_as, connect_with, records, request_id, text, wait_for_records,
+};
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +66,38 @@ fn refused(result: &CallToolResult, what: &str) -> String {
     let body = text(result);
     assert_eq!(result.is_error, Some(true), "{what} ran: {body}");
     body
+}
+
+/// The simulator's `PUT`/`PATCH`/`DELETE` requests on a path that
+/// contains `name`, from its request log.
+async fn changes_to(arm_url: &str, name: &str) -> Vec<Value> {
+    let log: Value = reqwest::get(format!("{arm_url}/_sim/requests?limit=1000"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    log["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            matches!(r["method"].as_str(), Some("PUT" | "PATCH" | "DELETE"))
+                && r["path"].as_str().is_some_and(|p| p.contains(name))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Makes the simulator throttle its next `requests` ARM requests (0 ends
+/// it).
+async fn throttle(arm_url: &str, requests: u32) {
+    let answer = reqwest::Client::new()
+        .post(format!("{arm_url}/_sim/throttle?requests={requests}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{answer:?}");
 }
 
 fn persona_token(dev_json: &Value, name: &str) -> String {
@@ -159,6 +193,47 @@ async fn the_seed_scenarios_through_azmcp() {
         "{elicitations:?}"
     );
 
+    // A user who declines azmcp's prompt stops the change: Warden allowed
+    // and recorded the call, azmcp asked, the answer was no, and nothing
+    // reached Azure.
+    let (declining, said_no) = connect_with(
+        &running.mcp_url,
+        Some(&developer),
+        RecordingClient::declining(),
+    )
+    .await;
+    let declined = call(
+        &declining,
+        "azmcp__compute_vm_update",
+        json!({
+            "subscription": dev,
+            "resource-group": "dev-web",
+            "vm-name": "web-02",
+            "tags": "declined=yes",
+        }),
+    )
+    .await
+    .expect("compute_vm_update");
+    let answer = text(&declined);
+    assert!(
+        said_no
+            .seen()
+            .elicitations
+            .iter()
+            .any(|m| m.contains("compute_vm_update")),
+        "{:?}",
+        said_no.seen().elicitations
+    );
+    let intent = intent_of(&db, "azmcp__compute_vm_update").await;
+    assert_resolved(&intent, seed::VM_WEB_02);
+    assert_eq!(intent["decision"]["effect"], "allow", "{intent}");
+    let changes = changes_to(&running.arm_url, "web-02").await;
+    assert!(
+        changes.is_empty(),
+        "declined, yet {changes:?}; azmcp said {answer}"
+    );
+    drop(declining);
+
     let deleted = call(
         &client,
         "azmcp__compute_vm_delete",
@@ -204,11 +279,42 @@ async fn the_seed_scenarios_through_azmcp() {
     assert_resolved(&intent, seed::VM_PROD_WEB_01);
     let facts = &intent["operations"][0]["facts"];
     assert_eq!(facts["tags"]["env"], "prod", "{facts}");
+
+    // When ARM does not answer Warden's look-up (throttled here until the
+    // look-up's timeout), the facts are unavailable: a delete that might
+    // be env=prod is held for a grant, not allowed as untagged. The disk
+    // is in a dev group, which the Contributor could delete with facts.
+    throttle(&running.arm_url, 1_000).await;
+    let held = call(
+        &client,
+        "azmcp__compute_disk_delete",
+        json!({ "subscription": dev, "resource-group": "dev-data", "disk-name": "dev-data-disk01" }),
+    )
+    .await
+    .expect("compute_disk_delete");
+    throttle(&running.arm_url, 0).await;
+    let body = refused(&held, "the delete without facts");
+    assert!(
+        body.starts_with("Held for approval")
+            && body.contains("\"delete-without-facts-requires-jit\""),
+        "{body}"
+    );
+    let intent = intent_of(&db, "azmcp__compute_disk_delete").await;
+    let facts = &intent["operations"][0]["facts"];
+    assert_eq!(facts["completeness"], "unavailable", "{intent}");
+    assert_eq!(
+        intent["operations"][0]["resource_id"]
+            .as_str()
+            .map(str::to_ascii_lowercase),
+        Some(seed::DISK_DEV_DATA_01.to_ascii_lowercase()),
+        "{intent}"
+    );
     drop(client);
 
-    // 4. The security manager's secret read is privileged: held.
+    // 4. The security manager's secret read is privileged: held until
+    // approved.
     let security = persona_token(&dev_json, "security-manager");
-    let (client, _) = connect_as(&running.mcp_url, Some(&security)).await;
+    let (client, recording) = connect_as(&running.mcp_url, Some(&security)).await;
     let held = call(
         &client,
         "azmcp__keyvault_secret_get",
@@ -236,6 +342,46 @@ async fn the_seed_scenarios_through_azmcp() {
         intent["operations"][0]["facts"]["tags"]["env"], "prod",
         "{intent}"
     );
+
+    // A second security manager approves; the retried read runs, and
+    // azmcp, before it returns the secret, asks the user by elicitation.
+    // The JIT grant and the user's consent are both needed.
+    let approver = running
+        .issuer
+        .mint(&TokenOptions {
+            user: "sol.secops@contoso.dev".into(),
+            roles: vec!["SecurityManager".into()],
+            mfa: true,
+            ..TokenOptions::default()
+        })
+        .unwrap();
+    let approved = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/api/requests/{}/approve",
+            running.base_url,
+            request_id(&body)
+        ))
+        .bearer_auth(&approver)
+        .json(&json!({ "reason": "incident INC-7: rotate the database password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200, "{:?}", approved.text().await);
+    let read = call(
+        &client,
+        "azmcp__keyvault_secret_get",
+        json!({ "subscription": prod, "vault": "kv-security", "secret": seed::SECRET_DB_PASSWORD }),
+    )
+    .await
+    .expect("keyvault_secret_get");
+    let body = allowed(&read, "the approved secret read");
+    assert!(body.contains(seed::SECRET_DB_PASSWORD_VALUE), "{body}");
+    assert!(
+        !recording.seen().elicitations.is_empty(),
+        "azmcp returned a secret without asking"
+    );
+    let intent = intent_of(&db, "azmcp__keyvault_secret_get").await;
+    assert_eq!(intent["decision"]["effect"], "allow", "{intent}");
     drop(client);
 
     // 5. azmcp 2.0.5 has no role assignment create (only `role assignment
@@ -268,29 +414,33 @@ async fn the_seed_scenarios_through_azmcp() {
     assert_eq!(intent["decision"]["effect"], "allow", "{intent}");
     drop(client);
 
-    // 6. The simulator served every route it was called for (azmcp's
-    // calls, Warden's fact look-ups and warden dev's setup), listed here.
-    let calls: Value = reqwest::get(format!("{}/_sim/calls", running.arm_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    eprintln!("the simulator served:");
-    for c in calls.as_array().into_iter().flatten() {
-        eprintln!(
-            "  {} {} api-version={}",
-            c["method"].as_str().unwrap_or_default(),
-            c["path"].as_str().unwrap_or_default(),
-            c["api_version"].as_str().unwrap_or_default()
-        );
-    }
-    let unserved: Value = reqwest::get(format!("{}/_sim/unserved", running.arm_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(unserved, json!([]), "unserved: {unserved:#}");
+    // ... and a role assignment is privileged: without a grant it is held,
+    // never run. Through Warden's own tool, since azmcp 2.0.5 has none.
+    let (client, _) = connect_as(&running.mcp_url, Some(&security)).await;
+    let held = call(
+        &client,
+        "azure__arm_role_assignment_create",
+        json!({
+            "scope": seed::RG_DEV_WEB,
+            "principal-id": "0b8f7d1e-2c3a-4e5f-8a9b-1c2d3e4f5a6b",
+            "role-definition-id": seed::ROLE_READER,
+        }),
+    )
+    .await
+    .expect("arm_role_assignment_create");
+    let body = refused(&held, "the role assignment");
+    assert!(body.starts_with("Held for approval"), "{body}");
+    let intent = intent_of(&db, "azure__arm_role_assignment_create").await;
+    assert_eq!(intent["operations"][0]["class"], "privileged", "{intent}");
+    drop(client);
+
+    // 6. The simulator served every route azmcp called; the routes are
+    // listed (and scripts/test.sh prints the suite's union).
+    common::azmcp_routes::check_azmcp_routes(
+        &running.arm_url,
+        warden::identity::dev::DEV_AZMCP_CLIENT,
+        "azmcp_scenarios",
+    )
+    .await;
     running.stop().await.unwrap();
 }

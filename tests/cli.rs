@@ -232,13 +232,24 @@ async fn the_walkthrough_passes_against_a_fresh_warden_dev() {
         "{stdout}{}",
         String::from_utf8_lossy(&walkthrough.stderr)
     );
-    for step in [
+    let mut steps = vec![
         "reader lists",
         "developer starts VM web-01 in dev-web",
         "developer may not delete VM web-02: Denied by Warden policy",
         "audit bundle exported and verified offline",
         "walkthrough passed",
-    ] {
+    ];
+    // The install script always installs the Azure MCP Server, and warden
+    // dev finds it under .deps/: the walkthrough's azmcp steps must run.
+    if deps().contains_key("WARDEN_TEST_AZMCP") {
+        steps.extend([
+            "reader lists the VMs of dev-web through the Azure MCP Server",
+            "developer updates VM web-01 through azmcp after accepting its prompt",
+            "developer may not delete VM web-02 through azmcp either",
+            "security manager's Key Vault secret read through azmcp is held",
+        ]);
+    }
+    for step in steps {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
 }

@@ -235,6 +235,7 @@ async fn azmcp_runs_behind_warden_dev_offline() {
     for host in running.proxy().refused_hosts() {
         assert!(is_expendable(&host), "azmcp needed {host}: {hosts:?}");
     }
+    common::azmcp_routes::check_azmcp_routes(&running.arm_url, DEV_AZMCP_CLIENT, "dev_azmcp").await;
     drop(client);
     running.stop().await.unwrap();
 }

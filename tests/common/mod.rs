@@ -3,6 +3,7 @@
 //! gateway relays to it.
 #![allow(dead_code, deprecated)]
 
+pub mod azmcp_routes;
 pub mod facade;
 pub mod gate;
 pub mod inproc;
@@ -502,14 +503,25 @@ pub struct Seen {
     pub cancelled_by_server: Vec<String>,
 }
 
-/// An MCP client that answers elicitation ("Ada"), sampling ("42") and
-/// roots (`file:///work`), and records every notification.
+/// An MCP client that answers elicitation ("Ada", or a decline when
+/// `declines`), sampling ("42") and roots (`file:///work`), and records
+/// every notification.
 #[derive(Clone, Default)]
 pub struct RecordingClient {
     pub seen: Arc<Mutex<Seen>>,
+    /// Answer every elicitation with `decline`, as a user who says no.
+    pub declines: bool,
 }
 
 impl RecordingClient {
+    /// A client whose user declines every elicitation.
+    pub fn declining() -> Self {
+        Self {
+            declines: true,
+            ..Self::default()
+        }
+    }
+
     pub fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().expect("seen lock")
     }
@@ -562,6 +574,9 @@ impl ClientHandler for RecordingClient {
             self.seen().cancelled_by_server.push(message);
             return Err(McpError::internal_error("cancelled", None));
         }
+        if self.declines {
+            return Ok(ElicitResult::new(ElicitationAction::Decline));
+        }
         Ok(ElicitResult::new(ElicitationAction::Accept)
             .with_content(serde_json::json!({ "name": "Ada" })))
     }
@@ -612,11 +627,19 @@ pub async fn connect(url: &str) -> (Client, RecordingClient) {
 
 /// Connects a recording client to `url` with an optional bearer token.
 pub async fn connect_as(url: &str, token: Option<&str>) -> (Client, RecordingClient) {
+    connect_with(url, token, RecordingClient::default()).await
+}
+
+/// Connects `handler` to `url` with an optional bearer token.
+pub async fn connect_with(
+    url: &str,
+    token: Option<&str>,
+    handler: RecordingClient,
+) -> (Client, RecordingClient) {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     if let Some(token) = token {
         config = config.auth_header(token.to_owned());
     }
-    let handler = RecordingClient::default();
     let client = handler
         .clone()
         .serve(StreamableHttpClientTransport::from_config(config))

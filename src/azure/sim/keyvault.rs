@@ -225,10 +225,11 @@ async fn answer(
         now: Utc::now(),
     };
     let db = shared.db.clone();
-    let (method, url, api_version) = (
+    let (method, url, api_version, caller) = (
         request.method.to_string(),
         request.url.clone(),
         request.api_version.clone(),
+        request.caller.clone(),
     );
     let outcome = tokio::task::spawn_blocking(move || {
         let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
@@ -241,6 +242,7 @@ async fn answer(
                 &method,
                 outcome.pattern.as_deref().unwrap_or(&url),
                 &api_version,
+                &caller,
                 outcome.pattern.is_none(),
             );
             outcome.response

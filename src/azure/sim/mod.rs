@@ -82,7 +82,8 @@
 //!   MethodNotAllowed` for a method it does not handle on a known path, Key
 //!   Vault's `404 NotFound` on its data plane) naming the method, path and
 //!   `api-version`, and listed by [`Simulator::unserved`] and `GET
-//!   /_sim/unserved` (`[{method, path, api_version, count}]`, the path as
+//!   /_sim/unserved` (`[{method, path, api_version, caller, count}]`,
+//!   `caller` as the activity log's, the path as
 //!   sent); served requests are listed by [`Simulator::calls`] and `GET
 //!   /_sim/calls` with the route's pattern as `path`
 //!   (`/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{name}`,
@@ -281,6 +282,9 @@ pub struct SimCall {
     pub method: String,
     pub path: String,
     pub api_version: String,
+    /// Who asked: the token's app (client) id for an application, its
+    /// object id for a user (as the activity log's `caller`).
+    pub caller: String,
     pub count: u64,
 }
 
@@ -292,18 +296,15 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn note(list: &mut Vec<SimCall>, method: &str, path: &str, api_version: &str) {
-        match list
-            .iter_mut()
-            .find(|c| c.method == method && c.path == path && c.api_version == api_version)
-        {
+    fn note(list: &mut Vec<SimCall>, asked: SimCall) {
+        match list.iter_mut().find(|c| {
+            c.method == asked.method
+                && c.path == asked.path
+                && c.api_version == asked.api_version
+                && c.caller == asked.caller
+        }) {
             Some(call) => call.count += 1,
-            None => list.push(SimCall {
-                method: method.to_owned(),
-                path: path.to_owned(),
-                api_version: api_version.to_owned(),
-                count: 1,
-            }),
+            None => list.push(asked),
         }
     }
 }
@@ -374,13 +375,20 @@ struct Shared {
 impl Shared {
     /// Records a request that reached routing: served (`path` its route's
     /// pattern) or not (`path` as sent).
-    fn note(&self, method: &str, path: &str, api_version: &str, unserved: bool) {
+    fn note(&self, method: &str, path: &str, api_version: &str, caller: &str, unserved: bool) {
+        let asked = SimCall {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            api_version: api_version.to_owned(),
+            caller: caller.to_owned(),
+            count: 1,
+        };
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         if unserved {
-            info!(%method, %path, %api_version, "ARM simulator: request not served");
-            Ledger::note(&mut ledger.unserved, method, path, api_version);
+            info!(%method, %path, %api_version, %caller, "ARM simulator: request not served");
+            Ledger::note(&mut ledger.unserved, asked);
         } else {
-            Ledger::note(&mut ledger.calls, method, path, api_version);
+            Ledger::note(&mut ledger.calls, asked);
         }
     }
 }
@@ -696,10 +704,11 @@ async fn handle(
     let db = shared.db.clone();
     let settings = shared.settings.clone();
     let pattern = routes::path_pattern(&request.segments);
-    let (method, path, api_version) = (
+    let (method, path, api_version, caller) = (
         request.method.to_string(),
         request.path.clone(),
         request.api_version.clone(),
+        request.caller.name(),
     );
     let outcome = tokio::task::spawn_blocking(move || {
         let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
@@ -709,7 +718,7 @@ async fn handle(
     match outcome {
         Ok(response) => {
             let path = if response.unserved { &path } else { &pattern };
-            shared.note(&method, path, &api_version, response.unserved);
+            shared.note(&method, path, &api_version, &caller, response.unserved);
             response
         }
         Err(e) => {
