@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::identity::dev::test_support::{Served, serve};
-use crate::identity::dev::{DEV_CLIENT_APP, DEV_CONFIDENTIAL_CLIENT, TokenOptions};
+use crate::identity::dev::{DEV_CLIENT_APP, TokenOptions};
 
 const API: &str = "2024-03-01";
 
@@ -1481,7 +1481,7 @@ async fn resource_graph_pages_and_refuses_like_azure() {
             method: "GET".into(),
             path: "/providers/Microsoft.ResourceGraph/resources".into(),
             api_version: GRAPH.into(),
-            caller: DEV_CONFIDENTIAL_CLIENT.into(),
+            caller: DEV_CLIENT_APP.into(),
             count: 1,
         }]
     );
@@ -1891,7 +1891,7 @@ async fn key_vault_serves_secrets() {
             method: "GET".into(),
             path: "https://kv-security.vault.azure.net/keys".into(),
             api_version: "7.5".into(),
-            caller: DEV_CONFIDENTIAL_CLIENT.into(),
+            caller: DEV_CLIENT_APP.into(),
             count: 1,
         }]
     );
@@ -2301,21 +2301,21 @@ async fn unserved_requests_and_served_calls_are_recorded() {
             method: "GET".into(),
             path: format!("/subscriptions/{DEV_SUBSCRIPTION}/providers/Microsoft.Web/sites"),
             api_version: "2023-12-01".into(),
-            caller: DEV_CONFIDENTIAL_CLIENT.into(),
+            caller: DEV_CLIENT_APP.into(),
             count: 2,
         },
         SimCall {
             method: "GET".into(),
             path: format!("{RG_DEV_WEB}/providers/Microsoft.Compute/snapshots"),
             api_version: "2024-03-02".into(),
-            caller: DEV_CONFIDENTIAL_CLIENT.into(),
+            caller: DEV_CLIENT_APP.into(),
             count: 1,
         },
         SimCall {
             method: "DELETE".into(),
             path: "/nothing/here".into(),
             api_version: "1".into(),
-            caller: DEV_CONFIDENTIAL_CLIENT.into(),
+            caller: DEV_CLIENT_APP.into(),
             count: 1,
         },
     ];
