@@ -256,11 +256,11 @@ async fn pipeline(config: &Config, arm: Option<Arc<ArmClient>>) -> anyhow::Resul
     let metrics = Metrics::new();
     let (catalog, policy) = load_catalog_and_policy(config)?;
     let risk = Arc::new(risk_stage(config)?);
-    let store = &config.store.path;
-    let audit = Audit::open(store, config.audit.clone(), metrics.clone())
+    let store = config.store.location();
+    let audit = Audit::open(&store, config.audit.clone(), metrics.clone())
         .await
-        .with_context(|| format!("opening the audit log {}", store.display()))?;
-    tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), store = %store.display(), "audit log open");
+        .with_context(|| format!("opening the audit log {store}"))?;
+    tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), %store, "audit log open");
     let facts = Arc::new(facts_stage(config, arm, &metrics));
     let composed = compose(config, audit.clone(), metrics, catalog, facts, policy, risk).await;
     if composed.is_err() {
@@ -281,13 +281,13 @@ async fn compose(
     policy: Engine,
     risk: Arc<Risk>,
 ) -> anyhow::Result<Pipeline> {
-    let store = &config.store.path;
+    let store = config.store.location();
     if risk.enabled() {
         let rows = audit
             .store()
             .reader()
             .and_then(|reader| reader.baselines())
-            .with_context(|| format!("reading the risk baselines from {}", store.display()))?;
+            .with_context(|| format!("reading the risk baselines from {store}"))?;
         let stored = rows.len();
         let loaded = risk.load(rows);
         tracing::info!(
@@ -298,13 +298,8 @@ async fn compose(
     } else {
         tracing::info!("risk scoring is off ([risk] enabled = false)");
     }
-    let approvals = Approvals::open(
-        config.approvals.clone(),
-        audit.clone(),
-        store,
-        metrics.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("loading JIT approvals from {}: {e}", store.display()))?;
+    let approvals = Approvals::open(config.approvals.clone(), audit.clone(), metrics.clone())
+        .map_err(|e| anyhow::anyhow!("loading JIT approvals from {store}: {e}"))?;
     let pipeline = Pipeline::new(Stages {
         identity: Authenticator::start(config.identity.clone(), reqwest::Client::new()),
         metrics,

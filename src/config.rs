@@ -14,12 +14,55 @@ use crate::audit::AuditConfig;
 use crate::identity::IdentityConfig;
 use crate::policy::PolicyConfig;
 
-/// `[store]`: the embedded SQLite file.
-#[derive(Debug, Clone, Deserialize)]
+/// `[store]`: the embedded SQLite file (`path`), or a PostgreSQL database
+/// that replicas share (`url`); exactly one of them.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// The SQLite file (created if missing; relative to the config file).
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `postgres://user@host:port/db` (libpq's URL form; a schema is chosen
+    /// with `?options=-c%20search_path%3D<schema>`).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// A SQLite store at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            path: Some(path.into()),
+            url: None,
+        }
+    }
+
+    /// Where the store is (after [`Config::validate`], exactly one is set).
+    pub fn location(&self) -> crate::store::Location {
+        match (&self.url, &self.path) {
+            (Some(url), _) => crate::store::Location::Postgres(url.clone()),
+            (None, Some(path)) => crate::store::Location::Sqlite(path.clone()),
+            (None, None) => crate::store::Location::Sqlite(PathBuf::new()),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match (&self.path, &self.url) {
+            (Some(_), Some(_)) => {
+                Err("store: set path (SQLite) or url (PostgreSQL), not both".into())
+            }
+            (None, None) => Err("store: set path (a SQLite file) or url (postgres://...)".into()),
+            (Some(path), None) if path.as_os_str().is_empty() => {
+                Err("store.path: must name a file".into())
+            }
+            (None, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                Err("store.url: must be a postgres:// or postgresql:// URL".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[catalog]`: tool → Azure operations.
@@ -276,8 +319,10 @@ impl Config {
         })?;
         // Files named in the config are relative to the config file.
         let base = path.parent().unwrap_or(Path::new(""));
-        if config.store.path.is_relative() {
-            config.store.path = base.join(&config.store.path);
+        if let Some(store) = &mut config.store.path
+            && store.is_relative()
+        {
+            *store = base.join(&*store);
         }
         config.audit.resolve(base);
         config.policy.resolve(base);
@@ -327,9 +372,7 @@ impl Config {
         if let Some(azure) = &self.azure {
             azure.validate()?;
         }
-        if self.store.path.as_os_str().is_empty() {
-            return Err("store.path: must name a file".into());
-        }
+        self.store.validate()?;
         let server = &self.server;
         if server.max_body_bytes < 1024 {
             return Err("server.max_body_bytes: must be at least 1024".into());
@@ -575,7 +618,10 @@ mod tests {
             Path::new("/etc/warden/warden.toml"),
         )
         .unwrap();
-        assert_eq!(config.store.path, Path::new("/etc/warden/w.db"));
+        assert_eq!(
+            config.store.path.as_deref(),
+            Some(Path::new("/etc/warden/w.db"))
+        );
         assert_eq!(
             config.audit.signing_key,
             Path::new("/etc/warden/keys/s.key")

@@ -278,7 +278,7 @@ async fn a_security_manager_signs_in_with_entra_and_approves_a_held_call() {
     assert_eq!(signed["details"]["method"], "entra");
     assert!(signed["principal"].to_string().contains("sam"), "{signed}");
     // The session is in the store: a principal, never a token.
-    let reader = warden::store::Reader::open(&p.warden.db()).unwrap();
+    let reader = warden::store::Reader::open(p.warden.db()).unwrap();
     let sessions = reader.state("admin.session", chrono::Utc::now()).unwrap();
     assert_eq!(sessions.len(), 1);
     let stored = String::from_utf8_lossy(&sessions[0].1).into_owned();

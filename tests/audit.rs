@@ -622,7 +622,7 @@ async fn checkpoints_on_demand_heartbeats_when_idle_and_a_held_lock_refuses() {
         mut warden,
     } = audited("checkpoint_interval = \"1h\"\nheartbeat_interval = \"1s\"\n");
     let checkpoints = || {
-        warden::store::Reader::open(&warden.db())
+        warden::store::Reader::open(warden.db())
             .unwrap()
             .checkpoints()
             .unwrap()

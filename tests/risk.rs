@@ -340,7 +340,7 @@ async fn a_delete_burst_is_held_alerted_once_and_remembered_across_a_restart() {
     };
     drop((carol, dave));
     gate.warden.stop().expect("a clean shutdown");
-    let stored = warden::store::Reader::open(&gate.warden.db())
+    let stored = warden::store::Reader::open(gate.warden.db())
         .unwrap()
         .baselines()
         .unwrap();

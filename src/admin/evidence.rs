@@ -3,13 +3,11 @@
 //! to look up in an export or `warden audit verify`), recent risk alerts,
 //! and the policy set in force.
 
-use std::path::Path;
-
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::approvals::{Ask, Request};
-use crate::store::{Reader, StoreError};
+use crate::store::{Location, Reader, StoreError};
 
 /// One audit record, as the auditor's view lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,7 +99,7 @@ fn row(seq: i64, bytes: &[u8]) -> Option<Row> {
 
 /// The records of `request`: its approval records and those of the call
 /// that asked and the call that used it, in log order.
-pub fn of_request(db: &Path, request: &Request) -> Result<Vec<Row>, StoreError> {
+pub fn of_request(db: &Location, request: &Request) -> Result<Vec<Row>, StoreError> {
     let reader = Reader::open(db)?;
     let mut rows = Vec::new();
     let calls = [&request.call_id, &request.used_by];
@@ -128,7 +126,7 @@ pub fn of_request(db: &Path, request: &Request) -> Result<Vec<Row>, StoreError> 
 }
 
 /// The newest risk alerts, newest first.
-pub fn risk_alerts(db: &Path, limit: usize) -> Result<Vec<Alert>, StoreError> {
+pub fn risk_alerts(db: &Location, limit: usize) -> Result<Vec<Alert>, StoreError> {
     let reader = Reader::open(db)?;
     Ok(reader
         .latest_of_kind("risk_alert", limit)?
@@ -168,7 +166,7 @@ pub fn risk_alerts(db: &Path, limit: usize) -> Result<Vec<Alert>, StoreError> {
 }
 
 /// The policy set loaded last.
-pub fn policy_in_force(db: &Path) -> Result<Option<PolicyInForce>, StoreError> {
+pub fn policy_in_force(db: &Location) -> Result<Option<PolicyInForce>, StoreError> {
     let reader = Reader::open(db)?;
     Ok(reader
         .latest_of_kind("policy_load", 1)?

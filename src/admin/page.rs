@@ -734,7 +734,7 @@ async fn show(
     };
     let facts = page.approvals.facts(&id);
     let records =
-        evidence::of_request(page.approvals.store_path(), &request).map_err(|e| e.to_string());
+        evidence::of_request(page.approvals.store_location(), &request).map_err(|e| e.to_string());
     let draft = signed
         .draft
         .as_ref()
@@ -782,7 +782,7 @@ async fn audit(
     filter.status.get_or_insert_with(String::new);
     filter.limit = Some(filter.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000));
     let history = page.approvals.listing(who, &filter);
-    let db = page.approvals.store_path();
+    let db = page.approvals.store_location();
     let alerts = evidence::risk_alerts(db, 100).map_err(|e| e.to_string());
     let policy = evidence::policy_in_force(db).map_err(|e| e.to_string());
     let body = views::audit(&history, &filter, &alerts, &policy, Utc::now());
@@ -1517,7 +1517,6 @@ mod tests {
             Approvals::open(
                 ApprovalsConfig::default(),
                 audit.clone(),
-                &dir.path().join("no-such-store.db"),
                 crate::metrics::Metrics::new(),
             )
             .expect("approvals"),

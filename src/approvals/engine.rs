@@ -246,19 +246,18 @@ fn party(p: &Principal) -> Party {
 }
 
 impl Approvals {
-    /// Rebuilds the state from the `approval` records of the store at
-    /// `store_path` (the last record of a request is its state).
+    /// Rebuilds the state from the `approval` records of the audit log's
+    /// store (the last record of a request is its state).
     pub fn open(
         config: ApprovalsConfig,
         audit: Arc<Audit>,
-        store_path: &std::path::Path,
         metrics: crate::metrics::Metrics,
     ) -> Result<Approvals, String> {
         config.validate()?;
         let mut state = State::default();
         let mut facts = HashMap::new();
-        if store_path.is_file() {
-            let reader = crate::store::Reader::open(store_path).map_err(|e| e.to_string())?;
+        {
+            let reader = audit.store().reader().map_err(|e| e.to_string())?;
             for (id, bytes) in reader.approval_facts().map_err(|e| e.to_string())? {
                 match serde_json::from_slice::<Facts>(&bytes) {
                     Ok(f) => drop(facts.insert(id, f)),
@@ -311,9 +310,9 @@ impl Approvals {
         &self.config
     }
 
-    /// The store file the audit log (and so every request's records) is in.
-    pub fn store_path(&self) -> &std::path::Path {
-        self.audit.store().path()
+    /// The store the audit log (and so every request's records) is in.
+    pub fn store_location(&self) -> &crate::store::Location {
+        self.audit.store().location()
     }
 
     /// The lifecycle rules of `[approvals]`.

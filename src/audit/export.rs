@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::note::VerifierKey;
 use super::record::{Kind, Record};
 use super::verify::{CheckpointInput, Report, Verifier};
-use crate::store::{APPEND_ONLY_TRIGGERS, Reader, StoreError};
+use crate::store::{APPEND_ONLY_TRIGGERS, Location, Reader, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -177,7 +177,7 @@ impl AtomicFile {
 
 /// Exports the store at `db` into `out`.
 pub fn export(
-    db: &Path,
+    db: impl Into<Location>,
     out: &Path,
     format: Format,
     filter: Filter,
@@ -484,8 +484,9 @@ fn bundle(reader: &Reader, out: &Path) -> Result<Exported, ExportError> {
     })
 }
 
-/// Verifies a store file against the trusted key.
-pub fn verify_store(db: &Path, key: VerifierKey) -> Result<Report, ExportError> {
+/// Verifies a store (a SQLite file or a PostgreSQL database) against the
+/// trusted key.
+pub fn verify_store(db: impl Into<Location>, key: VerifierKey) -> Result<Report, ExportError> {
     let reader = Reader::open(db)?;
     let checkpoints = reader
         .checkpoints()?

@@ -257,7 +257,7 @@ impl Audit {
     /// frontier, rotates the signing key if configured, closes the calls a
     /// crash interrupted, and writes `log_start` and a checkpoint.
     pub async fn open(
-        store_path: &Path,
+        store: impl Into<crate::store::Location>,
         config: AuditConfig,
         metrics: Metrics,
     ) -> Result<Arc<Self>, AuditError> {
@@ -271,7 +271,7 @@ impl Audit {
         let hook_frontier = frontier.clone();
         let hook_metrics = metrics.clone();
         let opened = Store::open(
-            store_path,
+            store,
             Box::new(move |_, leaves: &[Hash]| {
                 let mut f = hook_frontier.lock().expect("frontier lock");
                 for leaf in leaves {

@@ -1,8 +1,9 @@
 //! `warden audit`: keys, offline verification, export, live tail.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use warden::audit::export;
+use warden::store::Location;
 
 use super::output::{self, errln, out, outln};
 
@@ -24,9 +25,9 @@ pub enum AuditCommand {
     /// Verify a log offline; exit 0 when it verifies, 1 when it does not,
     /// 2 when it cannot be read.
     Verify {
-        /// A Warden store file.
-        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
-        db: Option<PathBuf>,
+        /// A Warden store: a SQLite file or a postgres:// URL.
+        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle", value_parser = parse_store)]
+        db: Option<Location>,
         /// An export bundle directory.
         #[arg(long)]
         bundle: Option<PathBuf>,
@@ -39,8 +40,9 @@ pub enum AuditCommand {
     },
     /// Export records for auditors (bundle) or for SIEMs and sampling.
     Export {
-        #[arg(long)]
-        db: PathBuf,
+        /// A Warden store: a SQLite file or a postgres:// URL.
+        #[arg(long, value_parser = parse_store)]
+        db: Location,
         /// Output directory (created if missing).
         #[arg(long)]
         out: PathBuf,
@@ -64,12 +66,21 @@ pub enum AuditCommand {
     },
     /// Print records as they are appended (JSON Lines), until interrupted.
     Tail {
-        #[arg(long)]
-        db: PathBuf,
+        /// A Warden store: a SQLite file or a postgres:// URL.
+        #[arg(long, value_parser = parse_store)]
+        db: Location,
         /// Start at this sequence number (default: only new records).
         #[arg(long)]
         from_seq: Option<u64>,
     },
+}
+
+/// `--db`: a `postgres://` URL or a SQLite file's path.
+fn parse_store(text: &str) -> Result<Location, String> {
+    if text.is_empty() {
+        return Err("name a SQLite file or a postgres:// URL".into());
+    }
+    Ok(Location::parse(text))
 }
 
 /// Exit status of `warden audit verify` when the log does not verify.
@@ -164,7 +175,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
 /// Follows the store read-only, printing new records as JSON Lines, until
 /// interrupted or until its reader closes stdout (noticed at the next
 /// record, as `tail -f` does).
-fn tail(db: &Path, from_seq: Option<u64>) -> anyhow::Result<()> {
+fn tail(db: &Location, from_seq: Option<u64>) -> anyhow::Result<()> {
     let reader = warden::store::Reader::open(db)?;
     let mut next = match from_seq {
         Some(seq) => seq as i64,

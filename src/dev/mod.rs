@@ -314,7 +314,7 @@ args = ["dev", "sample-upstream"]
     };
     let source = Path::new("<warden dev defaults>");
     let mut config = Config::parse(&text, source)?;
-    config.store.path = data_dir.join("warden.db");
+    config.store = crate::config::StoreConfig::sqlite(data_dir.join("warden.db"));
     config.audit.resolve(data_dir);
     config.policy.dir = policies.to_owned();
     identity
@@ -396,7 +396,10 @@ mod tests {
             crate::config::UpstreamKind::Builtin { .. }
         ));
         assert_eq!(config.policy.dir, Path::new("/tmp/dev/policies"));
-        assert_eq!(config.store.path, Path::new("/tmp/dev/warden.db"));
+        assert_eq!(
+            config.store.location(),
+            crate::store::Location::Sqlite("/tmp/dev/warden.db".into())
+        );
         assert_eq!(
             config.audit.signing_key,
             Path::new("/tmp/dev/audit-signing.key")

@@ -292,7 +292,7 @@ impl OAuthService {
         }
         let store = parts.audit.store().clone();
         let now = Utc::now();
-        let (book, consents, browsers) = match Reader::open(store.path()) {
+        let (book, consents, browsers) = match store.reader() {
             Ok(reader) => load(&reader, now).map_err(|e| e.to_string())?,
             Err(_) => (Book::default(), Consents::default(), HashMap::new()),
         };

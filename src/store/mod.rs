@@ -1,14 +1,23 @@
-//! The one seam for state (docs/ARCHITECTURE.md, storage). The embedded default is one SQLite
-//! file in WAL mode with `synchronous=FULL`; every write goes through one
-//! writer thread that **group-commits**: appends that arrive while a
-//! transaction is being made durable share the next one, and each caller is
-//! released only once its batch has been fsync'd.
+//! The one seam for state (docs/ARCHITECTURE.md, storage). Two backends
+//! keep the same tables with the same guarantees:
 //!
-//! The audit tables are append-only at the store: triggers abort any UPDATE
-//! or DELETE. Sequence numbers are assigned here, by the writer, in commit
-//! order (not by a database sequence), so they are contiguous by
-//! construction; the [`Sealer`] that a caller hands in turns its sequence
-//! number into the record's bytes.
+//! * **SQLite** (`sqlite.rs`, the embedded default): one file in WAL mode
+//!   with `synchronous=FULL`, written by one process.
+//! * **PostgreSQL** (`postgres.rs`, `[store] url = "postgres://..."`): one
+//!   database shared by several Warden replicas, its schema migrated at
+//!   start, every commit flushed (`synchronous_commit = on`).
+//!
+//! Every write goes through one writer thread per process that
+//! **group-commits** (`writer.rs`): appends that arrive while a transaction
+//! is being made durable share the next one, and each caller is released
+//! only once its batch has committed.
+//!
+//! The audit tables are append-only at the store (triggers abort any UPDATE
+//! or DELETE). Sequence numbers are assigned by the writer in commit order
+//! (not by a database sequence), so they are contiguous by construction;
+//! the [`Sealer`] that a caller hands in turns its sequence number into the
+//! record's bytes. On PostgreSQL the replicas share one sequence: each
+//! transaction that appends locks the log's head row first.
 //!
 //! Risk baselines (`risk_baselines`, one row per principal) are state, not
 //! audit: they are replaced as principals are learned, through the same
@@ -26,67 +35,84 @@
 //! [`Reader::state`]. Its owners keep it in memory and write it through
 //! here, durably, before they answer.
 
+pub mod postgres;
+mod sqlite;
+mod writer;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-/// Most jobs one transaction takes (bounds the latency of the first caller).
-const MAX_BATCH: usize = 4096;
-/// How long a write waits for another process's lock before it fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where the store is: a SQLite file or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    /// A `postgres://` (or `postgresql://`) URL, as libpq takes it.
+    Postgres(String),
+}
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit_records (
-    seq           INTEGER PRIMARY KEY,
-    ts            TEXT    NOT NULL,
-    kind          TEXT    NOT NULL,
-    call_id       TEXT,
-    principal_oid TEXT,
-    tool          TEXT,
-    decision      TEXT,
-    leaf_hash     BLOB    NOT NULL,
-    record        BLOB    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_records_call ON audit_records(call_id) WHERE call_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records(ts);
-CREATE INDEX IF NOT EXISTS audit_records_kind ON audit_records(kind, seq);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-    id       INTEGER PRIMARY KEY,
-    size     INTEGER NOT NULL,
-    root     BLOB    NOT NULL,
-    frontier BLOB    NOT NULL,
-    note     TEXT    NOT NULL,
-    created  TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS risk_baselines (
-    principal TEXT PRIMARY KEY,
-    state     BLOB NOT NULL,
-    updated   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS approval_facts (
-    request_id TEXT PRIMARY KEY,
-    facts      BLOB NOT NULL,
-    created    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS state (
-    ns      TEXT NOT NULL,
-    key     TEXT NOT NULL,
-    value   BLOB NOT NULL,
-    expires TEXT,
-    PRIMARY KEY (ns, key)
-);
-CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
-    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records
-    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
-    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
-    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
-";
+impl Location {
+    /// A `postgres://` or `postgresql://` URL is a PostgreSQL store;
+    /// anything else is a SQLite file's path.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Location::Postgres(text.to_owned())
+        } else {
+            Location::Sqlite(PathBuf::from(text))
+        }
+    }
+
+    /// The SQLite file, if it is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Location::Sqlite(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+}
+
+/// The path, or the URL without its password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&postgres::redacted(url)),
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Location {
+        Location::Sqlite(path.to_owned())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(path: &PathBuf) -> Location {
+        Location::Sqlite(path.clone())
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Location {
+        Location::Sqlite(path)
+    }
+}
+
+impl From<&Location> for Location {
+    fn from(location: &Location) -> Location {
+        location.clone()
+    }
+}
+
+/// What walks `(seq, record bytes)` rows for a backend's reader.
+type SeqVisitor<'a> = dyn FnMut(i64, &[u8]) -> Result<(), StoreError> + 'a;
+
+/// Now, as the stores' `updated`/`created` columns keep it.
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
 
 /// The four append-only triggers, by name (the verifier warns if one is gone).
 pub const APPEND_ONLY_TRIGGERS: [&str; 4] = [
@@ -98,8 +124,8 @@ pub const APPEND_ONLY_TRIGGERS: [&str; 4] = [
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store {path}: {reason}")]
-    Open { path: PathBuf, reason: String },
+    #[error("cannot open the store {store}: {reason}")]
+    Open { store: String, reason: String },
     #[error("the store is not writable: {0}")]
     Write(String),
     #[error("a record could not be sealed: {0}")]
@@ -108,14 +134,6 @@ pub enum StoreError {
     Stopped,
     #[error("reading the store failed: {0}")]
     Read(String),
-}
-
-fn write_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Write(e.to_string())
-}
-
-fn read_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Read(e.to_string())
 }
 
 /// A record ready to be stored: its bytes and the columns it is indexed by.
@@ -159,7 +177,7 @@ pub struct RecordRow {
     pub bytes: Vec<u8>,
 }
 
-enum Job {
+pub(crate) enum Job {
     Append {
         sealers: Vec<Sealer>,
         reply: oneshot::Sender<Result<Vec<u64>, StoreError>>,
@@ -210,16 +228,18 @@ pub enum StateChange {
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
-    path: PathBuf,
+    location: Location,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("location", &self.location.to_string())
+            .finish()
     }
 }
 
-/// What [`Store::open`] found in the file.
+/// What [`Store::open`] found.
 #[derive(Debug)]
 pub struct Opened {
     pub store: Store,
@@ -228,178 +248,62 @@ pub struct Opened {
     pub writer: std::thread::JoinHandle<()>,
 }
 
-fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    let open_error = |reason: String| StoreError::Open {
-        path: path.to_owned(),
-        reason,
-    };
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(e.to_string()))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| open_error(e.to_string()))?;
-    Ok(conn)
-}
-
-/// One writer per store: the log's sequence numbers and Merkle frontier live
-/// in the writing process, so a second process appending to the same file
-/// would fork the log. `<db>.lock` is held (flock) while the writer runs;
-/// readers (verify, export, tail) do not take it.
-fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
-    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let open_error = |reason: String| StoreError::Open {
-        path: path.to_owned(),
-        reason,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| open_error(format!("cannot open {}: {e}", lock_path.display())))?;
-    match file.try_lock() {
-        Ok(()) => {
-            use std::io::{Seek, Write};
-            // Best effort: say who holds it, for the next one's message.
-            let _ = file.set_len(0);
-            let _ = file.rewind();
-            let _ = writeln!(file, "{}", std::process::id());
-            Ok(file)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
-            Err(open_error(format!(
-                "the store is in use by another Warden process (pid {}); one process writes a store: \
-                 give each instance its own store and signing key (origin)",
-                holder.trim()
-            )))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(open_error(format!(
-            "cannot lock {}: {e}",
-            lock_path.display()
-        ))),
-    }
-}
-
 impl Store {
-    /// Opens (creating if needed) the SQLite file, sets and reads back WAL
-    /// and `synchronous=FULL`, creates the schema, and starts the writer.
-    pub fn open(path: &Path, hook: CommitHook) -> Result<Opened, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.to_owned(),
-                reason: format!("cannot create {}: {e}", dir.display()),
-            })?;
+    /// Opens the store and starts its writer. A SQLite file is created if
+    /// missing, set to WAL and `synchronous=FULL` (read back), and locked
+    /// to this process; a PostgreSQL database has its schema migrated.
+    pub fn open(location: impl Into<Location>, hook: CommitHook) -> Result<Opened, StoreError> {
+        match location.into() {
+            Location::Sqlite(path) => sqlite::open_writer(&path, hook),
+            Location::Postgres(url) => postgres::open_writer(&url, hook),
         }
-        let lock = lock_exclusively(path)?;
-        let conn = open_connection(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let open_error = |reason: String| StoreError::Open {
-            path: path.to_owned(),
-            reason,
-        };
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| open_error(e.to_string()))?;
-        conn.execute_batch("PRAGMA synchronous=FULL")
-            .map_err(|e| open_error(e.to_string()))?;
-        let sync: i64 = conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .map_err(|e| open_error(e.to_string()))?;
-        if !mode.eq_ignore_ascii_case("wal") || sync != 2 {
-            return Err(open_error(format!(
-                "expected journal_mode=wal and synchronous=FULL(2), got {mode} and {sync}"
-            )));
-        }
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| open_error(e.to_string()))?;
-        let next_seq: u64 = conn
-            .query_row(
-                "SELECT coalesce(max(seq) + 1, 0) FROM audit_records",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(|e| open_error(e.to_string()))? as u64;
-        let (jobs, queue) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("warden-store-writer".into())
-            .spawn(move || {
-                Writer {
-                    conn,
-                    next_seq,
-                    hook,
-                }
-                .run(queue);
-                // The lock is held for as long as the writer runs.
-                drop(lock);
-            })
-            .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?;
-        Ok(Opened {
-            store: Store {
-                jobs,
-                path: path.to_owned(),
-            },
-            next_seq,
-            writer,
-        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    async fn send<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(job(reply))
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
     }
 
     /// Appends records; returns their sequence numbers once durable.
     pub async fn append(&self, sealers: Vec<Sealer>) -> Result<Vec<u64>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Append { sealers, reply })
-            .map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+        self.send(|reply| Job::Append { sealers, reply }).await
     }
 
     /// Stores a checkpoint; returns once durable.
     pub async fn append_checkpoint(&self, row: CheckpointRow) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Checkpoint { row, reply })
-            .map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+        self.send(|reply| Job::Checkpoint { row, reply }).await
     }
 
     /// Inserts or replaces risk baselines (principal key, serialized
     /// state); returns once durable.
     pub async fn save_baselines(&self, rows: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::SaveBaselines { rows, reply })
-            .map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+        self.send(|reply| Job::SaveBaselines { rows, reply }).await
     }
 
     /// Stores the decoded facts of JIT request `request_id` (kept if they
     /// were stored before); returns once durable.
     pub async fn save_facts(&self, request_id: String, facts: Vec<u8>) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::SaveFacts {
-                request_id,
-                facts,
-                reply,
-            })
-            .map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+        self.send(|reply| Job::SaveFacts {
+            request_id,
+            facts,
+            reply,
+        })
+        .await
     }
 
     /// Applies a change to the `state` table; returns once durable.
     pub async fn change_state(&self, change: StateChange) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::State { change, reply })
-            .map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+        self.send(|reply| Job::State { change, reply }).await
     }
 
     /// Stores `value` under `(ns, key)`, replacing what was there.
@@ -441,321 +345,42 @@ impl Store {
         .await
     }
 
-    /// A read-only connection to the same file (for startup recovery).
+    /// A read-only connection to the same store.
     pub fn reader(&self) -> Result<Reader, StoreError> {
-        Reader::open(&self.path)
+        Reader::open(&self.location)
     }
 }
 
-struct Writer {
-    conn: Connection,
-    next_seq: u64,
-    hook: CommitHook,
-}
-
-enum Done {
-    Append(
-        oneshot::Sender<Result<Vec<u64>, StoreError>>,
-        Result<Vec<u64>, StoreError>,
-    ),
-    /// A checkpoint or saved baselines.
-    Unit(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
-}
-
-impl Writer {
-    fn run(mut self, queue: mpsc::Receiver<Job>) {
-        while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.commit(batch);
-        }
-    }
-
-    /// One transaction for the whole batch; a job that fails alone is rolled
-    /// back to its savepoint and the others still commit.
-    fn commit(&mut self, batch: Vec<Job>) {
-        let mut done = Vec::with_capacity(batch.len());
-        let mut leaves = Vec::new();
-        let first_seq = self.next_seq;
-        let mut next_seq = self.next_seq;
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            let error = write_error(e);
-            for job in batch {
-                fail(job, error.clone());
-            }
-            return;
-        }
-        for job in batch {
-            match job {
-                Job::Append { sealers, reply } => {
-                    let before = (next_seq, leaves.len());
-                    let result = self.insert_records(sealers, &mut next_seq, &mut leaves);
-                    if result.is_err() {
-                        (next_seq, _) = before;
-                        leaves.truncate(before.1);
-                    }
-                    done.push(Done::Append(reply, result));
-                }
-                Job::Checkpoint { row, reply } => {
-                    let result = self.insert_checkpoint(&row);
-                    done.push(Done::Unit(reply, result));
-                }
-                Job::SaveBaselines { rows, reply } => {
-                    let result = self.upsert_baselines(&rows);
-                    done.push(Done::Unit(reply, result));
-                }
-                Job::SaveFacts {
-                    request_id,
-                    facts,
-                    reply,
-                } => {
-                    let result = self.insert_facts(&request_id, &facts);
-                    done.push(Done::Unit(reply, result));
-                }
-                Job::State { change, reply } => {
-                    let result = self.apply_state(&change);
-                    done.push(Done::Unit(reply, result));
-                }
-            }
-        }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            let error = write_error(e);
-            for d in done {
-                match d {
-                    Done::Append(reply, _) => drop(reply.send(Err(error.clone()))),
-                    Done::Unit(reply, _) => drop(reply.send(Err(error.clone()))),
-                }
-            }
-            return;
-        }
-        self.next_seq = next_seq;
-        if !leaves.is_empty() {
-            (self.hook)(first_seq, &leaves);
-        }
-        for d in done {
-            match d {
-                Done::Append(reply, result) => drop(reply.send(result)),
-                Done::Unit(reply, result) => drop(reply.send(result)),
-            }
-        }
-    }
-
-    fn insert_records(
-        &mut self,
-        sealers: Vec<Sealer>,
-        next_seq: &mut u64,
-        leaves: &mut Vec<[u8; 32]>,
-    ) -> Result<Vec<u64>, StoreError> {
-        self.conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(write_error)?;
-        let result = (|| {
-            let mut seqs = Vec::with_capacity(sealers.len());
-            let mut insert = self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO audit_records
-                     (seq, ts, kind, call_id, principal_oid, tool, decision, leaf_hash, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(write_error)?;
-            let mut seq = *next_seq;
-            let mut mine = Vec::with_capacity(sealers.len());
-            for seal in sealers {
-                let r = seal(seq).map_err(StoreError::Seal)?;
-                insert
-                    .execute(params![
-                        seq as i64,
-                        r.ts,
-                        r.kind,
-                        r.call_id,
-                        r.principal_oid,
-                        r.tool,
-                        r.decision,
-                        &r.leaf_hash[..],
-                        r.bytes
-                    ])
-                    .map_err(write_error)?;
-                seqs.push(seq);
-                mine.push(r.leaf_hash);
-                seq += 1;
-            }
-            Ok((seqs, mine, seq))
-        })();
-        match result {
-            Ok((seqs, mine, seq)) => {
-                self.conn
-                    .execute_batch("RELEASE job")
-                    .map_err(write_error)?;
-                *next_seq = seq;
-                leaves.extend(mine);
-                Ok(seqs)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                Err(e)
-            }
-        }
-    }
-
-    fn insert_checkpoint(&mut self, row: &CheckpointRow) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO audit_checkpoints (size, root, frontier, note, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    row.size as i64,
-                    row.root,
-                    row.frontier,
-                    row.note,
-                    row.created
-                ])
-            })
-            .map(drop)
-            .map_err(write_error)
-    }
-
-    fn apply_state(&mut self, change: &StateChange) -> Result<(), StoreError> {
-        let result = match change {
-            StateChange::Put {
-                ns,
-                key,
-                value,
-                expires,
-            } => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO state (ns, key, value, expires) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
-                )
-                .and_then(|mut s| s.execute(params![ns, key, value, expires])),
-            StateChange::Delete { ns, key } => self
-                .conn
-                .prepare_cached("DELETE FROM state WHERE ns = ?1 AND key = ?2")
-                .and_then(|mut s| s.execute(params![ns, key])),
-            StateChange::Purge { ns, now } => self
-                .conn
-                .prepare_cached(
-                    "DELETE FROM state WHERE ns = ?1 AND expires IS NOT NULL AND expires < ?2",
-                )
-                .and_then(|mut s| s.execute(params![ns, now])),
-        };
-        result.map(drop).map_err(write_error)
-    }
-
-    fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError> {
-        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        self.conn
-            .prepare_cached(
-                "INSERT INTO approval_facts (request_id, facts, created) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(request_id) DO NOTHING",
-            )
-            .and_then(|mut s| s.execute(params![request_id, facts, created]))
-            .map(drop)
-            .map_err(write_error)
-    }
-
-    /// One job's baselines, all or none (a savepoint, like appends).
-    fn upsert_baselines(&mut self, rows: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(write_error)?;
-        let updated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let result = (|| {
-            let mut upsert = self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO risk_baselines (principal, state, updated) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(principal) DO UPDATE
-                     SET state = excluded.state, updated = excluded.updated",
-                )
-                .map_err(write_error)?;
-            for (principal, state) in rows {
-                upsert
-                    .execute(params![principal, state, updated])
-                    .map_err(write_error)?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => self.conn.execute_batch("RELEASE job").map_err(write_error),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                Err(e)
-            }
-        }
-    }
-}
-
-fn fail(job: Job, error: StoreError) {
-    match job {
-        Job::Append { reply, .. } => drop(reply.send(Err(error))),
-        Job::Checkpoint { reply, .. }
-        | Job::SaveBaselines { reply, .. }
-        | Job::SaveFacts { reply, .. }
-        | Job::State { reply, .. } => drop(reply.send(Err(error))),
-    }
-}
-
-/// A `SELECT id, size, root, frontier, note, created` row.
-fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
-    Ok(CheckpointRow {
-        id: r.get(0)?,
-        size: r.get::<_, i64>(1)? as u64,
-        root: r.get(2)?,
-        frontier: r.get(3)?,
-        note: r.get(4)?,
-        created: r.get(5)?,
-    })
-}
-
-/// Read-only access to a store file: for verification, export, tail and
+/// Read-only access to a store: for verification, export, tail and
 /// recovery. Never writes (a verifier must not change what it checks).
 pub struct Reader {
-    conn: Connection,
+    backend: ReadBackend,
+}
+
+enum ReadBackend {
+    Sqlite(sqlite::SqliteReader),
+    Postgres(postgres::PgReader),
+}
+
+/// Forwards a call to the backend's reader.
+macro_rules! read {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match &$self.backend {
+            ReadBackend::Sqlite(r) => r.$method($($arg),*),
+            ReadBackend::Postgres(r) => r.$method($($arg),*),
+        }
+    };
 }
 
 impl Reader {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if !path.is_file() {
-            return Err(StoreError::Open {
-                path: path.to_owned(),
-                reason: "no such file".into(),
-            });
-        }
-        let conn = open_connection(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let tables: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table'
-                 AND name IN ('audit_records','audit_checkpoints')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| StoreError::Open {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
-        if tables != 2 {
-            return Err(StoreError::Open {
-                path: path.to_owned(),
-                reason: "not a Warden store (no audit tables)".into(),
-            });
-        }
-        Ok(Self { conn })
+    /// Opens a store to read. A SQLite file must exist and hold the audit
+    /// tables; a PostgreSQL database must have been migrated by a Warden.
+    pub fn open(location: impl Into<Location>) -> Result<Self, StoreError> {
+        let backend = match location.into() {
+            Location::Sqlite(path) => ReadBackend::Sqlite(sqlite::SqliteReader::open(&path)?),
+            Location::Postgres(url) => ReadBackend::Postgres(postgres::PgReader::open(&url)?),
+        };
+        Ok(Reader { backend })
     }
 
     /// Calls `each` for every record with `seq >= from`, in `seq` order.
@@ -764,21 +389,7 @@ impl Reader {
         from: i64,
         mut each: impl FnMut(RecordRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT seq, leaf_hash, record FROM audit_records WHERE seq >= ?1 ORDER BY seq",
-            )
-            .map_err(read_error)?;
-        let mut rows = stmt.query([from]).map_err(read_error)?;
-        while let Some(row) = rows.next().map_err(read_error)? {
-            each(RecordRow {
-                seq: row.get(0).map_err(read_error)?,
-                leaf_hash: row.get(1).map_err(read_error)?,
-                bytes: row.get(2).map_err(read_error)?,
-            })?;
-        }
-        Ok(())
+        read!(self.for_each_record(from, &mut each))
     }
 
     /// The bytes of every record of `kind`, in `seq` order.
@@ -787,16 +398,7 @@ impl Reader {
         kind: &str,
         mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT record FROM audit_records WHERE kind = ?1 ORDER BY seq")
-            .map_err(read_error)?;
-        let mut rows = stmt.query([kind]).map_err(read_error)?;
-        while let Some(row) = rows.next().map_err(read_error)? {
-            let bytes: Vec<u8> = row.get(0).map_err(read_error)?;
-            each(&bytes)?;
-        }
-        Ok(())
+        read!(self.records_of_kind_seq(kind, &mut |_, bytes: &[u8]| each(bytes)))
     }
 
     /// The newest records of `kind`, newest first, at most `limit`:
@@ -806,28 +408,12 @@ impl Reader {
         kind: &str,
         limit: usize,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT seq, record FROM audit_records WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2",
-            )
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map(params![kind, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        read!(self.latest_of_kind(kind, limit))
     }
 
     /// Every record of call `call_id`, in order: `(seq, bytes)`.
     pub fn records_of_call(&self, call_id: &str) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, record FROM audit_records WHERE call_id = ?1 ORDER BY seq")
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        read!(self.records_of_call(call_id))
     }
 
     /// Calls `each` with the sequence number and bytes of every record of
@@ -837,112 +423,39 @@ impl Reader {
         kind: &str,
         mut each: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, record FROM audit_records WHERE kind = ?1 ORDER BY seq")
-            .map_err(read_error)?;
-        let mut rows = stmt.query([kind]).map_err(read_error)?;
-        while let Some(row) = rows.next().map_err(read_error)? {
-            let seq: i64 = row.get(0).map_err(read_error)?;
-            let bytes: Vec<u8> = row.get(1).map_err(read_error)?;
-            each(seq, &bytes)?;
-        }
-        Ok(())
+        read!(self.records_of_kind_seq(kind, &mut each))
     }
 
     /// Every checkpoint, in the order they were stored.
     pub fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, size, root, frontier, note, created FROM audit_checkpoints ORDER BY id",
-            )
-            .map_err(read_error)?;
-        let rows = stmt.query_map([], checkpoint_row).map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        read!(self.checkpoints())
     }
 
     pub fn last_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, size, root, frontier, note, created FROM audit_checkpoints
-                 ORDER BY id DESC LIMIT 1",
-            )
-            .map_err(read_error)?;
-        let row = stmt
-            .query_row([], checkpoint_row)
-            .optional()
-            .map_err(read_error)?;
-        Ok(row)
+        read!(self.last_checkpoint())
     }
 
     /// Record bytes of intents after the last record of `kind` that have no
     /// outcome (calls a crash interrupted).
     pub fn open_intents_since_last(&self, kind: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT i.record FROM audit_records i
-                 WHERE i.kind = 'intent'
-                   AND i.seq > coalesce((SELECT max(seq) FROM audit_records WHERE kind = ?1), -1)
-                   AND NOT EXISTS (SELECT 1 FROM audit_records o
-                                   WHERE o.call_id = i.call_id AND o.kind = 'outcome')
-                 ORDER BY i.seq",
-            )
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map([kind], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        read!(self.open_intents_since_last(kind))
     }
 
     /// The names of the append-only triggers present.
     pub fn triggers(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        read!(self.triggers())
     }
 
     /// Every stored risk baseline (principal key, serialized state); none
     /// in a store written before baselines were kept.
     pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        if !self.has_table("risk_baselines")? {
-            return Ok(Vec::new());
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT principal, state FROM risk_baselines ORDER BY principal")
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        read!(self.baselines())
     }
 
     /// The decoded facts of every JIT request (request id, serialized
     /// facts); none in a store written before facts were kept.
     pub fn approval_facts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        if !self.has_table("approval_facts")? {
-            return Ok(Vec::new());
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT request_id, facts FROM approval_facts")
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        read!(self.approval_facts())
     }
 
     /// Every unexpired entry of namespace `ns` at `now`: `(key, value)`.
@@ -951,45 +464,19 @@ impl Reader {
         ns: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        if !self.has_table("state")? {
-            return Ok(Vec::new());
-        }
-        let now = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT key, value FROM state WHERE ns = ?1 AND (expires IS NULL OR expires >= ?2)
-                 ORDER BY key",
-            )
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map(params![ns, now], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
-    }
-
-    fn has_table(&self, name: &str) -> Result<bool, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)
-            .map_err(read_error)
+        read!(self.state(ns, now))
     }
 
     /// The highest stored sequence number, if any.
     pub fn max_seq(&self) -> Result<Option<i64>, StoreError> {
-        self.conn
-            .query_row("SELECT max(seq) FROM audit_records", [], |r| r.get(0))
-            .map_err(read_error)
+        read!(self.max_seq())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
     use std::sync::{Arc, Mutex};
 
     fn sealer(text: &'static str) -> Sealer {
@@ -1067,7 +554,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_sealer_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = Store::open(&dir.path().join("w.db"), Box::new(|_, _| {})).unwrap();
+        let opened = Store::open(dir.path().join("w.db"), Box::new(|_, _| {})).unwrap();
         let bad: Sealer = Box::new(|_| Err("cannot encode".into()));
         let (a, b) = tokio::join!(
             opened.store.append(vec![sealer("x"), bad]),
@@ -1171,7 +658,7 @@ mod tests {
         drop(queue);
         let stopped = Store {
             jobs,
-            path: PathBuf::from("gone.db"),
+            location: Location::Sqlite(PathBuf::from("gone.db")),
         };
         let error = stopped
             .save_baselines(vec![("t/a".into(), b"x".to_vec())])

@@ -1,0 +1,212 @@
+//! The writer loop both backends share: one thread, one connection, and
+//! **group commit**. Jobs that arrive while a transaction is being made
+//! durable wait in the queue and share the next one; each caller is
+//! answered only once its transaction has committed (fsync'd on SQLite,
+//! flushed with `synchronous_commit = on` on PostgreSQL).
+//!
+//! Sequence numbers are assigned here, in commit order. On SQLite this
+//! writer is the log's only one. On PostgreSQL several replicas append to
+//! one log: a transaction that appends first locks the log's head row, learns
+//! the records other replicas appended since this writer's last commit (their
+//! leaf hashes go to the commit hook first, so every replica's Merkle
+//! frontier covers the whole log), numbers its own records after them and
+//! moves the head, all before it commits.
+
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use super::{CheckpointRow, CommitHook, Job, Sealed, StateChange, StoreError};
+
+/// Most jobs one transaction takes (bounds the latency of the first caller).
+const MAX_BATCH: usize = 4096;
+
+/// One backend's writing connection. Every method but `begin` runs inside
+/// the transaction `begin` opened.
+pub(super) trait Backend {
+    fn begin(&mut self) -> Result<(), StoreError>;
+    /// Locks the log for this transaction; returns its next sequence number
+    /// and the leaf hashes of the records from `known` to it, which other
+    /// writers appended.
+    fn lock_log(&mut self, known: u64) -> Result<(u64, Vec<[u8; 32]>), StoreError>;
+    /// Inserts records numbered from `first`.
+    fn insert_records(&mut self, first: u64, records: &[Sealed]) -> Result<(), StoreError>;
+    /// The log's next sequence number is now `next` (after own appends).
+    fn move_head(&mut self, next: u64) -> Result<(), StoreError>;
+    fn insert_checkpoint(&mut self, row: &CheckpointRow) -> Result<(), StoreError>;
+    fn upsert_baselines(&mut self, rows: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+    fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError>;
+    fn apply_state(&mut self, change: &StateChange) -> Result<(), StoreError>;
+    fn savepoint(&mut self) -> Result<(), StoreError>;
+    fn release(&mut self) -> Result<(), StoreError>;
+    fn rollback_to_savepoint(&mut self);
+    fn commit(&mut self) -> Result<(), StoreError>;
+    fn rollback(&mut self);
+}
+
+pub(super) struct Writer<B> {
+    pub backend: B,
+    /// The next sequence number as this writer knows it: every record
+    /// below it has reached the commit hook.
+    pub next_seq: u64,
+    pub hook: CommitHook,
+}
+
+enum Done {
+    Append(
+        oneshot::Sender<Result<Vec<u64>, StoreError>>,
+        Result<Vec<u64>, StoreError>,
+    ),
+    Unit(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+}
+
+impl Done {
+    fn answer(self, error: Option<&StoreError>) {
+        match (self, error) {
+            (Done::Append(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
+            (Done::Unit(reply, _), Some(e)) => drop(reply.send(Err(e.clone()))),
+            (Done::Append(reply, result), None) => drop(reply.send(result)),
+            (Done::Unit(reply, result), None) => drop(reply.send(result)),
+        }
+    }
+}
+
+pub(super) fn fail(job: Job, error: StoreError) {
+    match job {
+        Job::Append { reply, .. } => drop(reply.send(Err(error))),
+        Job::Checkpoint { reply, .. }
+        | Job::SaveBaselines { reply, .. }
+        | Job::SaveFacts { reply, .. }
+        | Job::State { reply, .. } => drop(reply.send(Err(error))),
+    }
+}
+
+impl<B: Backend> Writer<B> {
+    pub fn run(mut self, queue: mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    /// One transaction for the whole batch; a job that fails alone is
+    /// rolled back to its savepoint and the others still commit.
+    fn commit(&mut self, batch: Vec<Job>) {
+        if let Err(error) = self.backend.begin() {
+            for job in batch {
+                fail(job, error.clone());
+            }
+            return;
+        }
+        let touches_log = batch
+            .iter()
+            .any(|j| matches!(j, Job::Append { .. } | Job::Checkpoint { .. }));
+        let (head, mut leaves) = if touches_log {
+            match self.backend.lock_log(self.next_seq) {
+                Ok(found) => found,
+                Err(error) => {
+                    self.backend.rollback();
+                    for job in batch {
+                        fail(job, error.clone());
+                    }
+                    return;
+                }
+            }
+        } else {
+            (self.next_seq, Vec::new())
+        };
+        let first_seq = self.next_seq;
+        let mut next_seq = head;
+        let mut done = Vec::with_capacity(batch.len());
+        for job in batch {
+            match job {
+                Job::Append { sealers, reply } => {
+                    let result = self.append(sealers, next_seq);
+                    if let Ok((seqs, mine)) = &result {
+                        next_seq += seqs.len() as u64;
+                        leaves.extend_from_slice(mine);
+                    }
+                    done.push(Done::Append(reply, result.map(|(seqs, _)| seqs)));
+                }
+                Job::Checkpoint { row, reply } => {
+                    let result = self.backend.insert_checkpoint(&row);
+                    done.push(Done::Unit(reply, result));
+                }
+                Job::SaveBaselines { rows, reply } => {
+                    let result = self.in_savepoint(|b| b.upsert_baselines(&rows));
+                    done.push(Done::Unit(reply, result));
+                }
+                Job::SaveFacts {
+                    request_id,
+                    facts,
+                    reply,
+                } => {
+                    let result = self.backend.insert_facts(&request_id, &facts);
+                    done.push(Done::Unit(reply, result));
+                }
+                Job::State { change, reply } => {
+                    let result = self.backend.apply_state(&change);
+                    done.push(Done::Unit(reply, result));
+                }
+            }
+        }
+        let committed = if next_seq != head {
+            self.backend.move_head(next_seq)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| self.backend.commit());
+        if let Err(error) = committed {
+            self.backend.rollback();
+            for d in done {
+                d.answer(Some(&error));
+            }
+            return;
+        }
+        self.next_seq = next_seq;
+        if !leaves.is_empty() {
+            (self.hook)(first_seq, &leaves);
+        }
+        for d in done {
+            d.answer(None);
+        }
+    }
+
+    /// Seals and inserts one job's records from `first`, all or none.
+    fn append(
+        &mut self,
+        sealers: Vec<super::Sealer>,
+        first: u64,
+    ) -> Result<(Vec<u64>, Vec<[u8; 32]>), StoreError> {
+        let mut records = Vec::with_capacity(sealers.len());
+        for (i, seal) in sealers.into_iter().enumerate() {
+            records.push(seal(first + i as u64).map_err(StoreError::Seal)?);
+        }
+        self.in_savepoint(|b| b.insert_records(first, &records))?;
+        let seqs = (first..first + records.len() as u64).collect();
+        Ok((seqs, records.iter().map(|r| r.leaf_hash).collect()))
+    }
+
+    fn in_savepoint(
+        &mut self,
+        work: impl FnOnce(&mut B) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.backend.savepoint()?;
+        match work(&mut self.backend) {
+            Ok(()) => self.backend.release(),
+            Err(e) => {
+                self.backend.rollback_to_savepoint();
+                Err(e)
+            }
+        }
+    }
+}
