@@ -516,31 +516,28 @@ impl SqliteReader {
     /// Every stored risk baseline (principal key, serialized state); none
     /// in a store written before baselines were kept.
     pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        if !self.has_table("risk_baselines")? {
-            return Ok(Vec::new());
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT principal, state FROM risk_baselines ORDER BY principal")
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(read_error)?;
-        rows.collect::<Result<_, _>>().map_err(read_error)
+        self.pairs(
+            "risk_baselines",
+            "SELECT principal, state FROM risk_baselines ORDER BY principal",
+        )
     }
 
     /// The decoded facts of every JIT request (request id, serialized
     /// facts); none in a store written before facts were kept.
     pub fn approval_facts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        if !self.has_table("approval_facts")? {
+        self.pairs(
+            "approval_facts",
+            "SELECT request_id, facts FROM approval_facts",
+        )
+    }
+
+    /// The `(text, blob)` rows `sql` selects from `table`; none when an
+    /// older store has no such table.
+    fn pairs(&self, table: &str, sql: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if !self.has_table(table)? {
             return Ok(Vec::new());
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT request_id, facts FROM approval_facts")
-            .map_err(read_error)?;
+        let mut stmt = self.conn.prepare(sql).map_err(read_error)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
