@@ -14,11 +14,12 @@ pub use super::lifecycle::ApprovalError;
 use super::lifecycle::{self, Event, Rules, Verdict, effective, glob};
 use super::model::{Ask, Facts, OperationRef, Party, Request, Status};
 use super::notify::{Notification, Notifier, NotifyConfig};
-use crate::audit::Audit;
 use crate::audit::record::{Kind, Record};
+use crate::audit::{Audit, AuditError};
 use crate::azure::ArmId;
 use crate::identity::Principal;
 use crate::policy::JitFacts;
+use crate::store::{Guard, Reader, StoreError};
 
 /// `[approvals]` in `warden.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -208,12 +209,60 @@ struct State {
     requests: BTreeMap<String, Request>,
     /// (tid, oid, upstream, upstream tool, args hash) → latest request id.
     by_call: HashMap<(String, String, String, String, String), String>,
+    /// Each request's version: the token of its latest change (`None` for
+    /// requests last changed before versions were kept).
+    versions: HashMap<String, String>,
+    /// The sequence number after the last `approval` record applied.
+    applied: i64,
+}
+
+/// The `state` namespace of the request versions every change is guarded
+/// by (so replicas sharing a store change a request one at a time).
+const VERSIONS: &str = "approvals.version";
+
+/// How often a change is tried again after another replica changed the
+/// same request first (each try starts from the other's change).
+const RACE_RETRIES: usize = 5;
+
+impl State {
+    /// Applies the `approval` records of `reader` from `self.applied` on.
+    fn catch_up(&mut self, reader: &crate::store::Reader) -> Result<(), StoreError> {
+        let from = self.applied;
+        let mut applied = from;
+        reader.records_of_kind_since(Kind::Approval.as_str(), from, |seq, bytes| {
+            applied = seq + 1;
+            let Ok(record) = serde_json::from_slice::<Record>(bytes) else {
+                return Ok(());
+            };
+            let details = record.details.as_ref();
+            let Some(request) = details
+                .and_then(|d| d.get("request"))
+                .and_then(|r| serde_json::from_value::<Request>(r.clone()).ok())
+            else {
+                return Ok(());
+            };
+            match details
+                .and_then(|d| d.get("version"))
+                .and_then(Value::as_str)
+            {
+                Some(version) => self.versions.insert(request.id.clone(), version.to_owned()),
+                None => self.versions.remove(&request.id),
+            };
+            index(self, &request);
+            self.requests.insert(request.id.clone(), request);
+            Ok(())
+        })?;
+        self.applied = applied;
+        Ok(())
+    }
 }
 
 /// The approvals service. Share it with `Arc`.
 pub struct Approvals {
     config: ApprovalsConfig,
     audit: Arc<Audit>,
+    /// Reads what other replicas recorded (reopened after an error).
+    reader: Mutex<Option<crate::store::Reader>>,
     state: tokio::sync::Mutex<State>,
     /// A copy of the requests for synchronous readers.
     snapshot: Mutex<BTreeMap<String, Request>>,
@@ -255,36 +304,9 @@ impl Approvals {
     ) -> Result<Approvals, String> {
         config.validate()?;
         let mut state = State::default();
-        let mut facts = HashMap::new();
-        {
-            let reader = audit.store().reader().map_err(|e| e.to_string())?;
-            for (id, bytes) in reader.approval_facts().map_err(|e| e.to_string())? {
-                match serde_json::from_slice::<Facts>(&bytes) {
-                    Ok(f) => drop(facts.insert(id, f)),
-                    Err(error) => {
-                        tracing::warn!(request = %id, %error, "stored facts of a JIT request unreadable")
-                    }
-                }
-            }
-            reader
-                .records_of_kind(Kind::Approval.as_str(), |bytes| {
-                    let record: Record = match serde_json::from_slice(bytes) {
-                        Ok(r) => r,
-                        Err(_) => return Ok(()),
-                    };
-                    if let Some(request) = record
-                        .details
-                        .as_ref()
-                        .and_then(|d| d.get("request"))
-                        .and_then(|r| serde_json::from_value::<Request>(r.clone()).ok())
-                    {
-                        index(&mut state, &request);
-                        state.requests.insert(request.id.clone(), request);
-                    }
-                    Ok(())
-                })
-                .map_err(|e| e.to_string())?;
-        }
+        let reader = audit.store().reader().map_err(|e| e.to_string())?;
+        let facts = stored_facts(&reader).map_err(|e| e.to_string())?;
+        state.catch_up(&reader).map_err(|e| e.to_string())?;
         let snapshot = Mutex::new(state.requests.clone());
         let notifier = Notifier::start(config.notify.clone(), metrics);
         let mut names = HashMap::new();
@@ -298,6 +320,7 @@ impl Approvals {
         Ok(Approvals {
             config,
             audit,
+            reader: Mutex::new(Some(reader)),
             state: tokio::sync::Mutex::new(state),
             snapshot,
             facts: Mutex::new(facts),
@@ -749,7 +772,20 @@ impl Approvals {
         call_id: &str,
         principal: &Principal,
     ) -> Result<(), ApprovalError> {
+        retrying(request_id, || {
+            self.consume_once(request_id, call_id, principal)
+        })
+        .await
+    }
+
+    async fn consume_once(
+        &self,
+        request_id: &str,
+        call_id: &str,
+        principal: &Principal,
+    ) -> Result<(), ApprovalError> {
         let mut state = self.state.lock().await;
+        self.catch_up(&mut state)?;
         let request = state
             .requests
             .get(request_id)
@@ -791,6 +827,15 @@ impl Approvals {
     ) -> Result<Request, ApprovalError> {
         self.check_reviewer(reviewer)?;
         self.saw(reviewer);
+        retrying(id, || self.review_once(id, reviewer, verdict.clone())).await
+    }
+
+    async fn review_once(
+        &self,
+        id: &str,
+        reviewer: &Principal,
+        verdict: Verdict<'_>,
+    ) -> Result<Request, ApprovalError> {
         let now = Utc::now();
         let mut state = self.state.lock().await;
         let request = self.current(&mut state, id, now).await?;
@@ -856,6 +901,17 @@ impl Approvals {
         to: Status,
         from: &[Status],
     ) -> Result<Request, ApprovalError> {
+        retrying(id, || self.close_once(id, by, reason, to, from)).await
+    }
+
+    async fn close_once(
+        &self,
+        id: &str,
+        by: &Principal,
+        reason: &str,
+        to: Status,
+        from: &[Status],
+    ) -> Result<Request, ApprovalError> {
         let now = Utc::now();
         let mut state = self.state.lock().await;
         let request = self.current(&mut state, id, now).await?;
@@ -879,8 +935,10 @@ impl Approvals {
             .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))
     }
 
-    /// Records the time-driven changes due at `now` (lapse, expiry).
+    /// Records the time-driven changes due at `now` (lapse, expiry), after
+    /// applying what other replicas recorded (so a lapse is recorded once).
     async fn sweep(&self, state: &mut State, now: DateTime<Utc>) -> Result<(), ApprovalError> {
+        self.catch_up(state)?;
         let due: Vec<(Request, Event)> = state
             .requests
             .values()
@@ -892,10 +950,66 @@ impl Approvals {
         Ok(())
     }
 
-    /// Periodic sweep (lapses and expiries recorded even when idle).
+    /// Periodic sweep (lapses and expiries recorded even when idle, and
+    /// other replicas' changes applied).
     pub async fn tick(&self) -> Result<(), ApprovalError> {
-        let mut state = self.state.lock().await;
-        self.sweep(&mut state, Utc::now()).await
+        retrying("(sweep)", || async {
+            let mut state = self.state.lock().await;
+            self.sweep(&mut state, Utc::now()).await
+        })
+        .await
+    }
+
+    /// Applies the changes other replicas recorded since the last call:
+    /// before every decision, so a grant approved or used through another
+    /// replica counts here at once.
+    fn catch_up(&self, state: &mut State) -> Result<(), ApprovalError> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        if reader.is_none() {
+            *reader = Some(
+                self.audit
+                    .store()
+                    .reader()
+                    .map_err(|e| ApprovalError::Unavailable(e.to_string()))?,
+            );
+        }
+        let known = state.requests.len();
+        let from = state.applied;
+        let result = state.catch_up(reader.as_ref().expect("opened above"));
+        if let Err(e) = result {
+            // Reopen on the next call (the store may have restarted).
+            *reader = None;
+            return Err(ApprovalError::Unavailable(e.to_string()));
+        }
+        if state.applied == from {
+            return Ok(());
+        }
+        // Some changes came from elsewhere: refresh what synchronous
+        // readers see, the facts of new requests and the names.
+        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = state.requests.clone();
+        if state.requests.len() != known {
+            let facts = reader
+                .as_ref()
+                .map(stored_facts)
+                .transpose()
+                .map_err(|e| ApprovalError::Unavailable(e.to_string()))?
+                .unwrap_or_default();
+            self.facts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(facts);
+        }
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        for request in state.requests.values() {
+            let parties = std::iter::once(&request.requester)
+                .chain(request.reviews.iter().map(|r| &r.reviewer));
+            for party in parties {
+                names
+                    .entry(party.oid.clone())
+                    .or_insert_with(|| party.name.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Records lapses and expiries every `every` until `stop` (decisions
@@ -946,15 +1060,35 @@ impl Approvals {
             record.upstream = Some(upstream.clone());
             record.upstream_tool = Some(upstream_tool.clone());
         }
+        // Guarded by the request's version: if another replica changed the
+        // request since this one last read it, nothing is recorded.
+        let version = uuid::Uuid::now_v7().to_string();
         record.details = Some(json!({
             "event": event_name,
             "request_id": request.id,
             "request": request,
+            "version": version,
         }));
-        self.audit
-            .append(record)
-            .await
-            .map_err(|e| ApprovalError::Unavailable(e.to_string()))?;
+        let guard = Guard {
+            ns: VERSIONS.into(),
+            key: request.id.clone(),
+            expected: state
+                .versions
+                .get(&request.id)
+                .map(|v| v.clone().into_bytes()),
+            new: version.clone().into_bytes(),
+        };
+        // The next catch-up reads this record again (harmless: the same
+        // state), since other replicas' changes to other requests may sit
+        // before it in the log.
+        match self.audit.append_guarded(record, guard).await {
+            Ok(_) => {}
+            Err(AuditError::Store(StoreError::Conflict(_))) => {
+                return Err(ApprovalError::Raced(request.id.clone()));
+            }
+            Err(e) => return Err(ApprovalError::Unavailable(e.to_string())),
+        }
+        state.versions.insert(request.id.clone(), version);
         index(state, request);
         state.requests.insert(request.id.clone(), request.clone());
         self.snapshot
@@ -1091,6 +1225,36 @@ fn risk_fact(risk: &Value) -> Option<String> {
     let score = risk.get("score")?.as_u64()?;
     let level = risk.get("level")?.as_str()?;
     Some(format!("{score} ({level})"))
+}
+
+/// The decoded facts of every JIT request in the store.
+fn stored_facts(reader: &Reader) -> Result<HashMap<String, Facts>, StoreError> {
+    let mut facts = HashMap::new();
+    for (id, bytes) in reader.approval_facts()? {
+        match serde_json::from_slice::<Facts>(&bytes) {
+            Ok(f) => drop(facts.insert(id, f)),
+            Err(error) => {
+                tracing::warn!(request = %id, %error, "stored facts of a JIT request unreadable")
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// Runs `attempt` again while another replica keeps changing request `id`
+/// first (each attempt starts by applying the other's change).
+async fn retrying<T, F, Fut>(id: &str, mut attempt: F) -> Result<T, ApprovalError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApprovalError>>,
+{
+    for _ in 0..RACE_RETRIES {
+        match attempt().await {
+            Err(ApprovalError::Raced(_)) => continue,
+            other => return other,
+        }
+    }
+    Err(ApprovalError::Raced(id.to_owned()))
 }
 
 fn index(state: &mut State, request: &Request) {

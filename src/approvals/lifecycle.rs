@@ -36,6 +36,9 @@ pub enum ApprovalError {
     Conflict(String),
     #[error("the audit log cannot record the change: {0}")]
     Unavailable(String),
+    /// Another replica changed the request first; nothing was recorded.
+    #[error("another Warden replica changed JIT request {0} at the same time; try again")]
+    Raced(String),
 }
 
 impl ApprovalError {
@@ -44,7 +47,7 @@ impl ApprovalError {
             ApprovalError::NotFound(_) => 404,
             ApprovalError::Forbidden(_) => 403,
             ApprovalError::Invalid(_) => 400,
-            ApprovalError::Conflict(_) => 409,
+            ApprovalError::Conflict(_) | ApprovalError::Raced(_) => 409,
             ApprovalError::Unavailable(_) => 503,
         }
     }
@@ -54,7 +57,7 @@ impl ApprovalError {
             ApprovalError::NotFound(_) => "not_found",
             ApprovalError::Forbidden(_) => "forbidden",
             ApprovalError::Invalid(_) => "invalid",
-            ApprovalError::Conflict(_) => "conflict",
+            ApprovalError::Conflict(_) | ApprovalError::Raced(_) => "conflict",
             ApprovalError::Unavailable(_) => "unavailable",
         }
     }

@@ -465,6 +465,32 @@ impl Audit {
         }
     }
 
+    /// Appends one record durably if `guard` holds (see
+    /// [`Store::append_guarded`]); a guard another writer changed first is
+    /// `AuditError::Store(StoreError::Conflict(_))`, not a failure of the
+    /// log.
+    pub async fn append_guarded(
+        &self,
+        record: Record,
+        guard: crate::store::Guard,
+    ) -> Result<u64, AuditError> {
+        let kind = record.kind;
+        match self.store.append_guarded(vec![sealer(record)], guard).await {
+            Ok(seqs) => {
+                *self.last_append.lock().expect("clock lock") = Instant::now();
+                self.metrics.audit_record(kind.as_str());
+                self.succeeded();
+                Ok(seqs[0])
+            }
+            Err(e @ StoreError::Conflict(_)) => Err(e.into()),
+            Err(e) => {
+                self.metrics.audit_write_failure(kind.as_str());
+                self.failed(&e);
+                Err(e.into())
+            }
+        }
+    }
+
     /// The intent record of a call, durable when this returns `Ok`.
     pub async fn intent(&self, call: &ToolCall, assessed: Assessment) -> Result<u64, AuditError> {
         if let Some(problem) = self.pending_problem() {

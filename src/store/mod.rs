@@ -134,6 +134,22 @@ pub enum StoreError {
     Stopped,
     #[error("reading the store failed: {0}")]
     Read(String),
+    /// A guarded append found its guard changed: another writer (another
+    /// replica) got there first. Nothing was written.
+    #[error("changed by another writer: {0}")]
+    Conflict(String),
+}
+
+/// A compare-and-set on the `state` table that a guarded append commits
+/// with its records, or not at all ([`Store::append_guarded`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub ns: String,
+    pub key: String,
+    /// The value `(ns, key)` must hold now (`None`: absent).
+    pub expected: Option<Vec<u8>>,
+    /// The value it holds after.
+    pub new: Vec<u8>,
 }
 
 /// A record ready to be stored: its bytes and the columns it is indexed by.
@@ -180,6 +196,7 @@ pub struct RecordRow {
 pub(crate) enum Job {
     Append {
         sealers: Vec<Sealer>,
+        guard: Option<Guard>,
         reply: oneshot::Sender<Result<Vec<u64>, StoreError>>,
     },
     Checkpoint {
@@ -276,7 +293,29 @@ impl Store {
 
     /// Appends records; returns their sequence numbers once durable.
     pub async fn append(&self, sealers: Vec<Sealer>) -> Result<Vec<u64>, StoreError> {
-        self.send(|reply| Job::Append { sealers, reply }).await
+        self.send(|reply| Job::Append {
+            sealers,
+            guard: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Appends records only if `guard` holds, and sets it in the same
+    /// transaction: of several writers (replicas) that guard one key with
+    /// the same expected value, exactly one appends; the others get
+    /// [`StoreError::Conflict`] and write nothing.
+    pub async fn append_guarded(
+        &self,
+        sealers: Vec<Sealer>,
+        guard: Guard,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.send(|reply| Job::Append {
+            sealers,
+            guard: Some(guard),
+            reply,
+        })
+        .await
     }
 
     /// Stores a checkpoint; returns once durable.
@@ -398,7 +437,7 @@ impl Reader {
         kind: &str,
         mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        read!(self.records_of_kind_seq(kind, &mut |_, bytes: &[u8]| each(bytes)))
+        read!(self.records_of_kind_seq(kind, 0, &mut |_, bytes: &[u8]| each(bytes)))
     }
 
     /// The newest records of `kind`, newest first, at most `limit`:
@@ -421,9 +460,20 @@ impl Reader {
     pub fn records_of_kind_seq(
         &self,
         kind: &str,
+        each: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.records_of_kind_since(kind, 0, each)
+    }
+
+    /// Like [`Reader::records_of_kind_seq`], from sequence number `from`
+    /// on (what another replica appended since).
+    pub fn records_of_kind_since(
+        &self,
+        kind: &str,
+        from: i64,
         mut each: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        read!(self.records_of_kind_seq(kind, &mut each))
+        read!(self.records_of_kind_seq(kind, from, &mut each))
     }
 
     /// Every checkpoint, in the order they were stored.

@@ -36,8 +36,8 @@ use postgres::{Client, NoTls, Statement};
 use super::SeqVisitor;
 use super::writer::{Backend, Writer};
 use super::{
-    CheckpointRow, CommitHook, Location, Opened, RecordRow, Sealed, StateChange, Store, StoreError,
-    now_text,
+    CheckpointRow, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange, Store,
+    StoreError, now_text,
 };
 
 mod embedded {
@@ -183,6 +183,8 @@ struct Statements {
     put_state: Statement,
     delete_state: Statement,
     purge_state: Statement,
+    insert_guard: Statement,
+    update_guard: Statement,
 }
 
 impl Statements {
@@ -221,6 +223,13 @@ impl Statements {
             delete_state: client.prepare("DELETE FROM state WHERE ns = $1 AND key = $2")?,
             purge_state: client.prepare(
                 "DELETE FROM state WHERE ns = $1 AND expires IS NOT NULL AND expires < $2",
+            )?,
+            insert_guard: client.prepare(
+                "INSERT INTO state (ns, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (ns, key) DO NOTHING",
+            )?,
+            update_guard: client.prepare(
+                "UPDATE state SET value = $3 WHERE ns = $1 AND key = $2 AND value = $4",
             )?,
         })
     }
@@ -425,6 +434,23 @@ impl Backend for Pg {
         .map(drop)
     }
 
+    fn compare_and_set(&mut self, guard: &Guard) -> Result<(), StoreError> {
+        // Under READ COMMITTED a racing UPDATE waits for the row and
+        // re-checks `value`; a racing INSERT waits and then does nothing.
+        let changed = match &guard.expected {
+            None => self.execute(|s| &s.insert_guard, &[&guard.ns, &guard.key, &guard.new])?,
+            Some(expected) => self.execute(
+                |s| &s.update_guard,
+                &[&guard.ns, &guard.key, &guard.new, expected],
+            )?,
+        };
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("{}/{}", guard.ns, guard.key)))
+        }
+    }
+
     fn savepoint(&mut self) -> Result<(), StoreError> {
         self.batch("SAVEPOINT job")
     }
@@ -594,12 +620,13 @@ impl PgReader {
     pub(super) fn records_of_kind_seq(
         &self,
         kind: &str,
+        from: i64,
         each: &mut SeqVisitor<'_>,
     ) -> Result<(), StoreError> {
         self.paged(
             "SELECT seq, record FROM audit_records
              WHERE seq >= $1 AND kind = $3 ORDER BY seq LIMIT $2",
-            0,
+            from,
             Some(kind.to_owned()),
             |r| (r.get(0), r.get::<_, Vec<u8>>(1)),
             &mut |seq, bytes: Vec<u8>| each(seq, &bytes),

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::SeqVisitor;
 use super::writer::{Backend, Writer};
 use super::{
-    CheckpointRow, CommitHook, Location, Opened, RecordRow, Sealed, StateChange, Store, StoreError,
-    now_text,
+    CheckpointRow, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange, Store,
+    StoreError, now_text,
 };
 
 /// How long a write waits for another process's lock before it fails.
@@ -313,6 +313,30 @@ impl Backend for Sqlite {
         result.map(drop).map_err(write_error)
     }
 
+    fn compare_and_set(&mut self, guard: &Guard) -> Result<(), StoreError> {
+        let changed = match &guard.expected {
+            None => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO state (ns, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(ns, key) DO NOTHING",
+                )
+                .and_then(|mut s| s.execute(params![guard.ns, guard.key, guard.new])),
+            Some(expected) => self
+                .conn
+                .prepare_cached(
+                    "UPDATE state SET value = ?3 WHERE ns = ?1 AND key = ?2 AND value = ?4",
+                )
+                .and_then(|mut s| s.execute(params![guard.ns, guard.key, guard.new, expected])),
+        }
+        .map_err(write_error)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("{}/{}", guard.ns, guard.key)))
+        }
+    }
+
     fn savepoint(&mut self) -> Result<(), StoreError> {
         self.conn
             .execute_batch("SAVEPOINT job")
@@ -439,13 +463,16 @@ impl SqliteReader {
     pub fn records_of_kind_seq(
         &self,
         kind: &str,
+        from: i64,
         each: &mut SeqVisitor<'_>,
     ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, record FROM audit_records WHERE kind = ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT seq, record FROM audit_records WHERE kind = ?1 AND seq >= ?2 ORDER BY seq",
+            )
             .map_err(read_error)?;
-        let mut rows = stmt.query([kind]).map_err(read_error)?;
+        let mut rows = stmt.query(params![kind, from]).map_err(read_error)?;
         while let Some(row) = rows.next().map_err(read_error)? {
             let seq: i64 = row.get(0).map_err(read_error)?;
             let bytes: Vec<u8> = row.get(1).map_err(read_error)?;

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::{CheckpointRow, CommitHook, Job, Sealed, StateChange, StoreError};
+use super::{CheckpointRow, CommitHook, Guard, Job, Sealed, StateChange, StoreError};
 
 /// Most jobs one transaction takes (bounds the latency of the first caller).
 const MAX_BATCH: usize = 4096;
@@ -37,6 +37,9 @@ pub(super) trait Backend {
     fn upsert_baselines(&mut self, rows: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
     fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError>;
     fn apply_state(&mut self, change: &StateChange) -> Result<(), StoreError>;
+    /// Sets `guard.new` if `(ns, key)` holds `guard.expected` (racing
+    /// writers serialize on the row); else [`StoreError::Conflict`].
+    fn compare_and_set(&mut self, guard: &Guard) -> Result<(), StoreError>;
     fn savepoint(&mut self) -> Result<(), StoreError>;
     fn release(&mut self) -> Result<(), StoreError>;
     fn rollback_to_savepoint(&mut self);
@@ -129,8 +132,12 @@ impl<B: Backend> Writer<B> {
         let mut done = Vec::with_capacity(batch.len());
         for job in batch {
             match job {
-                Job::Append { sealers, reply } => {
-                    let result = self.append(sealers, next_seq);
+                Job::Append {
+                    sealers,
+                    guard,
+                    reply,
+                } => {
+                    let result = self.append(sealers, guard.as_ref(), next_seq);
                     if let Ok((seqs, mine)) = &result {
                         next_seq += seqs.len() as u64;
                         leaves.extend_from_slice(mine);
@@ -185,13 +192,19 @@ impl<B: Backend> Writer<B> {
     fn append(
         &mut self,
         sealers: Vec<super::Sealer>,
+        guard: Option<&Guard>,
         first: u64,
     ) -> Result<(Vec<u64>, Vec<[u8; 32]>), StoreError> {
         let mut records = Vec::with_capacity(sealers.len());
         for (i, seal) in sealers.into_iter().enumerate() {
             records.push(seal(first + i as u64).map_err(StoreError::Seal)?);
         }
-        self.in_savepoint(|b| b.insert_records(first, &records))?;
+        self.in_savepoint(|b| {
+            if let Some(guard) = guard {
+                b.compare_and_set(guard)?;
+            }
+            b.insert_records(first, &records)
+        })?;
         let seqs = (first..first + records.len() as u64).collect();
         Ok((seqs, records.iter().map(|r| r.leaf_hash).collect()))
     }

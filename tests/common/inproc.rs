@@ -88,7 +88,12 @@ impl InProcess {
     /// Warden on `setup`, serving on `listener` (bound by the test, which
     /// needed its port in the configuration, e.g. for a public URL).
     pub fn launch_on(listener: std::net::TcpListener, setup: Setup<'_>) -> InProcess {
-        let dir = setup.write();
+        Self::launch_dir(listener, setup.write())
+    }
+
+    /// Warden on the `warden.toml` in `dir` (written by [`Setup::write`]
+    /// and perhaps edited since).
+    pub fn launch_dir(listener: std::net::TcpListener, dir: tempfile::TempDir) -> InProcess {
         let port = listener.local_addr().expect("local address").port();
         let mut warden = InProcess {
             port,

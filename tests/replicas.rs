@@ -1,0 +1,222 @@
+//! Three Warden replicas on one PostgreSQL store (`[store] url`), each in
+//! this process on its own port with its own demo upstream, sharing the
+//! audit keys, the policies and the JIT approvals. The developer's call is
+//! privileged (held for approval); requests are made, approved and used
+//! through different replicas, and a single-use grant raced by all three
+//! runs exactly once. The shared log verifies. (Risk scoring is off: the
+//! race's repeated privileged calls would otherwise be scored critical.)
+
+mod common;
+
+use common::gate::baseline_copy;
+use common::issuer::Issuer;
+use common::*;
+use serde_json::{Value, json};
+use warden::audit::KeyFiles;
+use warden::store::postgres::ScratchSchema;
+
+const CATALOG: &str = r#"
+[tools.echo]
+op = "Microsoft.Compute/virtualMachines/runCommand/action"
+class = "privileged"
+resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+"#;
+
+const DEVELOPER_PRIVILEGED: &str = r#"
+@id("test-developer-privileged")
+permit (principal in AppRole::"Developer", action in Action::"privileged", resource)
+when { resource has resource_group && resource.resource_group like "dev-*" };
+"#;
+
+fn admin_url() -> String {
+    std::env::var("WARDEN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+struct Replicas {
+    issuer: Issuer,
+    replicas: Vec<InProcess>,
+    calls: std::path::PathBuf,
+    schema: ScratchSchema,
+    _scratch: tempfile::TempDir,
+}
+
+impl Replicas {
+    async fn start(n: usize) -> Replicas {
+        let issuer = Issuer::start().await;
+        let scratch = tempfile::tempdir().unwrap();
+        let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+        let policies = baseline_copy(scratch.path(), Some(DEVELOPER_PRIVILEGED));
+        let catalog = scratch.path().join("catalog");
+        std::fs::create_dir(&catalog).unwrap();
+        std::fs::write(catalog.join("demo.toml"), CATALOG).unwrap();
+        let calls = scratch.path().join("calls.log");
+        let upstreams = format!(
+            "[risk]\nenabled = false\n[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n\
+             env = {{ DEMO_CALL_LOG = {calls:?} }}\n",
+            example("demo_upstream").display().to_string()
+        );
+        let identity = issuer.identity_toml();
+        let policy = format!("dir = {policies:?}\n");
+        let setup = Setup {
+            server_extra: "",
+            identity: &identity,
+            upstreams: &upstreams,
+            audit_extra: "",
+            policy: Some(&policy),
+        };
+        let mut replicas: Vec<InProcess> = Vec::new();
+        for _ in 0..n {
+            let dir = setup.write();
+            // One log: every replica signs with the first one's keys.
+            if let Some(first) = replicas.first() {
+                let from = KeyFiles::in_dir(first.dir.path());
+                let to = KeyFiles::in_dir(dir.path());
+                for (a, b) in [
+                    (&from.signing_key, &to.signing_key),
+                    (&from.hmac_key, &to.hmac_key),
+                    (&from.public_key, &to.public_key),
+                ] {
+                    std::fs::copy(a, b).unwrap();
+                }
+            }
+            let config_path = dir.path().join("warden.toml");
+            let config = std::fs::read_to_string(&config_path).unwrap().replace(
+                "[store]\npath = \"warden.db\"\n",
+                &format!("[store]\nurl = {:?}\n", schema.url()),
+            );
+            assert!(config.contains("url = \"postgres://"), "{config}");
+            std::fs::write(&config_path, config).unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            replicas.push(InProcess::launch_dir(listener, dir));
+        }
+        Replicas {
+            issuer,
+            replicas,
+            calls,
+            schema,
+            _scratch: scratch,
+        }
+    }
+
+    fn token(&self, user: &str, roles: &[&str]) -> String {
+        self.issuer.mint(&warden::identity::dev::TokenOptions {
+            user: user.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            mfa: true,
+            ..Default::default()
+        })
+    }
+
+    async fn client(&self, replica: usize, token: &str) -> Client {
+        connect_as(&self.replicas[replica].url(), Some(token))
+            .await
+            .0
+    }
+
+    /// `POST /admin/api/requests/{id}/approve` on `replica`.
+    async fn approve(&self, replica: usize, token: &str, id: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/admin/api/requests/{id}/approve",
+                self.replicas[replica].base()
+            ))
+            .bearer_auth(token)
+            .json(&json!({ "reason": "ticket OPS-7" }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn args(text: &str) -> Value {
+    json!({
+        "text": text,
+        "subscription": "00000000-0000-4000-8000-000000000001",
+        "resource-group": "dev-web",
+        "vm": "web-01",
+    })
+}
+
+#[tokio::test]
+async fn a_request_made_approved_and_used_on_three_replicas_and_a_raced_grant_runs_once() {
+    let r = Replicas::start(3).await;
+    let developer = r.token("dave", &["Developer"]);
+    let manager = r.token("sam", &["SecurityManager"]);
+    let on: Vec<Client> = futures::future::join_all((0..3).map(|i| r.client(i, &developer))).await;
+
+    // Made through A, approved through B, used through C.
+    let held = call(&on[0], "echo", args("one")).await.unwrap();
+    let message = text(&held);
+    assert!(message.starts_with("Held for approval"), "{message}");
+    let id = request_id(&message);
+    let (status, approved) = r.approve(1, &manager, &id).await;
+    assert_eq!(status, 200, "{approved}");
+    let ran = call(&on[2], "echo", args("one")).await.unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+    assert_eq!(r.received(), ["one"]);
+    // Used: A holds the same call again, as a new request.
+    let again = call(&on[0], "echo", args("one")).await.unwrap();
+    let second = request_id(&text(&again));
+    assert_ne!(second, id);
+    assert_eq!(r.received(), ["one"]);
+
+    // A single-use grant raced by the three replicas runs exactly once,
+    // round after round.
+    for round in 0..8 {
+        let text_of_round = format!("race-{round}");
+        let held = call(&on[round % 3], "echo", args(&text_of_round))
+            .await
+            .unwrap();
+        let id = request_id(&text(&held));
+        let (status, approved) = r.approve((round + 1) % 3, &manager, &id).await;
+        assert_eq!(status, 200, "{approved}");
+        let results = futures::future::join_all(
+            on.iter()
+                .map(|client| call(client, "echo", args(&text_of_round))),
+        )
+        .await;
+        let ran = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|r| r.is_error != Some(true)))
+            .count();
+        assert_eq!(ran, 1, "round {round}: {results:?}");
+        let executed = r
+            .received()
+            .iter()
+            .filter(|line| **line == text_of_round)
+            .count();
+        assert_eq!(executed, 1, "round {round}: {:?}", r.received());
+    }
+    drop(on);
+
+    // The shared log verifies, with every replica's records.
+    let keep = tempfile::tempdir().unwrap();
+    let key = keep.path().join("audit.pub");
+    std::fs::copy(KeyFiles::in_dir(r.replicas[0].dir.path()).public_key, &key).unwrap();
+    let Replicas {
+        replicas, schema, ..
+    } = r;
+    drop(replicas);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--json", "--db"])
+        .arg(schema.url())
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("{}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(report["ok"], true, "{report:#}");
+}
