@@ -215,3 +215,69 @@ async fn a_deleted_row_leaves_a_gap_and_renumbered_rows_do_not_hide_it() {
         "{report:#}"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_replicas_interrupted_call_is_abandoned_once_and_a_live_ones_is_not() {
+    let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let files = KeyFiles::in_dir(dir.path());
+    keygen(ORIGIN, &files, true).unwrap();
+    let location = Location::Postgres(schema.url());
+    let mut replicas = Vec::new();
+    for _ in 0..4 {
+        replicas.push(
+            Audit::open(&location, config(&files), Metrics::new())
+                .await
+                .unwrap(),
+        );
+    }
+    let (d, c, b, a) = (
+        replicas.pop().unwrap(),
+        replicas.pop().unwrap(),
+        replicas.pop().unwrap(),
+        replicas.pop().unwrap(),
+    );
+    // A and C each start a call; A stops before its call ends (no
+    // outcome, no closing checkpoint), as a process killed would.
+    a.append(call(Kind::Intent, 1)).await.unwrap();
+    c.append(call(Kind::Intent, 2)).await.unwrap();
+    a.join_writer();
+
+    let reader = warden::store::Reader::open(&location).unwrap();
+    let outcomes = |id: &str| -> Vec<Value> {
+        reader
+            .records_of_call(id)
+            .unwrap()
+            .into_iter()
+            .map(|(_, bytes)| serde_json::from_slice::<Value>(&bytes).unwrap())
+            .filter(|r| r["kind"] == "outcome")
+            .collect()
+    };
+    // B and D reap together until A's connection is gone, and a few times
+    // more: A's call gets one `abandoned` outcome.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while outcomes("call-1").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never reaped");
+        let (rb, rd) = tokio::join!(b.reap_interrupted(), d.reap_interrupted());
+        rb.unwrap();
+        rd.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        let (rb, rd) = tokio::join!(b.reap_interrupted(), d.reap_interrupted());
+        assert_eq!(rb.unwrap() + rd.unwrap(), 0);
+    }
+    let abandoned = outcomes("call-1");
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert_eq!(abandoned[0]["status"], "abandoned");
+    // C is alive: its call is still open, not abandoned.
+    assert!(outcomes("call-2").is_empty());
+    c.append(call(Kind::Outcome, 2)).await.unwrap();
+    for audit in [b, c, d] {
+        audit.close().await;
+        audit.join_writer();
+    }
+    let (code, report) = verify(&schema.url(), &files.public_key);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["open_intents"], serde_json::json!([]), "{report:#}");
+}

@@ -329,20 +329,8 @@ impl Audit {
             self.check_signer(last, previous).await?;
         }
         // Calls a crash interrupted get an `abandoned` outcome.
-        for bytes in reader.open_intents_since_last(Kind::LogStart.as_str())? {
-            let Ok(intent) = serde_json::from_slice::<Record>(&bytes) else {
-                continue;
-            };
-            let mut outcome = Record::new(Kind::Outcome);
-            outcome.call_id = intent.call_id;
-            outcome.principal = intent.principal;
-            outcome.session_id = intent.session_id;
-            outcome.tool = intent.tool;
-            outcome.upstream = intent.upstream;
-            outcome.status = Some(Status::Abandoned);
-            outcome.error = Some("Warden stopped before the call ended".into());
-            self.append(outcome).await?;
-        }
+        let open = reader.open_intents_since_last(Kind::LogStart.as_str())?;
+        self.abandon_interrupted(open).await?;
         let hmac_id = hex::encode(&Sha256::digest(hmac_key)[..8]);
         let mut start = Record::new(Kind::LogStart);
         start.details = Some(json!({
@@ -355,6 +343,66 @@ impl Audit {
         self.append(start).await?;
         self.checkpoint().await?;
         Ok(())
+    }
+
+    /// Gives every interrupted call in `open` (intents, as
+    /// `Reader::open_intents_since_last` finds them: on SQLite the calls
+    /// open since this log's last start, on PostgreSQL those of replicas
+    /// that are gone) an `abandoned` outcome. Each outcome is guarded by its call id, so
+    /// replicas reaping together write it once.
+    async fn abandon_interrupted(&self, open: Vec<Vec<u8>>) -> Result<usize, AuditError> {
+        let mut abandoned = 0;
+        for bytes in open {
+            let Ok(intent) = serde_json::from_slice::<Record>(&bytes) else {
+                continue;
+            };
+            let Some(call_id) = intent.call_id.clone() else {
+                continue;
+            };
+            let mut outcome = Record::new(Kind::Outcome);
+            outcome.call_id = intent.call_id;
+            outcome.principal = intent.principal;
+            outcome.session_id = intent.session_id;
+            outcome.tool = intent.tool;
+            outcome.upstream = intent.upstream;
+            outcome.status = Some(Status::Abandoned);
+            outcome.error = Some("Warden stopped before the call ended".into());
+            let guard = crate::store::Guard {
+                ns: "audit.abandoned".into(),
+                key: call_id,
+                expected: None,
+                new: b"abandoned".to_vec(),
+            };
+            match self.append_guarded(outcome, guard).await {
+                Ok(_) => abandoned += 1,
+                // Another replica wrote it.
+                Err(AuditError::Store(StoreError::Conflict(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(abandoned)
+    }
+
+    /// On a store replicas share, gives the calls of replicas that stopped
+    /// their `abandoned` outcomes (the maintenance task does this every
+    /// checkpoint interval); returns how many. Nothing to do on SQLite,
+    /// where a Warden does it for its own log when it starts.
+    pub async fn reap_interrupted(&self) -> Result<usize, AuditError> {
+        if self.store.location().sqlite_path().is_some() {
+            return Ok(0);
+        }
+        let open = self
+            .store
+            .reader()?
+            .open_intents_since_last(Kind::LogStart.as_str())?;
+        let reaped = self.abandon_interrupted(open).await?;
+        if reaped > 0 {
+            tracing::warn!(
+                calls = reaped,
+                "calls of a stopped replica recorded as abandoned"
+            );
+        }
+        Ok(reaped)
     }
 
     async fn check_signer(
@@ -668,6 +716,9 @@ impl Audit {
                     last_checkpoint = Instant::now();
                     if let Err(e) = audit.checkpoint().await {
                         tracing::error!(error = %e, "checkpoint failed");
+                    }
+                    if let Err(e) = audit.reap_interrupted().await {
+                        tracing::error!(error = %e, "interrupted calls of stopped replicas not recorded yet");
                     }
                 }
             }

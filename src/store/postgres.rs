@@ -247,13 +247,22 @@ impl Pg {
     fn connect_and_migrate(&mut self) -> Result<(), String> {
         let mut client = connect(&self.url)?;
         migrate(&mut client)?;
-        self.connection = Some(Self::prepared(client)?);
+        self.connection = Some(self.prepared(client)?);
         Ok(())
     }
 
-    fn prepared(mut client: Client) -> Result<(Client, Statements), String> {
+    /// Sets the session up: durable commits, and this writer's liveness
+    /// lock (a session advisory lock on its instance id, held while the
+    /// connection lives; see [`PgReader::open_intents_since_last`]).
+    fn prepared(&self, mut client: Client) -> Result<(Client, Statements), String> {
         client
             .batch_execute("SET synchronous_commit = on")
+            .map_err(|e| describe(&e))?;
+        client
+            .execute(
+                "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+                &[&self.instance],
+            )
             .map_err(|e| describe(&e))?;
         let statements = Statements::prepare(&mut client).map_err(|e| describe(&e))?;
         Ok((client, statements))
@@ -276,7 +285,7 @@ impl Pg {
         {
             self.connection = None;
             let client = connect(&self.url).map_err(StoreError::Write)?;
-            self.connection = Some(Self::prepared(client).map_err(StoreError::Write)?);
+            self.connection = Some(self.prepared(client).map_err(StoreError::Write)?);
         }
         Ok(self.connection.as_mut().expect("connected above"))
     }
@@ -672,15 +681,25 @@ impl PgReader {
             .pop())
     }
 
-    pub(super) fn open_intents_since_last(&self, kind: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// On a log replicas share, "since the last start" is no test: another
+    /// replica's calls may be in flight. An intent is interrupted when it
+    /// has no outcome and the process that appended it (`writer`) no
+    /// longer holds its liveness lock: it stopped, or lost its connection
+    /// (`_kind` is not needed).
+    pub(super) fn open_intents_since_last(&self, _kind: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         self.rows(
             "SELECT i.record FROM audit_records i
              WHERE i.kind = 'intent'
-               AND i.seq > coalesce((SELECT max(seq) FROM audit_records WHERE kind = $1), -1)
                AND NOT EXISTS (SELECT 1 FROM audit_records o
                                WHERE o.call_id = i.call_id AND o.kind = 'outcome')
+               AND NOT EXISTS (
+                   SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                     AND l.classid::bigint = ((hashtextextended(i.writer, 0) >> 32) & 4294967295)
+                     AND l.objid::bigint = (hashtextextended(i.writer, 0) & 4294967295))
              ORDER BY i.seq",
-            vec![Box::new(kind.to_owned())],
+            Vec::new(),
             |r| r.get(0),
         )
     }
