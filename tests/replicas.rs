@@ -43,13 +43,25 @@ struct Replicas {
 
 impl Replicas {
     async fn start(n: usize) -> Replicas {
+        let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+        let url = schema.url();
+        Self::start_with(n, CATALOG, schema, &url).await
+    }
+
+    /// `n` replicas whose store URL is `url` (the schema's, or one through
+    /// a forwarder), with `catalog`.
+    async fn start_with(
+        n: usize,
+        catalog_toml: &str,
+        schema: ScratchSchema,
+        url: &str,
+    ) -> Replicas {
         let issuer = Issuer::start().await;
         let scratch = tempfile::tempdir().unwrap();
-        let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
         let policies = baseline_copy(scratch.path(), Some(DEVELOPER_PRIVILEGED));
         let catalog = scratch.path().join("catalog");
         std::fs::create_dir(&catalog).unwrap();
-        std::fs::write(catalog.join("demo.toml"), CATALOG).unwrap();
+        std::fs::write(catalog.join("demo.toml"), catalog_toml).unwrap();
         let calls = scratch.path().join("calls.log");
         let upstreams = format!(
             "[risk]\nenabled = false\n[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n\
@@ -83,7 +95,7 @@ impl Replicas {
             let config_path = dir.path().join("warden.toml");
             let config = std::fs::read_to_string(&config_path).unwrap().replace(
                 "[store]\npath = \"warden.db\"\n",
-                &format!("[store]\nurl = {:?}\n", schema.url()),
+                &format!("[store]\nurl = {url:?}\n"),
             );
             assert!(config.contains("url = \"postgres://"), "{config}");
             std::fs::write(&config_path, config).unwrap();
@@ -218,5 +230,156 @@ async fn a_request_made_approved_and_used_on_three_replicas_and_a_raced_grant_ru
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!("{}", String::from_utf8_lossy(&out.stderr));
     });
+    assert_eq!(report["ok"], true, "{report:#}");
+}
+
+/// A TCP forwarder to the local PostgreSQL, which the test can cut (every
+/// connection dropped, the port closed) and restore on the same port: the
+/// database going away and coming back, as Warden sees it.
+struct Forwarder {
+    port: u16,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Forwarder {
+    async fn start(port: u16) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = stopped.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = stopped.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Forwarder { port, stop }
+    }
+
+    fn cut(&self) {
+        self.stop.cancel();
+    }
+}
+
+// Two workers: Warden starts synchronously (blocking one) while the
+// forwarder, on this runtime, carries its first connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_closed_while_postgresql_is_away_and_recover_when_it_returns() {
+    const READS: &str = r#"
+[tools.echo]
+op = "Microsoft.Compute/virtualMachines/read"
+class = "read"
+resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+"#;
+    let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+    let forwarder = Forwarder::start(0).await;
+    let url = schema
+        .url()
+        .replace(":5432/", &format!(":{}/", forwarder.port));
+    let r = Replicas::start_with(1, READS, schema, &url).await;
+    let reader = r.token("rita", &["Reader"]);
+    let client = r.client(0, &reader).await;
+    let ran = call(&client, "echo", args("before")).await.unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
+
+    // The database goes away: the call is refused with a clear error,
+    // never forwarded, and /readyz says why.
+    forwarder.cut();
+    let refused = call(&client, "echo", args("during")).await;
+    let error = format!("{refused:?}");
+    assert!(refused.is_err(), "{error}");
+    assert!(error.contains("audit_unavailable"), "{error}");
+    assert!(error.contains("PostgreSQL"), "{error}");
+    let ready = reqwest::get(format!("{}/readyz", r.replicas[0].base()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["audit"]["ready"], false, "{body:#}");
+    assert_eq!(r.received(), ["before"]);
+
+    // It comes back: calls run again without a restart.
+    let back = Forwarder::start(forwarder.port).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let attempt = call(&client, "echo", args("after")).await;
+        if attempt.as_ref().is_ok_and(|a| a.is_error != Some(true)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {attempt:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(r.received(), ["before", "after"]);
+    let ready = reqwest::get(format!("{}/readyz", r.replicas[0].base()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    drop(client);
+
+    // The log verifies, and every call the upstream received has an intent
+    // and an outcome; the refused one left none half-written.
+    let keep = tempfile::tempdir().unwrap();
+    let key = keep.path().join("audit.pub");
+    std::fs::copy(KeyFiles::in_dir(r.replicas[0].dir.path()).public_key, &key).unwrap();
+    let Replicas {
+        replicas, schema, ..
+    } = r;
+    drop(replicas);
+    drop(back);
+    let store =
+        warden::store::Reader::open(warden::store::Location::Postgres(schema.url())).unwrap();
+    let mut calls = std::collections::HashMap::<String, Vec<String>>::new();
+    store
+        .for_each_record(0, |row| {
+            let record: Value = serde_json::from_slice(&row.bytes).unwrap();
+            if let Some(id) = record["call_id"].as_str() {
+                calls
+                    .entry(id.to_owned())
+                    .or_default()
+                    .push(record["kind"].as_str().unwrap_or_default().to_owned());
+            }
+            Ok(())
+        })
+        .unwrap();
+    let complete = calls
+        .values()
+        .filter(|kinds| kinds.iter().any(|k| k == "intent") && kinds.iter().any(|k| k == "outcome"))
+        .count();
+    assert_eq!(complete, 2, "{calls:?}");
+    assert!(
+        calls
+            .values()
+            .all(|kinds| kinds.iter().any(|k| k == "intent")),
+        "{calls:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--json", "--db"])
+        .arg(schema.url())
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report:#}");
 }
