@@ -336,6 +336,7 @@ async fn serve_front(
     let (facade, page_entra) = oauth_facade(&config, &pipeline)?.unzip();
     let builtins = builtins(arm);
     let gateway = Gateway::new(Arc::new(config), pipeline, builtins);
+    gateway.replicas.spawn(shutdown.clone());
     match front {
         Front::Stdio => {
             let principal = stdio_principal(&identity).await?;

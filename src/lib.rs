@@ -22,5 +22,6 @@ pub mod metrics;
 pub mod oauth;
 pub mod pipeline;
 pub mod policy;
+pub mod replicas;
 pub mod risk;
 pub mod store;

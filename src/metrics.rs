@@ -58,6 +58,10 @@ pub struct Metrics {
     pub audit_records: Family<KindLabel, Counter>,
     pub audit_write_failures: Family<KindLabel, Counter>,
     pub audit_writable: Gauge,
+    /// 1 for the hash of the policy set this replica enforces.
+    pub policy_set: Family<HashLabel, Gauge>,
+    /// Other live replicas on this store enforcing a different policy set.
+    pub replica_policy_mismatches: Gauge,
     pub audit_tree_size: Gauge,
     pub audit_checkpoints: Counter,
     pub audit_commit_batch: Histogram,
@@ -129,6 +133,11 @@ pub struct DecisionLabels {
     /// The advice of a deny (`step_up`, `require_approval`, `deny`); `none`
     /// on allow.
     pub advice: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabel {
+    pub hash: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -218,6 +227,18 @@ impl Metrics {
             "audit_writable",
             "1 while the audit log accepts writes; 0 while calls are refused (fail closed)",
             audit_writable.clone(),
+        );
+        let policy_set = Family::<HashLabel, Gauge>::default();
+        registry.register(
+            "policy_set",
+            "1 for the hash of the policy set this replica enforces (0 for sets it enforced before)",
+            policy_set.clone(),
+        );
+        let replica_policy_mismatches = Gauge::default();
+        registry.register(
+            "replica_policy_mismatches",
+            "Other live replicas on this store that enforce a different policy set",
+            replica_policy_mismatches.clone(),
         );
         let audit_tree_size = Gauge::default();
         registry.register(
@@ -391,6 +412,8 @@ impl Metrics {
             audit_records,
             audit_write_failures,
             audit_writable,
+            policy_set,
+            replica_policy_mismatches,
             audit_tree_size,
             audit_checkpoints,
             audit_commit_batch,

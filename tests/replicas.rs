@@ -45,20 +45,21 @@ impl Replicas {
     async fn start(n: usize) -> Replicas {
         let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
         let url = schema.url();
-        Self::start_with(n, CATALOG, schema, &url).await
+        Self::start_with(n, CATALOG, schema, &url, |_| "").await
     }
 
     /// `n` replicas whose store URL is `url` (the schema's, or one through
     /// a forwarder), with `catalog`.
+    /// Replica `i` also enforces the policies `extra(i)`.
     async fn start_with(
         n: usize,
         catalog_toml: &str,
         schema: ScratchSchema,
         url: &str,
+        extra: fn(usize) -> &'static str,
     ) -> Replicas {
         let issuer = Issuer::start().await;
         let scratch = tempfile::tempdir().unwrap();
-        let policies = baseline_copy(scratch.path(), Some(DEVELOPER_PRIVILEGED));
         let catalog = scratch.path().join("catalog");
         std::fs::create_dir(&catalog).unwrap();
         std::fs::write(catalog.join("demo.toml"), catalog_toml).unwrap();
@@ -69,17 +70,21 @@ impl Replicas {
             example("demo_upstream").display().to_string()
         );
         let identity = issuer.identity_toml();
-        let policy = format!("dir = {policies:?}\n");
-        let setup = Setup {
-            server_extra: "",
-            identity: &identity,
-            upstreams: &upstreams,
-            audit_extra: "",
-            policy: Some(&policy),
-        };
         let mut replicas: Vec<InProcess> = Vec::new();
-        for _ in 0..n {
-            let dir = setup.write();
+        for i in 0..n {
+            let policies = baseline_copy(
+                &scratch.path().join(format!("replica-{i}")),
+                Some(&format!("{DEVELOPER_PRIVILEGED}{}", extra(i))),
+            );
+            let policy = format!("dir = {policies:?}\n");
+            let dir = Setup {
+                server_extra: "",
+                identity: &identity,
+                upstreams: &upstreams,
+                audit_extra: "",
+                policy: Some(&policy),
+            }
+            .write();
             // One log: every replica signs with the first one's keys.
             if let Some(first) = replicas.first() {
                 let from = KeyFiles::in_dir(first.dir.path());
@@ -294,7 +299,7 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
     let url = schema
         .url()
         .replace(":5432/", &format!(":{}/", forwarder.port));
-    let r = Replicas::start_with(1, READS, schema, &url).await;
+    let r = Replicas::start_with(1, READS, schema, &url, |_| "").await;
     let reader = r.token("rita", &["Reader"]);
     let client = r.client(0, &reader).await;
     let ran = call(&client, "echo", args("before")).await.unwrap();
@@ -382,4 +387,73 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
         .unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_policy_set_says_so() {
+    const STRICTER: &str = r#"
+@id("test-stricter")
+forbid (principal, action, resource) when { context has nothing };
+"#;
+    let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+    let url = schema.url();
+    let r = Replicas::start_with(
+        3,
+        CATALOG,
+        schema,
+        &url,
+        |i| if i == 2 { STRICTER } else { "" },
+    )
+    .await;
+    let ready = |i: usize| {
+        let base = r.replicas[i].base();
+        async move {
+            reqwest::get(format!("{base}/readyz"))
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Each replica announces itself every few seconds; wait until every
+    // one has seen the other two.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let reports = loop {
+        let reports = futures::future::join_all((0..3).map(ready)).await;
+        if reports.iter().all(|r| r["policy"]["replicas"] == 3) {
+            break reports;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reports:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let odd = reports[2]["policy"]["hash"].as_str().unwrap().to_owned();
+    let usual = reports[0]["policy"]["hash"].as_str().unwrap().to_owned();
+    assert_ne!(odd, usual);
+    assert_eq!(reports[1]["policy"]["hash"], usual.as_str());
+    for (i, report) in reports.iter().enumerate() {
+        let policy = &report["policy"];
+        assert_eq!(policy["agrees"], false, "{i}: {report:#}");
+        let other = if i == 2 { &usual } else { &odd };
+        assert!(
+            policy["detail"].as_str().unwrap().contains(other.as_str()),
+            "{i}: {report:#}"
+        );
+        // A difference is reported, not refused.
+        assert_eq!(report["ready"], true, "{i}: {report:#}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", r.replicas[0].base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("warden_policy_set{{hash=\"{usual}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_replica_policy_mismatches 1"),
+        "{metrics}"
+    );
 }

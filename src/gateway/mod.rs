@@ -93,6 +93,7 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         &gateway.identity,
         gateway.pipeline.audit(),
         gateway.upstreams(),
+        gateway.replicas.agreement(),
     )
     .await;
     let status = if report.ready {

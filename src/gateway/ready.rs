@@ -1,4 +1,5 @@
-//! `/readyz`: can every upstream be reached right now?
+//! `/readyz`: can every upstream be reached right now, and which policy
+//! set do the replicas enforce?
 //!
 //! A stdio upstream is ready when its command resolves to an executable file;
 //! a remote upstream when its URL answers HTTP at all (any status) within
@@ -23,6 +24,10 @@ pub struct Readiness {
     pub identity: UpstreamReadiness,
     /// The audit log accepts writes (calls are refused while it does not).
     pub audit: UpstreamReadiness,
+    /// The policy set this replica enforces, and whether every replica on
+    /// the store enforces the same (a difference is reported, not refused:
+    /// a rollout passes through it).
+    pub policy: crate::replicas::PolicyAgreement,
     pub upstreams: BTreeMap<String, UpstreamReadiness>,
 }
 
@@ -36,6 +41,7 @@ pub async fn check(
     identity: &Authenticator,
     audit: &Audit,
     upstreams: &[(String, UpstreamKind)],
+    policy: crate::replicas::PolicyAgreement,
 ) -> Readiness {
     let probes = upstreams.iter().map(|(name, kind)| async move {
         let result = match kind {
@@ -83,6 +89,7 @@ pub async fn check(
         ready: identity.ready && audit.ready && upstreams.values().all(|u| u.ready),
         identity,
         audit,
+        policy,
         upstreams,
     }
 }
@@ -171,8 +178,18 @@ mod tests {
         let identity = Authenticator::start(anonymous, reqwest::Client::new());
         let dir = tempfile::tempdir().unwrap();
         let audit = crate::audit::test_audit(dir.path()).await;
-        let report = check(&identity, &audit, &upstreams).await;
+        let agreement = crate::replicas::PolicyAgreement {
+            hash: "sha256:abc".into(),
+            agrees: false,
+            replicas: 2,
+            detail: "replica r2 enforces sha256:def".into(),
+        };
+        let report = check(&identity, &audit, &upstreams, agreement).await;
         assert!(report.audit.ready, "{:?}", report.audit);
+        // A policy difference between replicas is reported, never the
+        // reason a replica is unready.
+        assert!(!report.policy.agrees);
+        assert_eq!(report.policy.hash, "sha256:abc");
         assert!(!report.ready);
         assert!(!report.upstreams["gone"].ready);
         assert!(report.upstreams["sh"].ready, "{:?}", report.upstreams["sh"]);

@@ -45,6 +45,8 @@ pub struct Gateway {
     names: Names,
     slots: Arc<Semaphore>,
     builtins: Builtins,
+    /// The replicas on this store and their policy sets.
+    pub replicas: Arc<crate::replicas::Registry>,
 }
 
 impl Gateway {
@@ -57,7 +59,13 @@ impl Gateway {
             .map(|(name, upstream)| (name.clone(), upstream.kind()))
             .collect();
         let names = Names::new(upstreams.iter().map(|(name, _)| name.clone()).collect());
+        let replicas = Arc::new(crate::replicas::Registry::new(
+            pipeline.audit().store().clone(),
+            pipeline.policy().clone(),
+            metrics.clone(),
+        ));
         Arc::new(Self {
+            replicas,
             pipeline,
             builtins,
             slots: Arc::new(Semaphore::new(config.server.max_sessions)),
