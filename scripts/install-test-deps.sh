@@ -29,6 +29,7 @@ NODE22_VERSION=22.23.5        # npm `node-<os>-<arch>` (runs the conformance sui
 CONFORMANCE_VERSION=0.1.16    # npm `@modelcontextprotocol/conformance`; the full lock is tests/conformance/package-lock.json
 PLAYWRIGHT_CORE_VERSION=1.65.2  # npm `playwright-core` (browser tests); the full lock is tests/browser/package-lock.json
 CHROMIUM=/usr/bin/chromium    # Debian's `chromium` package (and `chromium-driver`); the browser tests launch it
+HAPROXY=/usr/sbin/haproxy     # Debian's `haproxy` package; the replica tests balance across replicas with it
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS="$ROOT/.deps"
@@ -177,29 +178,42 @@ fi
 # security updates keep it current, so its version is recorded, not pinned.
 # Installed only when missing; `apt-get update` only when the package lists
 # cannot serve the install (none yet, or outdated).
-if [[ -x "$CHROMIUM" ]]; then
-    log "chromium present ($CHROMIUM)"
-else
-    log "installing Debian's chromium and chromium-driver (apt-get)"
-    as_root=()
+# `debian_package PATH PACKAGE...`: apt-get installs PACKAGE... unless PATH
+# is already an executable.
+debian_package() {
+    local path="$1"
+    shift
+    if [[ -x "$path" ]]; then
+        log "$* present ($path)"
+        return
+    fi
+    log "installing Debian's $* (apt-get)"
+    local as_root=()
     if [[ "$(id -u)" != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "$CHROMIUM is missing and this is not root (no sudo either)"
+        command -v sudo >/dev/null 2>&1 || die "$path is missing and this is not root (no sudo either)"
         as_root=(sudo)
     fi
     apt_install() {
         "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y --no-install-recommends chromium chromium-driver >&2
+            apt-get install -y --no-install-recommends "$@" >&2
     }
-    if ! apt_install; then
+    if ! apt_install "$@"; then
         log "apt-get install failed; updating the package lists and retrying"
         "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >&2 \
             || die "apt-get update failed"
-        apt_install || die "apt-get install chromium chromium-driver failed"
+        apt_install "$@" || die "apt-get install $* failed"
     fi
-    [[ -x "$CHROMIUM" ]] || die "apt-get installed chromium but $CHROMIUM is missing"
-fi
+    [[ -x "$path" ]] || die "apt-get installed $* but $path is missing"
+}
+debian_package "$CHROMIUM" chromium chromium-driver
 CHROMEDRIVER="$(command -v chromedriver || true)"
 chromium_version="$("$CHROMIUM" --version 2>/dev/null)" || die "$CHROMIUM --version failed"
+
+# ---------------------------------------------------------------- HAProxy (Debian package)
+# The load balancer in front of the replica tests (tests/replicas_lb.rs);
+# Debian's build, recorded like Chromium's.
+debian_package "$HAPROXY" haproxy
+haproxy_version="$("$HAPROXY" -v 2>/dev/null | head -n 1)" || die "$HAPROXY -v failed"
 
 # ---------------------------------------------------------------- playwright-core (npm)
 # Only the library (no browsers of its own: its install step downloads none,
@@ -272,6 +286,8 @@ WARDEN_TEST_PLAYWRIGHT_CORE_VERSION=$PLAYWRIGHT_CORE_VERSION
 WARDEN_TEST_CHROMIUM=$CHROMIUM
 WARDEN_TEST_CHROMIUM_VERSION=$chromium_version
 WARDEN_TEST_CHROMEDRIVER=$CHROMEDRIVER
+WARDEN_TEST_HAPROXY=$HAPROXY
+WARDEN_TEST_HAPROXY_VERSION=$haproxy_version
 EOF
 mv -f "$tmp" "$DEPS/paths.env"
 

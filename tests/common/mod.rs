@@ -351,6 +351,12 @@ impl Warden {
             policy,
         }
         .write();
+        Self::launch_dir(dir)
+    }
+
+    /// Starts Warden on the `warden.toml` in `dir` (written by
+    /// [`Setup::write`] and perhaps edited since); waits until it listens.
+    pub fn launch_dir(dir: tempfile::TempDir) -> Warden {
         let stderr_path = dir.path().join("warden.log");
         let config_path = dir.path().join("warden.toml");
         let mut warden = Warden {
