@@ -2,7 +2,13 @@
 //!
 //! ```text
 //! cargo run --release --example audit_bench -- --seconds 5 [--dir DIR] [--writers 1,16,64]
+//! cargo run --release --example audit_bench -- --postgres postgres://postgres@127.0.0.1:5432/test [--replicas 3]
 //! ```
+//!
+//! With `--postgres`, the store is a fresh schema in that database (dropped
+//! at the end) and `--replicas` Audit instances, each with its own store
+//! writer and connection, append to the one shared log (writer `w` uses
+//! replica `w % replicas`), as Warden replicas do.
 //!
 //! It makes fresh keys and a fresh store in a temporary folder (under `--dir`
 //! when given, to choose the filesystem; removed at the end), then measures:
@@ -36,6 +42,8 @@ use warden::audit::record::{Actor, Kind, Record};
 use warden::audit::verify::Report;
 use warden::audit::{Audit, AuditConfig, KeyFiles, keygen, redact::RedactionConfig};
 use warden::metrics::Metrics;
+use warden::store::Location;
+use warden::store::postgres::ScratchSchema;
 
 #[derive(Parser)]
 #[command(about = "Benchmark of the audit log: appends, verify, export")]
@@ -49,6 +57,13 @@ struct Cli {
     /// Concurrent writers of each append round.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64])]
     writers: Vec<usize>,
+    /// A PostgreSQL database (whose user may create schemas) to use instead
+    /// of a SQLite file.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Replicas appending to the PostgreSQL store.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 /// The `_count` and `_sum` of the commit batch histogram.
@@ -110,7 +125,7 @@ fn new_histogram() -> Histogram<u64> {
 
 /// One append round: `writers` tasks appending until `wall` has passed.
 async fn append_round(
-    audit: &Arc<Audit>,
+    audits: &[Arc<Audit>],
     metrics: &Metrics,
     writers: usize,
     wall: Duration,
@@ -120,7 +135,8 @@ async fn append_round(
     let deadline = start + wall;
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
-            let (audit, intent) = (audit.clone(), template(audit, w));
+            let audit = audits[w % audits.len()].clone();
+            let intent = template(&audit, w);
             tokio::spawn(async move {
                 let mut latency = new_histogram();
                 while Instant::now() < deadline {
@@ -146,7 +162,7 @@ async fn append_round(
         "the commit histogram counted {} records, the writers {records}",
         sum_after - sum_before
     );
-    audit.checkpoint().await?;
+    audits[0].checkpoint().await?;
     Ok(json!({
         "writers": writers,
         "records": records,
@@ -196,25 +212,45 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_secs(60),
         redaction: RedactionConfig::default(),
     };
-    let db = work.path().join("warden.db");
+    let schema = match &cli.postgres {
+        Some(admin) => Some(ScratchSchema::create(admin).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let db = match &schema {
+        Some(schema) => Location::Postgres(schema.url()),
+        None => Location::Sqlite(work.path().join("warden.db")),
+    };
+    ensure!(
+        cli.replicas >= 1 && (cli.replicas == 1 || schema.is_some()),
+        "--replicas needs --postgres (a SQLite file has one writer)"
+    );
+    // One registry for all replicas: the commit histogram counts them all.
     let metrics = Metrics::new();
-    let audit = Audit::open(&db, config, metrics.clone()).await?;
-    let record_bytes = next(&template(&audit, 0)).canonical()?.len();
+    let mut audits = Vec::new();
+    for _ in 0..cli.replicas {
+        audits.push(Audit::open(&db, config.clone(), metrics.clone()).await?);
+    }
+    let record_bytes = next(&template(&audits[0], 0)).canonical()?.len();
 
     let mut appends = Vec::new();
     for &writers in &cli.writers {
         let wall = Duration::from_secs(cli.seconds);
-        appends.push(append_round(&audit, &metrics, writers, wall).await?);
+        appends.push(append_round(&audits, &metrics, writers, wall).await?);
     }
 
-    let key = audit.public_key();
-    audit.close().await;
-    ensure!(
-        Arc::strong_count(&audit) == 1,
-        "the audit log is still shared"
-    );
-    audit.join_writer();
-    let db_bytes = std::fs::metadata(&db)?.len();
+    let key = audits[0].public_key();
+    for audit in audits {
+        audit.close().await;
+        ensure!(
+            Arc::strong_count(&audit) == 1,
+            "the audit log is still shared"
+        );
+        audit.join_writer();
+    }
+    let db_bytes = db
+        .sqlite_path()
+        .and_then(|path| std::fs::metadata(path).ok())
+        .map_or(0, |m| m.len());
 
     let mut offline = vec![timed("verify store", || {
         verified(verify_store(&db, key.clone())?)
@@ -238,8 +274,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "store: {} (record ≈ {record_bytes} B canonical JSON, store file {:.1} MiB)\n",
-        work.path().display(),
+        "store: {db} ({} replica(s); record ≈ {record_bytes} B canonical JSON, store file {:.1} MiB)\n",
+        cli.replicas,
         db_bytes as f64 / 1048576.0
     );
     println!("| writers | records | records/s | p50 µs | p99 µs | records/commit |");

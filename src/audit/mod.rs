@@ -272,13 +272,15 @@ impl Audit {
         let hook_metrics = metrics.clone();
         let opened = Store::open(
             store,
-            Box::new(move |_, leaves: &[Hash]| {
+            Box::new(move |_, leaves: &[Hash], own: usize| {
                 let mut f = hook_frontier.lock().expect("frontier lock");
                 for leaf in leaves {
                     f.push(*leaf);
                 }
                 hook_metrics.audit_tree_size.set(f.size() as i64);
-                hook_metrics.audit_commit_batch.observe(leaves.len() as f64);
+                if own > 0 {
+                    hook_metrics.audit_commit_batch.observe(own as f64);
+                }
             }),
         )?;
         let redactor = Redactor::new(hmac_key.clone(), &config.redaction);

@@ -169,8 +169,10 @@ pub struct Sealed {
 pub type Sealer = Box<dyn FnOnce(u64) -> Result<Sealed, String> + Send>;
 
 /// Called by the writer after every durable commit with the first sequence
-/// number and the leaf hashes of the records it made durable, in order.
-pub type CommitHook = Box<dyn FnMut(u64, &[[u8; 32]]) + Send>;
+/// number and the leaf hashes from there on, in order: first those other
+/// writers (replicas) appended since this writer's last commit, then the
+/// last `own` ones, which this commit made durable.
+pub type CommitHook = Box<dyn FnMut(u64, &[[u8; 32]], usize) + Send>;
 
 /// A stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -552,7 +554,7 @@ mod tests {
         let hook_seen = seen.clone();
         let opened = Store::open(
             &path,
-            Box::new(move |first, leaves| hook_seen.lock().unwrap().push((first, leaves.len()))),
+            Box::new(move |first, leaves, _| hook_seen.lock().unwrap().push((first, leaves.len()))),
         )
         .unwrap();
         assert_eq!(opened.next_seq, 0);
@@ -577,7 +579,7 @@ mod tests {
         drop(store);
         drop(opened.store);
         opened.writer.join().unwrap();
-        let again = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let again = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
         assert_eq!(again.next_seq, 100);
     }
 
@@ -585,8 +587,8 @@ mod tests {
     async fn a_second_writer_is_refused_until_the_first_stops() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let first = Store::open(&path, Box::new(|_, _| {})).unwrap();
-        let error = Store::open(&path, Box::new(|_, _| {}))
+        let first = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
+        let error = Store::open(&path, Box::new(|_, _, _| {}))
             .unwrap_err()
             .to_string();
         assert!(
@@ -598,13 +600,13 @@ mod tests {
         Reader::open(&path).unwrap();
         drop(first.store);
         first.writer.join().unwrap();
-        Store::open(&path, Box::new(|_, _| {})).unwrap();
+        Store::open(&path, Box::new(|_, _, _| {})).unwrap();
     }
 
     #[tokio::test]
     async fn a_failing_sealer_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = Store::open(dir.path().join("w.db"), Box::new(|_, _| {})).unwrap();
+        let opened = Store::open(dir.path().join("w.db"), Box::new(|_, _, _| {})).unwrap();
         let bad: Sealer = Box::new(|_| Err("cannot encode".into()));
         let (a, b) = tokio::join!(
             opened.store.append(vec![sealer("x"), bad]),
@@ -621,7 +623,7 @@ mod tests {
     async fn sql_update_and_delete_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let opened = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let opened = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
         opened.store.append(vec![sealer("x")]).await.unwrap();
         let conn = Connection::open(&path).unwrap();
         for sql in [
@@ -639,7 +641,7 @@ mod tests {
     async fn baselines_are_upserted_alongside_appends_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let opened = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let opened = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
         let store = opened.store.clone();
         let (appended, saved) = tokio::join!(
             store.append(vec![sealer("x")]),
@@ -682,7 +684,7 @@ mod tests {
         drop(store);
         drop(opened.store);
         opened.writer.join().unwrap();
-        let again = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let again = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
         assert_eq!(again.next_seq, 1);
         assert_eq!(again.store.reader().unwrap().baselines().unwrap().len(), 2);
     }
@@ -721,7 +723,7 @@ mod tests {
     async fn state_is_put_replaced_deleted_and_purged_durably() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let opened = Store::open(&path, Box::new(|_, _| {})).unwrap();
+        let opened = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
         let store = opened.store;
         let now = chrono::Utc::now();
         let past = now - chrono::Duration::seconds(10);

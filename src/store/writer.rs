@@ -113,7 +113,7 @@ impl<B: Backend> Writer<B> {
         let touches_log = batch
             .iter()
             .any(|j| matches!(j, Job::Append { .. } | Job::Checkpoint { .. }));
-        let (head, mut leaves) = if touches_log {
+        let (head, mut leaves): (u64, Vec<[u8; 32]>) = if touches_log {
             match self.backend.lock_log(self.next_seq) {
                 Ok(found) => found,
                 Err(error) => {
@@ -181,7 +181,8 @@ impl<B: Backend> Writer<B> {
         }
         self.next_seq = next_seq;
         if !leaves.is_empty() {
-            (self.hook)(first_seq, &leaves);
+            let own = (next_seq - head) as usize;
+            (self.hook)(first_seq, &leaves, own);
         }
         for d in done {
             d.answer(None);
