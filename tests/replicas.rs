@@ -28,11 +28,6 @@ permit (principal in AppRole::"Developer", action in Action::"privileged", resou
 when { resource has resource_group && resource.resource_group like "dev-*" };
 "#;
 
-fn admin_url() -> String {
-    std::env::var("WARDEN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 struct Replicas {
     issuer: Issuer,
     replicas: Vec<InProcess>,
@@ -43,7 +38,8 @@ struct Replicas {
 
 impl Replicas {
     async fn start(n: usize) -> Replicas {
-        let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+        let schema = ScratchSchema::create(&replicas::postgres_admin())
+            .expect("PostgreSQL at 127.0.0.1:5432");
         let url = schema.url();
         Self::start_with(n, CATALOG, schema, &url, |_| "").await
     }
@@ -77,33 +73,16 @@ impl Replicas {
                 Some(&format!("{DEVELOPER_PRIVILEGED}{}", extra(i))),
             );
             let policy = format!("dir = {policies:?}\n");
-            let dir = Setup {
+            let setup = Setup {
                 server_extra: "",
                 identity: &identity,
                 upstreams: &upstreams,
                 audit_extra: "",
                 policy: Some(&policy),
-            }
-            .write();
+            };
             // One log: every replica signs with the first one's keys.
-            if let Some(first) = replicas.first() {
-                let from = KeyFiles::in_dir(first.dir.path());
-                let to = KeyFiles::in_dir(dir.path());
-                for (a, b) in [
-                    (&from.signing_key, &to.signing_key),
-                    (&from.hmac_key, &to.hmac_key),
-                    (&from.public_key, &to.public_key),
-                ] {
-                    std::fs::copy(a, b).unwrap();
-                }
-            }
-            let config_path = dir.path().join("warden.toml");
-            let config = std::fs::read_to_string(&config_path).unwrap().replace(
-                "[store]\npath = \"warden.db\"\n",
-                &format!("[store]\nurl = {url:?}\n"),
-            );
-            assert!(config.contains("url = \"postgres://"), "{config}");
-            std::fs::write(&config_path, config).unwrap();
+            let first = replicas.first().map(|r| r.dir.path());
+            let dir = replicas::replica_dir(&setup, url, first);
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             replicas.push(InProcess::launch_dir(listener, dir));
         }
@@ -225,16 +204,7 @@ async fn a_request_made_approved_and_used_on_three_replicas_and_a_raced_grant_ru
         replicas, schema, ..
     } = r;
     drop(replicas);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify", "--json", "--db"])
-        .arg(schema.url())
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!("{}", String::from_utf8_lossy(&out.stderr));
-    });
+    let (_, report) = replicas::verify_db(&schema.url(), &key);
     assert_eq!(report["ok"], true, "{report:#}");
 }
 
@@ -294,7 +264,8 @@ op = "Microsoft.Compute/virtualMachines/read"
 class = "read"
 resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
 "#;
-    let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+    let schema =
+        ScratchSchema::create(&replicas::postgres_admin()).expect("PostgreSQL at 127.0.0.1:5432");
     let forwarder = Forwarder::start(0).await;
     let url = schema
         .url()
@@ -378,14 +349,7 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
             .all(|kinds| kinds.iter().any(|k| k == "intent")),
         "{calls:?}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify", "--json", "--db"])
-        .arg(schema.url())
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, report) = replicas::verify_db(&schema.url(), &key);
     assert_eq!(report["ok"], true, "{report:#}");
 }
 
@@ -395,7 +359,8 @@ async fn a_replica_with_another_policy_set_says_so() {
 @id("test-stricter")
 forbid (principal, action, resource) when { context has nothing };
 "#;
-    let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+    let schema =
+        ScratchSchema::create(&replicas::postgres_admin()).expect("PostgreSQL at 127.0.0.1:5432");
     let url = schema.url();
     let r = Replicas::start_with(
         3,

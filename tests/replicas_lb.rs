@@ -16,13 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-use warden::audit::KeyFiles;
 use warden::store::postgres::ScratchSchema;
-
-fn admin_url() -> String {
-    std::env::var("WARDEN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -82,7 +76,8 @@ struct Worked {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_behind_haproxy_survive_a_kill_9_under_load() {
-    let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
+    let schema =
+        ScratchSchema::create(&replicas::postgres_admin()).expect("PostgreSQL at 127.0.0.1:5432");
     let scratch = tempfile::tempdir().unwrap();
     let calls = scratch.path().join("calls.log");
     let upstreams = format!(
@@ -98,24 +93,8 @@ async fn three_replicas_behind_haproxy_survive_a_kill_9_under_load() {
     };
     let mut replicas: Vec<Warden> = Vec::new();
     for _ in 0..3 {
-        let dir = setup.write();
-        if let Some(first) = replicas.first() {
-            let from = KeyFiles::in_dir(first.dir.path());
-            let to = KeyFiles::in_dir(dir.path());
-            for (a, b) in [
-                (&from.signing_key, &to.signing_key),
-                (&from.hmac_key, &to.hmac_key),
-                (&from.public_key, &to.public_key),
-            ] {
-                std::fs::copy(a, b).unwrap();
-            }
-        }
-        let config_path = dir.path().join("warden.toml");
-        let config = std::fs::read_to_string(&config_path).unwrap().replace(
-            "[store]\npath = \"warden.db\"\n",
-            &format!("[store]\nurl = {:?}\n", schema.url()),
-        );
-        std::fs::write(&config_path, config).unwrap();
+        let first = replicas.first().map(|r| r.dir.path());
+        let dir = replicas::replica_dir(&setup, &schema.url(), first);
         replicas.push(Warden::launch_dir(dir));
     }
     let ports: Vec<u16> = replicas.iter().map(|w| w.port).collect();
@@ -281,14 +260,7 @@ async fn three_replicas_behind_haproxy_survive_a_kill_9_under_load() {
             assert_eq!(replica.terminate().code(), Some(0), "{}", replica.log());
         }
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify", "--json", "--db"])
-        .arg(schema.url())
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, report) = replicas::verify_db(&schema.url(), &key);
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(report["open_intents"], json!([]), "{report:#}");
 }

@@ -5,6 +5,8 @@
 //! Each test creates and drops its own schema in the local server's
 //! `test` database.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -20,8 +22,7 @@ use warden::store::postgres::ScratchSchema;
 const ORIGIN: &str = "warden.test/replicas";
 
 fn admin_url() -> String {
-    std::env::var("WARDEN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    common::replicas::postgres_admin()
 }
 
 fn config(files: &KeyFiles) -> AuditConfig {
@@ -47,19 +48,7 @@ fn call(kind: Kind, call: u32) -> Record {
 
 /// `warden audit verify --json` of `db`: exit code and report.
 fn verify(db: &str, key: &Path) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify", "--json", "--db", db, "--key"])
-        .arg(key)
-        .output()
-        .unwrap();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "no JSON report: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap(), report)
+    common::replicas::verify_db(db, key)
 }
 
 fn verdicts(report: &Value) -> Vec<(String, Option<u64>, Option<u64>)> {

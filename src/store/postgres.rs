@@ -881,7 +881,9 @@ mod tests {
         let hook_seen = seen.clone();
         let opened = Store::open(
             Location::Postgres(url.to_owned()),
-            Box::new(move |first, leaves, _| hook_seen.lock().unwrap().push((first, leaves.to_vec()))),
+            Box::new(move |first, leaves, _| {
+                hook_seen.lock().unwrap().push((first, leaves.to_vec()))
+            }),
         )
         .unwrap();
         (opened, seen)
