@@ -270,3 +270,79 @@ async fn a_stopped_replicas_interrupted_call_is_abandoned_once_and_a_live_ones_i
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["open_intents"], serde_json::json!([]), "{report:#}");
 }
+
+#[tokio::test]
+async fn swapped_rows_are_invalid() {
+    let log = two_replicas_log().await;
+    log.schema
+        .execute(
+            "ALTER TABLE audit_records DISABLE TRIGGER USER;
+             UPDATE audit_records SET seq = -1 WHERE seq = 8;
+             UPDATE audit_records SET seq = 8 WHERE seq = 9;
+             UPDATE audit_records SET seq = 9 WHERE seq = -1;",
+        )
+        .unwrap();
+    let (code, report) = verify(&log.schema.url(), &log.key);
+    assert_eq!(code, 1, "{report:#}");
+    let found = verdicts(&report);
+    assert_eq!(found[0], ("INVALID".into(), Some(8), Some(8)), "{report:#}");
+    assert_eq!(found[1], ("INVALID".into(), Some(9), Some(9)), "{report:#}");
+    assert!(
+        report["problems"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("says seq 9 but is filed as 8"),
+        "{report:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_missing() {
+    let log = two_replicas_log().await;
+    let (_, whole) = verify(&log.schema.url(), &log.key);
+    let size = whole["verified_size"].as_u64().unwrap();
+    log.schema
+        .execute(&format!(
+            "ALTER TABLE audit_records DISABLE TRIGGER USER;
+             DELETE FROM audit_records WHERE seq >= {}",
+            size - 3
+        ))
+        .unwrap();
+    let (code, report) = verify(&log.schema.url(), &log.key);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        verdicts(&report)
+            .iter()
+            .any(|(verdict, from, to)| verdict == "MISSING"
+                && *from == Some(size - 3)
+                && *to == Some(size - 1)),
+        "{report:#}"
+    );
+}
+
+#[tokio::test]
+async fn an_altered_checkpoint_is_invalid() {
+    let log = two_replicas_log().await;
+    // The second checkpoint claims one record more than it signed.
+    log.schema
+        .execute(
+            "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER;
+             UPDATE audit_checkpoints
+             SET size = size + 1,
+                 note = regexp_replace(note, E'\\n([0-9]+)\\n', E'\\n' || (size + 1) || E'\\n')
+             WHERE id = (SELECT id FROM audit_checkpoints ORDER BY id OFFSET 1 LIMIT 1)",
+        )
+        .unwrap();
+    let (code, report) = verify(&log.schema.url(), &log.key);
+    assert_eq!(code, 1, "{report:#}");
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p["verdict"] == "INVALID"
+            && p["checkpoint"] == "#2"
+            && p["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("does not verify")),
+        "{report:#}"
+    );
+}
