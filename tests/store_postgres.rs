@@ -346,3 +346,58 @@ async fn an_altered_checkpoint_is_invalid() {
         "{report:#}"
     );
 }
+
+/// With `sslmode=require` the connection is TLS and the server's
+/// certificate is checked: trusted through `SSL_CERT_FILE` it verifies,
+/// otherwise (an unknown issuer, or a name the certificate does not carry)
+/// the store cannot be opened and the error says why. The local server is
+/// Debian's, whose TLS certificate is the `localhost` snakeoil one.
+#[tokio::test]
+async fn sslmode_require_uses_tls_and_checks_the_servers_certificate() {
+    const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let log = two_replicas_log().await;
+    let (_, ssl) = {
+        let url = log.schema.url();
+        let out = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let on: String = client.query_one("SHOW ssl", &[]).unwrap().get(0);
+            on
+        })
+        .join()
+        .unwrap();
+        ((), out)
+    };
+    if ssl != "on" || !Path::new(SNAKEOIL).is_file() {
+        eprintln!("skipped: this PostgreSQL serves no TLS (ssl = {ssl}) or {SNAKEOIL} is missing");
+        return;
+    }
+    let tls_url = format!(
+        "{}&sslmode=require",
+        log.schema.url().replace("@127.0.0.1:", "@localhost:")
+    );
+    let verify_with = |url: &str, roots: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "verify", "--json", "--db", url, "--key"])
+            .arg(&log.key)
+            .env("SSL_CERT_FILE", roots)
+            .env_remove("SSL_CERT_DIR")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = verify_with(&tls_url, SNAKEOIL);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // The system's roots do not vouch for the snakeoil certificate.
+    let (code, stdout, stderr) = verify_with(&tls_url, "/etc/ssl/certs/ca-certificates.crt");
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    // Trusted, but not for this name.
+    let by_address = format!("{}&sslmode=require", log.schema.url());
+    let (code, stdout, stderr) = verify_with(&by_address, SNAKEOIL);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+}

@@ -25,6 +25,8 @@
 //! * **Failing closed**: a lost connection fails the transaction in flight
 //!   (its callers get the error, nothing is half-written) and the next
 //!   transaction connects again.
+//! * **TLS**: `sslmode=require` in the URL; the server's certificate is
+//!   verified (see [`connect`]).
 
 use std::str::FromStr;
 use std::sync::mpsc;
@@ -84,20 +86,58 @@ fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL: {}", db.message()),
         None if e.is_closed() => "PostgreSQL: the connection is closed".into(),
-        None => format!("PostgreSQL: {e}"),
+        None => {
+            // The driver's own words, then why (a TLS certificate error,
+            // a refused connection).
+            let mut text = format!("PostgreSQL: {e}");
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(&format!(": {cause_text}"));
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
-/// Connects (TLS is not offered yet: use a private network or a local
-/// socket path, see docs/ARCHITECTURE.md).
+/// Connects. With `sslmode=require` the connection is TLS and the server's
+/// certificate is verified (chain and host name) against the system's
+/// roots, or the roots in `SSL_CERT_FILE` / `SSL_CERT_DIR` when set;
+/// without it (or with `prefer` or `disable`) there is no TLS.
 fn connect(url: &str) -> Result<Client, String> {
     let mut config = postgres::Config::from_str(url).map_err(|e| format!("bad URL: {e}"))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    config
-        .connect(NoTls)
-        .map_err(|e| format!("cannot connect: {}", describe(&e)))
+    let connected = match config.get_ssl_mode() {
+        postgres::config::SslMode::Require => config.connect(tls()?),
+        _ => config.connect(NoTls),
+    };
+    connected.map_err(|e| format!("cannot connect: {}", describe(&e)))
+}
+
+/// TLS for `sslmode=require`: rustls (aws-lc) with the native roots.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(format!(
+            "sslmode=require, but no trusted root certificates were found (errors: {:?}); \
+             set SSL_CERT_FILE to the server's CA",
+            found.errors
+        ));
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// Applies the embedded migrations, one replica at a time.
