@@ -126,6 +126,24 @@ impl Replicas {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Stops every replica; the schema and a copy of the log's public key
+    /// outlive them.
+    fn stop(self) -> Stopped {
+        let keep = tempfile::tempdir().unwrap();
+        let key = keep.path().join("audit.pub");
+        std::fs::copy(
+            KeyFiles::in_dir(self.replicas[0].dir.path()).public_key,
+            &key,
+        )
+        .unwrap();
+        drop(self.replicas);
+        Stopped {
+            schema: self.schema,
+            key,
+            _keep: keep,
+        }
+    }
+
     fn received(&self) -> Vec<String> {
         std::fs::read_to_string(&self.calls)
             .unwrap_or_default()
@@ -133,6 +151,13 @@ impl Replicas {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// What is left of stopped replicas: their store and the key to verify it.
+struct Stopped {
+    schema: ScratchSchema,
+    key: std::path::PathBuf,
+    _keep: tempfile::TempDir,
 }
 
 fn args(text: &str) -> Value {
@@ -197,13 +222,7 @@ async fn a_request_made_approved_and_used_on_three_replicas_and_a_raced_grant_ru
     drop(on);
 
     // The shared log verifies, with every replica's records.
-    let keep = tempfile::tempdir().unwrap();
-    let key = keep.path().join("audit.pub");
-    std::fs::copy(KeyFiles::in_dir(r.replicas[0].dir.path()).public_key, &key).unwrap();
-    let Replicas {
-        replicas, schema, ..
-    } = r;
-    drop(replicas);
+    let Stopped { schema, key, _keep } = r.stop();
     let (_, report) = replicas::verify_db(&schema.url(), &key);
     assert_eq!(report["ok"], true, "{report:#}");
 }
@@ -315,13 +334,7 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
 
     // The log verifies, and every call the upstream received has an intent
     // and an outcome; the refused one left none half-written.
-    let keep = tempfile::tempdir().unwrap();
-    let key = keep.path().join("audit.pub");
-    std::fs::copy(KeyFiles::in_dir(r.replicas[0].dir.path()).public_key, &key).unwrap();
-    let Replicas {
-        replicas, schema, ..
-    } = r;
-    drop(replicas);
+    let Stopped { schema, key, _keep } = r.stop();
     drop(back);
     let store =
         warden::store::Reader::open(warden::store::Location::Postgres(schema.url())).unwrap();
