@@ -188,6 +188,10 @@ struct Background {
     watch: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     risk_flush: JoinHandle<()>,
+    /// This replica's announcements in the store (and its view of the
+    /// others, which the gateway's `/readyz` reads).
+    replicas: Arc<crate::replicas::Registry>,
+    announce: JoinHandle<()>,
     audit: Arc<Audit>,
 }
 
@@ -195,7 +199,14 @@ impl Background {
     fn spawn(pipeline: &Pipeline) -> Self {
         let stop = CancellationToken::new();
         let audit = pipeline.audit().clone();
+        let replicas = Arc::new(crate::replicas::Registry::new(
+            audit.store().clone(),
+            pipeline.policy().clone(),
+            pipeline.metrics().clone(),
+        ));
         Self {
+            announce: replicas.spawn(stop.clone()),
+            replicas,
             maintenance: audit.spawn_maintenance(stop.clone()),
             watch: pipeline.spawn_policy_watch(stop.clone()),
             sweeper: pipeline
@@ -213,6 +224,11 @@ impl Background {
         let _ = self.maintenance.await;
         let _ = self.watch.await;
         let _ = self.sweeper.await;
+        // Withdraws this replica's announcement while the store is open,
+        // then lets go of the store (the writer stops once every handle is
+        // gone).
+        let _ = self.announce.await;
+        drop(self.replicas);
         // Flushes the baselines one last time before the store closes.
         let _ = self.risk_flush.await;
         self.audit.close().await;
@@ -228,7 +244,8 @@ async fn start(
     let arm = arm_client(&config)?;
     let pipeline = pipeline(&config, arm.clone()).await?;
     let background = Background::spawn(&pipeline);
-    let serving = match serve_front(config, front, pipeline, arm, shutdown.clone()).await {
+    let replicas = background.replicas.clone();
+    let serving = match serve_front(config, front, pipeline, arm, replicas, shutdown.clone()).await {
         Ok(serving) => serving,
         Err(error) => {
             background.stop().await;
@@ -330,13 +347,13 @@ async fn serve_front(
     front: Front,
     pipeline: Pipeline,
     arm: Option<Arc<ArmClient>>,
+    replicas: Arc<crate::replicas::Registry>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Serving> {
     let identity = pipeline.identity().clone();
     let (facade, page_entra) = oauth_facade(&config, &pipeline)?.unzip();
     let builtins = builtins(arm);
-    let gateway = Gateway::new(Arc::new(config), pipeline, builtins);
-    gateway.replicas.spawn(shutdown.clone());
+    let gateway = Gateway::new(Arc::new(config), pipeline, builtins, replicas);
     match front {
         Front::Stdio => {
             let principal = stdio_principal(&identity).await?;

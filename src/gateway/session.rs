@@ -50,7 +50,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, pipeline: Pipeline, builtins: Builtins) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        pipeline: Pipeline,
+        builtins: Builtins,
+        replicas: Arc<crate::replicas::Registry>,
+    ) -> Arc<Self> {
         let identity = pipeline.identity().clone();
         let metrics = pipeline.metrics().clone();
         let upstreams: Vec<_> = config
@@ -59,11 +64,6 @@ impl Gateway {
             .map(|(name, upstream)| (name.clone(), upstream.kind()))
             .collect();
         let names = Names::new(upstreams.iter().map(|(name, _)| name.clone()).collect());
-        let replicas = Arc::new(crate::replicas::Registry::new(
-            pipeline.audit().store().clone(),
-            pipeline.policy().clone(),
-            metrics.clone(),
-        ));
         Arc::new(Self {
             replicas,
             pipeline,
