@@ -245,7 +245,8 @@ async fn start(
     let pipeline = pipeline(&config, arm.clone()).await?;
     let background = Background::spawn(&pipeline);
     let replicas = background.replicas.clone();
-    let serving = match serve_front(config, front, pipeline, arm, replicas, shutdown.clone()).await {
+    let serving = match serve_front(config, front, pipeline, arm, replicas, shutdown.clone()).await
+    {
         Ok(serving) => serving,
         Err(error) => {
             background.stop().await;
