@@ -213,7 +213,8 @@ chromium_version="$("$CHROMIUM" --version 2>/dev/null)" || die "$CHROMIUM --vers
 # The load balancer in front of the replica tests (tests/replicas_lb.rs);
 # Debian's build, recorded like Chromium's.
 debian_package "$HAPROXY" haproxy
-haproxy_version="$("$HAPROXY" -v 2>/dev/null | head -n 1)" || die "$HAPROXY -v failed"
+haproxy_version="$("$HAPROXY" -v 2>/dev/null)" || die "$HAPROXY -v failed"
+haproxy_version="${haproxy_version%%$'\n'*}"   # its first line (no pipe: `head` would cut haproxy off mid-write)
 
 # ---------------------------------------------------------------- playwright-core (npm)
 # Only the library (no browsers of its own: its install step downloads none,
