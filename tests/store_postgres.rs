@@ -25,15 +25,9 @@ fn admin_url() -> String {
     common::replicas::postgres_admin()
 }
 
+/// The test audit config: checkpoints and heartbeats only when asked.
 fn config(files: &KeyFiles) -> AuditConfig {
-    AuditConfig {
-        signing_key: files.signing_key.clone(),
-        previous_signing_key: None,
-        hmac_key: files.hmac_key.clone(),
-        checkpoint_interval: Duration::from_secs(3600),
-        heartbeat_interval: Duration::from_secs(3600),
-        redaction: Default::default(),
-    }
+    warden::audit::AuditConfig::quiet(files)
 }
 
 fn call(kind: Kind, call: u32) -> Record {
