@@ -36,7 +36,8 @@ use crate::identity::{Authenticator, Principal};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Stages};
 use crate::policy::Engine;
-use crate::risk::Risk;
+use crate::risk::{self, Risk};
+use crate::store::Location;
 
 /// How often the approvals sweeper lapses and expires requests.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -301,10 +302,19 @@ async fn compose(
 ) -> anyhow::Result<Pipeline> {
     let store = config.store.location();
     if risk.enabled() {
-        let rows = audit
+        let shared = matches!(store, Location::Postgres(_));
+        let reader = audit
             .store()
             .reader()
-            .and_then(|reader| reader.baselines())
+            .with_context(|| format!("reading the risk baselines from {store}"))?;
+        // On a shared store the journal is read before the baselines, so
+        // that no event a baseline has not learned is pruned in between.
+        let journal = shared
+            .then(|| risk::shared::read_since(&reader, -1))
+            .transpose()
+            .with_context(|| format!("reading the risk events from {store}"))?;
+        let rows = reader
+            .baselines()
             .with_context(|| format!("reading the risk baselines from {store}"))?;
         let stored = rows.len();
         let loaded = risk.load(rows);
@@ -313,6 +323,14 @@ async fn compose(
             unreadable = stored - loaded,
             "risk baselines loaded"
         );
+        if let Some(read) = journal {
+            tracing::info!(
+                events = read.events.len(),
+                "risk events of the replicas replayed"
+            );
+            risk.replay(read);
+            risk.share(risk::shared::Journal::new(audit.store().clone()));
+        }
     } else {
         tracing::info!("risk scoring is off ([risk] enabled = false)");
     }

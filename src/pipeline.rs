@@ -188,7 +188,13 @@ impl Pipeline {
         }
 
         // 3. score: how unusual the call is for this principal (policy sees
-        //    it as `context.risk`), unless `[risk]` is off.
+        //    it as `context.risk`), unless `[risk]` is off; on a shared
+        //    store, after learning what the other replicas saw.
+        if self.risk.enabled()
+            && let Err(error) = self.risk.catch_up().await
+        {
+            tracing::error!(%error, call_id = %call.call_id, "risk events of other replicas not read; scored with what this replica knows");
+        }
         let mut scored = self.score(principal, call, &resolution);
 
         // 4. authorize: every operation must be allowed by Cedar.
@@ -284,7 +290,7 @@ impl Pipeline {
             } else {
                 risk::Outcome::Denied
             };
-            self.learn(scored.as_ref(), learned);
+            self.learn(scored.as_ref(), learned).await;
             return answer;
         }
 
@@ -295,7 +301,7 @@ impl Pipeline {
                 Some(json!({ "reason": "audit_unavailable" })),
             ));
             self.record(call, &refused, started.elapsed());
-            self.learn(scored.as_ref(), risk::Outcome::Failed);
+            self.learn(scored.as_ref(), risk::Outcome::Failed).await;
             return refused;
         }
 
@@ -318,7 +324,7 @@ impl Pipeline {
                 None,
             );
             self.record(call, &refused, started.elapsed());
-            self.learn(scored.as_ref(), risk::Outcome::Denied);
+            self.learn(scored.as_ref(), risk::Outcome::Denied).await;
             return refused;
         }
 
@@ -345,7 +351,8 @@ impl Pipeline {
                 Status::Denied => risk::Outcome::Denied,
                 _ => risk::Outcome::Failed,
             },
-        );
+        )
+        .await;
         result
     }
 
@@ -371,10 +378,11 @@ impl Pipeline {
         })
     }
 
-    /// Stage 9: the principal's baseline learns from the call.
-    fn learn(&self, scored: Option<&Scored>, outcome: risk::Outcome) {
+    /// Stage 9: the principal's baseline learns from the call (on a shared
+    /// store, every replica's does, before the call is answered).
+    async fn learn(&self, scored: Option<&Scored>, outcome: risk::Outcome) {
         if let Some(scored) = scored {
-            self.risk.learn(&scored.observation, outcome);
+            self.risk.record(&scored.observation, outcome).await;
         }
     }
 
@@ -852,6 +860,11 @@ impl Pipeline {
                     () = stop.cancelled() => true,
                     () = tokio::time::sleep(every) => false,
                 };
+                // An idle replica keeps up with the others' learning too
+                // (what it flushes is then never older than theirs).
+                if let Err(error) = pipeline.risk.catch_up().await {
+                    tracing::warn!(%error, "risk events of other replicas not read; tried again at the next flush");
+                }
                 // A failure is logged, and the baselines stay due.
                 let _ = pipeline.flush_risk().await;
                 if stopping {
@@ -872,6 +885,13 @@ impl Pipeline {
         match self.audit.store().save_baselines(rows).await {
             Ok(()) => {
                 tracing::debug!(baselines = keys.len(), "risk baselines saved");
+                // The journal keeps the last hour of events; older ones
+                // are in the baselines just saved.
+                if let Some(journal) = self.risk.journal()
+                    && let Err(error) = journal.prune(chrono::Utc::now().timestamp()).await
+                {
+                    tracing::warn!(%error, "old risk events not pruned; tried again at the next flush");
+                }
                 Ok(keys.len())
             }
             Err(error) => {

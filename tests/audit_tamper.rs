@@ -1,12 +1,22 @@
-//! Tampering with a real audit log (the SQLite file, or an export bundle)
-//! and the exact verdicts of `warden audit verify`.
+//! Tampering with a real audit log (the store, or an export bundle) and the
+//! exact verdicts of `warden audit verify`, on both store backends.
 //!
-//! Every test builds the same log with the library (the real store, writer
-//! thread and signer on a real file): record 0 is `log_start`, records 1..=20
-//! are calls (intent, outcome), and checkpoints #1..#5 cover sizes 1, 6, 11,
-//! 16 and 21. Then it edits the file the way an attacker with write access
-//! would (dropping the append-only triggers first) and runs the CLI.
+//! Every scenario builds the same log with the library (the real store,
+//! writer thread and signer): record 0 is `log_start`, records 1..=20 are
+//! calls (intent, outcome), and checkpoints #1..#5 cover sizes 1, 6, 11, 16
+//! and 21. Then it edits the store the way an attacker with write access
+//! would and runs the CLI. On SQLite the attacker opens the file and drops
+//! the append-only triggers; on PostgreSQL the attacker is a superuser who
+//! disables them (`ALTER TABLE ... DISABLE TRIGGER USER`) and edits rows
+//! with SQL. Each scenario is written once, against [`Attacker`], and runs
+//! as `sqlite::<scenario>` and `postgres::<scenario>` with the same
+//! expected verdicts.
 
+mod common;
+
+use std::ffi::{OsStr, OsString};
+use std::future::Future;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -18,18 +28,104 @@ use warden::audit::note::{Checkpoint, Signer};
 use warden::audit::record::{Actor, Kind, Record, Status};
 use warden::audit::{Audit, AuditConfig, KeyFiles, keygen, load_signer};
 use warden::metrics::Metrics;
+use warden::store::postgres::ScratchSchema;
+use warden::store::{APPEND_ONLY_TRIGGERS, Location};
 
 const ORIGIN: &str = "warden.test/tamper";
 
+/// Runs each scenario (a `fn(Backend)`) as a test on each backend:
+/// `sqlite::<scenario>` and `postgres::<scenario>`.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario(super::Backend::Sqlite)
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario(super::Backend::Postgres)
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_untouched_log_verifies,
+    an_edited_byte_is_invalid,
+    an_edit_with_a_recomputed_leaf_hash_is_still_invalid,
+    an_edit_behind_restored_triggers_is_still_invalid,
+    a_deleted_record_leaves_a_gap,
+    a_deletion_hidden_by_renumbering_and_rehashing_is_found,
+    an_inserted_record_is_invalid,
+    reordered_records_are_invalid,
+    a_truncated_tail_is_missing,
+    records_after_the_last_checkpoint_are_an_unverified_tail,
+    a_checkpoint_signed_by_another_key_is_invalid,
+    an_altered_checkpoint_is_invalid,
+    an_unknown_key_verifies_nothing,
+    a_log_re_signed_with_another_key_is_invalid,
+    a_checkpoint_of_another_origin_is_invalid,
+    conflicting_checkpoints_are_a_split_view,
+    a_checkpoint_whose_size_goes_down_is_invalid,
+    a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not,
+    a_bundle_verifies_and_an_edited_bundle_does_not,
+    a_missing_or_wrong_key_file_cannot_verify,
+);
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A store that is not there: a file that does not exist, or a schema
+    /// that does not exist in the test database.
+    fn missing_store(self) -> String {
+        match self {
+            Backend::Sqlite => "/nonexistent.db".into(),
+            Backend::Postgres => {
+                let admin = common::replicas::postgres_admin();
+                let separator = if admin.contains('?') { '&' } else { '?' };
+                format!("{admin}{separator}options=-c%20search_path%3Dwarden_nonexistent")
+            }
+        }
+    }
+}
+
+/// Where a log's records and checkpoints are kept.
+enum Store {
+    Sqlite(PathBuf),
+    /// Dropped with the log.
+    Postgres(ScratchSchema),
+}
+
 struct Log {
+    store: Store,
     _dir: tempfile::TempDir,
     dir: PathBuf,
-    db: PathBuf,
     key: PathBuf,
 }
 
 fn config(files: &KeyFiles) -> AuditConfig {
     AuditConfig::quiet(files)
+}
+
+/// Runs `future` to completion on a runtime of its own (the scenarios are
+/// synchronous, as the attacker's PostgreSQL client is blocking).
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 fn call_record(kind: Kind, i: u32) -> Record {
@@ -68,92 +164,447 @@ async fn fill(audit: &Arc<Audit>) {
     }
 }
 
-async fn build() -> Log {
+fn build(backend: Backend) -> Log {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let files = KeyFiles::in_dir(&dir);
     keygen(ORIGIN, &files, true).unwrap();
-    let db = dir.join("warden.db");
-    let audit = Audit::open(&db, config(&files), Metrics::new())
-        .await
-        .unwrap();
-    fill(&audit).await;
-    audit.close().await;
-    audit.join_writer();
-    Log {
+    let store = match backend {
+        Backend::Sqlite => Store::Sqlite(dir.join("warden.db")),
+        Backend::Postgres => Store::Postgres(
+            ScratchSchema::create(&common::replicas::postgres_admin())
+                .expect("PostgreSQL at 127.0.0.1:5432 (database test)"),
+        ),
+    };
+    let log = Log {
+        store,
         _dir: tmp,
-        key: files.public_key,
+        key: files.public_key.clone(),
         dir,
-        db,
-    }
+    };
+    let audit = block_on(async {
+        let audit = Audit::open(log.location(), config(&files), Metrics::new())
+            .await
+            .unwrap();
+        fill(&audit).await;
+        audit.close().await;
+        audit
+    });
+    audit.join_writer();
+    log
 }
 
 impl Log {
-    /// A connection without the append-only triggers, as an attacker would make.
-    fn attacker(&self) -> Connection {
-        let conn = Connection::open(&self.db).unwrap();
-        for t in warden::store::APPEND_ONLY_TRIGGERS {
-            conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+    fn location(&self) -> Location {
+        match &self.store {
+            Store::Sqlite(path) => Location::Sqlite(path.clone()),
+            Store::Postgres(schema) => Location::Postgres(schema.url()),
         }
-        conn
+    }
+
+    /// The store as `--db` takes it: the file's path, or the URL.
+    fn db(&self) -> OsString {
+        match &self.store {
+            Store::Sqlite(path) => path.clone().into(),
+            Store::Postgres(schema) => schema.url().into(),
+        }
+    }
+
+    /// A connection to the store with the append-only triggers out of the
+    /// way, as an attacker would make.
+    fn attacker(&self) -> Box<dyn Attacker> {
+        match &self.store {
+            Store::Sqlite(path) => Box::new(SqliteAttacker::open(path)),
+            Store::Postgres(schema) => Box::new(PostgresAttacker::open(&schema.url())),
+        }
     }
 
     fn signer(&self) -> Signer {
         load_signer(&KeyFiles::in_dir(&self.dir).signing_key).unwrap()
     }
+}
 
-    fn record(&self, conn: &Connection, seq: i64) -> Value {
-        let bytes: Vec<u8> = conn
+/// What an attacker with write access does to the store's rows. The
+/// backends implement the row edits; the rest is shared.
+trait Attacker {
+    /// The stored bytes of the record at `seq`.
+    fn record_bytes(&mut self, seq: i64) -> Vec<u8>;
+
+    /// Replaces the bytes of the record at `seq`, keeping its stored leaf hash.
+    fn set_record_bytes(&mut self, seq: i64, bytes: &[u8]);
+
+    /// Replaces the stored leaf hash of the record at `seq`.
+    fn set_leaf_hash(&mut self, seq: i64, hash: &[u8]);
+
+    /// The bytes of the records below `size`, in order.
+    fn records_below(&mut self, size: i64) -> Vec<Vec<u8>>;
+
+    fn delete_records(&mut self, seqs: RangeInclusive<i64>);
+
+    /// Files the row at `from` (bytes and leaf hash unchanged) under `to`.
+    fn move_record(&mut self, from: i64, to: i64);
+
+    /// Adds a row for `bytes` at `seq`, with their leaf hash.
+    fn insert_record(&mut self, seq: i64, kind: &str, bytes: &[u8]);
+
+    /// The stored checkpoints, oldest first: (row id, size, note).
+    fn checkpoints(&mut self) -> Vec<(i64, i64, String)>;
+
+    fn set_checkpoint(&mut self, id: i64, size: i64, note: &str);
+
+    fn delete_checkpoints(&mut self);
+
+    fn add_checkpoint(&mut self, note: &str, size: u64, root: &[u8]);
+
+    /// Puts the append-only triggers back as the store made them.
+    fn restore_triggers(&mut self);
+
+    fn record(&mut self, seq: i64) -> Value {
+        serde_json::from_slice(&self.record_bytes(seq)).unwrap()
+    }
+
+    /// Stores `value` (canonicalised) as the record at `seq`, with its leaf hash.
+    fn rewrite(&mut self, seq: i64, value: &Value) {
+        let bytes = serde_json_canonicalizer::to_vec(value).unwrap();
+        self.set_record_bytes(seq, &bytes);
+        self.set_leaf_hash(seq, &leaf_hash(&bytes));
+    }
+
+    /// The tree head at `size` of the records as stored.
+    fn root(&mut self, size: i64) -> [u8; 32] {
+        let mut f = Frontier::new();
+        for bytes in self.records_below(size) {
+            f.push(leaf_hash(&bytes));
+        }
+        f.root()
+    }
+
+    /// Adds a checkpoint of `origin` at `size` over the stored records,
+    /// signed by `signer`.
+    fn sign_checkpoint(&mut self, signer: &Signer, origin: &str, size: i64) {
+        let root = self.root(size);
+        let body = Checkpoint {
+            origin: origin.into(),
+            size: size as u64,
+            root,
+        };
+        self.add_checkpoint(&signer.sign_note(&body.text()), size as u64, &root);
+    }
+}
+
+/// The SQLite file opened directly, its triggers dropped (SQLite cannot
+/// disable them).
+struct SqliteAttacker {
+    conn: Connection,
+    /// The `CREATE TRIGGER` statements of the dropped triggers.
+    dropped: Vec<String>,
+}
+
+impl SqliteAttacker {
+    fn open(path: &Path) -> SqliteAttacker {
+        let conn = Connection::open(path).unwrap();
+        let mut dropped = Vec::new();
+        for t in APPEND_ONLY_TRIGGERS {
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                    [t],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+            dropped.push(sql);
+        }
+        SqliteAttacker { conn, dropped }
+    }
+}
+
+impl Attacker for SqliteAttacker {
+    fn record_bytes(&mut self, seq: i64) -> Vec<u8> {
+        self.conn
             .query_row(
                 "SELECT record FROM audit_records WHERE seq = ?1",
                 [seq],
                 |r| r.get(0),
             )
+            .unwrap()
+    }
+
+    fn set_record_bytes(&mut self, seq: i64, bytes: &[u8]) {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE audit_records SET record = ?1 WHERE seq = ?2",
+                params![bytes, seq],
+            )
             .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
+        assert_eq!(n, 1);
     }
 
-    /// Stores `value` (canonicalised) as the record at `seq`, with its leaf hash.
-    fn rewrite(&self, conn: &Connection, seq: i64, value: &Value) {
-        let bytes = serde_json_canonicalizer::to_vec(value).unwrap();
-        conn.execute(
-            "UPDATE audit_records SET record = ?1, leaf_hash = ?2 WHERE seq = ?3",
-            params![bytes, &leaf_hash(&bytes)[..], seq],
-        )
-        .unwrap();
+    fn set_leaf_hash(&mut self, seq: i64, hash: &[u8]) {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE audit_records SET leaf_hash = ?1 WHERE seq = ?2",
+                params![hash, seq],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
-    /// The genuine tree head at `size`.
-    fn root(&self, conn: &Connection, size: i64) -> [u8; 32] {
-        let mut f = Frontier::new();
-        let mut stmt = conn
+    fn records_below(&mut self, size: i64) -> Vec<Vec<u8>> {
+        let mut stmt = self
+            .conn
             .prepare("SELECT record FROM audit_records WHERE seq < ?1 ORDER BY seq")
             .unwrap();
-        let rows = stmt.query_map([size], |r| r.get::<_, Vec<u8>>(0)).unwrap();
-        for bytes in rows {
-            f.push(leaf_hash(&bytes.unwrap()));
-        }
-        f.root()
+        stmt.query_map([size], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
-    fn add_checkpoint(&self, conn: &Connection, note: &str, size: u64, root: &[u8]) {
-        conn.execute(
-            "INSERT INTO audit_checkpoints (size, root, frontier, note, created)
-             VALUES (?1, ?2, x'', ?3, '2026-01-01T00:00:00.000000Z')",
-            params![size as i64, root, note],
-        )
-        .unwrap();
+    fn delete_records(&mut self, seqs: RangeInclusive<i64>) {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM audit_records WHERE seq BETWEEN ?1 AND ?2",
+                [seqs.start(), seqs.end()],
+            )
+            .unwrap();
+        assert_eq!(n as i64, seqs.end() - seqs.start() + 1);
+    }
+
+    fn move_record(&mut self, from: i64, to: i64) {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE audit_records SET seq = ?1 WHERE seq = ?2",
+                [to, from],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn insert_record(&mut self, seq: i64, kind: &str, bytes: &[u8]) {
+        self.conn
+            .execute(
+                "INSERT INTO audit_records (seq, ts, kind, leaf_hash, record)
+                 VALUES (?1, 't', ?2, ?3, ?4)",
+                params![seq, kind, &leaf_hash(bytes)[..], bytes],
+            )
+            .unwrap();
+    }
+
+    fn checkpoints(&mut self) -> Vec<(i64, i64, String)> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, size, note FROM audit_checkpoints ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn set_checkpoint(&mut self, id: i64, size: i64, note: &str) {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE audit_checkpoints SET size = ?1, note = ?2 WHERE id = ?3",
+                params![size, note, id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn delete_checkpoints(&mut self) {
+        self.conn
+            .execute("DELETE FROM audit_checkpoints", [])
+            .unwrap();
+    }
+
+    fn add_checkpoint(&mut self, note: &str, size: u64, root: &[u8]) {
+        self.conn
+            .execute(
+                "INSERT INTO audit_checkpoints (size, root, frontier, note, created)
+                 VALUES (?1, ?2, x'', ?3, '2026-01-01T00:00:00.000000Z')",
+                params![size as i64, root, note],
+            )
+            .unwrap();
+    }
+
+    fn restore_triggers(&mut self) {
+        for sql in self.dropped.drain(..) {
+            self.conn.execute_batch(&sql).unwrap();
+        }
     }
 }
 
-/// Runs `warden audit verify --json`; returns the exit code and the report.
-fn verify(args: &[&Path], key: &Path) -> (i32, Value) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.args(["audit", "verify", "--json"]);
-    for pair in args.chunks(2) {
-        cmd.arg(pair[0]).arg(pair[1]);
+/// A superuser's connection to the PostgreSQL schema, with the append-only
+/// triggers on both audit tables disabled.
+struct PostgresAttacker {
+    client: ::postgres::Client,
+}
+
+impl PostgresAttacker {
+    fn open(url: &str) -> PostgresAttacker {
+        let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+        let superuser: bool = client
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(superuser, "the attacker is meant to be a superuser");
+        client
+            .batch_execute(
+                "ALTER TABLE audit_records DISABLE TRIGGER USER;
+                 ALTER TABLE audit_checkpoints DISABLE TRIGGER USER;",
+            )
+            .unwrap();
+        PostgresAttacker { client }
     }
-    let out = cmd.arg("--key").arg(key).output().unwrap();
+}
+
+impl Attacker for PostgresAttacker {
+    fn record_bytes(&mut self, seq: i64) -> Vec<u8> {
+        self.client
+            .query_one("SELECT record FROM audit_records WHERE seq = $1", &[&seq])
+            .unwrap()
+            .get(0)
+    }
+
+    fn set_record_bytes(&mut self, seq: i64, bytes: &[u8]) {
+        let n = self
+            .client
+            .execute(
+                "UPDATE audit_records SET record = $1 WHERE seq = $2",
+                &[&bytes, &seq],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn set_leaf_hash(&mut self, seq: i64, hash: &[u8]) {
+        let n = self
+            .client
+            .execute(
+                "UPDATE audit_records SET leaf_hash = $1 WHERE seq = $2",
+                &[&hash, &seq],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn records_below(&mut self, size: i64) -> Vec<Vec<u8>> {
+        self.client
+            .query(
+                "SELECT record FROM audit_records WHERE seq < $1 ORDER BY seq",
+                &[&size],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    fn delete_records(&mut self, seqs: RangeInclusive<i64>) {
+        let n = self
+            .client
+            .execute(
+                "DELETE FROM audit_records WHERE seq BETWEEN $1 AND $2",
+                &[seqs.start(), seqs.end()],
+            )
+            .unwrap();
+        assert_eq!(n as i64, seqs.end() - seqs.start() + 1);
+    }
+
+    fn move_record(&mut self, from: i64, to: i64) {
+        let n = self
+            .client
+            .execute(
+                "UPDATE audit_records SET seq = $1 WHERE seq = $2",
+                &[&to, &from],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    /// The row's `writer` (outside the hash) is copied from the row before
+    /// it, as a replica that wrote its neighbour.
+    fn insert_record(&mut self, seq: i64, kind: &str, bytes: &[u8]) {
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO audit_records (seq, ts, kind, leaf_hash, record, writer)
+                 SELECT $1, 't', $2, $3, $4, writer FROM audit_records
+                 WHERE seq < $1 ORDER BY seq DESC LIMIT 1",
+                &[&seq, &kind, &&leaf_hash(bytes)[..], &bytes],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn checkpoints(&mut self) -> Vec<(i64, i64, String)> {
+        self.client
+            .query(
+                "SELECT id, size, note FROM audit_checkpoints ORDER BY id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    fn set_checkpoint(&mut self, id: i64, size: i64, note: &str) {
+        let n = self
+            .client
+            .execute(
+                "UPDATE audit_checkpoints SET size = $1, note = $2 WHERE id = $3",
+                &[&size, &note, &id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn delete_checkpoints(&mut self) {
+        self.client
+            .execute("DELETE FROM audit_checkpoints", &[])
+            .unwrap();
+    }
+
+    fn add_checkpoint(&mut self, note: &str, size: u64, root: &[u8]) {
+        self.client
+            .execute(
+                "INSERT INTO audit_checkpoints (size, root, frontier, note, created)
+                 VALUES ($1, $2, '', $3, '2026-01-01T00:00:00.000000Z')",
+                &[&(size as i64), &root, &note],
+            )
+            .unwrap();
+    }
+
+    fn restore_triggers(&mut self) {
+        self.client
+            .batch_execute(
+                "ALTER TABLE audit_records ENABLE TRIGGER USER;
+                 ALTER TABLE audit_checkpoints ENABLE TRIGGER USER;",
+            )
+            .unwrap();
+    }
+}
+
+/// Runs `warden audit verify --json <source_flag> <source>`; returns the
+/// exit code and the report.
+fn verify(source_flag: &str, source: &OsStr, key: &Path) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--json", source_flag])
+        .arg(source)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .unwrap();
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
             "no JSON report: {}{}",
@@ -165,7 +616,7 @@ fn verify(args: &[&Path], key: &Path) -> (i32, Value) {
 }
 
 fn verify_db(log: &Log) -> (i32, Value) {
-    verify(&[Path::new("--db"), &log.db], &log.key)
+    verify("--db", &log.db(), &log.key)
 }
 
 /// A problem as (verdict, first seq, last seq, checkpoint), compared exactly.
@@ -200,9 +651,17 @@ fn reason(report: &Value, i: usize) -> String {
     report["problems"][i]["reason"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn an_untouched_log_verifies() {
-    let log = build().await;
+/// The warnings of a store whose append-only triggers are dropped or
+/// disabled.
+fn triggers_missing() -> Value {
+    APPEND_ONLY_TRIGGERS
+        .iter()
+        .map(|t| format!("the append-only trigger {t} is missing from the store"))
+        .collect()
+}
+
+fn an_untouched_log_verifies(backend: Backend) {
+    let log = build(backend);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["ok"], true);
@@ -211,10 +670,11 @@ async fn an_untouched_log_verifies() {
     assert_eq!(report["verified_size"], 21);
     assert_eq!(report["origin"], ORIGIN);
     assert_eq!(report["open_intents"], json!([]));
+    assert_eq!(report["warnings"], json!([]), "{report:#}");
     // The text report says so too.
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["audit", "verify", "--db"])
-        .arg(&log.db)
+        .arg(log.db())
         .arg("--key")
         .arg(&log.key)
         .output()
@@ -226,23 +686,13 @@ async fn an_untouched_log_verifies() {
     );
 }
 
-#[tokio::test]
-async fn an_edited_byte_is_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
-    let bytes: Vec<u8> = conn
-        .query_row("SELECT record FROM audit_records WHERE seq = 8", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let edited = String::from_utf8(bytes)
+fn an_edited_byte_is_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    let edited = String::from_utf8(attacker.record_bytes(8))
         .unwrap()
         .replace("\"echo\"", "\"echp\"");
-    conn.execute(
-        "UPDATE audit_records SET record = ?1 WHERE seq = 8",
-        [edited.as_bytes()],
-    )
-    .unwrap();
+    attacker.set_record_bytes(8, edited.as_bytes());
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -257,15 +707,16 @@ async fn an_edited_byte_is_invalid() {
         "{report:#}"
     );
     assert!(reason(&report, 0).contains("leaf hash"));
+    // The triggers the attacker dropped or disabled are reported too.
+    assert_eq!(report["warnings"], triggers_missing(), "{report:#}");
 }
 
-#[tokio::test]
-async fn an_edit_with_a_recomputed_leaf_hash_is_still_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
-    let mut record = log.record(&conn, 8);
+fn an_edit_with_a_recomputed_leaf_hash_is_still_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    let mut record = attacker.record(8);
     record["tool"] = json!("delete_everything");
-    log.rewrite(&conn, 8, &record);
+    attacker.rewrite(8, &record);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -280,12 +731,33 @@ async fn an_edit_with_a_recomputed_leaf_hash_is_still_invalid() {
     );
 }
 
-#[tokio::test]
-async fn a_deleted_record_leaves_a_gap() {
-    let log = build().await;
-    let conn = log.attacker();
-    conn.execute("DELETE FROM audit_records WHERE seq = 8", [])
-        .unwrap();
+/// An attacker who puts the triggers back leaves no warning, and the
+/// signed checkpoints still find the edit.
+fn an_edit_behind_restored_triggers_is_still_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    let mut record = attacker.record(8);
+    record["tool"] = json!("delete_everything");
+    attacker.rewrite(8, &record);
+    attacker.restore_triggers();
+    let (code, report) = verify_db(&log);
+    assert_eq!(code, 1);
+    assert_eq!(report["warnings"], json!([]), "{report:#}");
+    assert_eq!(
+        problems(&report),
+        vec![
+            p("INVALID", Some((6, 10)), Some("#3")),
+            p("INVALID", Some((6, 15)), Some("#4")),
+            p("INVALID", Some((6, 20)), Some("#5")),
+            p("UNVERIFIED-TAIL", Some((6, 20)), None),
+        ],
+        "{report:#}"
+    );
+}
+
+fn a_deleted_record_leaves_a_gap(backend: Backend) {
+    let log = build(backend);
+    log.attacker().delete_records(8..=8);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -301,21 +773,15 @@ async fn a_deleted_record_leaves_a_gap() {
     );
 }
 
-#[tokio::test]
-async fn a_deletion_hidden_by_renumbering_and_rehashing_is_found() {
-    let log = build().await;
-    let conn = log.attacker();
-    conn.execute("DELETE FROM audit_records WHERE seq = 8", [])
-        .unwrap();
+fn a_deletion_hidden_by_renumbering_and_rehashing_is_found(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    attacker.delete_records(8..=8);
     for seq in 9..=20 {
-        let mut record = log.record(&conn, seq);
+        let mut record = attacker.record(seq);
         record["seq"] = json!(seq - 1);
-        conn.execute(
-            "UPDATE audit_records SET seq = ?1 WHERE seq = ?2",
-            [seq - 1, seq],
-        )
-        .unwrap();
-        log.rewrite(&conn, seq - 1, &record);
+        attacker.move_record(seq, seq - 1);
+        attacker.rewrite(seq - 1, &record);
     }
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
@@ -331,28 +797,22 @@ async fn a_deletion_hidden_by_renumbering_and_rehashing_is_found() {
     );
 }
 
-#[tokio::test]
-async fn an_inserted_record_is_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
+fn an_inserted_record_is_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
     for seq in (8..=20).rev() {
-        let mut record = log.record(&conn, seq);
+        let mut record = attacker.record(seq);
         record["seq"] = json!(seq + 1);
-        conn.execute(
-            "UPDATE audit_records SET seq = ?1 WHERE seq = ?2",
-            [seq + 1, seq],
-        )
-        .unwrap();
-        log.rewrite(&conn, seq + 1, &record);
+        attacker.move_record(seq, seq + 1);
+        attacker.rewrite(seq + 1, &record);
     }
     let mut forged = serde_json::to_value(call_record(Kind::Intent, 99)).unwrap();
     forged["seq"] = json!(8);
-    let bytes = serde_json_canonicalizer::to_vec(&forged).unwrap();
-    conn.execute(
-        "INSERT INTO audit_records (seq, ts, kind, leaf_hash, record) VALUES (8, 't', 'intent', ?1, ?2)",
-        params![&leaf_hash(&bytes)[..], bytes],
-    )
-    .unwrap();
+    attacker.insert_record(
+        8,
+        "intent",
+        &serde_json_canonicalizer::to_vec(&forged).unwrap(),
+    );
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -367,17 +827,13 @@ async fn an_inserted_record_is_invalid() {
     );
 }
 
-#[tokio::test]
-async fn reordered_records_are_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
+fn reordered_records_are_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
     // Swap rows 8 and 9 whole (bytes and leaf hashes).
-    conn.execute_batch(
-        "UPDATE audit_records SET seq = -1 WHERE seq = 8;
-         UPDATE audit_records SET seq = 8 WHERE seq = 9;
-         UPDATE audit_records SET seq = 9 WHERE seq = -1;",
-    )
-    .unwrap();
+    attacker.move_record(8, -1);
+    attacker.move_record(9, 8);
+    attacker.move_record(-1, 9);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -395,12 +851,9 @@ async fn reordered_records_are_invalid() {
     assert!(reason(&report, 0).contains("says seq 9 but is filed as 8"));
 }
 
-#[tokio::test]
-async fn a_truncated_tail_is_missing() {
-    let log = build().await;
-    let conn = log.attacker();
-    conn.execute("DELETE FROM audit_records WHERE seq >= 18", [])
-        .unwrap();
+fn a_truncated_tail_is_missing(backend: Backend) {
+    let log = build(backend);
+    log.attacker().delete_records(18..=20);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -413,17 +866,19 @@ async fn a_truncated_tail_is_missing() {
     );
 }
 
-#[tokio::test]
-async fn records_after_the_last_checkpoint_are_an_unverified_tail() {
-    let log = build().await;
+fn records_after_the_last_checkpoint_are_an_unverified_tail(backend: Backend) {
+    let log = build(backend);
     let files = KeyFiles::in_dir(&log.dir);
-    let audit = Audit::open(&log.db, config(&files), Metrics::new())
-        .await
-        .unwrap();
-    // Open writes log_start and a checkpoint; two more records get none:
-    // an intent without its outcome, and a heartbeat.
-    audit.append(call_record(Kind::Intent, 40)).await.unwrap();
-    audit.append(Record::new(Kind::Heartbeat)).await.unwrap();
+    let audit = block_on(async {
+        let audit = Audit::open(log.location(), config(&files), Metrics::new())
+            .await
+            .unwrap();
+        // Open writes log_start and a checkpoint; two more records get none:
+        // an intent without its outcome, and a heartbeat.
+        audit.append(call_record(Kind::Intent, 40)).await.unwrap();
+        audit.append(Record::new(Kind::Heartbeat)).await.unwrap();
+        audit
+    });
     audit.join_writer();
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
@@ -438,18 +893,10 @@ async fn records_after_the_last_checkpoint_are_an_unverified_tail() {
     );
 }
 
-#[tokio::test]
-async fn a_checkpoint_signed_by_another_key_is_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
+fn a_checkpoint_signed_by_another_key_is_invalid(backend: Backend) {
+    let log = build(backend);
     let forger = Signer::generate(ORIGIN).unwrap();
-    let root = log.root(&conn, 21);
-    let body = Checkpoint {
-        origin: ORIGIN.into(),
-        size: 21,
-        root,
-    };
-    log.add_checkpoint(&conn, &forger.sign_note(&body.text()), 21, &root);
+    log.attacker().sign_checkpoint(&forger, ORIGIN, 21);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -460,21 +907,13 @@ async fn a_checkpoint_signed_by_another_key_is_invalid() {
     assert!(reason(&report, 0).contains("not signed by the trusted key"));
 }
 
-#[tokio::test]
-async fn an_altered_checkpoint_is_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
-    let note: String = conn
-        .query_row("SELECT note FROM audit_checkpoints WHERE id = 3", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+fn an_altered_checkpoint_is_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    let (id, size, note) = attacker.checkpoints().swap_remove(2);
+    assert_eq!(size, 11);
     assert!(note.contains("\n11\n"));
-    conn.execute(
-        "UPDATE audit_checkpoints SET note = ?1, size = 12 WHERE id = 3",
-        [note.replace("\n11\n", "\n12\n")],
-    )
-    .unwrap();
+    attacker.set_checkpoint(id, 12, &note.replace("\n11\n", "\n12\n"));
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -488,13 +927,12 @@ async fn an_altered_checkpoint_is_invalid() {
     assert!(reason(&report, 0).contains("does not verify"));
 }
 
-#[tokio::test]
-async fn an_unknown_key_verifies_nothing() {
-    let log = build().await;
+fn an_unknown_key_verifies_nothing(backend: Backend) {
+    let log = build(backend);
     let other = tempfile::tempdir().unwrap();
     let files = KeyFiles::in_dir(other.path());
     keygen(ORIGIN, &files, false).unwrap();
-    let (code, report) = verify(&[Path::new("--db"), &log.db], &files.public_key);
+    let (code, report) = verify("--db", &log.db(), &files.public_key);
     assert_eq!(code, 1);
     let mut expected: Vec<_> = (1..=5)
         .map(|i| p("INVALID", None, Some(&format!("#{i}"))))
@@ -503,31 +941,23 @@ async fn an_unknown_key_verifies_nothing() {
     assert_eq!(problems(&report), expected, "{report:#}");
 }
 
-#[tokio::test]
-async fn a_log_re_signed_with_another_key_is_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
-    let mut record = log.record(&conn, 8);
+fn a_log_re_signed_with_another_key_is_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    let mut record = attacker.record(8);
     record["tool"] = json!("delete_everything");
-    log.rewrite(&conn, 8, &record);
+    attacker.rewrite(8, &record);
     // Every checkpoint replaced by the attacker's, over the edited records.
     let forger = Signer::generate(ORIGIN).unwrap();
-    let sizes: Vec<i64> = conn
-        .prepare("SELECT size FROM audit_checkpoints ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let sizes: Vec<i64> = attacker
+        .checkpoints()
+        .into_iter()
+        .map(|(_, size, _)| size)
         .collect();
-    conn.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    assert_eq!(sizes, [1, 6, 11, 16, 21]);
+    attacker.delete_checkpoints();
     for size in sizes {
-        let root = log.root(&conn, size);
-        let body = Checkpoint {
-            origin: ORIGIN.into(),
-            size: size as u64,
-            root,
-        };
-        log.add_checkpoint(&conn, &forger.sign_note(&body.text()), size as u64, &root);
+        attacker.sign_checkpoint(&forger, ORIGIN, size);
     }
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
@@ -538,17 +968,10 @@ async fn a_log_re_signed_with_another_key_is_invalid() {
     assert_eq!(problems(&report), expected, "{report:#}");
 }
 
-#[tokio::test]
-async fn a_checkpoint_of_another_origin_is_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
-    let root = log.root(&conn, 21);
-    let body = Checkpoint {
-        origin: "warden.test/other-replica".into(),
-        size: 21,
-        root,
-    };
-    log.add_checkpoint(&conn, &log.signer().sign_note(&body.text()), 21, &root);
+fn a_checkpoint_of_another_origin_is_invalid(backend: Backend) {
+    let log = build(backend);
+    log.attacker()
+        .sign_checkpoint(&log.signer(), "warden.test/other-replica", 21);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -559,16 +982,15 @@ async fn a_checkpoint_of_another_origin_is_invalid() {
     assert!(reason(&report, 0).contains("is not this log's origin"));
 }
 
-#[tokio::test]
-async fn conflicting_checkpoints_are_a_split_view() {
-    let log = build().await;
-    let conn = log.attacker();
+fn conflicting_checkpoints_are_a_split_view(backend: Backend) {
+    let log = build(backend);
     let body = Checkpoint {
         origin: ORIGIN.into(),
         size: 21,
         root: [9; 32],
     };
-    log.add_checkpoint(&conn, &log.signer().sign_note(&body.text()), 21, &[9; 32]);
+    log.attacker()
+        .add_checkpoint(&log.signer().sign_note(&body.text()), 21, &[9; 32]);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -582,17 +1004,9 @@ async fn conflicting_checkpoints_are_a_split_view() {
     assert!(reason(&report, 0).contains("split view"));
 }
 
-#[tokio::test]
-async fn a_checkpoint_whose_size_goes_down_is_invalid() {
-    let log = build().await;
-    let conn = log.attacker();
-    let root = log.root(&conn, 11);
-    let body = Checkpoint {
-        origin: ORIGIN.into(),
-        size: 11,
-        root,
-    };
-    log.add_checkpoint(&conn, &log.signer().sign_note(&body.text()), 11, &root);
+fn a_checkpoint_whose_size_goes_down_is_invalid(backend: Backend) {
+    let log = build(backend);
+    log.attacker().sign_checkpoint(&log.signer(), ORIGIN, 11);
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -603,9 +1017,8 @@ async fn a_checkpoint_whose_size_goes_down_is_invalid() {
     assert!(reason(&report, 0).contains("goes down, from 21 to 11"));
 }
 
-#[tokio::test]
-async fn a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not() {
-    let log = build().await;
+fn a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not(backend: Backend) {
+    let log = build(backend);
     // Rotate: a new key, the old one configured as previous.
     let next = tempfile::tempdir().unwrap();
     let new_files = KeyFiles::in_dir(next.path());
@@ -613,15 +1026,20 @@ async fn a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not() 
     let old_files = KeyFiles::in_dir(&log.dir);
     let mut rotated = config(&old_files);
     rotated.signing_key = new_files.signing_key.clone();
-    // Without the previous key, Warden refuses to sign over the old log.
-    let refused = Audit::open(&log.db, rotated.clone(), Metrics::new()).await;
-    let error = refused.unwrap_err().to_string();
-    assert!(error.contains("previous_signing_key"), "{error}");
-    rotated.previous_signing_key = Some(old_files.signing_key.clone());
-    let audit = Audit::open(&log.db, rotated, Metrics::new()).await.unwrap();
-    audit.append(call_record(Kind::Intent, 60)).await.unwrap();
-    audit.append(call_record(Kind::Outcome, 61)).await.unwrap();
-    audit.close().await;
+    let audit = block_on(async {
+        // Without the previous key, Warden refuses to sign over the old log.
+        let refused = Audit::open(log.location(), rotated.clone(), Metrics::new()).await;
+        let error = refused.unwrap_err().to_string();
+        assert!(error.contains("previous_signing_key"), "{error}");
+        rotated.previous_signing_key = Some(old_files.signing_key.clone());
+        let audit = Audit::open(log.location(), rotated, Metrics::new())
+            .await
+            .unwrap();
+        audit.append(call_record(Kind::Intent, 60)).await.unwrap();
+        audit.append(call_record(Kind::Outcome, 61)).await.unwrap();
+        audit.close().await;
+        audit
+    });
     audit.join_writer();
     // The old key is the root of trust; the rotation record hands over.
     let (code, report) = verify_db(&log);
@@ -629,7 +1047,6 @@ async fn a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not() 
     assert_eq!(report["records"], 25);
 
     // A rotation to the attacker's key, not endorsed by the key in effect.
-    let conn = log.attacker();
     let forger = Signer::generate(ORIGIN).unwrap();
     let mut forged = Record::new(Kind::KeyRotation);
     forged.seq = 25;
@@ -638,12 +1055,8 @@ async fn a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not() 
         "new_key": forger.verifier().encode(),
         "endorsement": "AAAA",
     }));
-    let bytes = forged.canonical().unwrap();
-    conn.execute(
-        "INSERT INTO audit_records (seq, ts, kind, leaf_hash, record) VALUES (25, 't', 'key_rotation', ?1, ?2)",
-        params![&leaf_hash(&bytes)[..], bytes],
-    )
-    .unwrap();
+    log.attacker()
+        .insert_record(25, "key_rotation", &forged.canonical().unwrap());
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -657,19 +1070,18 @@ async fn a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not() 
     assert!(reason(&report, 0).contains("not endorsed"));
 }
 
-#[tokio::test]
-async fn a_bundle_verifies_and_an_edited_bundle_does_not() {
-    let log = build().await;
+fn a_bundle_verifies_and_an_edited_bundle_does_not(backend: Backend) {
+    let log = build(backend);
     let out = log.dir.join("bundle");
     let status = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["audit", "export", "--format", "bundle", "--db"])
-        .arg(&log.db)
+        .arg(log.db())
         .arg("--out")
         .arg(&out)
         .status()
         .unwrap();
     assert!(status.success());
-    let (code, report) = verify(&[Path::new("--bundle"), &out], &log.key);
+    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["records"], 21);
     assert_eq!(report["checkpoints"], 5);
@@ -683,7 +1095,7 @@ async fn a_bundle_verifies_and_an_edited_bundle_does_not() {
     let lines: Vec<&str> = text.lines().collect();
     let edited = text.replacen(lines[8], &lines[8].replace("\"echo\"", "\"echp\""), 1);
     std::fs::write(&records, edited).unwrap();
-    let (code, report) = verify(&[Path::new("--bundle"), &out], &log.key);
+    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
     assert_eq!(code, 1);
     assert_eq!(
         problems(&report),
@@ -699,27 +1111,33 @@ async fn a_bundle_verifies_and_an_edited_bundle_does_not() {
     assert!(reason(&report, 0).contains("records.jsonl does not match the manifest"));
 }
 
-#[tokio::test]
-async fn a_missing_or_wrong_key_file_cannot_verify() {
-    let log = build().await;
-    let (code, _) = {
-        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["audit", "verify", "--db"])
-            .arg(&log.db)
-            .arg("--key")
-            .arg(KeyFiles::in_dir(&log.dir).signing_key)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(stderr.contains("private signing key"), "{stderr}");
-        (out.status.code().unwrap(), stderr)
-    };
-    assert_eq!(code, 2);
+fn a_missing_or_wrong_key_file_cannot_verify(backend: Backend) {
+    let log = build(backend);
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify", "--db", "/nonexistent.db", "--key"])
+        .args(["audit", "verify", "--db"])
+        .arg(log.db())
+        .arg("--key")
+        .arg(KeyFiles::in_dir(&log.dir).signing_key)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("private signing key"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2));
+
+    let missing = backend.missing_store();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--db", &missing, "--key"])
         .arg(&log.key)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.db"));
+    // Named as the CLI names stores (a URL without its password).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the store {}",
+            Location::parse(&missing)
+        )),
+        "{stderr}"
+    );
 }

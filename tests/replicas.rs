@@ -3,12 +3,12 @@
 //! audit keys, the policies and the JIT approvals. The developer's call is
 //! privileged (held for approval); requests are made, approved and used
 //! through different replicas, and a single-use grant raced by all three
-//! runs exactly once. The shared log verifies. (Risk scoring is off: the
-//! race's repeated privileged calls would otherwise be scored critical.)
+//! runs exactly once. The shared log verifies. A delete burst spread over
+//! the replicas is held where it would be on one.
 
 mod common;
 
-use common::gate::baseline_copy;
+use common::gate::{baseline_copy, shadow_policy};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
@@ -28,6 +28,30 @@ permit (principal in AppRole::"Developer", action in Action::"privileged", resou
 when { resource has resource_group && resource.resource_group like "dev-*" };
 "#;
 
+/// How the replicas of a test are set up.
+struct Options {
+    catalog: &'static str,
+    /// `[risk]` of every replica.
+    risk: &'static str,
+    /// Policies replica `i` enforces besides the baseline.
+    extra: fn(usize) -> &'static str,
+    /// Baseline policies recorded, not enforced (by id).
+    shadowed: &'static [&'static str],
+}
+
+impl Default for Options {
+    /// The privileged catalog, and risk scoring off: the race's repeated
+    /// privileged calls would otherwise be scored critical.
+    fn default() -> Self {
+        Options {
+            catalog: CATALOG,
+            risk: "[risk]\nenabled = false\n",
+            extra: |_| "",
+            shadowed: &[],
+        }
+    }
+}
+
 struct Replicas {
     issuer: Issuer,
     replicas: Vec<InProcess>,
@@ -41,19 +65,18 @@ impl Replicas {
         let schema = ScratchSchema::create(&replicas::postgres_admin())
             .expect("PostgreSQL at 127.0.0.1:5432");
         let url = schema.url();
-        Self::start_with(n, CATALOG, schema, &url, |_| "").await
+        Self::start_with(n, schema, &url, Options::default()).await
     }
 
     /// `n` replicas whose store URL is `url` (the schema's, or one through
-    /// a forwarder), with `catalog`.
-    /// Replica `i` also enforces the policies `extra(i)`.
-    async fn start_with(
-        n: usize,
-        catalog_toml: &str,
-        schema: ScratchSchema,
-        url: &str,
-        extra: fn(usize) -> &'static str,
-    ) -> Replicas {
+    /// a forwarder), set up as `options` say.
+    async fn start_with(n: usize, schema: ScratchSchema, url: &str, options: Options) -> Replicas {
+        let Options {
+            catalog: catalog_toml,
+            risk,
+            extra,
+            shadowed,
+        } = options;
         let issuer = Issuer::start().await;
         let scratch = tempfile::tempdir().unwrap();
         let catalog = scratch.path().join("catalog");
@@ -61,7 +84,7 @@ impl Replicas {
         std::fs::write(catalog.join("demo.toml"), catalog_toml).unwrap();
         let calls = scratch.path().join("calls.log");
         let upstreams = format!(
-            "[risk]\nenabled = false\n[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n\
+            "{risk}[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n\
              env = {{ DEMO_CALL_LOG = {calls:?} }}\n",
             example("demo_upstream").display().to_string()
         );
@@ -72,6 +95,9 @@ impl Replicas {
                 &scratch.path().join(format!("replica-{i}")),
                 Some(&format!("{DEVELOPER_PRIVILEGED}{}", extra(i))),
             );
+            for id in shadowed {
+                shadow_policy(&policies, id);
+            }
             let policy = format!("dir = {policies:?}\n");
             let setup = Setup {
                 server_extra: "",
@@ -289,7 +315,11 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
     let url = schema
         .url()
         .replace(":5432/", &format!(":{}/", forwarder.port));
-    let r = Replicas::start_with(1, READS, schema, &url, |_| "").await;
+    let options = Options {
+        catalog: READS,
+        ..Options::default()
+    };
+    let r = Replicas::start_with(1, schema, &url, options).await;
     let reader = r.token("rita", &["Reader"]);
     let client = r.client(0, &reader).await;
     let ran = call(&client, "echo", args("before")).await.unwrap();
@@ -375,14 +405,11 @@ forbid (principal, action, resource) when { context has nothing };
     let schema =
         ScratchSchema::create(&replicas::postgres_admin()).expect("PostgreSQL at 127.0.0.1:5432");
     let url = schema.url();
-    let r = Replicas::start_with(
-        3,
-        CATALOG,
-        schema,
-        &url,
-        |i| if i == 2 { STRICTER } else { "" },
-    )
-    .await;
+    let options = Options {
+        extra: |i| if i == 2 { STRICTER } else { "" },
+        ..Options::default()
+    };
+    let r = Replicas::start_with(3, schema, &url, options).await;
     let ready = |i: usize| {
         let base = r.replicas[i].base();
         async move {
@@ -434,4 +461,110 @@ forbid (principal, action, resource) when { context has nothing };
         metrics.contains("warden_replica_policy_mismatches 1"),
         "{metrics}"
     );
+}
+
+/// `echo` deletes the VM its arguments name.
+const DELETES: &str = r#"
+[tools.echo]
+op = "Microsoft.Compute/virtualMachines/delete"
+class = "delete"
+resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+"#;
+
+/// Scoring on, with a `high` level a burst of deletes by a new principal
+/// reaches within a few deletes (the baseline holds high risk for JIT).
+const LOW_LEVELS: &str = "[risk]\nmedium = 20\nhigh = 25\ncritical = 90\n";
+
+fn burst_options() -> Options {
+    Options {
+        catalog: DELETES,
+        risk: LOW_LEVELS,
+        // No Azure to look the VMs up in: the guardrail that holds deletes
+        // of resources without facts would hold every one of them.
+        shadowed: &["delete-without-facts-requires-jit"],
+        ..Options::default()
+    }
+}
+
+fn vm(name: &str) -> Value {
+    json!({
+        "text": name,
+        "subscription": "00000000-0000-4000-8000-000000000001",
+        "resource-group": "dev-web",
+        "vm": name,
+    })
+}
+
+/// Deletes VM after VM as carol, the `n`-th through `replica_of(n)`, until
+/// one is held: its number (from 1), and the message.
+async fn delete_until_held(r: &Replicas, replica_of: fn(usize) -> usize) -> (usize, String) {
+    let carol = r.token("carol", &["Contributor"]);
+    let mut clients = Vec::new();
+    for i in 0..r.replicas.len() {
+        clients.push(r.client(i, &carol).await);
+    }
+    for n in 1..=20 {
+        let result = call(&clients[replica_of(n)], "echo", vm(&format!("vm-{n:02}")))
+            .await
+            .unwrap();
+        if result.is_error == Some(true) {
+            return (n, text(&result));
+        }
+    }
+    panic!("twenty deletes in a row were never held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_burst_spread_over_three_replicas_is_held_where_one_would_hold_it_and_after_a_restart()
+ {
+    // On one replica, carol's burst is held at the k-th delete.
+    let schema =
+        ScratchSchema::create(&replicas::postgres_admin()).expect("PostgreSQL at 127.0.0.1:5432");
+    let url = schema.url();
+    let one = Replicas::start_with(1, schema, &url, burst_options()).await;
+    let (k, _) = delete_until_held(&one, |_| 0).await;
+    drop(one);
+    assert!(
+        k >= 3,
+        "the burst is held at delete {k}: too early for spreading it to matter"
+    );
+
+    // Round-robin over three replicas, no replica sees more than a third
+    // of it itself; the burst is still held at the k-th delete.
+    let schema =
+        ScratchSchema::create(&replicas::postgres_admin()).expect("PostgreSQL at 127.0.0.1:5432");
+    let url = schema.url();
+    let mut r = Replicas::start_with(3, schema, &url, burst_options()).await;
+    let (held_at, message) = delete_until_held(&r, |n| n % 3).await;
+    assert_eq!(held_at, k, "{message}");
+    for part in [
+        "Held for approval",
+        "\"high-risk-requires-jit\"",
+        "is pending",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    let ran: Vec<String> = (1..k).map(|n| format!("vm-{n:02}")).collect();
+    assert_eq!(
+        r.received(),
+        ran,
+        "the held delete never reached the upstream"
+    );
+
+    // Every replica stops; one starts again and remembers the burst: the
+    // next delete, through it, is held at once.
+    for replica in &mut r.replicas {
+        replica.stop().unwrap();
+    }
+    r.replicas[1].restart();
+    let carol = r.token("carol", &["Contributor"]);
+    let client = r.client(1, &carol).await;
+    let again = call(&client, "echo", vm("vm-50")).await.unwrap();
+    assert_eq!(again.is_error, Some(true), "{}", text(&again));
+    assert!(
+        text(&again).contains("Held for approval"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(r.received(), ran);
 }

@@ -1,9 +1,10 @@
 //! The audit log on the PostgreSQL store (`[store] url`): two Warden
 //! replicas append one log, `warden audit verify --db postgres://...` and
-//! `export` cover every replica's records, and a superuser's SQL edits
-//! (triggers disabled first) are found with the same verdicts as on SQLite.
-//! Each test creates and drops its own schema in the local server's
-//! `test` database.
+//! `export` cover every replica's records, a stopped replica's interrupted
+//! call is abandoned once, and `sslmode=require` checks the server's
+//! certificate. A superuser's SQL edits are in `tests/audit_tamper.rs`,
+//! which runs every tamper scenario on both backends. Each test creates
+//! and drops its own schema in the local server's `test` database.
 
 mod common;
 
@@ -43,21 +44,6 @@ fn call(kind: Kind, call: u32) -> Record {
 /// `warden audit verify --json` of `db`: exit code and report.
 fn verify(db: &str, key: &Path) -> (i32, Value) {
     common::replicas::verify_db(db, key)
-}
-
-fn verdicts(report: &Value) -> Vec<(String, Option<u64>, Option<u64>)> {
-    report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["verdict"].as_str().unwrap().to_owned(),
-                p["seq_from"].as_u64(),
-                p["seq_to"].as_u64(),
-            )
-        })
-        .collect()
 }
 
 struct Replicas {
@@ -137,69 +123,6 @@ async fn two_replicas_write_one_log_that_verifies_and_exports() {
 }
 
 #[tokio::test]
-async fn a_superusers_sql_edit_is_found() {
-    let log = two_replicas_log().await;
-    // Triggers off, one byte of record 8 changed.
-    log.schema
-        .execute(
-            "ALTER TABLE audit_records DISABLE TRIGGER USER;
-             UPDATE audit_records
-             SET record = convert_to(replace(convert_from(record, 'UTF8'), '\"echo\"', '\"echp\"'), 'UTF8')
-             WHERE seq = 8",
-        )
-        .unwrap();
-    let (code, report) = verify(&log.schema.url(), &log.key);
-    assert_eq!(code, 1, "{report:#}");
-    let found = verdicts(&report);
-    assert_eq!(found[0], ("INVALID".into(), Some(8), Some(8)), "{report:#}");
-    assert!(
-        report["problems"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("leaf hash"),
-        "{report:#}"
-    );
-    // The disabled triggers are reported too.
-    assert!(
-        report.to_string().contains("audit_records_no_update"),
-        "{report:#}"
-    );
-}
-
-#[tokio::test]
-async fn a_deleted_row_leaves_a_gap_and_renumbered_rows_do_not_hide_it() {
-    let log = two_replicas_log().await;
-    log.schema
-        .execute(
-            "ALTER TABLE audit_records DISABLE TRIGGER USER;
-             DELETE FROM audit_records WHERE seq = 8",
-        )
-        .unwrap();
-    let (code, report) = verify(&log.schema.url(), &log.key);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(
-        verdicts(&report)[0],
-        ("GAP".into(), Some(8), Some(8)),
-        "{report:#}"
-    );
-    // Closing the gap by renumbering (rows reordered) is found as well.
-    log.schema
-        .execute(
-            "UPDATE audit_records SET seq = -seq WHERE seq > 8;
-             UPDATE audit_records SET seq = -seq - 1 WHERE seq < 0",
-        )
-        .unwrap();
-    let (code, report) = verify(&log.schema.url(), &log.key);
-    assert_eq!(code, 1, "{report:#}");
-    assert!(
-        verdicts(&report)
-            .iter()
-            .any(|(verdict, _, _)| verdict == "INVALID" || verdict == "MISSING"),
-        "{report:#}"
-    );
-}
-
-#[tokio::test]
 async fn a_stopped_replicas_interrupted_call_is_abandoned_once_and_a_live_ones_is_not() {
     let schema = ScratchSchema::create(&admin_url()).expect("PostgreSQL at 127.0.0.1:5432");
     let dir = tempfile::tempdir().unwrap();
@@ -263,82 +186,6 @@ async fn a_stopped_replicas_interrupted_call_is_abandoned_once_and_a_live_ones_i
     let (code, report) = verify(&schema.url(), &files.public_key);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["open_intents"], serde_json::json!([]), "{report:#}");
-}
-
-#[tokio::test]
-async fn swapped_rows_are_invalid() {
-    let log = two_replicas_log().await;
-    log.schema
-        .execute(
-            "ALTER TABLE audit_records DISABLE TRIGGER USER;
-             UPDATE audit_records SET seq = -1 WHERE seq = 8;
-             UPDATE audit_records SET seq = 8 WHERE seq = 9;
-             UPDATE audit_records SET seq = 9 WHERE seq = -1;",
-        )
-        .unwrap();
-    let (code, report) = verify(&log.schema.url(), &log.key);
-    assert_eq!(code, 1, "{report:#}");
-    let found = verdicts(&report);
-    assert_eq!(found[0], ("INVALID".into(), Some(8), Some(8)), "{report:#}");
-    assert_eq!(found[1], ("INVALID".into(), Some(9), Some(9)), "{report:#}");
-    assert!(
-        report["problems"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("says seq 9 but is filed as 8"),
-        "{report:#}"
-    );
-}
-
-#[tokio::test]
-async fn a_truncated_tail_is_missing() {
-    let log = two_replicas_log().await;
-    let (_, whole) = verify(&log.schema.url(), &log.key);
-    let size = whole["verified_size"].as_u64().unwrap();
-    log.schema
-        .execute(&format!(
-            "ALTER TABLE audit_records DISABLE TRIGGER USER;
-             DELETE FROM audit_records WHERE seq >= {}",
-            size - 3
-        ))
-        .unwrap();
-    let (code, report) = verify(&log.schema.url(), &log.key);
-    assert_eq!(code, 1, "{report:#}");
-    assert!(
-        verdicts(&report)
-            .iter()
-            .any(|(verdict, from, to)| verdict == "MISSING"
-                && *from == Some(size - 3)
-                && *to == Some(size - 1)),
-        "{report:#}"
-    );
-}
-
-#[tokio::test]
-async fn an_altered_checkpoint_is_invalid() {
-    let log = two_replicas_log().await;
-    // The second checkpoint claims one record more than it signed.
-    log.schema
-        .execute(
-            "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER;
-             UPDATE audit_checkpoints
-             SET size = size + 1,
-                 note = regexp_replace(note, E'\\n([0-9]+)\\n', E'\\n' || (size + 1) || E'\\n')
-             WHERE id = (SELECT id FROM audit_checkpoints ORDER BY id OFFSET 1 LIMIT 1)",
-        )
-        .unwrap();
-    let (code, report) = verify(&log.schema.url(), &log.key);
-    assert_eq!(code, 1, "{report:#}");
-    let problems = report["problems"].as_array().unwrap();
-    assert!(
-        problems.iter().any(|p| p["verdict"] == "INVALID"
-            && p["checkpoint"] == "#2"
-            && p["reason"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("does not verify")),
-        "{report:#}"
-    );
 }
 
 /// With `sslmode=require` the connection is TLS and the server's

@@ -278,6 +278,10 @@ pub struct Baseline {
     pub cost: CostStats,
     /// The unix hour of the last risk alert (alerts are one per hour).
     pub alerted_hour: i64,
+    /// On a shared store, the id of the last shared event this baseline
+    /// has learned from ([`super::shared`]); what a restart replays after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<i64>,
 }
 
 impl Baseline {

@@ -28,6 +28,7 @@ pub mod cost;
 pub mod eval;
 pub mod features;
 pub mod geo;
+pub mod shared;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -37,6 +38,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::store::StoreError;
 
 use baseline::{Aggregate, Baseline, Denial, RiskClass, bump, hour_of_week, key_hash};
 pub use geo::GeoTable;
@@ -210,7 +213,7 @@ impl Assessment {
 }
 
 /// One operation of a call, as scoring sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObservedOp {
     pub azure_op: String,
     pub class: RiskClass,
@@ -220,7 +223,7 @@ pub struct ObservedOp {
 }
 
 /// A call, as scoring sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub tenant: String,
     /// Object id.
@@ -261,7 +264,8 @@ pub fn peer_group(kind: &str, roles: impl IntoIterator<Item = impl AsRef<str>>) 
 }
 
 /// How a scored call ended, for learning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It ran and succeeded: what it did is normal for the principal.
     Succeeded,
@@ -281,6 +285,8 @@ struct State {
     dirty: HashSet<String>,
     /// Principal → unix hour of its last alert.
     alerted: HashMap<String, i64>,
+    /// On a shared store, the id of the last shared event applied.
+    applied: i64,
 }
 
 /// The risk stage.
@@ -289,6 +295,8 @@ pub struct Risk {
     geo: GeoTable,
     state: Mutex<State>,
     empty: (Baseline, Aggregate),
+    /// Set when replicas share a store: learning goes through it.
+    journal: std::sync::OnceLock<shared::Journal>,
 }
 
 impl std::fmt::Debug for Risk {
@@ -314,8 +322,12 @@ impl Risk {
         Risk {
             config,
             geo,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                applied: -1,
+                ..State::default()
+            }),
             empty: (Baseline::new("", 0), Aggregate::new()),
+            journal: std::sync::OnceLock::new(),
         }
     }
 
@@ -407,8 +419,15 @@ impl Risk {
         state.alerted.insert(obs.key(), hour) != Some(hour)
     }
 
-    /// Learns from how a scored call ended (stage 9).
+    /// Learns from how a scored call ended (stage 9), here and now.
     pub fn learn(&self, obs: &Observation, outcome: Outcome) {
+        self.learn_event(obs, outcome, None);
+    }
+
+    /// Learns `obs` ending in `outcome`; `event` is its id in the shared
+    /// journal, if it came from there. An event the principal's baseline
+    /// has already learned (a restart replaying the journal) is skipped.
+    fn learn_event(&self, obs: &Observation, outcome: Outcome, event: Option<i64>) {
         let half_life = self.config.half_life.as_secs() as i64;
         let dormant_after = self.config.dormant_after.as_secs() as i64;
         let key = obs.key();
@@ -424,11 +443,19 @@ impl Risk {
         } = &mut *guard;
         let peers = peers.entry(obs.peer_key()).or_default();
         let tenant = tenants.entry(obs.tenant.clone()).or_default();
+        if let (Some(id), Some(b)) = (event, principals.get(&key))
+            && b.event.is_some_and(|learned| learned >= id)
+        {
+            return;
+        }
         let b = principals.entry(key.clone()).or_insert_with(|| {
             peers.members += 1;
             tenant.members += 1;
             Baseline::new(&obs.peer, obs.at)
         });
+        if event.is_some() {
+            b.event = event;
+        }
         let at = obs.at;
         b.decay(at, half_life);
         // A call held for approval counts when it is retried and runs.
@@ -508,6 +535,56 @@ impl Risk {
             Outcome::Held => {}
         }
         dirty.insert(key);
+    }
+
+    /// Shares learning with the other replicas of `store` from now on
+    /// ([`shared`]); call once, after [`Risk::load`] and [`Risk::replay`].
+    pub fn share(&self, journal: shared::Journal) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// The shared journal, when learning is shared.
+    pub fn journal(&self) -> Option<&shared::Journal> {
+        self.journal.get()
+    }
+
+    /// Learns from how a scored call ended (stage 9): here, or, when
+    /// learning is shared, by writing it to the journal every replica
+    /// (this one included) applies before it scores. An event that cannot
+    /// be written is learned here only.
+    pub async fn record(&self, obs: &Observation, outcome: Outcome) {
+        let Some(journal) = self.journal.get() else {
+            return self.learn(obs, outcome);
+        };
+        let event = shared::Event {
+            observation: obs.clone(),
+            outcome,
+        };
+        if let Err(error) = journal.write(&event).await {
+            tracing::error!(target: "warden::risk", %error, "risk event not shared; learned by this replica only");
+            self.learn(obs, outcome);
+        }
+    }
+
+    /// Applies what every replica has learned since the last catch-up
+    /// (nothing to do unless learning is shared).
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let Some(journal) = self.journal.get() else {
+            return Ok(());
+        };
+        journal
+            .catch_up(|| self.lock().applied, |read| self.replay(read))
+            .await
+    }
+
+    /// Applies events read from the journal, in order; each principal
+    /// skips those its stored baseline has already learned.
+    pub fn replay(&self, read: shared::Read) {
+        for (id, event) in &read.events {
+            self.learn_event(&event.observation, event.outcome, Some(*id));
+        }
+        let mut state = self.lock();
+        state.applied = state.applied.max(read.last);
     }
 
     /// The baselines changed since the last call, serialized, for the store.

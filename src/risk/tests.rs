@@ -627,3 +627,76 @@ fn deletes_and_privileged_calls_from_a_new_country_weigh_more() {
         "{a:?}"
     );
 }
+
+/// `calls` as journal events numbered from `first`.
+fn journal(first: i64, calls: &[(Observation, Outcome)]) -> shared::Read {
+    let events: Vec<(i64, shared::Event)> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (observation, outcome))| {
+            (
+                first + i as i64,
+                shared::Event {
+                    observation: observation.clone(),
+                    outcome: *outcome,
+                },
+            )
+        })
+        .collect();
+    shared::Read {
+        last: events.last().map_or(first - 1, |(id, _)| *id),
+        events,
+    }
+}
+
+#[test]
+fn replaying_the_journal_learns_what_learning_directly_does_and_a_restart_replays_only_what_is_new()
+{
+    let start = MONDAY + 21 * DAY + 10 * HOUR;
+    let calls: Vec<(Observation, Outcome)> = (0..12)
+        .map(|i| {
+            let ops = if i % 3 == 0 {
+                vec![delete()]
+            } else {
+                vec![read()]
+            };
+            let outcome = match i % 4 {
+                3 => Outcome::Denied,
+                2 => Outcome::Failed,
+                _ => Outcome::Succeeded,
+            };
+            (call("alice", start + i * 60, "10.0.0.5", ops), outcome)
+        })
+        .collect();
+    let direct = risk();
+    for (c, outcome) in &calls {
+        direct.learn(c, *outcome);
+    }
+    // Another replica applies the same calls from the journal, in two reads.
+    let replica = risk();
+    replica.replay(journal(0, &calls[..5]));
+    replica.replay(journal(5, &calls[5..]));
+    let strip = |b: Option<baseline::Baseline>| b.map(|b| baseline::Baseline { event: None, ..b });
+    assert_eq!(
+        strip(replica.baseline("t", "alice")),
+        strip(direct.baseline("t", "alice"))
+    );
+    assert_eq!(replica.baseline("t", "alice").unwrap().event, Some(11));
+    let next = call("alice", start + 13 * 60, "10.0.0.5", vec![delete()]);
+    assert_eq!(replica.assess(&next), direct.assess(&next));
+
+    // A replica that starts loads the stored baseline (which learned up to
+    // event 7) and replays the whole journal: events 0..=7 are skipped.
+    let saved = risk();
+    saved.replay(journal(0, &calls[..8]));
+    let rows = saved.take_dirty();
+    let restarted = risk();
+    restarted.load(rows);
+    restarted.replay(journal(0, &calls));
+    assert_eq!(
+        restarted.baseline("t", "alice"),
+        replica.baseline("t", "alice"),
+        "nothing learned twice, nothing lost"
+    );
+    assert_eq!(restarted.assess(&next), direct.assess(&next));
+}

@@ -209,6 +209,15 @@ pub(crate) enum Job {
         rows: Vec<(String, Vec<u8>)>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    RiskEvents {
+        /// `(unix seconds, event)`.
+        events: Vec<(i64, Vec<u8>)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    PruneRiskEvents {
+        before: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     SaveFacts {
         request_id: String,
         facts: Vec<u8>,
@@ -333,6 +342,19 @@ impl Store {
 
     /// Stores the decoded facts of JIT request `request_id` (kept if they
     /// were stored before); returns once durable.
+    /// Appends risk events (`(unix seconds, event)`) to the journal
+    /// replicas learn from, numbered after every event already committed;
+    /// returns once durable.
+    pub async fn save_risk_events(&self, events: Vec<(i64, Vec<u8>)>) -> Result<(), StoreError> {
+        self.send(|reply| Job::RiskEvents { events, reply }).await
+    }
+
+    /// Forgets risk events of calls before `before` (unix seconds).
+    pub async fn prune_risk_events(&self, before: i64) -> Result<(), StoreError> {
+        self.send(|reply| Job::PruneRiskEvents { before, reply })
+            .await
+    }
+
     pub async fn save_facts(&self, request_id: String, facts: Vec<u8>) -> Result<(), StoreError> {
         self.send(|reply| Job::SaveFacts {
             request_id,
@@ -502,6 +524,16 @@ impl Reader {
     /// in a store written before baselines were kept.
     pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         read!(self.baselines())
+    }
+
+    /// Risk events with `id > after`, in `id` order, at most `limit`:
+    /// `(id, event)`.
+    pub fn risk_events_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        read!(self.risk_events_since(after, limit))
     }
 
     /// The decoded facts of every JIT request (request id, serialized

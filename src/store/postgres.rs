@@ -219,6 +219,9 @@ struct Statements {
     move_head: Statement,
     checkpoint: Statement,
     baseline: Statement,
+    lock_risk_head: Statement,
+    risk_events: Statement,
+    prune_risk_events: Statement,
     facts: Statement,
     put_state: Statement,
     delete_state: Statement,
@@ -252,6 +255,17 @@ impl Statements {
                  ON CONFLICT (principal) DO UPDATE
                  SET state = excluded.state, updated = excluded.updated",
             )?,
+            lock_risk_head: client
+                .prepare("SELECT next_id FROM risk_head WHERE id = 1 FOR UPDATE")?,
+            risk_events: client.prepare(
+                "WITH added AS (
+                     INSERT INTO risk_events (id, at, event)
+                     SELECT $1 + ordinality - 1, at, event
+                     FROM unnest($2::bigint[], $3::bytea[]) WITH ORDINALITY AS e(at, event)
+                 )
+                 UPDATE risk_head SET next_id = $1 + cardinality($2::bigint[]) WHERE id = 1",
+            )?,
+            prune_risk_events: client.prepare("DELETE FROM risk_events WHERE at < $1")?,
             facts: client.prepare(
                 "INSERT INTO approval_facts (request_id, facts, created) VALUES ($1, $2, $3)
                  ON CONFLICT (request_id) DO NOTHING",
@@ -462,6 +476,22 @@ impl Backend for Pg {
             self.execute(|s| &s.baseline, &[principal, state, &updated])?;
         }
         Ok(())
+    }
+
+    fn insert_risk_events(&mut self, events: &[(i64, Vec<u8>)]) -> Result<(), StoreError> {
+        // The head row's lock, held until commit, makes replicas' events
+        // visible in id order.
+        let next: i64 = self
+            .run(|client, statements| client.query_one(&statements.lock_risk_head, &[]))?
+            .get(0);
+        let at: Vec<i64> = events.iter().map(|(at, _)| *at).collect();
+        let bytes: Vec<&[u8]> = events.iter().map(|(_, e)| &e[..]).collect();
+        self.execute(|s| &s.risk_events, &[&next, &at, &bytes])
+            .map(drop)
+    }
+
+    fn prune_risk_events(&mut self, before: i64) -> Result<(), StoreError> {
+        self.execute(|s| &s.prune_risk_events, &[&before]).map(drop)
     }
 
     fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError> {
@@ -769,6 +799,18 @@ impl PgReader {
         )
     }
 
+    pub(super) fn risk_events_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        self.rows(
+            "SELECT id, event FROM risk_events WHERE id > $1 ORDER BY id LIMIT $2",
+            vec![Box::new(after), Box::new(limit)],
+            |r| (r.get(0), r.get(1)),
+        )
+    }
+
     pub(super) fn approval_facts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.rows(
             "SELECT request_id, facts FROM approval_facts",
@@ -1030,6 +1072,55 @@ mod tests {
                 .unwrap()
                 .contains(&"audit_records_no_update".to_owned())
         );
+    }
+
+    #[tokio::test]
+    async fn risk_events_of_two_writers_share_one_order_and_old_ones_are_pruned() {
+        let schema = scratch();
+        let (a, _) = open(&schema.url());
+        let (b, _) = open(&schema.url());
+        let store = |i: i32| if i % 2 == 0 { &a.store } else { &b.store };
+        // Ten old events one after another, then the two writers append
+        // thirty concurrently, several to a batch.
+        for i in 0..10 {
+            store(i)
+                .save_risk_events(vec![(100, format!("e{i}").into_bytes())])
+                .await
+                .unwrap();
+        }
+        let writes =
+            (10..40).map(|i| store(i).save_risk_events(vec![(5000, format!("e{i}").into_bytes())]));
+        for result in futures::future::join_all(writes).await {
+            result.unwrap();
+        }
+        let reader = a.store.reader().unwrap();
+        let all = reader.risk_events_since(-1, 1000).unwrap();
+        let ids: Vec<i64> = all.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (0..40).collect::<Vec<_>>(), "one gapless order");
+        let mut bodies: Vec<String> = all
+            .iter()
+            .map(|(_, e)| String::from_utf8(e.clone()).unwrap())
+            .collect();
+        bodies.sort();
+        let mut expected: Vec<String> = (0..40).map(|i| format!("e{i}")).collect();
+        expected.sort();
+        assert_eq!(bodies, expected);
+        // Paging: after an id, at most a limit.
+        let page = reader.risk_events_since(9, 5).unwrap();
+        assert_eq!(
+            page.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [10, 11, 12, 13, 14]
+        );
+        // Events of calls before 1000 go; ids are never reused.
+        b.store.prune_risk_events(1000).await.unwrap();
+        b.store
+            .save_risk_events(vec![(6000, b"late".to_vec())])
+            .await
+            .unwrap();
+        let left = reader.risk_events_since(-1, 1000).unwrap();
+        assert_eq!(left.len(), 31);
+        assert_eq!(left.first().unwrap().0, 10);
+        assert_eq!(left.last().unwrap(), &(40, b"late".to_vec()));
     }
 
     #[tokio::test]

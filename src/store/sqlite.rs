@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS risk_baselines (
     state     BLOB NOT NULL,
     updated   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS risk_events (
+    id    INTEGER PRIMARY KEY,
+    at    INTEGER NOT NULL,
+    event BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS risk_events_at ON risk_events (at);
 CREATE TABLE IF NOT EXISTS approval_facts (
     request_id TEXT PRIMARY KEY,
     facts      BLOB NOT NULL,
@@ -272,6 +278,26 @@ impl Backend for Sqlite {
                 .map_err(write_error)?;
         }
         Ok(())
+    }
+
+    fn insert_risk_events(&mut self, events: &[(i64, Vec<u8>)]) -> Result<(), StoreError> {
+        // One writer: ids are handed out in commit order.
+        let mut insert = self
+            .conn
+            .prepare_cached("INSERT INTO risk_events (at, event) VALUES (?1, ?2)")
+            .map_err(write_error)?;
+        for (at, event) in events {
+            insert.execute(params![at, event]).map_err(write_error)?;
+        }
+        Ok(())
+    }
+
+    fn prune_risk_events(&mut self, before: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM risk_events WHERE at < ?1")
+            .and_then(|mut s| s.execute(params![before]))
+            .map(drop)
+            .map_err(write_error)
     }
 
     fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError> {
@@ -547,6 +573,27 @@ impl SqliteReader {
             "risk_baselines",
             "SELECT principal, state FROM risk_baselines ORDER BY principal",
         )
+    }
+
+    /// Risk events with `id > after`, in `id` order, at most `limit`.
+    pub fn risk_events_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        if !self.has_table("risk_events")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, event FROM risk_events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(read_error)?;
+        let rows = stmt
+            .query_map(params![after, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(read_error)?;
+        rows.collect::<Result<_, _>>().map_err(read_error)
     }
 
     /// The decoded facts of every JIT request (request id, serialized

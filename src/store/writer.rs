@@ -35,6 +35,9 @@ pub(super) trait Backend {
     fn move_head(&mut self, next: u64) -> Result<(), StoreError>;
     fn insert_checkpoint(&mut self, row: &CheckpointRow) -> Result<(), StoreError>;
     fn upsert_baselines(&mut self, rows: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+    /// Appends risk events, numbered after every committed one.
+    fn insert_risk_events(&mut self, events: &[(i64, Vec<u8>)]) -> Result<(), StoreError>;
+    fn prune_risk_events(&mut self, before: i64) -> Result<(), StoreError>;
     fn insert_facts(&mut self, request_id: &str, facts: &[u8]) -> Result<(), StoreError>;
     fn apply_state(&mut self, change: &StateChange) -> Result<(), StoreError>;
     /// Sets `guard.new` if `(ns, key)` holds `guard.expected` (racing
@@ -82,6 +85,8 @@ pub(super) fn fail(job: Job, error: StoreError) {
         Job::Append { reply, .. } => drop(reply.send(Err(error))),
         Job::Checkpoint { reply, .. }
         | Job::SaveBaselines { reply, .. }
+        | Job::RiskEvents { reply, .. }
+        | Job::PruneRiskEvents { reply, .. }
         | Job::SaveFacts { reply, .. }
         | Job::State { reply, .. } => drop(reply.send(Err(error))),
     }
@@ -130,6 +135,9 @@ impl<B: Backend> Writer<B> {
         let first_seq = self.next_seq;
         let mut next_seq = head;
         let mut done = Vec::with_capacity(batch.len());
+        // The batch's risk events go in with one statement.
+        let mut learned = Vec::new();
+        let mut learned_replies = Vec::new();
         for job in batch {
             match job {
                 Job::Append {
@@ -152,6 +160,14 @@ impl<B: Backend> Writer<B> {
                     let result = self.in_savepoint(|b| b.upsert_baselines(&rows));
                     done.push(Done::Unit(reply, result));
                 }
+                Job::RiskEvents { events, reply } => {
+                    learned.extend(events);
+                    learned_replies.push(reply);
+                }
+                Job::PruneRiskEvents { before, reply } => {
+                    let result = self.in_savepoint(|b| b.prune_risk_events(before));
+                    done.push(Done::Unit(reply, result));
+                }
                 Job::SaveFacts {
                     request_id,
                     facts,
@@ -164,6 +180,12 @@ impl<B: Backend> Writer<B> {
                     let result = self.backend.apply_state(&change);
                     done.push(Done::Unit(reply, result));
                 }
+            }
+        }
+        if !learned_replies.is_empty() {
+            let result = self.in_savepoint(|b| b.insert_risk_events(&learned));
+            for reply in learned_replies {
+                done.push(Done::Unit(reply, result.clone()));
             }
         }
         let committed = if next_seq != head {
