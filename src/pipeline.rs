@@ -25,7 +25,7 @@ use crate::approvals::{
     Approvals, Gate, OperationRef, Request, RiskAlert, Status as ApprovalStatus,
 };
 use crate::audit::record::{self, Actor, Kind, Record, Status};
-use crate::audit::{Assessment, Audit};
+use crate::audit::{Assessment, Audit, AuditError};
 use crate::call::ToolCall;
 use crate::catalog::{Catalog, Class, Resolution};
 use crate::facts::{Completeness, Described, Lookup};
@@ -34,7 +34,7 @@ use crate::metrics::{DecisionLabels, Metrics, Outcome};
 use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, OperationFacts};
 use crate::risk::baseline::RiskClass;
 use crate::risk::{self, Observation, ObservedOp, Risk};
-use crate::store::StoreError;
+use crate::store::{Guard, StoreError};
 
 /// The stages a [`Pipeline`] composes.
 pub struct Stages {
@@ -74,6 +74,10 @@ pub struct Pipeline {
     audit: Arc<Audit>,
     risk: Arc<Risk>,
 }
+
+/// The `state` namespace where replicas sharing a store note which
+/// principal has had its risk alert of an hour.
+const ALERTED: &str = "risk.alerted";
 
 /// What stage 3 found out about a call, kept for stage 9 to learn from.
 struct Scored {
@@ -406,13 +410,57 @@ impl Pipeline {
         if !self.risk.alert_due(&scored.observation, assessment) {
             return;
         }
-        self.metrics.risk_alerts.inc();
         let outcome = match (decision.is_allowed(), waiting) {
             (true, _) => "allowed",
             (false, true) => "held for approval",
             (false, false) => "denied",
         };
         let summary = assessment.summary();
+        let mut r = Record::new(Kind::RiskAlert);
+        r.call_id = Some(call.call_id.clone());
+        r.principal = Some(Actor::from(principal));
+        r.source_ip = principal.source_ip.map(|ip| ip.to_string());
+        r.session_id = Some(call.session.clone());
+        r.tool = Some(call.tool.clone());
+        r.upstream = Some(call.upstream.clone());
+        r.upstream_tool = Some(call.upstream_tool.clone());
+        r.operations = audited(resolution, described, self.audit.redactor());
+        r.risk = Some(assessment.to_value());
+        r.details = Some(json!({ "summary": summary, "decision": outcome }));
+        // Once per principal per hour on one replica; on a shared store,
+        // once across the replicas: the first to record it alerts.
+        let written = match self.risk.journal() {
+            None => self.audit.append(r).await,
+            Some(_) => {
+                let hour = scored.observation.at.div_euclid(3600);
+                let guard = Guard {
+                    ns: ALERTED.into(),
+                    key: format!("{}/{}@{hour}", principal.tid, principal.oid),
+                    expected: None,
+                    new: b"alerted".to_vec(),
+                };
+                let key = guard.key.clone();
+                let written = self.audit.append_guarded(r, guard).await;
+                if written.is_ok() {
+                    // Forgotten (by `flush_risk`) once the hour is over.
+                    let until = chrono::DateTime::from_timestamp((hour + 2) * 3600, 0);
+                    let _ = self
+                        .audit
+                        .store()
+                        .put_state(ALERTED, &key, b"alerted".to_vec(), until)
+                        .await;
+                }
+                written
+            }
+        };
+        match written {
+            Err(AuditError::Store(StoreError::Conflict(_))) => return,
+            Err(error) => {
+                tracing::error!(%error, call_id = %call.call_id, "risk alert not recorded")
+            }
+            Ok(_) => {}
+        }
+        self.metrics.risk_alerts.inc();
         tracing::warn!(
             target: "warden::risk",
             tid = %principal.tid,
@@ -426,20 +474,6 @@ impl Pipeline {
             %summary,
             "risk alert"
         );
-        let mut r = Record::new(Kind::RiskAlert);
-        r.call_id = Some(call.call_id.clone());
-        r.principal = Some(Actor::from(principal));
-        r.source_ip = principal.source_ip.map(|ip| ip.to_string());
-        r.session_id = Some(call.session.clone());
-        r.tool = Some(call.tool.clone());
-        r.upstream = Some(call.upstream.clone());
-        r.upstream_tool = Some(call.upstream_tool.clone());
-        r.operations = audited(resolution, described, self.audit.redactor());
-        r.risk = Some(assessment.to_value());
-        r.details = Some(json!({ "summary": summary, "decision": outcome }));
-        if let Err(error) = self.audit.append(r).await {
-            tracing::error!(%error, call_id = %call.call_id, "risk alert not recorded");
-        }
         let operations = operation_refs(resolution);
         self.approvals.notify_risk(RiskAlert {
             principal,
@@ -887,10 +921,12 @@ impl Pipeline {
                 tracing::debug!(baselines = keys.len(), "risk baselines saved");
                 // The journal keeps the last hour of events; older ones
                 // are in the baselines just saved.
-                if let Some(journal) = self.risk.journal()
-                    && let Err(error) = journal.prune(chrono::Utc::now().timestamp()).await
-                {
-                    tracing::warn!(%error, "old risk events not pruned; tried again at the next flush");
+                if let Some(journal) = self.risk.journal() {
+                    let now = chrono::Utc::now();
+                    if let Err(error) = journal.prune(now.timestamp()).await {
+                        tracing::warn!(%error, "old risk events not pruned; tried again at the next flush");
+                    }
+                    let _ = self.audit.store().purge_state(ALERTED, now).await;
                 }
                 Ok(keys.len())
             }

@@ -550,6 +550,17 @@ async fn a_delete_burst_spread_over_three_replicas_is_held_where_one_would_hold_
         ran,
         "the held delete never reached the upstream"
     );
+    // Two more through the other replicas: held too.
+    let carol = r.token("carol", &["Contributor"]);
+    for (i, name) in [(0, "vm-40"), (2, "vm-41")] {
+        let client = r.client(i, &carol).await;
+        let again = call(&client, "echo", vm(name)).await.unwrap();
+        assert!(
+            text(&again).contains("Held for approval"),
+            "{}",
+            text(&again)
+        );
+    }
 
     // Every replica stops; one starts again and remembers the burst: the
     // next delete, through it, is held at once.
@@ -567,4 +578,24 @@ async fn a_delete_burst_spread_over_three_replicas_is_held_where_one_would_hold_
         text(&again)
     );
     assert_eq!(r.received(), ran);
+
+    // Five high-risk calls through three replicas (one restarted), and one
+    // risk alert per hour: the first replica to record it alerts.
+    let store =
+        warden::store::Reader::open(warden::store::Location::Postgres(url.clone())).unwrap();
+    let mut alerts = Vec::new();
+    store
+        .records_of_kind("risk_alert", |bytes| {
+            let record: Value = serde_json::from_slice(bytes).unwrap();
+            alerts.push(record["ts"].as_str().unwrap()[..13].to_owned());
+            Ok(())
+        })
+        .unwrap();
+    assert!(!alerts.is_empty(), "the burst raised no alert");
+    let hours: std::collections::BTreeSet<&String> = alerts.iter().collect();
+    assert_eq!(
+        hours.len(),
+        alerts.len(),
+        "more than one alert in an hour: {alerts:?}"
+    );
 }
