@@ -136,6 +136,21 @@ impl Replicas {
             .0
     }
 
+    /// `GET /admin/api/{path}` on `replica`: status and body.
+    async fn get(&self, replica: usize, token: &str, path: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .get(format!(
+                "{}/admin/api/{path}",
+                self.replicas[replica].base()
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `POST /admin/api/requests/{id}/approve` on `replica`.
     async fn approve(&self, replica: usize, token: &str, id: &str) -> (u16, Value) {
         let response = reqwest::Client::new()
@@ -207,6 +222,22 @@ async fn a_request_made_approved_and_used_on_three_replicas_and_a_raced_grant_ru
     let message = text(&held);
     assert!(message.starts_with("Held for approval"), "{message}");
     let id = request_id(&message);
+    // Every replica shows it at once (before their periodic sweep), in the
+    // API and in the list.
+    for replica in [1, 2] {
+        let (status, shown) = r.get(replica, &manager, &format!("requests/{id}")).await;
+        assert_eq!(status, 200, "{shown}");
+        assert_eq!(shown["status"], "pending", "{shown}");
+        let (_, listed) = r.get(replica, &manager, "requests").await;
+        assert!(
+            listed["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|q| q["id"] == id.as_str()),
+            "{listed}"
+        );
+    }
     let (status, approved) = r.approve(1, &manager, &id).await;
     assert_eq!(status, 200, "{approved}");
     let ran = call(&on[2], "echo", args("one")).await.unwrap();

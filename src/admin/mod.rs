@@ -108,6 +108,7 @@ async fn list(
         Ok(p) => p,
         Err(r) => return r,
     };
+    admin.approvals.refresh().await;
     let listing = admin.approvals.listing(&principal, &filter);
     axum::Json(json!({
         "requests": listing.requests,
@@ -128,6 +129,7 @@ async fn show(
         Ok(p) => p,
         Err(r) => return r,
     };
+    admin.approvals.refresh().await;
     match admin.approvals.get(&principal, &id) {
         Ok(request) => {
             // The request as recorded, with the decoded facts reviewers

@@ -691,6 +691,7 @@ async fn index(
             )),
         ),
     };
+    page.approvals.refresh().await;
     let listing = page.approvals.listing(&signed.principal, &filter);
     let error = signed.error.clone().or(bad_filter);
     let notes = Notes {
@@ -712,6 +713,7 @@ async fn show(
         let notice = ended_notice(&page, &headers);
         return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
     };
+    page.approvals.refresh().await;
     let request = match page.approvals.get(&signed.principal, &id) {
         Ok(request) => request,
         Err(e) => {
@@ -781,6 +783,7 @@ async fn audit(
     // without it, the downloads would get the list's default, pending.
     filter.status.get_or_insert_with(String::new);
     filter.limit = Some(filter.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000));
+    page.approvals.refresh().await;
     let history = page.approvals.listing(who, &filter);
     let db = page.approvals.store_location();
     let alerts = evidence::risk_alerts(db, 100).map_err(|e| e.to_string());
@@ -808,6 +811,7 @@ async fn download(
             None,
         );
     };
+    page.approvals.refresh().await;
     let listing = page
         .approvals
         .listing(&signed.principal, &list_filter(filter));

@@ -418,6 +418,17 @@ impl Approvals {
 
     /// Requests, newest first, as `principal` may see them: reviewers and
     /// auditors see all, others their own (at most `filter.limit`).
+    /// Applies what other replicas recorded since the last look, so that
+    /// the synchronous readers ([`Approvals::listing`], [`Approvals::get`])
+    /// see it: the page, the API and the tools call it before they read. A
+    /// failure is logged, and readers see what this replica last knew.
+    pub async fn refresh(&self) {
+        let mut state = self.state.lock().await;
+        if let Err(error) = self.catch_up(&mut state) {
+            tracing::warn!(%error, "JIT requests of other replicas not read; showing what this replica knows");
+        }
+    }
+
     pub fn list(&self, principal: &Principal, filter: &Filter) -> Vec<Request> {
         self.listing(principal, filter).requests
     }

@@ -217,6 +217,7 @@ pub async fn call(
                 requester: Some(principal.oid.clone()),
                 ..Filter::default()
             };
+            approvals.refresh().await;
             let mine = approvals.list(principal, &filter);
             ok(&json!({ "requests": mine }))
         }
