@@ -346,8 +346,10 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
     let url = schema
         .url()
         .replace(":5432/", &format!(":{}/", forwarder.port));
+    // Risk scoring on: its journal goes away and comes back too.
     let options = Options {
         catalog: READS,
+        risk: "",
         ..Options::default()
     };
     let r = Replicas::start_with(1, schema, &url, options).await;
@@ -417,6 +419,18 @@ resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/provid
         .filter(|kinds| kinds.iter().any(|k| k == "intent") && kinds.iter().any(|k| k == "outcome"))
         .count();
     assert_eq!(complete, 2, "{calls:?}");
+    // The risk journal has both calls that ran, learned as successes.
+    let learned: Vec<Value> = store
+        .risk_events_since(-1, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, event)| serde_json::from_slice(&event).unwrap())
+        .collect();
+    let succeeded = learned
+        .iter()
+        .filter(|e| e["outcome"] == "succeeded")
+        .count();
+    assert_eq!(succeeded, 2, "{learned:#?}");
     assert!(
         calls
             .values()
