@@ -11,7 +11,7 @@
 #   pg-1-haproxy   replica 1 alone behind HAProxy (the balancer's own cost)
 #   pg-3-haproxy   the three replicas behind HAProxy (sessions stick by Mcp-Session-Id)
 #
-# Usage: scripts/bench-replicas.sh
+# Usage: scripts/bench-replicas.sh   [WARDEN_BENCH_RUNS="1:3000 64:12000" (concurrency:calls ...)]
 #   (release builds of warden, echo_upstream and loadgen first; PostgreSQL at
 #   $WARDEN_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/test,
 #   where a database warden_bench_replicas is dropped and made again; HAProxy
@@ -94,12 +94,13 @@ pids+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:19025/healthz" && break; sleep 0.1; done
 
 echo "# $(nproc) cores, $(uname -r); $("$HAPROXY" -v 2>/dev/null | sed -n 1p); $(psql -tA "$ADMIN" -c 'SHOW server_version')"
-for c in "1 3000" "64 12000"; do
-  set -- $c
+# concurrency:calls pairs
+for run in ${WARDEN_BENCH_RUNS:-1:3000 64:12000}; do
+  c=${run%%:*} n=${run##*:}
   for target in "sqlite 19020" "pg-1 19021" "pg-1-haproxy 19024" "pg-3-haproxy 19025"; do
-    set -- $c $target
-    printf '%s c=%s: ' "$3" "$1"
-    $R/examples/loadgen --url "http://127.0.0.1:$4/mcp" --concurrency "$1" --calls "$2" --warmup 20 --json
+    set -- $target
+    printf '%s c=%s: ' "$1" "$c"
+    $R/examples/loadgen --url "http://127.0.0.1:$2/mcp" --concurrency "$c" --calls "$n" --warmup 20 --json
   done
 done
 # Where the three replicas' work went (sessions stick to one replica each).
