@@ -267,11 +267,17 @@ pub struct Authenticator {
 
 /// Warden's own (opaque) access tokens: told apart from Entra's JWTs by
 /// their prefix, validated by whoever issued them.
+#[async_trait::async_trait]
 pub trait OpaqueTokens: Send + Sync {
     /// Whether `token` is one of these (by its shape alone).
     fn claims(&self, token: &str) -> bool;
-    /// The principal of `token`, or why it is refused.
-    fn authenticate(&self, token: &str, source_ip: Option<IpAddr>) -> Result<Principal, String>;
+    /// The principal of `token`, or why it is refused (it may read the
+    /// store: another replica may have issued or revoked it).
+    async fn authenticate(
+        &self,
+        token: &str,
+        source_ip: Option<IpAddr>,
+    ) -> Result<Principal, String>;
     /// The authorization server clients are sent to for these tokens.
     fn issuer(&self) -> String;
     /// Whether Entra's tenants stay listed as authorization servers too
@@ -403,6 +409,7 @@ impl Authenticator {
             if opaque.claims(token) {
                 return opaque
                     .authenticate(token, source_ip)
+                    .await
                     .map_err(AuthError::Malformed);
             }
         }

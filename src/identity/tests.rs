@@ -926,12 +926,13 @@ impl Facade {
     }
 }
 
+#[async_trait::async_trait]
 impl OpaqueTokens for Facade {
     fn claims(&self, token: &str) -> bool {
         token.starts_with("wdn_at_")
     }
 
-    fn authenticate(&self, _: &str, _: Option<IpAddr>) -> Result<Principal, String> {
+    async fn authenticate(&self, _: &str, _: Option<IpAddr>) -> Result<Principal, String> {
         Err("unknown".into())
     }
 

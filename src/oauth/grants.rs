@@ -165,6 +165,44 @@ impl Book {
         self.grants.get(id)
     }
 
+    /// Replaces what this book knows of code or token `hash` with the
+    /// store's copy (`None`: the store has none), before a decision on a
+    /// store other replicas write too.
+    pub fn put_issued(&mut self, hash: &str, issued: Option<Issued>) {
+        match issued {
+            Some(issued) => {
+                self.issued.insert(hash.to_owned(), issued);
+            }
+            None => {
+                self.issued.remove(hash);
+            }
+        }
+    }
+
+    /// Replaces what this book knows of grant `id` with the store's copy.
+    pub fn put_grant(&mut self, id: &str, grant: Option<Grant>) {
+        match grant {
+            Some(grant) => {
+                self.grants.insert(id.to_owned(), grant);
+            }
+            None => {
+                self.grants.remove(id);
+            }
+        }
+    }
+
+    /// Notes that a refresh token of grant `id` was used at `now` (what
+    /// [`Book::use_refresh`] does to the grant).
+    pub fn touch(&mut self, id: &str, now: DateTime<Utc>) -> Vec<Change> {
+        match self.grants.get_mut(id) {
+            Some(grant) => {
+                grant.refreshed = grant.refreshed.max(now);
+                vec![Change::Grant(Box::new(grant.clone()))]
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Why `grant` cannot be used at `now`, if it cannot.
     fn unusable(grant: &Grant, lifetimes: &Lifetimes, now: DateTime<Utc>) -> Option<GrantError> {
         if let Some((_, why)) = &grant.revoked {
