@@ -52,8 +52,15 @@ fn user(name: &str, roles: &[&str]) -> DevUser {
 
 impl Cluster {
     /// Three replicas with the facade on, one pepper and key ring, one
-    /// public address, and `lifetimes` as `[oauth.lifetimes]`.
+    /// public address, and `lifetimes` as `[oauth.lifetimes]`, in front of
+    /// the demo upstream with the test policies.
     async fn start(lifetimes: &str) -> Cluster {
+        Cluster::start_with(lifetimes, &demo_stdio("demo", "replicas"), None).await
+    }
+
+    /// Like [`Cluster::start`], with `upstreams` (and other tables) and
+    /// the body of `[policy]`.
+    async fn start_with(lifetimes: &str, upstreams: &str, policy: Option<&str>) -> Cluster {
         let schema = ScratchSchema::create(&replicas::postgres_admin())
             .expect("PostgreSQL at 127.0.0.1:5432");
         let issuer = Issuer::start().await;
@@ -62,6 +69,9 @@ impl Cluster {
             .issuer
             .add_user(user("sam", &["SecurityManager"]))
             .unwrap();
+        let mut bob = user("bob", &["Reader"]);
+        bob.mfa = false;
+        issuer.issuer.add_user(bob).unwrap();
         for callback in [
             "http://127.0.0.1/oauth/callback",
             "http://127.0.0.1/admin/callback",
@@ -91,7 +101,7 @@ impl Cluster {
              [oauth.lifetimes]\n{lifetimes}",
             client.client_id, issuer.base, client.client_id, client.secret_file,
         );
-        let upstreams = format!("{}{oauth}", demo_stdio("demo", "replicas"));
+        let upstreams = format!("{upstreams}{oauth}");
         let identity = issuer.identity_toml();
         let url = schema.url();
         let mut replicas: Vec<InProcess> = Vec::new();
@@ -101,7 +111,7 @@ impl Cluster {
                 identity: &identity,
                 upstreams: &upstreams,
                 audit_extra: "",
-                policy: None,
+                policy,
             };
             // One log: every replica signs with the first one's keys.
             let first = replicas.first().map(|r| r.dir.path());
@@ -670,4 +680,186 @@ async fn a_page_session_from_one_replica_works_on_the_others_and_ends_on_all() {
         .filter(|r| set_cookie(r, SESSION).is_some())
         .count();
     assert_eq!(sessions, 1);
+}
+
+/// `echo` reads the virtual machine its arguments name.
+const STEP_UP_CATALOG: &str = r#"
+[tools.echo]
+op = "Microsoft.Compute/virtualMachines/read"
+resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+"#;
+
+/// Everything is allowed, with MFA: the forbid asks for a step-up.
+const STEP_UP_POLICIES: &str = r#"
+@id("allow-all")
+permit (principal, action, resource);
+
+@id("mfa-required")
+@advice("step_up")
+forbid (principal, action, resource)
+unless { context.mfa };
+"#;
+
+/// A JSON-RPC request on an MCP session of `replica`: status and body.
+async fn mcp(
+    c: &Cluster,
+    replica: usize,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, String) {
+    let mut request = c
+        .http
+        .post(format!("{}/mcp", c.base(replica)))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(session) = session {
+        request = request
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, id, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_step_up_asked_on_one_replica_is_taken_once_and_answered_on_others() {
+    let scratch = tempfile::tempdir().unwrap();
+    let catalog = scratch.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    std::fs::write(catalog.join("demo.toml"), STEP_UP_CATALOG).unwrap();
+    let policies = scratch.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("step-up.cedar"), STEP_UP_POLICIES).unwrap();
+    let upstreams = format!(
+        "[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n",
+        example("demo_upstream").display().to_string()
+    );
+    let policy = format!("dir = {policies:?}\n");
+    let c = Cluster::start_with("", &upstreams, Some(&policy)).await;
+    let client_id = c.register(0).await;
+
+    // Bob signs in without MFA (authorize on 0, consent on 1, callback on
+    // 2, the code redeemed on 0) and opens an MCP session on 0.
+    let weak_pkce = pkce();
+    let (callback, browser) = {
+        let (page, csrf) = c.consent_page(&client_id, &weak_pkce, 0).await;
+        let decided = c.decide(&page, &csrf, 1).await;
+        let browser = set_cookie(&decided, "warden_oauth_browser").unwrap();
+        let signed = c
+            .http
+            .get(format!("{}&login_hint=bob@contoso.dev", location(&decided)))
+            .send()
+            .await
+            .unwrap();
+        (location(&signed), browser)
+    };
+    let back = c.callback(&callback, &browser, 2).await;
+    let code = query(&location(&back))["code"].clone();
+    let (status, tokens) = c
+        .token(0, &c.redeem_form(&client_id, &code, &weak_pkce))
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let weak = tokens["access_token"].as_str().unwrap().to_owned();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "step-up test", "version": "1"}}});
+    let (status, session, _) = mcp(&c, 0, &weak, None, initialize.clone()).await;
+    assert_eq!(status, 200);
+    let session = session.expect("a session id");
+    let (status, _, _) = mcp(
+        &c,
+        0,
+        &weak,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let echo = |text: &str, id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo",
+            "arguments": {"text": text, "subscription": "00000000-0000-4000-8000-000000000001",
+                          "resource-group": "dev-web", "vm": "vm1"}}})
+    };
+
+    // Policy wants MFA on 0: the grant is marked.
+    let (status, _, denied) = mcp(&c, 0, &weak, Some(&session), echo("no-mfa", 2)).await;
+    assert_eq!(status, 200);
+    assert!(denied.contains("sign in again with MFA"), "{denied}");
+    // The next request, on 1, gets the step-up challenge; on 2, the mark
+    // is already taken.
+    let (status, _, _) = mcp(&c, 1, &weak, None, initialize.clone()).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = mcp(&c, 2, &weak, None, initialize.clone()).await;
+    assert_eq!(status, 200, "one 403 per step-up, across replicas");
+
+    // The client authorizes again with the step-up scope: the remembered
+    // consent (kept by 2) is found on 1, and Entra's answer goes to 0,
+    // which steps the grant marked by 0 and taken by 1 up in place.
+    let pkce = pkce();
+    let authorize = format!(
+        "{}/authorize?{}",
+        c.base(1),
+        encode(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", &pkce.challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "client-state"),
+            ("resource", &c.resource()),
+            ("scope", "mcp mfa offline_access"),
+        ])
+    );
+    let asked = c
+        .http
+        .get(&authorize)
+        .header("cookie", &browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 302, "a remembered consent goes to Entra");
+    let entra = location(&asked);
+    assert!(query(&entra).contains_key("claims"), "{entra}");
+    let signed = c
+        .http
+        .get(format!("{entra}&login_hint=bob@contoso.dev"))
+        .send()
+        .await
+        .unwrap();
+    let back = c.callback(&location(&signed), &browser, 0).await;
+    let code = query(&location(&back))["code"].clone();
+    let (status, stepped) = c.token(2, &c.redeem_form(&client_id, &code, &pkce)).await;
+    assert_eq!(status, 200, "{stepped}");
+    assert_eq!(stepped["scope"], "mcp mfa");
+    let strong = stepped["access_token"].as_str().unwrap().to_owned();
+    let grant_of = |token: &str| {
+        token
+            .split('.')
+            .next()
+            .unwrap()
+            .rsplit('_')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(grant_of(&strong), grant_of(&weak), "the same grant");
+    // The weaker sign-in's token is refused everywhere (issued by 0, it was
+    // forgotten only there); the retry runs on the same session.
+    for replica in 0..3 {
+        assert_eq!(c.mcp_status(replica, &weak).await, 401, "{replica}");
+    }
+    let (status, _, allowed) = mcp(&c, 0, &strong, Some(&session), echo("with-mfa", 3)).await;
+    assert_eq!(status, 200);
+    assert!(
+        allowed.contains("with-mfa") && !allowed.contains("\"isError\":true"),
+        "{allowed}"
+    );
 }

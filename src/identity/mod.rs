@@ -292,10 +292,10 @@ pub trait OpaqueTokens: Send + Sync {
     /// Policy wants grant `grant` stepped up to multi-factor
     /// authentication: marks it. `None` when no step-up is offered (or
     /// the grant is unknown).
-    fn want_step_up(&self, grant: &str) -> Option<StepUpMark>;
+    async fn want_step_up(&self, grant: &str) -> Option<StepUpMark>;
     /// Takes `grant`'s step-up mark, once per mark: the scopes to name in
     /// the challenge (the grant's and the step-up scope).
-    fn take_step_up(&self, grant: &str) -> Option<Vec<String>>;
+    async fn take_step_up(&self, grant: &str) -> Option<Vec<String>>;
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -374,10 +374,11 @@ impl Authenticator {
     /// step-up scope). Each mark is taken once, so a client that cannot
     /// step up loses one request, not the grant. Called by the `/mcp`
     /// front only, after [`authenticate`](Self::authenticate).
-    pub fn take_step_up(&self, principal: &Principal) -> Option<AuthError> {
+    pub async fn take_step_up(&self, principal: &Principal) -> Option<AuthError> {
         let grant = principal.grant.as_deref()?;
         self.opaque()?
             .take_step_up(grant)
+            .await
             .map(AuthError::StepUpRequired)
     }
 

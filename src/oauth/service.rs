@@ -59,7 +59,7 @@ use super::pkce::{self, CodeChallenge, CodeVerifier};
 use super::resource::{CanonicalResource, check_resource};
 use super::seal::{KeyRing, Purpose};
 use super::shared::SharedState;
-use super::step_up::{Holder, StepUps, Wanted};
+use super::step_up::{Holder, Mark, StepUps, Wanted};
 use super::tokens::{Pepper, Token, TokenKind};
 use crate::audit::Audit;
 use crate::audit::record::{Actor, Kind, Record};
@@ -211,6 +211,8 @@ const NS_BROWSER: &str = "oauth.browser";
 /// Consent forms waiting for an answer (shared stores only: one process
 /// keeps them in memory).
 const NS_PENDING: &str = "oauth.pending";
+/// Step-up marks by grant id (shared stores only).
+const NS_STEP_UP: &str = "oauth.step_up";
 
 /// How often a step decides again after another replica changed a row it
 /// read first.
@@ -273,7 +275,7 @@ pub struct OAuthService {
     /// Browser cookie hash → the user it signed in (tid, oid), to skip a
     /// remembered consent.
     browsers: Mutex<Browsers>,
-    /// Grants policy wants stepped up (in memory only).
+    /// Grants policy wants stepped up (in the store too when it is shared).
     step_ups: Mutex<StepUps>,
 }
 
@@ -655,6 +657,50 @@ impl OAuthService {
         }
     }
 
+    /// On a shared store: reads the step-up mark of `grant` into memory;
+    /// the bytes read.
+    async fn sync_step_up(&self, grant: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.state.get(NS_STEP_UP, grant).await?;
+        let mark = read
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice::<Mark>(bytes).ok());
+        self.step_ups().put(grant, mark);
+        Ok(read)
+    }
+
+    /// The grant a step-up sign-in of `holder` answers (its mark removed):
+    /// on a shared store, of the marks every replica set, and taken by a
+    /// compare-and-set so that one sign-in steps one grant up.
+    async fn answered_step_up(&self, holder: &Holder, now: DateTime<Utc>) -> Option<String> {
+        if !self.state.shared() {
+            return self.step_ups().answered(holder, now);
+        }
+        let rows = match self.state.all(NS_STEP_UP).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(target: "warden::oauth", %error, "step-up marks not read");
+                return None;
+            }
+        };
+        let marks: HashMap<String, (Mark, Vec<u8>)> = rows
+            .into_iter()
+            .filter_map(|(grant, bytes)| {
+                let mark = serde_json::from_slice::<Mark>(&bytes).ok()?;
+                Some((grant, (mark, bytes)))
+            })
+            .collect();
+        let grant = {
+            let mut step_ups = self.step_ups();
+            step_ups.put_all(marks.iter().map(|(g, (m, _))| (g.clone(), m.clone())));
+            step_ups.answered(holder, now)?
+        };
+        let (_, read) = marks.get(&grant)?;
+        match self.state.take(NS_STEP_UP, &grant, read.clone()).await {
+            Ok(true) => Some(grant),
+            _ => None,
+        }
+    }
+
     /// Takes the answer to consent form `id` from a browser holding
     /// `csrf`: once, on whichever replica it arrives (on a shared store the
     /// form is read from the store and taken by a compare-and-set).
@@ -916,7 +962,7 @@ impl OAuthService {
                 oid: principal.oid.clone(),
                 client_id: request.client_id.clone(),
             };
-            self.step_ups().answered(&holder, now)
+            self.answered_step_up(&holder, now).await
         } else {
             None
         };
@@ -1552,10 +1598,17 @@ impl OAuthService {
         self.step_ups().sweep(now);
         let _ = self.commit(changes, &mut Snapshot::default()).await;
         for ns in [
-            NS_GRANT, NS_ISSUED, NS_CONSENT, NS_TXN, NS_BROWSER, NS_PENDING,
+            NS_GRANT, NS_ISSUED, NS_CONSENT, NS_TXN, NS_BROWSER, NS_PENDING, NS_STEP_UP,
         ] {
             let _ = self.store.purge_state(ns, now).await;
         }
+    }
+}
+
+fn mark_of(wanted: Wanted) -> StepUpMark {
+    match wanted {
+        Wanted::Marked => StepUpMark::Marked,
+        Wanted::AlreadyAsked => StepUpMark::AlreadyAsked,
     }
 }
 
@@ -1724,8 +1777,13 @@ impl crate::identity::OpaqueTokens for OAuthService {
         self.offered_step_up_scope().map(str::to_owned)
     }
 
-    fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
+    async fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
         self.offered_step_up_scope()?;
+        if self.state.shared() {
+            self.sync_grant(&mut Snapshot::default(), grant)
+                .await
+                .ok()?;
+        }
         let holder = {
             let book = self.book();
             let grant = book.grant(grant)?;
@@ -1735,15 +1793,56 @@ impl crate::identity::OpaqueTokens for OAuthService {
                 client_id: grant.client_id.clone(),
             }
         };
-        Some(match self.step_ups().want(grant, holder, Utc::now()) {
-            Wanted::Marked => StepUpMark::Marked,
-            Wanted::AlreadyAsked => StepUpMark::AlreadyAsked,
-        })
+        let now = Utc::now();
+        if !self.state.shared() {
+            return Some(mark_of(self.step_ups().want(grant, holder, now)));
+        }
+        // Shared: the mark as the store has it, and the new one written
+        // back (a mark is advisory: the last writer wins).
+        self.sync_step_up(grant).await.ok()?;
+        let (wanted, mark) = {
+            let mut step_ups = self.step_ups();
+            let wanted = step_ups.want(grant, holder, now);
+            (wanted, step_ups.mark(grant))
+        };
+        if wanted == Wanted::Marked
+            && let Some(mark) = mark
+        {
+            let bytes = serde_json::to_vec(&mark).ok()?;
+            // Kept long enough for the mark once taken (taking it extends
+            // it by one lifetime; a compare-and-set keeps the row's expiry).
+            let keep = mark.until() + chrono(self.config.lifetimes.transaction);
+            self.store
+                .put_state(NS_STEP_UP, grant, bytes, Some(keep))
+                .await
+                .ok()?;
+        }
+        Some(mark_of(wanted))
     }
 
-    fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
+    async fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
         let step_up = self.offered_step_up_scope()?.to_owned();
-        if !self.step_ups().take(grant, Utc::now()) {
+        let now = Utc::now();
+        if self.state.shared() {
+            // Taken once across replicas: by a compare-and-set.
+            let read = self.sync_step_up(grant).await.ok()??;
+            let taken = {
+                let mut step_ups = self.step_ups();
+                step_ups
+                    .take(grant, now)
+                    .then(|| step_ups.mark(grant))
+                    .flatten()
+            };
+            let bytes = serde_json::to_vec(&taken?).ok()?;
+            if !self
+                .state
+                .swap(NS_STEP_UP, grant, Some(read), bytes)
+                .await
+                .ok()?
+            {
+                return None;
+            }
+        } else if !self.step_ups().take(grant, now) {
             return None;
         }
         let mut scopes = self

@@ -63,24 +63,39 @@ impl SharedState {
 
     /// The value of `(ns, key)` now, if present and unexpired.
     pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.read(move |r| r.state_entry(&ns, &key, Utc::now()))
+            .await
+    }
+
+    /// Every unexpired entry of `ns` now (for a small namespace).
+    pub async fn all(&self, ns: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let ns = ns.to_owned();
+        self.read(move |r| r.state(&ns, Utc::now())).await
+    }
+
+    /// Runs `read` on one of the read connections, off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let slot =
             self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()].clone();
         let location = self.store.location().clone();
-        let (ns, key) = (ns.to_owned(), key.to_owned());
         tokio::task::spawn_blocking(move || {
             let mut reader = slot.lock().unwrap_or_else(PoisonError::into_inner);
             if reader.is_none() {
                 *reader = Some(Reader::open(&location)?);
             }
-            let read = match reader.as_ref() {
-                Some(r) => r.state_entry(&ns, &key, Utc::now()),
+            let result = match reader.as_ref() {
+                Some(r) => read(r),
                 None => Err(StoreError::Stopped),
             };
-            if read.is_err() {
+            if result.is_err() {
                 // A broken connection is opened again on the next read.
                 *reader = None;
             }
-            read
+            result
         })
         .await
         .map_err(|e| StoreError::Read(e.to_string()))?
