@@ -486,7 +486,10 @@ impl Book {
                 .as_ref()
                 .and_then(|s| self.issued.get(s))
                 .is_some_and(|s| s.spent.is_none());
-            let within_grace = now < *at + chrono(lifetimes.refresh_reuse_grace);
+            // A grace of zero honours nothing (whatever the clocks of the
+            // replicas that rotated it and that see it now).
+            let within_grace = !lifetimes.refresh_reuse_grace.is_zero()
+                && now < *at + chrono(lifetimes.refresh_reuse_grace);
             if !(successor_unused && within_grace) {
                 let changes =
                     self.revoke_grant(&issued.grant_id, "an old refresh token was used again", now);
@@ -879,6 +882,31 @@ mod tests {
         let (second, _) = book.issue(&p, &grant.id, &lifetimes, t0()).unwrap();
         book.rotated_to(&p, &first.refresh, &second.refresh);
         assert!(book.unuse_refresh(&p, &first.refresh).is_empty());
+    }
+
+    #[test]
+    fn without_a_grace_an_old_refresh_token_revokes_even_at_its_rotation_time() {
+        let lifetimes = Lifetimes {
+            refresh_reuse_grace: std::time::Duration::ZERO,
+            ..Lifetimes::default()
+        };
+        let p = pepper();
+        let mut book = Book::default();
+        let (grant, code) = opened(&mut book);
+        redeem(&mut book, &code, "client-a", t0()).ok().unwrap();
+        let (first, _) = book.issue(&p, &grant.id, &lifetimes, t0()).unwrap();
+        let at = t0() + secs(10);
+        book.use_refresh(&p, &first.refresh, "client-a", &lifetimes, at)
+            .ok()
+            .unwrap();
+        let (second, _) = book.issue(&p, &grant.id, &lifetimes, at).unwrap();
+        book.rotated_to(&p, &first.refresh, &second.refresh);
+        // Another replica whose clock is behind sees it "before" it was used.
+        let (error, _) = book
+            .use_refresh(&p, &first.refresh, "client-a", &lifetimes, at - secs(1))
+            .err()
+            .unwrap();
+        assert_eq!(error, GrantError::RefreshReused);
     }
 
     #[test]

@@ -1156,6 +1156,8 @@ impl OAuthService {
                 // read it spent and treat theirs as its reuse.
                 let decided = self
                     .decide_on(&code, |book| {
+                        // The time of this attempt: after the rows it reads.
+                        let now = Utc::now();
                         let redeemed = book.redeem_code(
                             &self.pepper,
                             &code,
@@ -1219,6 +1221,11 @@ impl OAuthService {
                 // others read it used and follow the reuse rules.
                 let decided = self
                     .decide_on(&token, |book| {
+                        // The time of this attempt: after the rows it reads
+                        // (an earlier time could fall before another
+                        // replica's use of the token, and pass for its
+                        // grace).
+                        let now = Utc::now();
                         match book.use_refresh(&self.pepper, &token, client_id, &lifetimes, now) {
                             Ok(mut redeemed) => {
                                 // The grant's `refreshed` is written below,
