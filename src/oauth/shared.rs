@@ -175,4 +175,35 @@ mod tests {
         assert!(state.swap("ns", "new", None, b"x".to_vec()).await.unwrap());
         assert!(!state.swap("ns", "new", None, b"y".to_vec()).await.unwrap());
     }
+
+    #[tokio::test]
+    async fn two_replicas_racing_on_one_entry_take_it_once() {
+        let admin = std::env::var("WARDEN_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = crate::store::postgres::ScratchSchema::create(&admin)
+            .expect("PostgreSQL at 127.0.0.1:5432 (database test)");
+        let open = || {
+            Store::open(Location::Postgres(schema.url()), Box::new(|_, _, _| {}))
+                .unwrap()
+                .store
+        };
+        let (a, b) = (SharedState::new(open()), SharedState::new(open()));
+        assert!(a.shared() && b.shared());
+        for round in 0..20 {
+            let key = format!("code-{round}");
+            a.store()
+                .put_state("ns", &key, b"unused".to_vec(), None)
+                .await
+                .unwrap();
+            // Each replica reads it, then takes what it read.
+            let (read_a, read_b) = tokio::join!(a.get("ns", &key), b.get("ns", &key));
+            let (read_a, read_b) = (read_a.unwrap().unwrap(), read_b.unwrap().unwrap());
+            let (took_a, took_b) =
+                tokio::join!(a.take("ns", &key, read_a), b.take("ns", &key, read_b));
+            assert!(took_a.unwrap() ^ took_b.unwrap(), "round {round}");
+            // What one replica wrote, the other reads at once.
+            assert_eq!(b.get("ns", &key).await.unwrap(), Some(TAKEN.to_vec()));
+            assert_eq!(a.get("ns", &key).await.unwrap(), Some(TAKEN.to_vec()));
+        }
+    }
 }
