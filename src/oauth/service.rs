@@ -30,8 +30,9 @@
 //! any replica serves any step, and each single-use row (a code, a refresh
 //! token, a consent form, a transaction) and each grant changes only by a
 //! compare-and-set against what was read, so of replicas racing on one
-//! exactly one wins and the others decide again from the winner's row. Entra's refresh token is sealed with the grant. No token,
-//! code or Entra response is logged or recorded; the audit log gets an
+//! exactly one wins and the others decide again from the winner's row.
+//! Entra's refresh token is sealed with the grant. No token, code or Entra
+//! response is logged or recorded; the audit log gets an
 //! `auth` record for each sign-in, consent, token issue, refresh,
 //! revocation and refusal.
 
