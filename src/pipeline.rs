@@ -584,7 +584,7 @@ impl Pipeline {
                 decision,
                 &call.call_id,
             ))),
-            (advice, None) => self.denial(advice, principal, call, decision, why),
+            (advice, None) => self.denial(advice, principal, call, decision, why).await,
         };
         let elapsed = started.elapsed();
         match recorded {
@@ -604,7 +604,7 @@ impl Pipeline {
     }
 
     /// The answer to a denied call, by its advice.
-    fn denial(
+    async fn denial(
         &self,
         advice: Option<Advice>,
         principal: &Principal,
@@ -615,7 +615,7 @@ impl Pipeline {
         match advice {
             Some(Advice::StepUp) => {
                 let url = call.resource_metadata.as_deref().unwrap_or_default();
-                match self.identity.step_up_mfa(principal, url) {
+                match self.identity.step_up_mfa(principal, url).await {
                     StepUp::Challenge { www_authenticate } => Err(McpError::new(
                         ErrorCode(UNAUTHORIZED as i32),
                         format!("{why} Sign in again with multi-factor authentication and retry."),

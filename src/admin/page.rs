@@ -55,8 +55,12 @@
 //! not kept. Sessions are kept in memory and, with [`SignInOptions::audit`],
 //! in the store's `state` table (namespace `admin.session`, the same key,
 //! the principal, CSRF token and expiry as JSON), read back at start: a
-//! restart signs nobody out, and signing out removes the row. Expired
-//! sessions are pruned on every sign-in; at most 10 000 live at once.
+//! restart signs nobody out, and signing out removes the row. On a store
+//! that replicas share (PostgreSQL) each request reads its session's row,
+//! so a session started on one replica works on all of them and signing
+//! out on one ends it on all of them at once (the one-time notes a page
+//! shows stay with the replica that made them). Expired sessions are
+//! pruned on every sign-in; at most 10 000 live at once.
 //! Every sign-in and refusal is an `auth` audit record (`event`
 //! `page_signed_in` or `page_sign_in_refused`, `auth_path` `admin_page`,
 //! `method` `entra` or `token`, `reason`).
@@ -147,6 +151,7 @@ use crate::identity::{Authenticator, Principal};
 use crate::oauth::entra::Entra;
 use crate::oauth::pkce::CodeVerifier;
 use crate::oauth::seal::Sealer;
+use crate::oauth::shared::SharedState;
 use crate::store::Store;
 
 /// The session cookie.
@@ -314,6 +319,10 @@ struct StoredSession {
 struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     store: Option<Store>,
+    /// With a store that replicas share: where each request's session is
+    /// read, so that one started on another replica works here and one
+    /// ended on another replica ends here too.
+    shared: Option<SharedState>,
     /// Sessions that ended because their token expired, kept (bounded) so
     /// that the next page can say why the user has to sign in again.
     ended: Mutex<HashMap<String, Instant>>,
@@ -388,9 +397,14 @@ impl Sessions {
                 }
             }
         }
+        let shared = store
+            .clone()
+            .map(SharedState::new)
+            .filter(SharedState::shared);
         Sessions {
             map: Mutex::new(map),
             store,
+            shared,
             ended: Mutex::default(),
         }
     }
@@ -457,9 +471,63 @@ impl Sessions {
         Some(id)
     }
 
+    /// On a shared store: this process's copy of session `id` made the
+    /// store's (added when another replica started it, dropped when it
+    /// ended there). A store that cannot be read ends nothing but lets
+    /// nothing in: the request is refused.
+    async fn sync(&self, shared: &SharedState, id: &str) -> bool {
+        let key = session_key(id);
+        let stored = match shared.get(NS_SESSION, &key).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(target: "warden::admin", %error, "approvals page session not read");
+                return false;
+            }
+        };
+        let stored = stored.and_then(|bytes| serde_json::from_slice::<StoredSession>(&bytes).ok());
+        let mut map = self.lock();
+        match stored {
+            None => {
+                map.remove(&key);
+            }
+            Some(stored) => {
+                if !map.contains_key(&key) {
+                    let wall = unix_now();
+                    let left = Duration::from_secs(stored.expires.saturating_sub(wall));
+                    map.retain(|_, s| s.expires > Instant::now());
+                    if map.len() >= MAX_SESSIONS {
+                        return false;
+                    }
+                    map.insert(
+                        key,
+                        Session {
+                            principal: stored.principal,
+                            expires: Instant::now() + left,
+                            csrf: stored.csrf,
+                            flash: None,
+                            error: None,
+                            draft: None,
+                        },
+                    );
+                }
+            }
+        }
+        true
+    }
+
     /// The live session `id`; with `take_notes`, its one-time messages
-    /// and draft are handed over (and cleared).
-    fn open(&self, id: &str, take_notes: bool) -> Option<Signed> {
+    /// and draft are handed over (and cleared). On a shared store, as the
+    /// store has it now.
+    async fn open(&self, id: &str, take_notes: bool) -> Option<Signed> {
+        if let Some(shared) = &self.shared
+            && !self.sync(shared, id).await
+        {
+            return None;
+        }
+        self.open_here(id, take_notes)
+    }
+
+    fn open_here(&self, id: &str, take_notes: bool) -> Option<Signed> {
         let key = session_key(id);
         let mut map = self.lock();
         let session = map.get_mut(&key)?;
@@ -563,8 +631,9 @@ fn origin_ok(headers: &HeaderMap, uri: &Uri, plain: bool) -> bool {
 }
 
 /// The session of the request, if live.
-fn signed_in(page: &Page, headers: &HeaderMap, take_notes: bool) -> Option<Signed> {
-    cookie(headers, SESSION_COOKIE).and_then(|id| page.sessions.open(id, take_notes))
+async fn signed_in(page: &Page, headers: &HeaderMap, take_notes: bool) -> Option<Signed> {
+    let id = cookie(headers, SESSION_COOKIE)?;
+    page.sessions.open(id, take_notes).await
 }
 
 /// Why a request without a live session must sign in, if there is more to
@@ -678,7 +747,7 @@ async fn index(
     headers: HeaderMap,
     filter: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(signed) = signed_in(&page, &headers, true) else {
+    let Some(signed) = signed_in(&page, &headers, true).await else {
         let notice = ended_notice(&page, &headers);
         return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
     };
@@ -709,7 +778,7 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(signed) = signed_in(&page, &headers, true) else {
+    let Some(signed) = signed_in(&page, &headers, true).await else {
         let notice = ended_notice(&page, &headers);
         return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
     };
@@ -767,7 +836,7 @@ async fn audit(
     headers: HeaderMap,
     filter: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(signed) = signed_in(&page, &headers, true) else {
+    let Some(signed) = signed_in(&page, &headers, true).await else {
         let notice = ended_notice(&page, &headers);
         return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
     };
@@ -801,7 +870,7 @@ async fn download(
     filter: Filter,
     csv: bool,
 ) -> Response {
-    let Some(signed) = signed_in(page, headers, false) else {
+    let Some(signed) = signed_in(page, headers, false).await else {
         return sign_in_page(
             page,
             headers,
@@ -1305,7 +1374,7 @@ async fn sign_out(
     if !origin_ok(&headers, &uri, plain) {
         return bad_origin();
     }
-    if let Some(signed) = signed_in(&page, &headers, false) {
+    if let Some(signed) = signed_in(&page, &headers, false).await {
         let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
         if !same_secret(&csrf, &signed.csrf) {
             return bad_csrf();
@@ -1332,7 +1401,7 @@ async fn act(
     if !origin_ok(&headers, &uri, plain) {
         return bad_origin();
     }
-    let Some(signed) = signed_in(&page, &headers, false) else {
+    let Some(signed) = signed_in(&page, &headers, false).await else {
         return sign_in_page(
             &page,
             &headers,

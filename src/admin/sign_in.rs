@@ -8,6 +8,11 @@
 //! key ring and bound to the `state`), so a sign-in started before a
 //! restart finishes after it. A `state` is taken once: the entry leaves
 //! memory and the store before the code is redeemed.
+//!
+//! On a store that replicas share (PostgreSQL) the store is the truth: the
+//! callback, on whichever replica it arrives, reads the sign-in from the
+//! store and takes it by a compare-and-set ([`crate::oauth::shared`]), so
+//! of replicas racing on one `state` exactly one takes it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -19,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::oauth::pkce::CodeVerifier;
 use crate::oauth::seal::Sealer;
+use crate::oauth::shared::SharedState;
 use crate::store::Store;
 
 /// The store namespace of sign-ins in progress.
@@ -73,6 +79,8 @@ pub struct Full;
 pub struct SignIns {
     map: Mutex<HashMap<String, Pending>>,
     store: Option<Store>,
+    /// With a shared store: where sign-ins are read and taken.
+    shared: Option<SharedState>,
     sealer: Sealer,
     max: usize,
 }
@@ -104,9 +112,14 @@ impl SignIns {
                 }
             }
         }
+        let shared = store
+            .clone()
+            .map(SharedState::new)
+            .filter(SharedState::shared);
         SignIns {
             map: Mutex::new(map),
             store,
+            shared,
             sealer,
             max,
         }
@@ -156,6 +169,9 @@ impl SignIns {
         same: impl Fn(&str, &str) -> bool,
     ) -> Result<Pending, Refused> {
         let now = Utc::now();
+        if let Some(shared) = &self.shared {
+            return self.take_shared(shared, key, browser, same, now).await;
+        }
         let taken = {
             let mut map = self.lock();
             match map.get(key) {
@@ -177,6 +193,45 @@ impl SignIns {
             tracing::warn!(target: "warden::admin", %error, "a used sign-in state was not removed from the store");
         }
         taken
+    }
+
+    /// [`SignIns::take`] on a shared store: the sign-in as the store has
+    /// it, taken by a compare-and-set.
+    async fn take_shared(
+        &self,
+        shared: &SharedState,
+        key: &str,
+        browser: Option<&str>,
+        same: impl Fn(&str, &str) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Pending, Refused> {
+        self.lock().remove(key);
+        let read = match shared.get(NS_PENDING, key).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return Err(Refused::Unknown),
+            Err(error) => {
+                tracing::warn!(target: "warden::admin", %error, "a sign-in state could not be read");
+                return Err(Refused::Unknown);
+            }
+        };
+        let Some(pending) = open(&self.sealer, key, &read) else {
+            return Err(Refused::Unknown);
+        };
+        if pending.expires <= now {
+            let _ = shared.take(NS_PENDING, key, read).await;
+            return Err(Refused::Expired);
+        }
+        if browser.is_none_or(|b| !same(b, &pending.browser)) {
+            return Err(Refused::OtherBrowser);
+        }
+        match shared.take(NS_PENDING, key, read).await {
+            Ok(true) => Ok(pending),
+            Ok(false) => Err(Refused::Unknown),
+            Err(error) => {
+                tracing::warn!(target: "warden::admin", %error, "a sign-in state could not be taken");
+                Err(Refused::Unknown)
+            }
+        }
     }
 
     fn seal(&self, key: &str, pending: &Pending) -> Option<Vec<u8>> {

@@ -166,7 +166,7 @@ pub async fn guard(
             return after_draining(request, &gateway, response).await;
         }
     };
-    if let Some(step_up) = gateway.identity.take_step_up(&principal) {
+    if let Some(step_up) = gateway.identity.take_step_up(&principal).await {
         let response = refuse(&gateway, request.headers(), &step_up, source_ip);
         return after_draining(request, &gateway, response).await;
     }

@@ -140,7 +140,7 @@ impl Authenticator {
     /// step-up challenge ([`take_step_up`](Self::take_step_up)), and the
     /// client's new authorization with the step-up scope makes Warden ask
     /// Entra for the context.
-    pub fn step_up_mfa(&self, principal: &Principal, resource_metadata_url: &str) -> StepUp {
+    pub async fn step_up_mfa(&self, principal: &Principal, resource_metadata_url: &str) -> StepUp {
         let Some(context) = self.config.mfa_auth_contexts.first() else {
             return StepUp::ToolError {
                 message: "This call requires multi-factor authentication. Sign in again with \
@@ -150,7 +150,7 @@ impl Authenticator {
         };
         if let Some(grant) = principal.grant.as_deref()
             && let Some(opaque) = self.opaque()
-            && let Some(mark) = opaque.want_step_up(grant)
+            && let Some(mark) = opaque.want_step_up(grant).await
         {
             let context = header_safe(context);
             let scope = opaque

@@ -267,11 +267,17 @@ pub struct Authenticator {
 
 /// Warden's own (opaque) access tokens: told apart from Entra's JWTs by
 /// their prefix, validated by whoever issued them.
+#[async_trait::async_trait]
 pub trait OpaqueTokens: Send + Sync {
     /// Whether `token` is one of these (by its shape alone).
     fn claims(&self, token: &str) -> bool;
-    /// The principal of `token`, or why it is refused.
-    fn authenticate(&self, token: &str, source_ip: Option<IpAddr>) -> Result<Principal, String>;
+    /// The principal of `token`, or why it is refused (it may read the
+    /// store: another replica may have issued or revoked it).
+    async fn authenticate(
+        &self,
+        token: &str,
+        source_ip: Option<IpAddr>,
+    ) -> Result<Principal, String>;
     /// The authorization server clients are sent to for these tokens.
     fn issuer(&self) -> String;
     /// Whether Entra's tenants stay listed as authorization servers too
@@ -286,10 +292,10 @@ pub trait OpaqueTokens: Send + Sync {
     /// Policy wants grant `grant` stepped up to multi-factor
     /// authentication: marks it. `None` when no step-up is offered (or
     /// the grant is unknown).
-    fn want_step_up(&self, grant: &str) -> Option<StepUpMark>;
+    async fn want_step_up(&self, grant: &str) -> Option<StepUpMark>;
     /// Takes `grant`'s step-up mark, once per mark: the scopes to name in
     /// the challenge (the grant's and the step-up scope).
-    fn take_step_up(&self, grant: &str) -> Option<Vec<String>>;
+    async fn take_step_up(&self, grant: &str) -> Option<Vec<String>>;
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -368,10 +374,11 @@ impl Authenticator {
     /// step-up scope). Each mark is taken once, so a client that cannot
     /// step up loses one request, not the grant. Called by the `/mcp`
     /// front only, after [`authenticate`](Self::authenticate).
-    pub fn take_step_up(&self, principal: &Principal) -> Option<AuthError> {
+    pub async fn take_step_up(&self, principal: &Principal) -> Option<AuthError> {
         let grant = principal.grant.as_deref()?;
         self.opaque()?
             .take_step_up(grant)
+            .await
             .map(AuthError::StepUpRequired)
     }
 
@@ -403,6 +410,7 @@ impl Authenticator {
             if opaque.claims(token) {
                 return opaque
                     .authenticate(token, source_ip)
+                    .await
                     .map_err(AuthError::Malformed);
             }
         }

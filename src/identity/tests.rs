@@ -926,12 +926,13 @@ impl Facade {
     }
 }
 
+#[async_trait::async_trait]
 impl OpaqueTokens for Facade {
     fn claims(&self, token: &str) -> bool {
         token.starts_with("wdn_at_")
     }
 
-    fn authenticate(&self, _: &str, _: Option<IpAddr>) -> Result<Principal, String> {
+    async fn authenticate(&self, _: &str, _: Option<IpAddr>) -> Result<Principal, String> {
         Err("unknown".into())
     }
 
@@ -951,7 +952,7 @@ impl OpaqueTokens for Facade {
         self.step_up.map(str::to_owned)
     }
 
-    fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
+    async fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
         self.step_up?;
         if self.asked.lock().unwrap().contains(grant) {
             return Some(StepUpMark::AlreadyAsked);
@@ -960,7 +961,7 @@ impl OpaqueTokens for Facade {
         Some(StepUpMark::Marked)
     }
 
-    fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
+    async fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
         let step_up = self.step_up?;
         if !self.wanted.lock().unwrap().remove(grant) {
             return None;
@@ -1044,9 +1045,13 @@ async fn a_facade_caller_steps_up_through_its_grant() {
     principal.grant = Some("g1".into());
     // Even if Entra's token said cp1, the client never talks to Entra.
     principal.client_capabilities.insert("cp1".into());
-    assert_eq!(auth.take_step_up(&principal), None, "nothing wanted yet");
+    assert_eq!(
+        auth.take_step_up(&principal).await,
+        None,
+        "nothing wanted yet"
+    );
 
-    let StepUp::Reauthorize { message } = auth.step_up_mfa(&principal, META) else {
+    let StepUp::Reauthorize { message } = auth.step_up_mfa(&principal, META).await else {
         panic!("a facade caller is asked through its grant");
     };
     assert!(
@@ -1057,6 +1062,7 @@ async fn a_facade_caller_steps_up_through_its_grant() {
     // The next request is refused with MCP's step-up challenge, once.
     let refusal = auth
         .take_step_up(&principal)
+        .await
         .expect("the step-up challenge");
     assert_eq!(
         refusal,
@@ -1073,25 +1079,25 @@ async fn a_facade_caller_steps_up_through_its_grant() {
     );
     assert!(http::HeaderValue::from_str(&challenge).is_ok());
     assert_eq!(
-        auth.take_step_up(&principal),
+        auth.take_step_up(&principal).await,
         None,
         "the mark is taken once"
     );
     // While the step-up is awaited, another denial says so and marks nothing.
-    let StepUp::Reauthorize { message } = auth.step_up_mfa(&principal, META) else {
+    let StepUp::Reauthorize { message } = auth.step_up_mfa(&principal, META).await else {
         panic!("still through the grant");
     };
     assert!(message.contains("has asked your MCP client"), "{message}");
-    assert_eq!(auth.take_step_up(&principal), None);
+    assert_eq!(auth.take_step_up(&principal).await, None);
 
     // A caller with an Entra token has no grant to mark.
     let mut entra = principal.clone();
     entra.grant = None;
     assert!(matches!(
-        auth.step_up_mfa(&entra, META),
+        auth.step_up_mfa(&entra, META).await,
         StepUp::Challenge { .. }
     ));
-    assert_eq!(auth.take_step_up(&entra), None);
+    assert_eq!(auth.take_step_up(&entra).await, None);
     // Another context than the MFA one: a tool error, never a claims
     // challenge, for a facade caller.
     let StepUp::ToolError { message } = auth.step_up(&principal, "c7", META) else {
@@ -1105,14 +1111,14 @@ async fn a_facade_caller_steps_up_through_its_grant() {
     // A facade that offers no step-up: a tool error asking for MFA.
     let auth = offline_authenticator(|_| {}).await;
     let _facade = Facade::start(&auth, false, None);
-    let StepUp::ToolError { message } = auth.step_up_mfa(&principal, META) else {
+    let StepUp::ToolError { message } = auth.step_up_mfa(&principal, META).await else {
         panic!("no step-up offered");
     };
     assert!(
         message.contains("Sign in again with MFA and retry."),
         "{message}"
     );
-    assert_eq!(auth.take_step_up(&principal), None);
+    assert_eq!(auth.take_step_up(&principal).await, None);
 }
 
 #[tokio::test]

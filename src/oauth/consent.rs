@@ -82,11 +82,13 @@ pub fn handle_hash(handle: &str) -> String {
     sha256_hex(&[handle])
 }
 
-#[derive(Debug, Clone)]
-struct Pending {
-    request: ClientRequest,
-    csrf: String,
-    expires: DateTime<Utc>,
+/// A request waiting on the consent page (kept in the store too when
+/// replicas share it, so that another replica takes the answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub request: ClientRequest,
+    pub csrf: String,
+    pub expires: DateTime<Utc>,
 }
 
 /// What the callback needs, kept under the hash of Entra's `state`.
@@ -185,6 +187,37 @@ impl Consents {
             .remove(id)
             .map(|p| p.request)
             .ok_or(ConsentError::UnknownPending)
+    }
+
+    /// The pending request `id` as held (to store it).
+    pub fn held(&self, id: &str) -> Option<Pending> {
+        self.pending.get(id).cloned()
+    }
+
+    /// Replaces what is known of pending request `id` with the store's
+    /// copy (`None`: the store has none, or it was answered).
+    pub fn put_pending(&mut self, id: &str, pending: Option<Pending>) {
+        match pending {
+            Some(pending) => {
+                self.pending.insert(id.to_owned(), pending);
+            }
+            None => {
+                self.pending.remove(id);
+            }
+        }
+    }
+
+    /// Replaces what is known of the transaction of `state_hash` with the
+    /// store's copy (`None`: the store has none, or it was taken).
+    pub fn put_transaction(&mut self, state_hash: &str, transaction: Option<Transaction>) {
+        match transaction {
+            Some(transaction) => {
+                self.transactions.insert(state_hash.to_owned(), transaction);
+            }
+            None => {
+                self.transactions.remove(state_hash);
+            }
+        }
     }
 
     /// Whether `key` ([`consent_key`]) was approved and has not expired.

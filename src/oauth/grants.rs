@@ -48,6 +48,16 @@ pub struct Grant {
     /// Entra's refresh token, sealed (base64 of [`super::seal`]'s output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// How often the grant was stepped up: its codes and tokens of an
+    /// earlier generation stood for a weaker sign-in and are refused
+    /// (wherever they were issued: another replica's are not in this
+    /// book to be forgotten).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A stored code or token: what its hash stands for.
@@ -63,6 +73,9 @@ pub struct Issued {
     /// the token that replaced it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spent: Option<(DateTime<Utc>, Option<String>)>,
+    /// The grant's [`Grant::generation`] when this was issued.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
 }
 
 /// What a code is bound to.
@@ -165,6 +178,44 @@ impl Book {
         self.grants.get(id)
     }
 
+    /// Replaces what this book knows of code or token `hash` with the
+    /// store's copy (`None`: the store has none), before a decision on a
+    /// store other replicas write too.
+    pub fn put_issued(&mut self, hash: &str, issued: Option<Issued>) {
+        match issued {
+            Some(issued) => {
+                self.issued.insert(hash.to_owned(), issued);
+            }
+            None => {
+                self.issued.remove(hash);
+            }
+        }
+    }
+
+    /// Replaces what this book knows of grant `id` with the store's copy.
+    pub fn put_grant(&mut self, id: &str, grant: Option<Grant>) {
+        match grant {
+            Some(grant) => {
+                self.grants.insert(id.to_owned(), grant);
+            }
+            None => {
+                self.grants.remove(id);
+            }
+        }
+    }
+
+    /// Notes that a refresh token of grant `id` was used at `now` (what
+    /// [`Book::use_refresh`] does to the grant).
+    pub fn touch(&mut self, id: &str, now: DateTime<Utc>) -> Vec<Change> {
+        match self.grants.get_mut(id) {
+            Some(grant) => {
+                grant.refreshed = grant.refreshed.max(now);
+                vec![Change::Grant(Box::new(grant.clone()))]
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Why `grant` cannot be used at `now`, if it cannot.
     fn unusable(grant: &Grant, lifetimes: &Lifetimes, now: DateTime<Utc>) -> Option<GrantError> {
         if let Some((_, why)) = &grant.revoked {
@@ -201,6 +252,7 @@ impl Book {
             refreshed: now,
             revoked: None,
             upstream,
+            generation: 0,
         };
         let code = Token::generate(TokenKind::Code, &id);
         let hash = pepper.hash(&code).as_str().to_owned();
@@ -210,6 +262,7 @@ impl Book {
             expires: now + chrono(lifetimes.code),
             binding: Some(binding),
             spent: None,
+            generation: 0,
         };
         self.grants.insert(grant.id.clone(), grant.clone());
         self.issued.insert(hash.clone(), issued.clone());
@@ -263,6 +316,7 @@ impl Book {
         grant.scopes = scopes;
         grant.redirect_uri = binding.redirect_uri.clone();
         grant.refreshed = now;
+        grant.generation += 1;
         let grant = grant.clone();
         let code = Token::generate(TokenKind::Code, &grant_id);
         let hash = pepper.hash(&code).as_str().to_owned();
@@ -272,6 +326,7 @@ impl Book {
             expires: now + chrono(lifetimes.code),
             binding: Some(binding),
             spent: None,
+            generation: grant.generation,
         };
         self.issued.insert(hash.clone(), issued.clone());
         changes.push(Change::Grant(Box::new(grant.clone())));
@@ -304,7 +359,7 @@ impl Book {
             );
             return Err((GrantError::CodeReused, changes));
         }
-        if now >= issued.expires {
+        if now >= issued.expires || self.superseded(&issued) {
             return Err((GrantError::Unknown, Vec::new()));
         }
         let Some(binding) = &issued.binding else {
@@ -338,6 +393,14 @@ impl Book {
         Ok(Redeemed { grant, changes })
     }
 
+    /// Whether `issued` stood for a sign-in its grant was since stepped up
+    /// from.
+    fn superseded(&self, issued: &Issued) -> bool {
+        self.grants
+            .get(&issued.grant_id)
+            .is_some_and(|grant| grant.generation != issued.generation)
+    }
+
     /// The stored hash and record of `token`, if it is a `kind` this book
     /// issued for the grant its id names.
     fn lookup(&self, pepper: &Pepper, token: &Token, kind: Kind) -> Option<(String, Issued)> {
@@ -365,6 +428,7 @@ impl Book {
         let id = GrantId::parse(grant_id).map_err(|_| GrantError::Unknown)?;
         let access_expires = (now + chrono(lifetimes.access_token)).min(grant.ends);
         let refresh_expires = (now + chrono(lifetimes.refresh_idle)).min(grant.ends);
+        let generation = grant.generation;
         let access = Token::generate(TokenKind::Access, &id);
         let refresh = Token::generate(TokenKind::Refresh, &id);
         let mut changes = Vec::new();
@@ -379,6 +443,7 @@ impl Book {
                 expires,
                 binding: None,
                 spent: None,
+                generation,
             };
             self.issued.insert(hash.clone(), issued.clone());
             changes.push(Change::Issued(hash, issued));
@@ -421,13 +486,16 @@ impl Book {
                 .as_ref()
                 .and_then(|s| self.issued.get(s))
                 .is_some_and(|s| s.spent.is_none());
-            let within_grace = now < *at + chrono(lifetimes.refresh_reuse_grace);
+            // A grace of zero honours nothing (whatever the clocks of the
+            // replicas that rotated it and that see it now).
+            let within_grace = !lifetimes.refresh_reuse_grace.is_zero()
+                && now < *at + chrono(lifetimes.refresh_reuse_grace);
             if !(successor_unused && within_grace) {
                 let changes =
                     self.revoke_grant(&issued.grant_id, "an old refresh token was used again", now);
                 return Err((GrantError::RefreshReused, changes));
             }
-        } else if now >= issued.expires {
+        } else if now >= issued.expires || issued.generation != grant.generation {
             return Err((GrantError::Unknown, Vec::new()));
         }
         if let Some(error) = Self::unusable(&grant, lifetimes, now) {
@@ -523,6 +591,7 @@ impl Book {
         let grant = self
             .grants
             .get(&issued.grant_id)
+            .filter(|grant| grant.generation == issued.generation)
             .ok_or(GrantError::Unknown)?;
         match Self::unusable(grant, lifetimes, now) {
             Some(error) => Err(error),
@@ -816,6 +885,31 @@ mod tests {
     }
 
     #[test]
+    fn without_a_grace_an_old_refresh_token_revokes_even_at_its_rotation_time() {
+        let lifetimes = Lifetimes {
+            refresh_reuse_grace: std::time::Duration::ZERO,
+            ..Lifetimes::default()
+        };
+        let p = pepper();
+        let mut book = Book::default();
+        let (grant, code) = opened(&mut book);
+        redeem(&mut book, &code, "client-a", t0()).ok().unwrap();
+        let (first, _) = book.issue(&p, &grant.id, &lifetimes, t0()).unwrap();
+        let at = t0() + secs(10);
+        book.use_refresh(&p, &first.refresh, "client-a", &lifetimes, at)
+            .ok()
+            .unwrap();
+        let (second, _) = book.issue(&p, &grant.id, &lifetimes, at).unwrap();
+        book.rotated_to(&p, &first.refresh, &second.refresh);
+        // Another replica whose clock is behind sees it "before" it was used.
+        let (error, _) = book
+            .use_refresh(&p, &first.refresh, "client-a", &lifetimes, at - secs(1))
+            .err()
+            .unwrap();
+        assert_eq!(error, GrantError::RefreshReused);
+    }
+
+    #[test]
     fn an_old_refresh_token_past_the_grace_revokes_even_with_an_unused_successor() {
         let lifetimes = Lifetimes::default();
         let p = pepper();
@@ -981,6 +1075,28 @@ mod tests {
         assert!(
             book.authenticate(&p, &tokens.access, &lifetimes, at)
                 .is_ok()
+        );
+        // Tokens of the weaker sign-in that this book never knew (another
+        // replica issued them) are refused too.
+        let (elsewhere, more) = {
+            let mut other = Book::load(vec![grant.clone()], Vec::<(String, Issued)>::new());
+            other.issue(&p, &grant.id, &lifetimes, t0()).unwrap()
+        };
+        for change in more {
+            if let Change::Issued(hash, issued) = change {
+                book.put_issued(&hash, Some(issued));
+            }
+        }
+        assert_eq!(
+            book.authenticate(&p, &elsewhere.access, &lifetimes, at)
+                .err(),
+            Some(GrantError::Unknown)
+        );
+        assert_eq!(
+            book.use_refresh(&p, &elsewhere.refresh, "client-a", &lifetimes, at)
+                .err()
+                .map(|e| e.0),
+            Some(GrantError::Unknown)
         );
         // A spent refresh token is still caught when reused.
         let (error, _) = book

@@ -28,6 +28,7 @@
 //! | [`service`] | the facade: authorize, decide, callback, token, refresh, revoke, register, authenticate; its state in the store; its audit records |
 //! | [`routes`] | the HTTP endpoints over [`service`] |
 //! | [`page`] | the consent and error pages |
+//! | [`shared`] | keyed reads and compare-and-sets on the store's `state` table: how replicas share grants, consents, transactions and the approvals page's sessions |
 //! | [`step_up`] | step-up marks on grants: wanted by policy, taken by one `403 insufficient_scope`, answered by the client's step-up sign-in |
 //!
 //! Nothing here logs a token, a secret or a key; the types that hold one
@@ -48,5 +49,6 @@ pub mod resource;
 pub mod routes;
 pub mod seal;
 pub mod service;
+pub mod shared;
 pub mod step_up;
 pub mod tokens;

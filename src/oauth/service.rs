@@ -24,8 +24,15 @@
 //!
 //! State lives in memory ([`Book`], [`Consents`]) and is written through
 //! the store's `state` table before an answer leaves; at start it is
-//! loaded back. Entra's refresh token is sealed with the grant. No token,
-//! code or Entra response is logged or recorded; the audit log gets an
+//! loaded back. On a store that replicas share (PostgreSQL) the store is
+//! the truth ([`super::shared`]): each step reads the rows it decides on
+//! (the code or token, its grant, the consent form, the transaction), so
+//! any replica serves any step, and each single-use row (a code, a refresh
+//! token, a consent form, a transaction) and each grant changes only by a
+//! compare-and-set against what was read, so of replicas racing on one
+//! exactly one wins and the others decide again from the winner's row.
+//! Entra's refresh token is sealed with the grant. No token, code or Entra
+//! response is logged or recorded; the audit log gets an
 //! `auth` record for each sign-in, consent, token issue, refresh,
 //! revocation and refusal.
 
@@ -44,7 +51,7 @@ use super::cimd::CimdFetcher;
 use super::client::{Client, ClientIdKind, ClientSource};
 use super::config::OAuthConfig;
 use super::consent::{
-    ClientRequest, ConsentError, Consents, Transaction, consent_key, handle_hash,
+    ClientRequest, ConsentError, Consents, Pending, Transaction, consent_key, handle_hash,
 };
 use super::dcr;
 use super::grants::{Binding, Book, Change, Grant, GrantError, Issued};
@@ -52,7 +59,8 @@ use super::metadata::{Issuer, MetadataOptions, OFFLINE_ACCESS};
 use super::pkce::{self, CodeChallenge, CodeVerifier};
 use super::resource::{CanonicalResource, check_resource};
 use super::seal::{KeyRing, Purpose};
-use super::step_up::{Holder, StepUps, Wanted};
+use super::shared::SharedState;
+use super::step_up::{Holder, Mark, StepUps, Wanted};
 use super::tokens::{Pepper, Token, TokenKind};
 use crate::audit::Audit;
 use crate::audit::record::{Actor, Kind, Record};
@@ -201,6 +209,22 @@ const NS_ISSUED: &str = "oauth.issued";
 const NS_CONSENT: &str = "oauth.consent";
 const NS_TXN: &str = "oauth.txn";
 const NS_BROWSER: &str = "oauth.browser";
+/// Consent forms waiting for an answer (shared stores only: one process
+/// keeps them in memory).
+const NS_PENDING: &str = "oauth.pending";
+/// Step-up marks by grant id (shared stores only).
+const NS_STEP_UP: &str = "oauth.step_up";
+
+/// How often a step decides again after another replica changed a row it
+/// read first.
+const ATTEMPTS: usize = 4;
+
+/// The rows one decision read from a shared store, with the bytes each
+/// held (what a compare-and-set expects); empty on an unshared store.
+#[derive(Debug, Default)]
+struct Snapshot {
+    rows: HashMap<(&'static str, String), Option<Vec<u8>>>,
+}
 
 fn random() -> String {
     let mut bytes = [0u8; 32];
@@ -238,6 +262,9 @@ pub struct OAuthService {
     upstream: Arc<dyn Upstream>,
     identity: Arc<Authenticator>,
     store: Store,
+    /// Keyed reads and compare-and-sets on `store` (a shared store's rows
+    /// are read before each decision).
+    state: SharedState,
     audit: Arc<Audit>,
     cimd: Option<CimdFetcher>,
     dcr_limiter: dcr::RateLimiter,
@@ -249,7 +276,7 @@ pub struct OAuthService {
     /// Browser cookie hash → the user it signed in (tid, oid), to skip a
     /// remembered consent.
     browsers: Mutex<Browsers>,
-    /// Grants policy wants stepped up (in memory only).
+    /// Grants policy wants stepped up (in the store too when it is shared).
     step_ups: Mutex<StepUps>,
 }
 
@@ -306,6 +333,7 @@ impl OAuthService {
             keys: parts.keys,
             upstream: parts.upstream,
             identity: parts.identity,
+            state: SharedState::new(store.clone()),
             store,
             audit: parts.audit,
             cimd: parts.cimd,
@@ -482,7 +510,7 @@ impl OAuthService {
         // A user who approved this client, redirect and scopes before, in
         // this browser, goes straight to Entra.
         if let Some(cookie) = browser
-            && let Some((tid, oid)) = self.browser_user(cookie, now)
+            && let Some((tid, oid)) = self.browser_user(cookie, now).await
         {
             let key = consent_key(
                 &tid,
@@ -491,7 +519,7 @@ impl OAuthService {
                 &request.redirect_uri,
                 &self.consent_scopes(&request.scopes),
             );
-            if self.consents().remembered(&key, now) {
+            if self.remembered(&key, now).await {
                 return match self.to_entra(request, Some(cookie.to_owned()), now).await {
                     Ok(step) => step,
                     Err(e) => back("temporarily_unavailable", e.to_string()),
@@ -514,13 +542,29 @@ impl OAuthService {
             redirect_host: redirect.host().to_owned(),
             loopback: client.loopback_only(),
         };
-        self.consents().hold(
-            id.clone(),
-            request.clone(),
-            csrf.clone(),
-            now + chrono(self.config.lifetimes.transaction),
-            now,
-        );
+        let expires = now + chrono(self.config.lifetimes.transaction);
+        self.consents()
+            .hold(id.clone(), request.clone(), csrf.clone(), expires, now);
+        if self.state.shared() {
+            // Another replica may take the answer.
+            let held = self.consents().held(&id);
+            let stored = held.and_then(|pending| serde_json::to_vec(&pending).ok());
+            let kept = match stored {
+                Some(bytes) => self
+                    .store
+                    .put_state(NS_PENDING, &handle_hash(&id), bytes, Some(expires))
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("the consent form could not be encoded".to_owned()),
+            };
+            if let Err(e) = kept {
+                tracing::error!(target: "warden::oauth", error = %e, "consent form not stored");
+                return back(
+                    "temporarily_unavailable",
+                    "the sign-in could not be started; try again".into(),
+                );
+            }
+        }
         Step::Consent {
             id,
             csrf,
@@ -574,19 +618,167 @@ impl OAuthService {
         Ok((scopes, step_up))
     }
 
-    /// The user a browser cookie signed in, if still fresh.
-    fn browser_user(&self, cookie: &str, now: DateTime<Utc>) -> Option<(String, String)> {
+    /// The user a browser cookie signed in, if still fresh (on a shared
+    /// store, as the store has it).
+    async fn browser_user(&self, cookie: &str, now: DateTime<Utc>) -> Option<(String, String)> {
+        let hash = handle_hash(cookie);
+        if self.state.shared() {
+            let bytes = self.state.get(NS_BROWSER, &hash).await.ok()??;
+            return serde_json::from_slice(&bytes).ok();
+        }
         let browsers = self.browsers.lock().unwrap_or_else(PoisonError::into_inner);
         browsers
-            .get(&handle_hash(cookie))
+            .get(&hash)
             .filter(|(_, _, until)| *until > now)
             .map(|(tid, oid, _)| (tid.clone(), oid.clone()))
+    }
+
+    /// Whether consent `key` is remembered (on a shared store, also when
+    /// another replica remembered it).
+    async fn remembered(&self, key: &str, now: DateTime<Utc>) -> bool {
+        if self.consents().remembered(key, now) {
+            return true;
+        }
+        if !self.state.shared() {
+            return false;
+        }
+        let Ok(Some(bytes)) = self.state.get(NS_CONSENT, key).await else {
+            return false;
+        };
+        let until = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|until| until.with_timezone(&Utc));
+        match until {
+            Some(until) if until > now => {
+                self.consents().remember(key.to_owned(), until);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// On a shared store: reads the step-up mark of `grant` into memory;
+    /// the bytes read.
+    async fn sync_step_up(&self, grant: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.state.get(NS_STEP_UP, grant).await?;
+        let mark = read
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice::<Mark>(bytes).ok());
+        self.step_ups().put(grant, mark);
+        Ok(read)
+    }
+
+    /// The grant a step-up sign-in of `holder` answers (its mark removed):
+    /// on a shared store, of the marks every replica set, and taken by a
+    /// compare-and-set so that one sign-in steps one grant up.
+    async fn answered_step_up(&self, holder: &Holder, now: DateTime<Utc>) -> Option<String> {
+        if !self.state.shared() {
+            return self.step_ups().answered(holder, now);
+        }
+        let rows = match self.state.all(NS_STEP_UP).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(target: "warden::oauth", %error, "step-up marks not read");
+                return None;
+            }
+        };
+        let marks: HashMap<String, (Mark, Vec<u8>)> = rows
+            .into_iter()
+            .filter_map(|(grant, bytes)| {
+                let mark = serde_json::from_slice::<Mark>(&bytes).ok()?;
+                Some((grant, (mark, bytes)))
+            })
+            .collect();
+        let grant = {
+            let mut step_ups = self.step_ups();
+            step_ups.put_all(marks.iter().map(|(g, (m, _))| (g.clone(), m.clone())));
+            step_ups.answered(holder, now)?
+        };
+        let (_, read) = marks.get(&grant)?;
+        match self.state.take(NS_STEP_UP, &grant, read.clone()).await {
+            Ok(true) => Some(grant),
+            _ => None,
+        }
+    }
+
+    /// Takes the answer to consent form `id` from a browser holding
+    /// `csrf`: once, on whichever replica it arrives (on a shared store the
+    /// form is read from the store and taken by a compare-and-set).
+    async fn answer_consent(
+        &self,
+        id: &str,
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ClientRequest, ConsentError> {
+        if !self.state.shared() {
+            return self.consents().answer(id, csrf, now);
+        }
+        let key = handle_hash(id);
+        let read = self
+            .state
+            .get(NS_PENDING, &key)
+            .await
+            .map_err(|_| ConsentError::UnknownPending)?;
+        let pending = read
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice::<Pending>(bytes).ok());
+        self.consents().put_pending(id, pending);
+        let request = self.consents().answer(id, csrf, now)?;
+        let taken = match read {
+            Some(read) => matches!(self.state.take(NS_PENDING, &key, read).await, Ok(true)),
+            None => false,
+        };
+        if taken {
+            Ok(request)
+        } else {
+            Err(ConsentError::UnknownPending)
+        }
+    }
+
+    /// Takes the transaction of `state_hash` for the browser back at the
+    /// callback: once, on whichever replica Entra's answer arrives (on a
+    /// shared store it is read from the store and taken by a
+    /// compare-and-set; a transaction that was taken stays taken whatever
+    /// happens next).
+    async fn finish_transaction(
+        &self,
+        state_hash: &str,
+        browser: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Transaction, ConsentError> {
+        if !self.state.shared() {
+            let taken = self.consents().finish(state_hash, browser, now);
+            // Single use, whatever happens next.
+            let _ = self.store.delete_state(NS_TXN, state_hash).await;
+            return taken;
+        }
+        let read = self
+            .state
+            .get(NS_TXN, state_hash)
+            .await
+            .map_err(|_| ConsentError::UnknownTransaction)?;
+        let transaction = read
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice::<Transaction>(bytes).ok());
+        self.consents().put_transaction(state_hash, transaction);
+        let finished = self.consents().finish(state_hash, browser, now);
+        if finished.is_ok() || finished == Err(ConsentError::OtherBrowser) {
+            let taken = match read {
+                Some(read) => matches!(self.state.take(NS_TXN, state_hash, read).await, Ok(true)),
+                None => false,
+            };
+            if !taken {
+                return Err(ConsentError::UnknownTransaction);
+            }
+        }
+        finished
     }
 
     /// The consent page's answer.
     pub async fn decide(&self, id: &str, csrf: &str, approve: bool, browser: Option<&str>) -> Step {
         let now = Utc::now();
-        let request = match self.consents().answer(id, csrf, now) {
+        let request = match self.answer_consent(id, csrf, now).await {
             Ok(request) => request,
             Err(e) => return Step::ErrorPage(e.to_string()),
         };
@@ -687,10 +879,8 @@ impl OAuthService {
         };
         let state_hash = handle_hash(state);
         let taken = self
-            .consents()
-            .finish(&state_hash, browser.map(handle_hash).as_deref(), now);
-        // Single use, whatever happens next.
-        let _ = self.store.delete_state(NS_TXN, &state_hash).await;
+            .finish_transaction(&state_hash, browser.map(handle_hash).as_deref(), now)
+            .await;
         let transaction = match taken {
             Ok(transaction) => transaction,
             Err(e) => {
@@ -773,21 +963,32 @@ impl OAuthService {
                 oid: principal.oid.clone(),
                 client_id: request.client_id.clone(),
             };
-            self.step_ups().answered(&holder, now)
+            self.answered_step_up(&holder, now).await
         } else {
             None
         };
-        let stepped_up = marked.and_then(|id| {
-            self.book().step_up(
-                &self.pepper,
-                &id,
-                principal.clone(),
-                binding.clone(),
-                request.scopes.clone(),
-                &lifetimes,
-                now,
-            )
-        });
+        let mut snap = Snapshot::default();
+        let stepped_up = match marked {
+            Some(id) => {
+                if let Err(e) = self.sync_grant(&mut snap, &id).await {
+                    tracing::error!(target: "warden::oauth", error = %e, "grant not read");
+                    return back(
+                        "temporarily_unavailable",
+                        "the sign-in could not be kept; try again",
+                    );
+                }
+                self.book().step_up(
+                    &self.pepper,
+                    &id,
+                    principal.clone(),
+                    binding.clone(),
+                    request.scopes.clone(),
+                    &lifetimes,
+                    now,
+                )
+            }
+            None => None,
+        };
         let event = if stepped_up.is_some() {
             "stepped_up"
         } else {
@@ -825,7 +1026,14 @@ impl OAuthService {
             &self.consent_scopes(&request.scopes),
         );
         let until = now + chrono(self.config.lifetimes.consent);
-        if let Err(e) = self.persist(changes).await.and(
+        let committed = match self.commit(changes, &mut snap).await {
+            Ok(true) => Ok(()),
+            // The grant changed on another replica meanwhile (revoked,
+            // say): the client starts again.
+            Ok(false) => Err(StoreError::Conflict(format!("{NS_GRANT}/{}", grant.id))),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed.and(
             self.store
                 .put_state(
                     NS_CONSENT,
@@ -944,36 +1152,51 @@ impl OAuthService {
                 let resource = check_resource(&resources, &self.resource)
                     .map_err(|e| OAuthError::new(e.error_code(), e.to_string()))?;
                 let verifier = form.code_verifier.clone();
-                let redeemed = self.book().redeem_code(
-                    &self.pepper,
-                    &code,
-                    client_id,
-                    redirect_uri,
-                    resource.as_str(),
-                    |challenge| {
-                        CodeChallenge::parse(challenge)
-                            .ok()
-                            .is_some_and(|c| pkce::verify(&c, verifier.as_deref()).is_ok())
-                    },
-                    &lifetimes,
-                    now,
-                );
-                let redeemed = match redeemed {
-                    Ok(redeemed) => redeemed,
-                    Err(refused) => {
-                        return Err(self.refused("token_refused", client_id, refused).await);
+                // The code is spent by a compare-and-set: of replicas
+                // redeeming one code at once, one spends it; the others
+                // read it spent and treat theirs as its reuse.
+                let decided = self
+                    .decide_on(&code, |book| {
+                        // The time of this attempt: after the rows it reads.
+                        let now = Utc::now();
+                        let redeemed = book.redeem_code(
+                            &self.pepper,
+                            &code,
+                            client_id,
+                            redirect_uri,
+                            resource.as_str(),
+                            |challenge| {
+                                CodeChallenge::parse(challenge)
+                                    .ok()
+                                    .is_some_and(|c| pkce::verify(&c, verifier.as_deref()).is_ok())
+                            },
+                            &lifetimes,
+                            now,
+                        );
+                        match redeemed {
+                            Ok(mut redeemed) => {
+                                let changes = std::mem::take(&mut redeemed.changes);
+                                (Ok(redeemed), changes)
+                            }
+                            Err((error, changes)) => (Err(error), changes),
+                        }
+                    })
+                    .await;
+                let redeemed = match decided {
+                    Ok((Ok(redeemed), _)) => redeemed,
+                    Ok((Err(error), _)) => {
+                        return Err(self.refused("token_refused", client_id, error).await);
                     }
+                    Err(e) => return Err(unavailable(e)),
                 };
                 let issued = self
                     .book()
                     .issue(&self.pepper, &redeemed.grant.id, &lifetimes, now);
                 let (tokens, more) =
                     issued.map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
-                let mut changes = redeemed.changes;
-                changes.extend(more);
-                self.persist(changes)
+                self.commit(more, &mut Snapshot::default())
                     .await
-                    .map_err(|_| OAuthError::new("temporarily_unavailable", "try again"))?;
+                    .map_err(unavailable)?;
                 self.record(
                     "token_issued",
                     Some(&redeemed.grant.principal),
@@ -994,22 +1217,48 @@ impl OAuthService {
                             "the refresh token is malformed or missing",
                         )
                     })?;
-                let used =
-                    self.book()
-                        .use_refresh(&self.pepper, &token, client_id, &lifetimes, now);
-                let redeemed = match used {
-                    Ok(redeemed) => redeemed,
-                    Err(refused) => {
-                        return Err(self.refused("refresh_refused", client_id, refused).await);
+                // The token is marked used by a compare-and-set: of replicas
+                // refreshing with one token at once, one rotates it; the
+                // others read it used and follow the reuse rules.
+                let decided = self
+                    .decide_on(&token, |book| {
+                        // The time of this attempt: after the rows it reads
+                        // (an earlier time could fall before another
+                        // replica's use of the token, and pass for its
+                        // grace).
+                        let now = Utc::now();
+                        match book.use_refresh(&self.pepper, &token, client_id, &lifetimes, now) {
+                            Ok(mut redeemed) => {
+                                // The grant's `refreshed` is written below,
+                                // with what Entra says (a grant that another
+                                // replica changed meanwhile is read again
+                                // then, not the token).
+                                let changes = std::mem::take(&mut redeemed.changes)
+                                    .into_iter()
+                                    .filter(|c| !matches!(c, Change::Grant(_)))
+                                    .collect();
+                                (Ok(redeemed), changes)
+                            }
+                            Err((error, changes)) => (Err(error), changes),
+                        }
+                    })
+                    .await;
+                let (redeemed, mut snap) = match decided {
+                    Ok((Ok(redeemed), snap)) => (redeemed, snap),
+                    Ok((Err(error), _)) => {
+                        return Err(self.refused("refresh_refused", client_id, error).await);
                     }
+                    Err(e) => return Err(unavailable(e)),
                 };
-                let mut changes = redeemed.changes;
                 let mut grant = redeemed.grant;
+                let mut sealed_upstream = grant.upstream.clone();
+                let mut asked_entra = false;
                 // Entra first: a disabled user or a failed Conditional
                 // Access check ends the grant here.
                 if let Some(upstream_token) = self.open_upstream(&grant) {
                     match self.upstream.refresh(&upstream_token).await {
                         Ok(fresh) => {
+                            asked_entra = true;
                             // The grant's authentication facts are those of Entra's
                             // latest token: a context (MFA) Entra no longer reports is
                             // gone from the grant too.
@@ -1025,11 +1274,7 @@ impl OAuthService {
                                     grant.principal.acrs.clear();
                                 }
                             }
-                            changes.extend(
-                                self.book()
-                                    .set_principal(&grant.id, grant.principal.clone()),
-                            );
-                            let sealed = self
+                            sealed_upstream = self
                                 .seal_upstream_for(
                                     fresh.refresh_token.as_deref(),
                                     &grant.id,
@@ -1038,12 +1283,14 @@ impl OAuthService {
                                 .ok()
                                 .flatten()
                                 .or(grant.upstream.clone());
-                            changes.extend(self.book().set_upstream(&grant.id, sealed));
                         }
                         Err(UpstreamError::Refused(why)) => {
                             let reason = format!("Entra ID refused the refresh: {why}");
-                            changes.extend(self.book().revoke_grant(&grant.id, &reason, now));
-                            let _ = self.persist(changes).await;
+                            let _ = self
+                                .update_grant(&grant.id, &mut snap, |book| {
+                                    book.revoke_grant(&grant.id, &reason, now)
+                                })
+                                .await;
                             self.record(
                                 "refresh_refused",
                                 Some(&grant.principal),
@@ -1059,8 +1306,8 @@ impl OAuthService {
                         Err(UpstreamError::Unavailable(why)) => {
                             // Nothing was issued: the same refresh token
                             // must work when the client tries again.
-                            changes.extend(self.book().unuse_refresh(&self.pepper, &token));
-                            let _ = self.persist(changes).await;
+                            let changes = self.book().unuse_refresh(&self.pepper, &token);
+                            let _ = self.commit(changes, &mut snap).await;
                             tracing::warn!(target: "warden::oauth", %why, "Entra ID unavailable for a refresh");
                             return Err(OAuthError::new(
                                 "temporarily_unavailable",
@@ -1069,17 +1316,28 @@ impl OAuthService {
                         }
                     }
                 }
+                self.update_grant(&grant.id, &mut snap, |book| {
+                    let mut changes = book.touch(&grant.id, now);
+                    if asked_entra {
+                        changes.extend(book.set_principal(&grant.id, grant.principal.clone()));
+                        changes.extend(book.set_upstream(&grant.id, sealed_upstream.clone()));
+                    }
+                    changes
+                })
+                .await
+                .map_err(unavailable)?;
                 let issued = self.book().issue(&self.pepper, &grant.id, &lifetimes, now);
                 let (tokens, more) =
                     issued.map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
-                changes.extend(more);
-                changes.extend(
-                    self.book()
-                        .rotated_to(&self.pepper, &token, &tokens.refresh),
-                );
-                self.persist(changes)
-                    .await
-                    .map_err(|_| OAuthError::new("temporarily_unavailable", "try again"))?;
+                self.commit(more, &mut snap).await.map_err(unavailable)?;
+                let rotated = self
+                    .book()
+                    .rotated_to(&self.pepper, &token, &tokens.refresh);
+                // Not rotated (another replica changed the old token since)
+                // leaves it used without a successor: its reuse is caught.
+                if !self.commit(rotated, &mut snap).await.map_err(unavailable)? {
+                    tracing::info!(target: "warden::oauth", "a used refresh token changed before its successor was noted");
+                }
                 self.record(
                     "token_refreshed",
                     Some(&grant.principal),
@@ -1099,15 +1357,10 @@ impl OAuthService {
         }
     }
 
-    /// A refused code or refresh token: what the refusal changed (a
-    /// revoked grant) made durable, the refusal recorded, `invalid_grant`.
-    async fn refused(
-        &self,
-        event: &str,
-        client_id: &str,
-        (error, changes): (GrantError, Vec<Change>),
-    ) -> OAuthError {
-        let _ = self.persist(changes).await;
+    /// A refused code or refresh token (what the refusal changed, a
+    /// revoked grant, is durable already): the refusal recorded,
+    /// `invalid_grant`.
+    async fn refused(&self, event: &str, client_id: &str, error: GrantError) -> OAuthError {
         self.record(event, None, Some(client_id), Some(&error.to_string()))
             .await;
         OAuthError::new("invalid_grant", error.to_string())
@@ -1134,25 +1387,33 @@ impl OAuthService {
         let Ok(token) = Token::parse(token) else {
             return Ok(());
         };
-        let changes =
-            self.book()
-                .revoke_token(&self.pepper, &token, "revoked by the client", Utc::now());
-        if !changes.is_empty() {
-            self.persist(changes)
-                .await
-                .map_err(|_| OAuthError::new("temporarily_unavailable", "try again"))?;
+        let now = Utc::now();
+        let (revoked, _) = self
+            .decide_on(&token, |book| {
+                let changes = book.revoke_token(&self.pepper, &token, "revoked by the client", now);
+                (!changes.is_empty(), changes)
+            })
+            .await
+            .map_err(unavailable)?;
+        if revoked {
             self.record("revoked", None, None, None).await;
         }
         Ok(())
     }
 
-    /// The principal of one of Warden's access tokens, or why not.
-    pub fn authenticate(
+    /// The principal of one of Warden's access tokens, or why not. On a
+    /// shared store the token and its grant are read first, so a token
+    /// another replica issued is known, and one whose grant another
+    /// replica revoked or ended is refused, at once.
+    pub async fn authenticate(
         &self,
         bearer: &str,
         source_ip: Option<std::net::IpAddr>,
     ) -> Result<Principal, String> {
         let token = Token::parse_kind(bearer, TokenKind::Access).map_err(|e| e.to_string())?;
+        self.sync_token(&token)
+            .await
+            .map_err(|e| format!("the token cannot be checked now: {e}"))?;
         let book = self.book();
         let grant = book
             .authenticate(&self.pepper, &token, &self.config.lifetimes, Utc::now())
@@ -1164,27 +1425,154 @@ impl OAuthService {
         Ok(principal)
     }
 
-    /// Makes `changes` durable.
-    async fn persist(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        for change in changes {
-            match change {
+    /// Makes `changes` durable. A row `snap` read from a shared store is
+    /// changed only if it still holds what was read (`Ok(false)`, and
+    /// nothing more written, when another replica changed it first); other
+    /// rows (new ones, or any row on an unshared store) are written as they
+    /// are. `snap` then holds what was written.
+    async fn commit(&self, changes: Vec<Change>, snap: &mut Snapshot) -> Result<bool, StoreError> {
+        // Each `Change::Grant` is a whole copy: only a grant's last counts.
+        let last_of_grant: HashMap<String, usize> = changes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Change::Grant(g) => Some((g.id.clone(), i)),
+                _ => None,
+            })
+            .collect();
+        for (i, change) in changes.into_iter().enumerate() {
+            let (ns, key, bytes, expires) = match change {
                 Change::Grant(grant) => {
+                    if last_of_grant.get(&grant.id) != Some(&i) {
+                        continue;
+                    }
                     let bytes = serde_json::to_vec(&*grant).unwrap_or_default();
                     let keep = grant.ends + chrono::Duration::days(1);
-                    self.store
-                        .put_state(NS_GRANT, &grant.id, bytes, Some(keep))
-                        .await?;
+                    (NS_GRANT, grant.id, bytes, Some(keep))
                 }
                 Change::Issued(hash, issued) => {
                     let bytes = serde_json::to_vec(&issued).unwrap_or_default();
-                    self.store
-                        .put_state(NS_ISSUED, &hash, bytes, Some(issued.expires))
-                        .await?;
+                    (NS_ISSUED, hash, bytes, Some(issued.expires))
                 }
-                Change::Forget(hash) => self.store.delete_state(NS_ISSUED, &hash).await?,
+                Change::Forget(hash) => {
+                    self.store.delete_state(NS_ISSUED, &hash).await?;
+                    snap.rows.remove(&(NS_ISSUED, hash));
+                    continue;
+                }
+            };
+            let row = (ns, key);
+            match snap.rows.get(&row) {
+                Some(Some(expected)) => {
+                    if !self
+                        .state
+                        .swap(ns, &row.1, Some(expected.clone()), bytes.clone())
+                        .await?
+                    {
+                        return Ok(false);
+                    }
+                }
+                _ => {
+                    self.store
+                        .put_state(ns, &row.1, bytes.clone(), expires)
+                        .await?
+                }
+            }
+            snap.rows.insert(row, Some(bytes));
+        }
+        Ok(true)
+    }
+
+    /// On a shared store: reads code or token `hash` into the book (and
+    /// `snap`).
+    async fn sync_issued(
+        &self,
+        snap: &mut Snapshot,
+        hash: &str,
+    ) -> Result<Option<Issued>, StoreError> {
+        let bytes = self.state.get(NS_ISSUED, hash).await?;
+        let issued = bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<Issued>(b).ok());
+        self.book().put_issued(hash, issued.clone());
+        snap.rows.insert((NS_ISSUED, hash.to_owned()), bytes);
+        Ok(issued)
+    }
+
+    /// On a shared store: reads grant `id` into the book (and `snap`).
+    async fn sync_grant(&self, snap: &mut Snapshot, id: &str) -> Result<(), StoreError> {
+        if !self.state.shared() {
+            return Ok(());
+        }
+        let bytes = self.state.get(NS_GRANT, id).await?;
+        let grant = bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<Grant>(b).ok());
+        self.book().put_grant(id, grant);
+        snap.rows.insert((NS_GRANT, id.to_owned()), bytes);
+        Ok(())
+    }
+
+    /// On a shared store: reads what a decision on `token` depends on into
+    /// the book: the token, its grant, and its successor (a rotated
+    /// refresh token's).
+    async fn sync_token(&self, token: &Token) -> Result<Snapshot, StoreError> {
+        let mut snap = Snapshot::default();
+        if !self.state.shared() {
+            return Ok(snap);
+        }
+        let hash = self.pepper.hash(token).as_str().to_owned();
+        let issued = self.sync_issued(&mut snap, &hash).await?;
+        self.sync_grant(&mut snap, token.grant_id().as_str())
+            .await?;
+        if let Some(Issued {
+            spent: Some((_, Some(successor))),
+            ..
+        }) = &issued
+        {
+            self.sync_issued(&mut snap, successor).await?;
+        }
+        Ok(snap)
+    }
+
+    /// Decides on `token` with `decide` (on the book, after reading the
+    /// token's rows from a shared store) and commits the changes it makes;
+    /// when another replica changed one of those rows first, reads them
+    /// again and decides again. The outcome, and the rows as written.
+    async fn decide_on<T>(
+        &self,
+        token: &Token,
+        mut decide: impl FnMut(&mut Book) -> (T, Vec<Change>),
+    ) -> Result<(T, Snapshot), StoreError> {
+        for _ in 0..ATTEMPTS {
+            let mut snap = self.sync_token(token).await?;
+            let (outcome, changes) = decide(&mut self.book());
+            if self.commit(changes, &mut snap).await? {
+                return Ok((outcome, snap));
             }
         }
-        Ok(())
+        Err(StoreError::Conflict(
+            "a code or token changed on every attempt".into(),
+        ))
+    }
+
+    /// Changes grant `id` with `change` (book methods that set fields, so
+    /// applying them again is harmless) and commits it; when another
+    /// replica changed the grant first, reads it again and applies again
+    /// (a revocation is never overwritten).
+    async fn update_grant(
+        &self,
+        id: &str,
+        snap: &mut Snapshot,
+        change: impl Fn(&mut Book) -> Vec<Change>,
+    ) -> Result<(), StoreError> {
+        for _ in 0..ATTEMPTS {
+            let changes = change(&mut self.book());
+            if self.commit(changes, snap).await? {
+                return Ok(());
+            }
+            self.sync_grant(snap, id).await?;
+        }
+        Err(StoreError::Conflict(format!("{NS_GRANT}/{id}")))
     }
 
     /// An `auth` audit record: the event, the client, the principal when
@@ -1216,11 +1604,26 @@ impl OAuthService {
         let changes = self.book().sweep(&self.config.lifetimes, now);
         self.consents().sweep(now);
         self.step_ups().sweep(now);
-        let _ = self.persist(changes).await;
-        for ns in [NS_GRANT, NS_ISSUED, NS_CONSENT, NS_TXN, NS_BROWSER] {
+        let _ = self.commit(changes, &mut Snapshot::default()).await;
+        for ns in [
+            NS_GRANT, NS_ISSUED, NS_CONSENT, NS_TXN, NS_BROWSER, NS_PENDING, NS_STEP_UP,
+        ] {
             let _ = self.store.purge_state(ns, now).await;
         }
     }
+}
+
+fn mark_of(wanted: Wanted) -> StepUpMark {
+    match wanted {
+        Wanted::Marked => StepUpMark::Marked,
+        Wanted::AlreadyAsked => StepUpMark::AlreadyAsked,
+    }
+}
+
+/// `temporarily_unavailable`: the store could not be read or written.
+fn unavailable(error: StoreError) -> OAuthError {
+    tracing::error!(target: "warden::oauth", %error, "OAuth state not read or written");
+    OAuthError::new("temporarily_unavailable", "try again")
 }
 
 /// The `claims` request that asks Entra for authentication context `acr`.
@@ -1352,17 +1755,18 @@ fn upstream_error(error: super::entra::EntraError) -> UpstreamError {
     }
 }
 
+#[async_trait]
 impl crate::identity::OpaqueTokens for OAuthService {
     fn claims(&self, token: &str) -> bool {
         Token::has_warden_prefix(token)
     }
 
-    fn authenticate(
+    async fn authenticate(
         &self,
         token: &str,
         source_ip: Option<std::net::IpAddr>,
     ) -> Result<Principal, String> {
-        OAuthService::authenticate(self, token, source_ip)
+        OAuthService::authenticate(self, token, source_ip).await
     }
 
     fn issuer(&self) -> String {
@@ -1381,8 +1785,13 @@ impl crate::identity::OpaqueTokens for OAuthService {
         self.offered_step_up_scope().map(str::to_owned)
     }
 
-    fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
+    async fn want_step_up(&self, grant: &str) -> Option<StepUpMark> {
         self.offered_step_up_scope()?;
+        if self.state.shared() {
+            self.sync_grant(&mut Snapshot::default(), grant)
+                .await
+                .ok()?;
+        }
         let holder = {
             let book = self.book();
             let grant = book.grant(grant)?;
@@ -1392,15 +1801,56 @@ impl crate::identity::OpaqueTokens for OAuthService {
                 client_id: grant.client_id.clone(),
             }
         };
-        Some(match self.step_ups().want(grant, holder, Utc::now()) {
-            Wanted::Marked => StepUpMark::Marked,
-            Wanted::AlreadyAsked => StepUpMark::AlreadyAsked,
-        })
+        let now = Utc::now();
+        if !self.state.shared() {
+            return Some(mark_of(self.step_ups().want(grant, holder, now)));
+        }
+        // Shared: the mark as the store has it, and the new one written
+        // back (a mark is advisory: the last writer wins).
+        self.sync_step_up(grant).await.ok()?;
+        let (wanted, mark) = {
+            let mut step_ups = self.step_ups();
+            let wanted = step_ups.want(grant, holder, now);
+            (wanted, step_ups.mark(grant))
+        };
+        if wanted == Wanted::Marked
+            && let Some(mark) = mark
+        {
+            let bytes = serde_json::to_vec(&mark).ok()?;
+            // Kept long enough for the mark once taken (taking it extends
+            // it by one lifetime; a compare-and-set keeps the row's expiry).
+            let keep = mark.until() + chrono(self.config.lifetimes.transaction);
+            self.store
+                .put_state(NS_STEP_UP, grant, bytes, Some(keep))
+                .await
+                .ok()?;
+        }
+        Some(mark_of(wanted))
     }
 
-    fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
+    async fn take_step_up(&self, grant: &str) -> Option<Vec<String>> {
         let step_up = self.offered_step_up_scope()?.to_owned();
-        if !self.step_ups().take(grant, Utc::now()) {
+        let now = Utc::now();
+        if self.state.shared() {
+            // Taken once across replicas: by a compare-and-set.
+            let read = self.sync_step_up(grant).await.ok()??;
+            let taken = {
+                let mut step_ups = self.step_ups();
+                step_ups
+                    .take(grant, now)
+                    .then(|| step_ups.mark(grant))
+                    .flatten()
+            };
+            let bytes = serde_json::to_vec(&taken?).ok()?;
+            if !self
+                .state
+                .swap(NS_STEP_UP, grant, Some(read), bytes)
+                .await
+                .ok()?
+            {
+                return None;
+            }
+        } else if !self.step_ups().take(grant, now) {
             return None;
         }
         let mut scopes = self

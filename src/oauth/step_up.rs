@@ -16,25 +16,30 @@
 //! - While a grant is asked, denials do not mark it again: a client that
 //!   ignored the `403` gets tool errors only, until the mark lapses.
 //! - Marks lapse after the lifetime given to [`StepUps::new`] (the facade
-//!   uses `oauth.lifetimes.transaction`); they live in memory only, so a
-//!   restart forgets them (the next denial marks again).
+//!   uses `oauth.lifetimes.transaction`). Alone, they live in memory, so a
+//!   restart forgets them (the next denial marks again); on a store that
+//!   replicas share the facade keeps each mark in the store too and reads
+//!   it before each step ([`StepUps::mark`], [`StepUps::put`]), so a mark
+//!   set on one replica is taken once on any and answered on any.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// Marks kept at once (the oldest is dropped first).
 const MAX_MARKS: usize = 10_000;
 
 /// Who a grant belongs to: the user (`tid`, `oid`) and the client id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     pub tid: String,
     pub oid: String,
     pub client_id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// The next request is to be refused with the challenge.
     Wanted,
@@ -42,12 +47,20 @@ enum State {
     Asked,
 }
 
-#[derive(Debug, Clone)]
-struct Mark {
+/// A grant's mark (as the store keeps it when replicas share it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
     holder: Holder,
     state: State,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+}
+
+impl Mark {
+    /// When it lapses.
+    pub fn until(&self) -> DateTime<Utc> {
+        self.until
+    }
 }
 
 /// What [`StepUps::want`] did.
@@ -129,6 +142,28 @@ impl StepUps {
             .map(|(grant, _)| grant.clone())?;
         self.marks.remove(&grant);
         Some(grant)
+    }
+
+    /// The mark of `grant`, if any.
+    pub fn mark(&self, grant: &str) -> Option<Mark> {
+        self.marks.get(grant).cloned()
+    }
+
+    /// Replaces the mark of `grant` with the store's copy (`None`: none).
+    pub fn put(&mut self, grant: &str, mark: Option<Mark>) {
+        match mark {
+            Some(mark) => {
+                self.marks.insert(grant.to_owned(), mark);
+            }
+            None => {
+                self.marks.remove(grant);
+            }
+        }
+    }
+
+    /// Replaces every mark with the store's copies.
+    pub fn put_all(&mut self, marks: impl IntoIterator<Item = (String, Mark)>) {
+        self.marks = marks.into_iter().collect();
     }
 
     /// Forgets lapsed marks, and the oldest one when full.
@@ -232,6 +267,27 @@ mod tests {
         assert_eq!(s.len(), 2, "other users' and clients' marks stay");
         // An answered grant is no longer marked.
         assert!(!s.take("g1", t0() + secs(23)));
+    }
+
+    #[test]
+    fn a_mark_read_back_from_the_store_behaves_the_same() {
+        let mut here = marks();
+        here.want("g1", holder("u", "c"), t0());
+        let stored = serde_json::to_vec(&here.mark("g1").unwrap()).unwrap();
+        // Another replica reads it: takes it once.
+        let mut there = marks();
+        there.put("g1", Some(serde_json::from_slice(&stored).unwrap()));
+        assert!(there.take("g1", t0() + secs(1)));
+        assert!(!there.take("g1", t0() + secs(2)));
+        // A third answers it.
+        let mut third = marks();
+        third.put_all([("g1".to_owned(), there.mark("g1").unwrap())]);
+        assert_eq!(
+            third.answered(&holder("u", "c"), t0() + secs(3)).as_deref(),
+            Some("g1")
+        );
+        third.put("g1", None);
+        assert!(third.mark("g1").is_none());
     }
 
     #[test]

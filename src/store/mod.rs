@@ -551,6 +551,17 @@ impl Reader {
         read!(self.state(ns, now))
     }
 
+    /// The value of `(ns, key)`, if present and unexpired at `now` (one
+    /// keyed read: what a replica checks before it trusts shared state).
+    pub fn state_entry(
+        &self,
+        ns: &str,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        read!(self.state_entry(ns, key, now))
+    }
+
     /// The highest stored sequence number, if any.
     pub fn max_seq(&self) -> Result<Option<i64>, StoreError> {
         read!(self.max_seq())
@@ -782,6 +793,12 @@ mod tests {
             reader.state("s", now).unwrap(),
             vec![("a".to_owned(), b"2".to_vec())]
         );
+        assert_eq!(
+            reader.state_entry("s", "a", now).unwrap(),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(reader.state_entry("s", "b", now).unwrap(), None, "expired");
+        assert_eq!(reader.state_entry("s", "c", now).unwrap(), None);
         store.purge_state("s", now).await.unwrap();
         store.delete_state("s", "a").await.unwrap();
         assert!(

@@ -833,6 +833,27 @@ impl PgReader {
         )
     }
 
+    pub(super) fn state_entry(
+        &self,
+        ns: &str,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        Ok(self
+            .rows(
+                "SELECT value FROM state WHERE ns = $1 AND key = $2
+                 AND (expires IS NULL OR expires >= $3)",
+                vec![
+                    Box::new(ns.to_owned()),
+                    Box::new(key.to_owned()),
+                    Box::new(now),
+                ],
+                |r| r.get(0),
+            )?
+            .pop())
+    }
+
     pub(super) fn max_seq(&self) -> Result<Option<i64>, StoreError> {
         Ok(self
             .rows("SELECT max(seq) FROM audit_records", Vec::new(), |r| {

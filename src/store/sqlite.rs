@@ -643,6 +643,30 @@ impl SqliteReader {
         rows.collect::<Result<_, _>>().map_err(read_error)
     }
 
+    /// The value of `(ns, key)` if present and unexpired at `now`.
+    pub fn state_entry(
+        &self,
+        ns: &str,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.has_table("state")? {
+            return Ok(None);
+        }
+        let now = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT value FROM state WHERE ns = ?1 AND key = ?2
+                 AND (expires IS NULL OR expires >= ?3)",
+            )
+            .map_err(read_error)?;
+        let mut rows = stmt
+            .query_map(params![ns, key, now], |r| r.get(0))
+            .map_err(read_error)?;
+        rows.next().transpose().map_err(read_error)
+    }
+
     fn has_table(&self, name: &str) -> Result<bool, StoreError> {
         self.conn
             .query_row(
