@@ -279,6 +279,9 @@ async fn pipeline(config: &Config, arm: Option<Arc<ArmClient>>) -> anyhow::Resul
     let audit = Audit::open(&store, config.audit.clone(), metrics.clone())
         .await
         .with_context(|| format!("opening the audit log {store}"))?;
+    if let Some(readers) = config.store.readers {
+        audit.store().set_readers(readers);
+    }
     tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), %store, "audit log open");
     let facts = Arc::new(facts_stage(config, arm, &metrics));
     let composed = compose(config, audit.clone(), metrics, catalog, facts, policy, risk).await;

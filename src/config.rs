@@ -26,6 +26,10 @@ pub struct StoreConfig {
     /// with `?options=-c%20search_path%3D<schema>`).
     #[serde(default)]
     pub url: Option<String>,
+    /// With `url`: how many reading connections a replica may hold (besides
+    /// its writer's), shared by everything that reads the store. Default 4.
+    #[serde(default)]
+    pub readers: Option<usize>,
 }
 
 impl StoreConfig {
@@ -34,6 +38,7 @@ impl StoreConfig {
         StoreConfig {
             path: Some(path.into()),
             url: None,
+            readers: None,
         }
     }
 
@@ -47,6 +52,15 @@ impl StoreConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        match (self.readers, &self.url) {
+            (Some(_), None) => {
+                return Err("store.readers: only with store.url (PostgreSQL)".into());
+            }
+            (Some(n), Some(_)) if !(1..=64).contains(&n) => {
+                return Err("store.readers: 1 to 64 connections".into());
+            }
+            _ => {}
+        }
         match (&self.path, &self.url) {
             (Some(_), Some(_)) => {
                 Err("store: set path (SQLite) or url (PostgreSQL), not both".into())
@@ -545,6 +559,21 @@ mod tests {
             config.upstreams["azure"].kind(),
             UpstreamKind::Stdio { .. }
         ));
+    }
+
+    #[test]
+    fn store_readers_go_with_a_url_and_are_bounded() {
+        let with = |store: &str| {
+            let text = format!("[upstreams.a]\ncommand = \"x\"\n{ANONYMOUS}")
+                .replace("[store]\npath = \"w.db\"\n", store);
+            Config::parse(&text, Path::new("warden.toml")).map_err(|e| e.to_string())
+        };
+        let ok = with("[store]\nurl = \"postgres://h/db\"\nreaders = 8\n").unwrap();
+        assert_eq!(ok.store.readers, Some(8));
+        let err = with("[store]\npath = \"w.db\"\nreaders = 8\n").unwrap_err();
+        assert!(err.contains("store.readers: only with store.url"), "{err}");
+        let err = with("[store]\nurl = \"postgres://h/db\"\nreaders = 0\n").unwrap_err();
+        assert!(err.contains("store.readers: 1 to 64"), "{err}");
     }
 
     #[test]

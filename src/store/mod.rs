@@ -40,7 +40,7 @@ mod sqlite;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use tokio::sync::oneshot;
 
@@ -257,6 +257,8 @@ pub enum StateChange {
 pub struct Store {
     jobs: mpsc::Sender<Job>,
     location: Location,
+    /// On PostgreSQL, the reading connections this process shares.
+    readers: Option<Arc<postgres::PgReaders>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -410,7 +412,21 @@ impl Store {
 
     /// A read-only connection to the same store.
     pub fn reader(&self) -> Result<Reader, StoreError> {
-        Reader::open(&self.location)
+        match &self.readers {
+            Some(pool) => Ok(Reader {
+                backend: ReadBackend::Postgres(pool.get()?),
+            }),
+            None => Reader::open(&self.location),
+        }
+    }
+
+    /// How many reading connections this process may hold on PostgreSQL
+    /// (`[store] readers`); nothing to set on SQLite, whose readers open
+    /// the file.
+    pub fn set_readers(&self, size: usize) {
+        if let Some(pool) = &self.readers {
+            pool.set_size(size);
+        }
     }
 }
 
@@ -754,6 +770,7 @@ mod tests {
         let stopped = Store {
             jobs,
             location: Location::Sqlite(PathBuf::from("gone.db")),
+            readers: None,
         };
         let error = stopped
             .save_baselines(vec![("t/a".into(), b"x".to_vec())])

@@ -29,7 +29,8 @@
 //!   verified (see [`connect`]).
 
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -198,6 +199,7 @@ pub(super) fn open_writer(url: &str, hook: CommitHook) -> Result<Opened, StoreEr
         store: Store {
             jobs,
             location: Location::Postgres(url.to_owned()),
+            readers: Some(Arc::new(PgReaders::new(url))),
         },
         next_seq,
         writer,
@@ -557,9 +559,62 @@ impl Backend for Pg {
 
 type Work = Box<dyn FnOnce(&mut Client) + Send>;
 
+/// A connection for reading only.
+fn read_only(url: &str) -> Result<Client, String> {
+    let mut client = connect(url)?;
+    client
+        .batch_execute("SET default_transaction_read_only = on")
+        .map_err(|e| describe(&e))?;
+    Ok(client)
+}
+
+/// Readers a writer's process shares on PostgreSQL (`[store] readers`,
+/// default [`DEFAULT_READERS`]): each a connection on its own thread, opened
+/// when first needed; [`Store::reader`] hands them out in turn, so reading
+/// never opens a connection per query and a replica holds at most this
+/// many reading connections (plus its writer's).
+pub(super) struct PgReaders {
+    url: String,
+    size: AtomicUsize,
+    open: Mutex<Vec<PgReader>>,
+    next: AtomicUsize,
+}
+
+/// Reading connections per replica unless `[store] readers` says otherwise.
+pub const DEFAULT_READERS: usize = 4;
+
+impl PgReaders {
+    pub(super) fn new(url: &str) -> PgReaders {
+        PgReaders {
+            url: url.to_owned(),
+            size: AtomicUsize::new(DEFAULT_READERS),
+            open: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub(super) fn set_size(&self, size: usize) {
+        self.size.store(size.max(1), Ordering::Relaxed);
+    }
+
+    /// A reader: a new connection while fewer than the pool's size are
+    /// open, else the next open one in turn.
+    pub(super) fn get(&self) -> Result<PgReader, StoreError> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() < self.size.load(Ordering::Relaxed) {
+            let reader = PgReader::open(&self.url)?;
+            open.push(reader.clone());
+            return Ok(reader);
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % open.len();
+        Ok(open[i].clone())
+    }
+}
+
 /// A read-only view of a PostgreSQL store: one connection on its own thread
 /// (the driver must not run inside the gateway's runtime), asked one query
 /// at a time. It runs every query in a read-only transaction.
+#[derive(Clone)]
 pub(super) struct PgReader {
     work: mpsc::Sender<Work>,
 }
@@ -572,10 +627,7 @@ impl PgReader {
         std::thread::Builder::new()
             .name("warden-store-reader".into())
             .spawn(move || {
-                let client = connect(&reader_url).and_then(|mut client| {
-                    client
-                        .batch_execute("SET default_transaction_read_only = on")
-                        .map_err(|e| describe(&e))?;
+                let client = read_only(&reader_url).and_then(|mut client| {
                     let found: i64 = client
                         .query_one(
                             "SELECT count(*) FROM information_schema.tables
@@ -603,6 +655,18 @@ impl PgReader {
                     }
                 };
                 while let Ok(work) = queue.recv() {
+                    // A connection the server closed (a restart, a
+                    // failover) is made again before the next query; if
+                    // that fails, the query's caller gets an error.
+                    if client.is_closed() {
+                        match read_only(&reader_url) {
+                            Ok(again) => client = again,
+                            Err(reason) => {
+                                tracing::warn!(target: "warden::store", %reason, "a store reader cannot reconnect");
+                                continue;
+                            }
+                        }
+                    }
                     work(&mut client);
                 }
             })
@@ -1142,6 +1206,51 @@ mod tests {
         assert_eq!(left.len(), 31);
         assert_eq!(left.first().unwrap().0, 10);
         assert_eq!(left.last().unwrap(), &(40, b"late".to_vec()));
+    }
+
+    /// Runs `sql` returning one bigint on a connection of `url`'s own.
+    fn count(url: &str, sql: &str) -> i64 {
+        let (url, sql) = (url.to_owned(), sql.to_owned());
+        std::thread::spawn(move || connect(&url).unwrap().query_one(&sql, &[]).unwrap().get(0))
+            .join()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn readers_are_pooled_and_reconnect_after_the_server_drops_them() {
+        let schema = scratch();
+        let (opened, _) = open(&schema.url());
+        let store = opened.store;
+        store.set_readers(2);
+        let readers: Vec<Reader> = (0..5).map(|_| store.reader().unwrap()).collect();
+        for reader in &readers {
+            assert_eq!(reader.max_seq().unwrap(), None);
+        }
+        let mine = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}'",
+            schema.name()
+        );
+        // The writer's connection and two readers', however many handles.
+        assert_eq!(count(&admin_url(), &mine), 3);
+
+        // The server ends every session of the schema but the writer's (it
+        // holds its liveness lock): a reader's next query may fail, and the
+        // one after it reconnects.
+        let terminate = format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = '{}'
+               AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')",
+            schema.name()
+        );
+        assert_eq!(count(&admin_url(), &terminate), 2);
+        for reader in &readers[..2] {
+            let mut tries = 0;
+            while reader.max_seq().is_err() {
+                tries += 1;
+                assert!(tries < 3, "the reader never reconnected");
+            }
+        }
+        assert_eq!(count(&admin_url(), &mine), 3);
     }
 
     #[tokio::test]

@@ -189,6 +189,7 @@ pub(super) fn open_writer(path: &Path, hook: CommitHook) -> Result<Opened, Store
         store: Store {
             jobs,
             location: Location::Sqlite(path.to_owned()),
+            readers: None,
         },
         next_seq,
         writer,
