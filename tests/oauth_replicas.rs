@@ -16,7 +16,10 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::facade::{Pkce, browser, encode, hidden, location, pkce, query, set_cookie};
+use common::facade::{
+    Pkce, STEP_UP_CATALOG, STEP_UP_POLICIES, browser, encode, hidden, location, pkce, query,
+    set_cookie,
+};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
@@ -702,24 +705,6 @@ async fn a_page_session_from_one_replica_works_on_the_others_and_ends_on_all() {
         .count();
     assert_eq!(sessions, 1);
 }
-
-/// `echo` reads the virtual machine its arguments name.
-const STEP_UP_CATALOG: &str = r#"
-[tools.echo]
-op = "Microsoft.Compute/virtualMachines/read"
-resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
-"#;
-
-/// Everything is allowed, with MFA: the forbid asks for a step-up.
-const STEP_UP_POLICIES: &str = r#"
-@id("allow-all")
-permit (principal, action, resource);
-
-@id("mfa-required")
-@advice("step_up")
-forbid (principal, action, resource)
-unless { context.mfa };
-"#;
 
 /// A JSON-RPC request on an MCP session of `replica`: status and body.
 async fn mcp(

@@ -15,29 +15,13 @@ mod common;
 
 use common::facade::pkce;
 
-use common::facade::{encode, hidden, location, query, set_cookie};
+use common::facade::{
+    STEP_UP_CATALOG, STEP_UP_POLICIES, encode, hidden, location, query, set_cookie,
+};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
 use warden::identity::dev::{DEV_MFA_AUTH_CONTEXT, DevUser};
-
-/// `echo` reads the virtual machine its arguments name.
-const CATALOG: &str = r#"
-[tools.echo]
-op = "Microsoft.Compute/virtualMachines/read"
-resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
-"#;
-
-/// Everything is allowed, with MFA: the forbid asks for a step-up.
-const POLICIES: &str = r#"
-@id("allow-all")
-permit (principal, action, resource);
-
-@id("mfa-required")
-@advice("step_up")
-forbid (principal, action, resource)
-unless { context.mfa };
-"#;
 
 const SUB: &str = "00000000-0000-4000-8000-000000000001";
 const REDIRECT: &str = "http://127.0.0.1:43210/callback";
@@ -55,7 +39,7 @@ struct StepUpFacade {
     _scratch: tempfile::TempDir,
 }
 
-/// Warden with the facade on, [`POLICIES`] and the test catalog, in front
+/// Warden with the facade on, [`STEP_UP_POLICIES`] and the test catalog, in front
 /// of the demo upstream; user `bob` signs in without MFA.
 async fn start() -> StepUpFacade {
     let issuer = Issuer::start().await;
@@ -73,11 +57,11 @@ async fn start() -> StepUpFacade {
     let scratch = tempfile::tempdir().unwrap();
     let catalog = scratch.path().join("catalog");
     std::fs::create_dir(&catalog).unwrap();
-    std::fs::write(catalog.join("demo.toml"), CATALOG).unwrap();
+    std::fs::write(catalog.join("demo.toml"), STEP_UP_CATALOG).unwrap();
     let calls = scratch.path().join("calls.log");
     let policies = scratch.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("step-up.cedar"), POLICIES).unwrap();
+    std::fs::write(policies.join("step-up.cedar"), STEP_UP_POLICIES).unwrap();
     let upstreams = format!(
         "[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n\
          env = {{ DEMO_CALL_LOG = {calls:?} }}\n",

@@ -10,9 +10,6 @@
 //! the store's exact mirror: owners decide from memory and write through,
 //! as before, and nothing here is read per request.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-
 use chrono::Utc;
 
 use crate::store::{Guard, Location, Reader, Store, StoreError};
@@ -21,16 +18,10 @@ use crate::store::{Guard, Location, Reader, Store, StoreError};
 /// replay finds it used, not merely absent) until its expiry purges it.
 pub const TAKEN: &[u8] = b"taken";
 
-/// Read connections kept per owner (each is one database connection on
-/// PostgreSQL, opened on first use).
-const READERS: usize = 2;
-
 /// Keyed access to the `state` table for an owner of shared state.
 pub struct SharedState {
     store: Store,
     shared: bool,
-    readers: Vec<Arc<Mutex<Option<Reader>>>>,
-    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -44,12 +35,7 @@ impl std::fmt::Debug for SharedState {
 impl SharedState {
     pub fn new(store: Store) -> SharedState {
         let shared = matches!(store.location(), Location::Postgres(_));
-        SharedState {
-            store,
-            shared,
-            readers: (0..READERS).map(|_| Arc::default()).collect(),
-            next: AtomicUsize::new(0),
-        }
+        SharedState { store, shared }
     }
 
     /// Whether other processes (replicas) write the same store.
@@ -74,31 +60,12 @@ impl SharedState {
         self.read(move |r| r.state(&ns, Utc::now())).await
     }
 
-    /// Runs `read` on one of the read connections, off the async runtime.
+    /// Runs `read` on one of the store's readers, off the async runtime.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let slot =
-            self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()].clone();
-        let location = self.store.location().clone();
-        tokio::task::spawn_blocking(move || {
-            let mut reader = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if reader.is_none() {
-                *reader = Some(Reader::open(&location)?);
-            }
-            let result = match reader.as_ref() {
-                Some(r) => read(r),
-                None => Err(StoreError::Stopped),
-            };
-            if result.is_err() {
-                // A broken connection is opened again on the next read.
-                *reader = None;
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Read(e.to_string()))?
+        self.store.read(read).await
     }
 
     /// Sets `(ns, key)` to `new` if it holds `expected` (`None`: absent);

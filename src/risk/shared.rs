@@ -16,7 +16,6 @@
 //! after their call, once the baselines are stored (nothing in the last
 //! hour's rates is older).
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -37,12 +36,10 @@ pub struct Event {
     pub outcome: Outcome,
 }
 
-/// The journal on a shared store: where events go, and a reader for
-/// catching up.
+/// The journal on a shared store: where events go, and where replicas
+/// catch up from.
 pub struct Journal {
     store: Store,
-    /// The catch-up reader (reopened after an error).
-    reader: Arc<Mutex<Option<Reader>>>,
     /// When the last successful catch-up query began: a call that arrived
     /// before it needs no query of its own.
     caught_up: tokio::sync::Mutex<Option<Instant>>,
@@ -60,7 +57,6 @@ impl Journal {
     pub fn new(store: Store) -> Journal {
         Journal {
             store,
-            reader: Arc::new(Mutex::new(None)),
             caught_up: tokio::sync::Mutex::new(None),
         }
     }
@@ -81,22 +77,9 @@ impl Journal {
     /// Every event after `after`, in id order, read off the runtime's
     /// threads (the store's readers block).
     pub async fn since(&self, after: i64) -> Result<Read, StoreError> {
-        let reader = self.reader.clone();
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
-            if reader.is_none() {
-                *reader = Some(store.reader()?);
-            }
-            let result = read_since(reader.as_ref().expect("opened above"), after);
-            if result.is_err() {
-                // Reopened next time (the store may have restarted).
-                *reader = None;
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Read(format!("the journal reader failed: {e}")))?
+        self.store
+            .read(move |reader| read_since(reader, after))
+            .await
     }
 
     /// Applies, through `apply`, the events after `applied()` unless a

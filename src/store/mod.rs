@@ -420,6 +420,18 @@ impl Store {
         }
     }
 
+    /// Runs `read` on a reader of the store, off the async runtime (the
+    /// readers block); on PostgreSQL on one of the pool's connections.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || read(&store.reader()?))
+            .await
+            .map_err(|e| StoreError::Read(format!("a store read failed: {e}")))?
+    }
+
     /// How many reading connections this process may hold on PostgreSQL
     /// (`[store] readers`); nothing to set on SQLite, whose readers open
     /// the file.

@@ -247,3 +247,21 @@ pub fn pkce() -> Pkce {
         challenge,
     }
 }
+
+/// `echo` reads the virtual machine its arguments name.
+pub const STEP_UP_CATALOG: &str = r#"
+[tools.echo]
+op = "Microsoft.Compute/virtualMachines/read"
+resource = "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Compute/virtualMachines/{vm}"
+"#;
+
+/// Everything is allowed, with MFA: the forbid asks for a step-up.
+pub const STEP_UP_POLICIES: &str = r#"
+@id("allow-all")
+permit (principal, action, resource);
+
+@id("mfa-required")
+@advice("step_up")
+forbid (principal, action, resource)
+unless { context.mfa };
+"#;
