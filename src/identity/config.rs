@@ -65,6 +65,10 @@ pub struct IdentityConfig {
     pub unknown_kid_cooldown: Duration,
     /// Largest accepted token, in bytes. Default 16384; 1024 ..= 262144.
     pub max_token_bytes: usize,
+    /// Tokens remembered after they passed every check, until their `exp`
+    /// (`identity::cache`). Default 10000; 0 turns the cache off; at most
+    /// 1000000.
+    pub token_cache: usize,
     /// The protected resource identifier published in the RFC 9728
     /// metadata: the public URL of the MCP endpoint, e.g.
     /// `https://warden.example.com/mcp`. Default: none, in which case the
@@ -118,6 +122,7 @@ impl Default for IdentityConfig {
             jwks_refresh: Duration::from_secs(3600),
             unknown_kid_cooldown: Duration::from_secs(300),
             max_token_bytes: 16384,
+            token_cache: 10_000,
             resource: None,
             allow_anonymous: false,
             groups_overage: GroupsOveragePolicy::Deny,
@@ -174,6 +179,9 @@ impl IdentityConfig {
         }
         if self.unknown_kid_cooldown < MIN_UNKNOWN_KID_COOLDOWN {
             return Err("identity.unknown_kid_cooldown: must be at least 1s".into());
+        }
+        if self.token_cache > 1_000_000 {
+            return Err("identity.token_cache: at most 1000000 tokens".into());
         }
         if !(MIN_TOKEN_BYTES..=MAX_TOKEN_BYTES).contains(&self.max_token_bytes) {
             return Err(format!(

@@ -158,6 +158,14 @@ impl KeyCache {
         }
     }
 
+    /// The key published under `kid` now, if any (no refresh).
+    pub(crate) fn current(&self, kid: &str) -> Option<Arc<KeyEntry>> {
+        match self.lookup(kid) {
+            Lookup::Found(entry) => Some(entry),
+            Lookup::Unknown | Lookup::NoKeys => None,
+        }
+    }
+
     /// The key for `kid`. An unknown `kid` refreshes the keys, at most once
     /// per cooldown across all callers; callers arriving during that
     /// refresh wait for it instead of starting their own.

@@ -62,6 +62,12 @@
 //! refresh keeps the last good key set and is logged. [`Authenticator::ready`]
 //! is `Ok` once every tenant has a key set.
 //!
+//! **Verified tokens.** A token that passed every check is remembered by
+//! the SHA-256 of its bytes until its `exp` (`token_cache` entries at most),
+//! and its next uses skip the checks: see `cache` for why that is as strict
+//! (no leeway past `exp`, and only while the key that verified it is still
+//! published under its `kid`; failures are never remembered).
+//!
 //! **Challenges.** [`Authenticator::challenge`] builds the
 //! `WWW-Authenticate` value (RFC 6750 and RFC 9728 `resource_metadata`),
 //! naming the scopes of the authorization server the client is sent to;
@@ -73,6 +79,7 @@
 //! [`Authenticator::take_step_up`] turns the mark into MCP's step-up
 //! challenge (`403 insufficient_scope`) on the grant's next request.
 
+mod cache;
 mod challenge;
 mod config;
 pub mod dev;
@@ -255,6 +262,8 @@ pub enum StepUpMark {
 pub struct Authenticator {
     config: IdentityConfig,
     keys: Arc<KeyCache>,
+    /// Tokens that passed every check, until their `exp` ([`cache`]).
+    verified: cache::TokenCache,
     refresher: Option<tokio::task::AbortHandle>,
     /// Warden's own tokens, when it is also the clients' authorization
     /// server (set once the facade is built, which itself validates
@@ -322,6 +331,7 @@ impl Authenticator {
                  bearer tokens are not checked"
             );
             return Arc::new(Self {
+                verified: cache::TokenCache::new(0),
                 config,
                 keys,
                 refresher: None,
@@ -343,6 +353,7 @@ impl Authenticator {
             }
         };
         Arc::new(Self {
+            verified: cache::TokenCache::new(config.token_cache),
             config,
             keys,
             refresher,
@@ -414,7 +425,14 @@ impl Authenticator {
                     .map_err(AuthError::Malformed);
             }
         }
-        validate::authenticate(&self.config, &self.keys, authorization, source_ip).await
+        validate::authenticate(
+            &self.config,
+            &self.keys,
+            &self.verified,
+            authorization,
+            source_ip,
+        )
+        .await
     }
 
     /// Refreshes the signing keys of every tenant now, ignoring the

@@ -1234,3 +1234,57 @@ fn auth_error_reasons_and_statuses() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_verified_token_is_served_from_the_cache_and_a_forged_twin_is_not() {
+    let h = harness().await;
+    let token = h.mint(TokenOptions::default());
+    let first = h.check(&token).await.unwrap();
+    let again = h.check(&token).await.unwrap();
+    assert_eq!(again, first);
+    // The same claims and header under another signature: other bytes,
+    // checked in full, refused (and not cached: refused again).
+    let (head, rest) = token.split_once('.').unwrap();
+    let (body, _) = rest.split_once('.').unwrap();
+    let forged = format!("{head}.{body}.{}", b64url(&[7u8; 256]));
+    assert_eq!(h.reason(&forged).await, ("bad_signature", 401));
+    assert_eq!(h.reason(&forged).await, ("bad_signature", 401));
+    // The genuine token is still served.
+    assert_eq!(h.check(&token).await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_the_clock_passes_its_exp() {
+    // No leeway, so that `exp` is the end for the uncached check too.
+    let h = harness_with(|c| c.clock_skew = Duration::ZERO).await;
+    let exp = now() + 2;
+    let token = h.mint(TokenOptions {
+        extra: extra(json!({ "iat": now(), "nbf": now(), "exp": exp })),
+        ..TokenOptions::default()
+    });
+    h.check(&token).await.unwrap();
+    h.check(&token).await.unwrap();
+    // Past it (a token is still valid in the second of its `exp`).
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.reason(&token).await, ("expired", 401));
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_its_key_is_retired() {
+    let h = harness().await;
+    let old_token = h.mint(TokenOptions::default());
+    let old_kid = h.issuer.kid();
+    h.check(&old_token).await.unwrap();
+    let mut issuer = h.issuer.clone();
+    tokio::task::spawn_blocking(move || {
+        issuer.rotate().unwrap();
+        assert!(issuer.retire(&old_kid));
+    })
+    .await
+    .unwrap();
+    h.auth.refresh_keys().await;
+    assert_eq!(h.reason(&old_token).await, ("unknown_kid", 401));
+    h.check(&h.mint(TokenOptions::default())).await.unwrap();
+}

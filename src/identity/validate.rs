@@ -8,6 +8,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
+use super::cache::{self, TokenCache};
 use super::config::{GroupsOveragePolicy, IdentityConfig};
 use super::jwks::{KeyCache, printable};
 use super::principal::{self, Claims, PrincipalKind};
@@ -19,6 +20,7 @@ const RS256: &str = "RS256";
 pub(crate) async fn authenticate(
     config: &IdentityConfig,
     keys: &KeyCache,
+    verified: &TokenCache,
     authorization: Option<&str>,
     source_ip: Option<IpAddr>,
 ) -> Result<Principal, AuthError> {
@@ -28,6 +30,13 @@ pub(crate) async fn authenticate(
             size: token.len(),
             limit: config.max_token_bytes,
         });
+    }
+    // The same bytes passed every check below before (see `cache`).
+    let digest = cache::hash(token);
+    let now = unix_now();
+    if let Some(mut principal) = verified.get(&digest, now, |kid| keys.current(kid)) {
+        principal.source_ip = source_ip;
+        return Ok(principal);
     }
     let header = parse_header(token)?;
     let kid = check_header(&header)?;
@@ -106,7 +115,16 @@ pub(crate) async fn authenticate(
     if principal.groups_overage && config.groups_overage == GroupsOveragePolicy::Deny {
         return Err(AuthError::GroupsOverage);
     }
+    if let Some(exp) = data.claims.get("exp").and_then(Value::as_u64) {
+        verified.put(digest, &principal, exp, kid, entry, now);
+    }
     Ok(principal)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The token of `Authorization: Bearer <token>`.

@@ -449,6 +449,21 @@ impl DevIssuer {
         Ok(kid)
     }
 
+    /// Stops publishing key `kid` (Entra retiring a key after a rotation):
+    /// tokens it signed no longer verify once relying parties refresh their
+    /// keys. The key that signs new tokens cannot be retired; `false` then,
+    /// or when no key has that `kid`.
+    pub fn retire(&mut self, kid: &str) -> bool {
+        let mut keys = self.write_keys();
+        match keys.iter().position(|k| k.kid == kid) {
+            Some(i) if i + 1 < keys.len() => {
+                keys.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The `kid` that signs new tokens.
     pub fn kid(&self) -> String {
         self.read_keys()
