@@ -19,6 +19,7 @@ use super::request::{self, CallContext, JitFacts, OperationFacts, RiskFacts, Rol
 use super::residual;
 use super::schema::{self, SchemaParts};
 use super::scope::Hierarchy;
+use super::slice::{Scope, Slicer};
 use super::source::{self, PolicyInfo};
 use super::{BUILTIN_SCHEMA, PolicyConfig};
 use crate::identity::{Principal, PrincipalKind};
@@ -58,19 +59,27 @@ impl Staged {
 pub(crate) struct Sets {
     all: PolicySet,
     permits: PolicySet,
+    /// The same policies by scope: what a decision evaluates.
+    slicer: Slicer,
 }
 
 impl Sets {
-    fn of<'a>(policies: impl Iterator<Item = &'a cedar_policy::Policy>) -> Result<Self, String> {
+    fn of<'a>(
+        policies: impl Iterator<Item = &'a cedar_policy::Policy> + Clone,
+    ) -> Result<Self, String> {
         let mut all = PolicySet::new();
         let mut permits = PolicySet::new();
-        for p in policies {
+        for p in policies.clone() {
             if p.effect() == CedarEffect::Permit {
                 permits.add(p.clone()).map_err(|e| e.to_string())?;
             }
             all.add(p.clone()).map_err(|e| e.to_string())?;
         }
-        Ok(Sets { all, permits })
+        Ok(Sets {
+            all,
+            permits,
+            slicer: Slicer::new(policies),
+        })
     }
 }
 
@@ -275,6 +284,8 @@ struct Built {
     request: Request,
     entities: Entities,
     resource: String,
+    /// What the request's slice of a set depends on.
+    scope: Scope,
 }
 
 /// One evaluation of a call against one set of policies.
@@ -300,6 +311,9 @@ pub struct Engine {
     current: ArcSwap<Compiled>,
     reloading: Mutex<()>,
     authorizer: Authorizer,
+    /// Decisions evaluate slices of the set (off only where tests compare
+    /// them with the whole set).
+    slicing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -356,7 +370,19 @@ impl Engine {
             current: ArcSwap::from_pointee(compiled),
             reloading: Mutex::new(()),
             authorizer: Authorizer::new(),
+            slicing: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    fn slicing(&self) -> bool {
+        self.slicing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Evaluates the whole set for every decision (`false`) or slices of it
+    /// (`true`, the default): for comparing the two.
+    #[doc(hidden)]
+    pub fn set_slicing(&self, on: bool) {
+        self.slicing.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The arguments the running schema lets policies test
@@ -573,6 +599,26 @@ impl Engine {
         let (resource_uid, resource, resource_entities) =
             request::resource_entities(&c.types, op, &self.hierarchy)?;
         let (principal_uid, principal_entities) = &prepared.principal;
+        let mut parents: Vec<EntityUid> =
+            principal_entities.iter().skip(1).map(Entity::uid).collect();
+        parents.sort();
+        parents.dedup();
+        let scope = Scope {
+            principal_type: principal_uid.type_name().clone(),
+            parents,
+            action: action_uid.clone(),
+            ancestors: action
+                .entities
+                .iter()
+                .flat_map(|(name, parents)| std::iter::once(name).chain(parents))
+                .map(|name| c.types.action(name))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|uid| uid != &action_uid)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
         let request = Request::new(
             principal_uid.clone(),
             action_uid,
@@ -593,6 +639,7 @@ impl Engine {
             request,
             entities,
             resource,
+            scope,
         })
     }
 
@@ -640,9 +687,18 @@ impl Engine {
         errors: &mut Vec<String>,
         alerts: &mut BTreeSet<Alert>,
     ) -> OperationDecision {
-        let response = self
-            .authorizer
-            .is_authorized(&b.request, &sets.all, &b.entities);
+        // The policies whose scope may hold (`slice`): the same answer as
+        // the whole set's, for less.
+        let slice = self.slicing().then(|| sets.slicer.slice(&b.scope));
+        let (all, permits) = match &slice {
+            Some(Ok(slice)) => (&slice.all, &slice.permits),
+            Some(Err(error)) => {
+                tracing::warn!(target: "warden::policy", %error, "policy slice not built; the whole set is evaluated");
+                (&sets.all, &sets.permits)
+            }
+            None => (&sets.all, &sets.permits),
+        };
+        let response = self.authorizer.is_authorized(&b.request, all, &b.entities);
         let reasons = sorted(response.diagnostics().reason().map(ToString::to_string));
         let mut failed = Vec::new();
         for error in response.diagnostics().errors() {
@@ -659,7 +715,7 @@ impl Engine {
         } else {
             let permits = self
                 .authorizer
-                .is_authorized(&b.request, &sets.permits, &b.entities);
+                .is_authorized(&b.request, permits, &b.entities);
             if permits.decision() == CedarDecision::Allow {
                 sorted(permits.diagnostics().reason().map(ToString::to_string))
             } else {

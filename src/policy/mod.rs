@@ -151,6 +151,7 @@ mod request;
 mod residual;
 mod schema;
 mod scope;
+mod slice;
 mod source;
 
 #[cfg(test)]

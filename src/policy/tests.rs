@@ -1147,3 +1147,152 @@ fn the_engine_can_be_shared_across_threads() {
         h.join().expect("thread");
     }
 }
+
+#[test]
+fn baseline_policy_cases_pass_evaluating_the_whole_set_too() {
+    let engine = Engine::load(&baseline_config(), &catalog_operations()).expect("baseline loads");
+    engine.set_slicing(false);
+    let report = run_tests(&engine, &repo("policies/tests"));
+    assert!(report.ok(), "{}", report_failures(&report));
+}
+
+/// The baseline and `n` policies of the kind a large tenant accumulates:
+/// permits per team group and resource group, forbids per role and action
+/// group, and a few per user.
+fn large_policy_dir(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(repo("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cedar") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let roles = ["Reader", "Developer", "Contributor", "Operator"];
+    let groups = [
+        "read",
+        "write",
+        "delete",
+        "privileged",
+        "Microsoft.Compute/virtualMachines/*",
+    ];
+    let mut text = String::new();
+    for i in 0..n {
+        let rg = format!("/subscriptions/s1/resourcegroups/team-{}", i % 50);
+        text.push_str(&match i % 5 {
+            0 | 1 => format!(
+                "@id(\"gen-{i}\")\npermit (principal in Group::\"team-{}\", action in Action::\"{}\", resource in ResourceGroup::\"{rg}\");\n",
+                i % 200,
+                groups[i % groups.len()]
+            ),
+            2 => format!(
+                "@id(\"gen-{i}\")\n@advice(\"deny\")\nforbid (principal in AppRole::\"{}\", action in Action::\"{}\", resource in ResourceGroup::\"{rg}\");\n",
+                roles[i % roles.len()],
+                groups[i % groups.len()]
+            ),
+            3 => format!(
+                "@id(\"gen-{i}\")\npermit (principal == User::\"t1/o{}\", action, resource in ResourceGroup::\"{rg}\") when {{ context.mfa }};\n",
+                i % 30
+            ),
+            _ => format!(
+                "@id(\"gen-{i}\")\n@advice(\"require_approval\")\nforbid (principal is User, action == Action::\"Microsoft.Compute/virtualMachines/delete\", resource) when {{ resource has rg && resource.rg == ResourceGroup::\"{rg}\" }} unless {{ context has jit }};\n"
+            ),
+        });
+    }
+    std::fs::write(dir.path().join("generated.cedar"), text).unwrap();
+    dir
+}
+
+#[test]
+fn slices_decide_as_the_whole_set_on_generated_requests_against_a_thousand_policies() {
+    use rand::{Rng, SeedableRng};
+    let dir = large_policy_dir(1000);
+    let config = PolicyConfig {
+        dir: dir.path().to_owned(),
+        ..PolicyConfig::default()
+    };
+    let operations = catalog_operations();
+    let engine = Engine::load(&config, &operations).expect("the large set loads");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let roles = [
+        "Reader",
+        "Developer",
+        "Contributor",
+        "Operator",
+        "SecurityManager",
+        "BreakGlass",
+    ];
+    let groups = ["rg-dev", "rg-prod", "rg-shared", "team-9"];
+    let mut differences = Vec::new();
+    let mut allowed = 0;
+    for i in 0..10_000 {
+        let mut principal = user(
+            &roles
+                .iter()
+                .filter(|_| rng.gen_bool(0.3))
+                .copied()
+                .collect::<Vec<_>>(),
+            rng.gen_bool(0.5),
+        );
+        principal.oid = format!("o{}", rng.gen_range(0..40));
+        if rng.gen_bool(0.1) {
+            principal.kind = PrincipalKind::Application;
+        }
+        principal.groups = (0..rng.gen_range(0..3))
+            .map(|_| {
+                if rng.gen_bool(0.5) {
+                    format!("team-{}", rng.gen_range(0..200))
+                } else {
+                    groups[rng.gen_range(0..groups.len())].to_owned()
+                }
+            })
+            .collect();
+        let ops: Vec<OperationFacts> = (0..rng.gen_range(1..3))
+            .map(|_| {
+                let (op, class) = &operations[rng.gen_range(0..operations.len())];
+                let rg = match rng.gen_range(0..3) {
+                    0 => format!("team-{}", rng.gen_range(0..60)),
+                    1 => "dev-web".to_owned(),
+                    _ => "prod-db".to_owned(),
+                };
+                OperationFacts::new(
+                    op,
+                    class,
+                    &format!("/subscriptions/s1/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/vm{i}"),
+                )
+            })
+            .collect();
+        let mut call = call();
+        if rng.gen_bool(0.2) {
+            call.jit = Some(JitFacts {
+                grant_id: format!("r{i}"),
+                approver: "sam".into(),
+                expires: now() + chrono::Duration::hours(1),
+                role: None,
+                scope: None,
+                approvers: vec!["sam".into()],
+                operations: Vec::new(),
+            });
+        }
+        engine.set_slicing(true);
+        let sliced = engine.authorize(&principal, &ops, &call);
+        engine.set_slicing(false);
+        let whole = engine.authorize(&principal, &ops, &call);
+        if sliced.is_allowed() {
+            allowed += 1;
+        }
+        if serde_json::to_value(&sliced).unwrap() != serde_json::to_value(&whole).unwrap() {
+            differences.push((i, sliced, whole));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differ, first: {:#?}",
+        differences.len(),
+        differences.first()
+    );
+    // The generated requests exercise both answers.
+    assert!(
+        (500..9_500).contains(&allowed),
+        "{allowed} of 10,000 allowed"
+    );
+}
