@@ -9,8 +9,8 @@
 mod common;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::facade::{browser, encode, hidden, location, query, set_cookie};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::facade::{browser, encode, facade_keys, hidden, location, query, set_cookie};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
@@ -43,13 +43,7 @@ fn start(issuer: &Issuer, certificate_file: &std::path::Path) -> (InProcess, tem
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let keys = tempfile::tempdir().unwrap();
-    let mut key = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let pepper = keys.path().join("pepper");
-    std::fs::write(&pepper, format!("{}\n", STANDARD.encode(key))).unwrap();
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let kek = keys.path().join("oauth.keys");
-    std::fs::write(&kek, format!("k1 {}\n", STANDARD.encode(key))).unwrap();
+    let (pepper, kek) = facade_keys(keys.path());
     let oauth = format!(
         "[oauth]\nmode = \"facade\"\nissuer = {base:?}\nkey_file = {kek:?}\npepper_file = {pepper:?}\n\
          [oauth.entra]\ntenant = {DEV_TENANT:?}\nclient_id = {DEV_CONFIDENTIAL_CLIENT:?}\n\

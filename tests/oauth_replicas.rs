@@ -14,11 +14,9 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::facade::{
-    Pkce, STEP_UP_CATALOG, STEP_UP_POLICIES, browser, encode, hidden, location, pkce, query,
-    set_cookie,
+    Pkce, STEP_UP_CATALOG, STEP_UP_POLICIES, browser, encode, facade_keys, hidden, location, pkce,
+    query, set_cookie,
 };
 use common::issuer::Issuer;
 use common::*;
@@ -83,13 +81,7 @@ impl Cluster {
         }
         let client = issuer.issuer.dev_client().unwrap();
         let keys = tempfile::tempdir().unwrap();
-        let mut key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-        let pepper = keys.path().join("pepper");
-        std::fs::write(&pepper, format!("{}\n", STANDARD.encode(key))).unwrap();
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-        let kek = keys.path().join("oauth.keys");
-        std::fs::write(&kek, format!("k1 {}\n", STANDARD.encode(key))).unwrap();
+        let (pepper, kek) = facade_keys(keys.path());
         let listeners: Vec<std::net::TcpListener> = (0..3)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();

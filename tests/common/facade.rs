@@ -41,13 +41,7 @@ pub fn start_with(
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let keys = tempfile::tempdir().unwrap();
-    let mut key = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let pepper = keys.path().join("pepper");
-    std::fs::write(&pepper, format!("{}\n", STANDARD.encode(key))).unwrap();
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let kek = keys.path().join("oauth.keys");
-    std::fs::write(&kek, format!("k1 {}\n", STANDARD.encode(key))).unwrap();
+    let (pepper, kek) = facade_keys(keys.path());
     let oauth = format!(
         "[oauth]\nmode = \"facade\"\nissuer = {base:?}\nkey_file = {kek:?}\npepper_file = {pepper:?}\n\
          [oauth.entra]\ntenant = {DEV_TENANT:?}\nclient_id = {:?}\nscope = \"{DEV_AUDIENCE}/{DEV_SCOPE}\"\n\
@@ -265,3 +259,16 @@ permit (principal, action, resource);
 forbid (principal, action, resource)
 unless { context.mfa };
 "#;
+
+/// A new random pepper and key-encryption key for the facade in `dir`:
+/// their paths (`oauth.pepper_file`, `oauth.key_file`).
+pub fn facade_keys(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let pepper = dir.join("pepper");
+    std::fs::write(&pepper, format!("{}\n", STANDARD.encode(key))).unwrap();
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let kek = dir.join("oauth.keys");
+    std::fs::write(&kek, format!("k1 {}\n", STANDARD.encode(key))).unwrap();
+    (pepper, kek)
+}
