@@ -135,17 +135,33 @@ impl<B: Backend> Writer<B> {
         let first_seq = self.next_seq;
         let mut next_seq = head;
         let mut done = Vec::with_capacity(batch.len());
-        // The batch's risk events go in with one statement.
+        // The batch's unguarded appends go in with one statement, as do
+        // its risk events.
+        let mut unguarded = Unguarded::default();
         let mut learned = Vec::new();
         let mut learned_replies = Vec::new();
         for job in batch {
             match job {
                 Job::Append {
                     sealers,
-                    guard,
+                    guard: None,
+                    reply,
+                } => match seal(sealers, next_seq) {
+                    Ok(records) => {
+                        let first = next_seq;
+                        next_seq += records.len() as u64;
+                        unguarded.push(reply, first, records);
+                    }
+                    Err(error) => done.push(Done::Append(reply, Err(error))),
+                },
+                Job::Append {
+                    sealers,
+                    guard: Some(guard),
                     reply,
                 } => {
-                    let result = self.append(sealers, guard.as_ref(), next_seq);
+                    // The unguarded appends numbered before it go in first.
+                    self.insert_unguarded(&mut unguarded, &mut next_seq, &mut leaves, &mut done);
+                    let result = self.append(sealers, Some(&guard), next_seq);
                     if let Ok((seqs, mine)) = &result {
                         next_seq += seqs.len() as u64;
                         leaves.extend_from_slice(mine);
@@ -182,6 +198,7 @@ impl<B: Backend> Writer<B> {
                 }
             }
         }
+        self.insert_unguarded(&mut unguarded, &mut next_seq, &mut leaves, &mut done);
         if !learned_replies.is_empty() {
             let result = self.in_savepoint(|b| b.insert_risk_events(&learned));
             for reply in learned_replies {
@@ -211,6 +228,42 @@ impl<B: Backend> Writer<B> {
         }
     }
 
+    /// Inserts the sealed unguarded appends with one statement, in one
+    /// savepoint. They were numbered last, so if the insert fails their
+    /// numbers are given back and every one of them fails (a statement
+    /// that fails here means the connection or the database failed).
+    fn insert_unguarded(
+        &mut self,
+        unguarded: &mut Unguarded,
+        next_seq: &mut u64,
+        leaves: &mut Vec<[u8; 32]>,
+        done: &mut Vec<Done>,
+    ) {
+        let Unguarded { records, jobs } = std::mem::take(unguarded);
+        let Some(first) = records.first().map(|(seq, _)| *seq) else {
+            // Jobs with nothing to append, if any.
+            for (reply, seqs) in jobs {
+                done.push(Done::Append(reply, Ok(seqs)));
+            }
+            return;
+        };
+        let sealed: Vec<Sealed> = records.into_iter().map(|(_, r)| r).collect();
+        match self.in_savepoint(|b| b.insert_records(first, &sealed)) {
+            Ok(()) => {
+                leaves.extend(sealed.iter().map(|r| r.leaf_hash));
+                for (reply, seqs) in jobs {
+                    done.push(Done::Append(reply, Ok(seqs)));
+                }
+            }
+            Err(error) => {
+                *next_seq = first;
+                for (reply, _) in jobs {
+                    done.push(Done::Append(reply, Err(error.clone())));
+                }
+            }
+        }
+    }
+
     /// Seals and inserts one job's records from `first`, all or none.
     fn append(
         &mut self,
@@ -218,10 +271,7 @@ impl<B: Backend> Writer<B> {
         guard: Option<&Guard>,
         first: u64,
     ) -> Result<(Vec<u64>, Vec<[u8; 32]>), StoreError> {
-        let mut records = Vec::with_capacity(sealers.len());
-        for (i, seal) in sealers.into_iter().enumerate() {
-            records.push(seal(first + i as u64).map_err(StoreError::Seal)?);
-        }
+        let records = seal(sealers, first)?;
         self.in_savepoint(|b| {
             if let Some(guard) = guard {
                 b.compare_and_set(guard)?;
@@ -244,5 +294,40 @@ impl<B: Backend> Writer<B> {
                 Err(e)
             }
         }
+    }
+}
+
+/// Seals one job's records, numbered from `first`.
+fn seal(sealers: Vec<super::Sealer>, first: u64) -> Result<Vec<Sealed>, StoreError> {
+    sealers
+        .into_iter()
+        .enumerate()
+        .map(|(i, seal)| seal(first + i as u64).map_err(StoreError::Seal))
+        .collect()
+}
+
+/// Where an append's caller waits for its sequence numbers.
+type AppendReply = oneshot::Sender<Result<Vec<u64>, StoreError>>;
+
+/// Unguarded appends sealed in a batch, waiting to be inserted together:
+/// their records (with sequence numbers, contiguous) and each job's reply
+/// and numbers.
+#[derive(Default)]
+struct Unguarded {
+    records: Vec<(u64, Sealed)>,
+    jobs: Vec<(AppendReply, Vec<u64>)>,
+}
+
+impl Unguarded {
+    /// One job's records, numbered from `first`.
+    fn push(
+        &mut self,
+        reply: AppendReply,
+        first: u64,
+        records: Vec<Sealed>,
+    ) {
+        let seqs: Vec<u64> = (first..).take(records.len()).collect();
+        self.records.extend(seqs.iter().copied().zip(records));
+        self.jobs.push((reply, seqs));
     }
 }
