@@ -9,30 +9,12 @@ R=target/release
 DISK=${1:-target/bench-intent}
 SHM=/dev/shm/warden-bench-intent
 rm -rf "$DISK" "$SHM"; mkdir -p "$DISK" "$SHM"
+. scripts/bench-warden.sh
 run() { # dir port
   local dir=$1 port=$2
   $R/warden audit keygen --origin bench/audit --dir "$dir" >/dev/null 2>&1
-  mkdir -p "$dir/policies"
-  printf '@id("allow-all")\npermit (principal, action, resource);\n' > "$dir/policies/allow.cedar"
-  cat > "$dir/w.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-max_sessions = 512
-[identity]
-allow_anonymous = true
-[store]
-path = "warden.db"
-[audit]
-signing_key = "audit-signing.key"
-hmac_key = "audit-hmac.key"
-[policy]
-dir = "policies"
-[upstreams.echo]
-command = "$PWD/$R/examples/echo_upstream"
-TOML
-  RUST_LOG=warn $R/warden serve --config "$dir/w.toml" 2>"$dir/warden.log" &
-  echo $! > "$dir/pid"
-  for _ in $(seq 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  bench_warden "$dir" "$port"
+  echo "$BENCH_WARDEN_PID" > "$dir/pid"
 }
 run "$DISK" 19010
 run "$SHM" 19011

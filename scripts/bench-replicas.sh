@@ -32,31 +32,12 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
 $R/warden audit keygen --origin bench/replicas --dir "$WORK/keys" >/dev/null 2>&1
 
+. scripts/bench-warden.sh
 start() { # name port store-line
-  local dir=$WORK/$1 port=$2 store=$3
-  mkdir -p "$dir/policies"
-  cp "$WORK"/keys/audit-* "$dir/"
-  printf '@id("allow-all")\npermit (principal, action, resource);\n' > "$dir/policies/allow.cedar"
-  cat > "$dir/w.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-max_sessions = 512
-[identity]
-allow_anonymous = true
-[store]
-$store
-[audit]
-signing_key = "audit-signing.key"
-hmac_key = "audit-hmac.key"
-[policy]
-dir = "policies"
-[upstreams.echo]
-command = "$PWD/$R/examples/echo_upstream"
-TOML
-  RUST_LOG=warn $R/warden serve --config "$dir/w.toml" 2>"$dir/warden.log" &
-  pids+=($!)
-  for _ in $(seq 200); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && return; sleep 0.1; done
-  echo "warden $1 did not start:" >&2; cat "$dir/warden.log" >&2; exit 1
+  mkdir -p "$WORK/$1"
+  cp "$WORK"/keys/audit-* "$WORK/$1/"
+  bench_warden "$WORK/$1" "$2" "$3"
+  pids+=("$BENCH_WARDEN_PID")
 }
 
 start sqlite 19020 'path = "warden.db"'

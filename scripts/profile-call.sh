@@ -12,29 +12,12 @@ R=target/release
 OUT=${1:-docs/profile-call.svg}
 INFERNO=${INFERNO:-.deps/inferno/bin}
 DIR=target/profile-call
-rm -rf "$DIR"; mkdir -p "$DIR/policies"
+rm -rf "$DIR"; mkdir -p "$DIR"
 $R/warden audit keygen --origin profile/audit --dir "$DIR" >/dev/null 2>&1
-printf '@id("allow-all")\npermit (principal, action, resource);\n' > "$DIR/policies/allow.cedar"
-cat > "$DIR/w.toml" <<TOML
-[server]
-listen = "127.0.0.1:19030"
-max_sessions = 512
-[identity]
-allow_anonymous = true
-[store]
-path = "warden.db"
-[audit]
-signing_key = "audit-signing.key"
-hmac_key = "audit-hmac.key"
-[policy]
-dir = "policies"
-[upstreams.echo]
-command = "$PWD/$R/examples/echo_upstream"
-TOML
-RUST_LOG=warn $R/warden serve --config "$DIR/w.toml" 2>"$DIR/warden.log" &
-pid=$!
+. scripts/bench-warden.sh
+bench_warden "$DIR" 19030
+pid=$BENCH_WARDEN_PID
 trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf 127.0.0.1:19030/healthz >/dev/null && break; sleep 0.1; done
 $R/examples/loadgen --url http://127.0.0.1:19030/mcp --concurrency 64 --calls 60000 --warmup 20 --json > "$DIR/load.json" &
 load=$!
 sleep 3
@@ -47,10 +30,11 @@ perf script -i "$DIR/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" >
   < "$DIR/stacks.folded" > "$OUT"
 echo "load: $(cat "$DIR/load.json")"
 echo "flame graph: $OUT"
-# The share of samples under each pipeline stage's entry point.
+# The share of samples with each part on their stack (shares overlap).
 total=$(awk '{n += $NF} END {print n}' "$DIR/stacks.folded")
-for stage in 'Authenticator::authenticate' 'Catalog::resolve' 'Lookup::describe' 'Risk::assess' \
-             'Engine::authorize' 'Audit::intent' 'Audit::outcome' 'store::writer' 'rmcp::' 'hyper::' 'serde_json::'; do
-  n=$({ grep -F "$stage" "$DIR/stacks.folded" || true; } | awk '{n += $NF} END {print n + 0}')
-  printf '%-30s %5.1f %%\n' "$stage" "$(echo "100 * $n / $total" | bc -l)"
+for part in 'warden::pipeline' 'warden::policy' 'warden::gateway' 'rmcp::transport' 'rmcp::service' \
+            'warden::audit' 'serde_json' 'malloc|free' 'write' 'fsync|fdatasync' 'warden::store' \
+            'warden::executor' 'warden::risk' 'warden::catalog'; do
+  n=$({ grep -E "$part" "$DIR/stacks.folded" || true; } | awk '{n += $NF} END {print n + 0}')
+  printf '%-20s %5.1f %%\n' "$part" "$(echo "100 * $n / $total" | bc -l)"
 done

@@ -320,12 +320,7 @@ struct Unguarded {
 
 impl Unguarded {
     /// One job's records, numbered from `first`.
-    fn push(
-        &mut self,
-        reply: AppendReply,
-        first: u64,
-        records: Vec<Sealed>,
-    ) {
+    fn push(&mut self, reply: AppendReply, first: u64, records: Vec<Sealed>) {
         let seqs: Vec<u64> = (first..).take(records.len()).collect();
         self.records.extend(seqs.iter().copied().zip(records));
         self.jobs.push((reply, seqs));
