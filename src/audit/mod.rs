@@ -16,6 +16,7 @@ pub mod merkle;
 pub mod note;
 pub mod record;
 pub mod redact;
+mod seal;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -32,11 +33,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::call::ToolCall;
 use crate::metrics::Metrics;
-use crate::store::{CheckpointRow, Sealed, Sealer, Store, StoreError};
+use crate::store::{CheckpointRow, Store, StoreError};
 use merkle::{Frontier, Hash, leaf_hash};
 use note::{Checkpoint, Signature, SignedNote, Signer, VerifierKey};
 use record::{Actor, Kind, Record, Status};
 use redact::{RedactionConfig, Redactor};
+use seal::sealer;
 
 /// `[audit]` in warden.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -789,24 +791,6 @@ pub struct Assessment {
     pub decision: Option<serde_json::Value>,
     /// The risk assessment (score stage).
     pub risk: Option<serde_json::Value>,
-}
-
-/// The store's sealer for a record: sets `seq`, canonicalises, hashes.
-fn sealer(mut record: Record) -> Sealer {
-    Box::new(move |seq| {
-        record.seq = seq;
-        let bytes = record.canonical().map_err(|e| e.to_string())?;
-        Ok(Sealed {
-            ts: record.ts.clone(),
-            kind: record.kind.as_str().to_owned(),
-            call_id: record.call_id.clone(),
-            principal_oid: record.principal.as_ref().map(|p| p.oid.clone()),
-            tool: record.tool.clone(),
-            decision: record.decision_effect(),
-            leaf_hash: leaf_hash(&bytes),
-            bytes,
-        })
-    })
 }
 
 /// The frontier at the last checkpoint, then the records after it.

@@ -13,6 +13,7 @@ use cedar_policy::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::actions::Actions;
 use super::decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
 use super::error::{PolicyError, Problem};
 use super::request::{self, CallContext, JitFacts, OperationFacts, RiskFacts, RolesByGroup, Types};
@@ -93,6 +94,8 @@ pub(crate) struct Compiled {
     /// All policies, when some are `@shadow`.
     full: Option<Sets>,
     info: HashMap<String, PolicyInfo>,
+    /// The actions of the operations decided so far.
+    actions: Actions,
 }
 
 /// Loads, parses and strictly validates the policy set of `config`.
@@ -199,6 +202,7 @@ pub(crate) fn compile(
         enforced,
         full,
         info,
+        actions: Actions::default(),
     })
 }
 
@@ -594,8 +598,7 @@ impl Engine {
         prepared: &Prepared,
         op: &OperationFacts,
     ) -> Result<Built, String> {
-        let action = c.parts.actions.resolve(&op.azure_op, &op.class)?;
-        let (action_uid, action_entities) = request::action_entities(&c.types, &action)?;
+        let action = c.actions.get(&c.parts, &c.types, &op.azure_op, &op.class)?;
         let (resource_uid, resource, resource_entities) =
             request::resource_entities(&c.types, op, &self.hierarchy)?;
         let (principal_uid, principal_entities) = &prepared.principal;
@@ -606,22 +609,12 @@ impl Engine {
         let scope = Scope {
             principal_type: principal_uid.type_name().clone(),
             parents,
-            action: action_uid.clone(),
-            ancestors: action
-                .entities
-                .iter()
-                .flat_map(|(name, parents)| std::iter::once(name).chain(parents))
-                .map(|name| c.types.action(name))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .filter(|uid| uid != &action_uid)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            action: action.uid.clone(),
+            ancestors: action.ancestors.clone(),
         };
         let request = Request::new(
             principal_uid.clone(),
-            action_uid,
+            action.uid.clone(),
             resource_uid,
             prepared.context.clone(),
             action.declared.then_some(&c.parts.schema),
@@ -631,7 +624,7 @@ impl Engine {
             principal_entities
                 .iter()
                 .cloned()
-                .chain(action_entities)
+                .chain(action.entities.iter().cloned())
                 .chain(resource_entities)
                 .collect(),
         )?;
@@ -816,24 +809,21 @@ impl Engine {
         azure_op: &str,
         class: &str,
     ) -> bool {
-        let Ok(action) = c.parts.actions.resolve(azure_op, class) else {
-            return false;
-        };
-        let Ok((action_uid, action_entities)) = request::action_entities(&c.types, &action) else {
+        let Ok(action) = c.actions.get(&c.parts, &c.types, azure_op, class) else {
             return false;
         };
         let Ok(entities) = request::entities(
             principal_entities
                 .iter()
                 .cloned()
-                .chain(action_entities)
+                .chain(action.entities.iter().cloned())
                 .collect(),
         ) else {
             return false;
         };
         let request = Request::builder()
             .principal(principal_uid.clone())
-            .action(action_uid)
+            .action(action.uid.clone())
             .build();
         let response = self
             .authorizer

@@ -143,6 +143,7 @@
 //!   whatever the effect. The [`Decision`] is the audit record's
 //!   `decision`.
 
+mod actions;
 mod cases;
 mod decision;
 mod engine;

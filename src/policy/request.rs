@@ -215,6 +215,54 @@ fn datetime(t: &DateTime<Utc>) -> RestrictedExpression {
     RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+/// Cedar's API parses an extension function's name each time it builds a
+/// call to it (`datetime("…")`, `ip("…")`), which costs more than the rest
+/// of a context. The expressions themselves are plain values, so the last
+/// `now` and the source addresses seen lately are kept and cloned.
+mod extension {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+
+    use cedar_policy::RestrictedExpression;
+    use chrono::{DateTime, SecondsFormat, Utc};
+
+    /// Addresses kept (then the cache starts again).
+    const MAX_ADDRESSES: usize = 1024;
+
+    static NOW: Mutex<Option<(String, RestrictedExpression)>> = Mutex::new(None);
+    static ADDRESSES: LazyLock<Mutex<HashMap<IpAddr, RestrictedExpression>>> =
+        LazyLock::new(Default::default);
+
+    /// `datetime(now)`, at the precision the context carries.
+    pub fn now(now: &DateTime<Utc>) -> RestrictedExpression {
+        let text = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut last = NOW.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, expr)) = last.as_ref()
+            && *at == text
+        {
+            return expr.clone();
+        }
+        let expr = RestrictedExpression::new_datetime(&text);
+        *last = Some((text, expr.clone()));
+        expr
+    }
+
+    /// `ip(address)`.
+    pub fn ip(address: IpAddr) -> RestrictedExpression {
+        let mut known = ADDRESSES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(expr) = known.get(&address) {
+            return expr.clone();
+        }
+        if known.len() >= MAX_ADDRESSES {
+            known.clear();
+        }
+        let expr = RestrictedExpression::new_ip(address.to_string());
+        known.insert(address, expr.clone());
+        expr
+    }
+}
+
 fn record(
     pairs: Vec<(String, RestrictedExpression)>,
     what: &str,
@@ -404,7 +452,7 @@ pub(crate) fn context(
     args: &[ArgSpec],
 ) -> Result<Context, String> {
     let mut pairs = vec![
-        ("now".to_owned(), datetime(&call.now)),
+        ("now".to_owned(), extension::now(&call.now)),
         (
             "mfa".to_owned(),
             RestrictedExpression::new_bool(principal.mfa),
@@ -418,10 +466,7 @@ pub(crate) fn context(
         ),
     ];
     if let Some(ip) = principal.source_ip {
-        pairs.push((
-            "source_ip".to_owned(),
-            RestrictedExpression::new_ip(ip.to_string()),
-        ));
+        pairs.push(("source_ip".to_owned(), extension::ip(ip)));
     }
     if let Some(app) = &principal.client_app {
         pairs.push(("client_app".to_owned(), string(app)));
