@@ -240,6 +240,290 @@ pub fn is_canonical(bytes: &[u8]) -> bool {
         .is_some_and(|c| c == bytes)
 }
 
+/// The top-level fields the verifier reads from a record, borrowed from its
+/// bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields<'a> {
+    pub seq: u64,
+    /// `kind` when it is a string.
+    pub kind: Option<&'a str>,
+    /// `call_id` when it is a string.
+    pub call_id: Option<&'a str>,
+}
+
+/// One pass over `bytes`, without allocating, that proves they are a JSON
+/// object in RFC 8785 canonical form and reads its top-level `seq`, `kind`
+/// and `call_id`.
+///
+/// `Some` means exactly what [`is_canonical`] would say (`true`) and what
+/// parsing the record would read. `None` decides nothing: the bytes are not
+/// canonical, not JSON, or use something this pass leaves to the full parse
+/// (escapes in a key, a `seq` that is not a small integer, a `kind` or
+/// `call_id` that is not a plain string, deep nesting); callers then take
+/// the full parse and [`is_canonical`].
+pub fn scan_canonical(bytes: &[u8]) -> Option<Fields<'_>> {
+    // Outside strings canonical JSON is ASCII, so one check covers every
+    // string's UTF-8.
+    std::str::from_utf8(bytes).ok()?;
+    let mut scan = Scanner { bytes, at: 0 };
+    let mut top = Top::default();
+    if scan.peek()? != b'{' {
+        return None;
+    }
+    scan.object(0, Some(&mut top))?;
+    if scan.at != bytes.len() {
+        return None;
+    }
+    Some(Fields {
+        seq: top.seq?,
+        kind: top.kind,
+        call_id: top.call_id,
+    })
+}
+
+/// Nesting the scanner follows; deeper documents take the full parse
+/// (whose own limit is 128).
+const MAX_DEPTH: usize = 64;
+
+/// The top-level fields found so far.
+#[derive(Default)]
+struct Top<'a> {
+    seq: Option<u64>,
+    kind: Option<&'a str>,
+    call_id: Option<&'a str>,
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1, None),
+            b'[' => self.array(depth + 1),
+            b'"' => self.string().map(|_| ()),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number().map(|_| ()),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, text: &[u8]) -> Option<()> {
+        let end = self.at + text.len();
+        (self.bytes.get(self.at..end)? == text).then(|| self.at = end)
+    }
+
+    /// An object whose keys are unescaped and strictly ascending in UTF-16
+    /// code units (RFC 8785 §3.2.3), so also free of duplicates.
+    fn object(&mut self, depth: usize, mut top: Option<&mut Top<'a>>) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        let mut previous: Option<&[u8]> = None;
+        loop {
+            let (key, escaped) = self.string()?;
+            if escaped || previous.is_some_and(|p| !key_before(p, key)) {
+                return None;
+            }
+            previous = Some(key);
+            self.eat(b':')?;
+            match top.as_deref_mut() {
+                Some(top) if key == b"seq" => {
+                    top.seq = Some(self.number()?.filter(|n| *n >= 0)? as u64)
+                }
+                Some(top) if key == b"kind" => top.kind = Some(self.plain_string()?),
+                Some(top) if key == b"call_id" => top.call_id = Some(self.plain_string()?),
+                _ => self.value(depth)?,
+            }
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.value(depth)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string without escapes, as `&str`.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        match self.string()? {
+            (text, false) => std::str::from_utf8(text).ok(),
+            (_, true) => None,
+        }
+    }
+
+    /// A string in canonical form: raw UTF-8 except `"`, `\` and control
+    /// characters, which are escaped exactly as RFC 8785 writes them. Returns
+    /// the bytes between the quotes and whether they hold an escape.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            self.at += plain_prefix(&self.bytes[self.at..]);
+            let byte = self.peek()?;
+            self.at += 1;
+            match byte {
+                b'"' => return Some((&self.bytes[start..self.at - 1], escaped)),
+                b'\\' => {
+                    escaped = true;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+                        b'u' => {
+                            // Only control characters without a short form.
+                            let hex = self.bytes.get(self.at + 1..self.at + 5)?;
+                            let low = match hex[3] {
+                                d @ b'0'..=b'9' => d - b'0',
+                                d @ b'a'..=b'f' => d - b'a' + 10,
+                                _ => return None,
+                            };
+                            let code = match (hex[0], hex[1], hex[2]) {
+                                (b'0', b'0', b'0') => low,
+                                (b'0', b'0', b'1') => 0x10 + low,
+                                _ => return None,
+                            };
+                            if matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.at += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1f => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// A number in canonical form. Integers of up to 15 digits (exact as
+    /// doubles) are read here and returned; any other number is checked
+    /// against what the canonicalizer writes for it.
+    fn number(&mut self) -> Option<Option<i64>> {
+        let start = self.at;
+        let negative = self.eat(b'-').is_some();
+        let digits = self.at;
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => {
+                while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                    self.at += 1;
+                }
+            }
+            _ => return None,
+        }
+        let int_end = self.at;
+        let mut simple = true;
+        if self.eat(b'.').is_some() {
+            simple = false;
+            self.digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            simple = false;
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.digits()?;
+        }
+        let token = &self.bytes[start..self.at];
+        let count = int_end - digits;
+        if simple && count <= 15 && !(negative && token == b"-0") {
+            let mut n: i64 = 0;
+            for d in &self.bytes[digits..int_end] {
+                n = n * 10 + i64::from(d - b'0');
+            }
+            return Some(Some(if negative { -n } else { n }));
+        }
+        // Rare in records: ask the canonicalizer itself.
+        let value: Value = serde_json::from_slice(token).ok()?;
+        let canonical = serde_json_canonicalizer::to_vec(&value).ok()?;
+        (canonical == token).then_some(None)
+    }
+
+    fn digits(&mut self) -> Option<()> {
+        let start = self.at;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+        (self.at > start).then_some(())
+    }
+}
+
+/// How many leading bytes of `bytes` need no attention inside a string:
+/// none of `"`, `\` or a control character. Eight bytes at a time.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A high bit for each byte that is zero (exact for the first one).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // Bytes below 0x20: (b & 0xe0) == 0, i.e. zero after masking; then
+        // bytes equal to `"` and `\`.
+        let special = zero(x & (ONES * 0xe0))
+            | zero(x ^ (ONES * b'"' as u64))
+            | zero(x ^ (ONES * b'\\' as u64));
+        if special != 0 {
+            return at + (special.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at
+}
+
+/// Whether key `a` sorts strictly before key `b` (RFC 8785: by UTF-16 code
+/// units; for ASCII that is byte order).
+fn key_before(a: &[u8], b: &[u8]) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a < b;
+    }
+    match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+        (Ok(a), Ok(b)) => a.encode_utf16().lt(b.encode_utf16()),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +544,134 @@ mod tests {
         assert!(!is_canonical(br#"{"seq":7, "kind":"heartbeat"}"#));
         let back: Record = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// What the full parse reads: `Some` fields exactly when the bytes are
+    /// canonical and `seq` is a number `as_u64` reads.
+    fn full_parse(bytes: &[u8]) -> Option<(u64, Option<String>, Option<String>)> {
+        if !is_canonical(bytes) {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        let text = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+        Some((v.get("seq")?.as_u64()?, text("kind"), text("call_id")))
+    }
+
+    /// The scan proves nothing the full parse would not: whenever it says
+    /// canonical, so does [`is_canonical`], with the same fields.
+    fn assert_agrees(bytes: &[u8]) {
+        if let Some(f) = scan_canonical(bytes) {
+            let fields = (
+                f.seq,
+                f.kind.map(str::to_owned),
+                f.call_id.map(str::to_owned),
+            );
+            assert_eq!(
+                full_parse(bytes),
+                Some(fields),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    /// Records in canonical form with what the scan must handle: escapes,
+    /// non-ASCII text and keys (sorted by UTF-16 code units), numbers of
+    /// every shape, nesting.
+    fn samples() -> Vec<Vec<u8>> {
+        let details = [
+            serde_json::json!({"score": 12.5, "ratio": 0.1, "big": 1e21, "tiny": 1e-7,
+                "huge": 12345678901234567890u64, "neg": -42, "zero": 0}),
+            serde_json::json!({"text": "naïve \u{1F511} \"quoted\" back\\slash \n\t\r\u{8}\u{c}\u{1}\u{1f}\u{7f} /"}),
+            serde_json::json!({"\u{E000}": 1, "\u{1F511}": 2, "é": 3, "a": [], "b": {}}),
+            serde_json::json!({"nested": [[[{"a": [true, false, null]}]]], "n": [1, -1, 2.5e-300]}),
+        ];
+        details
+            .into_iter()
+            .enumerate()
+            .map(|(i, details)| {
+                let mut r = Record::new(Kind::Intent);
+                r.seq = 1000 + i as u64;
+                r.call_id = Some(format!("call-{i}"));
+                r.tool = Some("vm_restart".into());
+                r.details = Some(details);
+                r.canonical().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_scan_reads_canonical_records_as_the_full_parse_does() {
+        for bytes in samples() {
+            let scanned = scan_canonical(&bytes);
+            assert!(scanned.is_some(), "{}", String::from_utf8_lossy(&bytes));
+            assert_agrees(&bytes);
+        }
+    }
+
+    #[test]
+    fn the_scan_accepts_no_edit_the_full_parse_rejects() {
+        // Every byte deleted, and every position given one of the bytes
+        // that make JSON non-canonical or invalid; plus whole-token edits.
+        let inserts: &[&[u8]] = &[
+            b" ", b"\n", b",", b"0", b"-", b".", b"e", b"\"", b"\\", b"\\/", b"\\u0041",
+            b"\\u00E9", b"\x01", b"\xff", b"}", b"]", b"{", b"[", b":", b"\xc3",
+        ];
+        let replacements: &[(&str, &str)] = &[
+            ("\"call_id\"", "\"call_id\":\"x\",\"call_id\""),
+            (
+                "\"kind\":\"intent\"",
+                "\"kind\":\"intent\",\"kind\":\"outcome\"",
+            ),
+            ("12.5", "12.50"),
+            ("12.5", "1.25e1"),
+            ("0.1", ".1"),
+            ("1e+21", "1e21"),
+            ("-42", "-042"),
+            ("\"zero\":0", "\"zero\":-0"),
+            ("\\n", "\\u000a"),
+            ("\\u001f", "\\u001F"),
+            ("\"seq\":1000", "\"seq\":1000.0"),
+            ("\"seq\":1001", "\"seq\":\"1001\""),
+            ("\"seq\":1002", "\"seq\":-1002"),
+            ("\"a\":[]", "\"c\":[]"),
+            ("\"é\":3", "\"\u{F000}\":3"),
+            ("true", "True"),
+        ];
+        for bytes in samples() {
+            for i in 0..bytes.len() {
+                let mut edited = bytes.clone();
+                edited.remove(i);
+                assert_agrees(&edited);
+                for insert in inserts {
+                    let mut edited = bytes.clone();
+                    edited.splice(i..i, insert.iter().copied());
+                    assert_agrees(&edited);
+                }
+            }
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            for (from, to) in replacements {
+                if text.contains(from) {
+                    let edited = text.replacen(from, to, 1);
+                    assert!(scan_canonical(edited.as_bytes()).is_none(), "{edited}");
+                    assert_agrees(edited.as_bytes());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_plain_prefix_stops_at_the_first_byte_that_needs_attention() {
+        let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for at in 0..text.len() {
+            for special in [b'"', b'\\', 0x00, 0x1f] {
+                let mut bytes = text.to_vec();
+                bytes[at] = special;
+                // Past the last whole eight bytes the caller looks byte by byte.
+                assert_eq!(plain_prefix(&bytes), at.min(32));
+            }
+        }
+        assert_eq!(plain_prefix(text), 32);
+        assert_eq!(plain_prefix("ééééé\u{7f}".as_bytes()), 8);
     }
 }

@@ -5,6 +5,13 @@
 //! the checkpoint's size when the stream reaches it: memory stays bounded by
 //! the number of checkpoints, not the number of records.
 //!
+//! The per-record work that needs no order (the leaf hash, the comparison
+//! with the stored leaf hash, the canonical-form check and reading `seq`,
+//! `kind` and `call_id`) is done on batches of records, on a second thread
+//! when the machine has one, while the caller reads the next batch; the
+//! rest (sequence numbers, the tree, checkpoints, open calls) is applied in
+//! order on the caller's thread. Batches are bounded in records and bytes.
+//!
 //! Verdicts:
 //! - `INVALID`: bytes that are not what was signed (an edited, inserted or
 //!   reordered record; a forged, altered, re-signed, foreign-origin,
@@ -16,6 +23,9 @@
 //!   signature vouches for yet.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::mpsc;
+use std::thread;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,7 +34,7 @@ use serde_json::Value;
 
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{Checkpoint, Signature, SignedNote, VerifierKey};
-use super::record::is_canonical;
+use super::record::{is_canonical, scan_canonical};
 
 /// The text a key signs to endorse its successor (in `key_rotation` records).
 pub fn rotation_message(origin: &str, new_key: &str) -> String {
@@ -138,6 +148,193 @@ pub struct Verifier {
     /// The size up to which records matched the last good checkpoint.
     matched_size: u64,
     open: HashMap<String, u64>,
+    /// Records fed and not yet checked.
+    batch: Batch,
+    /// Records per batch.
+    batch_records: usize,
+    /// The thread checking batches, started with the first full batch.
+    worker: Option<Worker>,
+    /// Whether a worker may be started (more than one CPU).
+    parallel: bool,
+}
+
+/// Records fed and not yet applied: their bytes and stored leaf hashes back
+/// to back, and where each one ends.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    stored_leaves: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    row_seq: Option<u64>,
+    bytes: Range<usize>,
+    stored_leaf: Option<Range<usize>>,
+}
+
+/// Bytes after which a batch is checked even if it has fewer records.
+const BATCH_BYTES: usize = 4 << 20;
+/// Records per batch.
+const BATCH_RECORDS: usize = 512;
+
+impl Batch {
+    fn push(&mut self, row_seq: Option<u64>, stored_leaf: Option<&[u8]>, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        let stored_leaf = stored_leaf.map(|leaf| {
+            let start = self.stored_leaves.len();
+            self.stored_leaves.extend_from_slice(leaf);
+            start..self.stored_leaves.len()
+        });
+        self.entries.push(Entry {
+            row_seq,
+            bytes: start..self.bytes.len(),
+            stored_leaf,
+        });
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.stored_leaves.clear();
+        self.entries.clear();
+    }
+
+    fn is_full(&self, records: usize) -> bool {
+        self.entries.len() >= records || self.bytes.len() >= BATCH_BYTES
+    }
+
+    /// The order-free checks of every record.
+    fn check(&self) -> Vec<Checked> {
+        self.entries
+            .iter()
+            .map(|entry| {
+                let bytes = &self.bytes[entry.bytes.clone()];
+                let leaf = leaf_hash(bytes);
+                let leaf_matches = entry
+                    .stored_leaf
+                    .as_ref()
+                    .is_none_or(|stored| self.stored_leaves[stored.clone()] == leaf);
+                let fields = scan_canonical(bytes).map(|f| {
+                    let offset = |text: &str| {
+                        let start = text.as_ptr() as usize - bytes.as_ptr() as usize;
+                        start..start + text.len()
+                    };
+                    Scanned {
+                        seq: f.seq,
+                        kind: match f.kind {
+                            Some("intent") => KindTag::Intent,
+                            Some("outcome") => KindTag::Outcome,
+                            Some("key_rotation") => KindTag::KeyRotation,
+                            _ => KindTag::Other,
+                        },
+                        call_id: f.call_id.map(offset),
+                    }
+                });
+                Checked {
+                    leaf,
+                    leaf_matches,
+                    fields,
+                }
+            })
+            .collect()
+    }
+}
+
+/// What the order-free checks found about one record.
+struct Checked {
+    leaf: Hash,
+    /// The stored leaf hash (if any) is the record's.
+    leaf_matches: bool,
+    /// Canonical, with these fields; `None` leaves the record to the full
+    /// parse.
+    fields: Option<Scanned>,
+}
+
+struct Scanned {
+    seq: u64,
+    kind: KindTag,
+    /// Where `call_id`'s text lies in the record's bytes.
+    call_id: Option<Range<usize>>,
+}
+
+/// The kinds verification follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KindTag {
+    Intent,
+    Outcome,
+    KeyRotation,
+    Other,
+}
+
+/// A thread that checks batches handed to it, one at a time, in order.
+struct Worker {
+    jobs: Option<mpsc::SyncSender<Batch>>,
+    done: mpsc::Receiver<(Batch, Vec<Checked>)>,
+    thread: Option<thread::JoinHandle<()>>,
+    /// Batches handed over and not yet taken back.
+    busy: usize,
+}
+
+impl Worker {
+    fn start() -> Option<Self> {
+        let (jobs, inbox) = mpsc::sync_channel::<Batch>(1);
+        let (outbox, done) = mpsc::sync_channel(1);
+        let thread = thread::Builder::new()
+            .name("audit-verify".into())
+            .spawn(move || {
+                for batch in inbox {
+                    let checked = batch.check();
+                    if outbox.send((batch, checked)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            busy: 0,
+        })
+    }
+
+    fn send(&mut self, batch: Batch) {
+        self.jobs
+            .as_ref()
+            .expect("the worker runs until dropped")
+            .send(batch)
+            .unwrap_or_else(|_| self.failed());
+        self.busy += 1;
+    }
+
+    /// The oldest batch handed over, checked.
+    fn take(&mut self) -> Option<(Batch, Vec<Checked>)> {
+        if self.busy == 0 {
+            return None;
+        }
+        self.busy -= 1;
+        Some(self.done.recv().unwrap_or_else(|_| self.failed()))
+    }
+
+    /// The worker stopped without answering: it panicked; so does the caller.
+    fn failed(&mut self) -> ! {
+        self.jobs = None;
+        match self.thread.take().map(thread::JoinHandle::join) {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => panic!("the audit verification thread stopped"),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Verifier {
@@ -155,6 +352,10 @@ impl Verifier {
             verified_size: 0,
             matched_size: 0,
             open: HashMap::new(),
+            batch: Batch::default(),
+            batch_records: BATCH_RECORDS,
+            worker: None,
+            parallel: thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         };
         v.load_checkpoints(checkpoints);
         // A checkpoint of the empty tree is compared before any record.
@@ -319,7 +520,101 @@ impl Verifier {
     /// Feeds the next record. `row_seq` is the sequence number the store
     /// files it under and `stored_leaf` the leaf hash stored beside it
     /// (`None` for a bundle, where only the record says).
+    ///
+    /// The record is checked with its batch; [`Verifier::finish`] checks
+    /// what is left.
     pub fn record(&mut self, row_seq: Option<u64>, stored_leaf: Option<&[u8]>, bytes: &[u8]) {
+        self.batch.push(row_seq, stored_leaf, bytes);
+        if self.batch.is_full(self.batch_records) {
+            self.dispatch();
+        }
+    }
+
+    /// Hands the full batch to the worker (applying the one it finished
+    /// meanwhile), or checks it here when there is no worker.
+    fn dispatch(&mut self) {
+        if self.worker.is_none() && self.parallel {
+            self.worker = Worker::start();
+        }
+        let Some(worker) = self.worker.as_mut() else {
+            let batch = std::mem::take(&mut self.batch);
+            let checked = batch.check();
+            self.apply(&batch, &checked);
+            self.batch = batch;
+            self.batch.clear();
+            return;
+        };
+        // One batch queued behind the one being checked keeps the worker
+        // busy while this thread applies and reads.
+        worker.send(std::mem::take(&mut self.batch));
+        if worker.busy > 1
+            && let Some((mut batch, checked)) = worker.take()
+        {
+            self.apply(&batch, &checked);
+            batch.clear();
+            self.batch = batch;
+        }
+    }
+
+    /// Checks and applies every record fed so far.
+    fn drain(&mut self) {
+        if let Some(worker) = self.worker.as_mut()
+            && !self.batch.entries.is_empty()
+        {
+            worker.send(std::mem::take(&mut self.batch));
+        }
+        while let Some((batch, checked)) = self.worker.as_mut().and_then(Worker::take) {
+            self.apply(&batch, &checked);
+        }
+        if !self.batch.entries.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            let checked = batch.check();
+            self.apply(&batch, &checked);
+            self.batch = batch;
+            self.batch.clear();
+        }
+    }
+
+    /// Applies checked records in order.
+    fn apply(&mut self, batch: &Batch, checked: &[Checked]) {
+        for (entry, checked) in batch.entries.iter().zip(checked) {
+            let bytes = &batch.bytes[entry.bytes.clone()];
+            self.apply_one(entry.row_seq, bytes, checked);
+        }
+    }
+
+    fn apply_one(&mut self, row_seq: Option<u64>, bytes: &[u8], checked: &Checked) {
+        let Some(fields) = &checked.fields else {
+            return self.apply_parsed(row_seq, bytes, checked);
+        };
+        let seq = row_seq.unwrap_or(fields.seq);
+        self.sequence(seq);
+        if fields.seq != seq {
+            self.misfiled(seq, Some(fields.seq));
+        } else {
+            let call_id = fields.call_id.clone().map(|range| {
+                std::str::from_utf8(&bytes[range]).expect("checked as UTF-8 with the record")
+            });
+            match (fields.kind, call_id) {
+                (KindTag::Intent, Some(id)) => {
+                    self.open.insert(id.to_owned(), seq);
+                }
+                (KindTag::Outcome, Some(id)) => {
+                    self.open.remove(id);
+                }
+                (KindTag::KeyRotation, _) => {
+                    let value: Value =
+                        serde_json::from_slice(bytes).expect("checked as canonical JSON");
+                    self.rotation(seq, &value);
+                }
+                _ => {}
+            }
+        }
+        self.leaf(seq, checked);
+    }
+
+    /// A record the scan left undecided: parsed in full.
+    fn apply_parsed(&mut self, row_seq: Option<u64>, bytes: &[u8], checked: &Checked) {
         let position = self.frontier.size();
         let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
         let embedded = parsed
@@ -327,6 +622,23 @@ impl Verifier {
             .and_then(|v| v.get("seq"))
             .and_then(Value::as_u64);
         let seq = row_seq.or(embedded).unwrap_or(position);
+        self.sequence(seq);
+        match &parsed {
+            None => self.problem(Verdict::Invalid, Some((seq, seq)), None, "not JSON"),
+            Some(_) if !is_canonical(bytes) => self.problem(
+                Verdict::Invalid,
+                Some((seq, seq)),
+                None,
+                "not in RFC 8785 canonical form",
+            ),
+            Some(_) if embedded != Some(seq) => self.misfiled(seq, embedded),
+            Some(value) => self.facts(seq, value),
+        }
+        self.leaf(seq, checked);
+    }
+
+    /// Checks `seq` against the one expected next.
+    fn sequence(&mut self, seq: u64) {
         if seq > self.expected_seq {
             self.problem(
                 Verdict::Gap,
@@ -349,27 +661,24 @@ impl Verifier {
             );
         }
         self.expected_seq = seq.max(self.expected_seq) + 1;
-        match &parsed {
-            None => self.problem(Verdict::Invalid, Some((seq, seq)), None, "not JSON"),
-            Some(_) if !is_canonical(bytes) => self.problem(
-                Verdict::Invalid,
-                Some((seq, seq)),
-                None,
-                "not in RFC 8785 canonical form",
+    }
+
+    fn misfiled(&mut self, seq: u64, embedded: Option<u64>) {
+        self.problem(
+            Verdict::Invalid,
+            Some((seq, seq)),
+            None,
+            format!(
+                "the record says seq {} but is filed as {seq}",
+                embedded.map_or_else(|| "nothing".to_owned(), |e| e.to_string())
             ),
-            Some(_) if embedded != Some(seq) => self.problem(
-                Verdict::Invalid,
-                Some((seq, seq)),
-                None,
-                format!(
-                    "the record says seq {} but is filed as {seq}",
-                    embedded.map_or_else(|| "nothing".to_owned(), |e| e.to_string())
-                ),
-            ),
-            Some(value) => self.facts(seq, value),
-        }
-        let leaf = leaf_hash(bytes);
-        if stored_leaf.is_some_and(|stored| stored != leaf) {
+        );
+    }
+
+    /// Compares the stored leaf hash, then adds the leaf to the tree and
+    /// checks the checkpoints of the new size.
+    fn leaf(&mut self, seq: u64, checked: &Checked) {
+        if !checked.leaf_matches {
             // A naive edit pinpointed; a careful one is still caught by the roots.
             self.problem(
                 Verdict::Invalid,
@@ -378,7 +687,7 @@ impl Verifier {
                 "the record's bytes do not match the leaf hash stored with them (edited)",
             );
         }
-        self.frontier.push(leaf);
+        self.frontier.push(checked.leaf);
         self.reach(self.frontier.size());
     }
 
@@ -441,10 +750,14 @@ impl Verifier {
     }
 
     pub fn invalid(&mut self, reason: impl Into<String>) {
+        // After the problems of the records fed before it.
+        self.drain();
         self.problem(Verdict::Invalid, None, None, reason);
     }
 
     pub fn finish(mut self) -> Report {
+        self.drain();
+        self.worker = None;
         let records = self.frontier.size();
         for (size, list) in std::mem::take(&mut self.pending) {
             for p in list {
@@ -511,5 +824,200 @@ impl Report {
             self.verified_size
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit::merkle::root_of;
+    use crate::audit::note::Signer;
+    use crate::audit::record::{Kind, Record};
+
+    const ORIGIN: &str = "test.warden.example/audit";
+
+    /// A stored row: the seq it is filed under, its bytes, its stored leaf.
+    type Row = (u64, Vec<u8>, Vec<u8>);
+
+    /// `n` canonical records, a call's intent then its outcome, with text
+    /// that needs escapes, non-ASCII text and a fraction.
+    fn log(n: u64) -> Vec<Row> {
+        (0..n)
+            .map(|seq| {
+                let kind = if seq % 2 == 0 {
+                    Kind::Intent
+                } else {
+                    Kind::Outcome
+                };
+                let mut r = Record::new(kind);
+                r.seq = seq;
+                r.call_id = Some(format!("call-{}", seq / 2));
+                r.tool = Some("vm_restart".into());
+                r.details = Some(json!({"score": 12.5, "note": "naïve \u{1F511} \"q\"\n\u{1}"}));
+                let bytes = r.canonical().unwrap();
+                let leaf = leaf_hash(&bytes).to_vec();
+                (seq, bytes, leaf)
+            })
+            .collect()
+    }
+
+    /// Signed checkpoints of `rows` at `sizes`.
+    fn checkpoints(signer: &Signer, rows: &[Row], sizes: &[u64]) -> Vec<CheckpointInput> {
+        let leaves: Vec<Hash> = rows.iter().map(|r| leaf_hash(&r.1)).collect();
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                let root = root_of(&leaves[..size as usize]);
+                let body = Checkpoint {
+                    origin: ORIGIN.into(),
+                    size,
+                    root,
+                };
+                CheckpointInput {
+                    label: format!("#{}", i + 1),
+                    note: signer.sign_note(&body.text()),
+                    stored: Some((size, root.to_vec())),
+                }
+            })
+            .collect()
+    }
+
+    /// Verifies `rows` in batches of `batch` records, on a worker thread or
+    /// not; the report as JSON.
+    fn verify(
+        signer: &Signer,
+        checkpoints: &[CheckpointInput],
+        rows: &[Row],
+        batch: usize,
+        parallel: bool,
+    ) -> Value {
+        let mut v = Verifier::new(signer.verifier(), checkpoints.to_vec());
+        v.batch_records = batch;
+        v.parallel = parallel;
+        for (seq, bytes, leaf) in rows {
+            v.record(Some(*seq), Some(leaf), bytes);
+        }
+        serde_json::to_value(v.finish()).unwrap()
+    }
+
+    /// The verdicts of a report, in order.
+    fn verdicts(report: &Value) -> Vec<String> {
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["verdict"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn batches_on_a_worker_report_exactly_what_one_record_at_a_time_does() {
+        let signer = Signer::generate(ORIGIN).unwrap();
+        let good = log(41);
+        let sizes = [0, 8, 16, 40];
+        let cps = checkpoints(&signer, &good, &sizes);
+        type Tamper = fn(&mut Vec<Row>);
+        let tampers: [(&str, Tamper, &[&str]); 9] = [
+            ("untouched", |_| {}, &["UNVERIFIED-TAIL"]),
+            (
+                "edited with its leaf",
+                |rows| {
+                    rows[9].1 = String::from_utf8(rows[9].1.clone())
+                        .unwrap()
+                        .replace("vm_restart", "vm_deleted")
+                        .into_bytes();
+                    rows[9].2 = leaf_hash(&rows[9].1).to_vec();
+                },
+                // The roots at 16 and 40.
+                &["INVALID", "INVALID", "UNVERIFIED-TAIL"],
+            ),
+            (
+                "edited, leaf kept",
+                |rows| rows[3].1[10] ^= 1,
+                &[
+                    "INVALID",
+                    "INVALID",
+                    "INVALID",
+                    "INVALID",
+                    "INVALID",
+                    "UNVERIFIED-TAIL",
+                ],
+            ),
+            (
+                "not canonical",
+                |rows| {
+                    rows[20].1.insert(1, b' ');
+                    rows[20].2 = leaf_hash(&rows[20].1).to_vec();
+                },
+                &["INVALID", "INVALID", "UNVERIFIED-TAIL"],
+            ),
+            (
+                "not JSON",
+                |rows| {
+                    rows[5].1.truncate(10);
+                    rows[5].2 = leaf_hash(&rows[5].1).to_vec();
+                },
+                &[
+                    "INVALID",
+                    "INVALID",
+                    "INVALID",
+                    "INVALID",
+                    "UNVERIFIED-TAIL",
+                ],
+            ),
+            (
+                "filed under another seq",
+                |rows| rows[40].0 = 41,
+                &["GAP", "INVALID", "UNVERIFIED-TAIL"],
+            ),
+            (
+                "deleted",
+                |rows| {
+                    rows.remove(12);
+                },
+                // 40 records are there: the root at 40 is compared, and wrong.
+                &["GAP", "INVALID", "INVALID", "UNVERIFIED-TAIL"],
+            ),
+            (
+                "truncated",
+                |rows| rows.truncate(30),
+                &["MISSING", "UNVERIFIED-TAIL"],
+            ),
+            (
+                "outcome dropped from the end",
+                |rows| rows.truncate(39),
+                &["MISSING", "UNVERIFIED-TAIL"],
+            ),
+        ];
+        for (name, tamper, expected) in tampers {
+            let mut rows = good.clone();
+            tamper(&mut rows);
+            let reference = verify(&signer, &cps, &rows, usize::MAX, false);
+            assert_eq!(verdicts(&reference), *expected, "{name}: {reference:#}");
+            for (batch, parallel) in [(1, false), (3, false), (1, true), (3, true), (16, true)] {
+                assert_eq!(
+                    verify(&signer, &cps, &rows, batch, parallel),
+                    reference,
+                    "{name}: batches of {batch}, worker {parallel}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn open_intents_are_the_calls_without_an_outcome() {
+        let signer = Signer::generate(ORIGIN).unwrap();
+        let mut rows = log(40);
+        // Calls 3 and 7 lose their outcomes.
+        rows.retain(|r| r.0 != 7 && r.0 != 15);
+        let cps = checkpoints(&signer, &rows, &[]);
+        let report = verify(&signer, &cps, &rows, 4, true);
+        assert_eq!(
+            report["open_intents"],
+            json!([{"seq": 6, "call_id": "call-3"}, {"seq": 14, "call_id": "call-7"}])
+        );
     }
 }
