@@ -60,6 +60,7 @@ async fn azmcp_runs_behind_warden_dev_offline() {
             executable: env!("CARGO_BIN_EXE_warden").into(),
             oauth: true,
             azure_mcp: Some(azmcp.clone()),
+            azure_mcp_serve: warden::dev::azmcp::Serve::Stdio,
         },
         listeners,
         CancellationToken::new(),

@@ -47,6 +47,10 @@ pub struct DevOptions {
     /// through the egress proxy, signed in as its own service principal.
     /// `None`: no such upstream.
     pub azure_mcp: Option<PathBuf>,
+    /// How it runs: one azmcp shared by every session, serving HTTP on a
+    /// private Unix socket (`Serve::Http`, the `warden dev` default), or
+    /// one per session over stdio (`Serve::Stdio`).
+    pub azure_mcp_serve: azmcp::Serve,
 }
 
 /// The sockets of `warden dev`, bound by the caller.
@@ -170,6 +174,7 @@ pub async fn start(
         executable,
         oauth,
         azure_mcp,
+        azure_mcp_serve,
     } = options;
     let issuer_url = base_url(&listeners.issuer)?;
     let issuer_addr = reachable(listeners.issuer.local_addr()?);
@@ -245,6 +250,7 @@ pub async fn start(
             azure_mcp: azure_mcp.clone().map(|command| DevAzureMcp {
                 command,
                 env: azmcp_env.clone(),
+                serve: azure_mcp_serve,
             }),
         };
         let config = crate::dev::config(

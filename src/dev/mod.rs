@@ -144,6 +144,8 @@ pub struct DevAzure {
 pub struct DevAzureMcp {
     pub command: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// One azmcp for every session, or one per session.
+    pub serve: azmcp::Serve,
 }
 
 impl std::fmt::Debug for DevAzureMcp {
@@ -152,6 +154,7 @@ impl std::fmt::Debug for DevAzureMcp {
         f.debug_struct("DevAzureMcp")
             .field("command", &self.command)
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("serve", &self.serve)
             .finish()
     }
 }
@@ -305,7 +308,9 @@ args = ["dev", "sample-upstream"]
         authority = azure.authority_host,
     );
     let text = match &azure.azure_mcp {
-        Some(azure_mcp) => text + &azmcp::upstream_toml(&azure_mcp.command, &azure_mcp.env),
+        Some(azure_mcp) => {
+            text + &azmcp::upstream_toml(&azure_mcp.command, &azure_mcp.env, azure_mcp.serve)
+        }
         None => text,
     };
     let text = match oauth {
@@ -428,6 +433,7 @@ mod tests {
             azure_mcp: Some(DevAzureMcp {
                 command: "/opt/azmcp".into(),
                 env: env.clone(),
+                serve: azmcp::Serve::Stdio,
             }),
         };
         assert!(!format!("{azure:?}").contains("s3cret-value"), "{azure:?}");

@@ -1,5 +1,6 @@
 //! One MCP client connection to one upstream server: a child process over
-//! stdio, or a remote Streamable HTTP endpoint.
+//! stdio, a remote Streamable HTTP endpoint, a shared child serving
+//! Streamable HTTP (see [`super::shared`]), or a built-in server.
 //!
 //! The connection knows nothing of the client session it serves; what the
 //! upstream asks of the client (elicitation, sampling, roots, notifications)
@@ -26,12 +27,13 @@ use rmcp::{ErrorData as McpError, serve_client};
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
+use super::shared::Generation;
 use crate::config::UpstreamKind;
 use crate::metrics::Metrics;
 
 /// Environment variables a stdio child inherits from Warden; everything else
 /// must be set explicitly in the upstream's `env` table.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"];
+pub(super) const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"];
 
 /// JSON-RPC code for a request the client cancelled (the code LSP uses;
 /// MCP defines none).
@@ -73,6 +75,10 @@ pub enum UpstreamError {
         "upstream '{upstream}' is unavailable: the connection closed (the server exited or crashed); start a new session"
     )]
     Closed { upstream: String },
+    #[error(
+        "upstream '{upstream}' is unavailable: its shared server stopped ({detail}); Warden starts it again, start a new session"
+    )]
+    SharedExited { upstream: String, detail: String },
     #[error("upstream '{upstream}' gave an unexpected answer to {method}")]
     UnexpectedResponse { upstream: String, method: String },
     #[error("upstream '{upstream}' transport failure: {detail}")]
@@ -125,10 +131,19 @@ pub struct UpstreamConn {
     service: RunningService<RoleClient, UpstreamClient>,
     info: ServerConfig,
     _child: Option<ChildCount>,
+    /// The run of the shared child this connection is on (`serve = "http"`).
+    shared: Option<Arc<Generation>>,
 }
 
 /// Counts a running child in `/metrics` for as long as it lives.
-struct ChildCount(Metrics);
+pub(super) struct ChildCount(Metrics);
+
+impl ChildCount {
+    pub(super) fn new(metrics: &Metrics) -> Self {
+        metrics.upstream_children.inc();
+        Self(metrics.clone())
+    }
+}
 
 impl Drop for ChildCount {
     fn drop(&mut self) {
@@ -157,6 +172,18 @@ impl UpstreamConn {
             upstream: name.to_owned(),
             detail,
         };
+        // A shared child is waited for (it may be starting again) before
+        // the handshake's own time starts.
+        let shared = match kind {
+            UpstreamKind::Shared { .. } => {
+                let server = builtins
+                    .shared()
+                    .get(name)
+                    .ok_or_else(|| start("its shared child was never started".to_owned()))?;
+                Some(server.ready(timeouts.init).await.map_err(start)?)
+            }
+            _ => None,
+        };
         let handshake = async {
             match kind {
                 UpstreamKind::Stdio {
@@ -180,8 +207,7 @@ impl UpstreamConn {
                         .stderr(Stdio::piped())
                         .spawn()
                         .map_err(|e| start(format!("{}: {e}", command.display())))?;
-                    metrics.upstream_children.inc();
-                    let child = ChildCount(metrics.clone());
+                    let child = ChildCount::new(metrics);
                     if let Some(stderr) = stderr {
                         tokio::spawn(log_stderr(name.to_owned(), stderr));
                     }
@@ -202,6 +228,23 @@ impl UpstreamConn {
                         serve_client(handler, InOrder::new(name, downstream.clone(), ours))
                             .await
                             .map_err(|e| start(e.to_string()))?;
+                    Ok((service, None))
+                }
+                UpstreamKind::Shared { .. } => {
+                    let generation = shared.as_ref().expect("waited for above");
+                    // A restarted child does not know this session: the
+                    // session fails instead of starting over unseen.
+                    let config =
+                        StreamableHttpClientTransportConfig::with_uri(generation.url.as_str())
+                            .reinit_on_expired_session(false);
+                    let transport = StreamableHttpClientTransport::with_client(
+                        generation.client.clone(),
+                        config,
+                    );
+                    let service =
+                        serve_client(handler, InOrder::new(name, downstream.clone(), transport))
+                            .await
+                            .map_err(|e| start(format!("{}: {e}", generation.url)))?;
                     Ok((service, None))
                 }
                 UpstreamKind::Http { url, headers } => {
@@ -241,11 +284,15 @@ impl UpstreamConn {
         info.meta = peer_info.meta.clone();
         Ok(Self {
             name: name.to_owned(),
-            remote: matches!(kind, UpstreamKind::Http { .. }),
+            remote: matches!(
+                kind,
+                UpstreamKind::Http { .. } | UpstreamKind::Shared { .. }
+            ),
             call_timeout: timeouts.call,
             service,
             info,
             _child: child,
+            shared,
         })
     }
 
@@ -274,6 +321,9 @@ impl UpstreamConn {
         sent: impl FnOnce(&RequestId, &ProgressToken),
     ) -> Result<ServerResult, UpstreamError> {
         let method = request.method().to_owned();
+        if let Some(error) = self.shared_exited() {
+            return Err(error);
+        }
         meta.remove("progressToken");
         let options = PeerRequestOptions::no_options().with_meta(meta);
         let handle = self
@@ -310,6 +360,35 @@ impl UpstreamConn {
                 })
             }
             error = self.lost(), if self.remote => Err(error),
+            error = self.shared_exit() => Err(error),
+        }
+    }
+
+    /// The error for a request on a shared child that has exited.
+    fn shared_exited(&self) -> Option<UpstreamError> {
+        let generation = self.shared.as_ref()?;
+        generation
+            .exited
+            .is_cancelled()
+            .then(|| UpstreamError::SharedExited {
+                upstream: self.name.clone(),
+                detail: generation.exit_reason(),
+            })
+    }
+
+    /// Resolves once the shared child this connection is on exits; never
+    /// for any other upstream.
+    async fn shared_exit(&self) -> UpstreamError {
+        match &self.shared {
+            Some(generation) => {
+                generation.exited.cancelled().await;
+                tracing::warn!(upstream = %self.name, "shared upstream child exited during a request");
+                UpstreamError::SharedExited {
+                    upstream: self.name.clone(),
+                    detail: generation.exit_reason(),
+                }
+            }
+            None => std::future::pending().await,
         }
     }
 
@@ -353,6 +432,10 @@ impl UpstreamConn {
     /// True once the upstream's transport has closed (child exited).
     pub fn is_closed(&self) -> bool {
         self.service.peer().is_transport_closed()
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|g| g.exited.is_cancelled())
     }
 
     fn service_error(&self, error: ServiceError) -> UpstreamError {
@@ -377,7 +460,7 @@ impl UpstreamConn {
 /// keep-alive connections with `TCP_NODELAY` (a new connection per request
 /// costs about a millisecond on loopback), and no redirects: an upstream is
 /// reached at its configured URL or not at all.
-fn http_client() -> reqwest::Client {
+pub(super) fn http_client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
