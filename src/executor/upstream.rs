@@ -47,6 +47,9 @@ pub const UPSTREAM_TIMEOUT: ErrorCode = ErrorCode(-32001);
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long such a ping may take before the upstream counts as lost.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a failed request to a shared child waits to learn whether the
+/// child exited (which explains the failure better).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// What an upstream connection needs from the client session it serves.
 pub trait Downstream: Send + Sync + 'static {
@@ -316,14 +319,47 @@ impl UpstreamConn {
     pub async fn request(
         &self,
         request: ClientRequest,
+        meta: RequestMetaObject,
+        ct: &CancellationToken,
+        sent: impl FnOnce(&RequestId, &ProgressToken),
+    ) -> Result<ServerResult, UpstreamError> {
+        if let Some(error) = self.shared_exited() {
+            return Err(error);
+        }
+        match self.exchange(request, meta, ct, sent).await {
+            Err(
+                error @ (UpstreamError::Transport { .. }
+                | UpstreamError::Closed { .. }
+                | UpstreamError::Lost { .. }),
+            ) => Err(self.explain(error).await),
+            result => result,
+        }
+    }
+
+    /// A connection failure on a shared child that is exiting is reported
+    /// as its exit: its supervisor learns of it a moment after the socket
+    /// closes.
+    async fn explain(&self, error: UpstreamError) -> UpstreamError {
+        let Some(generation) = &self.shared else {
+            return error;
+        };
+        match tokio::time::timeout(EXIT_GRACE, generation.exited.cancelled()).await {
+            Ok(()) => UpstreamError::SharedExited {
+                upstream: self.name.clone(),
+                detail: generation.exit_reason(),
+            },
+            Err(_) => error,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: ClientRequest,
         mut meta: RequestMetaObject,
         ct: &CancellationToken,
         sent: impl FnOnce(&RequestId, &ProgressToken),
     ) -> Result<ServerResult, UpstreamError> {
         let method = request.method().to_owned();
-        if let Some(error) = self.shared_exited() {
-            return Err(error);
-        }
         meta.remove("progressToken");
         let options = PeerRequestOptions::no_options().with_meta(meta);
         let handle = self
