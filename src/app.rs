@@ -376,7 +376,7 @@ async fn serve_front(
     let (facade, page_entra) = oauth_facade(&config, &pipeline)?.unzip();
     // What can fail is done before the shared children start.
     let front = match front {
-        Front::Stdio => Ready::Stdio(stdio_principal(&identity).await?),
+        Front::Stdio => Ready::Stdio(Box::new(stdio_principal(&identity).await?)),
         Front::Http(listener) => {
             let address = listener.local_addr().context("the HTTP listener")?;
             Ready::Http(listener, address)
@@ -401,7 +401,7 @@ async fn serve_front(
             let task = tokio::spawn(async move {
                 // Warden's own tokens are accepted while the facade lives.
                 let _facade = facade;
-                let served = gateway::serve_stdio(gateway, principal, shutdown)
+                let served = gateway::serve_stdio(gateway, *principal, shutdown)
                     .await
                     .context("serving MCP on stdio");
                 shared.stop().await;
@@ -438,7 +438,7 @@ async fn serve_front(
 /// A front about to serve: the stdio caller authenticated, or the HTTP
 /// listener and its address.
 enum Ready {
-    Stdio(Principal),
+    Stdio(Box<Principal>),
     Http(TcpListener, SocketAddr),
 }
 
