@@ -18,6 +18,8 @@
 #   scripts/bench-azmcp-memory.sh [SESSIONS] [OPEN_PARALLEL]
 #
 # Needs azmcp under .deps/ (scripts/install-test-deps.sh) and python3.
+# BENCH_BIN_DIR=DIR takes warden and examples/loadgen from DIR instead of a
+# release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,8 +28,12 @@ OPEN_PARALLEL=${2:-4}
 AZMCP=${AZMCP:-$PWD/.deps/node/node_modules/@azure/mcp-linux-x64/dist/azmcp}
 [ -x "$AZMCP" ] || { echo "no azmcp at $AZMCP: run scripts/install-test-deps.sh" >&2; exit 1; }
 
-cargo build --release --quiet --bin warden --example loadgen
-R=${CARGO_TARGET_DIR:-$PWD/target}/release
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  R=$BENCH_BIN_DIR   # binaries built elsewhere (e.g. a debug build, to try the script)
+else
+  cargo build --release --quiet --bin warden --example loadgen
+  R=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
