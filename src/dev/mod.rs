@@ -461,6 +461,42 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+
+        // Shared: one azmcp serving HTTP on a private socket, same
+        // environment plus its endpoint.
+        let mut shared = azure.clone();
+        if let Some(azure_mcp) = &mut shared.azure_mcp {
+            azure_mcp.serve = azmcp::Serve::Http;
+        }
+        let shared = super::config(
+            "127.0.0.1:8787".parse().unwrap(),
+            Path::new("/bin/warden"),
+            issuer.identity_config("http://127.0.0.1:8788"),
+            Path::new("/tmp/dev"),
+            Path::new("/tmp/dev/policies"),
+            &shared,
+            None,
+        )
+        .unwrap();
+        match shared.upstreams[azmcp::UPSTREAM].kind() {
+            crate::config::UpstreamKind::Shared {
+                args,
+                env: got,
+                listen,
+                mcp_path,
+                ..
+            } => {
+                assert_eq!(args, azmcp::HTTP_ARGS);
+                assert_eq!(listen, crate::config::Listen::Unix);
+                assert_eq!(mcp_path, azmcp::HTTP_PATH);
+                assert_eq!(got["HTTPS_PROXY"], env["HTTPS_PROXY"]);
+                assert_eq!(
+                    got["Kestrel__Endpoints__warden__Url"],
+                    "http://unix:{socket}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
