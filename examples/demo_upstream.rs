@@ -7,6 +7,8 @@
 //! demo_upstream --http 127.0.0.1:PORT # MCP Streamable HTTP at /mcp; prints
 //!                                     #   "demo_upstream listening on http://ADDR/mcp"
 //!                                     #   (port 0: a free one)
+//! demo_upstream --http-socket PATH    # MCP Streamable HTTP at /mcp on a
+//!                                     #   Unix socket
 //! ```
 //!
 //! `DEMO_TAG` (env) is echoed by the `whoami` tool so tests can tell
@@ -21,8 +23,11 @@ use clap::Parser;
 #[command(about = "Feature-rich MCP upstream for Warden's tests")]
 struct Cli {
     /// Serve MCP Streamable HTTP at /mcp on this address instead of stdio.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "http_socket")]
     http: Option<SocketAddr>,
+    /// Serve MCP Streamable HTTP at /mcp on this Unix socket instead.
+    #[arg(long, value_name = "PATH")]
+    http_socket: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -34,7 +39,11 @@ async fn main() -> std::io::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match Cli::parse().http {
+    let cli = Cli::parse();
+    if let Some(path) = cli.http_socket {
+        return warden::dev::sample::serve_http_unix(&path).await;
+    }
+    match cli.http {
         Some(addr) => {
             warden::dev::sample::serve_http_then(addr, |bound| {
                 use std::io::Write;

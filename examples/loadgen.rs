@@ -4,6 +4,7 @@
 //! loadgen --url http://127.0.0.1:8787/mcp --concurrency 64 --calls 20000 \
 //!         [--tool echo] [--args '{"text":"hello"}'] [--header 'Name: value']... \
 //!         [--warmup 10] [--timeout 30] [--json]
+//! loadgen --url http://127.0.0.1:8787/mcp --concurrency 100 --hold [--open-parallel 4]
 //! ```
 //!
 //! Each of the `--concurrency` clients is a real rmcp client with its own MCP
@@ -12,6 +13,12 @@
 //! every measured call goes into an HDR histogram; failed calls, JSON-RPC
 //! errors and results with `isError` count as errors. Exit status: 0 when no
 //! call failed, 1 otherwise (the summary is printed either way).
+//!
+//! With `--hold` it makes no calls: it opens the sessions (at most
+//! `--open-parallel` at a time), lists each one's tools (every page), prints
+//! one JSON line (`{"sessions":…,"failed":…,"tools":…}`), keeps the
+//! sessions open until its stdin closes, then closes them: for measuring
+//! what open sessions cost.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -61,6 +68,13 @@ struct Cli {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Open the sessions, list their tools and hold them open until stdin
+    /// closes; no calls.
+    #[arg(long)]
+    hold: bool,
+    /// With `--hold`: how many sessions are being opened at once.
+    #[arg(long, default_value_t = 4)]
+    open_parallel: usize,
 }
 
 /// What one client measured.
@@ -187,10 +201,70 @@ async fn client(plan: Arc<Plan>, calls: u64) -> Outcome {
     outcome
 }
 
+/// `--hold`: opens `count` sessions, `parallel` at a time, lists each
+/// one's tools, reports, and holds them until stdin closes.
+async fn hold(plan: Arc<Plan>, count: usize, parallel: usize) -> anyhow::Result<ExitCode> {
+    use futures::StreamExt;
+    let opened: Vec<anyhow::Result<(Session, usize)>> = futures::stream::iter(0..count)
+        .map(|_| {
+            let plan = plan.clone();
+            async move {
+                let session = tokio::time::timeout(plan.timeout, open(&plan))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("initialize timed out"))??;
+                let tools = tokio::time::timeout(plan.timeout, session.list_all_tools())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("tools/list timed out"))??;
+                Ok((session, tools.len()))
+            }
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    let mut sessions = Vec::new();
+    let mut first_error = None;
+    let mut tools = 0;
+    for result in opened {
+        match result {
+            Ok((session, listed)) => {
+                tools = tools.max(listed);
+                sessions.push(session);
+            }
+            Err(error) => {
+                first_error.get_or_insert_with(|| format!("{error:#}"));
+            }
+        }
+    }
+    let failed = count - sessions.len();
+    println!(
+        "{}",
+        serde_json::json!({
+            "sessions": sessions.len(),
+            "failed": failed,
+            "tools": tools,
+            "first_error": first_error,
+        })
+    );
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tokio::io::copy(&mut tokio::io::stdin(), &mut tokio::io::sink()).await?;
+    for session in sessions {
+        let _ = session.cancel().await;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let plan = Arc::new(plan(&cli)?);
+    if cli.hold {
+        return hold(plan, cli.concurrency, cli.open_parallel).await;
+    }
     let clients = cli.concurrency as u64;
     let tasks: Vec<_> = (0..clients)
         .map(|i| {

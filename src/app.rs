@@ -29,7 +29,7 @@ use crate::audit::Audit;
 use crate::azure::client::ArmClient;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::executor::Builtins;
+use crate::executor::{Builtins, SharedServers};
 use crate::facts::{ArmSource, Lookup};
 use crate::gateway::{self, Gateway};
 use crate::identity::{Authenticator, Principal};
@@ -374,25 +374,45 @@ async fn serve_front(
 ) -> anyhow::Result<Serving> {
     let identity = pipeline.identity().clone();
     let (facade, page_entra) = oauth_facade(&config, &pipeline)?.unzip();
-    let builtins = builtins(arm);
+    // What can fail is done before the shared children start.
+    let front = match front {
+        Front::Stdio => Ready::Stdio(Box::new(stdio_principal(&identity).await?)),
+        Front::Http(listener) => {
+            let address = listener.local_addr().context("the HTTP listener")?;
+            Ready::Http(listener, address)
+        }
+    };
+    let upstreams: Vec<_> = config
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| (name.clone(), upstream.kind()))
+        .collect();
+    let shared = SharedServers::start(
+        &upstreams,
+        config.server.upstream_init_timeout,
+        pipeline.metrics(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let builtins = builtins(arm).with_shared(shared.clone());
     let gateway = Gateway::new(Arc::new(config), pipeline, builtins, replicas);
     match front {
-        Front::Stdio => {
-            let principal = stdio_principal(&identity).await?;
+        Ready::Stdio(principal) => {
             let task = tokio::spawn(async move {
                 // Warden's own tokens are accepted while the facade lives.
                 let _facade = facade;
-                gateway::serve_stdio(gateway, principal, shutdown)
+                let served = gateway::serve_stdio(gateway, *principal, shutdown)
                     .await
-                    .context("serving MCP on stdio")
+                    .context("serving MCP on stdio");
+                shared.stop().await;
+                served
             });
             Ok(Serving {
                 http_addr: None,
                 task,
             })
         }
-        Front::Http(listener) => {
-            let address = listener.local_addr().context("the HTTP listener")?;
+        Ready::Http(listener, address) => {
             let limits = gateway::http::Limits::from(&gateway.config.server);
             let metrics = gateway.metrics.clone();
             let mut router = gateway::router(gateway, shutdown.clone(), page_entra);
@@ -401,9 +421,11 @@ async fn serve_front(
             }
             tracing::info!(%address, "warden listening; MCP at /mcp");
             let task = tokio::spawn(async move {
-                gateway::http::serve(listener, router, limits, metrics, shutdown)
+                let served = gateway::http::serve(listener, router, limits, metrics, shutdown)
                     .await
-                    .context("HTTP server failed")
+                    .context("HTTP server failed");
+                shared.stop().await;
+                served
             });
             Ok(Serving {
                 http_addr: Some(address),
@@ -411,6 +433,13 @@ async fn serve_front(
             })
         }
     }
+}
+
+/// A front about to serve: the stdio caller authenticated, or the HTTP
+/// listener and its address.
+enum Ready {
+    Stdio(Box<Principal>),
+    Http(TcpListener, SocketAddr),
 }
 
 /// Warden as the clients' authorization server (`[oauth]`, unless off):

@@ -226,6 +226,23 @@ pub struct UpstreamConfig {
     /// A server built into Warden: `"arm"`, the Azure Resource Manager
     /// tools (needs `[azure]`).
     pub builtin: Option<String>,
+    /// How a `command` upstream is run. `"stdio"` (the default): a child
+    /// per client session, MCP over its stdin and stdout. `"http"`: one
+    /// child for every session, started with Warden and supervised by it,
+    /// serving MCP Streamable HTTP on a private address Warden picks
+    /// (`listen`); each client session opens its own MCP session on it.
+    #[serde(default)]
+    pub serve: Serve,
+    /// With `serve = "http"`: where the child listens. `"unix"` (the
+    /// default): a Unix socket in a directory only Warden's user may
+    /// open, named to the child by `{socket}` in `args` or `env`. `"tcp"`:
+    /// a free port on 127.0.0.1, named by `{addr}` (`127.0.0.1:PORT`).
+    #[serde(default)]
+    pub listen: Option<Listen>,
+    /// With `serve = "http"`: the path of the child's MCP endpoint
+    /// (default `/mcp`).
+    #[serde(default)]
+    pub mcp_path: Option<String>,
     /// Longest wait for the upstream's answer to one request (a tool call
     /// included). When it passes, the request is cancelled upstream and the
     /// client gets an error naming the upstream; the call's audit outcome is
@@ -234,6 +251,43 @@ pub struct UpstreamConfig {
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
 }
+
+/// `upstreams.<name>.serve`: a child per session, or one shared child.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Serve {
+    #[default]
+    Stdio,
+    Http,
+}
+
+/// `upstreams.<name>.listen`: where a shared child serves HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Listen {
+    /// A Unix socket in a private directory (`{socket}`).
+    #[default]
+    Unix,
+    /// A free port on 127.0.0.1 (`{addr}`).
+    Tcp,
+}
+
+impl Listen {
+    /// The placeholder that names the address to the child.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Listen::Unix => SOCKET_PLACEHOLDER,
+            Listen::Tcp => ADDR_PLACEHOLDER,
+        }
+    }
+}
+
+/// In a shared child's `args` and `env` values: the Unix socket's path.
+pub const SOCKET_PLACEHOLDER: &str = "{socket}";
+/// In a shared child's `args` and `env` values: `127.0.0.1:PORT`.
+pub const ADDR_PLACEHOLDER: &str = "{addr}";
+/// The default `upstreams.<name>.mcp_path`.
+pub const DEFAULT_MCP_PATH: &str = "/mcp";
 
 /// The default `upstreams.<name>.timeout`: long enough for an Azure
 /// operation that a tool waits out (a VM create takes minutes), short
@@ -258,6 +312,16 @@ pub enum UpstreamKind {
     },
     /// A server inside Warden (see `executor::Builtins`).
     Builtin { builtin: String },
+    /// One child for every session, serving Streamable HTTP on a private
+    /// address (`serve = "http"`; see `executor::SharedServers`).
+    Shared {
+        command: PathBuf,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+        listen: Listen,
+        mcp_path: String,
+    },
 }
 
 impl UpstreamConfig {
@@ -270,6 +334,17 @@ impl UpstreamConfig {
             };
         }
         match (&self.command, &self.url) {
+            (Some(command), _) if self.serve == Serve::Http => UpstreamKind::Shared {
+                command: command.clone(),
+                args: self.args.clone(),
+                env: self.env.clone(),
+                cwd: self.cwd.clone(),
+                listen: self.listen.unwrap_or_default(),
+                mcp_path: self
+                    .mcp_path
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_MCP_PATH.to_owned()),
+            },
             (Some(command), _) => UpstreamKind::Stdio {
                 command: command.clone(),
                 args: self.args.clone(),
@@ -441,6 +516,7 @@ impl Config {
                     "{key}: upstream names use lower-case letters, digits and single '-' (e.g. \"azure\"), starting with a letter"
                 ));
             }
+            upstream.validate_serve(&key)?;
             if let Some(builtin) = &upstream.builtin {
                 if upstream.command.is_some()
                     || upstream.url.is_some()
@@ -506,6 +582,72 @@ impl Config {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl UpstreamConfig {
+    /// `serve`, `listen` and `mcp_path`: a shared child is started by
+    /// `command` and told where to listen by a placeholder.
+    fn validate_serve(&self, key: &str) -> Result<(), String> {
+        if self.serve == Serve::Stdio {
+            if self.listen.is_some() || self.mcp_path.is_some() {
+                return Err(format!(
+                    "{key}: `listen` and `mcp_path` are only valid with serve = \"http\" (one child \
+                     serving every session over HTTP)"
+                ));
+            }
+            return Ok(());
+        }
+        if self.command.is_none() || self.url.is_some() || self.builtin.is_some() {
+            return Err(format!(
+                "{key}.serve: serve = \"http\" needs `command` (the child Warden starts and \
+                 shares), not `url` or `builtin`"
+            ));
+        }
+        if !self.headers.is_empty() {
+            return Err(format!("{key}.headers: only valid with `url`"));
+        }
+        let listen = self.listen.unwrap_or_default();
+        if listen == Listen::Unix && !cfg!(unix) {
+            return Err(format!(
+                "{key}.listen: \"unix\" needs a Unix system; use listen = \"tcp\""
+            ));
+        }
+        if let Some(path) = &self.mcp_path
+            && (!path.starts_with('/') || path.contains(['?', '#', ' ']))
+        {
+            return Err(format!(
+                "{key}.mcp_path: {path:?} must be a URL path starting with '/' (e.g. \"/mcp\")"
+            ));
+        }
+        let values = || self.args.iter().chain(self.env.values());
+        let (wanted, other) = match listen {
+            Listen::Unix => (SOCKET_PLACEHOLDER, ADDR_PLACEHOLDER),
+            Listen::Tcp => (ADDR_PLACEHOLDER, SOCKET_PLACEHOLDER),
+        };
+        if values().any(|v| v.contains(other)) {
+            return Err(format!(
+                "{key}: {other} is not known with listen = \"{}\"; use {wanted}",
+                if listen == Listen::Unix {
+                    "unix"
+                } else {
+                    "tcp"
+                }
+            ));
+        }
+        if !values().any(|v| v.contains(wanted)) {
+            let example = match listen {
+                Listen::Unix => {
+                    "env = { Kestrel__Endpoints__warden__Url = \"http://unix:{socket}\" }"
+                }
+                Listen::Tcp => "args = [\"--http\", \"{addr}\"]",
+            };
+            return Err(format!(
+                "{key}: with serve = \"http\", tell the child where to listen: put {wanted} in \
+                 `args` or an `env` value (e.g. {example})"
+            ));
         }
         Ok(())
     }
@@ -732,6 +874,67 @@ mod tests {
         );
         assert_eq!(config.risk.high, 60);
         assert_eq!(config.risk.alert_level, crate::risk::Level::Medium);
+    }
+
+    #[test]
+    fn a_shared_http_child_is_validated() {
+        let config = parse(
+            "[upstreams.a]\ncommand = \"x\"\nserve = \"http\"\n\
+             env = { URL = \"http://unix:{socket}\" }\nmcp_path = \"/\"\n",
+        )
+        .unwrap();
+        match config.upstreams["a"].kind() {
+            UpstreamKind::Shared {
+                listen, mcp_path, ..
+            } => {
+                assert_eq!(listen, Listen::Unix);
+                assert_eq!(mcp_path, "/");
+            }
+            other => panic!("{other:?}"),
+        }
+        let config = parse(
+            "[upstreams.a]\ncommand = \"x\"\nserve = \"http\"\nlisten = \"tcp\"\n\
+             args = [\"--http\", \"{addr}\"]\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            config.upstreams["a"].kind(),
+            UpstreamKind::Shared { listen: Listen::Tcp, ref mcp_path, .. } if mcp_path == "/mcp"
+        ));
+
+        let err = parse("[upstreams.a]\ncommand = \"x\"\nserve = \"http\"\n").unwrap_err();
+        assert!(
+            err.contains("upstreams.a: with serve = \"http\", tell the child where to listen")
+                && err.contains("{socket}"),
+            "{err}"
+        );
+        let err = parse(
+            "[upstreams.a]\ncommand = \"x\"\nserve = \"http\"\nlisten = \"tcp\"\n\
+             args = [\"{socket}\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("{socket} is not known with listen = \"tcp\""),
+            "{err}"
+        );
+        let err = parse("[upstreams.a]\nurl = \"http://h/mcp\"\nserve = \"http\"\n").unwrap_err();
+        assert!(
+            err.contains("upstreams.a.serve: serve = \"http\" needs `command`"),
+            "{err}"
+        );
+        let err = parse("[upstreams.a]\ncommand = \"x\"\nlisten = \"tcp\"\n").unwrap_err();
+        assert!(err.contains("only valid with serve = \"http\""), "{err}");
+        let err = parse(
+            "[upstreams.a]\ncommand = \"x\"\nserve = \"http\"\nargs = [\"{socket}\"]\n\
+             mcp_path = \"mcp\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("upstreams.a.mcp_path"), "{err}");
+        let err = parse("[upstreams.a]\ncommand = \"x\"\nserve = \"sse\"\n").unwrap_err();
+        assert!(
+            err.contains("warden.toml:3:") && err.contains("expected `stdio` or `http`"),
+            "{err}"
+        );
     }
 
     #[test]

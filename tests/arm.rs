@@ -786,6 +786,7 @@ async fn warden_dev_holds_the_issue_s_prod_vm_delete_for_a_grant() {
             executable: env!("CARGO_BIN_EXE_warden").into(),
             oauth: false,
             azure_mcp: None,
+            azure_mcp_serve: warden::dev::azmcp::Serve::Http,
         },
         DevListeners::bind(any, any, any).await.unwrap(),
         tokio_util::sync::CancellationToken::new(),

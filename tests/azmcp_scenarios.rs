@@ -127,6 +127,7 @@ async fn the_seed_scenarios_through_azmcp() {
             executable: env!("CARGO_BIN_EXE_warden").into(),
             oauth: true,
             azure_mcp: Some(azmcp),
+            azure_mcp_serve: warden::dev::azmcp::Serve::Http,
         },
         DevListeners::bind(any, any, any).await.unwrap(),
         CancellationToken::new(),

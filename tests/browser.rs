@@ -87,6 +87,7 @@ impl Dev {
                 executable: env!("CARGO_BIN_EXE_warden").into(),
                 oauth: true,
                 azure_mcp: None,
+                azure_mcp_serve: warden::dev::azmcp::Serve::Http,
             },
             listeners,
             CancellationToken::new(),

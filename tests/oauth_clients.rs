@@ -117,6 +117,7 @@ async fn the_python_sdk_signs_in_to_warden_dev_as_a_persona() {
             executable: env!("CARGO_BIN_EXE_warden").into(),
             oauth: true,
             azure_mcp: None,
+            azure_mcp_serve: warden::dev::azmcp::Serve::Http,
         },
         listeners,
         CancellationToken::new(),

@@ -47,6 +47,10 @@ pub struct DevOptions {
     /// through the egress proxy, signed in as its own service principal.
     /// `None`: no such upstream.
     pub azure_mcp: Option<PathBuf>,
+    /// How it runs: one azmcp shared by every session, serving HTTP on a
+    /// private Unix socket (`Serve::Http`, the `warden dev` default), or
+    /// one per session over stdio (`Serve::Stdio`).
+    pub azure_mcp_serve: azmcp::Serve,
 }
 
 /// The sockets of `warden dev`, bound by the caller.
@@ -170,6 +174,7 @@ pub async fn start(
         executable,
         oauth,
         azure_mcp,
+        azure_mcp_serve,
     } = options;
     let issuer_url = base_url(&listeners.issuer)?;
     let issuer_addr = reachable(listeners.issuer.local_addr()?);
@@ -245,6 +250,7 @@ pub async fn start(
             azure_mcp: azure_mcp.clone().map(|command| DevAzureMcp {
                 command,
                 env: azmcp_env.clone(),
+                serve: azure_mcp_serve,
             }),
         };
         let config = crate::dev::config(
@@ -270,6 +276,7 @@ pub async fn start(
             azure_mcp: azure_mcp.as_deref(),
             azmcp_client: &azmcp_client,
             azmcp_env: &azmcp_env,
+            azmcp_serve: azure_mcp_serve,
         });
         let gateway = super::run(
             config,
@@ -509,6 +516,7 @@ struct DevInfo<'a> {
     azure_mcp: Option<&'a std::path::Path>,
     azmcp_client: &'a DevClient,
     azmcp_env: &'a std::collections::BTreeMap<String, String>,
+    azmcp_serve: azmcp::Serve,
 }
 
 /// The contents of `dev.json`.
@@ -526,6 +534,7 @@ fn dev_info(info: &DevInfo<'_>) -> serde_json::Value {
         azure_mcp,
         azmcp_client,
         azmcp_env,
+        azmcp_serve,
     } = info;
     serde_json::json!({
         "mcp_url": format!("{base}/mcp"),
@@ -556,7 +565,21 @@ fn dev_info(info: &DevInfo<'_>) -> serde_json::Value {
             "command": azure_mcp,
             "upstream": azmcp::UPSTREAM,
             "tool_prefix": format!("{}__", azmcp::UPSTREAM),
-            "args": azmcp::ARGS,
+            "serve": match azmcp_serve {
+                azmcp::Serve::Http => "http",
+                azmcp::Serve::Stdio => "stdio",
+            },
+            "args": match azmcp_serve {
+                azmcp::Serve::Http => &azmcp::HTTP_ARGS[..],
+                azmcp::Serve::Stdio => &azmcp::ARGS[..],
+            },
+            "http_env": match azmcp_serve {
+                azmcp::Serve::Http => serde_json::json!(azmcp::HTTP_ENV
+                    .iter()
+                    .copied()
+                    .collect::<std::collections::BTreeMap<_, _>>()),
+                azmcp::Serve::Stdio => serde_json::Value::Null,
+            },
             "client_id": azmcp_client.client_id,
             "secret_file": azmcp_client.secret_file,
         },

@@ -52,6 +52,22 @@ pub struct DevArgs {
     /// Do not run the Azure MCP Server, even when one is found.
     #[arg(long)]
     no_azure_mcp: bool,
+    /// How the Azure MCP Server runs: `http`, one azmcp for every session,
+    /// serving MCP over HTTP on a private Unix socket; or `stdio`, one
+    /// azmcp per session (about 100 MB each).
+    #[arg(long, value_name = "MODE", default_value = "http", value_parser = parse_serve)]
+    azure_mcp_serve: azmcp::Serve,
+}
+
+/// `--azure-mcp-serve`: `http` or `stdio`.
+fn parse_serve(value: &str) -> Result<azmcp::Serve, String> {
+    match value {
+        "http" => Ok(azmcp::Serve::Http),
+        "stdio" => Ok(azmcp::Serve::Stdio),
+        other => Err(format!(
+            "{other:?}: `http` (one azmcp shared by every session) or `stdio` (one per session)"
+        )),
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -142,6 +158,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         executable: std::env::current_exe().context("locating the warden executable")?,
         oauth: !args.no_oauth,
         azure_mcp: azure_mcp.as_ref().map(|found| found.path.clone()),
+        azure_mcp_serve: args.azure_mcp_serve,
     };
     super::init_logging();
     super::runtime()?.block_on(async move {
@@ -158,7 +175,12 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
             }
         }
         banner(&running, !args.no_oauth);
-        azure_mcp_banner(&running, azure_mcp.as_ref(), args.no_azure_mcp);
+        azure_mcp_banner(
+            &running,
+            azure_mcp.as_ref(),
+            args.no_azure_mcp,
+            args.azure_mcp_serve,
+        );
         running.wait().await
     })
 }
@@ -224,7 +246,12 @@ fn banner(dev: &RunningDev, oauth_asked: bool) {
 
 /// What `warden dev` prints about the egress proxy and the Azure MCP
 /// Server.
-fn azure_mcp_banner(dev: &RunningDev, found: Option<&azmcp::Found>, off: bool) {
+fn azure_mcp_banner(
+    dev: &RunningDev,
+    found: Option<&azmcp::Found>,
+    off: bool,
+    serve: azmcp::Serve,
+) {
     use warden::dev::proxy::{ARM_HOST, LOGIN_HOST, VAULT_SUFFIX};
     errln!(
         "  egress:     {} (HTTPS_PROXY; serves {ARM_HOST}, {LOGIN_HOST} and *{VAULT_SUFFIX}, \
@@ -235,12 +262,16 @@ fn azure_mcp_banner(dev: &RunningDev, found: Option<&azmcp::Found>, off: bool) {
     match found {
         Some(found) => errln!(
             "  Azure MCP:  {} (from {}) as upstream {}: tools {}__<tool>, signed in as {}, \
-             offline through the egress proxy",
+             offline through the egress proxy; {}",
             found.path.display(),
             found.source,
             azmcp::UPSTREAM,
             azmcp::UPSTREAM,
             warden::identity::dev::DEV_AZMCP_CLIENT_NAME,
+            match serve {
+                azmcp::Serve::Http => "one azmcp for every session (--azure-mcp-serve http)",
+                azmcp::Serve::Stdio => "one azmcp per session (--azure-mcp-serve stdio)",
+            },
         ),
         None if off => errln!("  Azure MCP:  off (--no-azure-mcp)"),
         None => errln!(

@@ -8,6 +8,22 @@
 //! see [`super::proxy`]). It signs in as a service principal of its own
 //! (`EnvironmentCredential`, with `AZURE_TOKEN_CREDENTIALS=prod` so that it
 //! never tries a browser), and both of its telemetry exports are off.
+//!
+//! It runs in one of two ways ([`Serve`]): by default one azmcp for every
+//! session, started with Warden and serving Streamable HTTP on a Unix
+//! socket in a directory only Warden's user may open (`serve = "http"`);
+//! or one azmcp per client session over stdio (`--azure-mcp-serve stdio`),
+//! about 100 MB of memory and a second of start each.
+//!
+//! Shared, azmcp runs with `--dangerously-disable-http-incoming-auth`: its
+//! incoming authentication would want an Entra ID token for an app
+//! registration of its own on every request (and by default on-behalf-of
+//! tokens for Azure), which Warden does not hold; instead it is reachable
+//! only through its socket, whose directory (mode 0700) only Warden's user
+//! can enter, and Kestrel binds nothing else (the endpoint set in the
+//! environment replaces azmcp's default `127.0.0.1:5001`). A process of
+//! the same user could connect, but that user can already read Warden's
+//! memory and files.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -18,6 +34,31 @@ pub const UPSTREAM: &str = "azmcp";
 
 /// Its arguments: the MCP server over stdio, every tool listed on its own.
 pub const ARGS: [&str; 4] = ["server", "start", "--mode", "all"];
+
+/// Its arguments when shared: the same server over Streamable HTTP, with
+/// no incoming authentication (see the module documentation).
+pub const HTTP_ARGS: [&str; 7] = [
+    "server",
+    "start",
+    "--mode",
+    "all",
+    "--transport",
+    "http",
+    "--dangerously-disable-http-incoming-auth",
+];
+
+/// Its environment when shared, besides [`environment`]: Kestrel's one
+/// endpoint, the Unix socket Warden names (`{socket}`); and no redirect
+/// to an HTTPS port it does not have.
+pub const HTTP_ENV: [(&str, &str); 2] = [
+    ("Kestrel__Endpoints__warden__Url", "http://unix:{socket}"),
+    ("AZURE_MCP_DANGEROUSLY_DISABLE_HTTPS_REDIRECTION", "true"),
+];
+
+/// Where azmcp serves MCP over HTTP: the root.
+pub const HTTP_PATH: &str = "/";
+
+pub use crate::config::Serve;
 
 /// How to install it where `warden dev` looks first.
 pub const INSTALL_SCRIPT: &str = "scripts/install-test-deps.sh";
@@ -163,16 +204,32 @@ pub fn environment(offline: &Offline<'_>) -> BTreeMap<String, String> {
     .collect()
 }
 
-/// The `[upstreams.azmcp]` table that starts `command` with `env`.
-pub fn upstream_toml(command: &Path, env: &BTreeMap<String, String>) -> String {
+/// The `[upstreams.azmcp]` table that starts `command` with `env`, one
+/// child per session (`Serve::Stdio`) or one shared (`Serve::Http`).
+pub fn upstream_toml(command: &Path, env: &BTreeMap<String, String>, serve: Serve) -> String {
     let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
-    let args: Vec<String> = ARGS.iter().map(|a| quote(a)).collect();
+    let (args, extra, tail) = match serve {
+        Serve::Stdio => (&ARGS[..], &[][..], String::new()),
+        Serve::Http => (
+            &HTTP_ARGS[..],
+            &HTTP_ENV[..],
+            format!(
+                "serve = \"http\"\nlisten = \"unix\"\nmcp_path = {}\n",
+                quote(HTTP_PATH)
+            ),
+        ),
+    };
+    let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    let mut env = env.clone();
+    for (key, value) in extra {
+        env.insert((*key).to_owned(), (*value).to_owned());
+    }
     let env: Vec<String> = env
         .iter()
         .map(|(k, v)| format!("{} = {}", quote(k), quote(v)))
         .collect();
     format!(
-        "\n[upstreams.{UPSTREAM}]\ncommand = {}\nargs = [{}]\nenv = {{ {} }}\n",
+        "\n[upstreams.{UPSTREAM}]\ncommand = {}\nargs = [{}]\nenv = {{ {} }}\n{tail}",
         quote(&command.display().to_string()),
         args.join(", "),
         env.join(", "),
@@ -229,7 +286,7 @@ mod tests {
         assert_eq!(env["AZURE_MCP_COLLECT_TELEMETRY"], "false");
         assert_eq!(env["AZURE_MCP_COLLECT_TELEMETRY_MICROSOFT"], "false");
         assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:4000");
-        let text = upstream_toml(Path::new("/opt/a b/azmcp"), &env);
+        let text = upstream_toml(Path::new("/opt/a b/azmcp"), &env, Serve::Stdio);
         let table: toml::Table = toml::from_str(&text).unwrap();
         let upstream = &table["upstreams"][UPSTREAM];
         assert_eq!(upstream["command"].as_str(), Some("/opt/a b/azmcp"));
@@ -245,6 +302,29 @@ mod tests {
         assert_eq!(
             upstream["env"]["AZURE_CLIENT_SECRET"].as_str(),
             Some("s3cret")
+        );
+        assert!(upstream.get("serve").is_none(), "{text}");
+
+        let text = upstream_toml(Path::new("/opt/azmcp"), &env, Serve::Http);
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let upstream = &table["upstreams"][UPSTREAM];
+        assert_eq!(upstream["serve"].as_str(), Some("http"));
+        assert_eq!(upstream["listen"].as_str(), Some("unix"));
+        assert_eq!(upstream["mcp_path"].as_str(), Some("/"));
+        let args: Vec<&str> = upstream["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert_eq!(args, HTTP_ARGS);
+        assert_eq!(
+            upstream["env"]["Kestrel__Endpoints__warden__Url"].as_str(),
+            Some("http://unix:{socket}")
+        );
+        assert_eq!(
+            upstream["env"]["HTTPS_PROXY"].as_str(),
+            Some("http://127.0.0.1:4000")
         );
     }
 }

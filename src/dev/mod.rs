@@ -144,6 +144,8 @@ pub struct DevAzure {
 pub struct DevAzureMcp {
     pub command: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// One azmcp for every session, or one per session.
+    pub serve: azmcp::Serve,
 }
 
 impl std::fmt::Debug for DevAzureMcp {
@@ -152,6 +154,7 @@ impl std::fmt::Debug for DevAzureMcp {
         f.debug_struct("DevAzureMcp")
             .field("command", &self.command)
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("serve", &self.serve)
             .finish()
     }
 }
@@ -305,7 +308,9 @@ args = ["dev", "sample-upstream"]
         authority = azure.authority_host,
     );
     let text = match &azure.azure_mcp {
-        Some(azure_mcp) => text + &azmcp::upstream_toml(&azure_mcp.command, &azure_mcp.env),
+        Some(azure_mcp) => {
+            text + &azmcp::upstream_toml(&azure_mcp.command, &azure_mcp.env, azure_mcp.serve)
+        }
         None => text,
     };
     let text = match oauth {
@@ -428,6 +433,7 @@ mod tests {
             azure_mcp: Some(DevAzureMcp {
                 command: "/opt/azmcp".into(),
                 env: env.clone(),
+                serve: azmcp::Serve::Stdio,
             }),
         };
         assert!(!format!("{azure:?}").contains("s3cret-value"), "{azure:?}");
@@ -452,6 +458,42 @@ mod tests {
                 assert_eq!(command, Path::new("/opt/azmcp"));
                 assert_eq!(args, azmcp::ARGS);
                 assert_eq!(got, env);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Shared: one azmcp serving HTTP on a private socket, same
+        // environment plus its endpoint.
+        let mut shared = azure.clone();
+        if let Some(azure_mcp) = &mut shared.azure_mcp {
+            azure_mcp.serve = azmcp::Serve::Http;
+        }
+        let shared = super::config(
+            "127.0.0.1:8787".parse().unwrap(),
+            Path::new("/bin/warden"),
+            issuer.identity_config("http://127.0.0.1:8788"),
+            Path::new("/tmp/dev"),
+            Path::new("/tmp/dev/policies"),
+            &shared,
+            None,
+        )
+        .unwrap();
+        match shared.upstreams[azmcp::UPSTREAM].kind() {
+            crate::config::UpstreamKind::Shared {
+                args,
+                env: got,
+                listen,
+                mcp_path,
+                ..
+            } => {
+                assert_eq!(args, azmcp::HTTP_ARGS);
+                assert_eq!(listen, crate::config::Listen::Unix);
+                assert_eq!(mcp_path, azmcp::HTTP_PATH);
+                assert_eq!(got["HTTPS_PROXY"], env["HTTPS_PROXY"]);
+                assert_eq!(
+                    got["Kestrel__Endpoints__warden__Url"],
+                    "http://unix:{socket}"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -584,6 +584,21 @@ pub async fn serve_http(addr: SocketAddr) -> std::io::Result<()> {
     serve_http_then(addr, |_| Ok(())).await
 }
 
+/// The sample upstream over MCP Streamable HTTP at `/mcp` on the Unix
+/// socket `path` (made here), until the process ends.
+pub async fn serve_http_unix(path: &std::path::Path) -> std::io::Result<()> {
+    let service = StreamableHttpService::new(
+        || Ok(Demo::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::UnixListener::bind(path)?;
+    tracing::info!(socket = %path.display(), "sample upstream: MCP at /mcp");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
 /// [`serve_http`], calling `bound` with the address actually bound (port
 /// 0 picks a free one) before serving: a caller learns the port without
 /// picking one ahead and racing others for it.

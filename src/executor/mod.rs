@@ -2,12 +2,14 @@
 //! processes, remote servers) or Warden's own built-in servers.
 
 pub mod arm_tools;
+mod shared;
 mod upstream;
 
 use std::sync::Arc;
 
 use rmcp::ServiceExt;
 
+pub use shared::SharedServers;
 pub(crate) use upstream::cancel;
 pub use upstream::{
     Downstream, REQUEST_CANCELLED, Timeouts, UPSTREAM_TIMEOUT, UpstreamConn, UpstreamError,
@@ -15,14 +17,28 @@ pub use upstream::{
 
 use crate::azure::client::ArmClient;
 
-/// The built-in MCP servers Warden can run in process, by the name
-/// `[upstreams.NAME] builtin = "..."` gives them.
+/// The servers Warden runs itself for its sessions: the built-in MCP
+/// servers it runs in process, by the name `[upstreams.NAME] builtin =
+/// "..."` gives them, and the shared children of `serve = "http"`
+/// upstreams.
 #[derive(Clone, Default, Debug)]
 pub struct Builtins {
     arm: Option<Arc<ArmClient>>,
+    shared: SharedServers,
 }
 
 impl Builtins {
+    /// The shared children (started by [`SharedServers::start`]).
+    pub fn with_shared(mut self, shared: SharedServers) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The shared children of `serve = "http"` upstreams.
+    pub fn shared(&self) -> &SharedServers {
+        &self.shared
+    }
+
     /// The built-in Azure tools ([`arm_tools`]), calling ARM with `client`.
     pub fn with_arm(mut self, client: Arc<ArmClient>) -> Self {
         self.arm = Some(client);

@@ -1,5 +1,6 @@
 //! One MCP client connection to one upstream server: a child process over
-//! stdio, or a remote Streamable HTTP endpoint.
+//! stdio, a remote Streamable HTTP endpoint, a shared child serving
+//! Streamable HTTP (see [`super::shared`]), or a built-in server.
 //!
 //! The connection knows nothing of the client session it serves; what the
 //! upstream asks of the client (elicitation, sampling, roots, notifications)
@@ -26,12 +27,13 @@ use rmcp::{ErrorData as McpError, serve_client};
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
+use super::shared::Generation;
 use crate::config::UpstreamKind;
 use crate::metrics::Metrics;
 
 /// Environment variables a stdio child inherits from Warden; everything else
 /// must be set explicitly in the upstream's `env` table.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"];
+pub(super) const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"];
 
 /// JSON-RPC code for a request the client cancelled (the code LSP uses;
 /// MCP defines none).
@@ -45,6 +47,9 @@ pub const UPSTREAM_TIMEOUT: ErrorCode = ErrorCode(-32001);
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long such a ping may take before the upstream counts as lost.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a failed request to a shared child waits to learn whether the
+/// child exited (which explains the failure better).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// What an upstream connection needs from the client session it serves.
 pub trait Downstream: Send + Sync + 'static {
@@ -73,6 +78,10 @@ pub enum UpstreamError {
         "upstream '{upstream}' is unavailable: the connection closed (the server exited or crashed); start a new session"
     )]
     Closed { upstream: String },
+    #[error(
+        "upstream '{upstream}' is unavailable: its shared server stopped ({detail}); Warden starts it again, start a new session"
+    )]
+    SharedExited { upstream: String, detail: String },
     #[error("upstream '{upstream}' gave an unexpected answer to {method}")]
     UnexpectedResponse { upstream: String, method: String },
     #[error("upstream '{upstream}' transport failure: {detail}")]
@@ -125,10 +134,19 @@ pub struct UpstreamConn {
     service: RunningService<RoleClient, UpstreamClient>,
     info: ServerConfig,
     _child: Option<ChildCount>,
+    /// The run of the shared child this connection is on (`serve = "http"`).
+    shared: Option<Arc<Generation>>,
 }
 
 /// Counts a running child in `/metrics` for as long as it lives.
-struct ChildCount(Metrics);
+pub(super) struct ChildCount(Metrics);
+
+impl ChildCount {
+    pub(super) fn new(metrics: &Metrics) -> Self {
+        metrics.upstream_children.inc();
+        Self(metrics.clone())
+    }
+}
 
 impl Drop for ChildCount {
     fn drop(&mut self) {
@@ -157,6 +175,18 @@ impl UpstreamConn {
             upstream: name.to_owned(),
             detail,
         };
+        // A shared child is waited for (it may be starting again) before
+        // the handshake's own time starts.
+        let shared = match kind {
+            UpstreamKind::Shared { .. } => {
+                let server = builtins
+                    .shared()
+                    .get(name)
+                    .ok_or_else(|| start("its shared child was never started".to_owned()))?;
+                Some(server.ready(timeouts.init).await.map_err(start)?)
+            }
+            _ => None,
+        };
         let handshake = async {
             match kind {
                 UpstreamKind::Stdio {
@@ -180,8 +210,7 @@ impl UpstreamConn {
                         .stderr(Stdio::piped())
                         .spawn()
                         .map_err(|e| start(format!("{}: {e}", command.display())))?;
-                    metrics.upstream_children.inc();
-                    let child = ChildCount(metrics.clone());
+                    let child = ChildCount::new(metrics);
                     if let Some(stderr) = stderr {
                         tokio::spawn(log_stderr(name.to_owned(), stderr));
                     }
@@ -202,6 +231,23 @@ impl UpstreamConn {
                         serve_client(handler, InOrder::new(name, downstream.clone(), ours))
                             .await
                             .map_err(|e| start(e.to_string()))?;
+                    Ok((service, None))
+                }
+                UpstreamKind::Shared { .. } => {
+                    let generation = shared.as_ref().expect("waited for above");
+                    // A restarted child does not know this session: the
+                    // session fails instead of starting over unseen.
+                    let config =
+                        StreamableHttpClientTransportConfig::with_uri(generation.url.as_str())
+                            .reinit_on_expired_session(false);
+                    let transport = StreamableHttpClientTransport::with_client(
+                        generation.client.clone(),
+                        config,
+                    );
+                    let service =
+                        serve_client(handler, InOrder::new(name, downstream.clone(), transport))
+                            .await
+                            .map_err(|e| start(format!("{}: {e}", generation.url)))?;
                     Ok((service, None))
                 }
                 UpstreamKind::Http { url, headers } => {
@@ -241,11 +287,15 @@ impl UpstreamConn {
         info.meta = peer_info.meta.clone();
         Ok(Self {
             name: name.to_owned(),
-            remote: matches!(kind, UpstreamKind::Http { .. }),
+            remote: matches!(
+                kind,
+                UpstreamKind::Http { .. } | UpstreamKind::Shared { .. }
+            ),
             call_timeout: timeouts.call,
             service,
             info,
             _child: child,
+            shared,
         })
     }
 
@@ -267,6 +317,42 @@ impl UpstreamConn {
     /// [`UpstreamError::Timeout`]): no request waits forever, even for an
     /// answer the upstream lost.
     pub async fn request(
+        &self,
+        request: ClientRequest,
+        meta: RequestMetaObject,
+        ct: &CancellationToken,
+        sent: impl FnOnce(&RequestId, &ProgressToken),
+    ) -> Result<ServerResult, UpstreamError> {
+        if let Some(error) = self.shared_exited() {
+            return Err(error);
+        }
+        match self.exchange(request, meta, ct, sent).await {
+            Err(
+                error @ (UpstreamError::Transport { .. }
+                | UpstreamError::Closed { .. }
+                | UpstreamError::Lost { .. }),
+            ) => Err(self.explain(error).await),
+            result => result,
+        }
+    }
+
+    /// A connection failure on a shared child that is exiting is reported
+    /// as its exit: its supervisor learns of it a moment after the socket
+    /// closes.
+    async fn explain(&self, error: UpstreamError) -> UpstreamError {
+        let Some(generation) = &self.shared else {
+            return error;
+        };
+        match tokio::time::timeout(EXIT_GRACE, generation.exited.cancelled()).await {
+            Ok(()) => UpstreamError::SharedExited {
+                upstream: self.name.clone(),
+                detail: generation.exit_reason(),
+            },
+            Err(_) => error,
+        }
+    }
+
+    async fn exchange(
         &self,
         request: ClientRequest,
         mut meta: RequestMetaObject,
@@ -310,6 +396,35 @@ impl UpstreamConn {
                 })
             }
             error = self.lost(), if self.remote => Err(error),
+            error = self.shared_exit() => Err(error),
+        }
+    }
+
+    /// The error for a request on a shared child that has exited.
+    fn shared_exited(&self) -> Option<UpstreamError> {
+        let generation = self.shared.as_ref()?;
+        generation
+            .exited
+            .is_cancelled()
+            .then(|| UpstreamError::SharedExited {
+                upstream: self.name.clone(),
+                detail: generation.exit_reason(),
+            })
+    }
+
+    /// Resolves once the shared child this connection is on exits; never
+    /// for any other upstream.
+    async fn shared_exit(&self) -> UpstreamError {
+        match &self.shared {
+            Some(generation) => {
+                generation.exited.cancelled().await;
+                tracing::warn!(upstream = %self.name, "shared upstream child exited during a request");
+                UpstreamError::SharedExited {
+                    upstream: self.name.clone(),
+                    detail: generation.exit_reason(),
+                }
+            }
+            None => std::future::pending().await,
         }
     }
 
@@ -353,6 +468,10 @@ impl UpstreamConn {
     /// True once the upstream's transport has closed (child exited).
     pub fn is_closed(&self) -> bool {
         self.service.peer().is_transport_closed()
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|g| g.exited.is_cancelled())
     }
 
     fn service_error(&self, error: ServiceError) -> UpstreamError {
@@ -377,7 +496,7 @@ impl UpstreamConn {
 /// keep-alive connections with `TCP_NODELAY` (a new connection per request
 /// costs about a millisecond on loopback), and no redirects: an upstream is
 /// reached at its configured URL or not at all.
-fn http_client() -> reqwest::Client {
+pub(super) fn http_client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {

@@ -93,6 +93,7 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         &gateway.identity,
         gateway.pipeline.audit(),
         gateway.upstreams(),
+        gateway.shared(),
         gateway.replicas.agreement(),
     )
     .await;

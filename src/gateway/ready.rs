@@ -3,7 +3,7 @@
 //!
 //! A stdio upstream is ready when its command resolves to an executable file;
 //! a remote upstream when its URL answers HTTP at all (any status) within
-//! [`PROBE_TIMEOUT`].
+//! [`PROBE_TIMEOUT`]; a shared child (`serve = "http"`) while it serves.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +41,7 @@ pub async fn check(
     identity: &Authenticator,
     audit: &Audit,
     upstreams: &[(String, UpstreamKind)],
+    shared: &crate::executor::SharedServers,
     policy: crate::replicas::PolicyAgreement,
 ) -> Readiness {
     let probes = upstreams.iter().map(|(name, kind)| async move {
@@ -48,6 +49,9 @@ pub async fn check(
             UpstreamKind::Stdio { command, cwd, .. } => executable(command, cwd.as_deref()),
             UpstreamKind::Http { url, .. } => reachable(url).await,
             UpstreamKind::Builtin { builtin } => Ok(format!("built into Warden ({builtin})")),
+            UpstreamKind::Shared { .. } => shared
+                .readiness(name)
+                .unwrap_or_else(|| Err("shared child never started".to_owned())),
         };
         let status = match result {
             Ok(detail) => UpstreamReadiness {
@@ -184,7 +188,8 @@ mod tests {
             replicas: 2,
             detail: "replica r2 enforces sha256:def".into(),
         };
-        let report = check(&identity, &audit, &upstreams, agreement).await;
+        let shared = crate::executor::SharedServers::default();
+        let report = check(&identity, &audit, &upstreams, &shared, agreement).await;
         assert!(report.audit.ready, "{:?}", report.audit);
         // A policy difference between replicas is reported, never the
         // reason a replica is unready.

@@ -82,6 +82,11 @@ impl Gateway {
         &self.upstreams
     }
 
+    /// The shared children of `serve = "http"` upstreams.
+    pub fn shared(&self) -> &crate::executor::SharedServers {
+        self.builtins.shared()
+    }
+
     /// A new, not yet initialized HTTP session; each request brings its
     /// principal from the HTTP front.
     pub fn session(self: &Arc<Self>) -> Session {

@@ -471,7 +471,9 @@ impl Drop for Warden {
     }
 }
 
-/// A child process that is killed when the test ends, even by a panic.
+/// A child process that is stopped when the test ends, even by a panic:
+/// SIGTERM first, so a Warden stops what it started (a shared upstream
+/// child outlives a SIGKILLed Warden), then SIGKILL after 5 s.
 pub struct KillOnDrop(pub Child);
 
 impl std::ops::Deref for KillOnDrop {
@@ -489,6 +491,19 @@ impl std::ops::DerefMut for KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if terminated {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
