@@ -10,7 +10,8 @@
 #
 # Usage: scripts/bench-peers.sh [CALLS_AT_1 [CALLS_AT_64]]   (default 5000 20000)
 # BENCH_WARDEN_BIN=PATH measures another build of `warden serve` (an
-# earlier commit's, say) with everything else from this checkout.
+# earlier commit's, say) with everything else from this checkout;
+# BENCH_BIN_DIR=DIR takes every executable from DIR and builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS1=${1:-5000}
@@ -18,8 +19,14 @@ CALLS64=${2:-20000}
 MCP_PROXY_VERSION=0.13.0
 MCP_FOR_PROXY=1.27.1 # the mcp SDK mcp-proxy 0.13.0 is tested against (it needs mcp<2)
 
-cargo build --release --bin warden --example echo_upstream --example loadgen
-R=$PWD/target/release
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  R=$BENCH_BIN_DIR
+  mkdir -p "$R/examples"
+else
+  cargo build --release --bin warden --example echo_upstream --example loadgen
+  R=$PWD/target/release
+fi
+export BENCH_WARDEN_BIN=${BENCH_WARDEN_BIN:-$R/warden}
 
 # Python mcp-proxy, pinned, in its own virtual environment under .deps/.
 PROXY_ENV=$PWD/.deps/mcp-proxy
@@ -85,7 +92,7 @@ warden_for "$B/http" 19052 'url = "http://127.0.0.1:19051/mcp"'
 warden_for "$B/stdio" 19053 "command = \"$R/examples/echo_upstream\""
 
 # mcp-proxy: Streamable HTTP on /mcp in front of one stdio child.
-"$PROXY_ENV/bin/mcp-proxy" --host 127.0.0.1 --port 19054 -- "$R/examples/echo_upstream" 2>"$B/mcp-proxy.log" &
+"$PROXY_ENV/bin/mcp-proxy" --host 127.0.0.1 --port 19054 -- "$R/examples/echo_upstream" >"$B/mcp-proxy.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:19054/mcp "mcp-proxy" "$B/mcp-proxy.log"
 
