@@ -2,8 +2,9 @@
 # Warden beside its peers, side by side in one run: the echo upstream
 # called directly, through Warden to the same upstream over HTTP, through
 # Warden to a stdio child per session, and through Python `mcp-proxy` (a
-# bare relay with no security) to a stdio child; each at concurrency 1 and
-# 64. Warden runs its whole pipeline: RS256 tokens from the dev issuer
+# bare relay with no security) to a stdio child, and through HAProxy (a
+# relay in C that does no work on the message: the ceiling any proxy
+# reaches on the same cores); each at concurrency 1 and 64. Warden runs its whole pipeline: RS256 tokens from the dev issuer
 # (a Reader), the baseline policies of policies/, risk scoring on, and its
 # SQLite store on disk (every intent fsync'd before the call runs).
 # Prints one JSON line per run and then the table BENCHMARKS.md records.
@@ -96,18 +97,41 @@ warden_for "$B/stdio" 19053 "command = \"$R/examples/echo_upstream\""
 pids+=($!)
 wait_for http://127.0.0.1:19054/mcp "mcp-proxy" "$B/mcp-proxy.log"
 
+# HAProxy (Debian's package, installed by scripts/install-test-deps.sh):
+# plain HTTP relay with keep-alive on both sides, to the same upstream.
+HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
+cat > "$B/haproxy.cfg" <<CFG
+global
+  maxconn 1024
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend relay
+  bind 127.0.0.1:19057
+  default_backend echo
+backend echo
+  server echo 127.0.0.1:19051
+CFG
+"$HAPROXY" -f "$B/haproxy.cfg" -db >"$B/haproxy.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:19057/mcp "haproxy" "$B/haproxy.log"
+
 RESULTS=$B/results.jsonl
 : > "$RESULTS"
 for run in "1 $CALLS1" "64 $CALLS64"; do
   set -- $run
   c=$1 calls=$2
-  for path in direct warden-http warden-stdio mcp-proxy; do
+  for path in direct haproxy warden-http warden-stdio mcp-proxy; do
     auth=()
     case $path in
       direct) url=http://127.0.0.1:19051/mcp ;;
       warden-http) url=http://127.0.0.1:19052/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
       warden-stdio) url=http://127.0.0.1:19053/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
       mcp-proxy) url=http://127.0.0.1:19054/mcp ;;
+      haproxy) url=http://127.0.0.1:19057/mcp ;;
     esac
     line=$($R/examples/loadgen --url "$url" "${auth[@]}" --concurrency "$c" --calls "$calls" --warmup 20 --json)
     echo "{\"path\":\"$path\",\"result\":$line}" | tee -a "$RESULTS"
@@ -124,6 +148,7 @@ runs = [r for r in rows if "result" in r]
 rss = {r["path"]: r["rss_kb"] for r in rows if "rss_kb" in r}
 names = {
     "direct": "direct to the upstream (HTTP)",
+    "haproxy": "HAProxy → HTTP upstream (a C relay, no work on the message)",
     "warden-http": "Warden → HTTP upstream",
     "warden-stdio": "Warden → stdio upstream",
     "mcp-proxy": "Python `mcp-proxy` 0.13.0 → stdio (no security)",

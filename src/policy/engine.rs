@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::actions::Actions;
 use super::decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
 use super::error::{PolicyError, Problem};
+use super::memo::{Key, Memo};
 use super::request::{self, CallContext, JitFacts, OperationFacts, RiskFacts, RolesByGroup, Types};
 use super::residual;
 use super::schema::{self, SchemaParts};
@@ -96,7 +97,16 @@ pub(crate) struct Compiled {
     info: HashMap<String, PolicyInfo>,
     /// The actions of the operations decided so far.
     actions: Actions,
+    /// The principals decided so far, and the entity stores of their
+    /// requests (see [`memo`](super::memo)).
+    principals: Memo<PrincipalEntities>,
+    stores: Memo<Store>,
 }
+
+/// Principals a set keeps.
+const MAX_PRINCIPALS: usize = 4096;
+/// Entity stores a set keeps (each a dozen or two entities).
+const MAX_STORES: usize = 2048;
 
 /// Loads, parses and strictly validates the policy set of `config`.
 pub(crate) fn compile(
@@ -203,6 +213,8 @@ pub(crate) fn compile(
         full,
         info,
         actions: Actions::default(),
+        principals: Memo::new(MAX_PRINCIPALS),
+        stores: Memo::new(MAX_STORES),
     })
 }
 
@@ -286,8 +298,8 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
 /// A request ready for Cedar.
 struct Built {
     request: Request,
-    entities: Entities,
-    resource: String,
+    /// Its entities and resource.
+    store: Arc<Store>,
     /// What the request's slice of a set depends on.
     scope: Scope,
 }
@@ -301,8 +313,60 @@ struct Evaluation {
 
 /// The per-call facts shared by its operations.
 struct Prepared {
-    principal: (EntityUid, Vec<Entity>),
+    principal: Arc<PrincipalEntities>,
+    /// The inputs of `principal` (the start of its stores' keys).
+    principal_key: Key,
     context: Context,
+}
+
+/// A principal as Cedar sees it.
+struct PrincipalEntities {
+    uid: EntityUid,
+    /// The principal entity, then its groups and roles.
+    entities: Vec<Entity>,
+    /// The uids of its groups and roles, sorted (part of a slice's key).
+    parents: Vec<EntityUid>,
+}
+
+/// The entities of one request (principal, action, resource), and its
+/// resource.
+struct Store {
+    entities: Entities,
+    resource_uid: EntityUid,
+    resource: String,
+}
+
+/// Every input of [`request::principal_entities`] but the set's constants.
+fn principal_key(principal: &Principal) -> Key {
+    let mut key = Key::default();
+    key.str(match principal.kind {
+        PrincipalKind::User => "user",
+        PrincipalKind::Application => "application",
+    })
+    .str(&principal.tid)
+    .str(&principal.oid)
+    .str(&principal.display_name)
+    .flag(principal.groups_overage)
+    .strs(principal.groups.iter())
+    .strs(principal.roles.iter())
+    .strs(principal.scopes.iter());
+    key
+}
+
+/// Every input of an operation's action and resource entities.
+fn operation_key(op: &OperationFacts) -> Key {
+    let mut key = Key::default();
+    key.str(&op.azure_op)
+        .str(&op.class)
+        .str(&op.resource_id)
+        .opt(op.subscription.as_deref())
+        .opt(op.resource_group.as_deref())
+        .opt(op.resource_type.as_deref())
+        .opt(op.name.as_deref())
+        .opt(op.location.as_deref())
+        .map(&op.tags)
+        .map(&op.resource_group_tags);
+    key
 }
 
 /// The policy engine. Cheap to share (`Arc<Engine>`); evaluation never
@@ -318,6 +382,9 @@ pub struct Engine {
     /// Decisions evaluate slices of the set (off only where tests compare
     /// them with the whole set).
     slicing: std::sync::atomic::AtomicBool,
+    /// Decisions reuse the principals and entity stores built before (off
+    /// only where tests compare them with fresh builds).
+    memo: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -375,6 +442,7 @@ impl Engine {
             reloading: Mutex::new(()),
             authorizer: Authorizer::new(),
             slicing: std::sync::atomic::AtomicBool::new(true),
+            memo: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -387,6 +455,18 @@ impl Engine {
     #[doc(hidden)]
     pub fn set_slicing(&self, on: bool) {
         self.slicing.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn memo(&self) -> bool {
+        self.memo.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Builds every request's principal and entities afresh (`false`) or
+    /// reuses what the set built for the same inputs (`true`, the default):
+    /// for comparing the two.
+    #[doc(hidden)]
+    pub fn set_memo(&self, on: bool) {
+        self.memo.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The arguments the running schema lets policies test
@@ -586,10 +666,39 @@ impl Engine {
         principal: &Principal,
         call: &CallContext,
     ) -> Result<Prepared, String> {
+        let principal_key = principal_key(principal);
+        let built = self.memoised(&c.principals, &principal_key, || {
+            let (uid, entities) =
+                request::principal_entities(&c.types, principal, &self.roles_by_group)?;
+            let mut parents: Vec<EntityUid> = entities.iter().skip(1).map(Entity::uid).collect();
+            parents.sort();
+            parents.dedup();
+            Ok(PrincipalEntities {
+                uid,
+                entities,
+                parents,
+            })
+        })?;
         Ok(Prepared {
-            principal: request::principal_entities(&c.types, principal, &self.roles_by_group)?,
+            principal: built,
+            principal_key,
             context: request::context(principal, call, &c.parts.args)?,
         })
+    }
+
+    /// `build`'s value, from `memo` when it holds `key` (see
+    /// [`Engine::set_memo`]).
+    fn memoised<V>(
+        &self,
+        memo: &Memo<V>,
+        key: &Key,
+        build: impl FnOnce() -> Result<V, String>,
+    ) -> Result<Arc<V>, String> {
+        if self.memo() {
+            memo.get_or_build(key, build)
+        } else {
+            build().map(Arc::new)
+        }
     }
 
     fn build(
@@ -599,39 +708,43 @@ impl Engine {
         op: &OperationFacts,
     ) -> Result<Built, String> {
         let action = c.actions.get(&c.parts, &c.types, &op.azure_op, &op.class)?;
-        let (resource_uid, resource, resource_entities) =
-            request::resource_entities(&c.types, op, &self.hierarchy)?;
-        let (principal_uid, principal_entities) = &prepared.principal;
-        let mut parents: Vec<EntityUid> =
-            principal_entities.iter().skip(1).map(Entity::uid).collect();
-        parents.sort();
-        parents.dedup();
+        let principal = &prepared.principal;
+        let key = prepared.principal_key.join(&operation_key(op));
+        let store = self.memoised(&c.stores, &key, || {
+            let (resource_uid, resource, resource_entities) =
+                request::resource_entities(&c.types, op, &self.hierarchy)?;
+            let entities = request::entities(
+                principal
+                    .entities
+                    .iter()
+                    .cloned()
+                    .chain(action.entities.iter().cloned())
+                    .chain(resource_entities)
+                    .collect(),
+            )?;
+            Ok(Store {
+                entities,
+                resource_uid,
+                resource,
+            })
+        })?;
         let scope = Scope {
-            principal_type: principal_uid.type_name().clone(),
-            parents,
+            principal_type: principal.uid.type_name().clone(),
+            parents: principal.parents.clone(),
             action: action.uid.clone(),
             ancestors: action.ancestors.clone(),
         };
         let request = Request::new(
-            principal_uid.clone(),
+            principal.uid.clone(),
             action.uid.clone(),
-            resource_uid,
+            store.resource_uid.clone(),
             prepared.context.clone(),
             action.declared.then_some(&c.parts.schema),
         )
         .map_err(|e| format!("request: {e}"))?;
-        let entities = request::entities(
-            principal_entities
-                .iter()
-                .cloned()
-                .chain(action.entities.iter().cloned())
-                .chain(resource_entities)
-                .collect(),
-        )?;
         Ok(Built {
             request,
-            entities,
-            resource,
+            store,
             scope,
         })
     }
@@ -691,7 +804,9 @@ impl Engine {
             }
             None => (&sets.all, &sets.permits),
         };
-        let response = self.authorizer.is_authorized(&b.request, all, &b.entities);
+        let response = self
+            .authorizer
+            .is_authorized(&b.request, all, &b.store.entities);
         let reasons = sorted(response.diagnostics().reason().map(ToString::to_string));
         let mut failed = Vec::new();
         for error in response.diagnostics().errors() {
@@ -708,7 +823,7 @@ impl Engine {
         } else {
             let permits = self
                 .authorizer
-                .is_authorized(&b.request, permits, &b.entities);
+                .is_authorized(&b.request, permits, &b.store.entities);
             if permits.decision() == CedarDecision::Allow {
                 sorted(permits.diagnostics().reason().map(ToString::to_string))
             } else {
@@ -746,7 +861,7 @@ impl Engine {
         };
         OperationDecision {
             azure_op: op.azure_op.clone(),
-            resource: b.resource.clone(),
+            resource: b.store.resource.clone(),
             effect,
             advice,
             policies,
@@ -875,7 +990,7 @@ impl Engine {
                             .context()
                             .and_then(|ctx| ctx.to_json_value().ok())
                             .unwrap_or(Value::Null),
-                        entities: b.entities.to_json_value().unwrap_or(Value::Null),
+                        entities: b.store.entities.to_json_value().unwrap_or(Value::Null),
                         error: None,
                     },
                     Err(e) => ExplainedRequest {
@@ -955,7 +1070,7 @@ fn sorted(items: impl Iterator<Item = String>) -> Vec<String> {
 
 fn resource_of(op: &OperationFacts, built: &Result<Built, String>) -> String {
     match built {
-        Ok(b) => b.resource.clone(),
+        Ok(b) => b.store.resource.clone(),
         Err(_) => op.resource_id.to_ascii_lowercase(),
     }
 }

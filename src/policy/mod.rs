@@ -148,6 +148,7 @@ mod cases;
 mod decision;
 mod engine;
 mod error;
+mod memo;
 mod request;
 mod residual;
 mod schema;

@@ -1296,3 +1296,89 @@ fn slices_decide_as_the_whole_set_on_generated_requests_against_a_thousand_polic
         "{allowed} of 10,000 allowed"
     );
 }
+
+#[test]
+fn memoised_principals_and_stores_decide_as_fresh_builds() {
+    // Requests drawn from small pools, so that most reuse a principal or a
+    // store built before, while neighbours differ in one input only (the
+    // same oid with other roles, groups, kind or name; the same resource
+    // with other tags, group tags or location).
+    use rand::{Rng, SeedableRng};
+    let dir = large_policy_dir(200);
+    let config = PolicyConfig {
+        dir: dir.path().to_owned(),
+        ..PolicyConfig::default()
+    };
+    let operations = catalog_operations();
+    let engine = Engine::load(&config, &operations).expect("the set loads");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    let roles = ["Reader", "Developer", "Contributor", "BreakGlass"];
+    let deletes: Vec<&(String, String)> = operations
+        .iter()
+        .filter(|(_, class)| class == "delete")
+        .collect();
+    let mut differences = Vec::new();
+    let mut outcomes = std::collections::BTreeSet::new();
+    for i in 0..6_000 {
+        let mut principal = user(
+            &roles
+                .iter()
+                .filter(|_| rng.gen_bool(0.3))
+                .copied()
+                .collect::<Vec<_>>(),
+            rng.gen_bool(0.5),
+        );
+        principal.oid = format!("o{}", rng.gen_range(0..4));
+        principal.display_name = format!("name-{}", rng.gen_range(0..2));
+        if rng.gen_bool(0.2) {
+            principal.kind = PrincipalKind::Application;
+        }
+        principal.groups = (0..rng.gen_range(0..2))
+            .map(|_| format!("team-{}", rng.gen_range(0..3)))
+            .collect();
+        let (op, class) = if rng.gen_bool(0.5) {
+            deletes[rng.gen_range(0..deletes.len())]
+        } else {
+            &operations[rng.gen_range(0..operations.len())]
+        };
+        let rg = format!("team-{}", rng.gen_range(0..3));
+        let mut facts = OperationFacts::new(
+            op,
+            class,
+            &format!(
+                "/subscriptions/s1/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/vm{}",
+                rng.gen_range(0..3)
+            ),
+        );
+        for tags in [&mut facts.tags, &mut facts.resource_group_tags] {
+            if rng.gen_bool(0.5) {
+                let env = if rng.gen_bool(0.5) { "prod" } else { "dev" };
+                tags.insert("env".into(), env.into());
+            }
+        }
+        if rng.gen_bool(0.3) {
+            facts.location = Some("westeurope".into());
+        }
+        let mut call = call();
+        call.facts = crate::facts::Completeness::Complete;
+        engine.set_memo(true);
+        let memoised = engine.authorize(&principal, std::slice::from_ref(&facts), &call);
+        engine.set_memo(false);
+        let fresh = engine.authorize(&principal, std::slice::from_ref(&facts), &call);
+        let (m, f) = (
+            serde_json::to_value(&memoised).unwrap(),
+            serde_json::to_value(&fresh).unwrap(),
+        );
+        outcomes.insert(memoised.is_allowed());
+        if m != f {
+            differences.push((i, m, f));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differ, first: {:#?}",
+        differences.len(),
+        differences.first()
+    );
+    assert_eq!(outcomes.len(), 2, "both answers are exercised");
+}

@@ -1,0 +1,193 @@
+//! Bounded tables of what a decision builds from its inputs alone.
+//!
+//! A principal's entities depend only on its identity facts, and a
+//! request's entity store only on the principal, the operation and the
+//! resource facts; yet Cedar makes each store by computing the transitive
+//! closure of every entity in it, which costs more than evaluating the
+//! policies. A set keeps what it built, keyed by an injective encoding of
+//! every input ([`Key`]), so a hit is exactly what building again would
+//! give. Each table holds at most its limit (then it starts again); a
+//! reload makes a new set with empty tables. Failures are not kept: the
+//! next call builds again and fails the same way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// A bounded memo table from [`Key`] bytes to built values.
+pub(crate) struct Memo<V> {
+    limit: usize,
+    built: Mutex<HashMap<Box<[u8]>, Arc<V>>>,
+}
+
+impl<V> Memo<V> {
+    pub fn new(limit: usize) -> Self {
+        Memo {
+            limit,
+            built: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The value built for `key`, building it with `build` if this table
+    /// does not hold it. The lock is not held while building.
+    pub fn get_or_build(
+        &self,
+        key: &Key,
+        build: impl FnOnce() -> Result<V, String>,
+    ) -> Result<Arc<V>, String> {
+        if let Some(found) = self.lock().get(key.bytes()) {
+            return Ok(found.clone());
+        }
+        let value = Arc::new(build()?);
+        let full = {
+            let mut built = self.lock();
+            let full = (built.len() >= self.limit).then(|| std::mem::take(&mut *built));
+            built.insert(key.bytes().into(), value.clone());
+            full
+        };
+        // A full table is dropped after the lock is released: other
+        // decisions do not wait for it.
+        drop(full);
+        Ok(value)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Box<[u8]>, Arc<V>>> {
+        self.built.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The inputs of a build, written as tagged, length-prefixed fields: two
+/// keys are equal only if every input was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Key(Vec<u8>);
+
+impl Key {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// This key followed by `other`'s fields.
+    pub fn join(&self, other: &Key) -> Key {
+        let mut joined = Vec::with_capacity(self.0.len() + other.0.len());
+        joined.extend_from_slice(&self.0);
+        joined.extend_from_slice(&other.0);
+        Key(joined)
+    }
+
+    fn tag(&mut self, tag: u8, len: usize) {
+        self.0.push(tag);
+        self.0.extend_from_slice(&(len as u64).to_le_bytes());
+    }
+
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.tag(b's', s.len());
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+
+    pub fn opt(&mut self, s: Option<&str>) -> &mut Self {
+        match s {
+            Some(s) => self.str(s),
+            None => {
+                self.tag(b'-', 0);
+                self
+            }
+        }
+    }
+
+    pub fn flag(&mut self, b: bool) -> &mut Self {
+        self.tag(b'b', usize::from(b));
+        self
+    }
+
+    pub fn strs<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a String>) -> &mut Self {
+        self.tag(b'l', items.len());
+        for item in items {
+            self.str(item);
+        }
+        self
+    }
+
+    pub fn map(&mut self, map: &BTreeMap<String, String>) -> &mut Self {
+        self.tag(b'm', map.len());
+        for (k, v) in map {
+            self.str(k).str(v);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(parts: &[&str]) -> Key {
+        let mut k = Key::default();
+        for part in parts {
+            k.str(part);
+        }
+        k
+    }
+
+    #[test]
+    fn keys_differ_when_any_input_does_even_where_bytes_would_run_together() {
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut none = Key::default();
+        none.opt(None);
+        let mut empty = Key::default();
+        empty.opt(Some(""));
+        let mut off = Key::default();
+        off.flag(false);
+        let mut on = Key::default();
+        on.flag(true);
+        let mut list_ab_c = Key::default();
+        list_ab_c.strs(strings(&["a", "b"]).iter()).str("c");
+        let mut list_a_b_c = Key::default();
+        list_a_b_c.strs(strings(&["a"]).iter()).str("b").str("c");
+        let mut map_ab = Key::default();
+        map_ab.map(&BTreeMap::from([("a".into(), "b".into())]));
+        let mut map_then_ab = Key::default();
+        map_then_ab.map(&BTreeMap::new()).str("a").str("b");
+        let pairs = [
+            (key(&["ab", "c"]), key(&["a", "bc"])),
+            (none, empty),
+            (off, on),
+            (list_ab_c, list_a_b_c),
+            (map_ab, map_then_ab),
+            (key(&["a"]), key(&["a"]).join(&key(&[""]))),
+        ];
+        for (a, b) in pairs {
+            assert_ne!(a, b);
+        }
+        assert_eq!(key(&["x", "y"]), key(&["x"]).join(&key(&["y"])));
+    }
+
+    #[test]
+    fn a_hit_returns_what_was_built_failures_are_not_kept_and_the_table_is_bounded() {
+        let memo: Memo<String> = Memo::new(2);
+        let a = key(&["a"]);
+        let built = memo.get_or_build(&a, || Ok("first".into())).unwrap();
+        let again = memo
+            .get_or_build(&a, || panic!("a hit must not build"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&built, &again));
+
+        let b = key(&["b"]);
+        assert_eq!(
+            memo.get_or_build(&b, || Err("no".into())).unwrap_err(),
+            "no"
+        );
+        assert_eq!(memo.len(), 1, "a failure is not kept");
+        assert_eq!(*memo.get_or_build(&b, || Ok("b".into())).unwrap(), "b");
+        assert_eq!(memo.len(), 2);
+        let c = key(&["c"]);
+        memo.get_or_build(&c, || Ok("c".into())).unwrap();
+        assert_eq!(memo.len(), 1, "full: the table starts again");
+        let rebuilt = memo.get_or_build(&a, || Ok("second".into())).unwrap();
+        assert_eq!(*rebuilt, "second");
+    }
+}
