@@ -7,6 +7,13 @@ use clap::{Parser, Subcommand};
 
 use cli::output::errln;
 
+/// mimalloc instead of the system allocator: a call allocates and frees
+/// many small buffers across threads (JSON, Cedar values, HTTP), where
+/// glibc's allocator spent about a quarter of Warden's CPU under load
+/// (`BENCHMARKS.md`, "Where a call's time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "warden",
