@@ -1,24 +1,62 @@
 #!/usr/bin/env bash
 # Where a tools/call's time goes inside Warden: a CPU profile of one Warden
-# (stdio echo upstream, store on the project disk, risk scoring on, an
-# allow-all policy, anonymous principal) under the load generator at
-# concurrency 64, sampled with perf and drawn as a flame graph.
+# running its whole pipeline, as scripts/bench-peers.sh measures it (RS256
+# tokens from the dev issuer for a Reader, the baseline policies of
+# policies/, risk scoring on, SQLite on disk, a stdio echo upstream),
+# under the load generator at concurrency 64, sampled with perf and drawn
+# as a flame graph. Prints the load's figures and each part's share.
 # Usage: scripts/profile-call.sh [OUT.svg]   (default docs/profile-call.svg)
 #   Needs: release builds of warden, echo_upstream and loadgen; Debian's
 #   linux-perf; inferno (cargo install inferno --root .deps/inferno).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-R=target/release
+R=$PWD/target/release
 OUT=${1:-docs/profile-call.svg}
 INFERNO=${INFERNO:-.deps/inferno/bin}
-DIR=target/profile-call
-rm -rf "$DIR"; mkdir -p "$DIR"
-$R/warden audit keygen --origin profile/audit --dir "$DIR" >/dev/null 2>&1
+DIR=$PWD/target/profile-call
+rm -rf "$DIR"; mkdir -p "$DIR/dev" "$DIR/warden"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+# The dev issuer (inside an otherwise idle `warden dev`) signs the token.
+ISSUER=http://127.0.0.1:19035
+RUST_LOG=warn $R/warden dev --no-azure-mcp --no-oauth --listen 127.0.0.1:19034 \
+  --issuer-listen 127.0.0.1:19035 --arm-listen 127.0.0.1:19036 --data-dir "$DIR/dev" 2>"$DIR/dev.log" &
+pids+=($!)
+for _ in $(seq 300); do curl -s -o /dev/null "$ISSUER/.well-known/openid-configuration" && break; sleep 0.1; done
+TOKEN=$($R/warden dev token --user bench --role Reader --issuer-url "$ISSUER" --data-dir "$DIR/dev")
+
+W=$DIR/warden
+$R/warden audit keygen --origin profile/audit --dir "$W" >/dev/null
+cat > "$W/w.toml" <<TOML
+[server]
+listen = "127.0.0.1:19030"
+max_sessions = 512
+[identity]
+authority = "$ISSUER"
+v1_issuer_base = "$ISSUER/sts"
+tenants = ["11111111-2222-4333-8444-555555555555"]
+audiences = ["api://warden-dev"]
+required_scopes = ["access_as_user"]
+mfa_auth_contexts = ["c1"]
+[store]
+path = "warden.db"
+[audit]
+signing_key = "audit-signing.key"
+hmac_key = "audit-hmac.key"
+[policy]
+dir = "$PWD/policies"
+[risk]
+enabled = true
+[upstreams.echo]
+command = "$R/examples/echo_upstream"
+TOML
 . scripts/bench-warden.sh
-bench_warden "$DIR" 19030
+bench_warden_start "$W" 19030
 pid=$BENCH_WARDEN_PID
-trap 'kill $pid 2>/dev/null || true' EXIT
-$R/examples/loadgen --url http://127.0.0.1:19030/mcp --concurrency 64 --calls 60000 --warmup 20 --json > "$DIR/load.json" &
+pids+=("$pid")
+$R/examples/loadgen --url http://127.0.0.1:19030/mcp --header "Authorization: Bearer $TOKEN" \
+  --concurrency 64 --calls 60000 --warmup 20 --json > "$DIR/load.json" &
 load=$!
 sleep 3
 perf record -F 499 --call-graph dwarf,16384 -p "$pid" -o "$DIR/perf.data" -- sleep 8 2>"$DIR/perf.log"
@@ -26,15 +64,16 @@ wait "$load" || true
 perf script -i "$DIR/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" > "$DIR/stacks.folded"
 # Frames under 0.2 % of the samples are left out (they would make the file
 # large and the picture no clearer).
-"$INFERNO/inferno-flamegraph" --minwidth 0.2 --title "Warden: tools/call at concurrency 64 (stdio echo upstream, SQLite on disk)" \
+"$INFERNO/inferno-flamegraph" --minwidth 0.2 \
+  --title "Warden: tools/call at concurrency 64 (Reader token, baseline policies, risk on, SQLite on disk, stdio echo upstream)" \
   < "$DIR/stacks.folded" > "$OUT"
 echo "load: $(cat "$DIR/load.json")"
 echo "flame graph: $OUT"
 # The share of samples with each part on their stack (shares overlap).
 total=$(awk '{n += $NF} END {print n}' "$DIR/stacks.folded")
 for part in 'warden::pipeline' 'warden::policy' 'warden::gateway' 'rmcp::transport' 'rmcp::service' \
-            'warden::audit' 'serde_json' 'malloc|free' 'write' 'fsync|fdatasync' 'warden::store' \
-            'warden::executor' 'warden::risk' 'warden::catalog'; do
+            'warden::audit' 'serde_json' 'mi_|malloc|free' 'write' 'fsync|fdatasync' 'warden-store-wr' \
+            'warden::executor' 'warden::risk' 'warden::catalog' 'warden::identity' 'hyper::'; do
   n=$({ grep -E "$part" "$DIR/stacks.folded" || true; } | awk '{n += $NF} END {print n + 0}')
   printf '%-20s %5.1f %%\n' "$part" "$(echo "100 * $n / $total" | bc -l)"
 done
