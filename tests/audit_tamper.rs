@@ -25,7 +25,7 @@ use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 use warden::audit::merkle::{Frontier, leaf_hash};
 use warden::audit::note::{Checkpoint, Signer};
-use warden::audit::record::{Actor, Kind, Record, Status};
+use warden::audit::record::{Actor, Kind, Record, Status, columns_of};
 use warden::audit::{Audit, AuditConfig, KeyFiles, keygen, load_signer};
 use warden::metrics::Metrics;
 use warden::store::postgres::ScratchSchema;
@@ -77,6 +77,8 @@ on_both_backends!(
     a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not,
     a_bundle_verifies_and_an_edited_bundle_does_not,
     a_missing_or_wrong_key_file_cannot_verify,
+    an_edited_indexed_column_is_invalid,
+    a_forged_record_with_matching_columns_is_still_invalid,
 );
 
 #[derive(Debug, Clone, Copy)]
@@ -244,8 +246,12 @@ trait Attacker {
     /// Files the row at `from` (bytes and leaf hash unchanged) under `to`.
     fn move_record(&mut self, from: i64, to: i64);
 
-    /// Adds a row for `bytes` at `seq`, with their leaf hash.
-    fn insert_record(&mut self, seq: i64, kind: &str, bytes: &[u8]);
+    /// Adds a row for `bytes` at `seq`, with their leaf hash and the
+    /// indexed columns they imply (a careful forger).
+    fn insert_record(&mut self, seq: i64, bytes: &[u8]);
+
+    /// Sets one indexed column of the record at `seq`, leaving its bytes.
+    fn set_column(&mut self, seq: i64, column: &str, value: Option<&str>);
 
     /// The stored checkpoints, oldest first: (row id, size, note).
     fn checkpoints(&mut self) -> Vec<(i64, i64, String)>;
@@ -263,11 +269,19 @@ trait Attacker {
         serde_json::from_slice(&self.record_bytes(seq)).unwrap()
     }
 
-    /// Stores `value` (canonicalised) as the record at `seq`, with its leaf hash.
+    /// Stores `value` (canonicalised) as the record at `seq`, with its leaf
+    /// hash and the indexed columns it implies (a careful forger).
     fn rewrite(&mut self, seq: i64, value: &Value) {
         let bytes = serde_json_canonicalizer::to_vec(value).unwrap();
         self.set_record_bytes(seq, &bytes);
         self.set_leaf_hash(seq, &leaf_hash(&bytes));
+        let c = columns_of(&bytes).expect("a record");
+        self.set_column(seq, "ts", Some(&c.ts));
+        self.set_column(seq, "kind", Some(&c.kind));
+        self.set_column(seq, "call_id", c.call_id.as_deref());
+        self.set_column(seq, "principal_oid", c.principal_oid.as_deref());
+        self.set_column(seq, "tool", c.tool.as_deref());
+        self.set_column(seq, "decision", c.decision.as_deref());
     }
 
     /// The tree head at `size` of the records as stored.
@@ -385,14 +399,37 @@ impl Attacker for SqliteAttacker {
         assert_eq!(n, 1);
     }
 
-    fn insert_record(&mut self, seq: i64, kind: &str, bytes: &[u8]) {
+    fn insert_record(&mut self, seq: i64, bytes: &[u8]) {
+        let c = columns_of(bytes).expect("a record");
         self.conn
             .execute(
-                "INSERT INTO audit_records (seq, ts, kind, leaf_hash, record)
-                 VALUES (?1, 't', ?2, ?3, ?4)",
-                params![seq, kind, &leaf_hash(bytes)[..], bytes],
+                "INSERT INTO audit_records
+                 (seq, ts, kind, call_id, principal_oid, tool, decision, leaf_hash, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    seq,
+                    c.ts,
+                    c.kind,
+                    c.call_id,
+                    c.principal_oid,
+                    c.tool,
+                    c.decision,
+                    &leaf_hash(bytes)[..],
+                    bytes
+                ],
             )
             .unwrap();
+    }
+
+    fn set_column(&mut self, seq: i64, column: &str, value: Option<&str>) {
+        let n = self
+            .conn
+            .execute(
+                &format!("UPDATE audit_records SET {column} = ?1 WHERE seq = ?2"),
+                params![value, seq],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     fn checkpoints(&mut self) -> Vec<(i64, i64, String)> {
@@ -533,14 +570,37 @@ impl Attacker for PostgresAttacker {
 
     /// The row's `writer` (outside the hash) is copied from the row before
     /// it, as a replica that wrote its neighbour.
-    fn insert_record(&mut self, seq: i64, kind: &str, bytes: &[u8]) {
+    fn insert_record(&mut self, seq: i64, bytes: &[u8]) {
+        let c = columns_of(bytes).expect("a record");
         let n = self
             .client
             .execute(
-                "INSERT INTO audit_records (seq, ts, kind, leaf_hash, record, writer)
-                 SELECT $1, 't', $2, $3, $4, writer FROM audit_records
+                "INSERT INTO audit_records
+                 (seq, ts, kind, call_id, principal_oid, tool, decision, leaf_hash, record, writer)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, writer FROM audit_records
                  WHERE seq < $1 ORDER BY seq DESC LIMIT 1",
-                &[&seq, &kind, &&leaf_hash(bytes)[..], &bytes],
+                &[
+                    &seq,
+                    &c.ts,
+                    &c.kind,
+                    &c.call_id,
+                    &c.principal_oid,
+                    &c.tool,
+                    &c.decision,
+                    &&leaf_hash(bytes)[..],
+                    &bytes,
+                ],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn set_column(&mut self, seq: i64, column: &str, value: Option<&str>) {
+        let n = self
+            .client
+            .execute(
+                &format!("UPDATE audit_records SET {column} = $1 WHERE seq = $2"),
+                &[&value, &seq],
             )
             .unwrap();
         assert_eq!(n, 1);
@@ -699,6 +759,7 @@ fn an_edited_byte_is_invalid(backend: Backend) {
         problems(&report),
         vec![
             p("INVALID", Some((8, 8)), None),
+            p("INVALID", Some((8, 8)), None),
             p("INVALID", Some((6, 10)), Some("#3")),
             p("INVALID", Some((6, 15)), Some("#4")),
             p("INVALID", Some((6, 20)), Some("#5")),
@@ -707,6 +768,8 @@ fn an_edited_byte_is_invalid(backend: Backend) {
         "{report:#}"
     );
     assert!(reason(&report, 0).contains("leaf hash"));
+    // The tool column still says what the record said before the edit.
+    assert!(reason(&report, 1).contains("column(s) tool"), "{report:#}");
     // The triggers the attacker dropped or disabled are reported too.
     assert_eq!(report["warnings"], triggers_missing(), "{report:#}");
 }
@@ -808,11 +871,7 @@ fn an_inserted_record_is_invalid(backend: Backend) {
     }
     let mut forged = serde_json::to_value(call_record(Kind::Intent, 99)).unwrap();
     forged["seq"] = json!(8);
-    attacker.insert_record(
-        8,
-        "intent",
-        &serde_json_canonicalizer::to_vec(&forged).unwrap(),
-    );
+    attacker.insert_record(8, &serde_json_canonicalizer::to_vec(&forged).unwrap());
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -1056,7 +1115,7 @@ fn a_rotated_key_chains_from_the_old_one_and_a_forged_rotation_does_not(backend:
         "endorsement": "AAAA",
     }));
     log.attacker()
-        .insert_record(25, "key_rotation", &forged.canonical().unwrap());
+        .insert_record(25, &forged.canonical().unwrap());
     let (code, report) = verify_db(&log);
     assert_eq!(code, 1);
     assert_eq!(
@@ -1139,5 +1198,70 @@ fn a_missing_or_wrong_key_file_cannot_verify(backend: Backend) {
             Location::parse(&missing)
         )),
         "{stderr}"
+    );
+}
+
+/// The columns `export --principal/--tool/--decision` filter on and calls
+/// are looked up by are copies of the signed record: edited, the bytes and
+/// the tree are intact, and each edited record is named.
+fn an_edited_indexed_column_is_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    // Hide record 8 from a filtered export, and change what 9, 10, 11
+    // and 12 are indexed as.
+    attacker.set_column(8, "principal_oid", Some("someone-else"));
+    attacker.set_column(9, "tool", None);
+    attacker.set_column(10, "kind", Some("heartbeat"));
+    attacker.set_column(11, "ts", Some("2020-01-01T00:00:00.000000Z"));
+    attacker.set_column(12, "call_id", Some("call-99"));
+    attacker.restore_triggers();
+    let (code, report) = verify_db(&log);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        problems(&report),
+        (8..=12)
+            .map(|seq| p("INVALID", Some((seq, seq)), None))
+            .collect::<Vec<_>>(),
+        "{report:#}"
+    );
+    for (i, column) in ["principal_oid", "tool", "kind", "ts", "call_id"]
+        .iter()
+        .enumerate()
+    {
+        let said = reason(&report, i);
+        assert!(
+            said.contains(column) && said.contains("signed record"),
+            "{said}"
+        );
+    }
+    // Bytes, leaves and checkpoints are intact: every checkpoint verifies.
+    assert_eq!(report["verified_size"], json!(21), "{report:#}");
+}
+
+/// The decision column too; and a record whose columns match its forged
+/// bytes is still caught by the tree.
+fn a_forged_record_with_matching_columns_is_still_invalid(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    let mut record = attacker.record(4);
+    record["decision"] = json!({"effect": "allow"});
+    attacker.rewrite(4, &record);
+    attacker.set_column(4, "decision", Some("allow"));
+    attacker.set_column(6, "decision", Some("deny"));
+    let (code, report) = verify_db(&log);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    let at = found
+        .iter()
+        .position(|f| *f == p("INVALID", Some((6, 6)), None))
+        .unwrap_or_else(|| panic!("record 6 is named: {report:#}"));
+    assert!(reason(&report, at).contains("decision"), "{report:#}");
+    assert!(
+        !found.contains(&p("INVALID", Some((4, 4)), None)),
+        "record 4's columns match its bytes: {report:#}"
+    );
+    assert!(
+        found.contains(&p("INVALID", Some((1, 5)), Some("#2"))),
+        "{report:#}"
     );
 }

@@ -500,7 +500,12 @@ pub fn verify_store(db: impl Into<Location>, key: VerifierKey) -> Result<Report,
         .collect();
     let mut verifier = Verifier::new(key, checkpoints);
     reader.for_each_record(0, |row| {
-        verifier.record(Some(row.seq as u64), Some(&row.leaf_hash), &row.bytes);
+        verifier.record(
+            Some(row.seq as u64),
+            Some(&row.leaf_hash),
+            Some(&row.columns),
+            &row.bytes,
+        );
         Ok(())
     })?;
     let triggers = reader.triggers()?;
@@ -584,7 +589,7 @@ pub fn verify_bundle(dir: &Path, key: VerifierKey) -> Result<Report, ExportError
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        verifier.record(None, None, &line);
+        verifier.record(None, None, None, &line);
     }
     Ok(verifier.finish())
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::identity::Principal;
+use crate::store::Columns;
 
 /// What a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,13 +219,61 @@ impl Record {
     }
 
     /// The decision's effect (`allow`/`deny`), for indexing and filters.
-    pub fn decision_effect(&self) -> Option<String> {
-        self.decision
-            .as_ref()
-            .and_then(|d| d.get("effect"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+    /// The columns the store indexes this record by.
+    pub fn columns(&self) -> Columns {
+        Columns {
+            ts: self.ts.clone(),
+            kind: self.kind.as_str().to_owned(),
+            call_id: self.call_id.clone(),
+            principal_oid: self.principal.as_ref().map(|p| p.oid.clone()),
+            tool: self.tool.clone(),
+            decision: self.decision_effect(),
+        }
     }
+
+    pub fn decision_effect(&self) -> Option<String> {
+        effect_of(self.decision.as_ref())
+    }
+}
+
+fn effect_of(decision: Option<&Value>) -> Option<String> {
+    decision
+        .and_then(|d| d.get("effect"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// What [`Record::columns`] gives for the record `bytes` hold, reading only
+/// the fields the columns copy (verification compares it with the stored
+/// columns). `None` if the bytes do not hold such a record.
+pub fn columns_of(bytes: &[u8]) -> Option<Columns> {
+    #[derive(Deserialize)]
+    struct Indexed {
+        ts: String,
+        // As written: `Kind::as_str` of the kinds this build knows.
+        kind: String,
+        #[serde(default)]
+        call_id: Option<String>,
+        #[serde(default)]
+        principal: Option<IndexedActor>,
+        #[serde(default)]
+        tool: Option<String>,
+        #[serde(default)]
+        decision: Option<Value>,
+    }
+    #[derive(Deserialize)]
+    struct IndexedActor {
+        oid: String,
+    }
+    let r: Indexed = serde_json::from_slice(bytes).ok()?;
+    Some(Columns {
+        ts: r.ts,
+        kind: r.kind,
+        call_id: r.call_id,
+        principal_oid: r.principal.map(|p| p.oid),
+        tool: r.tool,
+        decision: effect_of(r.decision.as_ref()),
+    })
 }
 
 /// The current time as the log writes it.
@@ -527,6 +576,41 @@ fn key_before(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_read_from_the_bytes_are_the_record_s_own() {
+        let actor = Actor {
+            tid: "t".into(),
+            oid: "o-1".into(),
+            name: "n".into(),
+            kind: "user".into(),
+            client_app: None,
+            auth_path: None,
+        };
+        let decisions = [
+            None,
+            Some(serde_json::json!({"effect": "deny", "policies": ["p"]})),
+            Some(serde_json::json!({"effect": 1})),
+            Some(serde_json::json!("allow")),
+            Some(serde_json::json!({})),
+        ];
+        for kind in [Kind::Intent, Kind::Outcome, Kind::Auth, Kind::Heartbeat] {
+            for decision in &decisions {
+                let mut r = Record::new(kind);
+                r.seq = 7;
+                r.decision = decision.clone();
+                if kind != Kind::Heartbeat {
+                    r.call_id = Some("c-\"1\"".into());
+                    r.principal = Some(actor.clone());
+                    r.tool = Some("vm_ré".into());
+                }
+                let bytes = r.canonical().unwrap();
+                assert_eq!(columns_of(&bytes), Some(r.columns()), "{r:?}");
+            }
+        }
+        assert_eq!(columns_of(b"not json"), None);
+        assert_eq!(columns_of(br#"{"kind":"intent"}"#), None, "no ts");
+    }
 
     #[test]
     fn canonical_bytes_sort_keys_and_drop_empty_fields() {

@@ -15,7 +15,7 @@
 
 use super::merkle::leaf_hash;
 use super::record::Record;
-use crate::store::{Sealed, Sealer};
+use crate::store::{Columns, Sealed, Sealer};
 
 /// The placeholder number: the largest integer RFC 8785 prints as digits
 /// (2^53 - 1). Real numbers are below it.
@@ -101,35 +101,16 @@ impl Split {
 }
 
 /// The record's indexed columns, read before it is queued.
-struct Index {
-    ts: String,
-    kind: String,
-    call_id: Option<String>,
-    principal_oid: Option<String>,
-    tool: Option<String>,
-    decision: Option<String>,
-}
+struct Index(Columns);
 
 impl Index {
     fn of(record: &Record) -> Index {
-        Index {
-            ts: record.ts.clone(),
-            kind: record.kind.as_str().to_owned(),
-            call_id: record.call_id.clone(),
-            principal_oid: record.principal.as_ref().map(|p| p.oid.clone()),
-            tool: record.tool.clone(),
-            decision: record.decision_effect(),
-        }
+        Index(record.columns())
     }
 
     fn seal(self, bytes: Vec<u8>) -> Sealed {
         Sealed {
-            ts: self.ts,
-            kind: self.kind,
-            call_id: self.call_id,
-            principal_oid: self.principal_oid,
-            tool: self.tool,
-            decision: self.decision,
+            columns: self.0,
             leaf_hash: leaf_hash(&bytes),
             bytes,
         }
@@ -139,6 +120,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::record::columns_of;
     use crate::audit::record::Kind;
 
     fn record(details: serde_json::Value) -> Record {
@@ -181,9 +163,11 @@ mod tests {
             let bytes = expected(r, seq);
             assert_eq!(sealed.bytes, bytes, "seq {seq}");
             assert_eq!(sealed.leaf_hash, leaf_hash(&bytes));
-            assert_eq!(sealed.call_id.as_deref(), Some("c-1"));
-            assert_eq!(sealed.tool.as_deref(), Some("vm_delete"));
-            assert_eq!(sealed.kind, "intent");
+            assert_eq!(sealed.columns.call_id.as_deref(), Some("c-1"));
+            assert_eq!(sealed.columns.tool.as_deref(), Some("vm_delete"));
+            assert_eq!(sealed.columns.kind, "intent");
+            // What verification reads back from the bytes.
+            assert_eq!(columns_of(&sealed.bytes), Some(sealed.columns.clone()));
         }
     }
 

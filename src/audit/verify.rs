@@ -34,7 +34,8 @@ use serde_json::Value;
 
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{Checkpoint, Signature, SignedNote, VerifierKey};
-use super::record::{is_canonical, scan_canonical};
+use super::record::{columns_of, is_canonical, scan_canonical};
+use crate::store::Columns;
 
 /// The text a key signs to endorse its successor (in `key_rotation` records).
 pub fn rotation_message(origin: &str, new_key: &str) -> String {
@@ -171,6 +172,8 @@ struct Entry {
     row_seq: Option<u64>,
     bytes: Range<usize>,
     stored_leaf: Option<Range<usize>>,
+    /// The indexed columns stored with it (a store's rows; not a bundle's).
+    columns: Option<Columns>,
 }
 
 /// Bytes after which a batch is checked even if it has fewer records.
@@ -179,7 +182,13 @@ const BATCH_BYTES: usize = 4 << 20;
 const BATCH_RECORDS: usize = 512;
 
 impl Batch {
-    fn push(&mut self, row_seq: Option<u64>, stored_leaf: Option<&[u8]>, bytes: &[u8]) {
+    fn push(
+        &mut self,
+        row_seq: Option<u64>,
+        stored_leaf: Option<&[u8]>,
+        columns: Option<&Columns>,
+        bytes: &[u8],
+    ) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
         let stored_leaf = stored_leaf.map(|leaf| {
@@ -191,6 +200,7 @@ impl Batch {
             row_seq,
             bytes: start..self.bytes.len(),
             stored_leaf,
+            columns: columns.cloned(),
         });
     }
 
@@ -235,6 +245,11 @@ impl Batch {
                     leaf,
                     leaf_matches,
                     fields,
+                    columns_differ: entry
+                        .columns
+                        .as_ref()
+                        .map(|stored| columns_differ(stored, bytes))
+                        .unwrap_or_default(),
                 }
             })
             .collect()
@@ -249,6 +264,31 @@ struct Checked {
     /// Canonical, with these fields; `None` leaves the record to the full
     /// parse.
     fields: Option<Scanned>,
+    /// The stored columns that are not what the record says.
+    columns_differ: Vec<&'static str>,
+}
+
+/// The names of the `stored` columns that differ from the record's own
+/// (none if the bytes hold no record: that is reported on its own).
+fn columns_differ(stored: &Columns, bytes: &[u8]) -> Vec<&'static str> {
+    let Some(signed) = columns_of(bytes) else {
+        return Vec::new();
+    };
+    [
+        ("ts", stored.ts == signed.ts),
+        ("kind", stored.kind == signed.kind),
+        ("call_id", stored.call_id == signed.call_id),
+        (
+            "principal_oid",
+            stored.principal_oid == signed.principal_oid,
+        ),
+        ("tool", stored.tool == signed.tool),
+        ("decision", stored.decision == signed.decision),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(name, _)| name)
+    .collect()
 }
 
 struct Scanned {
@@ -518,13 +558,20 @@ impl Verifier {
     }
 
     /// Feeds the next record. `row_seq` is the sequence number the store
-    /// files it under and `stored_leaf` the leaf hash stored beside it
-    /// (`None` for a bundle, where only the record says).
+    /// files it under, `stored_leaf` the leaf hash and `columns` the
+    /// indexed columns stored beside it (`None` for a bundle, where only
+    /// the record says).
     ///
     /// The record is checked with its batch; [`Verifier::finish`] checks
     /// what is left.
-    pub fn record(&mut self, row_seq: Option<u64>, stored_leaf: Option<&[u8]>, bytes: &[u8]) {
-        self.batch.push(row_seq, stored_leaf, bytes);
+    pub fn record(
+        &mut self,
+        row_seq: Option<u64>,
+        stored_leaf: Option<&[u8]>,
+        columns: Option<&Columns>,
+        bytes: &[u8],
+    ) {
+        self.batch.push(row_seq, stored_leaf, columns, bytes);
         if self.batch.is_full(self.batch_records) {
             self.dispatch();
         }
@@ -685,6 +732,19 @@ impl Verifier {
                 Some((seq, seq)),
                 None,
                 "the record's bytes do not match the leaf hash stored with them (edited)",
+            );
+        }
+        if !checked.columns_differ.is_empty() {
+            // The signed bytes are intact, but what exports filter and
+            // look records up by was changed.
+            self.problem(
+                Verdict::Invalid,
+                Some((seq, seq)),
+                None,
+                format!(
+                    "the stored column(s) {} do not match the signed record (edited)",
+                    checked.columns_differ.join(", ")
+                ),
             );
         }
         self.frontier.push(checked.leaf);
@@ -898,7 +958,7 @@ mod tests {
         v.batch_records = batch;
         v.parallel = parallel;
         for (seq, bytes, leaf) in rows {
-            v.record(Some(*seq), Some(leaf), bytes);
+            v.record(Some(*seq), Some(leaf), None, bytes);
         }
         serde_json::to_value(v.finish()).unwrap()
     }

@@ -152,15 +152,24 @@ pub struct Guard {
     pub new: Vec<u8>,
 }
 
-/// A record ready to be stored: its bytes and the columns it is indexed by.
-#[derive(Debug, Clone)]
-pub struct Sealed {
+/// The columns a record is stored and looked up by (`export` filters on
+/// them). They are copies of what the signed record says: verification
+/// reads them back and compares (see `Record::columns`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Columns {
     pub ts: String,
     pub kind: String,
     pub call_id: Option<String>,
     pub principal_oid: Option<String>,
     pub tool: Option<String>,
+    /// The decision's effect.
     pub decision: Option<String>,
+}
+
+/// A record ready to be stored: its bytes and the columns it is indexed by.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub columns: Columns,
     pub leaf_hash: [u8; 32],
     pub bytes: Vec<u8>,
 }
@@ -193,6 +202,8 @@ pub struct RecordRow {
     pub seq: i64,
     pub leaf_hash: Vec<u8>,
     pub bytes: Vec<u8>,
+    /// The columns stored beside the bytes.
+    pub columns: Columns,
 }
 
 pub(crate) enum Job {
@@ -605,12 +616,11 @@ mod tests {
     fn sealer(text: &'static str) -> Sealer {
         Box::new(move |seq| {
             Ok(Sealed {
-                ts: "2026-01-01T00:00:00Z".into(),
-                kind: "heartbeat".into(),
-                call_id: None,
-                principal_oid: None,
-                tool: None,
-                decision: None,
+                columns: Columns {
+                    ts: "2026-01-01T00:00:00Z".into(),
+                    kind: "heartbeat".into(),
+                    ..Columns::default()
+                },
                 leaf_hash: [seq as u8; 32],
                 bytes: format!("{seq}:{text}").into_bytes(),
             })

@@ -39,8 +39,8 @@ use postgres::{Client, NoTls, Statement};
 use super::SeqVisitor;
 use super::writer::{Backend, Writer};
 use super::{
-    CheckpointRow, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange, Store,
-    StoreError, now_text,
+    CheckpointRow, Columns, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange,
+    Store, StoreError, now_text,
 };
 
 mod embedded {
@@ -435,12 +435,12 @@ impl Backend for Pg {
         let column = |f: fn(&Sealed) -> Option<&str>| -> Vec<Option<&str>> {
             records.iter().map(f).collect()
         };
-        let ts = column(|r| Some(r.ts.as_str()));
-        let kind = column(|r| Some(r.kind.as_str()));
-        let call_id = column(|r| r.call_id.as_deref());
-        let principal = column(|r| r.principal_oid.as_deref());
-        let tool = column(|r| r.tool.as_deref());
-        let decision = column(|r| r.decision.as_deref());
+        let ts = column(|r| Some(r.columns.ts.as_str()));
+        let kind = column(|r| Some(r.columns.kind.as_str()));
+        let call_id = column(|r| r.columns.call_id.as_deref());
+        let principal = column(|r| r.columns.principal_oid.as_deref());
+        let tool = column(|r| r.columns.tool.as_deref());
+        let decision = column(|r| r.columns.decision.as_deref());
         let leaves: Vec<&[u8]> = records.iter().map(|r| &r.leaf_hash[..]).collect();
         let bytes: Vec<&[u8]> = records.iter().map(|r| &r.bytes[..]).collect();
         let instance = self.instance.clone();
@@ -745,16 +745,30 @@ impl PgReader {
         each: &mut dyn FnMut(RecordRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         self.paged(
-            "SELECT seq, leaf_hash, record FROM audit_records
-             WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, leaf_hash, record, ts, kind, call_id, principal_oid, tool, decision
+             FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2",
             from,
             None,
-            |r| (r.get(0), (r.get::<_, Vec<u8>>(1), r.get::<_, Vec<u8>>(2))),
-            &mut |seq, (leaf_hash, bytes)| {
+            |r| {
+                let columns = Columns {
+                    ts: r.get(3),
+                    kind: r.get(4),
+                    call_id: r.get(5),
+                    principal_oid: r.get(6),
+                    tool: r.get(7),
+                    decision: r.get(8),
+                };
+                (
+                    r.get(0),
+                    (r.get::<_, Vec<u8>>(1), r.get::<_, Vec<u8>>(2), columns),
+                )
+            },
+            &mut |seq, (leaf_hash, bytes, columns)| {
                 each(RecordRow {
                     seq,
                     leaf_hash,
                     bytes,
+                    columns,
                 })
             },
         )
@@ -1024,17 +1038,17 @@ mod tests {
     fn sealer(text: &'static str) -> Sealer {
         Box::new(move |seq| {
             Ok(Sealed {
-                ts: "2026-01-01T00:00:00Z".into(),
-                kind: if text == "intent" {
-                    "intent"
-                } else {
-                    "heartbeat"
-                }
-                .into(),
-                call_id: Some(format!("call-{seq}")),
-                principal_oid: None,
-                tool: None,
-                decision: None,
+                columns: Columns {
+                    ts: "2026-01-01T00:00:00Z".into(),
+                    kind: if text == "intent" {
+                        "intent"
+                    } else {
+                        "heartbeat"
+                    }
+                    .into(),
+                    call_id: Some(format!("call-{seq}")),
+                    ..Columns::default()
+                },
                 leaf_hash: [seq as u8; 32],
                 bytes: format!("{seq}:{text}").into_bytes(),
             })

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::SeqVisitor;
 use super::writer::{Backend, Writer};
 use super::{
-    CheckpointRow, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange, Store,
-    StoreError, now_text,
+    CheckpointRow, Columns, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange,
+    Store, StoreError, now_text,
 };
 
 /// How long a write waits for another process's lock before it fails.
@@ -226,12 +226,12 @@ impl Backend for Sqlite {
             insert
                 .execute(params![
                     seq as i64,
-                    r.ts,
-                    r.kind,
-                    r.call_id,
-                    r.principal_oid,
-                    r.tool,
-                    r.decision,
+                    r.columns.ts,
+                    r.columns.kind,
+                    r.columns.call_id,
+                    r.columns.principal_oid,
+                    r.columns.tool,
+                    r.columns.decision,
                     &r.leaf_hash[..],
                     r.bytes
                 ])
@@ -440,7 +440,8 @@ impl SqliteReader {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT seq, leaf_hash, record FROM audit_records WHERE seq >= ?1 ORDER BY seq",
+                "SELECT seq, leaf_hash, record, ts, kind, call_id, principal_oid, tool, decision
+                 FROM audit_records WHERE seq >= ?1 ORDER BY seq",
             )
             .map_err(read_error)?;
         let mut rows = stmt.query([from]).map_err(read_error)?;
@@ -449,6 +450,14 @@ impl SqliteReader {
                 seq: row.get(0).map_err(read_error)?,
                 leaf_hash: row.get(1).map_err(read_error)?,
                 bytes: row.get(2).map_err(read_error)?,
+                columns: Columns {
+                    ts: row.get(3).map_err(read_error)?,
+                    kind: row.get(4).map_err(read_error)?,
+                    call_id: row.get(5).map_err(read_error)?,
+                    principal_oid: row.get(6).map_err(read_error)?,
+                    tool: row.get(7).map_err(read_error)?,
+                    decision: row.get(8).map_err(read_error)?,
+                },
             })?;
         }
         Ok(())
