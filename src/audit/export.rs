@@ -499,11 +499,11 @@ pub fn verify_store(db: impl Into<Location>, key: VerifierKey) -> Result<Report,
         })
         .collect();
     let mut verifier = Verifier::new(key, checkpoints);
-    reader.for_each_record(0, |row| {
+    reader.for_each_record_with_columns(0, |row| {
         verifier.record(
             Some(row.seq as u64),
             Some(&row.leaf_hash),
-            Some(&row.columns),
+            row.columns.as_ref(),
             &row.bytes,
         );
         Ok(())

@@ -120,8 +120,8 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record::columns_of;
     use crate::audit::record::Kind;
+    use crate::audit::record::columns_of;
 
     fn record(details: serde_json::Value) -> Record {
         let mut r = Record::new(Kind::Intent);

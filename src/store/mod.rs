@@ -202,8 +202,8 @@ pub struct RecordRow {
     pub seq: i64,
     pub leaf_hash: Vec<u8>,
     pub bytes: Vec<u8>,
-    /// The columns stored beside the bytes.
-    pub columns: Columns,
+    /// The columns stored beside the bytes, when asked for.
+    pub columns: Option<Columns>,
 }
 
 pub(crate) enum Job {
@@ -485,13 +485,24 @@ impl Reader {
         Ok(Reader { backend })
     }
 
-    /// Calls `each` for every record with `seq >= from`, in `seq` order.
+    /// Calls `each` for every record with `seq >= from`, in `seq` order
+    /// (without its indexed columns).
     pub fn for_each_record(
         &self,
         from: i64,
         mut each: impl FnMut(RecordRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        read!(self.for_each_record(from, &mut each))
+        read!(self.for_each_record(from, false, &mut each))
+    }
+
+    /// [`Reader::for_each_record`] with each record's indexed columns
+    /// (verification compares them with the record).
+    pub fn for_each_record_with_columns(
+        &self,
+        from: i64,
+        mut each: impl FnMut(RecordRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        read!(self.for_each_record(from, true, &mut each))
     }
 
     /// The bytes of every record of `kind`, in `seq` order.

@@ -742,27 +742,38 @@ impl PgReader {
     pub(super) fn for_each_record(
         &self,
         from: i64,
+        columns: bool,
         each: &mut dyn FnMut(RecordRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        type Item = (Vec<u8>, Vec<u8>, Option<Columns>);
+        let (sql, map): (&'static str, fn(&postgres::Row) -> (i64, Item)) = if columns {
+            (
+                "SELECT seq, leaf_hash, record, ts, kind, call_id, principal_oid, tool, decision
+                 FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                |r| {
+                    let columns = Columns {
+                        ts: r.get(3),
+                        kind: r.get(4),
+                        call_id: r.get(5),
+                        principal_oid: r.get(6),
+                        tool: r.get(7),
+                        decision: r.get(8),
+                    };
+                    (r.get(0), (r.get(1), r.get(2), Some(columns)))
+                },
+            )
+        } else {
+            (
+                "SELECT seq, leaf_hash, record FROM audit_records
+                 WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                |r| (r.get(0), (r.get(1), r.get(2), None)),
+            )
+        };
         self.paged(
-            "SELECT seq, leaf_hash, record, ts, kind, call_id, principal_oid, tool, decision
-             FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            sql,
             from,
             None,
-            |r| {
-                let columns = Columns {
-                    ts: r.get(3),
-                    kind: r.get(4),
-                    call_id: r.get(5),
-                    principal_oid: r.get(6),
-                    tool: r.get(7),
-                    decision: r.get(8),
-                };
-                (
-                    r.get(0),
-                    (r.get::<_, Vec<u8>>(1), r.get::<_, Vec<u8>>(2), columns),
-                )
-            },
+            map,
             &mut |seq, (leaf_hash, bytes, columns)| {
                 each(RecordRow {
                     seq,

@@ -431,18 +431,22 @@ impl SqliteReader {
         Ok(SqliteReader { conn })
     }
 
-    /// Calls `each` for every record with `seq >= from`, in `seq` order.
+    /// Calls `each` for every record with `seq >= from`, in `seq` order,
+    /// with its indexed columns if `columns`.
     pub fn for_each_record(
         &self,
         from: i64,
+        columns: bool,
         each: &mut dyn FnMut(RecordRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(if columns {
                 "SELECT seq, leaf_hash, record, ts, kind, call_id, principal_oid, tool, decision
-                 FROM audit_records WHERE seq >= ?1 ORDER BY seq",
-            )
+                 FROM audit_records WHERE seq >= ?1 ORDER BY seq"
+            } else {
+                "SELECT seq, leaf_hash, record FROM audit_records WHERE seq >= ?1 ORDER BY seq"
+            })
             .map_err(read_error)?;
         let mut rows = stmt.query([from]).map_err(read_error)?;
         while let Some(row) = rows.next().map_err(read_error)? {
@@ -450,13 +454,17 @@ impl SqliteReader {
                 seq: row.get(0).map_err(read_error)?,
                 leaf_hash: row.get(1).map_err(read_error)?,
                 bytes: row.get(2).map_err(read_error)?,
-                columns: Columns {
-                    ts: row.get(3).map_err(read_error)?,
-                    kind: row.get(4).map_err(read_error)?,
-                    call_id: row.get(5).map_err(read_error)?,
-                    principal_oid: row.get(6).map_err(read_error)?,
-                    tool: row.get(7).map_err(read_error)?,
-                    decision: row.get(8).map_err(read_error)?,
+                columns: if columns {
+                    Some(Columns {
+                        ts: row.get(3).map_err(read_error)?,
+                        kind: row.get(4).map_err(read_error)?,
+                        call_id: row.get(5).map_err(read_error)?,
+                        principal_oid: row.get(6).map_err(read_error)?,
+                        tool: row.get(7).map_err(read_error)?,
+                        decision: row.get(8).map_err(read_error)?,
+                    })
+                } else {
+                    None
                 },
             })?;
         }
