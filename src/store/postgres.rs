@@ -746,7 +746,8 @@ impl PgReader {
         each: &mut dyn FnMut(RecordRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         type Item = (Vec<u8>, Vec<u8>, Option<Columns>);
-        let (sql, map): (&'static str, fn(&postgres::Row) -> (i64, Item)) = if columns {
+        type Map = fn(&postgres::Row) -> (i64, Item);
+        let (sql, map): (&'static str, Map) = if columns {
             (
                 "SELECT seq, leaf_hash, record, ts, kind, call_id, principal_oid, tool, decision
                  FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2",
