@@ -51,41 +51,14 @@ $R/examples/echo_upstream --http 127.0.0.1:19051 2>"$B/echo.log" &
 pids+=($!)
 wait_for http://127.0.0.1:19051/mcp "echo upstream" "$B/echo.log"
 
-# The dev issuer (inside an otherwise idle `warden dev`) signs the tokens.
-ISSUER=http://127.0.0.1:19055
-RUST_LOG=warn $R/warden dev --no-azure-mcp --no-oauth --listen 127.0.0.1:19050 \
-  --issuer-listen 127.0.0.1:19055 --arm-listen 127.0.0.1:19056 --data-dir "$B/dev" 2>"$B/dev.log" &
-pids+=($!)
-wait_for "$ISSUER/.well-known/openid-configuration" "the dev issuer" "$B/dev.log"
-TOKEN=$($R/warden dev token --user bench --role Reader --issuer-url "$ISSUER" --data-dir "$B/dev")
-
 . scripts/bench-warden.sh
+# The dev issuer (inside an otherwise idle `warden dev`) signs the tokens.
+bench_dev_issuer "$B/dev" 19055 19050 19056
+pids+=("$BENCH_ISSUER_PID")
+TOKEN=$BENCH_TOKEN
+
 warden_for() { # dir port upstream-toml
-  $R/warden audit keygen --origin bench/peers --dir "$1" >/dev/null
-  cat > "$1/w.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-max_sessions = 512
-[identity]
-authority = "$ISSUER"
-v1_issuer_base = "$ISSUER/sts"
-tenants = ["11111111-2222-4333-8444-555555555555"]
-audiences = ["api://warden-dev"]
-required_scopes = ["access_as_user"]
-mfa_auth_contexts = ["c1"]
-[store]
-path = "warden.db"
-[audit]
-signing_key = "audit-signing.key"
-hmac_key = "audit-hmac.key"
-[policy]
-dir = "$PWD/policies"
-[risk]
-enabled = true
-[upstreams.echo]
-$3
-TOML
-  bench_warden_start "$1" "$2"
+  bench_warden_pipeline "$1" "$2" "$3"
   pids+=("$BENCH_WARDEN_PID")
   echo "$BENCH_WARDEN_PID" > "$1/pid"
 }

@@ -7,6 +7,19 @@
 #   are DIR's: make them first), then starts it with bench_warden_start.
 #   STORE_LINE defaults to the SQLite file DIR/warden.db.
 #
+# bench_dev_issuer DIR ISSUER_PORT GATEWAY_PORT SIMULATOR_PORT
+#   Starts an otherwise idle `warden dev` whose dev issuer listens on
+#   127.0.0.1:ISSUER_PORT (its gateway and ARM simulator on the other two
+#   ports), waits for it, and leaves its URL in $BENCH_ISSUER, its pid in
+#   $BENCH_ISSUER_PID and a Reader's RS256 token in $BENCH_TOKEN.
+#
+# bench_warden_pipeline DIR PORT UPSTREAM_TOML
+#   The whole pipeline as a deployment runs it: tokens of the dev issuer
+#   started by bench_dev_issuer, the baseline policies of policies/, risk
+#   scoring on, SQLite on disk; UPSTREAM_TOML is the body of
+#   [upstreams.echo]. Makes DIR's audit keys, writes DIR/w.toml, starts it
+#   with bench_warden_start.
+#
 # bench_warden_start DIR PORT
 #   Starts `warden serve --config DIR/w.toml` with RUST_LOG=warn, waits
 #   until 127.0.0.1:PORT is healthy, and leaves its pid in
@@ -44,4 +57,55 @@ bench_warden_start() {
   echo "warden in $dir did not start:" >&2
   cat "$dir/warden.log" >&2
   return 1
+}
+
+bench_dev_issuer() {
+  local dir=$1 port=$2 gateway=$3 simulator=$4
+  local bin=${BENCH_WARDEN_BIN:-$PWD/target/release/warden}
+  BENCH_ISSUER=http://127.0.0.1:$port
+  mkdir -p "$dir"
+  RUST_LOG=warn "$bin" dev --no-azure-mcp --no-oauth --listen "127.0.0.1:$gateway" \
+    --issuer-listen "127.0.0.1:$port" --arm-listen "127.0.0.1:$simulator" \
+    --data-dir "$dir" 2>"$dir/dev.log" &
+  BENCH_ISSUER_PID=$!
+  for _ in $(seq 300); do
+    if curl -s -o /dev/null "$BENCH_ISSUER/.well-known/openid-configuration"; then
+      BENCH_TOKEN=$("$bin" dev token --user bench --role Reader --issuer-url "$BENCH_ISSUER" --data-dir "$dir")
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "the dev issuer did not start:" >&2
+  cat "$dir/dev.log" >&2
+  return 1
+}
+
+bench_warden_pipeline() {
+  local dir=$1 port=$2 upstream=$3
+  mkdir -p "$dir"
+  "${BENCH_WARDEN_BIN:-$PWD/target/release/warden}" audit keygen --origin bench/pipeline --dir "$dir" >/dev/null
+  cat > "$dir/w.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+max_sessions = 512
+[identity]
+authority = "$BENCH_ISSUER"
+v1_issuer_base = "$BENCH_ISSUER/sts"
+tenants = ["11111111-2222-4333-8444-555555555555"]
+audiences = ["api://warden-dev"]
+required_scopes = ["access_as_user"]
+mfa_auth_contexts = ["c1"]
+[store]
+path = "warden.db"
+[audit]
+signing_key = "audit-signing.key"
+hmac_key = "audit-hmac.key"
+[policy]
+dir = "$PWD/policies"
+[risk]
+enabled = true
+[upstreams.echo]
+$upstream
+TOML
+  bench_warden_start "$dir" "$port"
 }

@@ -18,41 +18,12 @@ rm -rf "$DIR"; mkdir -p "$DIR/dev" "$DIR/warden"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
-# The dev issuer (inside an otherwise idle `warden dev`) signs the token.
-ISSUER=http://127.0.0.1:19035
-RUST_LOG=warn $R/warden dev --no-azure-mcp --no-oauth --listen 127.0.0.1:19034 \
-  --issuer-listen 127.0.0.1:19035 --arm-listen 127.0.0.1:19036 --data-dir "$DIR/dev" 2>"$DIR/dev.log" &
-pids+=($!)
-for _ in $(seq 300); do curl -s -o /dev/null "$ISSUER/.well-known/openid-configuration" && break; sleep 0.1; done
-TOKEN=$($R/warden dev token --user bench --role Reader --issuer-url "$ISSUER" --data-dir "$DIR/dev")
-
-W=$DIR/warden
-$R/warden audit keygen --origin profile/audit --dir "$W" >/dev/null
-cat > "$W/w.toml" <<TOML
-[server]
-listen = "127.0.0.1:19030"
-max_sessions = 512
-[identity]
-authority = "$ISSUER"
-v1_issuer_base = "$ISSUER/sts"
-tenants = ["11111111-2222-4333-8444-555555555555"]
-audiences = ["api://warden-dev"]
-required_scopes = ["access_as_user"]
-mfa_auth_contexts = ["c1"]
-[store]
-path = "warden.db"
-[audit]
-signing_key = "audit-signing.key"
-hmac_key = "audit-hmac.key"
-[policy]
-dir = "$PWD/policies"
-[risk]
-enabled = true
-[upstreams.echo]
-command = "$R/examples/echo_upstream"
-TOML
 . scripts/bench-warden.sh
-bench_warden_start "$W" 19030
+# The dev issuer (inside an otherwise idle `warden dev`) signs the token.
+bench_dev_issuer "$DIR/dev" 19035 19034 19036
+pids+=("$BENCH_ISSUER_PID")
+TOKEN=$BENCH_TOKEN
+bench_warden_pipeline "$DIR/warden" 19030 "command = \"$R/examples/echo_upstream\""
 pid=$BENCH_WARDEN_PID
 pids+=("$pid")
 $R/examples/loadgen --url http://127.0.0.1:19030/mcp --header "Authorization: Bearer $TOKEN" \
