@@ -1202,17 +1202,53 @@ fn large_policy_dir(n: usize) -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn slices_decide_as_the_whole_set_on_generated_requests_against_a_thousand_policies() {
-    use rand::{Rng, SeedableRng};
-    let dir = large_policy_dir(1000);
+/// An engine on the baseline and `extra` generated policies, with the
+/// catalog's operations, and a seeded random source for requests.
+fn generated_setup(
+    extra: usize,
+    seed: u64,
+) -> (
+    tempfile::TempDir,
+    Vec<(String, String)>,
+    Engine,
+    rand::rngs::StdRng,
+) {
+    use rand::SeedableRng;
+    let dir = large_policy_dir(extra);
     let config = PolicyConfig {
         dir: dir.path().to_owned(),
         ..PolicyConfig::default()
     };
     let operations = catalog_operations();
-    let engine = Engine::load(&config, &operations).expect("the large set loads");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let engine = Engine::load(&config, &operations).expect("the generated set loads");
+    (
+        dir,
+        operations,
+        engine,
+        rand::rngs::StdRng::seed_from_u64(seed),
+    )
+}
+
+/// A user with a random subset of `roles`, random MFA, one of `oids` object
+/// ids, and one time in ten an application instead.
+fn random_principal(rng: &mut impl rand::Rng, roles: &[&str], oids: u32) -> Principal {
+    let chosen: Vec<&str> = roles
+        .iter()
+        .filter(|_| rng.gen_bool(0.3))
+        .copied()
+        .collect();
+    let mut principal = user(&chosen, rng.gen_bool(0.5));
+    principal.oid = format!("o{}", rng.gen_range(0..oids));
+    if rng.gen_bool(0.1) {
+        principal.kind = PrincipalKind::Application;
+    }
+    principal
+}
+
+#[test]
+fn slices_decide_as_the_whole_set_on_generated_requests_against_a_thousand_policies() {
+    use rand::Rng;
+    let (_dir, operations, engine, mut rng) = generated_setup(1000, 17);
     let roles = [
         "Reader",
         "Developer",
@@ -1225,18 +1261,7 @@ fn slices_decide_as_the_whole_set_on_generated_requests_against_a_thousand_polic
     let mut differences = Vec::new();
     let mut allowed = 0;
     for i in 0..10_000 {
-        let mut principal = user(
-            &roles
-                .iter()
-                .filter(|_| rng.gen_bool(0.3))
-                .copied()
-                .collect::<Vec<_>>(),
-            rng.gen_bool(0.5),
-        );
-        principal.oid = format!("o{}", rng.gen_range(0..40));
-        if rng.gen_bool(0.1) {
-            principal.kind = PrincipalKind::Application;
-        }
+        let mut principal = random_principal(&mut rng, &roles, 40);
         principal.groups = (0..rng.gen_range(0..3))
             .map(|_| {
                 if rng.gen_bool(0.5) {
@@ -1303,15 +1328,8 @@ fn memoised_principals_and_stores_decide_as_fresh_builds() {
     // store built before, while neighbours differ in one input only (the
     // same oid with other roles, groups, kind or name; the same resource
     // with other tags, group tags or location).
-    use rand::{Rng, SeedableRng};
-    let dir = large_policy_dir(200);
-    let config = PolicyConfig {
-        dir: dir.path().to_owned(),
-        ..PolicyConfig::default()
-    };
-    let operations = catalog_operations();
-    let engine = Engine::load(&config, &operations).expect("the set loads");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    use rand::Rng;
+    let (_dir, operations, engine, mut rng) = generated_setup(200, 29);
     let roles = ["Reader", "Developer", "Contributor", "BreakGlass"];
     let deletes: Vec<&(String, String)> = operations
         .iter()
@@ -1320,19 +1338,8 @@ fn memoised_principals_and_stores_decide_as_fresh_builds() {
     let mut differences = Vec::new();
     let mut outcomes = std::collections::BTreeSet::new();
     for i in 0..6_000 {
-        let mut principal = user(
-            &roles
-                .iter()
-                .filter(|_| rng.gen_bool(0.3))
-                .copied()
-                .collect::<Vec<_>>(),
-            rng.gen_bool(0.5),
-        );
-        principal.oid = format!("o{}", rng.gen_range(0..4));
+        let mut principal = random_principal(&mut rng, &roles, 4);
         principal.display_name = format!("name-{}", rng.gen_range(0..2));
-        if rng.gen_bool(0.2) {
-            principal.kind = PrincipalKind::Application;
-        }
         principal.groups = (0..rng.gen_range(0..2))
             .map(|_| format!("team-{}", rng.gen_range(0..3)))
             .collect();
