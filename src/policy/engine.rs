@@ -103,10 +103,11 @@ pub(crate) struct Compiled {
     stores: Memo<Store>,
 }
 
-/// Principals a set keeps.
-const MAX_PRINCIPALS: usize = 4096;
-/// Entity stores a set keeps (each a dozen or two entities).
-const MAX_STORES: usize = 2048;
+/// Principals a set keeps per generation (at most twice that in all).
+const MAX_PRINCIPALS: usize = 2048;
+/// Entity stores a set keeps per generation (each a dozen or two
+/// entities; at most twice that in all).
+const MAX_STORES: usize = 1024;
 
 /// Loads, parses and strictly validates the policy set of `config`.
 pub(crate) fn compile(

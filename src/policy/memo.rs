@@ -6,57 +6,95 @@
 //! closure of every entity in it, which costs more than evaluating the
 //! policies. A set keeps what it built, keyed by an injective encoding of
 //! every input ([`Key`]), so a hit is exactly what building again would
-//! give. Each table holds at most its limit (then it starts again); a
-//! reload makes a new set with empty tables. Failures are not kept: the
+//! give. Each table keeps two generations of at most its limit (see
+//! [`Memo`]); a reload makes a new set with empty tables. Failures are not kept: the
 //! next call builds again and fails the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// A bounded memo table from [`Key`] bytes to built values.
+/// A bounded memo table from [`Key`] bytes to built values: two
+/// generations of at most `limit` entries each. When the current one is
+/// full it becomes the previous one and the one before is dropped; a value
+/// found in the previous generation moves to the current one, so what is
+/// in use survives the turn and only what went unused is built again.
 pub(crate) struct Memo<V> {
     limit: usize,
-    built: Mutex<HashMap<Box<[u8]>, Arc<V>>>,
+    tables: Mutex<Generations<V>>,
+}
+
+struct Generations<V> {
+    current: HashMap<Box<[u8]>, Arc<V>>,
+    previous: HashMap<Box<[u8]>, Arc<V>>,
+}
+
+impl<V> Generations<V> {
+    /// Puts `value` in the current generation; returns the generation this
+    /// turned out, if any (for the caller to drop outside the lock).
+    fn insert(
+        &mut self,
+        limit: usize,
+        key: Box<[u8]>,
+        value: Arc<V>,
+    ) -> Option<HashMap<Box<[u8]>, Arc<V>>> {
+        let dropped = (self.current.len() >= limit).then(|| {
+            let full = std::mem::take(&mut self.current);
+            std::mem::replace(&mut self.previous, full)
+        });
+        self.current.insert(key, value);
+        dropped
+    }
 }
 
 impl<V> Memo<V> {
     pub fn new(limit: usize) -> Self {
         Memo {
             limit,
-            built: Mutex::new(HashMap::new()),
+            tables: Mutex::new(Generations {
+                current: HashMap::new(),
+                previous: HashMap::new(),
+            }),
         }
     }
 
     /// The value built for `key`, building it with `build` if this table
-    /// does not hold it. The lock is not held while building.
+    /// does not hold it. The lock is not held while building, and a
+    /// generation turned out is dropped after it is released: other
+    /// decisions do not wait for either.
     pub fn get_or_build(
         &self,
         key: &Key,
         build: impl FnOnce() -> Result<V, String>,
     ) -> Result<Arc<V>, String> {
-        if let Some(found) = self.lock().get(key.bytes()) {
-            return Ok(found.clone());
+        {
+            let mut tables = self.lock();
+            if let Some(found) = tables.current.get(key.bytes()) {
+                return Ok(found.clone());
+            }
+            if let Some((key, found)) = tables.previous.remove_entry(key.bytes()) {
+                let dropped = tables.insert(self.limit, key, found.clone());
+                drop(tables);
+                drop(dropped);
+                return Ok(found);
+            }
         }
         let value = Arc::new(build()?);
-        let full = {
-            let mut built = self.lock();
-            let full = (built.len() >= self.limit).then(|| std::mem::take(&mut *built));
-            built.insert(key.bytes().into(), value.clone());
-            full
-        };
-        // A full table is dropped after the lock is released: other
-        // decisions do not wait for it.
-        drop(full);
+        let dropped = self
+            .lock()
+            .insert(self.limit, key.bytes().into(), value.clone());
+        drop(dropped);
         Ok(value)
     }
 
+    /// Entries held, both generations.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let tables = self.lock();
+        tables.current.len() + tables.previous.len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Box<[u8]>, Arc<V>>> {
-        self.built.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Generations<V>> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -167,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hit_returns_what_was_built_failures_are_not_kept_and_the_table_is_bounded() {
+    fn a_hit_returns_what_was_built_and_failures_are_not_kept() {
         let memo: Memo<String> = Memo::new(2);
         let a = key(&["a"]);
         let built = memo.get_or_build(&a, || Ok("first".into())).unwrap();
@@ -175,19 +213,36 @@ mod tests {
             .get_or_build(&a, || panic!("a hit must not build"))
             .unwrap();
         assert!(Arc::ptr_eq(&built, &again));
-
         let b = key(&["b"]);
         assert_eq!(
             memo.get_or_build(&b, || Err("no".into())).unwrap_err(),
             "no"
         );
         assert_eq!(memo.len(), 1, "a failure is not kept");
-        assert_eq!(*memo.get_or_build(&b, || Ok("b".into())).unwrap(), "b");
-        assert_eq!(memo.len(), 2);
-        let c = key(&["c"]);
-        memo.get_or_build(&c, || Ok("c".into())).unwrap();
-        assert_eq!(memo.len(), 1, "full: the table starts again");
-        let rebuilt = memo.get_or_build(&a, || Ok("second".into())).unwrap();
-        assert_eq!(*rebuilt, "second");
+    }
+
+    #[test]
+    fn what_is_in_use_survives_a_turn_and_the_rest_is_dropped() {
+        let memo: Memo<String> = Memo::new(2);
+        let build = |name: &str| {
+            let name = name.to_owned();
+            move || Ok::<_, String>(name)
+        };
+        let hit = |name: &str| memo.get_or_build(&key(&[name]), || panic!("{name} must be held"));
+        memo.get_or_build(&key(&["a"]), build("a")).unwrap();
+        memo.get_or_build(&key(&["b"]), build("b")).unwrap();
+        // Full: c starts a new generation; a and b are the previous one.
+        memo.get_or_build(&key(&["c"]), build("c")).unwrap();
+        assert_eq!(memo.len(), 3);
+        assert_eq!(*hit("a").unwrap(), "a", "moved to the current generation");
+        // Full again: d turns {c, a} into the previous generation and
+        // drops b, which went unused.
+        memo.get_or_build(&key(&["d"]), build("d")).unwrap();
+        assert_eq!(memo.len(), 3);
+        assert_eq!(*hit("a").unwrap(), "a");
+        assert_eq!(*hit("c").unwrap(), "c");
+        let rebuilt = memo.get_or_build(&key(&["b"]), build("b again")).unwrap();
+        assert_eq!(*rebuilt, "b again");
+        assert!(memo.len() <= 4, "never more than two generations");
     }
 }
