@@ -10,16 +10,17 @@
 
 mod support;
 use support::percentiles;
+#[path = "support/intent.rs"]
+mod sample;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use serde_json::json;
 use warden::audit::export::{Format, export, verify_bundle, verify_store};
 use warden::audit::note::VerifierKey;
-use warden::audit::record::{Actor, Kind, Record};
+use warden::audit::record::Record;
 use warden::audit::{Audit, AuditConfig, KeyFiles, keygen, redact::RedactionConfig};
 use warden::metrics::Metrics;
 use warden::store::Location;
@@ -29,30 +30,9 @@ const CHECKPOINT_EVERY: u64 = 1024;
 
 /// An intent of writer `w`, call `i`.
 fn intent(audit: &Audit, w: u64, i: u64) -> Record {
-    let tool = "azure_vm_restart";
-    let args = json!({
-        "subscription_id": "6f1c2a9e-3b7d-4c1e-9a2f-8d0e5b4c7a13",
-        "resource_group": "rg-prod-weu-payments",
-        "vm_name": format!("vm-payments-weu-{w:03}"),
-        "location": "westeurope",
-        "reason": "Restart after the patch window, change CHG0041823",
-    });
     Record {
         call_id: Some(format!("call-{w}-{i}")),
-        principal: Some(Actor {
-            tid: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
-            oid: format!("00000000-0000-4000-8000-{w:012}"),
-            name: format!("writer{w}@contoso.example"),
-            kind: "user".into(),
-            client_app: None,
-            auth_path: None,
-        }),
-        session_id: Some(format!("session-{w}")),
-        tool: Some(tool.into()),
-        upstream: Some("azure-mcp".into()),
-        upstream_tool: Some("vm_restart".into()),
-        arguments: Some(audit.redactor().arguments(tool, &args)),
-        ..Record::new(Kind::Intent)
+        ..sample::intent(audit, w)
     }
 }
 

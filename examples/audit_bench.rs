@@ -40,12 +40,15 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use warden::audit::export::{Format, export, verify_bundle, verify_store};
-use warden::audit::record::{Actor, Kind, Record};
+use warden::audit::record::{Kind, Record};
 use warden::audit::verify::Report;
 use warden::audit::{Audit, AuditConfig, KeyFiles, keygen, redact::RedactionConfig};
 use warden::metrics::Metrics;
 use warden::store::postgres::ScratchSchema;
 use warden::store::{Location, Reader};
+
+#[path = "../benches/support/intent.rs"]
+mod sample;
 
 #[derive(Parser)]
 #[command(about = "Benchmark of the audit log: appends, verify, export")]
@@ -85,30 +88,7 @@ fn commits(metrics: &Metrics) -> (u64, f64) {
 
 /// One writer's intent template; `next` stamps a fresh call from it.
 fn template(audit: &Audit, writer: usize) -> Record {
-    let tool = "azure_vm_restart";
-    let args = json!({
-        "subscription_id": "6f1c2a9e-3b7d-4c1e-9a2f-8d0e5b4c7a13",
-        "resource_group": "rg-prod-weu-payments",
-        "vm_name": format!("vm-payments-weu-{writer:03}"),
-        "location": "westeurope",
-        "reason": "Restart after the patch window, change CHG0041823",
-    });
-    Record {
-        principal: Some(Actor {
-            tid: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
-            oid: Uuid::new_v4().to_string(),
-            name: format!("writer{writer}@contoso.example"),
-            kind: "user".into(),
-            client_app: None,
-            auth_path: None,
-        }),
-        session_id: Some(Uuid::new_v4().to_string()),
-        tool: Some(tool.into()),
-        upstream: Some("azure-mcp".into()),
-        upstream_tool: Some("vm_restart".into()),
-        arguments: Some(audit.redactor().arguments(tool, &args)),
-        ..Record::new(Kind::Intent)
-    }
+    sample::intent(audit, writer as u64)
 }
 
 fn next(template: &Record) -> Record {
