@@ -676,6 +676,10 @@ mod tests {
             .map(|(i, details)| {
                 let mut r = Record::new(Kind::Intent);
                 r.seq = 1000 + i as u64;
+                // Fixed, so that the edits below find only what they aim at
+                // (a random id once held "-42").
+                r.event_id = format!("0193a000-0000-7000-8000-00000000000{i}");
+                r.ts = "2026-12-06T17:20:12.000734Z".into();
                 r.call_id = Some(format!("call-{i}"));
                 r.tool = Some("vm_restart".into());
                 r.details = Some(details);
@@ -707,11 +711,11 @@ mod tests {
                 "\"kind\":\"intent\"",
                 "\"kind\":\"intent\",\"kind\":\"outcome\"",
             ),
-            ("12.5", "12.50"),
-            ("12.5", "1.25e1"),
-            ("0.1", ".1"),
-            ("1e+21", "1e21"),
-            ("-42", "-042"),
+            ("\"score\":12.5", "\"score\":12.50"),
+            ("\"score\":12.5", "\"score\":1.25e1"),
+            ("\"ratio\":0.1", "\"ratio\":.1"),
+            ("\"big\":1e+21", "\"big\":1e21"),
+            ("\"neg\":-42", "\"neg\":-042"),
             ("\"zero\":0", "\"zero\":-0"),
             ("\\n", "\\u000a"),
             ("\\u001f", "\\u001F"),
@@ -720,8 +724,9 @@ mod tests {
             ("\"seq\":1002", "\"seq\":-1002"),
             ("\"a\":[]", "\"c\":[]"),
             ("\"é\":3", "\"\u{F000}\":3"),
-            ("true", "True"),
+            ("[true,", "[True,"),
         ];
+        let mut applied = vec![false; replacements.len()];
         for bytes in samples() {
             for i in 0..bytes.len() {
                 let mut edited = bytes.clone();
@@ -734,14 +739,23 @@ mod tests {
                 }
             }
             let text = String::from_utf8(bytes.clone()).unwrap();
-            for (from, to) in replacements {
+            for (n, (from, to)) in replacements.iter().enumerate() {
                 if text.contains(from) {
+                    applied[n] = true;
                     let edited = text.replacen(from, to, 1);
                     assert!(scan_canonical(edited.as_bytes()).is_none(), "{edited}");
                     assert_agrees(edited.as_bytes());
                 }
             }
         }
+        let unused: Vec<_> = (replacements.iter().zip(&applied))
+            .filter(|(_, applied)| !**applied)
+            .map(|(edit, _)| edit.0)
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "edits that found nothing to edit: {unused:?}"
+        );
     }
 
     #[test]
