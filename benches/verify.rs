@@ -50,6 +50,7 @@ fn write_log(dir: &Path) -> VerifierKey {
             checkpoint_interval: Duration::from_secs(3600),
             heartbeat_interval: Duration::from_secs(3600),
             redaction: RedactionConfig::default(),
+            witnesses: Vec::new(),
         };
         let db = Location::Sqlite(dir.join("warden.db"));
         let audit = Audit::open(&db, config, Metrics::new()).await.unwrap();
@@ -93,13 +94,13 @@ fn verification(c: &mut Criterion) {
     let db = dir.path().join("warden.db");
     let bundle = dir.path().join("bundle");
     // The log opens with its own records (log_start, policy_load): count them.
-    let records = verify_store(&db, key.clone()).unwrap().records;
+    let records = verify_store(&db, key.clone(), Vec::new()).unwrap().records;
     let check = |report: warden::audit::verify::Report| {
         assert!(report.ok, "the log does not verify: {:?}", report.problems);
         assert_eq!(report.records, records);
     };
-    let store = || check(verify_store(&db, key.clone()).unwrap());
-    let bundled = || check(verify_bundle(&bundle, key.clone()).unwrap());
+    let store = || check(verify_store(&db, key.clone(), Vec::new()).unwrap());
+    let bundled = || check(verify_bundle(&bundle, key.clone(), Vec::new()).unwrap());
     let cases: [(&str, &dyn Fn()); 2] = [("store", &store), ("bundle", &bundled)];
 
     let mut group = c.benchmark_group("verify");

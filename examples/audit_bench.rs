@@ -194,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         checkpoint_interval: Duration::from_secs(10),
         heartbeat_interval: Duration::from_secs(60),
         redaction: RedactionConfig::default(),
+        witnesses: Vec::new(),
     };
     let schema = match &cli.postgres {
         Some(admin) => Some(ScratchSchema::create(admin).map_err(anyhow::Error::msg)?),
@@ -245,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(rows)
     })?];
     offline.push(timed("verify store", || {
-        verified(verify_store(&db, key.clone())?)
+        verified(verify_store(&db, key.clone(), Vec::new())?)
     })?);
     for (name, format) in [
         ("jsonl", Format::Jsonl),
@@ -260,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
         })?);
         if format == Format::Bundle {
             offline.push(timed("verify bundle", || {
-                verified(verify_bundle(&out, key.clone())?)
+                verified(verify_bundle(&out, key.clone(), Vec::new())?)
             })?);
         }
     }

@@ -13,6 +13,7 @@ pub mod call;
 pub mod catalog;
 pub mod config;
 pub mod cookies;
+pub mod delivery;
 pub mod dev;
 pub mod executor;
 pub mod facts;

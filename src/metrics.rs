@@ -64,6 +64,13 @@ pub struct Metrics {
     pub replica_policy_mismatches: Gauge,
     pub audit_tree_size: Gauge,
     pub audit_checkpoints: Counter,
+    /// Signed checkpoints offered to a witness (`audit::witness`), by
+    /// witness (`1`, `2`, ... in configured order) and result: `published`,
+    /// `failed` (refused, a conflicting checkpoint, or gave up after
+    /// retries) or `dropped` (the witness's queue was full).
+    pub audit_witness: Family<WitnessLabels, Counter>,
+    /// Witness publishing attempts after the first, by witness.
+    pub audit_witness_retries: Family<WitnessLabel, Counter>,
     pub audit_commit_batch: Histogram,
     pub audit_intent_latency: Histogram,
     pub policy_decisions: Family<DecisionLabels, Counter>,
@@ -124,6 +131,19 @@ pub struct CompletenessLabel {
 pub struct NotificationLabel {
     /// `delivered`, `failed` or `dropped`.
     pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WitnessLabels {
+    /// The witness's place in `[[audit.witness]]`, from 1.
+    pub witness: String,
+    /// `published`, `failed` or `dropped`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WitnessLabel {
+    pub witness: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -251,6 +271,18 @@ impl Metrics {
             "audit_checkpoints",
             "Signed checkpoints written",
             audit_checkpoints.clone(),
+        );
+        let audit_witness = Family::<WitnessLabels, Counter>::default();
+        registry.register(
+            "audit_witness_checkpoints",
+            "Signed checkpoints offered to a witness, by witness and result: published, failed, dropped",
+            audit_witness.clone(),
+        );
+        let audit_witness_retries = Family::<WitnessLabel, Counter>::default();
+        registry.register(
+            "audit_witness_retries",
+            "Witness publishing attempts after the first, by witness",
+            audit_witness_retries.clone(),
         );
         let audit_commit_batch =
             Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
@@ -416,6 +448,8 @@ impl Metrics {
             replica_policy_mismatches,
             audit_tree_size,
             audit_checkpoints,
+            audit_witness,
+            audit_witness_retries,
             audit_commit_batch,
             audit_intent_latency,
             auth_failures,
@@ -488,6 +522,33 @@ impl Metrics {
 
     /// Counts one webhook notification by result (`delivered`, `failed`,
     /// `dropped`).
+    /// Counts one checkpoint offered to witness `witness` (from 1) by result.
+    pub fn witness(&self, witness: usize, result: &str) {
+        self.audit_witness
+            .get_or_create(&WitnessLabels {
+                witness: witness.to_string(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Exports witness `witness`'s counters at 0, so alerts on a rate see them.
+    pub fn witness_configured(&self, witness: usize) {
+        for result in ["published", "failed", "dropped"] {
+            self.audit_witness
+                .get_or_create(&WitnessLabels {
+                    witness: witness.to_string(),
+                    result: result.to_owned(),
+                })
+                .inc_by(0);
+        }
+        self.audit_witness_retries
+            .get_or_create(&WitnessLabel {
+                witness: witness.to_string(),
+            })
+            .inc_by(0);
+    }
+
     pub fn notification(&self, result: &str) {
         self.notifications
             .get_or_create(&NotificationLabel {

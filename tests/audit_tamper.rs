@@ -25,7 +25,9 @@ use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 use warden::audit::merkle::{Frontier, leaf_hash};
 use warden::audit::note::{Checkpoint, Signer};
+use warden::audit::proof::verify_consistency;
 use warden::audit::record::{Actor, Kind, Record, Status, columns_of};
+use warden::audit::witness::WitnessConfig;
 use warden::audit::{Audit, AuditConfig, KeyFiles, keygen, load_signer};
 use warden::metrics::Metrics;
 use warden::store::postgres::ScratchSchema;
@@ -79,6 +81,11 @@ on_both_backends!(
     a_missing_or_wrong_key_file_cannot_verify,
     an_edited_indexed_column_is_invalid,
     a_forged_record_with_matching_columns_is_still_invalid,
+    a_rollback_passes_alone_and_is_missing_against_the_witness,
+    a_rollback_grown_again_is_inconsistent_with_the_witness,
+    an_intact_log_is_proven_to_extend_a_trusted_checkpoint,
+    a_trusted_checkpoint_of_another_log_or_key_is_refused,
+    a_subset_bundle_proves_each_record_and_tampering_is_found,
 );
 
 #[derive(Debug, Clone, Copy)]
@@ -116,8 +123,13 @@ struct Log {
     key: PathBuf,
 }
 
+/// The test audit config: checkpoints only when asked, each also published
+/// to a directory witness beside the keys (`<dir>/witness`).
 fn config(files: &KeyFiles) -> AuditConfig {
-    AuditConfig::quiet(files)
+    let mut config = AuditConfig::quiet(files);
+    let witness = files.signing_key.parent().unwrap().join("witness");
+    config.witnesses = vec![WitnessConfig::directory(witness)];
+    config
 }
 
 /// Runs `future` to completion on a runtime of its own (the scenarios are
@@ -679,6 +691,55 @@ fn verify_db(log: &Log) -> (i32, Value) {
     verify("--db", &log.db(), &log.key)
 }
 
+/// `verify --db` with more arguments (trusted checkpoints, witnesses).
+fn verify_db_with(log: &Log, extra: &[&OsStr]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--json", "--db"])
+        .arg(log.db())
+        .arg("--key")
+        .arg(&log.key)
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no JSON report: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), report)
+}
+
+impl Log {
+    /// The directory witness every checkpoint was published to.
+    fn witness(&self) -> PathBuf {
+        self.dir.join("witness")
+    }
+
+    /// The witness's copy of the checkpoint of `size`.
+    fn witnessed(&self, size: u64) -> PathBuf {
+        self.witness().join(format!("{size:020}.checkpoint"))
+    }
+}
+
+/// Rolls the store back to its first `size` records: deletes the newer
+/// records and every checkpoint that covers them, as someone with write
+/// access to the store would.
+fn roll_back(attacker: &mut dyn Attacker, size: i64) {
+    let kept: Vec<(i64, i64, String)> = attacker
+        .checkpoints()
+        .into_iter()
+        .filter(|(_, s, _)| *s <= size)
+        .collect();
+    attacker.delete_records(size..=20);
+    attacker.delete_checkpoints();
+    for (_, s, note) in kept {
+        let root = attacker.root(s);
+        attacker.add_checkpoint(&note, s as u64, &root);
+    }
+}
+
 /// A problem as (verdict, first seq, last seq, checkpoint), compared exactly.
 type Found = (String, Option<u64>, Option<u64>, Option<String>);
 
@@ -741,7 +802,15 @@ fn an_untouched_log_verifies(backend: Backend) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with("OK: origin warden.test/tamper, 21 records, 5 checkpoints"),
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("OK: origin warden.test/tamper, 21 records, 5 checkpoints"),
+        "{text}"
+    );
+    // Without trusted checkpoints, the report says what it cannot prove.
+    assert!(
+        text.contains("note: no trusted checkpoint was given"),
         "{text}"
     );
 }
@@ -1264,4 +1333,378 @@ fn a_forged_record_with_matching_columns_is_still_invalid(backend: Backend) {
         found.contains(&p("INVALID", Some((1, 5)), Some("#2"))),
         "{report:#}"
     );
+}
+
+fn a_rollback_passes_alone_and_is_missing_against_the_witness(backend: Backend) {
+    let log = build(backend);
+    // The witness holds every checkpoint Warden signed.
+    let mut held: Vec<String> = std::fs::read_dir(log.witness())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        [1, 6, 11, 16, 21].map(|s| format!("{s:020}.checkpoint")),
+        "the witness's files"
+    );
+    let mut attacker = log.attacker();
+    roll_back(attacker.as_mut(), 16);
+    attacker.restore_triggers();
+    // On its own, the rolled-back log verifies: nothing in it says more
+    // was ever there, and the report says it cannot tell.
+    let (code, report) = verify_db(&log);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["records"], 16);
+    assert_eq!(report["trusted_given"], false);
+    // Against the witness it is missing what the newest witnessed
+    // checkpoint vouches for.
+    let (code, report) =
+        verify_db_with(&log, &[OsStr::new("--witness"), log.witness().as_os_str()]);
+    assert_eq!(code, 1, "{report:#}");
+    let label = format!("trusted {}", log.witnessed(21).display());
+    assert_eq!(
+        problems(&report),
+        vec![p("MISSING", Some((16, 20)), Some(&label))],
+        "{report:#}"
+    );
+    assert!(
+        reason(&report, 0).contains("vouches for 21 records and the log holds 16"),
+        "{report:#}"
+    );
+    let statuses: Vec<(u64, String)> = report["trusted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["size"].as_u64().unwrap(),
+                t["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (1, "consistent".to_owned()),
+            (6, "consistent".to_owned()),
+            (11, "consistent".to_owned()),
+            (16, "consistent".to_owned()),
+            (21, "missing".to_owned()),
+        ]
+    );
+}
+
+fn a_rollback_grown_again_is_inconsistent_with_the_witness(backend: Backend) {
+    let log = build(backend);
+    let mut attacker = log.attacker();
+    // The attacker holds the signing key: records 16..=20 are rewritten
+    // (one call's tool changed), and a new checkpoint at 21 is signed.
+    let mut forged = attacker.record(18);
+    forged["tool"] = json!("echo-forged");
+    attacker.rewrite(18, &forged);
+    attacker.delete_checkpoints();
+    for size in [1, 6, 11, 16, 21] {
+        attacker.sign_checkpoint(&log.signer(), ORIGIN, size);
+    }
+    let (code, report) = verify_db(&log);
+    assert_eq!(code, 0, "alone, the re-signed log verifies: {report:#}");
+    let trusted = log.witnessed(21);
+    let (code, report) = verify_db_with(
+        &log,
+        &[OsStr::new("--trusted-checkpoint"), trusted.as_os_str()],
+    );
+    assert_eq!(code, 1, "{report:#}");
+    let label = format!("trusted {}", trusted.display());
+    assert_eq!(
+        problems(&report),
+        vec![p("INVALID", Some((0, 20)), Some(&label))],
+        "{report:#}"
+    );
+    assert!(
+        reason(&report, 0).contains("rewritten behind it"),
+        "{report:#}"
+    );
+    assert_eq!(report["trusted"][0]["status"], "inconsistent");
+}
+
+fn an_intact_log_is_proven_to_extend_a_trusted_checkpoint(backend: Backend) {
+    let log = build(backend);
+    let trusted = log.witnessed(11);
+    let (code, report) = verify_db_with(
+        &log,
+        &[OsStr::new("--trusted-checkpoint"), trusted.as_os_str()],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["trusted_given"], true);
+    let result = &report["trusted"][0];
+    assert_eq!(result["status"], "consistent");
+    // The report carries the consistency proof from 11 to 21; it checks
+    // on its own, with nothing but the two tree heads.
+    let proof = &result["proof"];
+    assert_eq!(
+        (proof["old_size"].as_u64(), proof["new_size"].as_u64()),
+        (Some(11), Some(21))
+    );
+    let hash = |v: &Value| -> [u8; 32] {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
+    let mut attacker = log.attacker();
+    assert_eq!(hash(&proof["old_root"]), attacker.root(11));
+    assert_eq!(hash(&proof["new_root"]), attacker.root(21));
+    verify_consistency(
+        11,
+        21,
+        &hash(&proof["old_root"]),
+        &hash(&proof["new_root"]),
+        &hashes,
+    )
+    .unwrap();
+    let mut bent = hashes.clone();
+    bent[0][0] ^= 1;
+    assert!(
+        verify_consistency(
+            11,
+            21,
+            &hash(&proof["old_root"]),
+            &hash(&proof["new_root"]),
+            &bent
+        )
+        .is_err()
+    );
+    // The text report names it.
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--db"])
+        .arg(log.db())
+        .arg("--key")
+        .arg(&log.key)
+        .arg("--trusted-checkpoint")
+        .arg(&trusted)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "trusted checkpoint {} (size 11): consistent, proven an append-only prefix of \
+             checkpoint size 21 by a consistency proof of",
+            trusted.display()
+        )),
+        "{text}"
+    );
+}
+
+fn a_trusted_checkpoint_of_another_log_or_key_is_refused(backend: Backend) {
+    let log = build(backend);
+    let other = tempfile::tempdir().unwrap();
+    let files = KeyFiles::in_dir(other.path());
+    keygen(ORIGIN, &files, false).unwrap();
+    let impostor = load_signer(&files.signing_key).unwrap();
+    let root = log.attacker().root(11);
+    let forged = other.path().join("forged.checkpoint");
+    let body = Checkpoint {
+        origin: ORIGIN.into(),
+        size: 11,
+        root,
+    };
+    std::fs::write(&forged, impostor.sign_note(&body.text())).unwrap();
+    let elsewhere = other.path().join("elsewhere.checkpoint");
+    let body = Checkpoint {
+        origin: "warden.test/elsewhere".into(),
+        size: 11,
+        root,
+    };
+    std::fs::write(&elsewhere, log.signer().sign_note(&body.text())).unwrap();
+    let garbage = other.path().join("garbage.checkpoint");
+    std::fs::write(&garbage, "not a note").unwrap();
+    let (code, report) = verify_db_with(
+        &log,
+        &[
+            OsStr::new("--trusted-checkpoint"),
+            forged.as_os_str(),
+            OsStr::new("--trusted-checkpoint"),
+            elsewhere.as_os_str(),
+            OsStr::new("--trusted-checkpoint"),
+            garbage.as_os_str(),
+        ],
+    );
+    assert_eq!(code, 1, "{report:#}");
+    let found = problems(&report);
+    assert_eq!(found.len(), 3, "{report:#}");
+    assert!(found.iter().all(|f| f.0 == "INVALID"), "{report:#}");
+    let reasons: Vec<String> = (0..3).map(|i| reason(&report, i)).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("origin \"warden.test/elsewhere\"")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not signed by the log's key")),
+        "{reasons:?}"
+    );
+    // A witness directory that holds nothing cannot be trusted: an error.
+    let empty = other.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--db"])
+        .arg(log.db())
+        .arg("--key")
+        .arg(&log.key)
+        .arg("--witness")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no *.checkpoint files"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Replaces a bundle file's SHA-256 in the manifest, as someone who edits
+/// the file would (the manifest is not signed).
+fn reseal(bundle: &Path, name: &str) {
+    use sha2::Digest;
+    let manifest_path = bundle.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let bytes = std::fs::read(bundle.join(name)).unwrap();
+    manifest["files"][name] = json!(hex::encode(sha2::Sha256::digest(&bytes)));
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+fn a_subset_bundle_proves_each_record_and_tampering_is_found(backend: Backend) {
+    let log = build(backend);
+    let out = log.dir.join("subset");
+    let export = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "export", "--format", "bundle", "--db"])
+        .arg(log.db())
+        .arg("--out")
+        .arg(&out)
+        .args(["--principal", "aaaaaaaa-0000-4000-8000-000000000001"])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["subset"]["of"], ORIGIN);
+    assert_eq!(manifest["subset"]["tree_size"], 21);
+    assert_eq!(manifest["subset"]["records"], 20);
+    assert_eq!(
+        manifest["subset"]["filter"]["principal"],
+        "aaaaaaaa-0000-4000-8000-000000000001"
+    );
+    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["records"], 20);
+    assert_eq!(report["proven"], 20);
+    assert!(
+        report["subset"]
+            .as_str()
+            .unwrap()
+            .contains("a subset of warden.test/tamper")
+    );
+
+    // A record edited (and the manifest resealed): its proof fails.
+    let records = out.join("records.jsonl");
+    let original = std::fs::read_to_string(&records).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let mut edited: Value = serde_json::from_str(lines[7]).unwrap();
+    let seq = edited["seq"].as_u64().unwrap();
+    edited["tool"] = json!("echp");
+    let edited = String::from_utf8(serde_json_canonicalizer::to_vec(&edited).unwrap()).unwrap();
+    std::fs::write(&records, original.replacen(lines[7], &edited, 1)).unwrap();
+    reseal(&out, "records.jsonl");
+    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        vec![p("INVALID", Some((seq, seq)), None)],
+        "{report:#}"
+    );
+    assert!(reason(&report, 0).contains("not included"), "{report:#}");
+    assert_eq!(report["proven"], 19);
+    std::fs::write(&records, &original).unwrap();
+    reseal(&out, "records.jsonl");
+
+    // One proof hash bent: that record is unproven.
+    let proofs_path = out.join("proofs.jsonl");
+    let proofs = std::fs::read_to_string(&proofs_path).unwrap();
+    let proof_lines: Vec<&str> = proofs.lines().collect();
+    let mut bent: Value = serde_json::from_str(proof_lines[3]).unwrap();
+    let seq = bent["seq"].as_u64().unwrap();
+    bent["proof"][0] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    std::fs::write(
+        &proofs_path,
+        proofs.replacen(proof_lines[3], &bent.to_string(), 1),
+    )
+    .unwrap();
+    reseal(&out, "proofs.jsonl");
+    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        vec![p("INVALID", Some((seq, seq)), None)],
+        "{report:#}"
+    );
+    std::fs::write(&proofs_path, &proofs).unwrap();
+    reseal(&out, "proofs.jsonl");
+
+    // A record's proof moved to another record: refused.
+    let mut moved: Value = serde_json::from_str(proof_lines[4]).unwrap();
+    moved["proof"] = serde_json::from_str::<Value>(proof_lines[5]).unwrap()["proof"].clone();
+    let seq = moved["seq"].as_u64().unwrap();
+    std::fs::write(
+        &proofs_path,
+        proofs.replacen(proof_lines[4], &moved.to_string(), 1),
+    )
+    .unwrap();
+    reseal(&out, "proofs.jsonl");
+    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&report),
+        vec![p("INVALID", Some((seq, seq)), None)],
+        "{report:#}"
+    );
+    std::fs::write(&proofs_path, &proofs).unwrap();
+    reseal(&out, "proofs.jsonl");
+
+    // A checkpoint signed by another key proves nothing.
+    let other = tempfile::tempdir().unwrap();
+    let files = KeyFiles::in_dir(other.path());
+    keygen(ORIGIN, &files, false).unwrap();
+    let (code, report) = verify("--bundle", out.as_os_str(), &files.public_key);
+    assert_eq!(code, 1);
+    assert_eq!(report["proven"], 0, "{report:#}");
+    assert!(
+        reason(&report, 0).contains("not signed by the trusted key"),
+        "{report:#}"
+    );
+
+    // Untouched again, it verifies.
+    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
+    assert_eq!(code, 0, "{report:#}");
 }

@@ -95,27 +95,22 @@
 //! Teams endpoint returned HTTP error 429 ...`; such a body is treated as
 //! the status it names.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::{debug, warn};
 
+use crate::delivery::{MAX_BACKOFF, next_wait, read_some, receiver_url, retry_after};
 use crate::metrics::Metrics;
-
-/// The longest wait between two attempts (backoff or `Retry-After`).
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Teams rejects connector messages over 28 KB.
 const MAX_BODY_BYTES: usize = 27 * 1024;
-/// How much of an answer's body is read (to log it, or to see a Teams error).
-const MAX_ANSWER_BYTES: usize = 4096;
 /// Slack's limits (Block Kit reference).
 const SLACK_HEADER_CHARS: usize = 150;
 const SLACK_TEXT_CHARS: usize = 3000;
@@ -178,27 +173,7 @@ impl NotifyConfig {
     /// repeat a webhook URL, which carries a secret.
     pub fn validate(&self) -> Result<(), String> {
         for (i, raw) in self.webhooks.iter().enumerate() {
-            let key = format!("approvals.notify.webhooks[{i}]");
-            let url = reqwest::Url::parse(raw.trim())
-                .map_err(|e| format!("{key}: not an absolute URL ({e})"))?;
-            let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-                return Err(format!("{key}: the URL has no host"));
-            };
-            match url.scheme() {
-                "https" => {}
-                "http" if is_loopback(host) => {}
-                "http" => {
-                    return Err(format!(
-                        "{key}: must be an https URL (http is accepted only for a loopback \
-                         host: localhost, 127.0.0.1, [::1]); the host is {host}"
-                    ));
-                }
-                other => {
-                    return Err(format!(
-                        "{key}: the scheme must be https (or http for a loopback host), not {other:?}"
-                    ));
-                }
-            }
+            receiver_url(&format!("approvals.notify.webhooks[{i}]"), raw)?;
         }
         if self.timeout.is_zero() {
             return Err("approvals.notify.timeout: must be more than 0s".into());
@@ -216,15 +191,6 @@ impl NotifyConfig {
             return Err("approvals.notify.queue: must be at least 1".into());
         }
         Ok(())
-    }
-}
-
-/// `localhost`, `127.0.0.0/8` or `::1` (a URL's `host_str`, IPv6 in brackets).
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => bare.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -623,9 +589,7 @@ async fn deliver(shared: &Shared, target: &Target, job: &Job) -> bool {
                 return false;
             }
             Attempt::Retry(after, reason) => {
-                let wait = after
-                    .map(|a| a.min(MAX_BACKOFF))
-                    .unwrap_or_else(|| backoff(shared.config.first_backoff, attempt));
+                let wait = next_wait(after, shared.config.first_backoff, attempt);
                 debug!(
                     event = %job.event,
                     webhook = %target.label,
@@ -681,44 +645,6 @@ fn teams_wrapped_status(body: &str) -> Option<StatusCode> {
         code.and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::BAD_REQUEST),
     )
-}
-
-/// The first few KB of an answer's body (the rest is not read).
-async fn read_some(mut answer: reqwest::Response) -> String {
-    let mut bytes = Vec::new();
-    while bytes.len() < MAX_ANSWER_BYTES {
-        match answer.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    bytes.truncate(MAX_ANSWER_BYTES);
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// The wait after attempt `attempt` (1-based): `first` × 2^(attempt-1) ×
-/// a jitter in [0.5, 1.5), at most [`MAX_BACKOFF`].
-fn backoff(first: Duration, attempt: u32) -> Duration {
-    let base = first
-        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
-        .min(MAX_BACKOFF);
-    let jitter = 0.5 + rand::random::<f64>();
-    base.mul_f64(jitter).min(MAX_BACKOFF)
 }
 
 #[cfg(test)]
@@ -1166,21 +1092,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let first = Duration::from_secs(1);
-        for attempt in 1..=5 {
-            let wait = backoff(first, attempt);
-            let base = first * (1 << (attempt - 1));
-            assert!(
-                wait >= base / 2 && wait < base * 3 / 2,
-                "{attempt}: {wait:?}"
-            );
-        }
-        assert!(backoff(first, 30) <= MAX_BACKOFF);
-        assert!(backoff(Duration::from_secs(200), 1) <= MAX_BACKOFF);
-    }
-
-    #[test]
     fn config_defaults_and_toml() {
         let config: NotifyConfig = toml::from_str("").unwrap();
         assert_eq!(config, NotifyConfig::default());
@@ -1267,18 +1178,5 @@ mod tests {
             invalid(|c| c.first_backoff = Duration::from_secs(600))
                 .starts_with("approvals.notify.first_backoff")
         );
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut headers = HeaderMap::new();
-        headers.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
-        headers.insert("retry-after", later.to_rfc2822().parse().unwrap());
-        let wait = retry_after(&headers).unwrap();
-        assert!(wait > Duration::from_secs(20) && wait <= Duration::from_secs(30));
-        headers.insert("retry-after", "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers), None);
     }
 }

@@ -39,7 +39,7 @@ pub enum ExportError {
     Invalid(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |error| ExportError::Io {
         path: path.to_owned(),
         error,
@@ -85,13 +85,20 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("{text:?} is not an RFC 3339 time or a YYYY-MM-DD date"))
 }
 
-struct Selector {
+pub(super) struct Selector {
     filter: Filter,
     calls: HashSet<String>,
 }
 
 impl Selector {
-    fn keep(&mut self, r: &Record) -> bool {
+    pub(super) fn new(filter: Filter) -> Self {
+        Self {
+            filter,
+            calls: HashSet::new(),
+        }
+    }
+
+    pub(super) fn keep(&mut self, r: &Record) -> bool {
         let f = &self.filter;
         if let Ok(ts) = DateTime::parse_from_rfc3339(&r.ts) {
             let ts = ts.with_timezone(&Utc);
@@ -133,10 +140,13 @@ impl Selector {
 pub struct Exported {
     pub files: Vec<PathBuf>,
     pub records: u64,
+    /// Records the filters matched that a subset bundle could not prove
+    /// yet (after its checkpoint), and left out.
+    pub left_out: u64,
 }
 
 /// Writes `path` through a temporary sibling and a rename.
-struct AtomicFile {
+pub(super) struct AtomicFile {
     tmp: PathBuf,
     path: PathBuf,
     out: std::io::BufWriter<fs::File>,
@@ -144,7 +154,7 @@ struct AtomicFile {
 }
 
 impl AtomicFile {
-    fn create(path: PathBuf) -> Result<Self, ExportError> {
+    pub(super) fn create(path: PathBuf) -> Result<Self, ExportError> {
         let tmp = path.with_extension(format!(
             "{}.partial",
             path.extension().and_then(|e| e.to_str()).unwrap_or("")
@@ -158,13 +168,13 @@ impl AtomicFile {
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
+    pub(super) fn write(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
         self.hash.update(bytes);
         self.out.write_all(bytes).map_err(io(&self.tmp))
     }
 
     /// Flushes, fsyncs and renames into place; returns the SHA-256.
-    fn finish(self) -> Result<(PathBuf, String), ExportError> {
+    pub(super) fn finish(self) -> Result<(PathBuf, String), ExportError> {
         let file = self.out.into_inner().map_err(|e| ExportError::Io {
             path: self.tmp.clone(),
             error: e.into_error(),
@@ -186,10 +196,7 @@ pub fn export(
     fs::create_dir_all(out).map_err(io(out))?;
     if format == Format::Bundle {
         if !filter.is_empty() {
-            return Err(ExportError::Invalid(
-                "a bundle holds the whole log so that it verifies; filters apply to jsonl, csv and ocsf"
-                    .into(),
-            ));
+            return super::subset::export(&reader, out, filter);
         }
         return bundle(&reader, out);
     }
@@ -205,10 +212,7 @@ pub fn export(
             CSV_COLUMNS.iter().map(|c| c.to_string()).collect(),
         )?)?;
     }
-    let mut selector = Selector {
-        filter,
-        calls: HashSet::new(),
-    };
+    let mut selector = Selector::new(filter);
     let mut count = 0u64;
     reader.for_each_record(0, |row| {
         let record: Record = serde_json::from_slice(&row.bytes).map_err(|e| {
@@ -248,6 +252,7 @@ pub fn export(
     Ok(Exported {
         files: vec![path],
         records: count,
+        left_out: 0,
     })
 }
 
@@ -407,7 +412,7 @@ pub fn ocsf(r: &Record) -> Value {
 }
 
 /// The public key the log names last (in `log_start` or `key_rotation`).
-fn named_key(record: &Value) -> Option<String> {
+pub(super) fn named_key(record: &Value) -> Option<String> {
     let details = record.get("details")?;
     match record.get("kind")?.as_str()? {
         "log_start" => details.get("key")?.as_str().map(str::to_owned),
@@ -467,7 +472,7 @@ fn bundle(reader: &Reader, out: &Path) -> Result<Exported, ExportError> {
     let (path, hash) = f.finish()?;
     add(path, hash);
     let manifest = json!({
-        "format": "warden-audit-bundle/1",
+        "format": super::subset::BUNDLE_FORMAT,
         "origin": key.name(),
         "records": count,
         "checkpoints": checkpoints.len(),
@@ -481,12 +486,17 @@ fn bundle(reader: &Reader, out: &Path) -> Result<Exported, ExportError> {
     Ok(Exported {
         files,
         records: count,
+        left_out: 0,
     })
 }
 
 /// Verifies a store (a SQLite file or a PostgreSQL database) against the
-/// trusted key.
-pub fn verify_store(db: impl Into<Location>, key: VerifierKey) -> Result<Report, ExportError> {
+/// trusted key and the `trusted` checkpoints.
+pub fn verify_store(
+    db: impl Into<Location>,
+    key: VerifierKey,
+    trusted: Vec<CheckpointInput>,
+) -> Result<Report, ExportError> {
     let reader = Reader::open(db)?;
     let checkpoints = reader
         .checkpoints()?
@@ -499,6 +509,7 @@ pub fn verify_store(db: impl Into<Location>, key: VerifierKey) -> Result<Report,
         })
         .collect();
     let mut verifier = Verifier::new(key, checkpoints);
+    verifier.trust(trusted);
     reader.for_each_record_with_columns(0, |row| {
         verifier.record(
             Some(row.seq as u64),
@@ -519,8 +530,51 @@ pub fn verify_store(db: impl Into<Location>, key: VerifierKey) -> Result<Report,
     Ok(verifier.finish())
 }
 
-/// Verifies an export bundle against the trusted key.
-pub fn verify_bundle(dir: &Path, key: VerifierKey) -> Result<Report, ExportError> {
+/// Reads the checkpoints an auditor trusts: the files given, and every
+/// `*.checkpoint` file in each witness directory (as a directory witness
+/// writes them, see [`super::witness`]). A witness directory without one is
+/// an error: it was meant to be trusted and holds nothing to trust.
+pub fn trusted_checkpoints(
+    files: &[PathBuf],
+    witness_dirs: &[PathBuf],
+) -> Result<Vec<CheckpointInput>, ExportError> {
+    let mut paths: Vec<PathBuf> = files.to_vec();
+    for dir in witness_dirs {
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "checkpoint"))
+            .collect();
+        if found.is_empty() {
+            return Err(ExportError::Invalid(format!(
+                "witness directory {} holds no *.checkpoint files",
+                dir.display()
+            )));
+        }
+        found.sort();
+        paths.extend(found);
+    }
+    paths
+        .into_iter()
+        .map(|path| {
+            let note = fs::read_to_string(&path).map_err(io(&path))?;
+            Ok(CheckpointInput {
+                label: path.display().to_string(),
+                note,
+                stored: None,
+            })
+        })
+        .collect()
+}
+
+/// Verifies an export bundle against the trusted key and the `trusted`
+/// checkpoints: a whole-log bundle record by record, a subset bundle by
+/// its inclusion proofs ([`super::subset`]).
+pub fn verify_bundle(
+    dir: &Path,
+    key: VerifierKey,
+    trusted: Vec<CheckpointInput>,
+) -> Result<Report, ExportError> {
     let manifest_path = dir.join("manifest.json");
     let manifest: Value = fs::read(&manifest_path)
         .map_err(io(&manifest_path))
@@ -542,6 +596,16 @@ pub fn verify_bundle(dir: &Path, key: VerifierKey) -> Result<Report, ExportError
             Ok(_) => file_problems.push(format!("{name} does not match the manifest's SHA-256")),
             Err(e) => file_problems.push(format!("{name}: {e}")),
         }
+    }
+    if manifest.get("format").and_then(Value::as_str) != Some(super::subset::BUNDLE_FORMAT) {
+        file_problems.push(format!(
+            "manifest.json: the format is {}, not {:?}",
+            manifest.get("format").unwrap_or(&Value::Null),
+            super::subset::BUNDLE_FORMAT
+        ));
+    }
+    if manifest.get("subset").is_some_and(|s| !s.is_null()) {
+        return super::subset::verify(dir, key, &manifest, file_problems, trusted);
     }
     let checkpoint_dir = dir.join("checkpoints");
     let mut names: Vec<PathBuf> = match fs::read_dir(&checkpoint_dir) {
@@ -566,12 +630,13 @@ pub fn verify_bundle(dir: &Path, key: VerifierKey) -> Result<Report, ExportError
         });
     }
     let bundled_key = fs::read_to_string(dir.join("public-key.txt")).unwrap_or_default();
-    let trusted = key.encode();
+    let trusted_key = key.encode();
     let mut verifier = Verifier::new(key, checkpoints);
+    verifier.trust(trusted);
     for p in file_problems {
         verifier.invalid(p);
     }
-    if bundled_key.trim() != trusted {
+    if bundled_key.trim() != trusted_key {
         verifier.warn("the bundle's public-key.txt is not the trusted key".to_string());
     }
     let records_path = dir.join("records.jsonl");

@@ -12,12 +12,16 @@
 //! call is refused until it has been written.
 
 pub mod export;
-pub mod merkle;
-pub mod note;
+/// The Merkle tree, proofs and signed notes live in the standalone
+/// `warden-tlog` crate, which auditors can build on its own.
+pub use warden_tlog::{merkle, note, proof};
 pub mod record;
 pub mod redact;
 mod seal;
+mod subset;
+pub mod trusted;
 pub mod verify;
+pub mod witness;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,10 @@ use note::{Checkpoint, Signature, SignedNote, Signer, VerifierKey};
 use record::{Actor, Kind, Record, Status};
 use redact::{RedactionConfig, Redactor};
 use seal::sealer;
+use witness::{Publication, WitnessConfig, Witnesses};
+
+/// How long shutdown waits for witnesses to take the last checkpoints.
+const WITNESS_FLUSH: Duration = Duration::from_secs(5);
 
 /// `[audit]` in warden.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +68,9 @@ pub struct AuditConfig {
     pub heartbeat_interval: Duration,
     #[serde(default)]
     pub redaction: RedactionConfig,
+    /// Where signed checkpoints are also published (`[[audit.witness]]`).
+    #[serde(default, rename = "witness")]
+    pub witnesses: Vec<WitnessConfig>,
 }
 
 fn default_checkpoint_interval() -> Duration {
@@ -78,6 +89,9 @@ impl AuditConfig {
         if self.heartbeat_interval < Duration::from_secs(1) {
             return Err("audit.heartbeat_interval: must be at least 1s".into());
         }
+        for (i, witness) in self.witnesses.iter().enumerate() {
+            witness.validate(i)?;
+        }
         Ok(())
     }
 
@@ -91,6 +105,7 @@ impl AuditConfig {
             checkpoint_interval: Duration::from_secs(3600),
             heartbeat_interval: Duration::from_secs(3600),
             redaction: RedactionConfig::default(),
+            witnesses: Vec::new(),
         }
     }
 
@@ -105,6 +120,9 @@ impl AuditConfig {
             && path.is_relative()
         {
             *path = base.join(&*path);
+        }
+        for witness in &mut self.witnesses {
+            witness.resolve(base);
         }
     }
 }
@@ -251,6 +269,7 @@ pub struct Audit {
     health: Mutex<Health>,
     last_append: Mutex<Instant>,
     outcomes: TaskTracker,
+    witnesses: Witnesses,
     metrics: Metrics,
 }
 
@@ -299,6 +318,7 @@ impl Audit {
             }),
         )?;
         let redactor = Redactor::new(hmac_key.clone(), &config.redaction);
+        let witnesses = Witnesses::start(&config.witnesses, metrics.clone());
         let audit = Arc::new(Self {
             store: opened.store,
             writer: Mutex::new(Some(opened.writer)),
@@ -310,6 +330,7 @@ impl Audit {
             health: Mutex::new(Health::default()),
             last_append: Mutex::new(Instant::now()),
             outcomes: TaskTracker::new(),
+            witnesses,
             metrics,
         });
         match audit
@@ -678,6 +699,12 @@ impl Audit {
             Ok(()) => {
                 *last_size = size;
                 self.metrics.audit_checkpoints.inc();
+                self.witnesses.publish(Publication {
+                    origin: body.origin,
+                    size,
+                    root,
+                    note: row.note.clone(),
+                });
                 Ok(Some(row))
             }
             Err(e) => {
@@ -750,6 +777,9 @@ impl Audit {
         self.retry_pending().await;
         if let Err(e) = self.checkpoint().await {
             tracing::error!(error = %e, "final checkpoint failed");
+        }
+        if !self.witnesses.flush(WITNESS_FLUSH).await {
+            tracing::warn!("audit witnesses: checkpoints still unpublished at shutdown");
         }
     }
 
@@ -853,6 +883,7 @@ pub(crate) async fn test_audit(dir: &Path) -> Arc<Audit> {
         checkpoint_interval: default_checkpoint_interval(),
         heartbeat_interval: default_heartbeat_interval(),
         redaction: RedactionConfig::default(),
+        witnesses: Vec::new(),
     };
     Audit::open(&dir.join("warden.db"), config, Metrics::new())
         .await

@@ -35,6 +35,7 @@ use serde_json::Value;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{Checkpoint, Signature, SignedNote, VerifierKey};
 use super::record::{columns_of, is_canonical, scan_canonical};
+use super::trusted::{self, Trusted, TrustedResult};
 use crate::store::Columns;
 
 /// The text a key signs to endorse its successor (in `key_rotation` records).
@@ -115,6 +116,17 @@ pub struct Report {
     pub open_intents: Vec<OpenIntent>,
     /// Informational: things worth knowing that prove nothing either way.
     pub warnings: Vec<String>,
+    /// Whether trusted checkpoints were given (`--trusted-checkpoint`,
+    /// `--witness`); without them a rollback cannot be told apart.
+    pub trusted_given: bool,
+    /// What was found about each trusted checkpoint.
+    pub trusted: Vec<TrustedResult>,
+    /// For a subset bundle: what it is a subset of, and by which filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// For a subset bundle: the records proven by inclusion proofs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proven: Option<u64>,
 }
 
 /// A checkpoint as read from the store or a bundle.
@@ -148,6 +160,9 @@ pub struct Verifier {
     verified_size: u64,
     /// The size up to which records matched the last good checkpoint.
     matched_size: u64,
+    /// The roots of the checkpoints that verified, by size.
+    verified_roots: BTreeMap<u64, Hash>,
+    trusted: Trusted,
     open: HashMap<String, u64>,
     /// Records fed and not yet checked.
     batch: Batch,
@@ -391,6 +406,8 @@ impl Verifier {
             checkpoints: checkpoints.len(),
             verified_size: 0,
             matched_size: 0,
+            verified_roots: BTreeMap::new(),
+            trusted: Trusted::none(),
             open: HashMap::new(),
             batch: Batch::default(),
             batch_records: BATCH_RECORDS,
@@ -497,6 +514,20 @@ impl Verifier {
         }
     }
 
+    /// Adds checkpoints the auditor trusts from outside the log (see
+    /// [`super::trusted`]); call before the first record.
+    pub fn trust(&mut self, checkpoints: Vec<CheckpointInput>) {
+        debug_assert_eq!(self.frontier.size(), 0, "trust before the records");
+        let log_size = self.pending.keys().next_back().copied().or(
+            // Only the empty tree's checkpoints, already compared.
+            (self.verified_size == 0 && self.checkpoints > 0).then_some(0),
+        );
+        self.trusted = Trusted::new(checkpoints, &self.origin, log_size, &mut self.problems);
+        let key = self.key_for_size(0).clone();
+        self.trusted
+            .reach(0, &self.frontier.root(), &key, &mut self.problems);
+    }
+
     fn key_for_size(&self, size: u64) -> &VerifierKey {
         // The checkpoint covering records 0..size-1 is signed by the key in
         // effect at its last record.
@@ -512,6 +543,11 @@ impl Verifier {
 
     /// Checks every checkpoint of the current tree size.
     fn reach(&mut self, size: u64) {
+        if self.trusted.wants(size) {
+            let key = self.key_for_size(size).clone();
+            self.trusted
+                .reach(size, &self.frontier.root(), &key, &mut self.problems);
+        }
         let Some(list) = self.pending.remove(&size) else {
             return;
         };
@@ -553,6 +589,7 @@ impl Verifier {
             if good {
                 self.verified_size = self.verified_size.max(size);
                 self.matched_size = self.matched_size.max(size);
+                self.verified_roots.insert(size, root);
             }
         }
     }
@@ -747,6 +784,7 @@ impl Verifier {
                 ),
             );
         }
+        self.trusted.leaf(self.frontier.size(), &checked.leaf);
         self.frontier.push(checked.leaf);
         self.reach(self.frontier.size());
     }
@@ -840,6 +878,12 @@ impl Verifier {
                 "no valid checkpoint covers these records yet",
             );
         }
+        let trusted_given = self.trusted.given();
+        let trusted = std::mem::replace(&mut self.trusted, Trusted::none()).finish(
+            records,
+            &self.verified_roots,
+            &mut self.problems,
+        );
         let mut open_intents: Vec<OpenIntent> = self
             .open
             .into_iter()
@@ -855,6 +899,10 @@ impl Verifier {
             problems: self.problems,
             open_intents,
             warnings: self.warnings,
+            trusted_given,
+            trusted,
+            subset: None,
+            proven: None,
         }
     }
 }
@@ -875,6 +923,13 @@ impl Report {
                 o.seq, o.call_id
             ));
         }
+        if let (Some(subset), Some(proven)) = (&self.subset, self.proven) {
+            out.push_str(&format!(
+                "subset: {subset}; {proven} of {} records proven by inclusion proofs\n",
+                self.records
+            ));
+        }
+        out.push_str(&trusted::text(self.trusted_given, &self.trusted));
         out.push_str(&format!(
             "{}: origin {}, {} records, {} checkpoints, verified through size {}\n",
             if self.ok { "OK" } else { "FAILED" },

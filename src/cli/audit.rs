@@ -34,6 +34,14 @@ pub enum AuditCommand {
         /// The trusted public key file (audit.pub).
         #[arg(long)]
         key: PathBuf,
+        /// A checkpoint trusted from outside the log (a witness's copy, an
+        /// earlier report): the log must extend it. Repeatable.
+        #[arg(long = "trusted-checkpoint", value_name = "FILE")]
+        trusted_checkpoints: Vec<PathBuf>,
+        /// A directory witness: every *.checkpoint file in it is trusted.
+        /// Repeatable.
+        #[arg(long = "witness", value_name = "DIR")]
+        witnesses: Vec<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -114,14 +122,19 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
             db,
             bundle,
             key,
+            trusted_checkpoints,
+            witnesses,
             json,
         } => {
             let report = warden::audit::load_verifier(&key)
                 .map_err(anyhow::Error::from)
-                .and_then(|key| match (&db, &bundle) {
-                    (Some(db), _) => Ok(export::verify_store(db, key)?),
-                    (None, Some(dir)) => Ok(export::verify_bundle(dir, key)?),
-                    (None, None) => anyhow::bail!("give --db FILE or --bundle DIR"),
+                .and_then(|key| {
+                    let trusted = export::trusted_checkpoints(&trusted_checkpoints, &witnesses)?;
+                    match (&db, &bundle) {
+                        (Some(db), _) => Ok(export::verify_store(db, key, trusted)?),
+                        (None, Some(dir)) => Ok(export::verify_bundle(dir, key, trusted)?),
+                        (None, None) => anyhow::bail!("give --db FILE or --bundle DIR"),
+                    }
                 });
             let report = match report {
                 Ok(report) => report,
@@ -166,6 +179,14 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
                 outln!("{}", file.display())?;
             }
             errln!("exported {} records", done.records);
+            if done.left_out > 0 {
+                errln!(
+                    "left out {} matching records that came after the newest checkpoint \
+                     (a subset bundle proves records against a signed checkpoint; export \
+                     again after the next one)",
+                    done.left_out
+                );
+            }
             Ok(())
         }
         AuditCommand::Tail { db, from_seq } => tail(&db, from_seq),

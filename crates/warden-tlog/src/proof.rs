@@ -11,7 +11,9 @@
 //! Sizes and indices are `u64`, as in a checkpoint. Proof hashes are listed
 //! as the RFC lists them: from the leaf (or the old tree) towards the root.
 
-use crate::merkle::{Hash, empty_root, node_hash};
+use std::ops::Range;
+
+use crate::merkle::{Frontier, Hash, empty_root, node_hash};
 
 /// Which root a [`ProofError::RootMismatch`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,31 +199,7 @@ impl Tree {
     /// leaf `index` in the tree of the first `size` leaves.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         self.check_size(size)?;
-        if size == 0 {
-            return Err(ProofError::EmptyTree);
-        }
-        if index >= size {
-            return Err(ProofError::IndexOutOfRange { index, size });
-        }
-        // The recursion walked from the root down: each step adds the MTH
-        // of the half that does not hold the leaf, and the RFC appends it
-        // after the deeper steps' hashes, so the list is reversed at the end.
-        let (mut m, mut start, mut n) = (index, 0, size);
-        let mut proof = Vec::new();
-        while n > 1 {
-            let k = split_point(n);
-            if m < k {
-                proof.push(self.subtree_hash(start + k, start + n));
-                n = k;
-            } else {
-                proof.push(self.subtree_hash(start, start + k));
-                m -= k;
-                start += k;
-                n -= k;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
+        Ok(self.hashes(&inclusion_ranges(index, size)?))
     }
 
     /// `PROOF(old_size, D[0:new_size])` (RFC 9162 §2.1.4.1): the
@@ -230,39 +208,138 @@ impl Tree {
     /// sizes are equal.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ProofError> {
         self.check_size(new_size)?;
-        if old_size > new_size {
-            return Err(ProofError::OldLargerThanNew {
-                old: old_size,
-                new: new_size,
-            });
+        Ok(self.hashes(&consistency_ranges(old_size, new_size)?))
+    }
+
+    fn hashes(&self, ranges: &[Range<u64>]) -> Vec<Hash> {
+        ranges
+            .iter()
+            .map(|r| self.subtree_hash(r.start, r.end))
+            .collect()
+    }
+}
+
+/// The leaf ranges whose tree heads make up `PATH(index, D[0:size])`, in
+/// the proof's order: the proof is `MTH(D[range])` for each. The ranges are
+/// disjoint, so a [`Collector`] can hash them from a single pass over the
+/// leaves.
+pub fn inclusion_ranges(index: u64, size: u64) -> Result<Vec<Range<u64>>, ProofError> {
+    if size == 0 {
+        return Err(ProofError::EmptyTree);
+    }
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    // The recursion walked from the root down: each step names the half
+    // that does not hold the leaf, and the RFC appends it after the deeper
+    // steps' hashes, so the list is reversed at the end.
+    let (mut m, mut start, mut n) = (index, 0, size);
+    let mut ranges = Vec::new();
+    while n > 1 {
+        let k = split_point(n);
+        if m < k {
+            ranges.push(start + k..start + n);
+            n = k;
+        } else {
+            ranges.push(start..start + k);
+            m -= k;
+            start += k;
+            n -= k;
         }
-        if old_size == 0 {
-            return Err(ProofError::EmptyOldTree);
+    }
+    ranges.reverse();
+    Ok(ranges)
+}
+
+/// The leaf ranges whose tree heads make up `PROOF(old_size,
+/// D[0:new_size])`, in the proof's order (see [`inclusion_ranges`]);
+/// `0 < old_size <= new_size`, none when the sizes are equal.
+pub fn consistency_ranges(old_size: u64, new_size: u64) -> Result<Vec<Range<u64>>, ProofError> {
+    if old_size > new_size {
+        return Err(ProofError::OldLargerThanNew {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    if old_size == 0 {
+        return Err(ProofError::EmptyOldTree);
+    }
+    // SUBPROOF(m, D[start:start+n], b), top down and reversed at the end as
+    // in `inclusion_ranges`.
+    let (mut m, mut start, mut n, mut known) = (old_size, 0, new_size, true);
+    let mut ranges = Vec::new();
+    while m != n {
+        let k = split_point(n);
+        if m <= k {
+            ranges.push(start + k..start + n);
+            n = k;
+        } else {
+            ranges.push(start..start + k);
+            m -= k;
+            start += k;
+            n -= k;
+            known = false;
         }
-        // SUBPROOF(m, D[start:start+n], b), top down and reversed at the end
-        // as in `inclusion_proof`.
-        let (mut m, mut start, mut n, mut known) = (old_size, 0, new_size, true);
-        let mut proof = Vec::new();
-        while m != n {
-            let k = split_point(n);
-            if m <= k {
-                proof.push(self.subtree_hash(start + k, start + n));
-                n = k;
-            } else {
-                proof.push(self.subtree_hash(start, start + k));
-                m -= k;
-                start += k;
-                n -= k;
-                known = false;
-            }
+    }
+    // m == n: the verifier holds MTH(D[0:old_size]) only if this subtree is
+    // the whole old tree; otherwise the proof starts with it.
+    if !known {
+        ranges.push(start..start + n);
+    }
+    ranges.reverse();
+    Ok(ranges)
+}
+
+/// Gathers the tree heads of disjoint leaf ranges (a proof's, from
+/// [`inclusion_ranges`] or [`consistency_ranges`]) from one pass over a
+/// log's leaves, keeping O(log n) hashes: a verifier that streams a whole
+/// log can produce a proof without holding the log.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    /// (range, its place in the proof), by start.
+    ranges: Vec<(Range<u64>, usize)>,
+    /// The next range to fill.
+    next: usize,
+    current: Frontier,
+    hashes: Vec<Option<Hash>>,
+}
+
+impl Collector {
+    /// `ranges` must be disjoint (as a proof's are).
+    pub fn new(ranges: Vec<Range<u64>>) -> Self {
+        let count = ranges.len();
+        let mut ranges: Vec<(Range<u64>, usize)> = ranges.into_iter().zip(0..).collect();
+        ranges.sort_by_key(|(r, _)| r.start);
+        debug_assert!(ranges.windows(2).all(|w| w[0].0.end <= w[1].0.start));
+        Self {
+            ranges,
+            next: 0,
+            current: Frontier::new(),
+            hashes: vec![None; count],
         }
-        // m == n: the verifier holds MTH(D[0:old_size]) only if this subtree
-        // is the whole old tree; otherwise the proof starts with it.
-        if !known {
-            proof.push(self.subtree_hash(start, start + n));
+    }
+
+    /// Feeds leaf `index` (leaves must come in order; the ones no range
+    /// holds are skipped).
+    pub fn push(&mut self, index: u64, leaf: &Hash) {
+        let Some((range, place)) = self.ranges.get(self.next) else {
+            return;
+        };
+        if !range.contains(&index) {
+            return;
         }
-        proof.reverse();
-        Ok(proof)
+        self.current.push(*leaf);
+        if index + 1 == range.end {
+            self.hashes[*place] = Some(self.current.root());
+            self.current = Frontier::new();
+            self.next += 1;
+        }
+    }
+
+    /// The hashes in the proof's order, once every range was fed; `None`
+    /// if the leaves stopped short.
+    pub fn finish(self) -> Option<Vec<Hash>> {
+        self.hashes.into_iter().collect()
     }
 }
 

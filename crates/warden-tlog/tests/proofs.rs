@@ -2,7 +2,10 @@
 //! and tampered proofs.
 
 use warden_tlog::merkle::{Frontier, Hash, empty_root, leaf_hash, root_of};
-use warden_tlog::proof::{ProofError, RootKind, Tree, verify_consistency, verify_inclusion};
+use warden_tlog::proof::{
+    Collector, ProofError, RootKind, Tree, consistency_ranges, inclusion_ranges,
+    verify_consistency, verify_inclusion,
+};
 
 fn h(hex: &str) -> Hash {
     hex::decode(hex).unwrap().try_into().unwrap()
@@ -682,4 +685,54 @@ mod adversarial {
         verify_inclusion(&d[0], 0, 6, &proof, &r5).unwrap();
         assert!(verify_inclusion(&d[0], 0, 6, &proof, &r6).is_err());
     }
+}
+
+/// A proof gathered in one pass over the leaves, keeping only the ranges'
+/// hashes, is the proof [`Tree`] gives; leaves that stop short give none.
+#[test]
+fn a_collector_gathers_every_proof_from_one_pass() {
+    let all = leaves(45);
+    let tree = Tree::new(all.clone());
+    let gather = |ranges: Vec<std::ops::Range<u64>>, upto: usize| {
+        let mut collector = Collector::new(ranges);
+        for (i, leaf) in all[..upto].iter().enumerate() {
+            collector.push(i as u64, leaf);
+        }
+        collector.finish()
+    };
+    for new in 1..=45u64 {
+        for old in 1..=new {
+            let ranges = consistency_ranges(old, new).unwrap();
+            assert_eq!(
+                gather(ranges.clone(), new as usize),
+                Some(tree.consistency_proof(old, new).unwrap()),
+                "consistency {old} -> {new}"
+            );
+            if let Some(last) = ranges.iter().map(|r| r.end).max()
+                && last > 0
+            {
+                assert_eq!(
+                    gather(ranges, last as usize - 1),
+                    None,
+                    "{old} -> {new} short"
+                );
+            }
+        }
+        for index in 0..new {
+            assert_eq!(
+                gather(inclusion_ranges(index, new).unwrap(), new as usize),
+                Some(tree.inclusion_proof(index, new).unwrap()),
+                "inclusion {index} in {new}"
+            );
+        }
+    }
+    assert_eq!(
+        consistency_ranges(3, 2),
+        Err(ProofError::OldLargerThanNew { old: 3, new: 2 })
+    );
+    assert_eq!(consistency_ranges(0, 2), Err(ProofError::EmptyOldTree));
+    assert_eq!(
+        inclusion_ranges(2, 2),
+        Err(ProofError::IndexOutOfRange { index: 2, size: 2 })
+    );
 }
