@@ -9,8 +9,8 @@
 //! Shutdown, whatever triggers it (the token, the stdio client closing its
 //! session, the HTTP server failing), runs in this order: the front stops
 //! (open MCP sessions are cancelled, HTTP connections drained), then the
-//! audit maintenance, policy watch, approvals sweeper and risk flush tasks
-//! are stopped and joined (the flush writes the baselines one last time),
+//! audit maintenance, SIEM feed, policy watch, approvals sweeper and risk
+//! flush tasks are stopped and joined (the flush writes the baselines one last time),
 //! then the audit log is closed (pending outcomes written, a final
 //! checkpoint signed) and its writer joined.
 
@@ -189,6 +189,8 @@ struct Background {
     watch: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     risk_flush: JoinHandle<()>,
+    /// The SIEM feed's sinks (`[siem]`), when there are any.
+    siem: Option<JoinHandle<()>>,
     /// This replica's announcements in the store (and its view of the
     /// others, which the gateway's `/readyz` reads).
     replicas: Arc<crate::replicas::Registry>,
@@ -197,9 +199,16 @@ struct Background {
 }
 
 impl Background {
-    fn spawn(pipeline: &Pipeline) -> Self {
+    fn spawn(pipeline: &Pipeline, siem: Option<crate::siem::Feed>) -> Self {
         let stop = CancellationToken::new();
         let audit = pipeline.audit().clone();
+        let siem = siem.map(|feed| {
+            feed.spawn(
+                audit.store().clone(),
+                pipeline.metrics().clone(),
+                stop.clone(),
+            )
+        });
         let replicas = Arc::new(crate::replicas::Registry::new(
             audit.store().clone(),
             pipeline.policy().clone(),
@@ -209,6 +218,7 @@ impl Background {
             announce: replicas.spawn(stop.clone()),
             replicas,
             maintenance: audit.spawn_maintenance(stop.clone()),
+            siem,
             watch: pipeline.spawn_policy_watch(stop.clone()),
             sweeper: pipeline
                 .approvals()
@@ -223,6 +233,10 @@ impl Background {
     async fn stop(self) {
         self.stop.cancel();
         let _ = self.maintenance.await;
+        // The feed lets go of its sinks while the store is open.
+        if let Some(siem) = self.siem {
+            let _ = siem.await;
+        }
         let _ = self.watch.await;
         let _ = self.sweeper.await;
         // Withdraws this replica's announcement while the store is open,
@@ -243,8 +257,11 @@ async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let arm = arm_client(&config)?;
+    // The SIEM sinks are built (files read, credentials made) before the
+    // audit log opens, so a bad one stops the start with nothing to undo.
+    let siem = crate::siem::Feed::prepare(&config).context("[siem]")?;
     let pipeline = pipeline(&config, arm.clone()).await?;
-    let background = Background::spawn(&pipeline);
+    let background = Background::spawn(&pipeline, siem);
     let replicas = background.replicas.clone();
     let serving = match serve_front(config, front, pipeline, arm, replicas, shutdown.clone()).await
     {

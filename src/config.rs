@@ -133,6 +133,10 @@ pub struct Config {
     /// Entra ID (default off).
     #[serde(default)]
     pub oauth: crate::oauth::config::OAuthConfig,
+    /// The SIEM feed: the audit log shipped to Microsoft Sentinel / Log
+    /// Analytics, syslog (CEF) or an OCSF receiver (default: no sinks).
+    #[serde(default)]
+    pub siem: crate::siem::SiemConfig,
 }
 
 /// The MCP front.
@@ -416,6 +420,7 @@ impl Config {
         config.audit.resolve(base);
         config.policy.resolve(base);
         config.oauth.resolve(base);
+        config.siem.resolve(base);
         if let Some(azure) = &mut config.azure {
             azure.resolve(base);
         }
@@ -458,6 +463,7 @@ impl Config {
         self.risk.validate()?;
         self.facts.validate()?;
         self.oauth.validate().map_err(|e| e.to_string())?;
+        self.siem.validate()?;
         if let Some(azure) = &self.azure {
             azure.validate()?;
         }

@@ -25,4 +25,5 @@ pub mod pipeline;
 pub mod policy;
 pub mod replicas;
 pub mod risk;
+pub mod siem;
 pub mod store;

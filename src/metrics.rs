@@ -97,6 +97,21 @@ pub struct Metrics {
     /// Operations described by the facts stage, by completeness:
     /// `complete`, `partial`, `unavailable`.
     pub facts_described: Family<CompletenessLabel, Counter>,
+    /// SIEM feed (`siem`): records shipped (taken by the receiver), by sink.
+    pub siem_shipped: Family<SinkLabel, Counter>,
+    /// SIEM feed: attempts to ship a batch that failed, by sink.
+    pub siem_failures: Family<SinkLabel, Counter>,
+    /// SIEM feed: attempts after the first for a batch, by sink.
+    pub siem_retries: Family<SinkLabel, Counter>,
+    /// SIEM feed: records in the store not shipped yet (the store's newest
+    /// sequence number minus the sink's cursor), by sink.
+    pub siem_lag: Family<SinkLabel, Gauge>,
+    /// SIEM feed: the last sequence number shipped (-1: none yet), by sink.
+    pub siem_cursor: Family<SinkLabel, Gauge>,
+    /// SIEM feed: gaps in the sequence numbers found, by sink.
+    pub siem_gaps: Family<SinkLabel, Counter>,
+    /// SIEM feed: sequence numbers missing from the store, by sink.
+    pub siem_missing: Family<SinkLabel, Counter>,
     /// Open HTTP connections on the front.
     pub http_connections: Gauge,
     /// Connections closed at accept, by reason: `limit` (all connections)
@@ -144,6 +159,12 @@ pub struct WitnessLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WitnessLabel {
     pub witness: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    /// The sink's name in `[[siem.sink]]`.
+    pub sink: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -418,6 +439,48 @@ impl Metrics {
             "HTTP connections closed at accept because a connection cap was reached, by reason",
             http_connections_refused.clone(),
         );
+        let siem_shipped = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "siem_shipped_records",
+            "Audit records the SIEM feed shipped (taken by the receiver), by sink",
+            siem_shipped.clone(),
+        );
+        let siem_failures = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "siem_failures",
+            "SIEM feed attempts to ship a batch that failed, by sink",
+            siem_failures.clone(),
+        );
+        let siem_retries = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "siem_retries",
+            "SIEM feed attempts after the first for a batch, by sink",
+            siem_retries.clone(),
+        );
+        let siem_lag = Family::<SinkLabel, Gauge>::default();
+        registry.register(
+            "siem_lag_records",
+            "Audit records not shipped yet (newest sequence number minus the cursor), by sink",
+            siem_lag.clone(),
+        );
+        let siem_cursor = Family::<SinkLabel, Gauge>::default();
+        registry.register(
+            "siem_cursor",
+            "The last sequence number the SIEM feed shipped (-1: none), by sink",
+            siem_cursor.clone(),
+        );
+        let siem_gaps = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "siem_gaps",
+            "Gaps in the audit log's sequence numbers the SIEM feed found, by sink",
+            siem_gaps.clone(),
+        );
+        let siem_missing = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "siem_missing_records",
+            "Sequence numbers missing from the audit log, found by the SIEM feed, by sink",
+            siem_missing.clone(),
+        );
         let http_connections_closed = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "http_connections_closed",
@@ -429,6 +492,13 @@ impl Metrics {
             http_connections,
             http_connections_refused,
             http_connections_closed,
+            siem_shipped,
+            siem_failures,
+            siem_retries,
+            siem_lag,
+            siem_cursor,
+            siem_gaps,
+            siem_missing,
             risk_assessments,
             risk_alerts,
             risk_latency,
@@ -582,6 +652,62 @@ impl Metrics {
                 completeness: completeness.to_owned(),
             })
             .inc();
+    }
+
+    fn sink(sink: &str) -> SinkLabel {
+        SinkLabel {
+            sink: sink.to_owned(),
+        }
+    }
+
+    /// Exports SIEM sink `sink`'s metrics at 0, so alerts on a rate see them.
+    pub fn siem_configured(&self, sink: &str) {
+        let label = Self::sink(sink);
+        for family in [
+            &self.siem_shipped,
+            &self.siem_failures,
+            &self.siem_retries,
+            &self.siem_gaps,
+            &self.siem_missing,
+        ] {
+            family.get_or_create(&label).inc_by(0);
+        }
+        self.siem_lag.get_or_create(&label).set(0);
+        self.siem_cursor.get_or_create(&label).set(-1);
+    }
+
+    /// Counts `records` shipped by SIEM sink `sink`.
+    pub fn siem_shipped(&self, sink: &str, records: u64) {
+        self.siem_shipped
+            .get_or_create(&Self::sink(sink))
+            .inc_by(records);
+    }
+
+    /// Counts one failed attempt of SIEM sink `sink`.
+    pub fn siem_failure(&self, sink: &str) {
+        self.siem_failures.get_or_create(&Self::sink(sink)).inc();
+    }
+
+    /// Counts one retry of SIEM sink `sink`.
+    pub fn siem_retry(&self, sink: &str) {
+        self.siem_retries.get_or_create(&Self::sink(sink)).inc();
+    }
+
+    /// Sets SIEM sink `sink`'s lag, in records.
+    pub fn siem_lag(&self, sink: &str, records: i64) {
+        self.siem_lag.get_or_create(&Self::sink(sink)).set(records);
+    }
+
+    /// Sets SIEM sink `sink`'s cursor (the last sequence number shipped).
+    pub fn siem_cursor(&self, sink: &str, last: i64) {
+        self.siem_cursor.get_or_create(&Self::sink(sink)).set(last);
+    }
+
+    /// Counts one gap of `missing` sequence numbers found by SIEM sink `sink`.
+    pub fn siem_gap(&self, sink: &str, missing: u64) {
+        let label = Self::sink(sink);
+        self.siem_gaps.get_or_create(&label).inc();
+        self.siem_missing.get_or_create(&label).inc_by(missing);
     }
 
     /// The Prometheus text exposition of every metric.
