@@ -99,6 +99,16 @@
 //!   request without one with Key Vault's challenge: `401`,
 //!   `WWW-Authenticate: Bearer authorization="<authority>/<tenant>",
 //!   resource="https://vault.azure.net"`.
+//! * **Logs Ingestion** (`ingestion.rs`): `POST
+//!   /dataCollectionRules/{dcrImmutableId}/streams/{streamName}` is a data
+//!   collection endpoint of Azure Monitor, taking tokens for
+//!   `https://monitor.azure.com` ([`MONITOR_AUDIENCES`]): the demo rule
+//!   [`DEV_DCR_IMMUTABLE_ID`] (stream [`DEV_DCR_STREAM`]) and those
+//!   [`Simulator::add_data_collection_rule`] adds; an unknown rule is
+//!   Azure's `404 NotFound` (`Data collection rule with immutable Id '…'
+//!   not found.`), an undeclared stream `400 InvalidStream`. What it took
+//!   is kept in memory: [`Simulator::ingested`], `GET /_sim/ingested`;
+//!   [`Simulator::fail_ingestion`] makes the next requests fail with `503`.
 //!
 //! # Routes (all with `?api-version=`)
 //!
@@ -126,8 +136,9 @@
 //! | GET | `{resource}/providers/Microsoft.Insights/diagnosticSettingsCategories[/{name}]` |
 //! | GET | `/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values?$filter=eventTimestamp ge '…'[ and …]` |
 //! | POST | `/providers/Microsoft.ResourceGraph/resources` (api-version `2024-04-01`, `2022-10-01`, `2021-03-01`, …; see below) |
+//! | POST | `/dataCollectionRules/{dcrImmutableId}/streams/{streamName}` (Logs Ingestion, api-version `2023-01-01`; see `ingestion.rs`) |
 //! | POST | `/_sim/throttle?requests=N` (no `api-version`, no token, loopback only) |
-//! | GET | `/_sim/requests?limit=N`, `/_sim/calls`, `/_sim/unserved` (likewise) |
+//! | GET | `/_sim/requests?limit=N`, `/_sim/calls`, `/_sim/unserved`, `/_sim/ingested` (likewise) |
 //!
 //! `{scope}` is a subscription, resource group or resource id. Resource
 //! types stored: `Microsoft.Compute/virtualMachines[/extensions]`,
@@ -163,6 +174,7 @@
 
 mod filter;
 mod graph;
+pub mod ingestion;
 mod keyvault;
 mod routes;
 pub mod seed;
@@ -194,6 +206,7 @@ use crate::identity::{AuthError, Authenticator, IdentityConfig, PrincipalKind};
 
 use routes::{ArmRequest, ArmResponse, Caller, Settings};
 
+pub use ingestion::{DEV_DCR_IMMUTABLE_ID, DEV_DCR_STREAM, Ingested, MONITOR_AUDIENCES};
 pub use keyvault::{KEY_VAULT_AUDIENCES, KEY_VAULT_RESOURCE};
 pub use seed::{
     DEMO_SUBSCRIPTIONS, DEV_SUBSCRIPTION, DISK_DEV_DATA_01, DISK_WEB_01_OS, KEY_VAULT_SECURITY,
@@ -258,6 +271,15 @@ pub fn dev_identity_config(issuer: &DevIssuer, issuer_base_url: &str) -> Identit
     // ARM authorizes by RBAC role assignments, not app roles: a service
     // principal's token for it carries none.
     config.allow_app_tokens_without_roles = true;
+    config
+}
+
+/// The identity settings for Azure Monitor tokens (the Logs Ingestion
+/// API): `arm`'s (as [`dev_identity_config`] makes them) with the
+/// audiences [`MONITOR_AUDIENCES`]. The simulator derives them itself.
+pub fn monitor_identity_config(arm: &IdentityConfig) -> IdentityConfig {
+    let mut config = arm.clone();
+    config.audiences = MONITOR_AUDIENCES.iter().map(|a| (*a).to_owned()).collect();
     config
 }
 
@@ -345,6 +367,7 @@ pub struct Simulator {
     local_addr: SocketAddr,
     throttle: Arc<AtomicU32>,
     ledger: Arc<Mutex<Ledger>>,
+    ingestion: Arc<Mutex<ingestion::Ingestion>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -364,6 +387,11 @@ struct Shared {
     auth: Arc<Authenticator>,
     /// Validates Key Vault tokens (`aud` `https://vault.azure.net`).
     vault_auth: Arc<Authenticator>,
+    /// Validates Azure Monitor tokens (`aud` `https://monitor.azure.com`)
+    /// for the Logs Ingestion API.
+    monitor_auth: Arc<Authenticator>,
+    /// Data collection rules and what was ingested through them.
+    ingestion: Arc<Mutex<ingestion::Ingestion>>,
     ledger: Arc<Mutex<Ledger>>,
     throttle: Arc<AtomicU32>,
     settings: Arc<Settings>,
@@ -448,12 +476,18 @@ impl Simulator {
         );
         let throttle = Arc::new(AtomicU32::new(0));
         let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let ingestion = Arc::new(Mutex::new(ingestion::Ingestion::seeded()));
         let shared = Shared {
             db: Arc::new(Mutex::new(conn)),
             vault_auth: Authenticator::start(
                 vault_identity_config(&config.identity),
                 reqwest::Client::new(),
             ),
+            monitor_auth: Authenticator::start(
+                monitor_identity_config(&config.identity),
+                reqwest::Client::new(),
+            ),
+            ingestion: ingestion.clone(),
             auth: Authenticator::start(config.identity, reqwest::Client::new()),
             ledger: ledger.clone(),
             throttle: throttle.clone(),
@@ -470,6 +504,7 @@ impl Simulator {
             .route("/_sim/requests", get(sim_requests))
             .route("/_sim/calls", get(sim_calls))
             .route("/_sim/unserved", get(sim_unserved))
+            .route("/_sim/ingested", get(sim_ingested))
             .fallback(arm)
             .with_state(shared);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -492,6 +527,7 @@ impl Simulator {
             local_addr,
             throttle,
             ledger,
+            ingestion,
             stop: Some(stop),
             server: Some(server),
         })
@@ -532,6 +568,36 @@ impl Simulator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .unserved
+            .clone()
+    }
+
+    /// Declares a data collection rule with immutable id `immutable_id`
+    /// and `streams` for the Logs Ingestion API (replacing one of the same
+    /// id). The demo rule [`DEV_DCR_IMMUTABLE_ID`] is there from the start.
+    pub fn add_data_collection_rule(&self, immutable_id: &str, streams: &[&str]) {
+        self.ingestion
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_rule(immutable_id, streams);
+    }
+
+    /// The next `requests` Logs Ingestion requests get `503
+    /// ServiceUnavailable` with `Retry-After` (replaces any count still
+    /// pending; 0 stops failing).
+    pub fn fail_ingestion(&self, requests: u32) {
+        self.ingestion
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fail_next = requests;
+    }
+
+    /// Every batch the Logs Ingestion API took, in the order taken (also
+    /// `GET /_sim/ingested`).
+    pub fn ingested(&self) -> Vec<Ingested> {
+        self.ingestion
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ingested
             .clone()
     }
 
@@ -580,6 +646,9 @@ async fn arm(
         .and_then(keyvault::vault_of_host)
     {
         return keyvault::serve(&shared, peer, vault, method, &uri, &headers, body).await;
+    }
+    if ingestion::is_ingestion_path(uri.path()) {
+        return ingestion::serve(&shared, peer, method, &uri, &headers, body).await;
     }
     let request_id = uuid::Uuid::new_v4().to_string();
     let correlation_id = header(&headers, "x-ms-correlation-request-id")
@@ -979,6 +1048,23 @@ async fn sim_calls(
         .calls
         .clone();
     axum::Json(calls).into_response()
+}
+
+/// `GET /_sim/ingested`: [`Simulator::ingested`] as a JSON array.
+async fn sim_ingested(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return control_forbidden();
+    }
+    let ingested = shared
+        .ingestion
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .ingested
+        .clone();
+    axum::Json(ingested).into_response()
 }
 
 /// `GET /_sim/unserved`: [`Simulator::unserved`] as a JSON array.

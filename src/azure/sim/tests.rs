@@ -2373,3 +2373,135 @@ async fn unserved_requests_and_served_calls_are_recorded() {
     );
     sim.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Logs Ingestion
+
+#[tokio::test]
+async fn logs_ingestion_takes_rows_for_a_known_rule_and_stream_and_keeps_them() {
+    let env = Env::new().await;
+    let sim = env.sim(2).await;
+    let mut arm = env.client(&sim).await;
+    arm.token = Some(env.token_for("https://monitor.azure.com"));
+    let path = |dcr: &str, stream: &str| {
+        format!("/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01")
+    };
+    let rows = json!([{"TimeGenerated": "2026-03-01T00:00:00Z", "WardenSeq": 0},
+                      {"TimeGenerated": "2026-03-01T00:00:01Z", "WardenSeq": 1}]);
+    let reply = arm
+        .send(
+            Method::POST,
+            &path(DEV_DCR_IMMUTABLE_ID, DEV_DCR_STREAM),
+            Some(rows.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    let taken = sim.ingested();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].dcr_immutable_id, DEV_DCR_IMMUTABLE_ID);
+    assert_eq!(taken[0].stream, DEV_DCR_STREAM);
+    assert_eq!(taken[0].api_version, "2023-01-01");
+    assert_eq!(Value::Array(taken[0].rows.clone()), rows);
+    // The caller is the token's application.
+    assert_eq!(taken[0].caller, crate::identity::dev::DEV_CLIENT_APP);
+    assert!(
+        sim.calls()
+            .iter()
+            .any(|c| c.path == ingestion::ROUTE && c.method == "POST"),
+        "{:?}",
+        sim.calls()
+    );
+    let listed: Value = reqwest::get(format!("{}/_sim/ingested", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["rows"], rows);
+
+    // A rule added later is taken too.
+    sim.add_data_collection_rule("dcr-00000000000000000000000000000abc", &["Custom-Other_CL"]);
+    let reply = arm
+        .send(
+            Method::POST,
+            &path("dcr-00000000000000000000000000000abc", "Custom-Other_CL"),
+            Some(json!([{"a": 1}])),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    assert_eq!(sim.ingested().len(), 2);
+}
+
+#[tokio::test]
+async fn logs_ingestion_refuses_as_azure_does() {
+    let env = Env::new().await;
+    let sim = env.sim(2).await;
+    let mut arm = env.client(&sim).await;
+    let path = |dcr: &str, stream: &str| {
+        format!("/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01")
+    };
+    let good = path(DEV_DCR_IMMUTABLE_ID, DEV_DCR_STREAM);
+    let rows = Some(json!([{"WardenSeq": 0}]));
+
+    // An ARM token is not a token for Azure Monitor.
+    let reply = arm.send(Method::POST, &good, rows.clone()).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert_eq!(reply.code(), "InvalidAuthenticationTokenAudience");
+    arm.token = None;
+    let reply = arm.send(Method::POST, &good, rows.clone()).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.code(), "AuthenticationFailed");
+
+    arm.token = Some(env.token_for("https://monitor.azure.com/"));
+    let reply = arm
+        .send(
+            Method::POST,
+            &path("dcr-ffffffffffffffffffffffffffffffff", DEV_DCR_STREAM),
+            rows.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply.body,
+        json!({"error": {"code": "NotFound", "message":
+            "Data collection rule with immutable Id 'dcr-ffffffffffffffffffffffffffffffff' not found."}})
+    );
+    let reply = arm
+        .send(
+            Method::POST,
+            &path(DEV_DCR_IMMUTABLE_ID, "Custom-Nope_CL"),
+            rows.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.code(), "InvalidStream");
+    let reply = arm
+        .send(Method::POST, &good, Some(json!({"not": "an array"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.code(), "InvalidPayload");
+    let reply = arm
+        .send(
+            Method::POST,
+            &format!("/dataCollectionRules/{DEV_DCR_IMMUTABLE_ID}/streams/{DEV_DCR_STREAM}?x=1"),
+            rows.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.code(), "MissingApiVersionParameter");
+    let big = json!([{"WardenRecord": "x".repeat(ingestion::MAX_BODY_BYTES)}]);
+    let reply = arm.send(Method::POST, &good, Some(big)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.code(), "ContentLengthLimitExceeded");
+
+    // A receiver that is down for one request, then back.
+    sim.fail_ingestion(1);
+    let reply = arm.send(Method::POST, &good, rows.clone()).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.code(), "ServiceUnavailable");
+    assert_eq!(reply.header("retry-after"), "0");
+    let reply = arm.send(Method::POST, &good, rows.clone()).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    assert_eq!(sim.ingested().len(), 1, "only the last request was taken");
+    assert!(sim.unserved().is_empty(), "{:?}", sim.unserved());
+}
