@@ -11,6 +11,8 @@
 #                 it drives Debian's Chromium (/usr/bin/chromium, with chromium-driver),
 #                 installed with apt-get when missing (root, or sudo). No browser is ever
 #                 downloaded from anywhere else (no `playwright install`).
+#   rsyslog       Debian's rsyslog and rsyslog-gnutls (apt-get, when missing): the SIEM tests
+#                 start their own rsyslogd (never the system's service) as a syslog receiver
 #   .deps/paths.env   KEY=VALUE lines the Rust tests read (see the end of this file)
 #
 # Idempotent: a stamp per part records what was installed; when it matches, that
@@ -30,6 +32,7 @@ CONFORMANCE_VERSION=0.1.16    # npm `@modelcontextprotocol/conformance`; the ful
 PLAYWRIGHT_CORE_VERSION=1.65.2  # npm `playwright-core` (browser tests); the full lock is tests/browser/package-lock.json
 CHROMIUM=/usr/bin/chromium    # Debian's `chromium` package (and `chromium-driver`); the browser tests launch it
 HAPROXY=/usr/sbin/haproxy     # Debian's `haproxy` package; the replica tests balance across replicas with it
+RSYSLOGD=/usr/sbin/rsyslogd   # Debian's `rsyslog` (and `rsyslog-gnutls` for TLS); the SIEM tests receive syslog with it
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS="$ROOT/.deps"
@@ -187,6 +190,15 @@ debian_package() {
         log "$* present ($path)"
         return
     fi
+    apt_get_install "$@"
+    [[ -x "$path" ]] || die "apt-get installed $* but $path is missing"
+}
+# `debian_installed PACKAGE`: whether dpkg has PACKAGE installed.
+debian_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+# `apt_get_install PACKAGE...`: apt-get installs PACKAGE... (root, or sudo).
+apt_get_install() {
     log "installing Debian's $* (apt-get)"
     local as_root=()
     if [[ "$(id -u)" != 0 ]]; then
@@ -203,7 +215,6 @@ debian_package() {
             || die "apt-get update failed"
         apt_install "$@" || die "apt-get install $* failed"
     fi
-    [[ -x "$path" ]] || die "apt-get installed $* but $path is missing"
 }
 debian_package "$CHROMIUM" chromium chromium-driver
 CHROMEDRIVER="$(command -v chromedriver || true)"
@@ -215,6 +226,18 @@ chromium_version="$("$CHROMIUM" --version 2>/dev/null)" || die "$CHROMIUM --vers
 debian_package "$HAPROXY" haproxy
 haproxy_version="$("$HAPROXY" -v 2>/dev/null)" || die "$HAPROXY -v failed"
 haproxy_version="${haproxy_version%%$'\n'*}"   # its first line (no pipe: `head` would cut haproxy off mid-write)
+
+# ---------------------------------------------------------------- rsyslog (Debian packages)
+# The syslog receiver of the SIEM tests (tests/siem.rs): each test starts its
+# own `rsyslogd -n -f <its config> -i <its pidfile>` with imtcp on a port of
+# its own; rsyslog-gnutls is its TLS driver. Debian's build, recorded like
+# HAProxy's. Installing the package may start the system's rsyslog service
+# where an init system runs; the tests never use or need it.
+debian_package "$RSYSLOGD" rsyslog
+debian_installed rsyslog-gnutls || apt_get_install rsyslog-gnutls
+debian_installed rsyslog-gnutls || die "apt-get installed rsyslog-gnutls but dpkg does not list it"
+rsyslog_version="$("$RSYSLOGD" -v 2>/dev/null)" || die "$RSYSLOGD -v failed"
+rsyslog_version="${rsyslog_version%%$'\n'*}"
 
 # ---------------------------------------------------------------- playwright-core (npm)
 # Only the library (no browsers of its own: its install step downloads none,
@@ -289,6 +312,8 @@ WARDEN_TEST_CHROMIUM_VERSION=$chromium_version
 WARDEN_TEST_CHROMEDRIVER=$CHROMEDRIVER
 WARDEN_TEST_HAPROXY=$HAPROXY
 WARDEN_TEST_HAPROXY_VERSION=$haproxy_version
+WARDEN_TEST_RSYSLOGD=$RSYSLOGD
+WARDEN_TEST_RSYSLOG_VERSION=$rsyslog_version
 EOF
 mv -f "$tmp" "$DEPS/paths.env"
 
