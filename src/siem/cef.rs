@@ -226,10 +226,27 @@ impl Extension {
     }
 }
 
-/// Reads a CEF message back: the seven header fields (unescaped) and the
-/// extension pairs (unescaped), in order. For tests and tools; `None` if
-/// it is not CEF.
-pub fn parse(message: &str) -> Option<(Vec<String>, Vec<(String, String)>)> {
+/// A CEF message read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The seven header fields, unescaped (the first is the version).
+    pub header: Vec<String>,
+    /// The extension's pairs, unescaped, in order.
+    pub extension: Vec<(String, String)>,
+}
+
+impl Parsed {
+    /// The value of extension key `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.extension
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a CEF message back. For tests and tools; `None` if it is not CEF.
+pub fn parse(message: &str) -> Option<Parsed> {
     let rest = message.strip_prefix("CEF:")?;
     let mut header = Vec::new();
     let mut field = String::new();
@@ -286,7 +303,10 @@ pub fn parse(message: &str) -> Option<(Vec<String>, Vec<(String, String)>)> {
     if let Some(previous) = key {
         pairs.push((previous, value));
     }
-    Some((header, pairs))
+    Some(Parsed {
+        header,
+        extension: pairs,
+    })
 }
 
 #[cfg(test)]
@@ -308,15 +328,13 @@ mod tests {
             message.starts_with("CEF:0|Warden|Warden|0.1.0|intent|Tool call denied|7|rt=1772359872123 cn1=41 cn1Label=seq "),
             "{message}"
         );
-        let (header, pairs) = parse(&message).unwrap();
-        assert_eq!(header[0], "0");
-        assert_eq!(header[4], "intent");
+        let parsed = parse(&message).unwrap();
+        assert_eq!(parsed.header[0], "0");
+        assert_eq!(parsed.header[4], "intent");
         let get = |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_else(|| panic!("no {key} in {pairs:?}"))
+            parsed
+                .get(key)
+                .unwrap_or_else(|| panic!("no {key} in {parsed:?}"))
         };
         assert_eq!(get("cn1"), "41");
         assert_eq!(get("cn1Label"), "seq");
@@ -345,18 +363,18 @@ mod tests {
             message.contains("|a\\|b\\\\c|Audit record: a\\|b\\\\c|"),
             "{message}"
         );
-        let (header, pairs) = parse(&message).unwrap();
-        assert_eq!(header[4], "a|b\\c");
-        let msg = &pairs.iter().find(|(k, _)| k == "msg").unwrap().1;
+        let parsed = parse(&message).unwrap();
+        assert_eq!(parsed.header[4], "a|b\\c");
+        let msg = parsed.get("msg").unwrap();
         assert!(msg.ends_with("line1\nline2 x=y"), "{msg}");
         let gap = message_of_gap();
-        let (header, pairs) = parse(&gap).unwrap();
-        assert_eq!(header[4], "siem_gap");
-        assert_eq!(header[6], "9");
-        assert!(pairs.contains(&("flexNumber1".into(), "5".into())));
-        assert!(pairs.contains(&("flexNumber2".into(), "6".into())));
-        assert!(pairs.contains(&("cnt".into(), "2".into())));
-        assert!(!pairs.iter().any(|(k, _)| k == "cn1"));
+        let parsed = parse(&gap).unwrap();
+        assert_eq!(parsed.header[4], "siem_gap");
+        assert_eq!(parsed.header[6], "9");
+        assert_eq!(parsed.get("flexNumber1"), Some("5"));
+        assert_eq!(parsed.get("flexNumber2"), Some("6"));
+        assert_eq!(parsed.get("cnt"), Some("2"));
+        assert_eq!(parsed.get("cn1"), None);
     }
 
     fn message_of_gap() -> String {

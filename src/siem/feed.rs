@@ -162,7 +162,11 @@ impl Runner {
             match self.claim().await {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.pause(self.sink.lease.renew_after()).await;
+                    // Another replica ships; look again soon enough to
+                    // take over quickly when it lets the sink go.
+                    let again = (self.settings.poll_interval * 5)
+                        .clamp(Duration::from_secs(1), self.sink.lease.renew_after());
+                    self.pause(again).await;
                     continue;
                 }
                 Err(e) => {
