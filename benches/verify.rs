@@ -50,6 +50,7 @@ fn write_log(dir: &Path) -> VerifierKey {
             checkpoint_interval: Duration::from_secs(3600),
             heartbeat_interval: Duration::from_secs(3600),
             redaction: RedactionConfig::default(),
+            auth_refusal_interval: std::time::Duration::from_secs(60),
             witnesses: Vec::new(),
         };
         let db = Location::Sqlite(dir.join("warden.db"));

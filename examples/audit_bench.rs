@@ -194,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         checkpoint_interval: Duration::from_secs(10),
         heartbeat_interval: Duration::from_secs(60),
         redaction: RedactionConfig::default(),
+        auth_refusal_interval: std::time::Duration::from_secs(60),
         witnesses: Vec::new(),
     };
     let schema = match &cli.postgres {

@@ -97,6 +97,11 @@ impl Pipeline {
             audit,
             risk,
         } = stages;
+        // Refused tokens reach the risk stage as they are recorded.
+        let scorer = risk.clone();
+        audit.on_auth_refusal(Box::new(move |source_ip, at| {
+            scorer.auth_refused(source_ip, at)
+        }));
         Self {
             metrics,
             identity,

@@ -145,7 +145,7 @@ use super::sign_in::{Full, Pending, Refused, SignIns};
 use super::views::{self, Notes, Viewer};
 use crate::approvals::{ApprovalError, Approvals, Filter, Status, Verdict};
 use crate::audit::Audit;
-use crate::audit::record::{Actor, Kind, Record};
+use crate::audit::auth::{Accepted, Refusal, Surface};
 use crate::cookies::{SameSite, cookie, plain_loopback};
 use crate::identity::{Authenticator, Principal};
 use crate::oauth::entra::Entra;
@@ -1007,7 +1007,7 @@ async fn sign_in(
         Ok(p) => p,
         Err(e) => {
             tracing::info!(target: "warden::admin", reason = e.reason(), peer = %peer.ip(), "approvals page sign-in refused");
-            record(&page, "page_sign_in_refused", None, "token", e.reason()).await;
+            record_refusal(&page, "token", e.reason(), Some(peer.ip()), Some(token)).await;
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             return sign_in_page(
                 &page,
@@ -1045,14 +1045,7 @@ async fn open_session(
 ) -> Result<(String, Duration), (StatusCode, String)> {
     let ttl = session_ttl(&principal);
     if ttl < MIN_SESSION {
-        record(
-            page,
-            "page_sign_in_refused",
-            Some(&principal),
-            via,
-            "token_expiring",
-        )
-        .await;
+        record_refusal(page, via, "token_expiring", principal.source_ip, None).await;
         let message = match via {
             "token" => format!(
                 "This token expires in {} s (or has just expired, within the clock skew Warden allows): \
@@ -1071,41 +1064,61 @@ async fn open_session(
     let who = principal.display_name.clone();
     let oid = principal.oid.clone();
     let Some(id) = page.sessions.create(principal.clone(), ttl) else {
-        record(
-            page,
-            "page_sign_in_refused",
-            Some(&principal),
-            via,
-            "too_many_sessions",
-        )
-        .await;
+        record_refusal(page, via, "too_many_sessions", principal.source_ip, None).await;
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many sessions are open; try again later.".to_owned(),
         ));
     };
     page.sessions.save(&id).await;
-    record(page, "page_signed_in", Some(&principal), via, "ok").await;
+    record_sign_in(page, &principal, via).await;
     tracing::info!(target: "warden::admin", user = %who, oid = %oid, secs = ttl.as_secs(), via, "approvals page sign-in");
     page.sessions.flash(&id, format!("Signed in as {who}."));
     Ok((id, ttl))
 }
 
-/// A page sign-in (or its refusal) as an `auth` record.
-async fn record(page: &Page, event: &str, principal: Option<&Principal>, via: &str, reason: &str) {
+/// A page sign-in as an `auth` record (see [`crate::audit::auth`]).
+async fn record_sign_in(page: &Page, principal: &Principal, via: &str) {
     let Some(audit) = &page.audit else { return };
-    let mut record = Record::new(Kind::Auth);
-    record.principal = principal.map(Actor::from);
-    record.source_ip = principal.and_then(|p| p.source_ip).map(|ip| ip.to_string());
-    record.details = Some(json!({
-        "event": event,
-        "auth_path": "admin_page",
-        "method": via,
-        "reason": reason,
-    }));
-    if let Err(error) = audit.append(record).await {
-        tracing::error!(target: "warden::admin", %error, event, "approvals page sign-in not recorded");
-    }
+    audit
+        .auth_accepted(Accepted {
+            event: "page_signed_in",
+            surface: Surface::Admin,
+            principal,
+            client: None,
+            user_agent: None,
+            session: None,
+            extra: Some(json!({ "method": via })),
+        })
+        .await;
+}
+
+/// A refused page sign-in, counted and aggregated (see
+/// [`crate::audit::auth`]); `token` is the pasted token, hashed before it
+/// is kept.
+async fn record_refusal(
+    page: &Page,
+    via: &str,
+    reason: &str,
+    source_ip: Option<IpAddr>,
+    token: Option<&str>,
+) {
+    let Some(audit) = &page.audit else { return };
+    audit
+        .auth_refused(
+            Surface::Admin,
+            Refusal {
+                event: "page_sign_in_refused",
+                reason,
+                source_ip,
+                client: None,
+                token,
+                detail: None,
+                user_agent: None,
+                extra: Some(json!({ "method": via })),
+            },
+        )
+        .await;
 }
 
 /// `GET /admin/sign-in/entra`: a fresh `state`, `nonce` and PKCE verifier,
@@ -1209,14 +1222,7 @@ async fn entra_callback(
         );
     };
     let Some(state) = query.state.as_deref().filter(|s| !s.is_empty()) else {
-        record(
-            &page,
-            "page_sign_in_refused",
-            None,
-            "entra",
-            "missing_state",
-        )
-        .await;
+        record_refusal(&page, "entra", "missing_state", Some(peer.ip()), None).await;
         return refuse(
             StatusCode::BAD_REQUEST,
             "Sign-in refused: the answer from Entra ID carries no state. Start again with \
@@ -1236,14 +1242,7 @@ async fn entra_callback(
     let pending = match pending {
         Ok(pending) => pending,
         Err(refused) => {
-            record(
-                &page,
-                "page_sign_in_refused",
-                None,
-                "entra",
-                refused.reason(),
-            )
-            .await;
+            record_refusal(&page, "entra", refused.reason(), Some(peer.ip()), None).await;
             let message = match refused {
                 Refused::OtherBrowser => {
                     "Sign-in refused: this sign-in was started in another browser (or its cookie is gone). \
@@ -1262,7 +1261,7 @@ async fn entra_callback(
         }
     };
     if let Some(error) = &query.error {
-        record(&page, "page_sign_in_refused", None, "entra", "entra_error").await;
+        record_refusal(&page, "entra", "entra_error", Some(peer.ip()), None).await;
         let mut text = format!(
             "{error}: {}",
             query.error_description.as_deref().unwrap_or("")
@@ -1281,7 +1280,7 @@ async fn entra_callback(
         );
     }
     let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
-        record(&page, "page_sign_in_refused", None, "entra", "missing_code").await;
+        record_refusal(&page, "entra", "missing_code", Some(peer.ip()), None).await;
         return refuse(
             StatusCode::BAD_REQUEST,
             "Sign-in refused: the answer from Entra ID carries no code.".to_owned(),
@@ -1300,7 +1299,7 @@ async fn entra_callback(
             } else {
                 (StatusCode::BAD_GATEWAY, "entra_unavailable")
             };
-            record(&page, "page_sign_in_refused", None, "entra", reason).await;
+            record_refusal(&page, "entra", reason, Some(peer.ip()), None).await;
             return refuse(
                 status,
                 format!(
@@ -1310,14 +1309,7 @@ async fn entra_callback(
         }
     };
     if tokens.id_token.is_some() && !tokens.nonce_matches(&pending.nonce) {
-        record(
-            &page,
-            "page_sign_in_refused",
-            None,
-            "entra",
-            "nonce_mismatch",
-        )
-        .await;
+        record_refusal(&page, "entra", "nonce_mismatch", Some(peer.ip()), None).await;
         return refuse(
             StatusCode::UNAUTHORIZED,
             "Sign-in refused: Entra ID's ID token is not for this sign-in (its nonce does not match)."
@@ -1335,7 +1327,7 @@ async fn entra_callback(
         Ok(p) => p,
         Err(e) => {
             tracing::info!(target: "warden::admin", reason = e.reason(), peer = %peer.ip(), "approvals page Entra sign-in refused");
-            record(&page, "page_sign_in_refused", None, "entra", e.reason()).await;
+            record_refusal(&page, "entra", e.reason(), Some(peer.ip()), None).await;
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             return refuse(status, format!("Sign-in refused: {e}."));
         }

@@ -11,6 +11,7 @@
 //! outcome cannot be written it is kept in memory and retried, and every new
 //! call is refused until it has been written.
 
+pub mod auth;
 pub mod export;
 /// The Merkle tree, proofs and signed notes live in the standalone
 /// `warden-tlog` crate, which auditors can build on its own.
@@ -68,6 +69,10 @@ pub struct AuditConfig {
     pub heartbeat_interval: Duration,
     #[serde(default)]
     pub redaction: RedactionConfig,
+    /// How long refused tokens of one (surface, reason, source, client)
+    /// are counted before their tally is recorded (see [`auth`]).
+    #[serde(default = "default_auth_refusal_interval", with = "humantime_serde")]
+    pub auth_refusal_interval: Duration,
     /// Where signed checkpoints are also published (`[[audit.witness]]`).
     #[serde(default, rename = "witness")]
     pub witnesses: Vec<WitnessConfig>,
@@ -75,6 +80,10 @@ pub struct AuditConfig {
 
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_auth_refusal_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_heartbeat_interval() -> Duration {
@@ -88,6 +97,9 @@ impl AuditConfig {
         }
         if self.heartbeat_interval < Duration::from_secs(1) {
             return Err("audit.heartbeat_interval: must be at least 1s".into());
+        }
+        if self.auth_refusal_interval < Duration::from_secs(1) {
+            return Err("audit.auth_refusal_interval: must be at least 1s".into());
         }
         for (i, witness) in self.witnesses.iter().enumerate() {
             witness.validate(i)?;
@@ -105,6 +117,7 @@ impl AuditConfig {
             checkpoint_interval: Duration::from_secs(3600),
             heartbeat_interval: Duration::from_secs(3600),
             redaction: RedactionConfig::default(),
+            auth_refusal_interval: default_auth_refusal_interval(),
             witnesses: Vec::new(),
         }
     }
@@ -270,6 +283,7 @@ pub struct Audit {
     last_append: Mutex<Instant>,
     outcomes: TaskTracker,
     witnesses: Witnesses,
+    refusals: auth::Refusals,
     metrics: Metrics,
 }
 
@@ -331,6 +345,7 @@ impl Audit {
             last_append: Mutex::new(Instant::now()),
             outcomes: TaskTracker::new(),
             witnesses,
+            refusals: auth::Refusals::default(),
             metrics,
         });
         match audit
@@ -726,6 +741,7 @@ impl Audit {
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_checkpoint = Instant::now();
+            let mut last_refusals = Instant::now();
             #[cfg(unix)]
             let mut usr1 =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
@@ -756,6 +772,10 @@ impl Audit {
                     // A heartbeat also probes a log that failed a write.
                     let _ = audit.append(Record::new(Kind::Heartbeat)).await;
                 }
+                if last_refusals.elapsed() >= audit.config.auth_refusal_interval {
+                    last_refusals = Instant::now();
+                    audit.flush_auth_refusals().await;
+                }
                 if last_checkpoint.elapsed() >= audit.config.checkpoint_interval {
                     last_checkpoint = Instant::now();
                     if let Err(e) = audit.checkpoint().await {
@@ -774,6 +794,7 @@ impl Audit {
     pub async fn close(&self) {
         self.outcomes.close();
         self.outcomes.wait().await;
+        self.flush_auth_refusals().await;
         self.retry_pending().await;
         if let Err(e) = self.checkpoint().await {
             tracing::error!(error = %e, "final checkpoint failed");
@@ -788,7 +809,10 @@ impl Audit {
     pub fn join_writer(self: Arc<Self>) {
         if let Ok(audit) = Arc::try_unwrap(self) {
             let writer = audit.writer.lock().expect("writer lock").take();
-            drop(audit.store);
+            // All of it, not just its store: what it holds (the refusal
+            // hook's risk stage, with its journal) may hold store handles
+            // too, and the writer stops only when the last one is gone.
+            drop(audit);
             if let Some(w) = writer {
                 let _ = w.join();
             }
@@ -883,6 +907,7 @@ pub(crate) async fn test_audit(dir: &Path) -> Arc<Audit> {
         checkpoint_interval: default_checkpoint_interval(),
         heartbeat_interval: default_heartbeat_interval(),
         redaction: RedactionConfig::default(),
+        auth_refusal_interval: Duration::from_secs(60),
         witnesses: Vec::new(),
     };
     Audit::open(&dir.join("warden.db"), config, Metrics::new())

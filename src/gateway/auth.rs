@@ -27,6 +27,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use serde_json::json;
 
 use super::Gateway;
+use crate::audit::auth::{Accepted, Refusal, Surface};
 use crate::identity::{AuthError, UNAUTHORIZED};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -163,6 +164,29 @@ pub async fn guard(
         Ok(principal) => principal,
         Err(error) => {
             let response = refuse(&gateway, request.headers(), &error, source_ip);
+            // A request without a token is how a client discovers where to
+            // sign in: counted, not recorded as a refused token.
+            if !matches!(error, AuthError::Missing(_)) {
+                let token = bearer(request.headers());
+                let detail = error.to_string();
+                gateway
+                    .pipeline
+                    .audit()
+                    .auth_refused(
+                        Surface::Mcp,
+                        Refusal {
+                            event: "token_refused",
+                            reason: error.reason(),
+                            source_ip,
+                            client: None,
+                            token,
+                            detail: Some(&detail),
+                            user_agent: user_agent(request.headers()),
+                            extra: None,
+                        },
+                    )
+                    .await;
+            }
             return after_draining(request, &gateway, response).await;
         }
     };
@@ -195,11 +219,33 @@ pub async fn guard(
             "this MCP session belongs to another principal; open your own session",
             "session_binding",
         );
+        gateway
+            .pipeline
+            .audit()
+            .auth_refused(
+                Surface::Mcp,
+                Refusal {
+                    event: "session_refused",
+                    reason: "session_binding",
+                    source_ip,
+                    client: principal.client_app.as_deref(),
+                    token: bearer(request.headers()),
+                    detail: Some(&format!(
+                        "{} ({}) used a session opened by another principal",
+                        principal.display_name, principal.oid
+                    )),
+                    user_agent: user_agent(request.headers()),
+                    extra: None,
+                },
+            )
+            .await;
         return after_draining(request, &gateway, response).await;
     }
     let key = owner_of(&principal);
     let method = request.method().clone();
-    request.extensions_mut().insert(Arc::new(principal));
+    let agent = user_agent(request.headers()).map(str::to_owned);
+    let principal = Arc::new(principal);
+    request.extensions_mut().insert(principal.clone());
     let response = next.run(request).await;
     match (&session, &method) {
         (None, &Method::POST) => {
@@ -209,6 +255,19 @@ pub async fn guard(
                 .and_then(|v| v.to_str().ok())
             {
                 bindings.bind(opened.to_owned(), key).await;
+                gateway
+                    .pipeline
+                    .audit()
+                    .auth_accepted(Accepted {
+                        event: "session_started",
+                        surface: Surface::Mcp,
+                        principal: &principal,
+                        client: None,
+                        user_agent: agent.as_deref(),
+                        session: Some(opened),
+                        extra: None,
+                    })
+                    .await;
             }
         }
         (Some(session), &Method::DELETE) if response.status().is_success() => {
@@ -237,6 +296,20 @@ async fn after_draining(request: Request, gateway: &Gateway, mut response: Respo
         );
     }
     response
+}
+
+/// The bearer token of the `Authorization` header, if there is one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::USER_AGENT)?.to_str().ok()
 }
 
 fn refuse(

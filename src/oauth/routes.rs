@@ -270,6 +270,7 @@ async fn callback(
 
 async fn token(
     State(service): State<Arc<OAuthService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -282,7 +283,7 @@ async fn token(
             },
         );
     };
-    match service.token(&form).await {
+    match service.token(&form, Some(peer.ip())).await {
         Ok(tokens) => no_store(axum::Json(tokens).into_response()),
         Err(error) => {
             let status = if error.error == "temporarily_unavailable" {

@@ -63,7 +63,8 @@ use super::shared::SharedState;
 use super::step_up::{Holder, Mark, StepUps, Wanted};
 use super::tokens::{Pepper, Token, TokenKind};
 use crate::audit::Audit;
-use crate::audit::record::{Actor, Kind, Record};
+use crate::audit::auth::{Accepted, Refusal, Surface};
+use crate::audit::record::{Kind, Record};
 use crate::call::Principal;
 use crate::identity::{Authenticator, StepUpMark};
 use crate::store::{Reader, Store, StoreError};
@@ -873,8 +874,7 @@ impl OAuthService {
     ) -> Step {
         let now = Utc::now();
         let Some(state) = state else {
-            self.record("sign_in_refused", None, None, Some("no state"))
-                .await;
+            self.sign_in_refused(None, "no state", source_ip).await;
             return Step::ErrorPage("The sign-in answer carries no state.".into());
         };
         let state_hash = handle_hash(state);
@@ -884,8 +884,7 @@ impl OAuthService {
         let transaction = match taken {
             Ok(transaction) => transaction,
             Err(e) => {
-                self.record("sign_in_refused", None, None, Some(&e.to_string()))
-                    .await;
+                self.sign_in_refused(None, &e.to_string(), source_ip).await;
                 return Step::ErrorPage(e.to_string());
             }
         };
@@ -898,11 +897,10 @@ impl OAuthService {
             )
         };
         if let Some(error) = error {
-            self.record(
-                "sign_in_refused",
-                None,
+            self.sign_in_refused(
                 Some(&request.client_id),
-                Some(&format!("Entra ID answered {error}")),
+                &format!("Entra ID answered {error}"),
+                source_ip,
             )
             .await;
             return back("access_denied", "the sign-in at Entra ID did not complete");
@@ -921,13 +919,8 @@ impl OAuthService {
         {
             Ok(tokens) => tokens,
             Err(e) => {
-                self.record(
-                    "sign_in_refused",
-                    None,
-                    Some(&request.client_id),
-                    Some(&e.to_string()),
-                )
-                .await;
+                self.sign_in_refused(Some(&request.client_id), &e.to_string(), source_ip)
+                    .await;
                 return back("access_denied", "Entra ID did not accept the sign-in");
             }
         };
@@ -938,13 +931,8 @@ impl OAuthService {
         {
             Ok(principal) => principal,
             Err(e) => {
-                self.record(
-                    "sign_in_refused",
-                    None,
-                    Some(&request.client_id),
-                    Some(&e.to_string()),
-                )
-                .await;
+                self.sign_in_refused(Some(&request.client_id), &e.to_string(), source_ip)
+                    .await;
                 return back("access_denied", "the account cannot use Warden");
             }
         };
@@ -1129,7 +1117,13 @@ impl OAuthService {
     }
 
     /// `/token`.
-    pub async fn token(&self, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
+    /// The token endpoint. `source_ip` is the client's address, for the
+    /// record of a refusal.
+    pub async fn token(
+        &self,
+        form: &TokenForm,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> Result<TokenResponse, OAuthError> {
         let now = Utc::now();
         let lifetimes = self.config.lifetimes.clone();
         let Some(client_id) = form.client_id.as_deref() else {
@@ -1185,7 +1179,10 @@ impl OAuthService {
                 let redeemed = match decided {
                     Ok((Ok(redeemed), _)) => redeemed,
                     Ok((Err(error), _)) => {
-                        return Err(self.refused("token_refused", client_id, error).await);
+                        let presented = form.code.as_deref();
+                        return Err(self
+                            .refused("token_refused", client_id, error, source_ip, presented)
+                            .await);
                     }
                     Err(e) => return Err(unavailable(e)),
                 };
@@ -1246,7 +1243,10 @@ impl OAuthService {
                 let (redeemed, mut snap) = match decided {
                     Ok((Ok(redeemed), snap)) => (redeemed, snap),
                     Ok((Err(error), _)) => {
-                        return Err(self.refused("refresh_refused", client_id, error).await);
+                        let presented = form.refresh_token.as_deref();
+                        return Err(self
+                            .refused("refresh_refused", client_id, error, source_ip, presented)
+                            .await);
                     }
                     Err(e) => return Err(unavailable(e)),
                 };
@@ -1360,10 +1360,31 @@ impl OAuthService {
     /// A refused code or refresh token (what the refusal changed, a
     /// revoked grant, is durable already): the refusal recorded,
     /// `invalid_grant`.
-    async fn refused(&self, event: &str, client_id: &str, error: GrantError) -> OAuthError {
-        self.record(event, None, Some(client_id), Some(&error.to_string()))
+    async fn refused(
+        &self,
+        event: &str,
+        client_id: &str,
+        error: GrantError,
+        source_ip: Option<std::net::IpAddr>,
+        presented: Option<&str>,
+    ) -> OAuthError {
+        let detail = error.to_string();
+        self.audit
+            .auth_refused(
+                Surface::OAuth,
+                Refusal {
+                    event,
+                    reason: &detail,
+                    source_ip,
+                    client: Some(client_id),
+                    token: presented,
+                    detail: Some(&detail),
+                    user_agent: None,
+                    extra: None,
+                },
+            )
             .await;
-        OAuthError::new("invalid_grant", error.to_string())
+        OAuthError::new("invalid_grant", detail)
     }
 
     fn response(
@@ -1575,8 +1596,35 @@ impl OAuthService {
         Err(StoreError::Conflict(format!("{NS_GRANT}/{id}")))
     }
 
-    /// An `auth` audit record: the event, the client, the principal when
-    /// known, and why when refused. Never a token or code.
+    /// A sign-in through the facade refused (Entra's answer, the state,
+    /// the account).
+    async fn sign_in_refused(
+        &self,
+        client: Option<&str>,
+        reason: &str,
+        source_ip: Option<std::net::IpAddr>,
+    ) {
+        self.audit
+            .auth_refused(
+                Surface::OAuth,
+                Refusal {
+                    event: "sign_in_refused",
+                    reason,
+                    source_ip,
+                    client,
+                    token: None,
+                    detail: Some(reason),
+                    user_agent: None,
+                    extra: None,
+                },
+            )
+            .await;
+    }
+
+    /// An `auth` audit record (see [`crate::audit::auth`]): an accepted
+    /// event with its principal, a refusal (counted, aggregated) when there
+    /// is a reason, or a plain event (a consent denied, a revocation).
+    /// Never a token or code.
     async fn record(
         &self,
         event: &str,
@@ -1584,17 +1632,49 @@ impl OAuthService {
         client_id: Option<&str>,
         reason: Option<&str>,
     ) {
-        let mut record = Record::new(Kind::Auth);
-        record.principal = principal.map(Actor::from);
-        record.source_ip = principal.and_then(|p| p.source_ip).map(|ip| ip.to_string());
-        record.details = Some(json!({
-            "event": event,
-            "auth_path": "oauth_facade",
-            "client_id": client_id,
-            "reason": reason,
-        }));
-        if let Err(error) = self.audit.append(record).await {
-            tracing::error!(target: "warden::oauth", %error, event, "authentication event not recorded");
+        match (principal, reason) {
+            (_, Some(reason)) => {
+                self.audit
+                    .auth_refused(
+                        Surface::OAuth,
+                        Refusal {
+                            event,
+                            reason,
+                            source_ip: principal.and_then(|p| p.source_ip),
+                            client: client_id,
+                            token: None,
+                            detail: Some(reason),
+                            user_agent: None,
+                            extra: None,
+                        },
+                    )
+                    .await
+            }
+            (Some(principal), None) => {
+                self.audit
+                    .auth_accepted(Accepted {
+                        event,
+                        surface: Surface::OAuth,
+                        principal,
+                        client: client_id,
+                        user_agent: None,
+                        session: None,
+                        extra: None,
+                    })
+                    .await
+            }
+            (None, None) => {
+                let mut record = Record::new(Kind::Auth);
+                record.details = Some(json!({
+                    "event": event,
+                    "surface": Surface::OAuth.as_str(),
+                    "auth_path": "oauth_facade",
+                    "client_id": client_id,
+                }));
+                if let Err(error) = self.audit.append(record).await {
+                    tracing::error!(target: "warden::oauth", %error, event, "authentication event not recorded");
+                }
+            }
         }
     }
 

@@ -19,6 +19,9 @@ pub struct Context<'a> {
     /// Country and ASN of the source address, when the lookup knows it.
     pub country: Option<&'a str>,
     pub asn: Option<u32>,
+    /// Tokens refused from the call's source address in the last
+    /// [`super::refusals::WINDOW_SECS`].
+    pub refused: usize,
 }
 
 impl Context<'_> {
@@ -443,6 +446,28 @@ pub fn repeated_denials(cx: &Context<'_>) -> Option<Reason> {
             "{privileged} privileged call(s) and {} call(s) in all denied in the last 7 days, the latest {} ago",
             denials.len(),
             ago(cx.at - latest)
+        ),
+    ))
+}
+
+/// Tokens refused from the address this call comes from, in the last 15
+/// minutes: someone trying tokens, then getting one through. Three are a
+/// finding (30), each more adds 5, up to 70.
+pub fn refused_tokens(cx: &Context<'_>) -> Option<Reason> {
+    if cx.refused < 3 {
+        return None;
+    }
+    let score = (30.0 + 5.0 * (cx.refused - 3) as f32).min(70.0);
+    let from = cx
+        .obs
+        .source_ip
+        .map_or_else(|| "this address".to_owned(), |ip| ip.to_string());
+    Some(Reason::new(
+        "refused_tokens",
+        score,
+        format!(
+            "{} refused token(s) from {from} in the last 15 minutes",
+            cx.refused
         ),
     ))
 }

@@ -4,7 +4,8 @@
 //! [`Risk::assess`] looks at a call with each feature of [`features`] —
 //! first-time operation (and how rare among peers), first-time resource
 //! group or subscription, new address/network/country, unusual hour, rate
-//! spike per class, repeated denials of privileged calls, cost outlier,
+//! spike per class, repeated denials of privileged calls, tokens refused from the same
+//! address ([`refusals`]), cost outlier,
 //! dormant account, weakened defences — each giving a sub-score 0..100 and
 //! a sentence. Sub-scores combine like independent probabilities
 //! (`1 - Π(1 - s/100)`), so one strong surprise or several weak ones make
@@ -28,6 +29,7 @@ pub mod cost;
 pub mod eval;
 pub mod features;
 pub mod geo;
+pub mod refusals;
 pub mod shared;
 
 use std::collections::{HashMap, HashSet};
@@ -297,6 +299,8 @@ pub struct Risk {
     empty: (Baseline, Aggregate),
     /// Set when replicas share a store: learning goes through it.
     journal: std::sync::OnceLock<shared::Journal>,
+    /// Refused tokens by source address (this replica's).
+    refusals: Mutex<refusals::Refusals>,
 }
 
 impl std::fmt::Debug for Risk {
@@ -328,6 +332,7 @@ impl Risk {
             }),
             empty: (Baseline::new("", 0), Aggregate::new()),
             journal: std::sync::OnceLock::new(),
+            refusals: Mutex::new(refusals::Refusals::default()),
         }
     }
 
@@ -343,8 +348,25 @@ impl Risk {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Notes a refused token from `source_ip` at `at` (Unix seconds): the
+    /// authentication stage's failures, for [`features::refused_tokens`].
+    pub fn auth_refused(&self, source_ip: Option<IpAddr>, at: i64) {
+        if let Some(ip) = source_ip {
+            self.refusals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .note(ip, at);
+        }
+    }
+
     /// Scores a call (stage 3). Reads baselines only.
     pub fn assess(&self, obs: &Observation) -> Assessment {
+        let refused = obs.source_ip.map_or(0, |ip| {
+            self.refusals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recent(ip, obs.at)
+        });
         let state = self.lock();
         let own = state.principals.get(&obs.key());
         let place = obs.source_ip.and_then(|ip| self.geo.lookup(ip));
@@ -358,6 +380,7 @@ impl Risk {
             dormant_after: self.config.dormant_after.as_secs() as i64,
             country: place.map(|p| p.country.as_str()),
             asn: place.and_then(|p| p.asn),
+            refused,
         };
         let (spike, delete_floor) = features::rate_spike(&cx);
         let mut reasons: Vec<Reason> = [
@@ -367,6 +390,7 @@ impl Risk {
             features::unusual_hour(&cx),
             spike,
             features::repeated_denials(&cx),
+            features::refused_tokens(&cx),
             features::cost_outlier(&cx),
             features::dormant(&cx),
             features::weakens_defences(&cx),
