@@ -42,6 +42,29 @@ pub fn receiver_url(key: &str, raw: &str) -> Result<reqwest::Url, String> {
     }
 }
 
+/// Checks a receiver's attempt settings, named under `key` (e.g.
+/// `approvals.notify`): a timeout above zero, 1 to 20 attempts, a first
+/// backoff of at most [`MAX_BACKOFF`].
+pub fn check_attempts(
+    key: &str,
+    timeout: Duration,
+    max_attempts: u32,
+    first_backoff: Duration,
+) -> Result<(), String> {
+    if timeout.is_zero() {
+        return Err(format!("{key}.timeout: must be more than 0s"));
+    }
+    if max_attempts == 0 || max_attempts > 20 {
+        return Err(format!(
+            "{key}.max_attempts: must be from 1 to 20, not {max_attempts}"
+        ));
+    }
+    if first_backoff > MAX_BACKOFF {
+        return Err(format!("{key}.first_backoff: at most 5m"));
+    }
+    Ok(())
+}
+
 /// `localhost`, `127.0.0.0/8` or `::1` (a URL's `host_str`, IPv6 in brackets).
 pub fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');

@@ -219,17 +219,32 @@ async fn every_call_has_an_intent_before_and_an_outcome_after() {
     assert_eq!(echo[0]["call_id"], echo[1]["call_id"]);
     let none = export(&db, &out, "jsonl", &["--from", "2999-01-01"]);
     assert_eq!(std::fs::read_to_string(&none[0]).unwrap(), "");
-    let refused = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args([
-            "audit", "export", "--format", "bundle", "--tool", "echo", "--db",
-        ])
-        .arg(&db)
-        .arg("--out")
-        .arg(&out)
+    // A bundle with filters is a provable subset: the echo call's two
+    // records, each with its inclusion proof.
+    let subset = scratch.path().join("subset");
+    let files = export(&db, &subset, "bundle", &["--tool", "echo"]);
+    assert!(
+        files.iter().any(|f| f.ends_with("proofs.jsonl")),
+        "{files:?}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(subset.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["subset"]["filter"]["tool"], "echo", "{manifest:#}");
+    let covered = manifest["subset"]["records"].as_u64().unwrap();
+    let after = manifest["subset"]["matched_after_checkpoint"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(covered + after, 2, "{manifest:#}");
+    let out_bundle = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--json", "--bundle"])
+        .arg(&subset)
+        .arg("--key")
+        .arg(warden.public_key())
         .output()
         .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("whole log"));
+    let report: Value = serde_json::from_slice(&out_bundle.stdout).unwrap();
+    assert_eq!(out_bundle.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["proven"], covered, "{report:#}");
     let bad_time = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args([
             "audit",
@@ -284,7 +299,7 @@ async fn tail_follows_new_records_and_a_second_writer_is_refused() {
         std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .take(2)
+            .take(3)
             .collect::<Vec<_>>()
     });
     let (client, _) = connect(&warden.url()).await;
@@ -302,7 +317,8 @@ async fn tail_follows_new_records_and_a_second_writer_is_refused() {
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].clone())
         .collect();
-    assert_eq!(kinds, [json!("intent"), json!("outcome")]);
+    // The session's start (recorded before it is answered), then the call.
+    assert_eq!(kinds, [json!("auth"), json!("intent"), json!("outcome")]);
 }
 
 #[tokio::test]

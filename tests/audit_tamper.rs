@@ -1591,6 +1591,31 @@ fn reseal(bundle: &Path, name: &str) {
     .unwrap();
 }
 
+/// Edits line `n` of a bundle file with `edit` (given it as JSON, giving
+/// the new line), reseals the manifest, verifies the bundle (which must
+/// fail), and puts the file back; the line's `seq` and the report.
+fn edit_line(
+    bundle: &Path,
+    name: &str,
+    n: usize,
+    key: &Path,
+    edit: impl FnOnce(&mut Value) -> String,
+) -> (u64, Value) {
+    let path = bundle.join(name);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let line = original.lines().nth(n).unwrap();
+    let mut value: Value = serde_json::from_str(line).unwrap();
+    let seq = value["seq"].as_u64().unwrap();
+    let edited = edit(&mut value);
+    std::fs::write(&path, original.replacen(line, &edited, 1)).unwrap();
+    reseal(bundle, name);
+    let (code, report) = verify("--bundle", bundle.as_os_str(), key);
+    assert_eq!(code, 1, "{report:#}");
+    std::fs::write(&path, &original).unwrap();
+    reseal(bundle, name);
+    (seq, report)
+}
+
 fn a_subset_bundle_proves_each_record_and_tampering_is_found(backend: Backend) {
     let log = build(backend);
     let out = log.dir.join("subset");
@@ -1628,17 +1653,10 @@ fn a_subset_bundle_proves_each_record_and_tampering_is_found(backend: Backend) {
     );
 
     // A record edited (and the manifest resealed): its proof fails.
-    let records = out.join("records.jsonl");
-    let original = std::fs::read_to_string(&records).unwrap();
-    let lines: Vec<&str> = original.lines().collect();
-    let mut edited: Value = serde_json::from_str(lines[7]).unwrap();
-    let seq = edited["seq"].as_u64().unwrap();
-    edited["tool"] = json!("echp");
-    let edited = String::from_utf8(serde_json_canonicalizer::to_vec(&edited).unwrap()).unwrap();
-    std::fs::write(&records, original.replacen(lines[7], &edited, 1)).unwrap();
-    reseal(&out, "records.jsonl");
-    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
-    assert_eq!(code, 1);
+    let (seq, report) = edit_line(&out, "records.jsonl", 7, &log.key, |record| {
+        record["tool"] = json!("echp");
+        String::from_utf8(serde_json_canonicalizer::to_vec(record).unwrap()).unwrap()
+    });
     assert_eq!(
         problems(&report),
         vec![p("INVALID", Some((seq, seq)), None)],
@@ -1646,51 +1664,31 @@ fn a_subset_bundle_proves_each_record_and_tampering_is_found(backend: Backend) {
     );
     assert!(reason(&report, 0).contains("not included"), "{report:#}");
     assert_eq!(report["proven"], 19);
-    std::fs::write(&records, &original).unwrap();
-    reseal(&out, "records.jsonl");
 
     // One proof hash bent: that record is unproven.
-    let proofs_path = out.join("proofs.jsonl");
-    let proofs = std::fs::read_to_string(&proofs_path).unwrap();
-    let proof_lines: Vec<&str> = proofs.lines().collect();
-    let mut bent: Value = serde_json::from_str(proof_lines[3]).unwrap();
-    let seq = bent["seq"].as_u64().unwrap();
-    bent["proof"][0] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
-    std::fs::write(
-        &proofs_path,
-        proofs.replacen(proof_lines[3], &bent.to_string(), 1),
-    )
-    .unwrap();
-    reseal(&out, "proofs.jsonl");
-    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
-    assert_eq!(code, 1);
+    let (seq, report) = edit_line(&out, "proofs.jsonl", 3, &log.key, |line| {
+        line["proof"][0] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        line.to_string()
+    });
     assert_eq!(
         problems(&report),
         vec![p("INVALID", Some((seq, seq)), None)],
         "{report:#}"
     );
-    std::fs::write(&proofs_path, &proofs).unwrap();
-    reseal(&out, "proofs.jsonl");
 
     // A record's proof moved to another record: refused.
-    let mut moved: Value = serde_json::from_str(proof_lines[4]).unwrap();
-    moved["proof"] = serde_json::from_str::<Value>(proof_lines[5]).unwrap()["proof"].clone();
-    let seq = moved["seq"].as_u64().unwrap();
-    std::fs::write(
-        &proofs_path,
-        proofs.replacen(proof_lines[4], &moved.to_string(), 1),
-    )
-    .unwrap();
-    reseal(&out, "proofs.jsonl");
-    let (code, report) = verify("--bundle", out.as_os_str(), &log.key);
-    assert_eq!(code, 1);
+    let proofs = std::fs::read_to_string(out.join("proofs.jsonl")).unwrap();
+    let other_proof =
+        serde_json::from_str::<Value>(proofs.lines().nth(5).unwrap()).unwrap()["proof"].clone();
+    let (seq, report) = edit_line(&out, "proofs.jsonl", 4, &log.key, |line| {
+        line["proof"] = other_proof.clone();
+        line.to_string()
+    });
     assert_eq!(
         problems(&report),
         vec![p("INVALID", Some((seq, seq)), None)],
         "{report:#}"
     );
-    std::fs::write(&proofs_path, &proofs).unwrap();
-    reseal(&out, "proofs.jsonl");
 
     // A checkpoint signed by another key proves nothing.
     let other = tempfile::tempdir().unwrap();

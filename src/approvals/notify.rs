@@ -106,7 +106,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::{debug, warn};
 
-use crate::delivery::{MAX_BACKOFF, next_wait, read_some, receiver_url, retry_after};
+use crate::delivery::{check_attempts, next_wait, read_some, receiver_url, retry_after};
 use crate::metrics::Metrics;
 
 /// Teams rejects connector messages over 28 KB.
@@ -175,18 +175,12 @@ impl NotifyConfig {
         for (i, raw) in self.webhooks.iter().enumerate() {
             receiver_url(&format!("approvals.notify.webhooks[{i}]"), raw)?;
         }
-        if self.timeout.is_zero() {
-            return Err("approvals.notify.timeout: must be more than 0s".into());
-        }
-        if self.max_attempts == 0 || self.max_attempts > 20 {
-            return Err(format!(
-                "approvals.notify.max_attempts: must be from 1 to 20, not {}",
-                self.max_attempts
-            ));
-        }
-        if self.first_backoff > MAX_BACKOFF {
-            return Err("approvals.notify.first_backoff: at most 5m".into());
-        }
+        check_attempts(
+            "approvals.notify",
+            self.timeout,
+            self.max_attempts,
+            self.first_backoff,
+        )?;
         if self.queue == 0 {
             return Err("approvals.notify.queue: must be at least 1".into());
         }

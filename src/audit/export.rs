@@ -421,18 +421,78 @@ pub(super) fn named_key(record: &Value) -> Option<String> {
     }
 }
 
-fn bundle(reader: &Reader, out: &Path) -> Result<Exported, ExportError> {
-    let mut files = Vec::new();
-    let mut hashes = serde_json::Map::new();
-    let mut add = |path: PathBuf, hash: String| {
+/// The files of a bundle as they are written, each with its SHA-256 for
+/// the manifest (whole-log bundles here, subsets in [`super::subset`]).
+pub(super) struct BundleFiles<'a> {
+    out: &'a Path,
+    files: Vec<PathBuf>,
+    hashes: serde_json::Map<String, Value>,
+}
+
+impl<'a> BundleFiles<'a> {
+    pub(super) fn new(out: &'a Path) -> Self {
+        Self {
+            out,
+            files: Vec::new(),
+            hashes: serde_json::Map::new(),
+        }
+    }
+
+    /// Finishes `file` and lists it with its hash.
+    pub(super) fn add(&mut self, file: AtomicFile) -> Result<(), ExportError> {
+        let (path, hash) = file.finish()?;
         let name = path
-            .strip_prefix(out)
+            .strip_prefix(self.out)
             .unwrap_or(&path)
             .to_string_lossy()
             .replace('\\', "/");
-        hashes.insert(name, Value::String(hash));
-        files.push(path);
-    };
+        self.hashes.insert(name, Value::String(hash));
+        self.files.push(path);
+        Ok(())
+    }
+
+    /// Writes `relative` with `bytes` and lists it.
+    pub(super) fn write(&mut self, relative: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        let path = self.out.join(relative);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let mut f = AtomicFile::create(path)?;
+        f.write(bytes)?;
+        self.add(f)
+    }
+
+    /// `public-key.txt` from the last key the log names (informational: a
+    /// verifier trusts the key it is given, not this file).
+    pub(super) fn public_key(&mut self, named: Option<String>) -> Result<VerifierKey, ExportError> {
+        let key = named
+            .and_then(|k| VerifierKey::parse(&k).ok())
+            .ok_or_else(|| {
+                ExportError::Invalid("the log names no public key (no log_start record)".into())
+            })?;
+        self.write("public-key.txt", format!("{}\n", key.encode()).as_bytes())?;
+        Ok(key)
+    }
+
+    /// Writes `manifest.json`: `fields` plus the format, the creation time
+    /// and every file's hash; the files written, the manifest last.
+    pub(super) fn finish(
+        mut self,
+        mut fields: serde_json::Map<String, Value>,
+    ) -> Result<Vec<PathBuf>, ExportError> {
+        fields.insert("format".into(), json!(super::subset::BUNDLE_FORMAT));
+        fields.insert("created".into(), json!(super::record::now()));
+        fields.insert("files".into(), Value::Object(self.hashes));
+        let mut f = AtomicFile::create(self.out.join("manifest.json"))?;
+        f.write(&serde_json::to_vec_pretty(&Value::Object(fields)).expect("JSON"))?;
+        let (path, _) = f.finish()?;
+        self.files.push(path);
+        Ok(self.files)
+    }
+}
+
+fn bundle(reader: &Reader, out: &Path) -> Result<Exported, ExportError> {
+    let mut bundle = BundleFiles::new(out);
     let mut records = AtomicFile::create(out.join("records.jsonl"))?;
     let mut count = 0u64;
     let mut key = None;
@@ -450,39 +510,21 @@ fn bundle(reader: &Reader, out: &Path) -> Result<Exported, ExportError> {
             .and_then(|_| records.write(b"\n"))
             .map_err(|e| StoreError::Read(e.to_string()))
     })?;
-    let (path, hash) = records.finish()?;
-    add(path, hash);
+    bundle.add(records)?;
+    // There even without checkpoints: verify reads it.
     let dir = out.join("checkpoints");
     fs::create_dir_all(&dir).map_err(io(&dir))?;
     let checkpoints = reader.checkpoints()?;
     for (i, c) in checkpoints.iter().enumerate() {
-        let mut f = AtomicFile::create(dir.join(format!("{:08}.txt", i + 1)))?;
-        f.write(c.note.as_bytes())?;
-        let (path, hash) = f.finish()?;
-        add(path, hash);
+        bundle.write(&format!("checkpoints/{:08}.txt", i + 1), c.note.as_bytes())?;
     }
-    // Informational: a verifier trusts the key it is given, not this file.
-    let key = key
-        .and_then(|k| VerifierKey::parse(&k).ok())
-        .ok_or_else(|| {
-            ExportError::Invalid("the log names no public key (no log_start record)".into())
-        })?;
-    let mut f = AtomicFile::create(out.join("public-key.txt"))?;
-    f.write(format!("{}\n", key.encode()).as_bytes())?;
-    let (path, hash) = f.finish()?;
-    add(path, hash);
-    let manifest = json!({
-        "format": super::subset::BUNDLE_FORMAT,
+    let key = bundle.public_key(key)?;
+    let fields = json!({
         "origin": key.name(),
         "records": count,
         "checkpoints": checkpoints.len(),
-        "created": super::record::now(),
-        "files": hashes,
     });
-    let mut f = AtomicFile::create(out.join("manifest.json"))?;
-    f.write(&serde_json::to_vec_pretty(&manifest).expect("JSON"))?;
-    let (path, _) = f.finish()?;
-    files.push(path);
+    let files = bundle.finish(fields.as_object().cloned().expect("an object"))?;
     Ok(Exported {
         files,
         records: count,

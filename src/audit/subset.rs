@@ -30,7 +30,9 @@ use warden_tlog::merkle::{Hash, leaf_hash};
 use warden_tlog::note::{Checkpoint, Signature, SignedNote, VerifierKey};
 use warden_tlog::proof::{Tree, verify_inclusion};
 
-use super::export::{AtomicFile, ExportError, Exported, Filter, Selector, io, named_key};
+use super::export::{
+    AtomicFile, BundleFiles, ExportError, Exported, Filter, Selector, io, named_key,
+};
 use super::record::{Record, is_canonical};
 use super::verify::{CheckpointInput, Problem, Report, Verdict};
 use crate::store::{Reader, StoreError};
@@ -112,17 +114,7 @@ pub(super) fn export(reader: &Reader, out: &Path, filter: Filter) -> Result<Expo
         )));
     }
 
-    let mut files = Vec::new();
-    let mut hashes = serde_json::Map::new();
-    let mut add = |path: std::path::PathBuf, hash: String| {
-        let name = path
-            .strip_prefix(out)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .replace('\\', "/");
-        hashes.insert(name, Value::String(hash));
-        files.push(path);
-    };
+    let mut bundle = BundleFiles::new(out);
     let mut records = AtomicFile::create(out.join("records.jsonl"))?;
     let mut proofs = AtomicFile::create(out.join("proofs.jsonl"))?;
     for (index, bytes) in &selected {
@@ -138,31 +130,14 @@ pub(super) fn export(reader: &Reader, out: &Path, filter: Filter) -> Result<Expo
         proofs.write(line.to_string().as_bytes())?;
         proofs.write(b"\n")?;
     }
-    let (path, hash) = records.finish()?;
-    add(path, hash);
-    let (path, hash) = proofs.finish()?;
-    add(path, hash);
-    let dir = out.join("checkpoints");
-    fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let mut f = AtomicFile::create(dir.join("00000001.txt"))?;
-    f.write(checkpoint.note.as_bytes())?;
-    let (path, hash) = f.finish()?;
-    add(path, hash);
-    let key = key
-        .and_then(|k| VerifierKey::parse(&k).ok())
-        .ok_or_else(|| {
-            ExportError::Invalid("the log names no public key (no log_start record)".into())
-        })?;
-    let mut f = AtomicFile::create(out.join("public-key.txt"))?;
-    f.write(format!("{}\n", key.encode()).as_bytes())?;
-    let (path, hash) = f.finish()?;
-    add(path, hash);
-    let manifest = json!({
-        "format": BUNDLE_FORMAT,
+    bundle.add(records)?;
+    bundle.add(proofs)?;
+    bundle.write("checkpoints/00000001.txt", checkpoint.note.as_bytes())?;
+    let key = bundle.public_key(key)?;
+    let fields = json!({
         "origin": key.name(),
         "records": selected.len(),
         "checkpoints": 1,
-        "created": super::record::now(),
         "subset": {
             "of": key.name(),
             "tree_size": tree_size,
@@ -171,12 +146,8 @@ pub(super) fn export(reader: &Reader, out: &Path, filter: Filter) -> Result<Expo
             "records": selected.len(),
             "matched_after_checkpoint": after,
         },
-        "files": hashes,
     });
-    let mut f = AtomicFile::create(out.join("manifest.json"))?;
-    f.write(&serde_json::to_vec_pretty(&manifest).expect("JSON"))?;
-    let (path, _) = f.finish()?;
-    files.push(path);
+    let files = bundle.finish(fields.as_object().cloned().expect("an object"))?;
     Ok(Exported {
         files,
         records: selected.len() as u64,

@@ -56,7 +56,7 @@ use serde::Deserialize;
 use tracing::{debug, error, warn};
 
 use super::merkle::Hash;
-use crate::delivery::{Lanes, MAX_BACKOFF, next_wait, read_some, receiver_url, retry_after};
+use crate::delivery::{Lanes, check_attempts, next_wait, read_some, receiver_url, retry_after};
 use crate::metrics::Metrics;
 
 /// Checkpoints waiting per witness; at the default interval (10 s) about
@@ -135,18 +135,7 @@ impl WitnessConfig {
         if let Some(url) = &self.webhook {
             receiver_url(&format!("{key}.webhook"), url)?;
         }
-        if self.timeout.is_zero() {
-            return Err(format!("{key}.timeout: must be more than 0s"));
-        }
-        if self.max_attempts == 0 || self.max_attempts > 20 {
-            return Err(format!(
-                "{key}.max_attempts: must be from 1 to 20, not {}",
-                self.max_attempts
-            ));
-        }
-        if self.first_backoff > MAX_BACKOFF {
-            return Err(format!("{key}.first_backoff: at most 5m"));
-        }
+        check_attempts(&key, self.timeout, self.max_attempts, self.first_backoff)?;
         Ok(())
     }
 
