@@ -402,6 +402,42 @@ mod tests {
         assert_eq!(gap["EventResult"], "Failure");
     }
 
+    /// docs/SIEM.md declares exactly these columns, in the data collection
+    /// rule's stream and in the table of columns.
+    #[test]
+    fn the_documented_stream_declares_the_columns() {
+        let doc = include_str!("../../docs/SIEM.md");
+        let start = doc
+            .find("   ```json\n   {\n     \"location\"")
+            .expect("the rule's JSON in docs/SIEM.md");
+        let block = &doc[start + "   ```json\n".len()..];
+        let block = &block[..block.find("   ```\n").expect("the end of the rule's JSON")];
+        let rule: Value = serde_json::from_str(block).expect("the rule is JSON");
+        let declared: Vec<(String, String)> = rule["properties"]["streamDeclarations"]
+            ["Custom-WardenAudit_CL"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = COLUMNS
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+            .collect();
+        assert_eq!(declared, expected);
+        for (name, kind) in COLUMNS {
+            assert!(
+                doc.contains(&format!("| `{name}` | {kind} | ")),
+                "{name} is not in the table of columns"
+            );
+        }
+    }
+
     #[test]
     fn columns_are_unique_and_typed() {
         let mut names: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();

@@ -63,6 +63,8 @@ pub struct Http {
     auth: Auth,
     /// Also send `x-ms-client-request-id` (Azure).
     azure: bool,
+    /// Bounds the token request too (the HTTP client bounds the rest).
+    timeout: Duration,
 }
 
 impl Http {
@@ -94,6 +96,7 @@ impl Http {
             url,
             auth,
             azure,
+            timeout,
         })
     }
 }
@@ -129,10 +132,15 @@ impl Transport for Http {
             Auth::None => {}
             Auth::Bearer(token) => request = request.bearer_auth(token),
             Auth::Azure { credential, scope } => {
-                let token = credential
-                    .get_token(&[scope.as_str()], None)
-                    .await
-                    .map_err(|e| Failure::new(format!("no token for {scope}: {e}")))?;
+                let token = tokio::time::timeout(
+                    self.timeout,
+                    credential.get_token(&[scope.as_str()], None),
+                )
+                .await
+                .map_err(|_| {
+                    Failure::new(format!("no token for {scope} within {:?}", self.timeout))
+                })?
+                .map_err(|e| Failure::new(format!("no token for {scope}: {e}")))?;
                 request = request.bearer_auth(token.token.secret());
             }
         }
