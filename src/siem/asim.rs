@@ -413,18 +413,18 @@ mod tests {
         let block = &doc[start + "   ```json\n".len()..];
         let block = &block[..block.find("   ```\n").expect("the end of the rule's JSON")];
         let rule: Value = serde_json::from_str(block).expect("the rule is JSON");
-        let declared: Vec<(String, String)> = rule["properties"]["streamDeclarations"]
-            ["Custom-WardenAudit_CL"]["columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap().to_owned(),
-                    c["type"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let declared: Vec<(String, String)> =
+            rule["properties"]["streamDeclarations"]["Custom-WardenAudit_CL"]["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().to_owned(),
+                        c["type"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
         let expected: Vec<(String, String)> = COLUMNS
             .iter()
             .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
