@@ -515,3 +515,167 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::siem::transport::Failure;
+    use crate::store::{Columns, Sealed, Sealer};
+
+    /// A receiver in memory: refuses the first `refuse` batches, then
+    /// keeps every batch's body.
+    struct Memory {
+        refuse: u32,
+        bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for Memory {
+        async fn send(&mut self, body: &[u8]) -> Result<(), Failure> {
+            if self.refuse > 0 {
+                self.refuse -= 1;
+                return Err(Failure {
+                    detail: "answered 503 Service Unavailable: busy".into(),
+                    retry_after: Some(Duration::ZERO),
+                });
+            }
+            self.bodies.lock().unwrap().push(body.to_vec());
+            Ok(())
+        }
+    }
+
+    fn heartbeat(pad: usize) -> Sealer {
+        Box::new(move |seq| {
+            let record = json!({
+                "seq": seq, "event_id": format!("e-{seq}"), "ts": "2026-03-01T00:00:00Z",
+                "kind": "heartbeat", "details": {"pad": "x".repeat(pad)},
+            });
+            Ok(Sealed {
+                columns: Columns {
+                    ts: "2026-03-01T00:00:00Z".into(),
+                    kind: "heartbeat".into(),
+                    ..Columns::default()
+                },
+                leaf_hash: [seq as u8; 32],
+                bytes: serde_json_canonicalizer::to_vec(&record).unwrap(),
+            })
+        })
+    }
+
+    fn settings(batch: usize, max_bytes: usize) -> Arc<Settings> {
+        Arc::new(Settings {
+            batch,
+            max_bytes,
+            poll_interval: Duration::from_millis(10),
+            first_backoff: Duration::from_millis(10),
+            device: Device::new(Some("test")),
+        })
+    }
+
+    /// Runs a feed until the receiver holds `until` events; the bodies.
+    async fn ship(
+        store: &Store,
+        settings: Arc<Settings>,
+        refuse: u32,
+        bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+        until: usize,
+    ) {
+        let sink = Sink {
+            name: "memory".into(),
+            format: Format::Ocsf,
+            transport: Box::new(Memory {
+                refuse,
+                bodies: bodies.clone(),
+            }),
+            start: Start::Beginning,
+            lease: Lease::for_timeout(Duration::from_secs(1)),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            sink,
+            settings,
+            store.clone(),
+            Metrics::new(),
+            "test".into(),
+            stop.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while events(&bodies).len() < until {
+            assert!(std::time::Instant::now() < deadline, "not shipped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The cursor follows the receiver's answer; wait for it.
+        let last = events(&bodies).last().unwrap()["metadata"]["sequence"]
+            .as_i64()
+            .unwrap();
+        while cursor(store).await.map(|c| c.last) != Some(last) {
+            assert!(std::time::Instant::now() < deadline, "no cursor");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    fn events(bodies: &Mutex<Vec<Vec<u8>>>) -> Vec<Value> {
+        bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| serde_json::from_slice::<Vec<Value>>(b).unwrap())
+            .collect()
+    }
+
+    async fn cursor(store: &Store) -> Option<Cursor> {
+        store
+            .read(|r| r.state_entry(NS, "memory", chrono::Utc::now()))
+            .await
+            .unwrap()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_retried_and_resumed_after_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = Store::open(dir.path().join("w.db"), Box::new(|_, _, _| {})).unwrap();
+        let store = opened.store.clone();
+        store
+            .append((0..30).map(|_| heartbeat(200)).collect())
+            .await
+            .unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        ship(&store, settings(8, 2048), 2, bodies.clone(), 30).await;
+        let seqs: Vec<i64> = events(&bodies)
+            .iter()
+            .map(|e| e["metadata"]["sequence"].as_i64().unwrap())
+            .collect();
+        assert_eq!(seqs, (0..30).collect::<Vec<_>>());
+        for body in bodies.lock().unwrap().iter() {
+            assert!(body.len() <= 2048, "a batch of {} bytes", body.len());
+            assert!(serde_json::from_slice::<Vec<Value>>(body).unwrap().len() <= 8);
+        }
+        let cursor_row = cursor(&store).await.unwrap();
+        assert_eq!(cursor_row.last, 29);
+        assert_eq!(cursor_row.until_ms, 0, "released at stop");
+
+        // Another run resumes after the cursor; a record too large for a
+        // batch goes without its bulk.
+        store
+            .append(vec![heartbeat(10), heartbeat(5000), heartbeat(10)])
+            .await
+            .unwrap();
+        let again = Arc::new(Mutex::new(Vec::new()));
+        ship(&store, settings(8, 2048), 0, again.clone(), 3).await;
+        let events = events(&again);
+        let seqs: Vec<i64> = events
+            .iter()
+            .map(|e| e["metadata"]["sequence"].as_i64().unwrap())
+            .collect();
+        assert_eq!(seqs, [30, 31, 32]);
+        assert_eq!(events[1]["unmapped"]["truncated"], true);
+        assert!(events[0]["unmapped"].get("truncated").is_none());
+    }
+}

@@ -171,7 +171,7 @@ impl Feed {
                             .unwrap_or_else(|| config::MONITOR_SCOPE.to_owned()),
                     };
                     let http = Http::new(url, auth, timeout, roots.as_deref())
-                        .map_err(|e| anyhow::anyhow!("{key}.ca: {e}"))?;
+                        .map_err(|e| anyhow::anyhow!("{key}{}: {e}", ca_key(&roots)))?;
                     (Format::Asim, Box::new(http))
                 }
                 SinkKind::Ocsf => {
@@ -197,7 +197,7 @@ impl Feed {
                         None => Auth::None,
                     };
                     let http = Http::new(url, auth, timeout, roots.as_deref())
-                        .map_err(|e| anyhow::anyhow!("{key}.ca: {e}"))?;
+                        .map_err(|e| anyhow::anyhow!("{key}{}: {e}", ca_key(&roots)))?;
                     (Format::Ocsf, Box::new(http))
                 }
                 SinkKind::Syslog => {
@@ -208,7 +208,7 @@ impl Feed {
                     let transport = if sink.tls {
                         let name = sink.server_name.clone().unwrap_or_else(|| host.clone());
                         Syslog::tls(host, port, &name, roots.as_deref(), timeout)
-                            .map_err(|e| anyhow::anyhow!("{key}.ca: {e}"))?
+                            .map_err(|e| anyhow::anyhow!("{key}{}: {e}", ca_key(&roots)))?
                     } else {
                         Syslog::tcp(host, port, timeout)
                     };
@@ -235,11 +235,6 @@ impl Feed {
         }))
     }
 
-    /// The sinks' names.
-    pub fn sink_names(&self) -> Vec<String> {
-        self.sinks.iter().map(|s| s.name.clone()).collect()
-    }
-
     /// Runs every sink on its own task until `stop` is cancelled; the
     /// handle ends when they all have (each lets go of its claim first).
     pub fn spawn(self, store: Store, metrics: Metrics, stop: CancellationToken) -> JoinHandle<()> {
@@ -264,6 +259,12 @@ impl Feed {
             }
         })
     }
+}
+
+/// `.ca` when the sink names a CA file (what an error of its TLS setup is
+/// about), else nothing.
+fn ca_key(roots: &Option<Vec<u8>>) -> &'static str {
+    if roots.is_some() { ".ca" } else { "" }
 }
 
 /// `{endpoint}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01`.
