@@ -66,9 +66,25 @@ async fn echo_calls(replica: &InProcess, url: &str, n: usize) {
     .await;
 }
 
+/// The feed's lines of the replicas' logs.
+fn feed_logs(replicas: &[InProcess]) -> String {
+    replicas
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.log()
+                .lines()
+                .filter(|l| l.contains("siem"))
+                .map(|l| format!("replica {i}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Waits until the receiver has every stored record; their sequence
 /// numbers as shipped.
-async fn everything(receiver: &Receiver, url: &str) -> Vec<u64> {
+async fn everything(receiver: &Receiver, url: &str, replicas: &[InProcess]) -> Vec<u64> {
     let stored = stored(url);
     let last = *stored.last().unwrap();
     let shipped = poll("every record at the receiver", || {
@@ -78,19 +94,24 @@ async fn everything(receiver: &Receiver, url: &str) -> Vec<u64> {
     .await;
     let shipped: Vec<u64> = shipped.into_iter().map(Option::unwrap).collect();
     let expected: Vec<u64> = (0..shipped.len() as u64).collect();
-    assert_eq!(shipped, expected, "shipped out of order or twice");
+    assert_eq!(
+        shipped,
+        expected,
+        "shipped out of order or twice\n{}",
+        feed_logs(replicas)
+    );
     assert_eq!(shipped[..stored.len()], *stored);
     shipped
 }
 
 /// What replica `replica` shipped.
 async fn shipped_by(replica: &InProcess) -> f64 {
-    metric(
+    wait_for_metric(
         &replica.base(),
         "warden_siem_shipped_records_total{sink=\"ocsf\"}",
+        |_| true,
     )
     .await
-    .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +142,7 @@ async fn replicas_ship_a_sink_one_at_a_time_and_take_over_from_the_cursor() {
     }
     echo_calls(&replicas[0], &url, 2).await;
     echo_calls(&replicas[1], &url, 2).await;
-    let shipped = everything(&receiver, &url).await;
+    let shipped = everything(&receiver, &url, &replicas).await;
     // One replica shipped it all; the other waited.
     let by: Vec<f64> = vec![
         shipped_by(&replicas[0]).await,
@@ -129,7 +150,8 @@ async fn replicas_ship_a_sink_one_at_a_time_and_take_over_from_the_cursor() {
     ];
     assert!(
         by.contains(&0.0) && by.iter().sum::<f64>() >= shipped.len() as f64,
-        "shipped by each replica: {by:?}"
+        "shipped by each replica: {by:?}\n{}",
+        feed_logs(&replicas)
     );
     let holder = if by[0] > 0.0 { 0 } else { 1 };
     let other = 1 - holder;
@@ -142,7 +164,7 @@ async fn replicas_ship_a_sink_one_at_a_time_and_take_over_from_the_cursor() {
     .await;
     replicas[holder].stop().unwrap();
     echo_calls(&replicas[other], &url, 2).await;
-    let after = everything(&receiver, &url).await;
+    let after = everything(&receiver, &url, &replicas).await;
     assert!(after.len() > shipped.len());
     assert!(shipped_by(&replicas[other]).await > 0.0);
     assert!(

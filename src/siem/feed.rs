@@ -292,6 +292,9 @@ impl Runner {
                 };
                 let mine = cursor.holder == self.holder;
                 if !mine && !self.exclusive && cursor.until_ms > now {
+                    // Every replica reports the sink's progress.
+                    self.metrics.siem_cursor(&self.sink.name, cursor.last);
+                    self.show_lag(max, cursor.last);
                     self.held = None;
                     debug!(sink = %self.sink.name, holder = %cursor.holder, "siem: another replica ships this sink");
                     return Ok(false);
