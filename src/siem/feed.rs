@@ -11,11 +11,12 @@
 //!
 //! **One shipper per sink.** On PostgreSQL every replica runs the feed;
 //! the holder named in the row ships, the others wait. The holder renews
-//! its claim while it works (at the latest every [`Lease::renew_after`]);
-//! a claim not renewed for [`Lease::length`] (its replica stopped without
-//! releasing it, or lost the database) is taken over by another replica,
-//! which resumes after the cursor. On SQLite one process holds the store,
-//! so the feed takes the row whoever it names.
+//! its claim while it works (at least every third of the claim's length,
+//! which is twice the sink's timeout plus 30 s); a claim not renewed in
+//! time (its replica stopped without releasing it, or lost the database)
+//! is taken over by another replica, which resumes after the cursor. On
+//! SQLite one process holds the store, so the feed takes the row whoever
+//! it names.
 //!
 //! **At least once.** A batch the receiver took is shipped again only if
 //! the feed stops (or loses the sink) between the receiver's answer and
