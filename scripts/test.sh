@@ -38,12 +38,13 @@ rm -rf "$AZMCP_ROUTES"
 
 if [[ "${WARDEN_TEST_RUNNER:-}" != cargo ]] && cargo nextest --version >/dev/null 2>&1; then
     # Criterion benches are not tests: they run once each in test mode below.
-    step "cargo nextest run --lib --bins --tests --examples --no-fail-fast $*"
-    cargo nextest run --lib --bins --tests --examples --no-fail-fast "$@" || failed=$?
+    # --workspace: Warden and its crates (crates/warden-tlog).
+    step "cargo nextest run --workspace --lib --bins --tests --examples --no-fail-fast $*"
+    cargo nextest run --workspace --lib --bins --tests --examples --no-fail-fast "$@" || failed=$?
     runner=nextest
 else
-    step "cargo test --lib --bins --tests --examples --no-fail-fast $*"
-    cargo test --lib --bins --tests --examples --no-fail-fast "$@" || failed=$?
+    step "cargo test --workspace --lib --bins --tests --examples --no-fail-fast $*"
+    cargo test --workspace --lib --bins --tests --examples --no-fail-fast "$@" || failed=$?
     runner=cargo
 fi
 
@@ -57,11 +58,11 @@ fi
 
 if [[ -f src/lib.rs ]]; then
     if [[ $runner == cargo ]]; then
-        step "cargo test --doc $*"
-        cargo test --doc "$@"
+        step "cargo test --workspace --doc $*"
+        cargo test --workspace --doc "$@"
     elif [[ $# -eq 0 ]]; then
-        step "cargo test --doc"
-        cargo test --doc
+        step "cargo test --workspace --doc"
+        cargo test --workspace --doc
     else
         # nextest arguments do not fit cargo test; a narrowed run skips doc tests.
         step "skipping doc tests (extra arguments were given to nextest)"
