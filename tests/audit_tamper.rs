@@ -670,11 +670,17 @@ impl Attacker for PostgresAttacker {
 /// Runs `warden audit verify --json <source_flag> <source>`; returns the
 /// exit code and the report.
 fn verify(source_flag: &str, source: &OsStr, key: &Path) -> (i32, Value) {
+    verify_with(source_flag, source, key, &[])
+}
+
+/// [`verify`] with more arguments (trusted checkpoints, witnesses).
+fn verify_with(source_flag: &str, source: &OsStr, key: &Path, extra: &[&OsStr]) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["audit", "verify", "--json", source_flag])
         .arg(source)
         .arg("--key")
         .arg(key)
+        .args(extra)
         .output()
         .unwrap();
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
@@ -693,22 +699,7 @@ fn verify_db(log: &Log) -> (i32, Value) {
 
 /// `verify --db` with more arguments (trusted checkpoints, witnesses).
 fn verify_db_with(log: &Log, extra: &[&OsStr]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify", "--json", "--db"])
-        .arg(log.db())
-        .arg("--key")
-        .arg(&log.key)
-        .args(extra)
-        .output()
-        .unwrap();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "no JSON report: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap(), report)
+    verify_with("--db", &log.db(), &log.key, extra)
 }
 
 impl Log {

@@ -167,25 +167,9 @@ pub async fn guard(
             // A request without a token is how a client discovers where to
             // sign in: counted, not recorded as a refused token.
             if !matches!(error, AuthError::Missing(_)) {
-                let token = bearer(request.headers());
                 let detail = error.to_string();
-                gateway
-                    .pipeline
-                    .audit()
-                    .auth_refused(
-                        Surface::Mcp,
-                        Refusal {
-                            event: "token_refused",
-                            reason: error.reason(),
-                            source_ip,
-                            client: None,
-                            token,
-                            detail: Some(&detail),
-                            user_agent: user_agent(request.headers()),
-                            extra: None,
-                        },
-                    )
-                    .await;
+                let refusal = ("token_refused", error.reason(), None, detail.as_str());
+                record_refusal(&gateway, request.headers(), source_ip, refusal).await;
             }
             return after_draining(request, &gateway, response).await;
         }
@@ -219,26 +203,18 @@ pub async fn guard(
             "this MCP session belongs to another principal; open your own session",
             "session_binding",
         );
-        gateway
-            .pipeline
-            .audit()
-            .auth_refused(
-                Surface::Mcp,
-                Refusal {
-                    event: "session_refused",
-                    reason: "session_binding",
-                    source_ip,
-                    client: principal.client_app.as_deref(),
-                    token: bearer(request.headers()),
-                    detail: Some(&format!(
-                        "{} ({}) used a session opened by another principal",
-                        principal.display_name, principal.oid
-                    )),
-                    user_agent: user_agent(request.headers()),
-                    extra: None,
-                },
-            )
-            .await;
+        let detail = format!(
+            "{} ({}) used a session opened by another principal",
+            principal.display_name, principal.oid
+        );
+        let client = principal.client_app.as_deref();
+        let refusal = (
+            "session_refused",
+            "session_binding",
+            client,
+            detail.as_str(),
+        );
+        record_refusal(&gateway, request.headers(), source_ip, refusal).await;
         return after_draining(request, &gateway, response).await;
     }
     let key = owner_of(&principal);
@@ -296,6 +272,32 @@ async fn after_draining(request: Request, gateway: &Gateway, mut response: Respo
         );
     }
     response
+}
+
+/// Records a refusal at `/mcp` in the audit log (counted, aggregated):
+/// `(event, reason, client, detail)`, with the request's token (hashed)
+/// and user agent.
+async fn record_refusal(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    source_ip: Option<std::net::IpAddr>,
+    (event, reason, client, detail): (&str, &str, Option<&str>, &str),
+) {
+    let refusal = Refusal {
+        event,
+        reason,
+        source_ip,
+        client,
+        token: bearer(headers),
+        detail: Some(detail),
+        user_agent: user_agent(headers),
+        extra: None,
+    };
+    gateway
+        .pipeline
+        .audit()
+        .auth_refused(Surface::Mcp, refusal)
+        .await;
 }
 
 /// The bearer token of the `Authorization` header, if there is one.
