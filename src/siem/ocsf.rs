@@ -49,7 +49,47 @@ fn unreadable(stored: &Stored) -> Value {
         .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
         .map(|t| t.timestamp_millis())
         .unwrap_or_default();
-    json!({
+    other_activity(
+        time,
+        json!({
+            "severity_id": 1,
+            "status_id": 0,
+            "status": "Unknown",
+            "message": stored.summary(),
+            "metadata": {
+                "uid": stored.str("event_id"),
+                "correlation_uid": stored.str("call_id"),
+            },
+            "api": { "operation": stored.kind() },
+            "unmapped": { "kind": stored.kind(), "record": stored.value },
+        }),
+    )
+}
+
+fn gap(first: u64, last: u64) -> Value {
+    other_activity(
+        chrono::Utc::now().timestamp_millis(),
+        json!({
+            "severity_id": 4,
+            "severity": "High",
+            "status_id": 2,
+            "status": "Failure",
+            "message": gap_message(first, last),
+            "metadata": {},
+            "api": { "operation": "siem_gap" },
+            "unmapped": {
+                "kind": "siem_gap",
+                "gap": { "first": first, "last": last, "count": last - first + 1 },
+            },
+        }),
+    )
+}
+
+/// An OCSF API Activity event of activity "Other" at `time` (ms): the
+/// class fields and Warden's metadata, with `fields` added (their
+/// `metadata` merged into Warden's).
+fn other_activity(time: i64, fields: Value) -> Value {
+    let mut event = json!({
         "class_uid": 6003,
         "class_name": "API Activity",
         "category_uid": 6,
@@ -58,48 +98,27 @@ fn unreadable(stored: &Stored) -> Value {
         "activity_name": "Other",
         "type_uid": 600399,
         "time": time,
-        "severity_id": 1,
-        "status_id": 0,
-        "status": "Unknown",
-        "message": stored.summary(),
-        "metadata": {
-            "version": "1.3.0",
-            "uid": stored.str("event_id"),
-            "correlation_uid": stored.str("call_id"),
-            "log_name": "warden-audit",
-            "product": product(),
-        },
-        "api": { "operation": stored.kind() },
-        "unmapped": { "kind": stored.kind(), "record": stored.value },
-    })
-}
-
-fn gap(first: u64, last: u64) -> Value {
-    json!({
-        "class_uid": 6003,
-        "class_name": "API Activity",
-        "category_uid": 6,
-        "category_name": "Application Activity",
-        "activity_id": 99,
-        "activity_name": "Other",
-        "type_uid": 600399,
-        "time": chrono::Utc::now().timestamp_millis(),
-        "severity_id": 4,
-        "severity": "High",
-        "status_id": 2,
-        "status": "Failure",
-        "message": gap_message(first, last),
         "metadata": {
             "version": "1.3.0",
             "log_name": "warden-audit",
             "product": product(),
         },
-        "api": { "operation": "siem_gap" },
-        "unmapped": {
-            "kind": "siem_gap",
-            "gap": { "first": first, "last": last, "count": last - first + 1 },
-        },
-    })
+    });
+    if let (Some(event), Value::Object(fields)) = (event.as_object_mut(), fields) {
+        for (key, value) in fields {
+            match (key.as_str(), value) {
+                ("metadata", Value::Object(more)) => {
+                    if let Some(Value::Object(metadata)) = event.get_mut("metadata") {
+                        metadata.extend(more);
+                    }
+                }
+                (_, value) => {
+                    event.insert(key, value);
+                }
+            }
+        }
+    }
+    event
 }
 
 #[cfg(test)]
@@ -122,12 +141,17 @@ mod tests {
         assert_eq!(unknown["activity_name"], "Other");
         assert_eq!(unknown["metadata"]["sequence"], 14);
         assert_eq!(unknown["unmapped"]["record"]["kind"], "future_kind");
+        assert_eq!(unknown["metadata"]["version"], "1.3.0");
+        assert_eq!(unknown["metadata"]["log_name"], "warden-audit");
+        assert_eq!(unknown["class_uid"], 6003);
         let gap = event(&Item::Gap { first: 4, last: 4 }, true);
         assert_eq!(
             gap["unmapped"]["gap"],
             json!({"first": 4, "last": 4, "count": 1})
         );
         assert_eq!(gap["status"], "Failure");
+        assert_eq!(gap["metadata"]["version"], "1.3.0");
+        assert_eq!(gap["type_uid"], 600399);
     }
 
     fn event_of(stored: Stored, whole: bool) -> Value {
