@@ -80,6 +80,10 @@ pub struct Principal {
     /// Entra token): an MCP session is bound to the grant that opened it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// A guest (B2B) user of the tenant: the token's `acct` is 1, or its
+    /// `idp` names another tenant's issuer.
+    #[serde(default)]
+    pub guest: bool,
 }
 
 /// Tenant and object id of [`Principal::anonymous`].
@@ -113,6 +117,7 @@ impl Principal {
             issued_at: None,
             expires_at: None,
             grant: None,
+            guest: false,
         }
     }
 

@@ -50,6 +50,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::risk::RiskCommand,
     },
+    /// Access reviews: what roles and principals were allowed against
+    /// what they used, and a least-privilege recommendation.
+    Access {
+        #[command(subcommand)]
+        command: cli::access::AccessCommand,
+    },
     /// Validate a configuration file and exit.
     CheckConfig(cli::check_config::CheckConfigArgs),
 }
@@ -62,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Jit(args) => cli::jit::run(args),
         Command::Audit { command } => cli::audit::run(command),
         Command::Risk { command } => cli::risk::run(command),
+        Command::Access { command } => cli::access::run(command),
         Command::CheckConfig(args) => cli::check_config::run(args),
     };
     match result {

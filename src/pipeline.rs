@@ -283,10 +283,13 @@ impl Pipeline {
             .await;
         }
 
+        let entitled = self.policy.entitlements(principal);
         let assessed = Assessment {
             operations: audited(&resolution, &described, self.audit.redactor()),
             decision: serde_json::to_value(&decision).ok(),
             risk: scored.as_ref().map(|s| s.assessment.to_value()),
+            roles: entitled.roles,
+            role_groups: entitled.groups,
         };
         if !decision.is_allowed() {
             let answer = self

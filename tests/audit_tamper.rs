@@ -152,6 +152,9 @@ fn call_record(kind: Kind, i: u32) -> Record {
         kind: "user".into(),
         client_app: None,
         auth_path: None,
+        guest: false,
+        roles: Vec::new(),
+        groups: Vec::new(),
     });
     r.session_id = Some("s-1".into());
     r.tool = Some("echo".into());

@@ -19,6 +19,7 @@ pub use warden_tlog::{merkle, note, proof};
 pub mod record;
 pub mod redact;
 mod seal;
+pub mod source;
 mod subset;
 pub mod trusted;
 pub mod verify;
@@ -600,6 +601,10 @@ impl Audit {
         let started = Instant::now();
         let mut r = Record::new(Kind::Intent);
         fill_call(&mut r, call);
+        if let Some(actor) = &mut r.principal {
+            actor.roles = assessed.roles;
+            actor.groups = assessed.role_groups;
+        }
         r.operations = assessed.operations;
         r.decision = assessed.decision;
         r.risk = assessed.risk;
@@ -845,6 +850,10 @@ pub struct Assessment {
     pub decision: Option<serde_json::Value>,
     /// The risk assessment (score stage).
     pub risk: Option<serde_json::Value>,
+    /// The app roles the caller held for the decision (authorize stage).
+    pub roles: Vec<String>,
+    /// The caller's groups that conferred some of them.
+    pub role_groups: Vec<String>,
 }
 
 /// The frontier at the last checkpoint, then the records after it.

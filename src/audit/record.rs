@@ -62,6 +62,17 @@ pub struct Actor {
     /// (`oauth_facade`: `client_app` is then the facade's client id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_path: Option<String>,
+    /// A guest (B2B) user of the tenant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
+    /// The app roles the caller held for the decision (intent records):
+    /// the token's `roles` and those `[policy.roles]` confers on its
+    /// groups. What access reviews measure use against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The caller's groups that confer those roles (`[policy.roles]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl From<&Principal> for Actor {
@@ -73,6 +84,9 @@ impl From<&Principal> for Actor {
             kind: p.kind.as_str().to_owned(),
             client_app: p.client_app.clone(),
             auth_path: p.grant.as_ref().map(|_| "oauth_facade".to_owned()),
+            guest: p.guest,
+            roles: Vec::new(),
+            groups: Vec::new(),
         }
     }
 }
@@ -586,6 +600,9 @@ mod tests {
             kind: "user".into(),
             client_app: None,
             auth_path: None,
+            guest: false,
+            roles: Vec::new(),
+            groups: Vec::new(),
         };
         let decisions = [
             None,

@@ -2,6 +2,7 @@
 //! arguments and calls the group's `run`; the servers themselves are built
 //! by [`warden::app`].
 
+pub mod access;
 pub mod audit;
 pub mod check_config;
 pub mod dev;

@@ -98,6 +98,12 @@ pub(crate) fn from_claims(
     let acrs = claims.set("acrs");
     let mfa =
         claims.set("amr").contains("mfa") || mfa_auth_contexts.iter().any(|id| acrs.contains(id));
+    // Entra writes `acct` (0 member, 1 guest) when asked to, and `idp` (the
+    // issuer that authenticated the user) for guests; an app-only token's
+    // `idp` is its own tenant's issuer.
+    let guest = matches!(claims.0.get("acct"), Some(Value::Number(n)) if n.as_u64() == Some(1))
+        || claims.str("acct") == Some("1")
+        || claims.text("idp").is_some_and(|idp| !idp.contains(tid));
     let client_app = claims
         .text("azp")
         .or_else(|| claims.text("appid"))
@@ -121,6 +127,7 @@ pub(crate) fn from_claims(
         issued_at: claims.seconds("iat"),
         expires_at: claims.seconds("exp"),
         grant: None,
+        guest,
     }
 }
 

@@ -46,6 +46,13 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
+/// What [`Engine::entitlements`] finds a principal holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entitlements {
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+}
+
 /// A validated policy set, not yet running (see [`Engine::stage`]).
 pub struct Staged(Compiled);
 
@@ -485,6 +492,24 @@ impl Engine {
 
     pub fn config(&self) -> &PolicyConfig {
         &self.config
+    }
+
+    /// The app roles `principal` holds for decisions (the token's, and
+    /// those `[policy.roles]` confers on its groups) and the groups that
+    /// confer some, both sorted: what its intent records name.
+    pub fn entitlements(&self, principal: &Principal) -> Entitlements {
+        let mut roles: std::collections::BTreeSet<String> = principal.roles.clone();
+        let mut groups = std::collections::BTreeSet::new();
+        for group in &principal.groups {
+            if let Some(conferred) = self.roles_by_group.get(&group.to_ascii_lowercase()) {
+                roles.extend(conferred.iter().cloned());
+                groups.insert(group.clone());
+            }
+        }
+        Entitlements {
+            roles: roles.into_iter().collect(),
+            groups: groups.into_iter().collect(),
+        }
     }
 
     /// The hash of the running policy set.

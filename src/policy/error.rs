@@ -55,6 +55,10 @@ pub enum PolicyError {
     /// validation against the schema. Every problem found is listed.
     #[error("{}", list(.0))]
     Invalid(Vec<Problem>),
+    /// A policy generated from another (an access review's narrowed
+    /// permit) could not be made.
+    #[error("policy {policy}: {message}")]
+    Generated { policy: String, message: String },
 }
 
 fn list(problems: &[Problem]) -> String {

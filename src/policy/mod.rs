@@ -149,6 +149,7 @@ mod decision;
 mod engine;
 mod error;
 mod memo;
+pub mod narrow;
 mod request;
 mod residual;
 mod schema;
@@ -171,7 +172,7 @@ pub use cases::{
 };
 pub use decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
 pub use engine::{
-    Engine, ExplainedPolicy, ExplainedRequest, Explanation, Staged, Summary, validate,
+    Engine, Entitlements, ExplainedPolicy, ExplainedRequest, Explanation, Staged, Summary, validate,
 };
 pub use error::{PolicyError, Problem};
 pub use request::{CallContext, JitFacts, OperationFacts, RiskFacts};

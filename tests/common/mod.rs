@@ -8,6 +8,7 @@ pub mod facade;
 pub mod gate;
 pub mod inproc;
 pub mod issuer;
+pub mod planted;
 pub mod replicas;
 
 pub use inproc::InProcess;
