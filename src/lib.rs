@@ -24,6 +24,7 @@ pub mod oauth;
 pub mod pipeline;
 pub mod policy;
 pub mod replicas;
+pub mod report;
 pub mod review;
 pub mod risk;
 pub mod siem;

@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::access::AccessCommand,
     },
+    /// Compliance reports from the audit log.
+    Report {
+        #[command(subcommand)]
+        command: cli::report::ReportCommand,
+    },
     /// Validate a configuration file and exit.
     CheckConfig(cli::check_config::CheckConfigArgs),
 }
@@ -69,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit { command } => cli::audit::run(command),
         Command::Risk { command } => cli::risk::run(command),
         Command::Access { command } => cli::access::run(command),
+        Command::Report { command } => cli::report::run(command),
         Command::CheckConfig(args) => cli::check_config::run(args),
     };
     match result {

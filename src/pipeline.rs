@@ -290,6 +290,13 @@ impl Pipeline {
             risk: scored.as_ref().map(|s| s.assessment.to_value()),
             roles: entitled.roles,
             role_groups: entitled.groups,
+            jit: grant.as_ref().map(|request| {
+                json!({
+                    "request_id": request.id,
+                    "grant_id": request.grant.as_ref().map(|g| g.id.clone()),
+                    "approvers": request.grant.as_ref().map(|g| g.approvers.clone()).unwrap_or_default(),
+                })
+            }),
         };
         if !decision.is_allowed() {
             let answer = self

@@ -393,6 +393,9 @@ impl Audit {
             "hmac_key_id": hmac_id,
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
+            // How often an idle log proves it is alive: a longer silence
+            // while it runs is a gap (the compliance report counts them).
+            "heartbeat_interval_s": self.config.heartbeat_interval.as_secs(),
         }));
         self.append(start).await?;
         self.checkpoint().await?;
@@ -608,6 +611,7 @@ impl Audit {
         r.operations = assessed.operations;
         r.decision = assessed.decision;
         r.risk = assessed.risk;
+        r.jit = assessed.jit;
         r.arguments = call
             .arguments
             .as_ref()
@@ -854,6 +858,9 @@ pub struct Assessment {
     pub roles: Vec<String>,
     /// The caller's groups that conferred some of them.
     pub role_groups: Vec<String>,
+    /// The JIT grant the call runs under (approvals stage): request id,
+    /// grant id and approvers.
+    pub jit: Option<serde_json::Value>,
 }
 
 /// The frontier at the last checkpoint, then the records after it.

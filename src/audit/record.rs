@@ -30,6 +30,12 @@ pub enum Kind {
     /// An authentication event: a sign-in, consent, token issue, refresh,
     /// revocation or refusal (`details.event`).
     Auth,
+    /// A policy set proposed, approved or rejected for loading
+    /// (`details.event`, `details.proposal_id`, `details.hash`).
+    PolicyChange,
+    /// An access review campaign started, decided, auto-removed or closed
+    /// (`details.event`, `details.campaign_id`).
+    AccessReview,
 }
 
 impl Kind {
@@ -44,6 +50,8 @@ impl Kind {
             Kind::Approval => "approval",
             Kind::RiskAlert => "risk_alert",
             Kind::Auth => "auth",
+            Kind::PolicyChange => "policy_change",
+            Kind::AccessReview => "access_review",
         }
     }
 }
@@ -183,6 +191,10 @@ pub struct Record {
     /// The risk assessment (risk stage), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<Value>,
+    /// The JIT grant the call ran under (intent records): `request_id`,
+    /// `grant_id`, `approvers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit: Option<Value>,
     /// Tool arguments after redaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Value>,
@@ -218,6 +230,7 @@ impl Record {
             operations: Vec::new(),
             decision: None,
             risk: None,
+            jit: None,
             arguments: None,
             status: None,
             error: None,

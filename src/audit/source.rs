@@ -89,4 +89,37 @@ impl Source {
         }
         Ok(count)
     }
+
+    /// The log's signed checkpoints (notes), oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<String>, SourceError> {
+        match self {
+            Source::Store(location) => Ok(Reader::open(location.clone())?
+                .checkpoints()?
+                .into_iter()
+                .map(|row| row.note)
+                .collect()),
+            Source::Bundle(dir) => {
+                let dir = dir.join("checkpoints");
+                let io = |source| SourceError::Io {
+                    path: dir.clone(),
+                    source,
+                };
+                let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .map_err(io)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+                    .collect();
+                paths.sort();
+                paths
+                    .into_iter()
+                    .map(|path| {
+                        std::fs::read_to_string(&path).map_err(|source| SourceError::Io {
+                            path: path.clone(),
+                            source,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
 }

@@ -104,6 +104,15 @@ pub const FRANK: Who = Who {
     mfa: true,
 };
 
+pub const GRACE: Who = Who {
+    name: "grace-secops@contoso.com",
+    oid: "90000000-0000-4000-8000-000000000007",
+    tid: HOME,
+    roles: &["SecurityManager"],
+    guest: false,
+    mfa: true,
+};
+
 pub fn principal(who: &Who) -> Principal {
     let mut p = Principal::anonymous(Some([10, 0, 0, 7].into()));
     p.tid = who.tid.into();
@@ -235,7 +244,11 @@ pub async fn write_store(
     let files = KeyFiles::in_dir(dir);
     keygen("planted.example/audit", &files, true).expect("keygen");
     let db = dir.join("audit.db");
-    let audit = Audit::open(db.clone(), AuditConfig::quiet(&files), Metrics::new())
+    // The planted calls are days apart: a log that proves it is alive
+    // every 30 days has no silence among them.
+    let mut config = AuditConfig::quiet(&files);
+    config.heartbeat_interval = std::time::Duration::from_secs(30 * 86_400);
+    let audit = Audit::open(db.clone(), config, Metrics::new())
         .await
         .expect("open the log");
     let mut records = extra;
@@ -250,6 +263,19 @@ pub async fn write_store(
     audit.close().await;
     drop(audit);
     db
+}
+
+/// A record of `kind` at `t` with `details`.
+pub fn system_record(kind: Kind, t: DateTime<Utc>, details: Value) -> Record {
+    let mut r = Record::new(kind);
+    r.ts = ts(t);
+    r.details = Some(details);
+    r
+}
+
+/// The time `days` days before [`at`].
+pub fn days_ago(days: i64) -> DateTime<Utc> {
+    at() - Duration::days(days)
 }
 
 /// The intent and outcome of one call.
@@ -297,6 +323,11 @@ pub fn call_records(engine: &Engine, c: &Call, t: DateTime<Utc>, i: usize) -> Ve
         facts: Some(json!({"completeness": "complete", "tags": {"env": "dev"}})),
     }];
     intent.decision = Some(serde_json::to_value(&decision).expect("decision"));
+    if c.jit {
+        intent.jit = Some(
+            json!({"request_id": format!("req-{i}"), "grant_id": format!("g{i}"), "approvers": ["sec"]}),
+        );
+    }
     let mut outcome = Record::new(Kind::Outcome);
     outcome.ts = ts(t + Duration::milliseconds(40));
     outcome.call_id = Some(call_id);
