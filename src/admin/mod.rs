@@ -17,6 +17,7 @@
 //! 400, 401, 403, 404, 409 or 503.
 
 mod evidence;
+mod overview;
 mod page;
 mod sign_in;
 mod views;

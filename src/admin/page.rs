@@ -199,6 +199,9 @@ pub struct SignInOptions {
     pub audit: Option<Arc<Audit>>,
     /// "Sign in with Microsoft Entra ID", when `[oauth]` is on.
     pub entra: Option<EntraSignIn>,
+    /// The running policy set and the catalog: what the overview measures
+    /// roles' use against.
+    pub policy: Option<(Arc<crate::policy::Engine>, Arc<crate::catalog::Catalog>)>,
 }
 
 /// The page's OpenID Connect sign-in: Warden's Entra client (the facade's
@@ -234,6 +237,7 @@ where
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/", get(index))
         .route("/admin/audit", get(audit))
+        .route("/admin/overview", get(overview))
         .route("/admin/requests.csv", get(download_csv))
         .route("/admin/requests.json", get(download_json))
         .route("/admin/requests/{id}", get(show))
@@ -248,6 +252,7 @@ where
             sessions: Arc::new(Sessions::load(store)),
             audit: options.audit,
             entra: options.entra,
+            policy: options.policy,
             sign_ins,
         })
         .layer(axum::middleware::map_response(security_headers))
@@ -263,6 +268,7 @@ struct Page {
     /// Entra sign-ins in progress, by the SHA-256 of their `state` (with
     /// `entra`).
     sign_ins: Option<Arc<SignIns>>,
+    policy: Option<(Arc<crate::policy::Engine>, Arc<crate::catalog::Catalog>)>,
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -859,6 +865,40 @@ async fn audit(
     let policy = evidence::policy_in_force(db).map_err(|e| e.to_string());
     let body = views::audit(&history, &filter, &alerts, &policy, Utc::now());
     signed_page(&page, &signed, "Audit", "audit", body)
+}
+
+/// The overview: the compliance report's pictures over the last days, for
+/// security managers and auditors.
+async fn overview(
+    State(page): State<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(signed) = signed_in(&page, &headers, true).await else {
+        let notice = ended_notice(&page, &headers);
+        return sign_in_page(&page, &headers, peer.ip(), StatusCode::OK, None, notice);
+    };
+    let who = &signed.principal;
+    if !page.approvals.is_reviewer(who) && !page.approvals.is_auditor(who) {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "The overview is for auditors (app role Auditor) and security managers.",
+        );
+    }
+    let db = page.approvals.store_location().clone();
+    let policy = page.policy.clone();
+    let body = tokio::task::spawn_blocking(move || super::overview::body(&db, policy.as_ref()))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|b| b);
+    let body = match body {
+        Ok(body) => body,
+        Err(error) => maud::html! {
+            h1 { "Overview" }
+            p { "The audit log could not be read: " (error) }
+        },
+    };
+    signed_page(&page, &signed, "Overview", "overview", body)
 }
 
 /// A download of the list as shown (the same filter and page as
@@ -1592,6 +1632,7 @@ mod tests {
             SignInOptions {
                 audit: Some(audit.clone()),
                 entra: None,
+                policy: None,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

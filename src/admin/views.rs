@@ -45,6 +45,7 @@ const STYLE: &str = r#"
 :root { color-scheme: light dark; --muted: #5a5a5a; --line: #c8c8c8; --accent: #0b57d0; --ok: #137333; --bad: #b3261e; --warn: #8a5a00; --hi: #c5221f; }
 @media (prefers-color-scheme: dark) { :root { --muted: #b0b0b0; --line: #555; --accent: #8ab4f8; --ok: #81c995; --bad: #f28b82; --warn: #fdd663; --hi: #f28b82; } }
 *, *::before, *::after { box-sizing: border-box; }
+figure.chart { margin: 1rem 0; } figure.chart svg { max-width: 100%; height: auto; background: #fff; } figure.chart figcaption { color: var(--muted); }
 html { overflow-x: hidden; }
 body { font: 16px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 80rem; padding: 0 1rem 3rem; overflow-wrap: anywhere; word-break: break-word; }
 header { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; align-items: baseline; justify-content: space-between; border-bottom: 1px solid var(--line); padding: .75rem 0; }
@@ -165,6 +166,7 @@ pub(super) fn layout(
                         a href="/admin/" aria-current=[(current == "requests").then_some("page")] { "Requests" }
                         @if viewer.sees_all() {
                             a href="/admin/audit" aria-current=[(current == "audit").then_some("page")] { "Audit" }
+                            a href="/admin/overview" aria-current=[(current == "overview").then_some("page")] { "Overview" }
                         }
                     }
                 }

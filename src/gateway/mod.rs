@@ -72,6 +72,10 @@ pub fn router(
         crate::admin::SignInOptions {
             audit: Some(gateway.pipeline.audit().clone()),
             entra: page_entra,
+            policy: Some((
+                gateway.pipeline.policy().clone(),
+                gateway.pipeline.catalog().clone(),
+            )),
         },
     );
     Router::new()
