@@ -148,6 +148,7 @@ mod cases;
 mod decision;
 mod engine;
 mod error;
+pub mod exclude;
 mod memo;
 pub mod narrow;
 mod request;

@@ -81,7 +81,7 @@ pub fn permits(dir: &Path) -> Result<Vec<Permit>, PolicyError> {
         .collect())
 }
 
-fn permit(policy: &Policy, info: &PolicyInfo) -> Permit {
+pub(crate) fn permit(policy: &Policy, info: &PolicyInfo) -> Permit {
     Permit {
         id: info.id.clone(),
         file: info.file.clone(),

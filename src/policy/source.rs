@@ -330,6 +330,19 @@ struct Statement<'a> {
     text: &'a str,
 }
 
+/// The statements of Cedar source `text` (see [`statements`]): the line
+/// each starts on and its byte range in `text`, in order.
+pub(crate) fn statement_spans(text: &str) -> Vec<(usize, std::ops::Range<usize>)> {
+    let base = text.as_ptr() as usize;
+    statements(text)
+        .into_iter()
+        .map(|s| {
+            let start = s.text.as_ptr() as usize - base;
+            (s.line, start..start + s.text.len())
+        })
+        .collect()
+}
+
 /// Splits Cedar source into statements at each `;` outside string literals
 /// and `//` comments. Text after the last `;` that is not blank or a comment
 /// is returned as a final (unterminated) statement, so that it fails to
