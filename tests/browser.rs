@@ -950,3 +950,77 @@ async fn a_security_manager_signs_in_with_entra_id_in_a_real_browser() {
     );
     dev.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compliance_report_and_the_overview_render_in_a_browser_with_nothing_fetched() {
+    let mut dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let reader = dev.persona("reader");
+    // Some traffic in this Warden's own log: an allowed read, a held role
+    // assignment (privileged, JIT), a denied call.
+    let (is_error, message) = dev
+        .call(
+            &reader,
+            "azure__arm_group_list",
+            json!({"subscription": DEV_SUBSCRIPTION}),
+        )
+        .await;
+    assert!(!is_error, "{message}");
+    dev.hold_role_assignment(&sam).await;
+    let (is_error, _) = dev
+        .call(&reader, ROLE_REMOVAL, role_removal(&assignment_name()))
+        .await;
+    assert!(is_error, "a reader may not remove role assignments");
+
+    // The report over the same store, as a file.
+    let data = dev.running().data_dir.clone();
+    let out = tempfile::tempdir().unwrap();
+    let report_file = out.path().join("report.html");
+    let period = format!(
+        "{}..{}",
+        chrono::Utc::now().date_naive(),
+        chrono::Utc::now().date_naive()
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "report",
+            "compliance",
+            "--standard",
+            "sox",
+            "--period",
+            &period,
+            "--format",
+            "html",
+        ])
+        .arg("--db")
+        .arg(data.join("warden.db"))
+        .arg("--key")
+        .arg(data.join("audit.pub"))
+        .arg("--policies")
+        .arg(&dev.running().policies)
+        .arg("--out")
+        .arg(&report_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let html = std::fs::read_to_string(&report_file).unwrap();
+    assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("src="));
+
+    let report = dev
+        .scenario(
+            "report.mjs",
+            &sam,
+            json!({
+                "report_file": report_file,
+                "pdf_file": out.path().join("report.pdf"),
+            }),
+        )
+        .await;
+    report.assert_ok();
+    assert_eq!(report.fact("console_errors"), &json!([]), "{report}");
+    assert!(
+        report.fact("pdf_bytes").as_u64().unwrap() > 10_000,
+        "{report}"
+    );
+    dev.stop().await;
+}
