@@ -37,7 +37,8 @@ pub fn body(
         .map_err(|e| e.to_string())?;
     let roles = match (policy, usage) {
         (Some((engine, catalog)), Some(usage)) => {
-            let permits = crate::policy::narrow::permits(&engine.config().dir).map_err(|e| e.to_string())?;
+            let permits =
+                crate::policy::narrow::permits(&engine.config().dir).map_err(|e| e.to_string())?;
             let ops = catalog.operation_classes();
             let options = Options {
                 period,
