@@ -121,6 +121,17 @@ async fn the_review_finds_exactly_the_planted_facts() {
     let developer = role(r, "Developer");
     assert_eq!(strings(&developer["permits"]), ["developer-custom-role"]);
     assert_eq!(
+        strings(&developer["action_groups"]),
+        [
+            "Microsoft.Compute/virtualMachines/*",
+            "Microsoft.Network/virtualNetworks/read",
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            "Microsoft.Storage/storageAccounts/*"
+        ]
+    );
+    assert_eq!(strings(&role(r, "Reader")["action_groups"]), ["read"]);
+    assert_eq!(strings(&role(r, "Contributor")["action_groups"]), ["*"]);
+    assert_eq!(
         keys(&developer["used"]),
         [
             "Microsoft.Compute/virtualMachines/read",

@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use cedar_policy::{Effect as CedarEffect, Policy, PolicyId, PrincipalConstraint};
+use cedar_policy::{
+    ActionConstraint, Effect as CedarEffect, Policy, PolicyId, PrincipalConstraint,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -50,6 +52,9 @@ pub struct Permit {
     pub file: PathBuf,
     pub line: usize,
     pub grantee: Grantee,
+    /// The actions and action groups its scope names (`read`,
+    /// `Microsoft.Compute/virtualMachines/*`); `*` for every action.
+    pub actions: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Carries `@alert`: every use is alerted (break glass).
@@ -87,6 +92,13 @@ pub(crate) fn permit(policy: &Policy, info: &PolicyInfo) -> Permit {
         file: info.file.clone(),
         line: info.line,
         grantee: grantee(policy),
+        actions: match policy.action_constraint() {
+            ActionConstraint::Any => vec!["*".to_owned()],
+            ActionConstraint::Eq(uid) => vec![uid.id().unescaped().to_owned()],
+            ActionConstraint::In(uids) => {
+                uids.iter().map(|u| u.id().unescaped().to_owned()).collect()
+            }
+        },
         description: info.description.clone(),
         alerted: info.alert.is_some(),
     }

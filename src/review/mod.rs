@@ -51,6 +51,8 @@ pub struct EntitlementReview {
     pub grantee: Grantee,
     /// The enforced permits granting to it.
     pub permits: Vec<String>,
+    /// The action groups and operations those permits name (`*`: all).
+    pub action_groups: Vec<String>,
     /// Operations of the catalog the set could allow it (conditions and
     /// forbids such as MFA or JIT may still stand in the way).
     pub allowed: usize,
@@ -298,9 +300,17 @@ impl Review {
                     .collect(),
                 _ => Vec::new(),
             };
+            let mut action_groups: Vec<String> = permits
+                .iter()
+                .filter(|p| &p.grantee == grantee)
+                .flat_map(|p| p.actions.iter().cloned())
+                .collect();
+            action_groups.sort();
+            action_groups.dedup();
             entitlements.push(EntitlementReview {
                 grantee: grantee.clone(),
                 permits: ids.clone(),
+                action_groups,
                 allowed: allowed.len(),
                 by_type,
                 used,

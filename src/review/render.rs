@@ -71,6 +71,7 @@ pub fn text(review: &Review) -> String {
                 .map(|why| format!(" - high-risk: {why}"))
                 .unwrap_or_default()
         );
+        let _ = writeln!(out, "    action groups: {}", e.action_groups.join(", "));
         let _ = writeln!(
             out,
             "    allows {} operation{}, used {} in the period",
