@@ -82,7 +82,7 @@ pub fn stacked_bars(title: &str, labels: &[String], series: &[Series<'_>]) -> St
             .x_labels(labels.len().min(12) + 1)
             .x_label_formatter(&|x| {
                 let i = x.floor() as usize;
-                if (x - x.floor()).abs() < f64::EPSILON && i % every == 0 {
+                if (x - x.floor()).abs() < f64::EPSILON && i.is_multiple_of(every) {
                     labels.get(i).cloned().unwrap_or_default()
                 } else {
                     String::new()
