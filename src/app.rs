@@ -369,7 +369,7 @@ async fn compose(
     pipeline
         .record_initial_policies()
         .await
-        .context("recording the policy set in the audit log")?;
+        .with_context(|| format!("the policy set {}", config.policy.dir.display()))?;
     let summary = pipeline.policy().summary();
     tracing::info!(hash = %summary.hash, policies = summary.policies.len(), dir = %summary.dir.display(), "policy set loaded");
     Ok(pipeline)

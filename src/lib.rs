@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod pipeline;
 pub mod policy;
+pub mod policy_change;
 pub mod replicas;
 pub mod report;
 pub mod review;

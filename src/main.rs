@@ -32,7 +32,9 @@ enum Command {
     /// Run Warden on embedded defaults: the gateway, a local token issuer,
     /// and the sample upstream.
     Dev(cli::dev::DevArgs),
-    /// Cedar policies: validate, run the policy tests, explain a decision.
+    /// Cedar policies: validate, run the policy tests, explain a decision;
+    /// propose, approve, apply and roll back sets (through the admin API of
+    /// a running Warden).
     Policy {
         #[command(subcommand)]
         command: cli::policy::PolicyCommand,

@@ -9,6 +9,13 @@
 //! policy would let run without an approval is scored critical and decided
 //! again; stage 9 teaches the baseline how the call ended. Baselines are
 //! written to the store behind the calls ([`Pipeline::spawn_risk_flush`]).
+//!
+//! Policy sets are loaded here too (`policies.rs`): reloads, the record at
+//! start, and change management's apply, rollback and break glass.
+
+mod policies;
+
+pub use policies::{LoadError, LoadRequest, Reload};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +39,7 @@ use crate::facts::{Completeness, Described, Lookup};
 use crate::identity::{Authenticator, Principal, StepUp, UNAUTHORIZED};
 use crate::metrics::{DecisionLabels, Metrics, Outcome};
 use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, OperationFacts};
+use crate::policy_change::PolicyChanges;
 use crate::risk::baseline::RiskClass;
 use crate::risk::{self, Observation, ObservedOp, Risk};
 use crate::store::{Guard, StoreError};
@@ -50,18 +58,6 @@ pub struct Stages {
     pub risk: Arc<Risk>,
 }
 
-/// What a policy reload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reload {
-    /// The new set was recorded and runs.
-    Loaded,
-    /// The new set is invalid; the running set stays.
-    Invalid,
-    /// The new set is valid but its `policy_load` record could not be
-    /// written; the running set stays.
-    Unrecorded,
-}
-
 /// The composed call pipeline.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -73,6 +69,9 @@ pub struct Pipeline {
     approvals: Arc<Approvals>,
     audit: Arc<Audit>,
     risk: Arc<Risk>,
+    /// Change management of the policy set: proposals, approvals, the
+    /// files of loaded sets, the load lock.
+    changes: Arc<PolicyChanges>,
 }
 
 /// The `state` namespace where replicas sharing a store note which
@@ -102,6 +101,12 @@ impl Pipeline {
         audit.on_auth_refusal(Box::new(move |source_ip, at| {
             scorer.auth_refused(source_ip, at)
         }));
+        let changes = Arc::new(PolicyChanges::new(
+            audit.clone(),
+            policy.config().require_approval,
+            approvals.config().approver_roles.clone(),
+            approvals.config().auditor_roles.clone(),
+        ));
         Self {
             metrics,
             identity,
@@ -111,6 +116,7 @@ impl Pipeline {
             approvals,
             audit,
             risk,
+            changes,
         }
     }
 
@@ -144,6 +150,11 @@ impl Pipeline {
 
     pub fn risk(&self) -> &Arc<Risk> {
         &self.risk
+    }
+
+    /// Change management of the policy set.
+    pub fn policy_changes(&self) -> &Arc<PolicyChanges> {
+        &self.changes
     }
 
     /// Whether `principal` could ever be allowed to call the upstream tool
@@ -847,55 +858,6 @@ impl Pipeline {
         )
     }
 
-    /// Reloads the policy set (`trigger` says why: `sighup`,
-    /// `file_change`). A valid set is recorded in the audit log (a
-    /// `policy_load` record with its hash) and then installed; an invalid
-    /// one, or one the log cannot record, leaves the running set in place.
-    pub async fn reload_policies(&self, trigger: &str) -> Reload {
-        let staged = match self.policy.stage() {
-            Ok(staged) => staged,
-            Err(error) => {
-                self.metrics.policy_load("invalid");
-                tracing::error!(trigger, %error, running = %self.policy.hash(), "policy set refused; the running set stays");
-                return Reload::Invalid;
-            }
-        };
-        if let Err(error) = self.record_policy_load(staged.summary(), trigger).await {
-            self.metrics.policy_load("unrecorded");
-            tracing::error!(trigger, %error, hash = %staged.summary().hash, "policy set not installed: its load could not be recorded");
-            return Reload::Unrecorded;
-        }
-        let summary = self.policy.install(staged);
-        self.metrics.policy_load("ok");
-        for warning in &summary.warnings {
-            tracing::warn!(trigger, warning = %warning, "policy warning");
-        }
-        tracing::info!(trigger, hash = %summary.hash, policies = summary.policies.len(), "policy set loaded");
-        Reload::Loaded
-    }
-
-    /// The `policy_load` record of the set the engine was created with.
-    pub async fn record_initial_policies(&self) -> Result<(), crate::audit::AuditError> {
-        let summary = self.policy.summary();
-        self.record_policy_load(&summary, "start").await?;
-        self.metrics.policy_load("ok");
-        Ok(())
-    }
-
-    async fn record_policy_load(
-        &self,
-        summary: &crate::policy::Summary,
-        trigger: &str,
-    ) -> Result<u64, crate::audit::AuditError> {
-        let mut details = serde_json::to_value(summary).unwrap_or_else(|_| json!({}));
-        if let Value::Object(map) = &mut details {
-            map.insert("trigger".into(), Value::from(trigger));
-        }
-        let mut r = Record::new(Kind::PolicyLoad);
-        r.details = Some(details);
-        self.audit.append(r).await
-    }
-
     /// Writes the risk baselines changed since the last flush to the store
     /// every `risk.flush_interval` until `stop`, then once more: learning
     /// happens behind the calls, and a crash loses at most one interval of
@@ -951,37 +913,6 @@ impl Pipeline {
                 Err(error)
             }
         }
-    }
-
-    /// Reloads the policy set on SIGHUP, and when its files change (checked
-    /// every `policy.watch_interval`), until `stop`.
-    pub fn spawn_policy_watch(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let pipeline = self.clone();
-        tokio::spawn(async move {
-            let config = pipeline.policy.config().clone();
-            let interval = config.watch_interval;
-            let mut seen = crate::policy::fingerprint(&config);
-            let mut hangups = hangup_signals();
-            loop {
-                let trigger = tokio::select! {
-                    () = stop.cancelled() => return,
-                    Some(()) = recv(&mut hangups) => "sighup",
-                    () = tokio::time::sleep(interval), if !interval.is_zero() => {
-                        let now = crate::policy::fingerprint(&config);
-                        if now == seen {
-                            continue;
-                        }
-                        seen = now;
-                        "file_change"
-                    }
-                };
-                if pipeline.reload_policies(trigger).await == Reload::Unrecorded {
-                    // Retried at the next check; a refused set is reported
-                    // once, until its files change again.
-                    seen.clear();
-                }
-            }
-        })
     }
 
     /// Metrics and the operational log line (the audit log is separate).
@@ -1198,18 +1129,6 @@ fn denial_text(decision: &Decision, call_id: &str) -> String {
     }
     text.push_str(&format!(" (call {call_id})"));
     text
-}
-
-/// SIGHUP, where there are signals.
-fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-}
-
-async fn recv(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match signals {
-        Some(signal) => signal.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

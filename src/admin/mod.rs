@@ -10,6 +10,9 @@
 //! | `POST /admin/api/requests/{id}/revoke` `{"reason"}` | reviewers | ends a grant (or a pending request) |
 //! | `POST /admin/api/requests/{id}/cancel` `{"reason"}` | the requester, reviewers | withdraws a pending request |
 //!
+//! Policy change management (proposals, approval, apply, rollback, break
+//! glass) is under `/admin/api/policy/` (`policy.rs`).
+//!
 //! Every request carries `Authorization: Bearer <token>`, validated exactly
 //! as on `/mcp`. The API never reads cookies, so a browser cannot be made to
 //! call it with ambient credentials (CSRF-safe by construction); bodies must
@@ -19,10 +22,12 @@
 mod evidence;
 mod overview;
 mod page;
+mod policy;
 mod sign_in;
 mod views;
 
 pub use page::{EntraSignIn, SignInOptions};
+pub use policy::router as policy_router;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,13 +89,18 @@ async fn caller(
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Result<Principal, Response> {
+    authenticate(&admin.identity, headers, peer).await
+}
+
+/// The principal of the bearer token of a request from `peer`, validated
+/// as on `/mcp`; else the refusal to answer.
+async fn authenticate(
+    identity: &Authenticator,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Principal, Response> {
     let authenticated = match crate::identity::authorization(headers) {
-        Ok(authorization) => {
-            admin
-                .identity
-                .authenticate(authorization, Some(peer.ip()))
-                .await
-        }
+        Ok(authorization) => identity.authenticate(authorization, Some(peer.ip())).await,
         Err(error) => Err(error),
     };
     authenticated.map_err(|e| {

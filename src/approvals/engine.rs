@@ -1163,6 +1163,12 @@ impl Approvals {
         });
     }
 
+    /// Tells the security managers of another security event (a policy
+    /// set loaded by break glass) through the same webhooks. Never blocks.
+    pub fn notify_security(&self, notification: Notification) {
+        self.notifier.notify(notification);
+    }
+
     /// Waits (at most `within`) until notifications are delivered.
     pub async fn flush_notifications(&self, within: Duration) -> bool {
         self.notifier.flush(within).await

@@ -9,6 +9,7 @@ pub mod dev;
 pub mod jit;
 pub mod output;
 pub mod policy;
+pub mod policy_change;
 pub mod report;
 pub mod risk;
 pub mod serve;

@@ -1,5 +1,6 @@
 //! `warden policy`: validate the policy set, run its tests, explain a
-//! decision.
+//! decision; propose, approve, apply and roll back sets through a running
+//! Warden (`policy_change.rs`).
 
 use std::path::PathBuf;
 
@@ -64,6 +65,8 @@ pub enum PolicyCommand {
         #[arg(long = "group-tag", value_parser = tag)]
         group_tags: Vec<(String, String)>,
     },
+    #[command(flatten)]
+    Change(super::policy_change::ChangeCommand),
 }
 
 /// `KEY=VALUE`.
@@ -77,6 +80,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
     let catalog = warden::catalog::Catalog::builtin().context("loading the built-in catalog")?;
     let operations = catalog.operation_classes();
     match command {
+        PolicyCommand::Change(change) => super::policy_change::run(change),
         PolicyCommand::Validate { policies, schema } => {
             let config = PolicyConfig {
                 dir: policies,

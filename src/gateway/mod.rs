@@ -78,6 +78,8 @@ pub fn router(
             )),
         },
     );
+    let policy_admin =
+        crate::admin::policy_router(gateway.identity.clone(), gateway.pipeline.clone());
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/.well-known/oauth-protected-resource", get(auth::metadata))
@@ -90,6 +92,7 @@ pub fn router(
         .route("/metrics", get(metrics))
         .with_state(gateway)
         .merge(admin)
+        .merge(policy_admin)
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {

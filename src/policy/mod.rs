@@ -212,6 +212,13 @@ pub struct PolicyConfig {
     /// is reloaded as on SIGHUP); `0s` checks only on SIGHUP.
     #[serde(default = "default_watch_interval", with = "humantime_serde")]
     pub watch_interval: Duration,
+    /// Change management (docs/POLICY-CHANGES.md): only a set a second
+    /// security manager approved is loaded. A reload (SIGHUP, a file
+    /// change) of any other set is refused and recorded, and so is a start
+    /// on one, unless no set was ever approved (a first deployment) or
+    /// break glass loaded it. Off by default (`warden dev`, tests).
+    #[serde(default)]
+    pub require_approval: bool,
 }
 
 fn default_watch_interval() -> Duration {
@@ -256,6 +263,7 @@ impl Default for PolicyConfig {
             roles: BTreeMap::new(),
             management_groups: BTreeMap::new(),
             watch_interval: default_watch_interval(),
+            require_approval: false,
         }
     }
 }
