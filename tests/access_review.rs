@@ -44,14 +44,15 @@ fn keys(v: &Value) -> Vec<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
-fn review(db: &Path, out: Option<&Path>) -> Value {
+fn review(db: impl AsRef<OsStr>, out: Option<&Path>) -> Value {
+    let db = db.as_ref();
     let mut args: Vec<&OsStr> = vec![
         "access".as_ref(),
         "review".as_ref(),
         "--days".as_ref(),
         "90".as_ref(),
         "--db".as_ref(),
-        db.as_os_str(),
+        db,
         "--policies".as_ref(),
         planted::baseline().into_os_string().leak() as &OsStr,
         "--at".as_ref(),
@@ -375,4 +376,35 @@ fn never_wider(running: &Engine, recommended_dir: &Path) {
         allowed > 0 && narrowed > 0,
         "the requests exercise both sets: {allowed} allowed, {narrowed} narrowed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgresql_store_is_reviewed_as_a_sqlite_one() {
+    let engine = planted::engine();
+    let schema =
+        warden::store::postgres::ScratchSchema::create(&common::replicas::postgres_admin())
+            .expect("PostgreSQL at 127.0.0.1:5432 (database test)");
+    let pg_dir = tempfile::tempdir().unwrap();
+    planted::write_log(
+        pg_dir.path(),
+        warden::store::Location::Postgres(schema.url()),
+        &engine,
+        &planted::calls(),
+        Vec::new(),
+    )
+    .await;
+    let lite_dir = tempfile::tempdir().unwrap();
+    let db = planted::write_store(lite_dir.path(), &engine, &planted::calls(), Vec::new()).await;
+    let pg = review(schema.url(), None);
+    let lite = review(&db, None);
+    for part in [
+        "principals",
+        "entitlements",
+        "attributed",
+        "period",
+        "policy_set",
+    ] {
+        assert_eq!(pg["review"][part], lite["review"][part], "{part}");
+    }
+    assert_eq!(pg["review"]["principals"].as_array().unwrap().len(), 6);
 }

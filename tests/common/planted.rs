@@ -14,6 +14,7 @@ use warden::audit::{Audit, AuditConfig, KeyFiles, keygen};
 use warden::identity::{Principal, PrincipalKind};
 use warden::metrics::Metrics;
 use warden::policy::{CallContext, Engine, JitFacts, OperationFacts, PolicyConfig};
+use warden::store::Location;
 
 pub const HOME: &str = "11111111-1111-4111-8111-111111111111";
 pub const FOREIGN: &str = "99999999-9999-4999-8999-999999999999";
@@ -241,14 +242,26 @@ pub async fn write_store(
     calls: &[Call],
     extra: Vec<Record>,
 ) -> PathBuf {
+    let db = dir.join("audit.db");
+    write_log(dir, Location::Sqlite(db.clone()), engine, calls, extra).await;
+    db
+}
+
+/// [`write_store`] into any store: a SQLite file or a PostgreSQL schema.
+pub async fn write_log(
+    dir: &Path,
+    store: Location,
+    engine: &Engine,
+    calls: &[Call],
+    extra: Vec<Record>,
+) {
     let files = KeyFiles::in_dir(dir);
     keygen("planted.example/audit", &files, true).expect("keygen");
-    let db = dir.join("audit.db");
     // The planted calls are days apart: a log that proves it is alive
     // every 30 days has no silence among them.
     let mut config = AuditConfig::quiet(&files);
     config.heartbeat_interval = std::time::Duration::from_secs(30 * 86_400);
-    let audit = Audit::open(db.clone(), config, Metrics::new())
+    let audit = Audit::open(store, config, Metrics::new())
         .await
         .expect("open the log");
     let mut records = extra;
@@ -261,8 +274,7 @@ pub async fn write_store(
         audit.append(r).await.expect("append");
     }
     audit.close().await;
-    drop(audit);
-    db
+    audit.join_writer();
 }
 
 /// A record of `kind` at `t` with `details`.
