@@ -174,6 +174,7 @@ fn the_report_finds_the_planted_facts_and_every_number_is_recomputable() {
         a.extend_from_slice(source);
         serde_json::from_str(&report(&a)).expect("JSON")
     };
+    let witness = tmp.path().join("witness");
     let from_store = args(&["--db".as_ref(), db.as_os_str()]);
     let from_bundle = args(&["--bundle".as_ref(), bundle.as_os_str()]);
     // The same evidence from the store and from its export.

@@ -261,6 +261,10 @@ pub async fn write_log(
     // every 30 days has no silence among them.
     let mut config = AuditConfig::quiet(&files);
     config.heartbeat_interval = std::time::Duration::from_secs(30 * 86_400);
+    // Every checkpoint also goes to a directory witness, `dir/witness`.
+    config.witnesses = vec![warden::audit::witness::WitnessConfig::directory(
+        dir.join("witness"),
+    )];
     let audit = Audit::open(store, config, Metrics::new())
         .await
         .expect("open the log");
