@@ -5,16 +5,17 @@
 //! Excluding never widens: every permit whose principal scope is
 //! `principal in AppRole::"<role>"` (or `in Group::"<id>"`) of a removal
 //! gets one more condition, `unless { principal == User::"<tid>/<oid>" ||
-//! ... }`, so it applies to a subset of the requests it applied to; every
-//! other policy, comment and blank line of the files is kept byte for
-//! byte, so the diff shows only the narrowed permits.
+//! ... }`, written just before its `;`, so it applies to a subset of the
+//! requests it applied to. Everything else of the files (the permit's own
+//! text, other policies, comments, blank lines) is kept byte for byte, so
+//! the diff shows only the added conditions and a comment saying why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use cedar_policy::{Effect as CedarEffect, Policy, PolicyId};
+use cedar_policy::{Effect as CedarEffect, Policy};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::PolicyError;
 use super::narrow::{self, Grantee, Permit};
@@ -61,18 +62,20 @@ pub struct Exclusion {
 /// directory (name, text), changed or not, and what changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Excluded {
+    /// The hash of the set as read (see [`super::hash_files`]).
+    pub base_hash: String,
     pub files: Vec<(String, String)>,
     pub changes: Vec<Exclusion>,
 }
 
 /// Takes `removals` (grantee → the principals it must no longer grant
-/// to) out of the permits of the set in `dir`. `comment` is written (as
-/// `//` lines) above each narrowed permit. A grantee no permit grants to
+/// to) out of the permits of the set in `dir`. `comment` says why, as
+/// `//` lines above each narrowed permit. A grantee no permit grants to
 /// changes nothing.
 pub fn exclude(
     dir: &Path,
     removals: &BTreeMap<Grantee, BTreeSet<Entity>>,
-    comment: &str,
+    comment: impl Fn(&Grantee, &BTreeSet<Entity>) -> String,
 ) -> Result<Excluded, PolicyError> {
     let sources = read_dir(dir)?;
     let mut files = Vec::new();
@@ -98,9 +101,12 @@ pub fn exclude(
             let Some(principals) = removals.get(&permit.grantee).filter(|p| !p.is_empty()) else {
                 continue;
             };
-            let narrowed = unless_principals(policy, &info.id, principals)?;
-            let note: String = comment.lines().map(|l| format!("// {l}\n")).collect();
-            edits.push((span, format!("{note}{}", narrowed.trim_end())));
+            let narrowed = unless_principals(&text[span.clone()], &info.id, principals)?;
+            let note: String = comment(&permit.grantee, principals)
+                .lines()
+                .map(|l| format!("// {l}\n"))
+                .collect();
+            edits.push((span, format!("{note}{narrowed}")));
             changes.push(Exclusion {
                 permit,
                 principals: principals.iter().cloned().collect(),
@@ -116,21 +122,18 @@ pub fn exclude(
             .unwrap_or_default();
         files.push((name, out));
     }
-    Ok(Excluded { files, changes })
+    Ok(Excluded {
+        base_hash: sources.hash,
+        files,
+        changes,
+    })
 }
 
-/// `principal == <entity>`, in Cedar's JSON form.
-fn is(entity: &Entity) -> Value {
-    json!({"==": {
-        "left": {"Var": "principal"},
-        "right": {"Value": {"__entity": {"type": entity.kind, "id": entity.id}}}
-    }})
-}
-
-/// `policy` with `unless { principal == a || principal == b ... }` added,
-/// as formatted Cedar.
+/// `statement` (a policy's source, ending with `;`) with `unless {
+/// principal == a || principal == b ... }` added before its `;`, checked
+/// to parse to the same policy with one more condition.
 fn unless_principals(
-    policy: &Policy,
+    statement: &str,
     id: &str,
     principals: &BTreeSet<Entity>,
 ) -> Result<String, PolicyError> {
@@ -138,27 +141,35 @@ fn unless_principals(
         policy: id.to_owned(),
         message,
     };
-    let mut est = policy.to_json().map_err(|e| problem(e.to_string()))?;
-    let body = principals
+    let tests: Vec<String> = principals
         .iter()
-        .map(is)
-        .reduce(|left, right| json!({"||": {"left": left, "right": right}}))
-        .ok_or_else(|| problem("no principal to exclude".into()))?;
-    let condition = json!({"kind": "unless", "body": body});
-    match est.get_mut("conditions") {
-        Some(Value::Array(conditions)) => conditions.push(condition),
-        _ => {
-            est["conditions"] = json!([condition]);
-        }
-    }
-    let narrowed = Policy::from_json(Some(PolicyId::new(id)), est)
-        .map_err(|e| problem(format!("the narrowed policy is not Cedar: {e}")))?;
-    let text = narrowed.to_string();
-    let config = cedar_policy_formatter::Config {
-        line_width: 100,
-        indent_width: 2,
+        .map(|e| format!("principal == {e}"))
+        .collect();
+    let condition = match tests.as_slice() {
+        [] => return Err(problem("no principal to exclude".into())),
+        [one] => format!("unless {{ {one} }}"),
+        many => format!("unless {{\n  {}\n}}", many.join(" ||\n  ")),
     };
-    Ok(cedar_policy_formatter::policies_str_to_pretty(&text, &config).unwrap_or(text))
+    let body = statement
+        .strip_suffix(';')
+        .ok_or_else(|| problem("the policy does not end with `;`".into()))?;
+    let text = format!("{}\n{condition};", body.trim_end());
+    let before = Policy::parse(None, statement).map_err(|e| problem(e.to_string()))?;
+    let after = Policy::parse(None, &text)
+        .map_err(|e| problem(format!("the narrowed policy is not Cedar: {e}")))?;
+    let conditions = |p: &Policy| -> Result<usize, PolicyError> {
+        Ok(p.to_json()
+            .map_err(|e| problem(e.to_string()))?
+            .get("conditions")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len))
+    };
+    if conditions(&after)? != conditions(&before)? + 1 || after.effect() != before.effect() {
+        return Err(problem(
+            "the narrowed policy is not the original with one more condition".into(),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -184,13 +195,16 @@ permit (principal in AppRole::"Reader", action in Action::"read", resource);
             Grantee::Role("Developer".into()),
             BTreeSet::from([bob.clone(), app.clone()]),
         )]);
-        let out = exclude(dir.path(), &removals, "campaign c1: removed").expect("exclude");
+        let out = exclude(dir.path(), &removals, |g, p| {
+            format!("campaign c1: {} removed from {g}", p.len())
+        })
+        .expect("exclude");
         let text = &out.files[0].1;
         assert_eq!(out.changes.len(), 1);
         assert_eq!(out.changes[0].permit.id, "dev");
         assert_eq!(out.changes[0].principals, [app, bob]);
         assert!(
-            text.starts_with("// Readers.\n@id(\"reader\")\npermit (principal in AppRole::\"Reader\", action in Action::\"read\", resource);\n\n// Developers, with MFA.\n// campaign c1: removed\n"),
+            text.starts_with("// Readers.\n@id(\"reader\")\npermit (principal in AppRole::\"Reader\", action in Action::\"read\", resource);\n\n// Developers, with MFA.\n// campaign c1: 2 removed from role Developer\n"),
             "{text}"
         );
         assert!(
@@ -206,7 +220,7 @@ permit (principal in AppRole::"Reader", action in Action::"read", resource);
         let parsed: cedar_policy::PolicySet = text.parse().expect("Cedar");
         assert_eq!(parsed.policies().count(), 4);
         // No removal, no change.
-        let none = exclude(dir.path(), &BTreeMap::new(), "x").expect("exclude");
+        let none = exclude(dir.path(), &BTreeMap::new(), |_, _| String::new()).expect("exclude");
         assert_eq!(none.files[0].1, SET);
         assert!(none.changes.is_empty());
     }

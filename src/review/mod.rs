@@ -12,6 +12,9 @@
 //! The review reads the log; it does not verify it (`warden audit
 //! verify` does, and the compliance report runs both).
 
+pub mod campaign;
+pub mod campaigns;
+pub mod proposal;
 pub mod recommend;
 pub mod render;
 pub mod usage;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::audit::record::{Kind, Record};
 
 /// The period reviewed: records with `from <= ts < to`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Period {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
