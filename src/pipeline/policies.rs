@@ -269,15 +269,14 @@ impl Pipeline {
             {
                 tracing::warn!(%hash, "policy set not approved, loaded by break glass before this start: it runs on");
             } else {
-                self.refuse_unapproved(&hash, UNAPPROVED, "start", None)
-                    .await;
-                return Err(LoadError::Unapproved {
-                    hash,
-                    reason: format!(
-                        "{UNAPPROVED}; or put back the approved files in {}",
-                        config.dir.display()
-                    ),
-                });
+                let reason = format!(
+                    "no security manager approved it, and sets were approved before: put back \
+                     the approved files in {}, or start once with [policy] require_approval = \
+                     false and propose it (warden policy propose)",
+                    config.dir.display()
+                );
+                self.refuse_unapproved(&hash, &reason, "start", None).await;
+                return Err(LoadError::Unapproved { hash, reason });
             }
         }
         if let Some(approval) = approval {
