@@ -183,9 +183,10 @@ pub struct HashLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoadLabel {
-    /// `ok`, `invalid` (the set was refused; the running one stays) or
-    /// `unrecorded` (valid, but its `policy_load` audit record could not be
-    /// written, so it was not installed).
+    /// `ok`, `invalid` (the set was refused; the running one stays),
+    /// `unapproved` (refused under `[policy] require_approval`: no security
+    /// manager approved it) or `unrecorded` (valid, but its `policy_load`
+    /// audit record could not be written, so it was not installed).
     pub result: String,
 }
 
