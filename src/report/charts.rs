@@ -222,7 +222,7 @@ mod tests {
         }
         assert!(bars.contains("2026-11-01") && bars.contains("allowed") && bars.contains("denied"));
         assert!(
-            horizontal.contains(">p1<") && horizontal.contains(">p2<"),
+            horizontal.contains("\np1\n") && horizontal.contains("\np2\n"),
             "{horizontal}"
         );
         assert!(empty.contains("no data in the period"));

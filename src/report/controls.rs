@@ -151,8 +151,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("write \"= N\""), "{err}");
-        let err =
-            Controls::parse(&base.replace("sox = \"x\"", "pci = \"x\""), measures).unwrap_err();
+        let pci = format!("{base}measure = \"a\"\n").replace("sox = \"x\"", "pci = \"x\"");
+        let err = Controls::parse(&pci, measures).unwrap_err();
         assert!(err.contains("pci"), "{err}");
         assert!(
             Controls::parse(

@@ -22,6 +22,7 @@ pub const MEASURES: &[&str] = &[
     "checkpoints_signed",
     "checkpoints_witnessed",
     "heartbeat_gaps",
+    "policy_loads",
     "policy_changes",
     "policy_changes_unapproved",
     "policy_changes_untested",
@@ -134,6 +135,7 @@ pub struct Fold {
     break_glass: Vec<u64>,
     privileged_without_jit: Vec<u64>,
     reviews: Vec<u64>,
+    policy_loads: Vec<u64>,
     /// call id → (seq, ts) of intents in the period without an outcome yet.
     open: HashMap<String, (u64, DateTime<Utc>)>,
     gaps: Vec<u64>,
@@ -162,6 +164,7 @@ impl Fold {
             break_glass: Vec::new(),
             privileged_without_jit: Vec::new(),
             reviews: Vec::new(),
+            policy_loads: Vec::new(),
             open: HashMap::new(),
             gaps: Vec::new(),
             last: None,
@@ -358,6 +361,9 @@ impl Fold {
         let hash = details["hash"].as_str().unwrap_or("").to_owned();
         let changed = self.last_policy.as_deref() != Some(hash.as_str());
         self.last_policy = Some(hash.clone());
+        if in_period {
+            self.policy_loads.push(seq);
+        }
         if !(changed && in_period) {
             return;
         }
@@ -408,6 +414,7 @@ impl Fold {
             changes.iter().filter(|c| f(c)).map(|c| c.seq).collect()
         };
         m.insert("policy_changes".into(), Measure::count(seqs(&|_| true)));
+        m.insert("policy_loads".into(), Measure::count(self.policy_loads));
         m.insert(
             "policy_changes_unapproved".into(),
             Measure::count(seqs(&|c| !c.approved)),
