@@ -9,8 +9,9 @@
 //! Shutdown, whatever triggers it (the token, the stdio client closing its
 //! session, the HTTP server failing), runs in this order: the front stops
 //! (open MCP sessions are cancelled, HTTP connections drained), then the
-//! audit maintenance, SIEM feed, policy watch, approvals sweeper and risk
-//! flush tasks are stopped and joined (the flush writes the baselines one last time),
+//! audit maintenance, SIEM feed, policy watch, approvals sweeper, access
+//! review deadline check and risk flush tasks are stopped and joined (the
+//! flush writes the baselines one last time),
 //! then the audit log is closed (pending outcomes written, a final
 //! checkpoint signed) and its writer joined.
 
@@ -195,6 +196,8 @@ struct Background {
     /// others, which the gateway's `/readyz` reads).
     replicas: Arc<crate::replicas::Registry>,
     announce: JoinHandle<()>,
+    /// The access review campaigns' deadline check, once they are open.
+    campaigns: Option<JoinHandle<()>>,
     audit: Arc<Audit>,
 }
 
@@ -224,6 +227,7 @@ impl Background {
                 .approvals()
                 .spawn_sweeper(SWEEP_INTERVAL, stop.clone()),
             risk_flush: pipeline.spawn_risk_flush(stop.clone()),
+            campaigns: None,
             audit,
             stop,
         }
@@ -239,6 +243,9 @@ impl Background {
         }
         let _ = self.watch.await;
         let _ = self.sweeper.await;
+        if let Some(campaigns) = self.campaigns {
+            let _ = campaigns.await;
+        }
         // Withdraws this replica's announcement while the store is open,
         // then lets go of the store (the writer stops once every handle is
         // gone).
@@ -261,9 +268,27 @@ async fn start(
     // audit log opens, so a bad one stops the start with nothing to undo.
     let siem = crate::siem::Feed::prepare(&config).context("[siem]")?;
     let pipeline = pipeline(&config, arm.clone()).await?;
-    let background = Background::spawn(&pipeline, siem);
+    let mut background = Background::spawn(&pipeline, siem);
+    let campaigns = match open_campaigns(&config, &pipeline) {
+        Ok(campaigns) => campaigns,
+        Err(error) => {
+            drop(pipeline);
+            background.stop().await;
+            return Err(error);
+        }
+    };
+    background.campaigns = Some(campaigns.spawn_checker(background.stop.clone()));
     let replicas = background.replicas.clone();
-    let serving = match serve_front(config, front, pipeline, arm, replicas, shutdown.clone()).await
+    let serving = match serve_front(
+        config,
+        front,
+        pipeline,
+        arm,
+        replicas,
+        campaigns,
+        shutdown.clone(),
+    )
+    .await
     {
         Ok(serving) => serving,
         Err(error) => {
@@ -285,6 +310,24 @@ async fn start(
         shutdown,
         done,
     })
+}
+
+/// The access review campaigns (`[review]`), rebuilt from the log.
+fn open_campaigns(
+    config: &Config,
+    pipeline: &Pipeline,
+) -> anyhow::Result<Arc<crate::review::campaigns::Campaigns>> {
+    let campaigns = crate::review::campaigns::Campaigns::open(crate::review::campaigns::Parts {
+        config: config.review.clone(),
+        reviewer_roles: config.approvals.approver_roles.clone(),
+        auditor_roles: config.approvals.auditor_roles.clone(),
+        home_tenants: config.identity.tenants.clone(),
+        audit: pipeline.audit().clone(),
+        policy: pipeline.policy().clone(),
+        catalog: pipeline.catalog().clone(),
+    })
+    .map_err(|e| anyhow::anyhow!("loading access review campaigns: {e}"))?;
+    Ok(Arc::new(campaigns))
 }
 
 /// Every stage, from `config`, composed; the policy set's load recorded.
@@ -387,6 +430,7 @@ async fn serve_front(
     pipeline: Pipeline,
     arm: Option<Arc<ArmClient>>,
     replicas: Arc<crate::replicas::Registry>,
+    campaigns: Arc<crate::review::campaigns::Campaigns>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Serving> {
     let identity = pipeline.identity().clone();
@@ -432,7 +476,7 @@ async fn serve_front(
         Ready::Http(listener, address) => {
             let limits = gateway::http::Limits::from(&gateway.config.server);
             let metrics = gateway.metrics.clone();
-            let mut router = gateway::router(gateway, shutdown.clone(), page_entra);
+            let mut router = gateway::router(gateway, shutdown.clone(), page_entra, campaigns);
             if let Some(facade) = facade {
                 router = router.merge(crate::oauth::routes::router(facade));
             }

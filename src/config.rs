@@ -137,6 +137,10 @@ pub struct Config {
     /// Analytics, syslog (CEF) or an OCSF receiver (default: no sinks).
     #[serde(default)]
     pub siem: crate::siem::SiemConfig,
+    /// Access review campaigns: who starts them, how often deadlines are
+    /// applied.
+    #[serde(default)]
+    pub review: crate::review::campaigns::ReviewConfig,
 }
 
 /// The MCP front.
@@ -464,6 +468,7 @@ impl Config {
         self.facts.validate()?;
         self.oauth.validate().map_err(|e| e.to_string())?;
         self.siem.validate()?;
+        self.review.validate()?;
         if let Some(azure) = &self.azure {
             azure.validate()?;
         }

@@ -19,6 +19,9 @@
 //! be `application/json`. Errors are `{"error": {"code", "message"}}` with
 //! 400, 401, 403, 404, 409 or 503.
 
+mod campaign_page;
+mod campaign_views;
+mod campaigns;
 mod evidence;
 mod overview;
 mod page;
@@ -26,6 +29,7 @@ mod policy;
 mod sign_in;
 mod views;
 
+pub use campaigns::router as campaigns_router;
 pub use page::{EntraSignIn, SignInOptions};
 pub use policy::router as policy_router;
 

@@ -202,6 +202,8 @@ pub struct SignInOptions {
     /// The running policy set and the catalog: what the overview measures
     /// roles' use against.
     pub policy: Option<(Arc<crate::policy::Engine>, Arc<crate::catalog::Catalog>)>,
+    /// Access review campaigns: their pages under `/admin/campaigns`.
+    pub campaigns: Option<Arc<crate::review::campaigns::Campaigns>>,
 }
 
 /// The page's OpenID Connect sign-in: Warden's Entra client (the facade's
@@ -246,6 +248,16 @@ where
         .route("/admin/callback", get(entra_callback))
         .route("/admin/sign-out", post(sign_out))
         .route("/admin/requests/{id}/{action}", post(act))
+        .route("/admin/campaigns", get(super::campaign_page::list))
+        .route("/admin/campaigns/{id}", get(super::campaign_page::show))
+        .route(
+            "/admin/campaigns/{id}/items/{item}/decide",
+            post(super::campaign_page::decide),
+        )
+        .route(
+            "/admin/campaigns/{id}/close",
+            post(super::campaign_page::close),
+        )
         .with_state(Page {
             identity,
             approvals,
@@ -253,22 +265,24 @@ where
             audit: options.audit,
             entra: options.entra,
             policy: options.policy,
+            campaigns: options.campaigns,
             sign_ins,
         })
         .layer(axum::middleware::map_response(security_headers))
 }
 
 #[derive(Clone)]
-struct Page {
+pub(super) struct Page {
     identity: Arc<Authenticator>,
     approvals: Arc<Approvals>,
-    sessions: Arc<Sessions>,
+    pub(super) sessions: Arc<Sessions>,
     audit: Option<Arc<Audit>>,
     entra: Option<EntraSignIn>,
     /// Entra sign-ins in progress, by the SHA-256 of their `state` (with
     /// `entra`).
     sign_ins: Option<Arc<SignIns>>,
     policy: Option<(Arc<crate::policy::Engine>, Arc<crate::catalog::Catalog>)>,
+    pub(super) campaigns: Option<Arc<crate::review::campaigns::Campaigns>>,
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -322,7 +336,7 @@ struct StoredSession {
 /// Server-side sessions, keyed by the SHA-256 of the cookie value; kept in
 /// the store too, when there is one, so that they survive a restart.
 #[derive(Default)]
-struct Sessions {
+pub(super) struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     store: Option<Store>,
     /// With a store that replicas share: where each request's session is
@@ -335,13 +349,13 @@ struct Sessions {
 }
 
 /// A live session, as a request sees it.
-struct Signed {
-    id: String,
-    principal: Principal,
-    csrf: String,
-    flash: Option<String>,
-    error: Option<String>,
-    draft: Option<(String, String)>,
+pub(super) struct Signed {
+    pub(super) id: String,
+    pub(super) principal: Principal,
+    pub(super) csrf: String,
+    pub(super) flash: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) draft: Option<(String, String)>,
 }
 
 fn random_token() -> String {
@@ -354,7 +368,7 @@ fn session_key(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
 }
 
-fn same_secret(a: &str, b: &str) -> bool {
+pub(super) fn same_secret(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -568,14 +582,14 @@ impl Sessions {
         ended.remove(&session_key(id)).is_some()
     }
 
-    fn flash(&self, id: &str, message: String) {
+    pub(super) fn flash(&self, id: &str, message: String) {
         if let Some(session) = self.lock().get_mut(&session_key(id)) {
             session.flash = Some(message);
         }
     }
 
     /// An action failed: its error and the reason typed, for the next page.
-    fn failed(&self, id: &str, message: String, draft: Option<(String, String)>) {
+    pub(super) fn failed(&self, id: &str, message: String, draft: Option<(String, String)>) {
         if let Some(session) = self.lock().get_mut(&session_key(id)) {
             session.error = Some(message);
             session.draft = draft;
@@ -617,7 +631,7 @@ fn own_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 }
 
 /// `Origin`, when present, must be this page's own origin.
-fn origin_ok(headers: &HeaderMap, uri: &Uri, plain: bool) -> bool {
+pub(super) fn origin_ok(headers: &HeaderMap, uri: &Uri, plain: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -637,20 +651,24 @@ fn origin_ok(headers: &HeaderMap, uri: &Uri, plain: bool) -> bool {
 }
 
 /// The session of the request, if live.
-async fn signed_in(page: &Page, headers: &HeaderMap, take_notes: bool) -> Option<Signed> {
+pub(super) async fn signed_in(
+    page: &Page,
+    headers: &HeaderMap,
+    take_notes: bool,
+) -> Option<Signed> {
     let id = cookie(headers, SESSION_COOKIE)?;
     page.sessions.open(id, take_notes).await
 }
 
 /// Why a request without a live session must sign in, if there is more to
 /// say than "sign in": its token expired.
-fn ended_notice(page: &Page, headers: &HeaderMap) -> Option<&'static str> {
+pub(super) fn ended_notice(page: &Page, headers: &HeaderMap) -> Option<&'static str> {
     cookie(headers, SESSION_COOKIE)
         .filter(|id| page.sessions.expired(id))
         .map(|_| "Your session ended because your access token expired. Sign in again with a fresh token.")
 }
 
-fn html_response(status: StatusCode, markup: Markup) -> Response {
+pub(super) fn html_response(status: StatusCode, markup: Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
 }
 
@@ -660,7 +678,7 @@ fn see_other() -> Response {
 }
 
 /// 303 to `location` (a path of this page).
-fn see(location: &str) -> Response {
+pub(super) fn see(location: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
         [(
@@ -672,7 +690,7 @@ fn see(location: &str) -> Response {
 }
 
 /// The viewer of a signed-in session.
-fn viewer<'a>(page: &Page, signed: &'a Signed) -> Viewer<'a> {
+pub(super) fn viewer<'a>(page: &Page, signed: &'a Signed) -> Viewer<'a> {
     let p = &signed.principal;
     Viewer {
         principal: p,
@@ -684,7 +702,13 @@ fn viewer<'a>(page: &Page, signed: &'a Signed) -> Viewer<'a> {
 }
 
 /// A full page for a signed-in session.
-fn signed_page(page: &Page, signed: &Signed, title: &str, current: &str, body: Markup) -> Response {
+pub(super) fn signed_page(
+    page: &Page,
+    signed: &Signed,
+    title: &str,
+    current: &str,
+    body: Markup,
+) -> Response {
     let viewer = viewer(page, signed);
     html_response(
         StatusCode::OK,
@@ -707,18 +731,18 @@ fn status_of(e: &ApprovalError) -> StatusCode {
 }
 
 /// A refusal page (bad origin, CSRF, malformed form).
-fn refusal(status: StatusCode, message: &str) -> Response {
+pub(super) fn refusal(status: StatusCode, message: &str) -> Response {
     html_response(status, views::refusal(message))
 }
 
-fn bad_origin() -> Response {
+pub(super) fn bad_origin() -> Response {
     refusal(
         StatusCode::FORBIDDEN,
         "This form was sent from another site (its Origin is not this page's). Nothing was changed.",
     )
 }
 
-fn bad_csrf() -> Response {
+pub(super) fn bad_csrf() -> Response {
     refusal(
         StatusCode::FORBIDDEN,
         "This form is stale or did not come from this page (its CSRF token does not match your session). \
@@ -976,7 +1000,7 @@ async fn download_json(
 }
 
 /// The sign-in form, with a fresh (or the current) double-submit token.
-fn sign_in_page(
+pub(super) fn sign_in_page(
     page: &Page,
     headers: &HeaderMap,
     peer: IpAddr,
@@ -1633,6 +1657,7 @@ mod tests {
                 audit: Some(audit.clone()),
                 entra: None,
                 policy: None,
+                campaigns: None,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -167,6 +167,7 @@ pub(super) fn layout(
                         @if viewer.sees_all() {
                             a href="/admin/audit" aria-current=[(current == "audit").then_some("page")] { "Audit" }
                             a href="/admin/overview" aria-current=[(current == "overview").then_some("page")] { "Overview" }
+                            a href="/admin/campaigns" aria-current=[(current == "campaigns").then_some("page")] { "Access reviews" }
                         }
                     }
                 }

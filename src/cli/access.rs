@@ -1,4 +1,7 @@
-//! `warden access`: access reviews measured from the audit log.
+//! `warden access`: access reviews measured from the audit log, and
+//! access review campaigns through a running Warden.
+
+mod campaign;
 
 use std::path::PathBuf;
 
@@ -12,6 +15,10 @@ use super::output::{errln, outln};
 
 #[derive(clap::Subcommand)]
 pub enum AccessCommand {
+    /// Access review campaigns: reviewers keep or remove each principal's
+    /// role; the outcome is a policy change proposal (through the admin
+    /// API of a running Warden, as `warden jit`).
+    Campaign(campaign::CampaignArgs),
     /// What each role and principal was allowed against what it used over
     /// the last DAYS days, dormant principals, and the risk factors of
     /// each; with --recommend, a narrowed policy set generated from use.
@@ -50,17 +57,30 @@ pub enum AccessCommand {
 }
 
 pub fn run(command: AccessCommand) -> anyhow::Result<()> {
-    let AccessCommand::Review {
-        days,
-        db,
-        bundle,
-        config,
-        policies,
-        at,
-        home_tenants,
-        recommend,
-        json,
-    } = command;
+    let (days, db, bundle, config, policies, at, home_tenants, recommend, json) = match command {
+        AccessCommand::Campaign(args) => return campaign::run(args),
+        AccessCommand::Review {
+            days,
+            db,
+            bundle,
+            config,
+            policies,
+            at,
+            home_tenants,
+            recommend,
+            json,
+        } => (
+            days,
+            db,
+            bundle,
+            config,
+            policies,
+            at,
+            home_tenants,
+            recommend,
+            json,
+        ),
+    };
     let (policy_config, mut tenants) = match &config {
         Some(path) => {
             let config = warden::config::Config::load(path)

@@ -27,11 +27,13 @@ use crate::identity::Principal;
 pub use session::{Gateway, Session};
 
 /// The HTTP application: `/mcp`, the operational endpoints and `/admin/`,
-/// whose page offers sign-in with Entra ID when `page_entra` is given.
+/// whose page offers sign-in with Entra ID when `page_entra` is given, and
+/// the access review `campaigns`.
 pub fn router(
     gateway: Arc<Gateway>,
     shutdown: CancellationToken,
     page_entra: Option<crate::admin::EntraSignIn>,
+    campaigns: Arc<crate::review::campaigns::Campaigns>,
 ) -> Router {
     let server = &gateway.config.server;
     // The transport checks `Host`; `Origin` is checked before it, by
@@ -76,8 +78,10 @@ pub fn router(
                 gateway.pipeline.policy().clone(),
                 gateway.pipeline.catalog().clone(),
             )),
+            campaigns: Some(campaigns.clone()),
         },
     );
+    let campaigns_admin = crate::admin::campaigns_router(gateway.identity.clone(), campaigns);
     let policy_admin =
         crate::admin::policy_router(gateway.identity.clone(), gateway.pipeline.clone());
     Router::new()
@@ -93,6 +97,7 @@ pub fn router(
         .with_state(gateway)
         .merge(admin)
         .merge(policy_admin)
+        .merge(campaigns_admin)
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {

@@ -210,13 +210,16 @@ impl Campaigns {
         &self.config
     }
 
-    fn holds(p: &Principal, roles: &[String]) -> bool {
-        roles.iter().any(|r| p.roles.contains(r))
+    /// Whether `p` holds one of `roles`: the token's roles and those
+    /// `[policy.roles]` confers on its groups.
+    fn holds(&self, p: &Principal, roles: &[String]) -> bool {
+        let held = self.policy.entitlements(p).roles;
+        roles.iter().any(|r| held.contains(r))
     }
 
     /// Whether `p` may start and close campaigns: a manager role, and MFA.
     pub fn check_manager(&self, p: &Principal) -> Result<(), CampaignError> {
-        if !Self::holds(p, &self.config.manager_roles) {
+        if !self.holds(p, &self.config.manager_roles) {
             return Err(CampaignError::Forbidden(format!(
                 "starting and closing access reviews needs the app role {}",
                 self.config.manager_roles.join(" or ")
@@ -232,7 +235,7 @@ impl Campaigns {
 
     /// Whether `p` may decide items: a reviewer role, and MFA.
     pub fn check_reviewer(&self, p: &Principal) -> Result<(), CampaignError> {
-        if !Self::holds(p, &self.reviewer_roles) {
+        if !self.holds(p, &self.reviewer_roles) {
             return Err(CampaignError::Forbidden(format!(
                 "deciding access reviews needs the app role {}",
                 self.reviewer_roles.join(" or ")
@@ -248,9 +251,9 @@ impl Campaigns {
 
     /// Whether `p` may read campaigns: managers, reviewers and auditors.
     pub fn may_read(&self, p: &Principal) -> bool {
-        Self::holds(p, &self.config.manager_roles)
-            || Self::holds(p, &self.reviewer_roles)
-            || Self::holds(p, &self.auditor_roles)
+        self.holds(p, &self.config.manager_roles)
+            || self.holds(p, &self.reviewer_roles)
+            || self.holds(p, &self.auditor_roles)
     }
 
     fn check_reader(&self, p: &Principal) -> Result<(), CampaignError> {

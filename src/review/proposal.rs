@@ -96,7 +96,8 @@ pub struct Proposal {
     pub policy_set: Option<String>,
     pub removals: Vec<Removal>,
     pub changes: Vec<Change>,
-    /// The proposed set: its `*.cedar` files and the generated cases
+    /// The proposed set, a whole policy directory: its `*.cedar` files,
+    /// the running set's `tests/*.toml` and the generated cases
     /// ([`cases_file`]). Empty when nothing is removed.
     pub files: Vec<File>,
     /// Unified diff of the running set against the proposed one.
@@ -237,6 +238,15 @@ pub fn build(
             text: text.clone(),
         });
     }
+    // The running set's own tests travel with it: the proposed set is a
+    // whole policy directory, which replaces the running one when applied.
+    match running_tests(&config.dir, &cases_path) {
+        Ok(tests) => proposal.files.extend(tests),
+        Err(e) => {
+            proposal.error = Some(e);
+            return proposal;
+        }
+    }
     proposal.files.push(File {
         path: cases_path.clone(),
         text: cases_text.clone(),
@@ -244,7 +254,7 @@ pub fn build(
     proposal.diff = diff(&config.dir, &excluded.files, &cases_path, &cases_text);
 
     // Validated and tested from a scratch directory, as Warden would load it.
-    let checked = check(&proposal.files, config, ops);
+    let checked = check(&proposal.files, &cases_path, config, ops);
     match checked {
         Ok((hash, tests, running_tests)) => {
             proposal.policy_set = Some(hash);
@@ -256,10 +266,46 @@ pub fn build(
     proposal
 }
 
+/// The `tests/*.toml` files of the running set (all but one named
+/// `skip`), sorted.
+fn running_tests(dir: &Path, skip: &str) -> Result<Vec<File>, String> {
+    let tests = dir.join("tests");
+    if !tests.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(&tests).map_err(|e| format!("{}: {e}", tests.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("{}: {e}", tests.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let relative = format!("tests/{name}");
+        if !path.is_file() || !name.ends_with(".toml") || name.starts_with('.') || relative == skip
+        {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        files.push(File {
+            path: relative,
+            text,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
 /// Loads `files` as a policy set (the running configuration's schema and
-/// roles) and runs its cases and the running set's own tests on it.
+/// roles) and runs its tests: the generated cases (`cases_path`) and the
+/// running set's own, told apart.
 fn check(
     files: &[File],
+    cases_path: &str,
     config: &PolicyConfig,
     ops: &[(String, String)],
 ) -> Result<(String, Tests, Tests), String> {
@@ -277,17 +323,20 @@ fn check(
     };
     let proposed = Engine::load(&proposed_config, ops)
         .map_err(|e| format!("the proposed set does not load: {e}"))?;
-    let tests = Tests::of(&crate::policy::run_tests(
-        &proposed,
-        &scratch.path().join("tests"),
-    ));
-    let running_tests_dir = config.dir.join("tests");
-    let running_tests = if running_tests_dir.is_dir() {
-        Tests::of(&crate::policy::run_tests(&proposed, &running_tests_dir))
-    } else {
-        Tests::default()
+    let report = crate::policy::run_tests(&proposed, &scratch.path().join("tests"));
+    let generated = scratch.path().join(cases_path);
+    let (mine, theirs): (Vec<_>, Vec<_>) = report
+        .cases
+        .iter()
+        .cloned()
+        .partition(|c| c.file == generated);
+    let part = |cases: Vec<crate::policy::CaseResult>| {
+        Tests::of(&TestReport {
+            policy_set: report.policy_set.clone(),
+            cases,
+        })
     };
-    Ok((proposed.hash(), tests, running_tests))
+    Ok((proposed.hash(), part(mine), part(theirs)))
 }
 
 #[derive(Serialize)]
