@@ -9,8 +9,8 @@ use maud::{Markup, PreEscaped, html};
 use crate::audit::source::Source;
 use crate::catalog::Catalog;
 use crate::policy::Engine;
-use crate::report::{Controls, Fold, MEASURES, Report, RoleUse, html as report_html};
-use crate::review::{Options, Period, Review, Usage};
+use crate::report::{Controls, MEASURES, Report, html as report_html};
+use crate::review::Period;
 use crate::store::Location;
 
 /// Days the overview covers.
@@ -24,35 +24,19 @@ pub fn body(
 ) -> Result<Markup, String> {
     let period = Period::days_before(Utc::now(), DAYS);
     let source = Source::Store(db.clone());
-    let mut fold = Fold::new(period);
-    let mut usage = policy.map(|_| Usage::new(period));
-    source
-        .for_each(|bytes| {
-            fold.add(bytes);
-            if let Some(usage) = &mut usage {
-                usage.add(bytes);
-            }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?;
+    let (fold, usage) =
+        crate::report::read(&source, period, policy.is_some()).map_err(|e| e.to_string())?;
     let roles = match (policy, usage) {
         (Some((engine, catalog)), Some(usage)) => {
             let permits =
                 crate::policy::narrow::permits(&engine.config().dir).map_err(|e| e.to_string())?;
-            let ops = catalog.operation_classes();
-            let options = Options {
-                period,
-                home_tenants: Vec::new(),
-            };
-            Review::build(usage, engine, &permits, &ops, &options, source.to_string())
-                .entitlements
-                .iter()
-                .map(|e| RoleUse {
-                    grantee: e.grantee.to_string(),
-                    allowed: e.allowed,
-                    used: e.allowed - e.unused.len(),
-                })
-                .collect()
+            crate::report::role_use(
+                usage,
+                engine,
+                &permits,
+                &catalog.operation_classes(),
+                &source,
+            )
         }
         _ => Vec::new(),
     };

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use warden::audit::source::Source;
 use warden::policy::{Engine, PolicyConfig};
-use warden::report::{Controls, Fold, MEASURES, Report, RoleUse, html};
-use warden::review::{self, Options, Usage};
+use warden::report::{Controls, MEASURES, Report, RoleUse, html};
+use warden::review::Usage;
 use warden::store::Location;
 
 use super::output::outln;
@@ -90,16 +90,9 @@ pub fn run(command: ReportCommand) -> anyhow::Result<()> {
                 .map_or("the built-in controls".into(), |p| p.display().to_string())
         )
     })?;
-    anyhow::ensure!(
-        controls.standards.contains_key(&standard),
-        "--standard: {standard:?} is not in the controls file (it has: {})",
-        controls
-            .standards
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    controls
+        .standard_name(&standard)
+        .map_err(|e| anyhow::anyhow!("--standard: {e}"))?;
     let (period, label) =
         warden::report::parse_period(&period).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
     let source = match (db, bundle) {
@@ -159,16 +152,7 @@ pub fn run(command: ReportCommand) -> anyhow::Result<()> {
         None => None,
     };
 
-    let mut fold = Fold::new(period);
-    let mut usage = policies.as_ref().map(|_| Usage::new(period));
-    source
-        .for_each(|bytes| {
-            fold.add(bytes);
-            if let Some(usage) = &mut usage {
-                usage.add(bytes);
-            }
-            Ok(())
-        })
+    let (fold, usage) = warden::report::read(&source, period, policies.is_some())
         .with_context(|| format!("reading {source}"))?;
     let checkpoints = source
         .checkpoints()
@@ -176,7 +160,7 @@ pub fn run(command: ReportCommand) -> anyhow::Result<()> {
     let evidence = fold.finish(&checkpoints, verified, witnessed.as_deref());
 
     let roles = match (&policies, usage) {
-        (Some(dir), Some(usage)) => roles(dir, usage, period, &source)?,
+        (Some(dir), Some(usage)) => roles(dir, usage, &source)?,
         _ => Vec::new(),
     };
     let report = Report::build(
@@ -208,12 +192,7 @@ pub fn run(command: ReportCommand) -> anyhow::Result<()> {
 }
 
 /// Used and unused operations per role, from an access review of the period.
-fn roles(
-    dir: &Path,
-    usage: Usage,
-    period: review::Period,
-    source: &Source,
-) -> anyhow::Result<Vec<RoleUse>> {
+fn roles(dir: &Path, usage: Usage, source: &Source) -> anyhow::Result<Vec<RoleUse>> {
     let config = PolicyConfig {
         dir: dir.to_path_buf(),
         ..PolicyConfig::default()
@@ -224,26 +203,9 @@ fn roles(
     let engine = Engine::load(&config, &ops)
         .with_context(|| format!("loading the policy set {}", dir.display()))?;
     let permits = warden::policy::narrow::permits(dir)?;
-    let review = review::Review::build(
-        usage,
-        &engine,
-        &permits,
-        &ops,
-        &Options {
-            period,
-            home_tenants: Vec::new(),
-        },
-        source.to_string(),
-    );
-    Ok(review
-        .entitlements
-        .iter()
-        .map(|e| RoleUse {
-            grantee: e.grantee.to_string(),
-            allowed: e.allowed,
-            used: e.allowed - e.unused.len(),
-        })
-        .collect())
+    Ok(warden::report::role_use(
+        usage, &engine, &permits, &ops, source,
+    ))
 }
 
 /// The records the checks point to, read again from the source.

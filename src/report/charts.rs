@@ -41,6 +41,22 @@ fn svg(
     buf
 }
 
+/// Says so on a chart with nothing to draw.
+fn no_data(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    empty: bool,
+) -> Result<(), String> {
+    if empty {
+        root.draw(&Text::new(
+            "no data in the period",
+            (300, 150),
+            ("sans-serif", 16),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// An axis label for whole counts only (no "1, 1, 2" from rounding).
 fn whole(v: &f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
@@ -121,15 +137,7 @@ pub fn stacked_bars(title: &str, labels: &[String], series: &[Series<'_>]) -> St
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
-        if labels.is_empty() {
-            root.draw(&Text::new(
-                "no data in the period",
-                (300, 150),
-                ("sans-serif", 16),
-            ))
-            .map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        no_data(&root, labels.is_empty())
     })
 }
 
@@ -176,15 +184,7 @@ pub fn horizontal_bars(title: &str, items: &[(String, f64)], color: RGBColor) ->
                 Rectangle::new([(0.0, row + 0.15), (*v, row + 0.85)], color.filled())
             }))
             .map_err(|e| e.to_string())?;
-        if items.is_empty() {
-            root.draw(&Text::new(
-                "no data in the period",
-                (300, 150),
-                ("sans-serif", 16),
-            ))
-            .map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        no_data(&root, items.is_empty())
     })
 }
 

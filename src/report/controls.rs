@@ -84,6 +84,23 @@ impl Expect {
 }
 
 impl Controls {
+    /// The full name of `standard`, or why the file has none.
+    pub fn standard_name(&self, standard: &str) -> Result<&str, String> {
+        self.standards
+            .get(standard)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                format!(
+                    "{standard:?} is not in the controls file (it has: {})",
+                    self.standards
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
     /// Parses and checks a controls file: known measures, valid `expect`s,
     /// unique ids, refs to declared standards.
     pub fn parse(text: &str, measures: &[&str]) -> Result<Self, String> {

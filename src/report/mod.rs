@@ -15,13 +15,59 @@ pub mod html;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::review::Period;
+use crate::audit::source::{Source, SourceError};
+use crate::policy::Engine;
+use crate::policy::narrow::Permit;
+use crate::review::{Operations, Options, Period, Review, Usage};
 pub use controls::{Controls, Expect};
 pub use evidence::{Evidence, Fold, MEASURES, Measure};
 
 /// How the compliance rate is computed (the report prints it).
 pub const RATE_FORMULA: &str =
     "rate = (controls met + 0.5 x controls partly met) / controls with an applicable check";
+
+/// Reads `source` once: the evidence fold over `period`, and with
+/// `with_usage` an access review's fold of the same records.
+pub fn read(
+    source: &Source,
+    period: Period,
+    with_usage: bool,
+) -> Result<(Fold, Option<Usage>), SourceError> {
+    let mut fold = Fold::new(period);
+    let mut usage = with_usage.then(|| Usage::new(period));
+    source.for_each(|bytes| {
+        fold.add(bytes);
+        if let Some(usage) = &mut usage {
+            usage.add(bytes);
+        }
+        Ok(())
+    })?;
+    Ok((fold, usage))
+}
+
+/// Each grantee's allowed and used operations: an access review of
+/// `usage` against the set `engine` runs (its enforced `permits`).
+pub fn role_use(
+    usage: Usage,
+    engine: &Engine,
+    permits: &[Permit],
+    ops: &Operations,
+    source: &Source,
+) -> Vec<RoleUse> {
+    let options = Options {
+        period: usage.period,
+        home_tenants: Vec::new(),
+    };
+    Review::build(usage, engine, permits, ops, &options, source.to_string())
+        .entitlements
+        .iter()
+        .map(|e| RoleUse {
+            grantee: e.grantee.to_string(),
+            allowed: e.allowed,
+            used: e.allowed - e.unused.len(),
+        })
+        .collect()
+}
 
 /// A period as people name it: `2026-Q4`, `2026-11`, `2026`, or
 /// `FROM..TO` (dates or RFC 3339 times; a date `TO` is inclusive).

@@ -37,6 +37,26 @@ pub struct GeneratedCase {
     pub expect: CaseExpect,
 }
 
+impl GeneratedCase {
+    fn new(
+        name: String,
+        principal: &CasePrincipal,
+        (operation, jit, mfa): (OperationFacts, Option<JitFacts>, bool),
+        effect: Effect,
+    ) -> Self {
+        GeneratedCase {
+            name,
+            principal: CasePrincipal {
+                mfa,
+                ..principal.clone()
+            },
+            operation,
+            jit,
+            expect: CaseExpect { effect },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CasePrincipal {
     pub roles: Vec<String>,
@@ -157,22 +177,13 @@ pub fn recommend(
             match (sample, canonical) {
                 (Some(sample), Some(canonical)) => {
                     match allowed_case(running, &principal, canonical, sample) {
-                        Some((facts, jit, mfa)) => {
-                            cases.push(GeneratedCase {
-                                name: format!(
-                                    "{}: used {canonical}, still allowed",
-                                    entitlement.grantee
-                                ),
-                                principal: CasePrincipal {
-                                    mfa,
-                                    ..principal.clone()
-                                },
-                                operation: facts,
-                                jit,
-                                expect: CaseExpect {
-                                    effect: Effect::Allow,
-                                },
-                            });
+                        Some(context) => {
+                            cases.push(GeneratedCase::new(
+                                format!("{}: used {canonical}, still allowed", entitlement.grantee),
+                                &principal,
+                                context,
+                                Effect::Allow,
+                            ));
                             samples.push(sample.clone());
                         }
                         None => used_not_shown += 1,
@@ -356,21 +367,15 @@ fn unused_cases(
         let resource = resource_for(op, &group);
         let facts = facts_of(op, class, sample, &resource);
         match first_allowed(running, principal, &facts) {
-            Some((jit, mfa)) => cases.push(GeneratedCase {
-                name: format!(
+            Some((jit, mfa)) => cases.push(GeneratedCase::new(
+                format!(
                     "{}: unused {op}, allowed by the running set, now denied",
                     entitlement.grantee
                 ),
-                principal: CasePrincipal {
-                    mfa,
-                    ..principal.clone()
-                },
-                operation: facts,
-                jit,
-                expect: CaseExpect {
-                    effect: Effect::Deny,
-                },
-            }),
+                principal,
+                (facts, jit, mfa),
+                Effect::Deny,
+            )),
             None => left += 1,
         }
     }
