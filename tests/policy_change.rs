@@ -55,16 +55,20 @@ struct Changes<W> {
     _scratch: tempfile::TempDir,
 }
 
+/// No file watching: reloads come from SIGHUP and the admin API.
+const UNWATCHED: &str = "watch_interval = \"0s\"\n";
+
 /// A Warden's directory: the baseline set in `policies/`, and a config
-/// whose `[policy]` watches no files (reloads come from SIGHUP and the
-/// admin API) and `require_approval` as asked.
-fn setup(issuer: &Issuer, require_approval: bool) -> (tempfile::TempDir, tempfile::TempDir) {
+/// whose `[policy]` has `require_approval` as asked and the `watch` keys.
+fn setup(
+    issuer: &Issuer,
+    require_approval: bool,
+    watch: &str,
+) -> (tempfile::TempDir, tempfile::TempDir) {
     let scratch = tempfile::tempdir().unwrap();
     let policies = scratch.path().join("policies");
     baseline().write_into(&policies).unwrap();
-    let policy = format!(
-        "dir = {policies:?}\nwatch_interval = \"0s\"\nrequire_approval = {require_approval}\n"
-    );
+    let policy = format!("dir = {policies:?}\n{watch}require_approval = {require_approval}\n");
     let dir = Setup {
         identity: &issuer.identity_toml(),
         // Never started: no MCP session is opened.
@@ -76,9 +80,9 @@ fn setup(issuer: &Issuer, require_approval: bool) -> (tempfile::TempDir, tempfil
     (scratch, dir)
 }
 
-async fn in_process(require_approval: bool) -> Changes<InProcess> {
+async fn in_process(require_approval: bool, watch: &str) -> Changes<InProcess> {
     let issuer = Issuer::start().await;
-    let (scratch, dir) = setup(&issuer, require_approval);
+    let (scratch, dir) = setup(&issuer, require_approval, watch);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let warden = InProcess::launch_dir(listener, dir);
     Changes {
@@ -92,7 +96,7 @@ async fn in_process(require_approval: bool) -> Changes<InProcess> {
 
 async fn process(require_approval: bool) -> Changes<Warden> {
     let issuer = Issuer::start().await;
-    let (scratch, dir) = setup(&issuer, require_approval);
+    let (scratch, dir) = setup(&issuer, require_approval, UNWATCHED);
     let warden = Warden::launch_dir(dir);
     Changes {
         base: warden.base(),
@@ -176,7 +180,7 @@ fn of_kind(db: &Path, kind: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_tested_proposal_is_approved_by_a_second_manager_applied_and_rolled_back() {
-    let c = in_process(false).await;
+    let c = in_process(false, UNWATCHED).await;
     let db = db_of(c.warden.dir());
     let (sam, tina) = (c.manager("sam"), c.manager("tina"));
     let original = c.running().await;
@@ -410,7 +414,7 @@ async fn a_tested_proposal_is_approved_by_a_second_manager_applied_and_rolled_ba
 
 #[tokio::test]
 async fn a_malformed_proposal_is_refused_naming_file_and_line_and_nothing_is_kept() {
-    let c = in_process(false).await;
+    let c = in_process(false, UNWATCHED).await;
     let db = db_of(c.warden.dir());
     let sam = c.manager("sam");
 
@@ -596,6 +600,60 @@ async fn with_require_approval_unapproved_sets_are_refused_and_break_glass_loads
     assert_eq!(refusal["details"]["trigger"], "start");
 }
 
+#[tokio::test]
+async fn the_file_watcher_refuses_an_unapproved_edit_once_and_leaves_an_applied_set_alone() {
+    let c = in_process(true, "watch_interval = \"100ms\"\n").await;
+    let db = db_of(c.warden.dir());
+    let (sam, tina) = (c.manager("sam"), c.manager("tina"));
+
+    // Applied while the watcher looks every 100 ms: the files it sees
+    // change are the set just loaded, so it loads nothing more.
+    let good = with_auditor("allow");
+    let (_, proposal) = c.propose(&sam, &good, "").await;
+    let id = proposal["id"].as_str().unwrap().to_owned();
+    let (status, _) = c
+        .post(&tina, &format!("proposals/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, applied) = c
+        .post(&sam, &format!("proposals/{id}/apply"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{applied}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let triggers: Vec<Value> = of_kind(&db, "policy_load")
+        .iter()
+        .map(|l| l["details"]["trigger"].clone())
+        .collect();
+    assert_eq!(triggers, [json!("start"), json!("apply")]);
+
+    // An edit nobody approved: refused once (not at every look), recorded
+    // with its trigger; the applied set runs on.
+    std::fs::write(
+        c.policies.join("extra.cedar"),
+        "@id(\"test-extra\")\npermit (principal in AppRole::\"Extra\", action in Action::\"read\", resource);\n",
+    )
+    .unwrap();
+    wait_for_records(&db, |all| {
+        all.iter()
+            .any(|r| r["kind"] == "policy_change" && r["details"]["event"] == "refused")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let refusals: Vec<Value> = of_kind(&db, "policy_change")
+        .into_iter()
+        .filter(|r| r["details"]["event"] == "refused")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0]["details"]["trigger"], "file_change");
+    assert_eq!(of_kind(&db, "policy_load").len(), 2);
+    assert_eq!(c.running().await, good.hash());
+    assert_eq!(
+        c.metrics("warden_policy_loads_total{result=\"unapproved\"}")
+            .await,
+        "warden_policy_loads_total{result=\"unapproved\"} 1"
+    );
+}
+
 /// Sends SIGHUP to `pid`.
 fn hangup(pid: u32) {
     let status = std::process::Command::new("kill")
@@ -655,7 +713,7 @@ async fn cli(base: &str, token: &str, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test]
 async fn the_policy_commands_propose_show_approve_apply_roll_back_and_refuse() {
-    let c = in_process(false).await;
+    let c = in_process(false, UNWATCHED).await;
     let (sam, tina) = (c.manager("sam"), c.manager("tina"));
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("proposed");
