@@ -215,6 +215,21 @@ fn the_report_finds_the_planted_facts_and_every_number_is_recomputable() {
         None,
         "no witness given: not applicable"
     );
+    // With the witness, the period's checkpoints are found there.
+    let witnessed = args(&[
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--witness".as_ref(),
+        witness.as_os_str(),
+    ]);
+    let witnessed_seqs = &check(&witnessed, "IT-002", "checkpoints_witnessed")["seqs"];
+    assert_eq!(
+        witnessed_seqs,
+        &check(r, "IT-002", "checkpoints_signed")["seqs"],
+        "every checkpoint of the period is held by the witness"
+    );
+    assert!(!witnessed_seqs.as_array().unwrap().is_empty());
+    assert_eq!(status(&witnessed, "IT-002"), "met");
     assert_eq!(value("IT-002", "heartbeat_gaps"), Some(0.0));
     assert_eq!(
         value("IT-003", "policy_changes_unapproved"),
