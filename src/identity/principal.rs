@@ -143,6 +143,27 @@ mod tests {
     }
 
     #[test]
+    fn guests_are_told_by_acct_or_by_an_idp_of_another_tenant() {
+        let tid = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let guest = |claims: Value| {
+            let map = claims.as_object().cloned().unwrap_or_default();
+            from_claims(&Claims(&map), tid, "o", &[], None).guest
+        };
+        assert!(guest(json!({"scp": "x", "acct": 1})));
+        assert!(guest(json!({"scp": "x", "acct": "1"})));
+        assert!(!guest(json!({"scp": "x", "acct": 0})));
+        assert!(guest(
+            json!({"scp": "x", "idp": "https://sts.windows.net/9188040d-6c67-4c5b-b112-36a304b66dad/"})
+        ));
+        assert!(guest(json!({"scp": "x", "idp": "live.com"})));
+        // An app-only token's idp is its own tenant's issuer.
+        assert!(!guest(
+            json!({"idp": format!("https://sts.windows.net/{tid}/")})
+        ));
+        assert!(!guest(json!({"scp": "x"})));
+    }
+
+    #[test]
     fn user_token_facts() {
         let p = principal(
             json!({
