@@ -25,6 +25,7 @@
 //! | phone | `narrow.mjs` | at 390 px nothing scrolls sideways: list, request, audit view |
 //! | consent | `consent.mjs` | an MCP client's sign-in through the OAuth facade: the consent page (client unverified, redirect host), Allow, the dev issuer's persona picker, back at the client's redirect URI with a code the test redeems; Deny sends `access_denied` |
 //! | Entra sign-in | `entra_sign_in.mjs` | a security manager signs in on the approvals page with "Sign in with Microsoft Entra ID" (the callback's page refreshes to `/admin/` so the `SameSite=Strict` cookie is sent) |
+//! | access review | `campaign.mjs` | a reviewer opens an access review campaign under "Access reviews", reads an item's evidence and removes it with a reason; the decision is shown and recorded; the campaign's page fits a phone |
 
 mod common;
 
@@ -1022,5 +1023,90 @@ async fn the_compliance_report_and_the_overview_render_in_a_browser_with_nothing
         report.fact("pdf_bytes").as_u64().unwrap() > 10_000,
         "{report}"
     );
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_removes_an_access_review_item_on_the_page() {
+    let mut dev = Dev::start().await;
+    let sam = dev.persona("security-manager");
+    let reader = dev.persona("reader");
+    let developer = dev.persona("developer");
+    // The evidence: each reads the resource group through Warden.
+    for who in [&reader, &developer] {
+        let (is_error, message) = dev
+            .call(
+                who,
+                "azure__arm_group_get",
+                json!({"subscription": DEV_SUBSCRIPTION, "resource-group": RESOURCE_GROUP}),
+            )
+            .await;
+        assert!(!is_error, "{}: {message}", who.user);
+    }
+    // A security manager starts a campaign over both roles.
+    let deadline = chrono::Utc::now() + chrono::Duration::hours(1);
+    let response = dev
+        .http
+        .post(format!("{}/admin/api/campaigns", dev.base()))
+        .bearer_auth(&sam.token)
+        .json(&json!({
+            "title": "Readers and developers",
+            "roles": ["Reader", "Developer"],
+            "deadline": deadline.to_rfc3339(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let campaign: Value = response.json().await.unwrap();
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    let item = campaign["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["principal"]["name"] == reader.user.as_str() && i["role"] == "Reader")
+        .unwrap_or_else(|| panic!("no item for the reader: {campaign:#}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let reason = "Rui moved to the finance team; <b>no</b> Azure access needed";
+    let report = dev
+        .scenario(
+            "campaign.mjs",
+            &sam,
+            json!({
+                "campaign": id,
+                "item": item,
+                "who": reader.user,
+                "role": "Reader",
+                "reason": reason,
+                "width": NARROW_WIDTH,
+            }),
+        )
+        .await;
+    report.assert_ok();
+    // Two sign-ins and the decision, each from the page's own origin.
+    report.assert_posts_from(dev.base(), 3);
+
+    // The API tells the same: removed by the security manager, with the
+    // reason as typed (the page escaped it, the log keeps it).
+    let response = dev
+        .http
+        .get(format!("{}/admin/api/campaigns/{id}", dev.base()))
+        .bearer_auth(&sam.token)
+        .send()
+        .await
+        .unwrap();
+    let campaign: Value = response.json().await.unwrap();
+    let decided = campaign["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == item.as_str())
+        .unwrap();
+    assert_eq!(decided["decision"]["decision"], "remove", "{decided:#}");
+    assert_eq!(decided["decision"]["reviewer"]["name"], sam.user.as_str());
+    assert_eq!(decided["decision"]["reason"], reason);
     dev.stop().await;
 }
