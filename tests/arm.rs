@@ -816,6 +816,13 @@ async fn warden_dev_holds_the_issue_s_prod_vm_delete_for_a_grant() {
     let intent = intent_of(&running.data_dir.join("warden.db"), &held).await;
     assert_eq!(intent["tool"], "azure__arm_vm_delete");
     assert_eq!(intent["decision"]["advice"], "require_approval");
+    // The roles the caller held for the decision (what access reviews
+    // measure use against); no JIT grant yet, no guest.
+    assert_eq!(intent["principal"]["roles"], json!(["Contributor"]));
+    assert!(
+        intent.get("jit").is_none() && intent["principal"].get("guest").is_none(),
+        "{intent}"
+    );
     let facts = &intent["operations"][0]["facts"];
     assert_eq!(facts["completeness"], "complete", "{facts}");
     assert_eq!(facts["tags"]["env"], "prod", "{facts}");

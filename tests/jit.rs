@@ -182,6 +182,17 @@ async fn a_held_call_runs_once_after_approval_and_revocation_stops_the_next() {
         .filter(|r| r["kind"] == "intent" && r["decision"]["effect"] == "allow")
         .collect::<Vec<_>>();
     assert_eq!(ran_intent.len(), 1);
+    // ... and names the grant it ran under, with its approver.
+    assert_eq!(
+        ran_intent[0]["jit"]["request_id"],
+        id.as_str(),
+        "{}",
+        ran_intent[0]
+    );
+    assert_eq!(
+        ran_intent[0]["jit"]["approvers"].as_array().map(Vec::len),
+        Some(1)
+    );
     let events: Vec<&str> = records
         .iter()
         .filter(|r| r["kind"] == "approval")
