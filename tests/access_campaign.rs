@@ -2,9 +2,10 @@
 //! Warden (the baseline policies, the demo upstream, dev tokens, a SQLite
 //! store): real tool calls make the usage; a security manager starts a
 //! campaign for two roles with a deadline seconds ahead and auto-removal;
-//! two reviewers decide items through the API and the CLI (a decision
-//! about oneself and one without a reason are refused, a second decision
-//! needs an override); the background check removes the rest at the
+//! two reviewers decide items through the API, the CLI and the approvals
+//! page (a decision about oneself and one without a reason are refused, a
+//! second decision needs an override, a form from another site or without
+//! the session's CSRF token changes nothing); the background check removes the rest at the
 //! deadline; the audit records are exactly the expected events in order;
 //! and the proposal validates, its generated tests pass, and it denies the
 //! removed principals what their role allowed while the others keep it.
@@ -15,6 +16,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
+use common::facade::encode;
 use common::gate::{Gate, baseline_copy};
 use common::*;
 use serde_json::{Value, json};
@@ -84,6 +86,116 @@ fn cli(gate: &Gate<InProcess>, token: &str, args: &[&str]) -> (i32, String, Stri
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A browser's session on the approvals page, signed in with a token as a
+/// person pastes it: its cookie and CSRF token.
+struct PageSession {
+    base: String,
+    http: reqwest::Client,
+    cookie: String,
+    csrf: String,
+}
+
+/// The value of cookie `name` among a response's `Set-Cookie` headers.
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no cookie {name}"))
+        .to_owned()
+}
+
+/// The first `csrf` hidden field of a page.
+fn csrf_field(html: &str) -> String {
+    let start = html.find(r#"name="csrf" value=""#).expect("a csrf field") + 19;
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+impl PageSession {
+    async fn sign_in(gate: &Gate<InProcess>, token: &str) -> PageSession {
+        let base = gate.warden.base();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = http.get(format!("{base}/admin/")).send().await.unwrap();
+        let sign_in = set_cookie(&form, "warden_admin_signin");
+        let signed = http
+            .post(format!("{base}/admin/sign-in"))
+            .header("Cookie", format!("warden_admin_signin={sign_in}"))
+            .header("Origin", &base)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encode(&[("token", token), ("csrf", sign_in.as_str())]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 303);
+        let cookie = format!("warden_admin={}", set_cookie(&signed, "warden_admin"));
+        let mut session = PageSession {
+            base,
+            http,
+            cookie,
+            csrf: String::new(),
+        };
+        session.csrf = csrf_field(&session.get("/admin/campaigns").await);
+        session
+    }
+
+    async fn get(&self, path: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.unwrap()
+    }
+
+    /// Posts the decide form of `item` from `origin`, with the session's
+    /// CSRF token or a wrong one: status and `Location`.
+    async fn post_decide(
+        &self,
+        campaign: &str,
+        item: &str,
+        fields: &[(&str, &str)],
+        origin: Option<&str>,
+        csrf: bool,
+    ) -> (u16, String) {
+        let token = if csrf {
+            self.csrf.clone()
+        } else {
+            "forged".into()
+        };
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf", &token));
+        let mut request = self
+            .http
+            .post(format!(
+                "{}/admin/campaigns/{campaign}/items/{item}/decide",
+                self.base
+            ))
+            .header("Cookie", &self.cookie)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encode(&form));
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (response.status().as_u16(), location)
+    }
 }
 
 fn item<'a>(campaign: &'a Value, who: &str, role: &str) -> &'a Value {
@@ -301,19 +413,36 @@ async fn a_campaign_from_start_to_proposal() {
         stdout.contains("keep (rita): alice runs the web team's VMs"),
         "{stdout}"
     );
-    let (code, stdout, stderr) = cli(
-        &gate,
-        &rita,
-        &[
-            "decide",
-            &id,
-            "5",
-            "keep",
-            "--reason",
-            "sam reads for incident response",
-        ],
+    // And on the approvals page: a form from another site, or without the
+    // session's CSRF token, changes nothing; the page's own form does.
+    let page = PageSession::sign_in(&gate, &rita).await;
+    let form = [
+        ("decision", "keep"),
+        ("reason", "sam reads for incident response"),
+    ];
+    let (status, _) = page
+        .post_decide(&id, "5", &form, Some("http://evil.example"), true)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = page.post_decide(&id, "5", &form, None, false).await;
+    assert_eq!(status, 403);
+    let campaign_page = page.get(&format!("/admin/campaigns/{id}")).await;
+    assert!(
+        campaign_page.contains("#5 sam · Reader") && campaign_page.contains("undecided"),
+        "{campaign_page}"
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let base = gate.warden.base();
+    let (status, location) = page
+        .post_decide(&id, "5", &form, Some(base.as_str()), true)
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(location, format!("/admin/campaigns/{id}#item-5"));
+    let campaign_page = page.get(&format!("/admin/campaigns/{id}")).await;
+    assert!(
+        campaign_page.contains("Item #5: keep sam Reader is recorded.")
+            && campaign_page.contains("Kept by rita"),
+        "{campaign_page}"
+    );
     let (code, _, stderr) = cli(
         &gate,
         &sam,
