@@ -642,6 +642,35 @@ async fn a_campaign_from_start_to_proposal() {
         let (code, stdout, stderr) = common::planted::warden(&args);
         assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
     }
+    // ... and a security manager submits it to change management, which
+    // validates and tests it again.
+    let submitted = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["policy", "propose", "--note", "access review"])
+        .arg("--dir")
+        .arg(&out)
+        .env("WARDEN_URL", gate.warden.base())
+        .env("WARDEN_TOKEN", &grace)
+        .output()
+        .unwrap();
+    assert!(
+        submitted.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&submitted.stdout),
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let (status, proposals) = api(
+        &gate,
+        &grace,
+        reqwest::Method::GET,
+        "policy/proposals",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{proposals}");
+    assert_eq!(
+        proposals["proposals"][0]["note"], "access review",
+        "{proposals:#}"
+    );
 
     // The proposed set denies the removed principals what their role
     // allowed; the kept holders and any other holder keep it. The
