@@ -931,6 +931,132 @@ mod tests {
         assert!(kept.iter().all(|e| e.name() == "auto_kept"));
     }
 
+    /// An allowed intent of `who` (roles, groups) reading a VM, decided by
+    /// the permit `reader-read`.
+    fn intent(oid: &str, roles: &[&str], groups: &[&str], ts: &str) -> Vec<u8> {
+        let mut r = crate::audit::record::Record::new(crate::audit::record::Kind::Intent);
+        r.ts = ts.into();
+        r.principal = Some(crate::audit::record::Actor {
+            tid: "t".into(),
+            oid: oid.into(),
+            name: oid.into(),
+            kind: "user".into(),
+            client_app: None,
+            auth_path: None,
+            guest: false,
+            roles: roles.iter().map(|s| (*s).to_owned()).collect(),
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+        });
+        r.decision = Some(serde_json::json!({
+            "effect": "allow",
+            "operations": [{
+                "azure_op": "Microsoft.Compute/virtualMachines/read",
+                "resource": "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/v",
+                "policies": ["reader-read"],
+            }],
+        }));
+        serde_json::to_vec(&r).unwrap()
+    }
+
+    #[test]
+    fn the_scope_picks_roles_groups_and_principals() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            r#"@id("reader-read") permit (principal in AppRole::"Reader", action in Action::"read", resource);
+@id("ops") permit (principal in AppRole::"Operator", action in Action::"read", resource);"#,
+        )
+        .unwrap();
+        let config = crate::policy::PolicyConfig {
+            dir: dir.path().to_path_buf(),
+            roles: BTreeMap::from([("Reader".to_owned(), vec!["g-readers".to_owned()])]),
+            ..crate::policy::PolicyConfig::default()
+        };
+        let ops = vec![(
+            "Microsoft.Compute/virtualMachines/read".to_owned(),
+            "read".to_owned(),
+        )];
+        let engine = crate::policy::Engine::load(&config, &ops).unwrap();
+        let permits = crate::policy::narrow::permits(dir.path()).unwrap();
+        let at: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
+        let mut usage = Usage::new(Period::days_before(at, 90));
+        usage.add(&intent(
+            "ann",
+            &["Reader"],
+            &["g-readers"],
+            "2026-05-01T00:00:00Z",
+        ));
+        usage.add(&intent(
+            "bob",
+            &["Reader", "Operator"],
+            &[],
+            "2026-05-02T00:00:00Z",
+        ));
+        // Carol's only call is older than the period: dormant.
+        usage.add(&intent("carol", &["Operator"], &[], "2025-01-01T00:00:00Z"));
+        let review = Review::build(
+            usage.clone(),
+            &engine,
+            &permits,
+            &ops,
+            &crate::review::Options {
+                period: usage.period,
+                home_tenants: vec!["t".into()],
+            },
+            "test".into(),
+        );
+        let pick = |scope: Scope| -> (Vec<(String, String, Vec<String>, Choice)>, Vec<String>) {
+            let (items, not_found) = items(&review, &usage, &permits, &config.roles, &scope);
+            (
+                items
+                    .into_iter()
+                    .map(|i| (i.principal.oid, i.role, i.via_groups, i.suggestion))
+                    .collect(),
+                not_found,
+            )
+        };
+        let (by_group, _) = pick(Scope {
+            groups: vec!["G-READERS".into()],
+            ..Scope::default()
+        });
+        assert_eq!(
+            by_group,
+            [(
+                "ann".into(),
+                "Reader".into(),
+                vec!["G-READERS".into()],
+                Choice::Keep
+            )]
+        );
+        let (by_principal, not_found) = pick(Scope {
+            principals: vec!["bob".into(), "t/carol".into(), "nobody".into()],
+            ..Scope::default()
+        });
+        // Bob's reads needed one of his two roles, the other is unused;
+        // carol is dormant.
+        let suggestions: Vec<(&str, &str, Choice)> = by_principal
+            .iter()
+            .map(|(oid, role, _, s)| (oid.as_str(), role.as_str(), *s))
+            .collect();
+        assert_eq!(suggestions.len(), 3, "{suggestions:?}");
+        assert!(suggestions.contains(&("carol", "Operator", Choice::Remove)));
+        let bob: Vec<Choice> = suggestions
+            .iter()
+            .filter(|(oid, _, _)| *oid == "bob")
+            .map(|(_, _, s)| *s)
+            .collect();
+        assert_eq!(bob.len(), 2);
+        assert!(bob.contains(&Choice::Keep) && bob.contains(&Choice::Remove));
+        assert_eq!(not_found, ["nobody"]);
+        let (by_role, _) = pick(Scope {
+            roles: vec!["Operator".into()],
+            ..Scope::default()
+        });
+        let ids: Vec<&str> = by_role.iter().map(|(oid, ..)| oid.as_str()).collect();
+        assert_eq!(ids, ["bob", "carol"]);
+        assert!(Scope::default().cleaned().is_err());
+    }
+
     #[test]
     fn events_round_trip_through_their_details() {
         let c = campaign(true);
