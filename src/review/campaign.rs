@@ -1005,7 +1005,9 @@ mod tests {
             },
             "test".into(),
         );
-        let pick = |scope: Scope| -> (Vec<(String, String, Vec<String>, Choice)>, Vec<String>) {
+        // (principal, role, groups, suggestion) of each item; not found.
+        type Picked = (Vec<(String, String, Vec<String>, Choice)>, Vec<String>);
+        let pick = |scope: Scope| -> Picked {
             let (items, not_found) = items(&review, &usage, &permits, &config.roles, &scope);
             (
                 items
