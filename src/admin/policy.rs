@@ -20,14 +20,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{authenticate, error};
+use super::{authenticate, error, json_body as body};
 use crate::identity::{Authenticator, Principal};
 use crate::pipeline::Pipeline;
 use crate::policy::Summary;
@@ -76,33 +75,6 @@ async fn caller(
     let principal = authenticate(&admin.identity, headers, peer).await?;
     let roles = admin.pipeline.policy().entitlements(&principal).roles;
     Ok((principal, roles))
-}
-
-/// A JSON body (an empty one is `{}`), or the refusal to answer.
-fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, Box<Response>> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        &b"{}"[..]
-    } else {
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !json {
-            return Err(Box::new(error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid",
-                "send the body as application/json",
-            )));
-        }
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            &format!("the body is not what this endpoint takes: {e}"),
-        ))
-    })
 }
 
 #[derive(Debug, Default, Deserialize)]

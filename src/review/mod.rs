@@ -173,6 +173,36 @@ pub fn allowed_operations(engine: &Engine, grantee: &Grantee, ops: &Operations) 
     allowed
 }
 
+/// The first context in which the `running` set allows the principal
+/// `principal(mfa)` to run `facts`: as is, with MFA, with MFA and a JIT
+/// grant. `(jit, mfa)`: what a generated `policy test` case states.
+pub(crate) fn first_allowed(
+    running: &Engine,
+    principal: impl Fn(bool) -> Principal,
+    facts: &crate::policy::OperationFacts,
+) -> Option<(Option<crate::policy::JitFacts>, bool)> {
+    let now: DateTime<Utc> = crate::policy::DEFAULT_TEST_NOW.parse().ok()?;
+    let jit = crate::policy::JitFacts {
+        grant_id: "review-grant".into(),
+        approver: "review-approver".into(),
+        expires: now + chrono::Duration::hours(1),
+        role: None,
+        scope: None,
+        approvers: vec!["review-approver".into()],
+        operations: Vec::new(),
+    };
+    for (mfa, jit) in [(false, None), (true, None), (true, Some(jit))] {
+        let mut context = crate::policy::CallContext::new("test-tool", "test-session", now);
+        context.jit = jit.clone();
+        context.facts = crate::facts::Completeness::Complete;
+        let decision = running.authorize(&principal(mfa), std::slice::from_ref(facts), &context);
+        if decision.is_allowed() {
+            return Some((jit, mfa));
+        }
+    }
+    None
+}
+
 impl Review {
     /// Reviews `usage` against the enforced `permits` of the set `engine`
     /// runs, over the catalog's `ops`.

@@ -24,9 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::campaign::{Campaign, Example, Item, Person};
 use crate::policy::exclude::{Entity, exclude};
 use crate::policy::narrow::Grantee;
-use crate::policy::{
-    CallContext, Effect, Engine, JitFacts, OperationFacts, PolicyConfig, TestReport,
-};
+use crate::policy::{Effect, Engine, JitFacts, OperationFacts, PolicyConfig, TestReport};
 
 /// The generated cases' file in the proposed set.
 pub fn cases_file(campaign_id: &str) -> String {
@@ -561,30 +559,7 @@ fn first_allowed(
     principal: &CasePrincipal,
     facts: &OperationFacts,
 ) -> Option<(Option<JitFacts>, bool)> {
-    let now: DateTime<Utc> = crate::policy::DEFAULT_TEST_NOW.parse().ok()?;
-    let jit = JitFacts {
-        grant_id: "campaign-grant".into(),
-        approver: "campaign-approver".into(),
-        expires: now + chrono::Duration::hours(1),
-        role: None,
-        scope: None,
-        approvers: vec!["campaign-approver".into()],
-        operations: Vec::new(),
-    };
-    for (mfa, jit) in [(false, None), (true, None), (true, Some(jit))] {
-        let mut context = CallContext::new("test-tool", "test-session", now);
-        context.jit = jit.clone();
-        context.facts = crate::facts::Completeness::Complete;
-        let decision = running.authorize(
-            &principal.spec(mfa).principal(),
-            std::slice::from_ref(facts),
-            &context,
-        );
-        if decision.is_allowed() {
-            return Some((jit, mfa));
-        }
-    }
-    None
+    super::first_allowed(running, |mfa| principal.spec(mfa).principal(), facts)
 }
 
 /// A unified diff of the running files against the proposed ones, and the

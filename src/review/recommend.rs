@@ -19,9 +19,7 @@ use serde::Serialize;
 use super::usage::{Sample, Usage};
 use super::{EntitlementReview, Review, resource_type};
 use crate::policy::narrow::{self, Change, Grantee, Narrowed};
-use crate::policy::{
-    CallContext, Effect, Engine, JitFacts, OperationFacts, PolicyConfig, TestReport,
-};
+use crate::policy::{Effect, Engine, JitFacts, OperationFacts, PolicyConfig, TestReport};
 
 /// Unused operations shown per role at most (the rest are counted).
 pub const MAX_UNUSED_CASES: usize = 25;
@@ -306,33 +304,19 @@ fn first_allowed(
     principal: &CasePrincipal,
     facts: &OperationFacts,
 ) -> Option<(Option<JitFacts>, bool)> {
-    let now: chrono::DateTime<chrono::Utc> =
-        crate::policy::DEFAULT_TEST_NOW.parse().expect("a time");
-    let jit = JitFacts {
-        grant_id: "review-grant".into(),
-        approver: "review-approver".into(),
-        expires: now + chrono::Duration::hours(1),
-        role: None,
-        scope: None,
-        approvers: vec!["review-approver".into()],
-        operations: Vec::new(),
-    };
-    for (mfa, jit) in [(false, None), (true, None), (true, Some(jit))] {
-        let spec = crate::policy::PrincipalSpec {
-            roles: principal.roles.clone(),
-            groups: principal.groups.clone(),
-            mfa,
-            ..Default::default()
-        };
-        let mut context = CallContext::new("test-tool", "test-session", now);
-        context.jit = jit.clone();
-        context.facts = crate::facts::Completeness::Complete;
-        let decision = running.authorize(&spec.principal(), std::slice::from_ref(facts), &context);
-        if decision.is_allowed() {
-            return Some((jit, mfa));
-        }
-    }
-    None
+    super::first_allowed(
+        running,
+        |mfa| {
+            crate::policy::PrincipalSpec {
+                roles: principal.roles.clone(),
+                groups: principal.groups.clone(),
+                mfa,
+                ..Default::default()
+            }
+            .principal()
+        },
+        facts,
+    )
 }
 
 /// Cases for the unused operations of `entitlement` the running set
