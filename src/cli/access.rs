@@ -6,10 +6,8 @@ mod campaign;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use warden::audit::source::Source;
 use warden::policy::{Engine, PolicyConfig};
 use warden::review::{self, Options, Period, Review, Usage};
-use warden::store::Location;
 
 use super::output::{errln, outln};
 
@@ -22,65 +20,63 @@ pub enum AccessCommand {
     /// What each role and principal was allowed against what it used over
     /// the last DAYS days, dormant principals, and the risk factors of
     /// each; with --recommend, a narrowed policy set generated from use.
-    Review {
-        /// Days reviewed, up to --at.
-        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
-        days: u32,
-        /// A Warden store: a SQLite file or a postgres:// URL.
-        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
-        db: Option<String>,
-        /// An export bundle directory (a whole-log bundle).
-        #[arg(long)]
-        bundle: Option<PathBuf>,
-        /// The Warden configuration: its policy set, `[policy.roles]` and
-        /// home tenants (`identity.tenants`).
-        #[arg(long, conflicts_with = "policies")]
-        config: Option<PathBuf>,
-        /// The policy set to review against (when no --config).
-        #[arg(long, default_value = "policies")]
-        policies: PathBuf,
-        /// The end of the period (RFC 3339 or YYYY-MM-DD; default now).
-        #[arg(long)]
-        at: Option<String>,
-        /// A home tenant id (repeatable); others are foreign. Default: the
-        /// configuration's tenants, else the tenant most principals have.
-        #[arg(long = "home-tenant")]
-        home_tenants: Vec<String>,
-        /// Write the recommended least-privilege set, its tests and a diff
-        /// into this new directory.
-        #[arg(long)]
-        recommend: Option<PathBuf>,
-        /// Print the review (and recommendation) as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Review(ReviewArgs),
+}
+
+/// `warden access review`.
+#[derive(clap::Args)]
+pub struct ReviewArgs {
+    /// Days reviewed, up to --at.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+    /// A Warden store: a SQLite file or a postgres:// URL.
+    #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
+    db: Option<String>,
+    /// An export bundle directory (a whole-log bundle).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// The Warden configuration: its policy set, `[policy.roles]` and
+    /// home tenants (`identity.tenants`).
+    #[arg(long, conflicts_with = "policies")]
+    config: Option<PathBuf>,
+    /// The policy set to review against (when no --config).
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    /// The end of the period (RFC 3339 or YYYY-MM-DD; default now).
+    #[arg(long)]
+    at: Option<String>,
+    /// A home tenant id (repeatable); others are foreign. Default: the
+    /// configuration's tenants, else the tenant most principals have.
+    #[arg(long = "home-tenant")]
+    home_tenants: Vec<String>,
+    /// Write the recommended least-privilege set, its tests and a diff
+    /// into this new directory.
+    #[arg(long)]
+    recommend: Option<PathBuf>,
+    /// Print the review (and recommendation) as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(command: AccessCommand) -> anyhow::Result<()> {
-    let (days, db, bundle, config, policies, at, home_tenants, recommend, json) = match command {
-        AccessCommand::Campaign(args) => return campaign::run(args),
-        AccessCommand::Review {
-            days,
-            db,
-            bundle,
-            config,
-            policies,
-            at,
-            home_tenants,
-            recommend,
-            json,
-        } => (
-            days,
-            db,
-            bundle,
-            config,
-            policies,
-            at,
-            home_tenants,
-            recommend,
-            json,
-        ),
-    };
+    match command {
+        AccessCommand::Campaign(args) => campaign::run(args),
+        AccessCommand::Review(args) => review(args),
+    }
+}
+
+fn review(args: ReviewArgs) -> anyhow::Result<()> {
+    let ReviewArgs {
+        days,
+        db,
+        bundle,
+        config,
+        policies,
+        at,
+        home_tenants,
+        recommend,
+        json,
+    } = args;
     let (policy_config, mut tenants) = match &config {
         Some(path) => {
             let config = warden::config::Config::load(path)
@@ -104,14 +100,7 @@ pub fn run(command: AccessCommand) -> anyhow::Result<()> {
         }
         None => chrono::Utc::now(),
     };
-    let source = match (db, bundle) {
-        (Some(db), _) if db.is_empty() => {
-            anyhow::bail!("--db: name a SQLite file or a postgres:// URL")
-        }
-        (Some(db), _) => Source::Store(Location::parse(&db)),
-        (None, Some(dir)) => Source::Bundle(dir),
-        (None, None) => anyhow::bail!("give --db or --bundle"),
-    };
+    let source = super::log_source(db, bundle)?;
     let catalog = warden::catalog::Catalog::builtin().context("loading the built-in catalog")?;
     let ops = catalog.operation_classes();
     let engine = Engine::load(&policy_config, &ops)

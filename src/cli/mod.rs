@@ -18,6 +18,23 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 
+/// The log a report reads: `--db` (a SQLite file or a `postgres://` URL)
+/// or `--bundle` (an export bundle directory).
+pub fn log_source(
+    db: Option<String>,
+    bundle: Option<std::path::PathBuf>,
+) -> anyhow::Result<warden::audit::source::Source> {
+    use warden::audit::source::Source;
+    match (db, bundle) {
+        (Some(db), _) if db.is_empty() => {
+            anyhow::bail!("--db: name a SQLite file or a postgres:// URL")
+        }
+        (Some(db), _) => Ok(Source::Store(warden::store::Location::parse(&db))),
+        (None, Some(dir)) => Ok(Source::Bundle(dir)),
+        (None, None) => anyhow::bail!("give --db or --bundle"),
+    }
+}
+
 /// The runtime of the async subcommands.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")

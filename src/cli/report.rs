@@ -9,7 +9,6 @@ use warden::audit::source::Source;
 use warden::policy::{Engine, PolicyConfig};
 use warden::report::{Controls, MEASURES, Report, RoleUse, html};
 use warden::review::Usage;
-use warden::store::Location;
 
 use super::output::outln;
 
@@ -95,14 +94,7 @@ pub fn run(command: ReportCommand) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--standard: {e}"))?;
     let (period, label) =
         warden::report::parse_period(&period).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
-    let source = match (db, bundle) {
-        (Some(db), _) if db.is_empty() => {
-            anyhow::bail!("--db: name a SQLite file or a postgres:// URL")
-        }
-        (Some(db), _) => Source::Store(Location::parse(&db)),
-        (None, Some(dir)) => Source::Bundle(dir),
-        (None, None) => anyhow::bail!("give --db or --bundle"),
-    };
+    let source = super::log_source(db, bundle)?;
 
     // Witnessed checkpoints, and the verification with the trusted key.
     let witnessed = if witnesses.is_empty() {
