@@ -54,11 +54,7 @@ pub fn router(identity: Arc<Authenticator>, campaigns: Arc<Campaigns>) -> Router
 }
 
 fn refused(e: &CampaignError) -> Response {
-    error(
-        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        e.code(),
-        &e.to_string(),
-    )
+    super::refusal(e.status(), e.code(), &e.to_string())
 }
 
 async fn caller(

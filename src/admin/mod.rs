@@ -109,12 +109,18 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn refused(e: &ApprovalError) -> Response {
+/// The JSON refusal of an error that names its HTTP status and code
+/// (approvals, campaigns, policy changes).
+pub(super) fn refusal(status: u16, code: &str, message: &str) -> Response {
     error(
-        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        e.code(),
-        &e.to_string(),
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        code,
+        message,
     )
+}
+
+fn refused(e: &ApprovalError) -> Response {
+    refusal(e.status(), e.code(), &e.to_string())
 }
 
 /// The caller, from the bearer token.

@@ -50,11 +50,11 @@ pub fn router(identity: Arc<Authenticator>, pipeline: Pipeline) -> Router {
 }
 
 fn refused(e: &ChangeError) -> Response {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let problems = e.problems();
     if problems.is_empty() {
-        return error(status, e.code(), &e.to_string());
+        return super::refusal(e.status(), e.code(), &e.to_string());
     }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
         axum::Json(json!({ "error": {
