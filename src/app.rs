@@ -34,6 +34,8 @@ use crate::executor::{Builtins, SharedServers};
 use crate::facts::{ArmSource, Lookup};
 use crate::gateway::{self, Gateway};
 use crate::identity::{Authenticator, Principal};
+use crate::limits::Limits;
+use crate::response::Responses;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Stages};
 use crate::policy::Engine;
@@ -198,6 +200,11 @@ struct Background {
     announce: JoinHandle<()>,
     /// The access review campaigns' deadline check, once they are open.
     campaigns: Option<JoinHandle<()>>,
+    /// The rate limits' sweep (and, on PostgreSQL, their exchange with
+    /// the other replicas).
+    limits: JoinHandle<()>,
+    /// Re-reads the suspensions and blocks every replica made.
+    responses: JoinHandle<()>,
     audit: Arc<Audit>,
 }
 
@@ -227,6 +234,10 @@ impl Background {
                 .approvals()
                 .spawn_sweeper(SWEEP_INTERVAL, stop.clone()),
             risk_flush: pipeline.spawn_risk_flush(stop.clone()),
+            limits: pipeline
+                .limits()
+                .spawn(audit.store().location(), stop.clone()),
+            responses: pipeline.responses().spawn_refresh(stop.clone()),
             campaigns: None,
             audit,
             stop,
@@ -243,6 +254,8 @@ impl Background {
         }
         let _ = self.watch.await;
         let _ = self.sweeper.await;
+        let _ = self.limits.await;
+        let _ = self.responses.await;
         if let Some(campaigns) = self.campaigns {
             let _ = campaigns.await;
         }
@@ -343,8 +356,16 @@ async fn pipeline(config: &Config, arm: Option<Arc<ArmClient>>) -> anyhow::Resul
         audit.store().set_readers(readers);
     }
     tracing::info!(origin = audit.origin(), key = %audit.public_key().encode(), %store, "audit log open");
-    let facts = Arc::new(facts_stage(config, arm, &metrics));
-    let composed = compose(config, audit.clone(), metrics, catalog, facts, policy, risk).await;
+    let facts = Arc::new(facts_stage(config, arm.clone(), &metrics));
+    let stages = Composed {
+        metrics,
+        catalog,
+        facts,
+        policy,
+        risk,
+        arm,
+    };
+    let composed = compose(config, audit.clone(), stages).await;
     if composed.is_err() {
         // Nothing else holds the log once `compose` gave up.
         audit.close().await;
@@ -353,16 +374,27 @@ async fn pipeline(config: &Config, arm: Option<Arc<ArmClient>>) -> anyhow::Resul
     composed
 }
 
-/// The stages around an open audit log, composed.
-async fn compose(
-    config: &Config,
-    audit: Arc<Audit>,
+/// The stages built before the audit log opens.
+struct Composed {
     metrics: Metrics,
     catalog: Catalog,
     facts: Arc<Lookup>,
     policy: Engine,
     risk: Arc<Risk>,
-) -> anyhow::Result<Pipeline> {
+    /// Warden's own ARM client (responses revoke with it).
+    arm: Option<Arc<ArmClient>>,
+}
+
+/// The stages around an open audit log, composed.
+async fn compose(config: &Config, audit: Arc<Audit>, stages: Composed) -> anyhow::Result<Pipeline> {
+    let Composed {
+        metrics,
+        catalog,
+        facts,
+        policy,
+        risk,
+        arm,
+    } = stages;
     let store = config.store.location();
     if risk.enabled() {
         let shared = matches!(store, Location::Postgres(_));
@@ -399,13 +431,30 @@ async fn compose(
     }
     let approvals = Approvals::open(config.approvals.clone(), audit.clone(), metrics.clone())
         .map_err(|e| anyhow::anyhow!("loading JIT approvals from {store}: {e}"))?;
+    let limits = Arc::new(Limits::new(config.limits.clone(), metrics.clone()));
+    let approvals = Arc::new(approvals);
+    let notifier = approvals.clone();
+    let responses = Arc::new(Responses::new(
+        config.response.clone(),
+        audit.clone(),
+        arm,
+        Arc::new(move |notification| notifier.notify_security(notification)),
+        metrics.clone(),
+        config.approvals.public_url.clone(),
+    ));
+    responses
+        .refresh()
+        .await
+        .with_context(|| format!("reading suspensions and blocks from {store}"))?;
     let pipeline = Pipeline::new(Stages {
         identity: Authenticator::start(config.identity.clone(), reqwest::Client::new()),
         metrics,
+        limits,
+        responses,
         catalog: Arc::new(catalog),
         facts,
         policy: Arc::new(policy),
-        approvals: Arc::new(approvals),
+        approvals,
         audit,
         risk,
     });

@@ -117,6 +117,10 @@ pub struct Config {
     /// and are saved.
     #[serde(default)]
     pub risk: crate::risk::RiskConfig,
+    /// Automatic responses to findings: suspend, revoke, block, incidents
+    /// (docs/RESPONSES.md).
+    #[serde(default)]
+    pub response: crate::response::ResponseConfig,
     /// Azure Resource Manager and Warden's own credential, for the built-in
     /// Azure tools.
     #[serde(default)]
@@ -141,6 +145,10 @@ pub struct Config {
     /// applied.
     #[serde(default)]
     pub review: crate::review::campaigns::ReviewConfig,
+    /// Rate limits: token buckets per principal, principal and tool,
+    /// client application, and source address (docs/LIMITS.md).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The MCP front.
@@ -469,6 +477,8 @@ impl Config {
         self.oauth.validate().map_err(|e| e.to_string())?;
         self.siem.validate()?;
         self.review.validate()?;
+        self.response.validate()?;
+        self.limits.validate()?;
         if let Some(azure) = &self.azure {
             azure.validate()?;
         }

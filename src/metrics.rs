@@ -87,6 +87,15 @@ pub struct Metrics {
     pub risk_assessments: Family<LevelLabel, Counter>,
     /// `risk_alert`s raised (once per principal per hour at most).
     pub risk_alerts: Counter,
+    /// Automatic responses carried out (or, in `notify` mode, recorded), by
+    /// action and mode.
+    pub responses: Family<ResponseLabels, Counter>,
+    /// Principals suspended now (this replica's view).
+    pub responses_suspended: Gauge,
+    /// Networks blocked now (this replica's view).
+    pub responses_blocked: Gauge,
+    /// Incidents opened.
+    pub incidents_opened: Counter,
     /// Time to score a call (stage 3).
     pub risk_latency: Histogram,
     /// Time of one ARM or Resource Graph request looking resource facts up
@@ -122,6 +131,8 @@ pub struct Metrics {
     /// or written for too long), `bad_request` (e.g. too many or too large
     /// headers).
     pub http_connections_closed: Family<ReasonLabel, Counter>,
+    /// Rate limits (`[limits]`).
+    pub limits: LimitMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -188,6 +199,12 @@ pub struct LoadLabel {
     /// manager approved it) or `unrecorded` (valid, but its `policy_load`
     /// audit record could not be written, so it was not installed).
     pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabels {
+    pub action: String,
+    pub mode: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -386,6 +403,30 @@ impl Metrics {
             "Risk alerts raised (at most one per principal per hour)",
             risk_alerts.clone(),
         );
+        let responses = Family::<ResponseLabels, Counter>::default();
+        registry.register(
+            "responses",
+            "Automatic responses carried out (mode enforce) or only recorded (mode notify), by action",
+            responses.clone(),
+        );
+        let responses_suspended = Gauge::default();
+        registry.register(
+            "suspended_principals",
+            "Principals suspended by a response, as this replica last read them",
+            responses_suspended.clone(),
+        );
+        let responses_blocked = Gauge::default();
+        registry.register(
+            "blocked_networks",
+            "Networks blocked by a response, as this replica last read them",
+            responses_blocked.clone(),
+        );
+        let incidents_opened = Counter::default();
+        registry.register(
+            "incidents_opened",
+            "Incidents opened by responses",
+            incidents_opened.clone(),
+        );
         let risk_latency = Histogram::new([
             0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01,
         ]);
@@ -488,8 +529,10 @@ impl Metrics {
             "HTTP connections the front closed (slow, idle or malformed clients), by reason",
             http_connections_closed.clone(),
         );
+        let limits = LimitMetrics::register(&mut registry);
         Self {
             registry: Arc::new(registry),
+            limits,
             http_connections,
             http_connections_refused,
             http_connections_closed,
@@ -502,6 +545,10 @@ impl Metrics {
             siem_missing,
             risk_assessments,
             risk_alerts,
+            responses,
+            responses_suspended,
+            responses_blocked,
+            incidents_opened,
             risk_latency,
             facts_latency,
             facts_cache,
@@ -717,6 +764,106 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// `principal`, `principal_tool`, `client_app` or `source_address`.
+    pub limit: String,
+}
+
+/// The rate limits' metrics (`src/limits/`).
+#[derive(Clone)]
+pub struct LimitMetrics {
+    /// Requests refused by a rate limit, by limit.
+    pub limited: Family<LimitLabel, Counter>,
+    /// Buckets tracked, by limit (full buckets are forgotten).
+    pub buckets: Family<LimitLabel, Gauge>,
+    /// Tokens taken from this replica's buckets for what other replicas
+    /// admitted (PostgreSQL), by limit.
+    pub debited: Family<LimitLabel, Counter>,
+    /// Buckets forgotten before they were full because a table was at
+    /// `max_buckets`, by limit.
+    pub evicted: Family<LimitLabel, Counter>,
+    /// Rounds of the exchange with other replicas that failed.
+    pub sync_failures: Counter,
+}
+
+impl LimitMetrics {
+    const LIMITS: [&str; 4] = ["principal", "principal_tool", "client_app", "source_address"];
+
+    fn register(registry: &mut Registry) -> Self {
+        let limited = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by limit: principal, principal_tool, client_app (tools/call), source_address (/mcp, before authentication)",
+            limited.clone(),
+        );
+        let buckets = Family::<LimitLabel, Gauge>::default();
+        registry.register(
+            "rate_limit_buckets",
+            "Rate limit buckets tracked (not full), by limit",
+            buckets.clone(),
+        );
+        let debited = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "rate_limit_debited",
+            "Tokens taken from this replica's buckets for what other replicas admitted, by limit",
+            debited.clone(),
+        );
+        let evicted = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "rate_limit_evicted",
+            "Rate limit buckets forgotten before they were full (a table at max_buckets), by limit",
+            evicted.clone(),
+        );
+        let sync_failures = Counter::default();
+        registry.register(
+            "rate_limit_sync_failures",
+            "Rounds of the rate limits' exchange with other replicas that failed",
+            sync_failures.clone(),
+        );
+        for limit in Self::LIMITS {
+            let label = Self::label(limit);
+            limited.get_or_create(&label).inc_by(0);
+            buckets.get_or_create(&label).set(0);
+            debited.get_or_create(&label).inc_by(0);
+            evicted.get_or_create(&label).inc_by(0);
+        }
+        Self {
+            limited,
+            buckets,
+            debited,
+            evicted,
+            sync_failures,
+        }
+    }
+
+    fn label(limit: &str) -> LimitLabel {
+        LimitLabel {
+            limit: limit.to_owned(),
+        }
+    }
+
+    /// Counts one request refused by `limit`.
+    pub fn limited(&self, limit: &str) {
+        self.limited.get_or_create(&Self::label(limit)).inc();
+    }
+
+    /// Sets how many buckets `limit` tracks.
+    pub fn set_buckets(&self, limit: &str, buckets: i64) {
+        self.buckets.get_or_create(&Self::label(limit)).set(buckets);
+    }
+
+    /// Counts `tokens` debited from `limit`'s buckets.
+    pub fn debited(&self, limit: &str, tokens: u64) {
+        self.debited.get_or_create(&Self::label(limit)).inc_by(tokens);
+    }
+
+    /// Counts `buckets` of `limit` evicted.
+    pub fn evicted(&self, limit: &str, buckets: u64) {
+        self.evicted.get_or_create(&Self::label(limit)).inc_by(buckets);
     }
 }
 

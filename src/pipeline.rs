@@ -13,7 +13,9 @@
 //! Policy sets are loaded here too (`policies.rs`): reloads, the record at
 //! start, and change management's apply, rollback and break glass.
 
+mod limited;
 mod policies;
+mod respond;
 
 pub use policies::{LoadError, LoadRequest, Reload};
 
@@ -37,10 +39,12 @@ use crate::call::ToolCall;
 use crate::catalog::{Catalog, Class, Resolution};
 use crate::facts::{Completeness, Described, Lookup};
 use crate::identity::{Authenticator, Principal, StepUp, UNAUTHORIZED};
+use crate::limits::Limits;
 use crate::metrics::{DecisionLabels, Metrics, Outcome};
 use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, OperationFacts};
 use crate::policy_change::PolicyChanges;
 use crate::risk::baseline::RiskClass;
+use crate::response::Responses;
 use crate::risk::{self, Observation, ObservedOp, Risk};
 use crate::store::{Guard, StoreError};
 
@@ -56,6 +60,11 @@ pub struct Stages {
     pub approvals: Arc<Approvals>,
     pub audit: Arc<Audit>,
     pub risk: Arc<Risk>,
+    /// Rate limits, checked before anything else.
+    pub limits: Arc<Limits>,
+    /// Automatic responses: suspensions checked first, the rules' actions
+    /// after a call's outcome.
+    pub responses: Arc<Responses>,
 }
 
 /// The composed call pipeline.
@@ -72,11 +81,21 @@ pub struct Pipeline {
     /// Change management of the policy set: proposals, approvals, the
     /// files of loaded sets, the load lock.
     changes: Arc<PolicyChanges>,
+    limits: Arc<Limits>,
+    responses: Arc<Responses>,
 }
 
 /// The `state` namespace where replicas sharing a store note which
 /// principal has had its risk alert of an hour.
 const ALERTED: &str = "risk.alerted";
+
+/// How a call whose findings the response rules answer ended.
+struct Ran {
+    /// Its intent and outcome records.
+    seqs: Vec<u64>,
+    succeeded: bool,
+    result: Option<Value>,
+}
 
 /// What stage 3 found out about a call, kept for stage 9 to learn from.
 struct Scored {
@@ -95,6 +114,8 @@ impl Pipeline {
             approvals,
             audit,
             risk,
+            limits,
+            responses,
         } = stages;
         // Refused tokens reach the risk stage as they are recorded.
         let scorer = risk.clone();
@@ -117,6 +138,8 @@ impl Pipeline {
             audit,
             risk,
             changes,
+            limits,
+            responses,
         }
     }
 
@@ -150,6 +173,16 @@ impl Pipeline {
 
     pub fn risk(&self) -> &Arc<Risk> {
         &self.risk
+    }
+
+    /// The rate limits (the front checks source addresses with them).
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
+    }
+
+    /// Automatic responses: suspensions, blocks, incidents.
+    pub fn responses(&self) -> &Arc<Responses> {
+        &self.responses
     }
 
     /// Change management of the policy set.
@@ -191,6 +224,17 @@ impl Pipeline {
         // 1. authenticate: the front verified the bearer token; a call
         // cannot be built without a principal.
         let principal = call.principal.as_ref();
+
+        // A suspended principal's calls are refused before anything else.
+        if let Some(suspension) = self.responses.suspension(&principal.tid, &principal.oid) {
+            return self.refuse_suspended(call, &suspension, started).await;
+        }
+
+        // Rate limits (principal, principal and tool, client app): a call
+        // over one is refused and recorded before anything else.
+        if let Err(limited) = self.limits.admit_call(principal, &call.tool) {
+            return self.rate_limited(call, &limited, started).await;
+        }
 
         // 2. resolve: the Azure operations and resources the call touches,
         //    then their facts (tags, location, resource group) from Azure:
@@ -294,6 +338,13 @@ impl Pipeline {
             .await;
         }
 
+        // What the response rules want done once the call's records are
+        // durable (carried out in `respond`, before the caller is answered).
+        let planned = scored
+            .as_ref()
+            .map(|s| self.responses.plan(&s.assessment))
+            .unwrap_or_default();
+
         let entitled = self.policy.entitlements(principal);
         let assessed = Assessment {
             operations: audited(&resolution, &described, self.audit.redactor()),
@@ -310,9 +361,28 @@ impl Pipeline {
             }),
         };
         if !decision.is_allowed() {
-            let answer = self
-                .refuse(call, principal, &decision, held, assessed, started)
+            let (answer, seqs) = self
+                .refuse(
+                    call,
+                    principal,
+                    &decision,
+                    held,
+                    assessed,
+                    started,
+                    !planned.is_empty(),
+                )
                 .await;
+            if let Some(scored) = &scored
+                && !planned.is_empty()
+            {
+                let ran = Ran {
+                    seqs,
+                    succeeded: false,
+                    result: None,
+                };
+                self.respond(call, principal, &resolution, scored, planned, ran)
+                    .await;
+            }
             // Waiting for a reviewer is an attempt; a refusal (by policy or
             // by a reviewer) is a denial.
             let learned = if waiting {
@@ -325,15 +395,18 @@ impl Pipeline {
         }
 
         // 6. record intent: durable before anything runs, or the call is refused.
-        if let Err(error) = self.audit.intent(call, assessed).await {
-            let refused = Err(McpError::internal_error(
+        let intent = match self.audit.intent(call, assessed).await {
+            Ok(seq) => seq,
+            Err(error) => {
+                let refused = Err(McpError::internal_error(
                 format!("{error}; the call was not forwarded"),
                 Some(json!({ "reason": "audit_unavailable" })),
             ));
             self.record(call, &refused, started.elapsed());
             self.learn(scored.as_ref(), risk::Outcome::Failed).await;
             return refused;
-        }
+            }
+        };
 
         // A single-call grant is used up before the call runs (once).
         if let Some(request) = &grant
@@ -361,16 +434,32 @@ impl Pipeline {
         // 7. execute
         let result = execute.await;
 
-        // 8. record the outcome
+        // 8. record the outcome (durable before the responses, if any)
         let elapsed = started.elapsed();
         let (status, error) = status_of(&result);
-        self.audit.outcome(
-            call,
-            status,
-            error.as_deref(),
-            elapsed,
-            azure_correlation_id(&result),
-        );
+        let correlation = azure_correlation_id(&result);
+        if planned.is_empty() {
+            self.audit
+                .outcome(call, status, error.as_deref(), elapsed, correlation);
+        } else {
+            let outcome = self
+                .audit
+                .outcome_now(call, status, error.as_deref(), elapsed, correlation)
+                .await
+                .ok();
+            if let Some(scored) = &scored {
+                let ran = Ran {
+                    seqs: std::iter::once(intent).chain(outcome).collect(),
+                    succeeded: status == Status::Ok,
+                    result: match &result {
+                        Ok(CallToolResponse::Complete(done)) => serde_json::to_value(done).ok(),
+                        _ => None,
+                    },
+                };
+                self.respond(call, principal, &resolution, scored, planned, ran)
+                    .await;
+            }
+        }
         self.record(call, &result, elapsed);
 
         // 9. respond; the baseline learns how the call ended.
@@ -600,7 +689,8 @@ impl Pipeline {
         held: Option<(Request, Option<Box<Request>>)>,
         assessed: Assessment,
         started: Instant,
-    ) -> Result<CallToolResponse, McpError> {
+        followed: bool,
+    ) -> (Result<CallToolResponse, McpError>, Vec<u64>) {
         let recorded = self.audit.intent(call, assessed).await;
         let why = denial_text(decision, &call.call_id);
         let answer = match (decision.advice(), held) {
@@ -613,7 +703,17 @@ impl Pipeline {
             (advice, None) => self.denial(advice, principal, call, decision, why).await,
         };
         let elapsed = started.elapsed();
+        let mut seqs = Vec::new();
         match recorded {
+            Ok(intent) if followed => {
+                seqs.push(intent);
+                let (_, text) = status_of(&answer);
+                let outcome = self
+                    .audit
+                    .outcome_now(call, Status::Denied, text.as_deref(), elapsed, None)
+                    .await;
+                seqs.extend(outcome.ok());
+            }
             Ok(_) => {
                 let (_, text) = status_of(&answer);
                 self.audit
@@ -626,7 +726,7 @@ impl Pipeline {
             }
         }
         self.record(call, &answer, elapsed);
-        answer
+        (answer, seqs)
     }
 
     /// The answer to a denied call, by its advice.

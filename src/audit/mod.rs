@@ -638,12 +638,7 @@ impl Audit {
         duration: Duration,
         azure_correlation_id: Option<String>,
     ) {
-        let mut r = Record::new(Kind::Outcome);
-        fill_call(&mut r, call);
-        r.status = Some(status);
-        r.error = error.map(|e| self.redactor.message(e));
-        r.duration_us = Some(duration.as_micros() as u64);
-        r.azure_correlation_id = azure_correlation_id;
+        let r = self.outcome_record(call, status, error, duration, azure_correlation_id);
         let audit = self.clone();
         self.outcomes.spawn(async move {
             let kind = r.kind;
@@ -658,6 +653,53 @@ impl Audit {
                 audit.succeeded();
             }
         });
+    }
+
+    fn outcome_record(
+        &self,
+        call: &ToolCall,
+        status: Status,
+        error: Option<&str>,
+        duration: Duration,
+        azure_correlation_id: Option<String>,
+    ) -> Record {
+        let mut r = Record::new(Kind::Outcome);
+        fill_call(&mut r, call);
+        r.status = Some(status);
+        r.error = error.map(|e| self.redactor.message(e));
+        r.duration_us = Some(duration.as_micros() as u64);
+        r.azure_correlation_id = azure_correlation_id;
+        r
+    }
+
+    /// The outcome record of a call, durable when this returns `Ok` (for
+    /// a call that records follow: an automatic response). A failure is
+    /// handled as [`Audit::outcome`] does: the record is kept and retried,
+    /// and new calls are refused until it is written.
+    pub async fn outcome_now(
+        &self,
+        call: &ToolCall,
+        status: Status,
+        error: Option<&str>,
+        duration: Duration,
+        azure_correlation_id: Option<String>,
+    ) -> Result<u64, AuditError> {
+        let r = self.outcome_record(call, status, error, duration, azure_correlation_id);
+        match self.store.append(vec![sealer(r.clone())]).await {
+            Ok(seqs) => {
+                *self.last_append.lock().expect("clock lock") = Instant::now();
+                self.metrics.audit_record(Kind::Outcome.as_str());
+                self.succeeded();
+                Ok(seqs[0])
+            }
+            Err(e) => {
+                tracing::error!(error = %e, call_id = ?r.call_id, "outcome record not written; refusing new calls until it is");
+                self.metrics.audit_write_failure(Kind::Outcome.as_str());
+                self.failed(&e);
+                self.health.lock().expect("health lock").pending.push(r);
+                Err(e.into())
+            }
+        }
     }
 
     /// Retries outcomes that could not be written.

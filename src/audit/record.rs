@@ -36,6 +36,13 @@ pub enum Kind {
     /// An access review campaign started, decided, auto-removed or closed
     /// (`details.event`, `details.campaign_id`).
     AccessReview,
+    /// An automatic response: a suspension, revocation or block made (or,
+    /// in `notify` mode, one that would have been), or lifted
+    /// (`details.action`, `details.mode`, `details.rule`; docs/RESPONSES.md).
+    Response,
+    /// An incident opened, acknowledged or closed (`details.event`,
+    /// `details.incident_id`).
+    Incident,
 }
 
 impl Kind {
@@ -52,6 +59,8 @@ impl Kind {
             Kind::Auth => "auth",
             Kind::PolicyChange => "policy_change",
             Kind::AccessReview => "access_review",
+            Kind::Response => "response",
+            Kind::Incident => "incident",
         }
     }
 }
@@ -137,6 +146,9 @@ pub enum Status {
     Abandoned,
     /// Policy denied the call; it was not executed.
     Denied,
+    /// A rate limit refused the call before it was resolved or decided
+    /// (`[limits]`); it was not executed.
+    RateLimited,
 }
 
 impl Status {
@@ -149,6 +161,7 @@ impl Status {
             Status::Timeout => "timeout",
             Status::Abandoned => "abandoned",
             Status::Denied => "denied",
+            Status::RateLimited => "rate_limited",
         }
     }
 }

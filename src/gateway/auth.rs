@@ -12,6 +12,9 @@
 //!   ([`crate::identity::Authenticator::take_step_up`]).
 //! - A request on a session opened by another `tid`/`oid`: 403, logged and
 //!   counted.
+//! - Before all of these, a request from an address over its rate limit
+//!   (`[limits] source_address`): 429 with `Retry-After`, counted, logged
+//!   at most once a minute per address, not recorded.
 //! - Otherwise the verified [`Principal`] travels in the request extensions
 //!   to the session and the pipeline.
 
@@ -151,6 +154,21 @@ pub async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
+    // The source address's rate limit comes first, so a flood costs a
+    // lookup: 429, counted and logged (once a minute), no audit record.
+    if let Some(ip) = source_ip
+        && let Err(limited) = gateway.pipeline.limits().admit_address(ip)
+    {
+        return too_many_requests(request, &limited).await;
+    }
+    // An address (or network) a response blocked is refused for its
+    // cool-down, before its token is looked at.
+    if let Some(ip) = source_ip
+        && let Some(block) = gateway.pipeline.responses().block_of(ip)
+    {
+        let response = blocked(&block);
+        return after_draining(request, &gateway, response).await;
+    }
     let authenticated = match crate::identity::authorization(request.headers()) {
         Ok(authorization) => {
             gateway
@@ -160,6 +178,16 @@ pub async fn guard(
         }
         Err(error) => Err(error),
     };
+    // Every attempt counts toward the `auth_failures` response rule; a
+    // request without a token is a client discovering where to sign in.
+    if let Some(ip) = source_ip
+        && !matches!(authenticated, Err(AuthError::Missing(_)))
+    {
+        gateway
+            .pipeline
+            .responses()
+            .auth_attempt(ip, authenticated.is_ok());
+    }
     let principal = match authenticated {
         Ok(principal) => principal,
         Err(error) => {
@@ -263,6 +291,40 @@ pub async fn guard(
 async fn after_draining(request: Request, gateway: &Gateway, mut response: Response) -> Response {
     let limit = gateway.config.server.max_body_bytes;
     if axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .is_err()
+    {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// `403 Forbidden` to a request from a blocked network, with
+/// `Retry-After` set to the rest of the cool-down.
+fn blocked(block: &crate::response::state::Block) -> Response {
+    let left = chrono::DateTime::parse_from_rfc3339(&block.until)
+        .map(|until| (until.timestamp() - chrono::Utc::now().timestamp()).max(1))
+        .unwrap_or(60);
+    let message = format!(
+        "requests from {} are blocked until {}: {} of {} authentication attempts from it failed",
+        block.network, block.until, block.failures, block.attempts
+    );
+    let mut response = refusal(StatusCode::FORBIDDEN, None, &message, "blocked");
+    if let Ok(value) = header::HeaderValue::from_str(&left.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// `429 Too Many Requests` to a request over its address's rate limit. A
+/// small body is read first, so the connection can carry the client's next
+/// request; a larger one is not, and the connection closes.
+async fn too_many_requests(request: Request, limited: &crate::limits::Limited) -> Response {
+    let mut response = limited.http_response();
+    if axum::body::to_bytes(request.into_body(), 64 * 1024)
         .await
         .is_err()
     {

@@ -83,7 +83,7 @@ fn read_error(e: postgres::Error) -> StoreError {
 }
 
 /// The server's message when there is one, else the driver's.
-fn describe(e: &postgres::Error) -> String {
+pub(crate) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL: {}", db.message()),
         None if e.is_closed() => "PostgreSQL: the connection is closed".into(),
@@ -107,8 +107,10 @@ fn describe(e: &postgres::Error) -> String {
 /// Connects. With `sslmode=require` the connection is TLS and the server's
 /// certificate is verified (chain and host name) against the system's
 /// roots, or the roots in `SSL_CERT_FILE` / `SSL_CERT_DIR` when set;
-/// without it (or with `prefer` or `disable`) there is no TLS.
-fn connect(url: &str) -> Result<Client, String> {
+/// without it (or with `prefer` or `disable`) there is no TLS. (The rate
+/// limits' exchange between replicas, `src/limits/shared.rs`, connects
+/// with it too.)
+pub(crate) fn connect(url: &str) -> Result<Client, String> {
     let mut config = postgres::Config::from_str(url).map_err(|e| format!("bad URL: {e}"))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);

@@ -1,0 +1,111 @@
+//! Automatic responses in the pipeline (`[response]`, docs/RESPONSES.md).
+//!
+//! A suspended principal's calls are refused before anything else, and
+//! recorded like a denied call. A call whose findings a rule answers has
+//! its outcome written durably first; then the responses run (suspend,
+//! revoke, incident), each with its own record, before the caller is
+//! answered, so the caller's next call already meets the suspension.
+
+use std::time::Instant;
+
+use rmcp::ErrorData as McpError;
+use rmcp::model::CallToolResponse;
+use serde_json::json;
+
+use super::{Pipeline, Ran, Scored, tool_error};
+use crate::audit::Assessment;
+use crate::audit::record::Status;
+use crate::call::ToolCall;
+use crate::catalog::Resolution;
+use crate::identity::Principal;
+use crate::policy::Decision;
+use crate::response::plan::Planned;
+use crate::response::state::Suspension;
+use crate::response::Triggered;
+
+impl Pipeline {
+    /// Records and answers a call of a suspended principal: an intent whose
+    /// decision is a deny naming the suspension, and an outcome `denied`.
+    pub(super) async fn refuse_suspended(
+        &self,
+        call: &ToolCall,
+        suspension: &Suspension,
+        started: Instant,
+    ) -> Result<CallToolResponse, McpError> {
+        let incident = suspension
+            .incident_id
+            .as_deref()
+            .map(|id| format!(", incident {id}"))
+            .unwrap_or_default();
+        let why = format!(
+            "{} is suspended by Warden since {} (rule {}{incident}): {}. Every call is refused until a security manager lifts the suspension. (call {})",
+            suspension.name, suspension.at, suspension.rule, suspension.reason, call.call_id
+        );
+        let decision = Decision::error(
+            &self.policy.summary().hash,
+            format!("the principal is suspended (rule {})", suspension.rule),
+        );
+        let entitled = self.policy.entitlements(&call.principal);
+        let assessed = Assessment {
+            operations: Vec::new(),
+            decision: serde_json::to_value(&decision).ok().map(|mut d| {
+                d["suspended"] = json!({
+                    "rule": suspension.rule, "since": suspension.at,
+                    "incident_id": suspension.incident_id, "seq": suspension.seq,
+                });
+                d
+            }),
+            risk: None,
+            roles: entitled.roles,
+            role_groups: entitled.groups,
+            jit: None,
+        };
+        let recorded = self.audit.intent(call, assessed).await;
+        let answer = Ok(tool_error(why.clone()));
+        let elapsed = started.elapsed();
+        match recorded {
+            Ok(_) => self
+                .audit
+                .outcome(call, Status::Denied, Some(&why), elapsed, None),
+            Err(error) => {
+                tracing::error!(%error, call_id = %call.call_id, "suspended principal's call not recorded")
+            }
+        }
+        self.record(call, &answer, elapsed);
+        answer
+    }
+
+    /// Carries out what the rules `planned` for a call whose intent and
+    /// outcome are durable (`ran.seqs`).
+    pub(super) async fn respond(
+        &self,
+        call: &ToolCall,
+        principal: &Principal,
+        resolution: &Resolution,
+        scored: &Scored,
+        planned: Vec<Planned>,
+        ran: Ran,
+    ) {
+        let taken = self
+            .responses
+            .respond(Triggered {
+                principal,
+                call_id: &call.call_id,
+                tool: &call.tool,
+                seqs: ran.seqs,
+                operations: resolution
+                    .operations
+                    .iter()
+                    .map(|op| (op.azure_op.clone(), op.resource.id.display().to_owned()))
+                    .collect(),
+                assessment: &scored.assessment,
+                planned,
+                succeeded: ran.succeeded,
+                result: ran.result,
+            })
+            .await;
+        for t in &taken {
+            tracing::info!(target: "warden::response", call_id = %call.call_id, action = %t.action, mode = %t.mode, result = %t.result, detail = %t.detail, "response");
+        }
+    }
+}
