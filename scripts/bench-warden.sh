@@ -25,6 +25,14 @@
 #   until 127.0.0.1:PORT is healthy, and leaves its pid in
 #   $BENCH_WARDEN_PID. The executable is $BENCH_WARDEN_BIN when set (to
 #   measure another build), else target/release/warden.
+# Every rate limit is checked (its cost is part of what is measured) but
+# set far above any load a benchmark makes (docs/LIMITS.md).
+BENCH_LIMITS='[limits]
+principal = { rate = 1000000, per = "1s", burst = 1000000 }
+principal_tool = { rate = 1000000, per = "1s", burst = 1000000 }
+client_app = { rate = 1000000, per = "1s", burst = 1000000 }
+source_address = { rate = 1000000, per = "1s", burst = 1000000 }'
+
 bench_warden() {
   local dir=$1 port=$2 store=${3:-'path = "warden.db"'}
   local release=$PWD/target/release
@@ -43,6 +51,7 @@ signing_key = "audit-signing.key"
 hmac_key = "audit-hmac.key"
 [policy]
 dir = "policies"
+$BENCH_LIMITS
 [upstreams.echo]
 command = "$release/examples/echo_upstream"
 TOML
@@ -104,6 +113,7 @@ hmac_key = "audit-hmac.key"
 dir = "$PWD/policies"
 [risk]
 enabled = true
+$BENCH_LIMITS
 [upstreams.echo]
 $upstream
 TOML

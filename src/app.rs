@@ -35,10 +35,10 @@ use crate::facts::{ArmSource, Lookup};
 use crate::gateway::{self, Gateway};
 use crate::identity::{Authenticator, Principal};
 use crate::limits::Limits;
-use crate::response::Responses;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Stages};
 use crate::policy::Engine;
+use crate::response::Responses;
 use crate::risk::{self, Risk};
 use crate::store::Location;
 

@@ -47,11 +47,16 @@ enum Command {
         #[command(subcommand)]
         command: cli::audit::AuditCommand,
     },
-    /// Anomaly scoring: evaluate it on synthetic traffic.
+    /// Anomaly scoring: evaluate it on synthetic traffic, replay recorded
+    /// history through it and the response rules.
     Risk {
         #[command(subcommand)]
         command: cli::risk::RiskCommand,
     },
+    /// Automatic responses: incidents, suspended principals, blocked
+    /// networks; acknowledge, close, lift, unblock (through the admin API
+    /// of a running Warden).
+    Response(cli::response::ResponseArgs),
     /// Access reviews: what roles and principals were allowed against
     /// what they used, and a least-privilege recommendation.
     Access {
@@ -75,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Jit(args) => cli::jit::run(args),
         Command::Audit { command } => cli::audit::run(command),
         Command::Risk { command } => cli::risk::run(command),
+        Command::Response(args) => cli::response::run(args),
         Command::Access { command } => cli::access::run(command),
         Command::Report { command } => cli::report::run(command),
         Command::CheckConfig(args) => cli::check_config::run(args),

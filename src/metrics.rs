@@ -788,10 +788,17 @@ pub struct LimitMetrics {
     pub evicted: Family<LimitLabel, Counter>,
     /// Rounds of the exchange with other replicas that failed.
     pub sync_failures: Counter,
+    /// Rounds of the exchange with other replicas that succeeded.
+    pub syncs: Counter,
 }
 
 impl LimitMetrics {
-    const LIMITS: [&str; 4] = ["principal", "principal_tool", "client_app", "source_address"];
+    const LIMITS: [&str; 4] = [
+        "principal",
+        "principal_tool",
+        "client_app",
+        "source_address",
+    ];
 
     fn register(registry: &mut Registry) -> Self {
         let limited = Family::<LimitLabel, Counter>::default();
@@ -824,6 +831,12 @@ impl LimitMetrics {
             "Rounds of the rate limits' exchange with other replicas that failed",
             sync_failures.clone(),
         );
+        let syncs = Counter::default();
+        registry.register(
+            "rate_limit_syncs",
+            "Rounds of the rate limits' exchange with other replicas that succeeded",
+            syncs.clone(),
+        );
         for limit in Self::LIMITS {
             let label = Self::label(limit);
             limited.get_or_create(&label).inc_by(0);
@@ -837,6 +850,7 @@ impl LimitMetrics {
             debited,
             evicted,
             sync_failures,
+            syncs,
         }
     }
 
@@ -858,12 +872,16 @@ impl LimitMetrics {
 
     /// Counts `tokens` debited from `limit`'s buckets.
     pub fn debited(&self, limit: &str, tokens: u64) {
-        self.debited.get_or_create(&Self::label(limit)).inc_by(tokens);
+        self.debited
+            .get_or_create(&Self::label(limit))
+            .inc_by(tokens);
     }
 
     /// Counts `buckets` of `limit` evicted.
     pub fn evicted(&self, limit: &str, buckets: u64) {
-        self.evicted.get_or_create(&Self::label(limit)).inc_by(buckets);
+        self.evicted
+            .get_or_create(&Self::label(limit))
+            .inc_by(buckets);
     }
 }
 

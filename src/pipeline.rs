@@ -43,8 +43,8 @@ use crate::limits::Limits;
 use crate::metrics::{DecisionLabels, Metrics, Outcome};
 use crate::policy::{Advice, CallContext, Decision, Effect, Engine, JitFacts, OperationFacts};
 use crate::policy_change::PolicyChanges;
-use crate::risk::baseline::RiskClass;
 use crate::response::Responses;
+use crate::risk::baseline::RiskClass;
 use crate::risk::{self, Observation, ObservedOp, Risk};
 use crate::store::{Guard, StoreError};
 
@@ -231,7 +231,7 @@ impl Pipeline {
         }
 
         // Rate limits (principal, principal and tool, client app): a call
-        // over one is refused and recorded before anything else.
+        // over one is refused and recorded before it is resolved.
         if let Err(limited) = self.limits.admit_call(principal, &call.tool) {
             return self.rate_limited(call, &limited, started).await;
         }
@@ -399,12 +399,12 @@ impl Pipeline {
             Ok(seq) => seq,
             Err(error) => {
                 let refused = Err(McpError::internal_error(
-                format!("{error}; the call was not forwarded"),
-                Some(json!({ "reason": "audit_unavailable" })),
-            ));
-            self.record(call, &refused, started.elapsed());
-            self.learn(scored.as_ref(), risk::Outcome::Failed).await;
-            return refused;
+                    format!("{error}; the call was not forwarded"),
+                    Some(json!({ "reason": "audit_unavailable" })),
+                ));
+                self.record(call, &refused, started.elapsed());
+                self.learn(scored.as_ref(), risk::Outcome::Failed).await;
+                return refused;
             }
         };
 
@@ -681,6 +681,7 @@ impl Pipeline {
     /// A denied call: recorded like any other (an intent carrying the
     /// decision, then an outcome `denied`) but never executed, and answered
     /// with what the caller can do about it.
+    #[allow(clippy::too_many_arguments)]
     async fn refuse(
         &self,
         call: &ToolCall,

@@ -26,8 +26,11 @@
 //! | consent | `consent.mjs` | an MCP client's sign-in through the OAuth facade: the consent page (client unverified, redirect host), Allow, the dev issuer's persona picker, back at the client's redirect URI with a code the test redeems; Deny sends `access_denied` |
 //! | Entra sign-in | `entra_sign_in.mjs` | a security manager signs in on the approvals page with "Sign in with Microsoft Entra ID" (the callback's page refreshes to `/admin/` so the `SameSite=Strict` cookie is sent) |
 //! | access review | `campaign.mjs` | a reviewer opens an access review campaign under "Access reviews", reads an item's evidence and removes it with a reason; the decision is shown and recorded; the campaign's page fits a phone |
+//! | automatic responses | `responses.mjs` | a security manager follows an incident's link (`/approvals#INC-…`), reads the incident (triggering call and its records, actions taken) and the suspension, acknowledges and closes the incident with notes and lifts the suspension; no console errors. Against an in-process Warden whose test catalog makes `echo` a VM delete (`tests/common/suspension.rs`), where a burst of deletes suspends the principal for real |
 
 mod common;
+#[path = "common/suspension.rs"]
+mod suspension;
 
 use common::facade::{Pkce, pkce};
 
@@ -1109,4 +1112,72 @@ async fn a_reviewer_removes_an_access_review_item_on_the_page() {
     assert_eq!(decided["decision"]["reviewer"]["name"], sam.user.as_str());
     assert_eq!(decided["decision"]["reason"], reason);
     dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_manager_closes_an_incident_and_lifts_a_suspension_on_the_page() {
+    let warden = suspension::Responding::start("").await;
+    let gate = &warden.gate;
+    let base = gate.warden.base();
+    let carol = warden.contributor("carol").await;
+    let burst = suspension::delete_until_suspended(&carol, "vm", 30).await;
+    let sam = gate.token("sam", &["SecurityManager"], true);
+    let http = reqwest::Client::new();
+    let api = |path: String| {
+        http.get(format!("{base}/admin/api/{path}"))
+            .bearer_auth(&sam)
+    };
+    let listed: Value = api("incidents".into())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let incident = listed["incidents"][0].clone();
+    let id = incident["id"].as_str().expect("an incident").to_owned();
+    assert!(burst.refusal.contains(&id), "{}", burst.refusal);
+
+    let close = "Cleanup of a <b>test</b> environment & nothing else";
+    let input = json!({
+        "base": base,
+        "screenshots": screenshots_dir(),
+        "token": sam,
+        "user": "sam",
+        "incident": id,
+        "title": incident["title"],
+        "principal": "carol",
+        "seqs": incident["calls"][0]["seqs"],
+        "ack": "Looking into the burst of deletes",
+        "close": close,
+        "lift": "Confirmed with Carol's lead",
+    });
+    let report = run_scenario("responses.mjs", &input).await;
+    report.assert_ok();
+    // The sign-in and the three forms, each from the page's own origin.
+    report.assert_posts_from(&base, 4);
+
+    // The API tells the same, and Carol's next call runs.
+    let after: Value = api(format!("incidents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["status"], "closed", "{after:#}");
+    assert_eq!(after["acknowledged"]["name"], "sam");
+    assert_eq!(after["closed"]["note"], close);
+    let suspensions: Value = api("suspensions".into())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(suspensions["suspensions"], json!([]));
+    let ran = call(&carol, "add", suspension::read("vm-01"))
+        .await
+        .unwrap();
+    assert_ne!(ran.is_error, Some(true), "{}", text(&ran));
 }

@@ -139,8 +139,8 @@ pub(super) struct DecideForm {
 }
 
 /// The session of a form post whose origin and CSRF token are this
-/// page's, else the refusal.
-async fn form_session(
+/// page's, else the refusal (the response forms' too).
+pub(super) async fn form_session(
     page: &Page,
     peer: SocketAddr,
     headers: &HeaderMap,

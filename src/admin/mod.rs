@@ -11,7 +11,9 @@
 //! | `POST /admin/api/requests/{id}/cancel` `{"reason"}` | the requester, reviewers | withdraws a pending request |
 //!
 //! Policy change management (proposals, approval, apply, rollback, break
-//! glass) is under `/admin/api/policy/` (`policy.rs`).
+//! glass) is under `/admin/api/policy/` (`policy.rs`); automatic responses
+//! (incidents, suspensions, blocks) under `/admin/api/incidents`,
+//! `/suspensions` and `/blocks` (`responses.rs`).
 //!
 //! Every request carries `Authorization: Bearer <token>`, validated exactly
 //! as on `/mcp`. The API never reads cookies, so a browser cannot be made to
@@ -26,12 +28,16 @@ mod evidence;
 mod overview;
 mod page;
 mod policy;
+mod response_page;
+mod response_views;
+mod responses;
 mod sign_in;
 mod views;
 
 pub use campaigns::router as campaigns_router;
 pub use page::{EntraSignIn, SignInOptions};
 pub use policy::router as policy_router;
+pub use responses::router as responses_router;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

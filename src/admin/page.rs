@@ -13,6 +13,7 @@
 //! | `GET /admin/callback?state=&code=` | Entra ID's answer: a session, or the sign-in page with the reason |
 //! | `POST /admin/sign-out` | form `csrf`: ends the session |
 //! | `POST /admin/requests/{id}/approve\|deny\|revoke\|cancel` | form `reason`, `csrf`, `shown` (the facts' hash the page showed); always 303 (post/redirect/get): to `/admin/` with a notice, or back to the request with the error and the typed reason kept |
+//! | `POST /admin/incidents/{id}/acknowledge\|close`, `/admin/suspensions/lift`, `/admin/blocks/unblock` | automatic responses, listed on `/admin/` for security managers and auditors: see [`super::response_page`] |
 //!
 //! Who sees what is [`Approvals::listing`] and [`Approvals::get`]:
 //! reviewers and auditors (app role `Auditor`, read only) every request,
@@ -204,6 +205,9 @@ pub struct SignInOptions {
     pub policy: Option<(Arc<crate::policy::Engine>, Arc<crate::catalog::Catalog>)>,
     /// Access review campaigns: their pages under `/admin/campaigns`.
     pub campaigns: Option<Arc<crate::review::campaigns::Campaigns>>,
+    /// Automatic responses: incidents, suspensions and blocks on `/admin/`
+    /// (see [`super::response_page`]).
+    pub responses: Option<Arc<crate::response::Responses>>,
 }
 
 /// The page's OpenID Connect sign-in: Warden's Entra client (the facade's
@@ -258,6 +262,13 @@ where
             "/admin/campaigns/{id}/close",
             post(super::campaign_page::close),
         )
+        .route("/approvals", get(super::response_page::approvals))
+        .route(
+            "/admin/incidents/{id}/{action}",
+            post(super::response_page::incident),
+        )
+        .route("/admin/suspensions/lift", post(super::response_page::lift))
+        .route("/admin/blocks/unblock", post(super::response_page::unblock))
         .with_state(Page {
             identity,
             approvals,
@@ -266,6 +277,7 @@ where
             entra: options.entra,
             policy: options.policy,
             campaigns: options.campaigns,
+            responses: options.responses,
             sign_ins,
         })
         .layer(axum::middleware::map_response(security_headers))
@@ -274,7 +286,7 @@ where
 #[derive(Clone)]
 pub(super) struct Page {
     identity: Arc<Authenticator>,
-    approvals: Arc<Approvals>,
+    pub(super) approvals: Arc<Approvals>,
     pub(super) sessions: Arc<Sessions>,
     audit: Option<Arc<Audit>>,
     entra: Option<EntraSignIn>,
@@ -283,6 +295,7 @@ pub(super) struct Page {
     sign_ins: Option<Arc<SignIns>>,
     policy: Option<(Arc<crate::policy::Engine>, Arc<crate::catalog::Catalog>)>,
     pub(super) campaigns: Option<Arc<crate::review::campaigns::Campaigns>>,
+    pub(super) responses: Option<Arc<crate::response::Responses>>,
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -799,6 +812,8 @@ async fn index(
     };
     let viewer = viewer(&page, &signed);
     let body = views::list(&viewer, &listing, &filter, &notes, Utc::now());
+    // Incidents, suspensions and blocks below, for managers and auditors.
+    let body = super::response_page::below(&page, &signed, &viewer, body).await;
     signed_page(&page, &signed, "Requests", "requests", body)
 }
 
@@ -1658,6 +1673,7 @@ mod tests {
                 entra: None,
                 policy: None,
                 campaigns: None,
+                responses: None,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -11,6 +11,7 @@ pub mod output;
 pub mod policy;
 pub mod policy_change;
 pub mod report;
+pub mod response;
 pub mod risk;
 pub mod serve;
 

@@ -79,11 +79,17 @@ pub fn router(
                 gateway.pipeline.catalog().clone(),
             )),
             campaigns: Some(campaigns.clone()),
+            responses: Some(gateway.pipeline.responses().clone()),
         },
     );
     let campaigns_admin = crate::admin::campaigns_router(gateway.identity.clone(), campaigns);
     let policy_admin =
         crate::admin::policy_router(gateway.identity.clone(), gateway.pipeline.clone());
+    let responses_admin = crate::admin::responses_router(
+        gateway.identity.clone(),
+        gateway.pipeline.approvals().clone(),
+        gateway.pipeline.responses().clone(),
+    );
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/.well-known/oauth-protected-resource", get(auth::metadata))
@@ -98,6 +104,7 @@ pub fn router(
         .merge(admin)
         .merge(policy_admin)
         .merge(campaigns_admin)
+        .merge(responses_admin)
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {

@@ -213,6 +213,7 @@ impl Exchange {
             self.failed(limits, &error);
             return;
         }
+        limits.metrics.limits.syncs.inc();
         if self
             .last_prune
             .is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY)
@@ -397,6 +398,47 @@ mod tests {
         notes.forget_old(now + FORGET_NOTES);
         assert!(notes.is_empty());
         assert!(notes.replicas.is_empty());
+    }
+
+    #[test]
+    fn a_database_that_does_not_answer_fails_the_round_and_keeps_what_was_admitted() {
+        let metrics = crate::metrics::Metrics::new();
+        let config = crate::limits::LimitsConfig {
+            principal: crate::limits::Rate {
+                rate: 60,
+                per: Duration::from_secs(60),
+                burst: Some(2),
+                enabled: true,
+            },
+            ..crate::limits::LimitsConfig::default()
+        };
+        let limits = Limits::new(config, metrics.clone());
+        limits
+            .shared
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut alice = crate::call::Principal::anonymous(None);
+        alice.oid = "alice".into();
+        limits.admit_call(&alice, "t").unwrap();
+        // Nothing listens on port 1: the round fails at once.
+        let mut exchange = Exchange::new("postgres://warden@127.0.0.1:1/warden".into(), 100);
+        exchange.round(&limits);
+        assert_eq!(metrics.limits.sync_failures.get(), 1);
+        assert_eq!(metrics.limits.syncs.get(), 0);
+        // The buckets keep working on what this replica admits.
+        limits.admit_call(&alice, "u").unwrap();
+        assert_eq!(
+            limits.admit_call(&alice, "v").unwrap_err().limit,
+            Limit::Principal
+        );
+        // What was not published is published with the next round's.
+        let principal = Key::new(Limit::Principal, &["anonymous", "alice"]);
+        let pending: u64 = limits
+            .drain()
+            .iter()
+            .filter(|(k, _)| *k == principal)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(pending, 2);
     }
 
     #[test]

@@ -89,7 +89,6 @@ fn a_bucket_gives_its_burst_then_one_token_per_interval() {
     // Idle long enough, the bucket is full again: `burst` at once, no more.
     let now = 100 * SECOND;
     assert!(tat <= now, "a full bucket's tat is in the past");
-    let mut tat = tat;
     for _ in 0..3 {
         assert_eq!(spec.wait(tat, now), None);
         tat = spec.take(tat, now, 1);
@@ -492,7 +491,10 @@ mod config {
             ),
             ("sync_interval = \"10ms\"", "limits.sync_interval"),
             ("max_buckets = 5", "limits.max_buckets"),
-            ("principal = { rate = 1, per = \"1d\", burst = 400 }", "limits.principal.burst"),
+            (
+                "principal = { rate = 1, per = \"1d\", burst = 400 }",
+                "limits.principal.burst",
+            ),
         ] {
             let err = parse(&format!("[limits]\n{text}\n")).unwrap_err();
             assert!(err.contains(key), "{text}: {err}");
@@ -508,4 +510,54 @@ mod config {
         let err = parse("[limits]\nprincipal = { rate = \"many\" }\n").unwrap_err();
         assert!(err.contains("warden.toml:2"), "{err}");
     }
+}
+
+#[test]
+fn the_log_reads_a_rate_limited_call_as_refused_by_no_policy() {
+    use crate::audit::record::{Actor, Kind, Record, Status};
+    let mut alice = principal("alice", None);
+    alice.roles = ["Reader".to_owned()].into();
+    let mut intent = Record::new(Kind::Intent);
+    intent.seq = 0;
+    intent.call_id = Some("c1".into());
+    intent.principal = Some(Actor::from(&alice));
+    if let Some(actor) = &mut intent.principal {
+        actor.roles = vec!["Reader".into()];
+    }
+    intent.tool = Some("echo".into());
+    let mut outcome = Record::new(Kind::Outcome);
+    outcome.seq = 1;
+    outcome.call_id = Some("c1".into());
+    outcome.principal = Some(Actor::from(&alice));
+    outcome.status = Some(Status::RateLimited);
+    let now = chrono::Utc::now();
+    let period = crate::review::Period {
+        from: now - chrono::Duration::days(1),
+        to: now + chrono::Duration::days(1),
+    };
+    let bytes = |r: &Record| serde_json::to_vec(r).unwrap();
+
+    // The compliance report: a denied call of its day, under "rate limit".
+    let mut fold = crate::report::evidence::Fold::new(period);
+    fold.add(&bytes(&intent));
+    fold.add(&bytes(&outcome));
+    let evidence = fold.finish(&[], None, None);
+    assert_eq!(evidence.calls, 1);
+    let day = evidence.calls_per_day.values().next().unwrap();
+    assert_eq!((day.allowed, day.denied), (0, 1));
+    assert_eq!(
+        evidence.denials_by_policy,
+        [("rate limit".to_owned(), 1)].into()
+    );
+    assert_eq!(evidence.measures["calls_without_outcome"].value, Some(0.0));
+
+    // An access review: activity with the caller's roles, not a call a
+    // policy allowed or denied.
+    let mut usage = crate::review::Usage::new(period);
+    usage.add(&bytes(&intent));
+    usage.add(&bytes(&outcome));
+    let used = &usage.principals[&("tenant".to_owned(), "alice".to_owned())];
+    assert_eq!((used.calls, used.allowed, used.denied), (0, 0, 0));
+    assert!(used.last_activity.is_some());
+    assert!(used.roles.contains("Reader"));
 }

@@ -19,9 +19,9 @@ use crate::call::ToolCall;
 use crate::catalog::Resolution;
 use crate::identity::Principal;
 use crate::policy::Decision;
+use crate::response::Triggered;
 use crate::response::plan::Planned;
 use crate::response::state::Suspension;
-use crate::response::Triggered;
 
 impl Pipeline {
     /// Records and answers a call of a suspended principal: an intent whose

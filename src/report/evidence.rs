@@ -101,7 +101,7 @@ pub struct Evidence {
     pub policy_changes: Vec<PolicyChange>,
     pub calls_per_day: BTreeMap<NaiveDate, DayCalls>,
     /// Denied calls by the policy that denied them (`no permit applied`
-    /// when none did).
+    /// when none did; `rate limit` for calls a rate limit refused).
     pub denials_by_policy: BTreeMap<String, u64>,
     pub risk_alerts_by_level: BTreeMap<String, u64>,
     pub jit: Jit,
@@ -236,6 +236,14 @@ impl Fold {
         self.period_last = Some(seq);
         match kind {
             "intent" => self.intent(&r, seq, ts),
+            // A call a rate limit refused: a denial, but no policy's.
+            "outcome" if r["status"] == "rate_limited" => {
+                *self
+                    .ev
+                    .denials_by_policy
+                    .entry("rate limit".into())
+                    .or_default() += 1;
+            }
             "risk_alert" => {
                 let level = r["risk"]["level"].as_str().unwrap_or("unknown").to_owned();
                 *self.ev.risk_alerts_by_level.entry(level).or_default() += 1;
@@ -254,6 +262,12 @@ impl Fold {
         let decision = &r["decision"];
         let allowed = decision["effect"] == "allow";
         let day = self.ev.calls_per_day.entry(ts.date_naive()).or_default();
+        // Refused before it was decided (a rate limit): denied, but by no
+        // policy (its outcome names why).
+        if decision.is_null() {
+            day.denied += 1;
+            return;
+        }
         if allowed {
             day.allowed += 1;
         } else {

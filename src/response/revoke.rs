@@ -33,7 +33,8 @@ fn walk(value: &Value, found: &mut Vec<String>, depth: usize) {
     }
     match value {
         Value::String(text) => {
-            if text.len() > 2 && (text.starts_with('{') || text.starts_with('['))
+            if text.len() > 2
+                && (text.starts_with('{') || text.starts_with('['))
                 && let Ok(inner) = serde_json::from_str::<Value>(text)
             {
                 walk(&inner, found, depth + 1);
@@ -54,7 +55,9 @@ fn ids_in(text: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut from = 0;
     while let Some(at) = lower[from..].find(MARKER).map(|i| i + from) {
-        let stop = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '?' | '#' | ',' | ')' | '<' | '>');
+        let stop = |c: char| {
+            c.is_whitespace() || matches!(c, '"' | '\'' | '?' | '#' | ',' | ')' | '<' | '>')
+        };
         let start = lower[..at].rfind(stop).map_or(0, |i| i + 1);
         let end = lower[at + MARKER.len()..]
             .find(stop)
@@ -62,7 +65,10 @@ fn ids_in(text: &str) -> Vec<String> {
         let candidate = text[start..end].trim_end_matches(['.', ';']);
         if let Ok(id) = ArmId::parse(candidate)
             && id.display().to_ascii_lowercase().contains(MARKER)
-            && !id.display().to_ascii_lowercase().ends_with(MARKER.trim_end_matches('/'))
+            && !id
+                .display()
+                .to_ascii_lowercase()
+                .ends_with(MARKER.trim_end_matches('/'))
         {
             ids.push(id.display().to_owned());
         }
@@ -102,7 +108,8 @@ mod tests {
     fn ids_are_found_in_structured_and_textual_results() {
         let structured = json!({ "structuredContent": { "id": ID, "name": "6f1c0d4e" } });
         assert_eq!(assignment_ids(&[&structured]), [ID]);
-        let text = json!({ "content": [{ "type": "text", "text": json!({"id": ID}).to_string() }] });
+        let text =
+            json!({ "content": [{ "type": "text", "text": json!({"id": ID}).to_string() }] });
         assert_eq!(assignment_ids(&[&text]), [ID]);
         let prose = json!(format!("Created {ID}. Done"));
         assert_eq!(assignment_ids(&[&prose]), [ID]);

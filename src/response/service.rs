@@ -195,11 +195,29 @@ impl Responses {
                 Some((net, until, b))
             })
             .collect();
-        self.metrics.responses_suspended.set(suspended.len() as i64);
-        self.metrics.responses_blocked.set(blocked.len() as i64);
-        *self.suspended.write().unwrap_or_else(PoisonError::into_inner) = suspended;
+        *self
+            .suspended
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = suspended;
         *self.blocked.write().unwrap_or_else(PoisonError::into_inner) = blocked;
+        self.gauges();
         Ok(())
+    }
+
+    /// Sets the gauges from this replica's view.
+    fn gauges(&self) {
+        let suspended = self
+            .suspended
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let blocked = self
+            .blocked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        self.metrics.responses_suspended.set(suspended as i64);
+        self.metrics.responses_blocked.set(blocked as i64);
     }
 
     /// Reads the store every `refresh` until `stop`.
@@ -278,7 +296,11 @@ impl Responses {
                 Some(actor(t.principal)),
                 t.principal.source_ip.map(|ip| ip.to_string()),
                 calls,
-                t.assessment.reasons.iter().map(|r| r.text.clone()).collect(),
+                t.assessment
+                    .reasons
+                    .iter()
+                    .map(|r| r.text.clone())
+                    .collect(),
                 taken.clone(),
             )
             .await;
@@ -359,6 +381,7 @@ impl Responses {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(key, suspension.clone());
+                self.gauges();
                 tracing::warn!(target: "warden::response", tid = %t.principal.tid, oid = %t.principal.oid, principal = %name, rule = %p.rule, call_id = %t.call_id, "principal suspended");
                 let detail = format!(
                     "suspended {name}: every call is refused until a security manager lifts it"
@@ -380,9 +403,12 @@ impl Responses {
                 });
                 taken(p, "done", detail, Some(seq))
             }
-            Err(AuditError::Store(StoreError::Conflict(_))) => {
-                taken(p, "already", format!("{name} was suspended by another replica"), None)
-            }
+            Err(AuditError::Store(StoreError::Conflict(_))) => taken(
+                p,
+                "already",
+                format!("{name} was suspended by another replica"),
+                None,
+            ),
             Err(error) => failed(p, format!("suspending {name}: {error}")),
         }
     }
@@ -473,7 +499,12 @@ impl Responses {
             .await;
         tracing::warn!(target: "warden::response", tid = %t.principal.tid, oid = %t.principal.oid, call_id = %t.call_id, result, %detail, "privilege grant revoked");
         (self.notify)(Notification {
-            event: if all { "response.revoked" } else { "response.revoke_failed" }.into(),
+            event: if all {
+                "response.revoked"
+            } else {
+                "response.revoke_failed"
+            }
+            .into(),
             title: format!(
                 "{}: {}",
                 if all { "Revoked" } else { "Revocation FAILED" },
@@ -484,7 +515,10 @@ impl Responses {
                 t.principal.display_name, t.tool, p.rule
             ),
             facts: vec![
-                ("Principal".into(), format!("{} ({})", t.principal.display_name, t.principal.oid)),
+                (
+                    "Principal".into(),
+                    format!("{} ({})", t.principal.display_name, t.principal.oid),
+                ),
                 ("Call".into(), t.call_id.to_owned()),
             ],
             link: self.link(incident.unwrap_or("incidents")),
@@ -495,13 +529,23 @@ impl Responses {
 
     /// Appends `record` (a response that changes no state) and says what
     /// it did; a notify-mode response is told to the webhooks too.
-    async fn record_only(&self, record: Record, p: &Planned, detail: String, result: &str) -> Taken {
+    async fn record_only(
+        &self,
+        record: Record,
+        p: &Planned,
+        detail: String,
+        result: &str,
+    ) -> Taken {
         match self.audit.append(record).await {
             Ok(seq) => {
                 if p.mode == Mode::Notify {
                     (self.notify)(Notification {
                         event: format!("response.would_{}", p.action.as_str()),
-                        title: format!("Would have answered rule {} ({})", p.rule, p.action.as_str()),
+                        title: format!(
+                            "Would have answered rule {} ({})",
+                            p.rule,
+                            p.action.as_str()
+                        ),
                         text: format!("Rule {} is in notify mode: {detail}.", p.rule),
                         facts: vec![("Rule".into(), p.rule.clone())],
                         link: None,
@@ -514,7 +558,11 @@ impl Responses {
         }
     }
 
-    async fn state_entry(&self, ns: &'static str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn state_entry(
+        &self,
+        ns: &'static str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.audit
             .store()
@@ -558,7 +606,12 @@ impl Responses {
                 "result": "would", "incident": incident,
             }));
             let _ = self
-                .record_only(record, p, format!("would have opened incident {}", incident.title), "would")
+                .record_only(
+                    record,
+                    p,
+                    format!("would have opened incident {}", incident.title),
+                    "would",
+                )
                 .await;
             return None;
         }
@@ -616,7 +669,10 @@ impl Responses {
             facts.push((format!("Action: {}", a.action), a.detail.clone()));
         }
         let text = match act {
-            Some(act) => format!("{} {event} incident {}: {}", act.name, incident.id, act.note),
+            Some(act) => format!(
+                "{} {event} incident {}: {}",
+                act.name, incident.id, act.note
+            ),
             None => format!(
                 "{}. Findings: {}. Calls: {}.",
                 incident.title,
@@ -639,8 +695,21 @@ impl Responses {
         });
     }
 
+    /// One incident by id (from the store).
+    pub async fn incident(&self, id: &str) -> Result<Incident, ResponseError> {
+        let bytes = self
+            .state_entry(INCIDENTS, id)
+            .await?
+            .ok_or_else(|| ResponseError::NotFound(format!("no incident {id}")))?;
+        state::decode(INCIDENTS, id, &bytes)
+            .ok_or_else(|| ResponseError::State(format!("incident {id} cannot be read")))
+    }
+
     /// Incidents, newest first; only those in `status` if given.
-    pub async fn incidents(&self, status: Option<IncidentStatus>) -> Result<Vec<Incident>, StoreError> {
+    pub async fn incidents(
+        &self,
+        status: Option<IncidentStatus>,
+    ) -> Result<Vec<Incident>, StoreError> {
         let rows = self
             .audit
             .store()
@@ -673,7 +742,9 @@ impl Responses {
             .ok_or_else(|| ResponseError::State(format!("incident {id} cannot be read")))?;
         let event = match (incident.status, to) {
             (IncidentStatus::Closed, _) => {
-                return Err(ResponseError::State(format!("incident {id} is already closed")));
+                return Err(ResponseError::State(format!(
+                    "incident {id} is already closed"
+                )));
             }
             (IncidentStatus::Acknowledged, IncidentStatus::Acknowledged) => {
                 return Err(ResponseError::State(format!(
@@ -689,7 +760,9 @@ impl Responses {
                 "closed"
             }
             (_, IncidentStatus::Open) => {
-                return Err(ResponseError::Invalid("an incident cannot be reopened".into()));
+                return Err(ResponseError::Invalid(
+                    "an incident cannot be reopened".into(),
+                ));
             }
         };
         incident.status = to;
@@ -743,8 +816,10 @@ impl Responses {
             .state_entry(SUSPENDED, key)
             .await?
             .ok_or_else(|| ResponseError::NotFound(format!("{key} is not suspended")))?;
-        let mut suspension: Suspension = state::decode(SUSPENDED, key, &bytes)
-            .ok_or_else(|| ResponseError::State(format!("the suspension of {key} cannot be read")))?;
+        let mut suspension: Suspension =
+            state::decode(SUSPENDED, key, &bytes).ok_or_else(|| {
+                ResponseError::State(format!("the suspension of {key} cannot be read"))
+            })?;
         if !suspension.active() {
             return Err(ResponseError::State(format!("{key} is not suspended")));
         }
@@ -778,11 +853,15 @@ impl Responses {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(key);
+                self.gauges();
                 tracing::warn!(target: "warden::response", principal = %key, by = %act.by, "suspension lifted");
                 (self.notify)(Notification {
                     event: "response.lifted".into(),
                     title: format!("Suspension lifted: {}", suspension.name),
-                    text: format!("{} lifted the suspension of {}: {}", act.name, suspension.name, act.note),
+                    text: format!(
+                        "{} lifted the suspension of {}: {}",
+                        act.name, suspension.name, act.note
+                    ),
                     facts: vec![("Principal".into(), key.to_owned())],
                     link: None,
                     details: json!({ "suspension": suspension, "seq": seq }),
@@ -864,7 +943,11 @@ impl Responses {
             seq: 0,
             lifted: None,
         };
-        let result = if p.mode == Mode::Notify { "would" } else { "done" };
+        let result = if p.mode == Mode::Notify {
+            "would"
+        } else {
+            "done"
+        };
         let mut record = Record::new(Kind::Response);
         record.source_ip = Some(network.clone());
         record.details = Some(json!({
@@ -878,7 +961,12 @@ impl Responses {
         );
         if p.mode == Mode::Notify {
             return self
-                .record_only(record, p, format!("would have blocked {network}: {sentence}"), "would")
+                .record_only(
+                    record,
+                    p,
+                    format!("would have blocked {network}: {sentence}"),
+                    "would",
+                )
                 .await;
         }
         let seq = match self.audit.append(record).await {
@@ -898,11 +986,15 @@ impl Responses {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push((failing.network, until.timestamp(), block.clone()));
+        self.gauges();
         tracing::warn!(target: "warden::response", %network, attempts = failing.attempts, failures = failing.failures, until = %block.until, "network blocked");
         (self.notify)(Notification {
             event: "response.blocked".into(),
             title: format!("Blocked: {network}"),
-            text: format!("{sentence}; every request from it is refused until {}.", block.until),
+            text: format!(
+                "{sentence}; every request from it is refused until {}.",
+                block.until
+            ),
             facts: vec![
                 ("Network".into(), network.clone()),
                 ("Rule".into(), p.rule.clone()),
@@ -911,7 +1003,12 @@ impl Responses {
             link: self.link("blocks"),
             details: json!({ "block": block }),
         });
-        taken(p, "done", format!("blocked {network} until {}: {sentence}", block.until), Some(seq))
+        taken(
+            p,
+            "done",
+            format!("blocked {network} until {}: {sentence}", block.until),
+            Some(seq),
+        )
     }
 
     /// Blocks in force (from the store).
@@ -935,9 +1032,9 @@ impl Responses {
         if act.note.trim().is_empty() {
             return Err(ResponseError::Invalid("a reason is required".into()));
         }
-        let net: IpNet = network
-            .parse()
-            .map_err(|_| ResponseError::Invalid(format!("{network:?} is not a network such as 192.0.2.7/32")))?;
+        let net: IpNet = network.parse().map_err(|_| {
+            ResponseError::Invalid(format!("{network:?} is not a network such as 192.0.2.7/32"))
+        })?;
         let key = net.to_string();
         let bytes = self
             .state_entry(BLOCKED, &key)
@@ -968,6 +1065,7 @@ impl Responses {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .retain(|(n, _, _)| *n != net);
+                self.gauges();
                 (self.notify)(Notification {
                     event: "response.unblocked".into(),
                     title: format!("Unblocked: {key}"),

@@ -258,7 +258,9 @@ impl Usage {
             p.roles = actor.roles.iter().cloned().collect();
             p.groups = actor.groups.iter().cloned().collect();
         }
-        if !in_period {
+        // Refused before it was decided (a rate limit): activity, but
+        // neither allowed nor denied by policy.
+        if !in_period || decision.is_null() {
             return;
         }
         p.calls += 1;

@@ -12,7 +12,7 @@
 //!
 //! - `dormant_mass_delete`: a departed employee's account deletes VMs at night;
 //! - `foreign_admin_role_assignment`: an administrator's account is used from
-//!   a country the tenant never saw, then assigns a role;
+//!   a country the tenant never saw, then assigns a role without an approval;
 //! - `expensive_resource`: a VM about 100x the usual cost (an M64s, ~$7,000 a
 //!   month, where the principal creates ~$70 ones);
 //! - `slow_denied_role_assignments`: role assignments tried every few hours,
@@ -24,6 +24,15 @@
 //! [`Risk::learn`] (the code the pipeline runs), with a real [`GeoTable`].
 //! A call scored high is held and one scored critical denied, as the
 //! baseline policies do; otherwise it ends as generated.
+//!
+//! Then the same stream is replayed once more through the response rules
+//! (the baseline rules, or `[response]` of `--config`) with
+//! [`super::replay::Engine`], the engine of `warden risk replay`: the
+//! rules are in force from the first measured day, and the policies' risk
+//! holds are left out, so what each response does is measured alone
+//! (calls end as generated unless a suspension stopped them). The report
+//! says per incident what the responses did, and which principals with no
+//! incident they suspended or whose grants they revoked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,7 +44,9 @@ use serde::Serialize;
 
 use super::baseline::RiskClass;
 use super::geo::{GeoTable, Place, cidr};
+use super::replay::{self, Engine, Step, Stop};
 use super::{Level, Observation, ObservedOp, Outcome, Risk, RiskConfig};
+use crate::response::config::{Action, Mode, ResponseConfig};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +115,46 @@ pub struct FalseAlert {
     pub summary: String,
 }
 
+/// What the response rules did about one incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResponse {
+    pub name: String,
+    pub principal: String,
+    /// Calls the incident made.
+    pub calls: usize,
+    /// Of them, calls a response stopped (the rest ran).
+    pub stopped: usize,
+    /// The responses its calls triggered: `suspend (enforce)`, ...
+    pub actions: Vec<String>,
+    /// In words: "stopped after 3 calls, principal suspended".
+    pub summary: String,
+}
+
+/// A suspension or revocation of ordinary work.
+#[derive(Debug, Clone, Serialize)]
+pub struct FalseResponse {
+    pub principal: String,
+    pub role: String,
+    pub at: String,
+    pub action: String,
+    pub rule: String,
+    pub mode: String,
+    pub operation: String,
+    /// The principal's calls stopped afterwards (an enforced suspension).
+    pub calls_stopped: usize,
+}
+
+/// The response rules over the month.
+#[derive(Debug, Clone, Serialize)]
+pub struct Responses {
+    /// The rules run: `name: trigger → actions (mode)`.
+    pub rules: Vec<String>,
+    pub scenarios: Vec<ScenarioResponse>,
+    /// Suspensions and revocations triggered by calls of no incident.
+    pub false_responses: usize,
+    pub false_list: Vec<FalseResponse>,
+}
+
 /// The outcome of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -127,6 +178,8 @@ pub struct Report {
     pub state_bytes_mean: usize,
     pub state_bytes_max: usize,
     pub false_alerts: Vec<FalseAlert>,
+    /// What the response rules would have done.
+    pub responses: Responses,
     /// Targets missed (empty: every target met).
     pub missed: Vec<String>,
     pub targets_met: bool,
@@ -189,6 +242,43 @@ impl Report {
                 f.summary
             ));
         }
+        let r = &self.responses;
+        out.push_str(&format!(
+            "responses (from the first measured day, alone: the policies' risk holds left out): {}\n",
+            if r.rules.is_empty() {
+                "none (responses off)".to_owned()
+            } else {
+                r.rules.join("; ")
+            }
+        ));
+        for s in &r.scenarios {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                s.name.replace('_', " "),
+                s.summary
+            ));
+        }
+        out.push_str(&format!(
+            "false responses on normal traffic (suspensions, revocations): {}\n",
+            r.false_responses
+        ));
+        for f in &r.false_list {
+            out.push_str(&format!(
+                "false response: {} ({}) at {} {} (rule {}, {}) on {}{}\n",
+                f.principal,
+                f.role,
+                f.at,
+                f.action,
+                f.rule,
+                f.mode,
+                f.operation,
+                if f.calls_stopped > 0 {
+                    format!("; {} later calls stopped", f.calls_stopped)
+                } else {
+                    String::new()
+                }
+            ));
+        }
         if self.missed.is_empty() {
             out.push_str("targets: all met\n");
         } else {
@@ -198,8 +288,13 @@ impl Report {
     }
 }
 
-/// Generates the traffic and replays it.
+/// Generates the traffic and replays it, with the baseline response rules.
 pub fn run(options: &EvalOptions) -> Result<Report, String> {
+    run_with(options, &ResponseConfig::default())
+}
+
+/// [`run`], with the response rules (and block settings) of `response`.
+pub fn run_with(options: &EvalOptions, response: &ResponseConfig) -> Result<Report, String> {
     if options.principals < MIN_PRINCIPALS {
         return Err(format!(
             "--principals: at least {MIN_PRINCIPALS} (one of each role and incident)"
@@ -210,7 +305,10 @@ pub fn run(options: &EvalOptions) -> Result<Report, String> {
     }
     let mut world = World::new(options);
     world.generate();
-    Ok(world.replay())
+    let responses = world.responses(response);
+    let mut report = world.replay();
+    report.responses = responses;
+    Ok(report)
 }
 
 // ------------------------------------------------------------------ the tenant
@@ -409,6 +507,8 @@ struct Event {
     cost: Option<f64>,
     /// How it ends if the risk stage lets it through.
     outcome: Outcome,
+    /// It runs under an approved JIT grant (a held call's retry).
+    approved: bool,
     /// Index of the incident it belongs to.
     incident: Option<usize>,
 }
@@ -688,8 +788,16 @@ impl World {
             ops: vec![op],
             cost,
             outcome,
+            approved: false,
             incident: None,
         });
+    }
+
+    /// Marks the last call pushed as run under an approved grant.
+    fn approved(&mut self) {
+        if let Some(e) = self.events.last_mut() {
+            e.approved = true;
+        }
     }
 
     fn user_ip(&mut self, who: usize) -> IpAddr {
@@ -782,12 +890,14 @@ impl World {
                 self.push(who, at, ip, first.clone(), None, Outcome::Held);
                 let later = at + self.rng.gen_range(300..1800);
                 self.push(who, later, ip, first, None, Outcome::Succeeded);
+                self.approved();
             }
             Role::Developer if roll < 0.01 => {
                 let op = self.op(who, SECRET_READ, RiskClass::Privileged);
                 self.push(who, at, ip, op.clone(), None, Outcome::Held);
                 let later = at + self.rng.gen_range(300..1800);
                 self.push(who, later, ip, op, None, Outcome::Succeeded);
+                self.approved();
             }
             _ if roll < 0.03 && role == Role::Developer => {
                 let size = ["Standard_B2ms", "Standard_D2s_v5", "Standard_D4s_v5"]
@@ -990,6 +1100,7 @@ impl World {
             ops: vec![op],
             cost: None,
             outcome,
+            approved: false,
             incident: None,
         }
     }
@@ -1017,8 +1128,9 @@ impl World {
             events.push(self.event(who, t, ip, op, Outcome::Succeeded));
         }
         t += self.rng.gen_range(60..600);
+        // Nobody approved it: it runs unless the risk stage stops it.
         let op = self.op(who, ROLE_WRITE, RiskClass::Privileged);
-        events.push(self.event(who, t, ip, op, Outcome::Held));
+        events.push(self.event(who, t, ip, op, Outcome::Succeeded));
         self.incident("foreign_admin_role_assignment", who, events);
     }
 
@@ -1082,6 +1194,199 @@ impl World {
     }
 
     // ------------------------------------------------------------ replay
+
+    /// The same stream through the response rules (see the module): what
+    /// they did per incident, and to ordinary work.
+    fn responses(&self, response: &ResponseConfig) -> Responses {
+        let off = ResponseConfig {
+            enabled: false,
+            ..response.clone()
+        };
+        let mut engine = Engine::new(Risk::with_geo(RiskConfig::default(), geo_table()), &off);
+        let mut on = false;
+        let mut steps: Vec<Step> = Vec::with_capacity(self.events.len());
+        for (i, e) in self.events.iter().enumerate() {
+            if !on && e.at >= START {
+                engine.respond_with(response);
+                on = true;
+            }
+            let p = &self.people[e.who];
+            let grants = e
+                .ops
+                .iter()
+                .any(|(op, _, _)| super::features::is_privilege_grant(op));
+            let ran = matches!(e.outcome, Outcome::Succeeded | Outcome::Failed);
+            let event = replay::Event {
+                at_ms: e.at * 1000,
+                origin: replay::Origin {
+                    input: 0,
+                    place: replay::Place::Index(i as u64),
+                },
+                what: replay::What::Call(replay::Call {
+                    tenant: "tenant".into(),
+                    principal: p.id.clone(),
+                    name: p.id.clone(),
+                    kind: if matches!(p.role, Role::Deployer | Role::Automation) {
+                        "application".into()
+                    } else {
+                        "user".into()
+                    },
+                    roles: vec![p.role.name().to_owned()],
+                    source_ip: Some(e.ip),
+                    operations: e
+                        .ops
+                        .iter()
+                        .map(|(op, class, group)| replay::CallOp {
+                            azure_op: (*op).to_owned(),
+                            class: *class,
+                            resource: None,
+                            subscription: Some(p.subscription.clone()),
+                            resource_group: Some(group.clone()),
+                        })
+                        .collect(),
+                    cost: e.cost,
+                    outcome: e.outcome,
+                    unapproved_grant: grants && ran && !e.approved,
+                }),
+            };
+            steps.push(engine.step(&event));
+        }
+        let rules = engine
+            .rules()
+            .iter()
+            .map(|r| {
+                let actions: Vec<&str> = r.actions.iter().map(|a| a.as_str()).collect();
+                format!(
+                    "{}: {} → {} ({})",
+                    r.name,
+                    r.on.as_string(),
+                    actions.join(", "),
+                    r.mode.as_str()
+                )
+            })
+            .collect();
+        let fired = |step: &Step| -> Vec<(Action, Mode, String)> {
+            match step {
+                Step::Call { fired, .. } | Step::Auth { fired, .. } => fired
+                    .iter()
+                    .map(|f| (f.planned.action, f.planned.mode, f.planned.rule.clone()))
+                    .collect(),
+                Step::Stopped(_) => Vec::new(),
+            }
+        };
+        let scenarios = self
+            .incidents
+            .iter()
+            .enumerate()
+            .map(|(n, (name, who))| {
+                let mine: Vec<usize> = (0..self.events.len())
+                    .filter(|&i| self.events[i].incident == Some(n))
+                    .collect();
+                let stopped = mine
+                    .iter()
+                    .filter(|&&i| matches!(steps[i], Step::Stopped(_)))
+                    .count();
+                let mut actions = Vec::new();
+                let mut parts = Vec::new();
+                let mut ran = 0;
+                for &i in &mine {
+                    if !matches!(steps[i], Step::Stopped(_)) {
+                        ran += 1;
+                    }
+                    for (action, mode, _) in fired(&steps[i]) {
+                        // A notify-mode rule answers each call it sees; say it once.
+                        let named = format!("{} ({})", action.as_str(), mode.as_str());
+                        if actions.contains(&named) {
+                            continue;
+                        }
+                        actions.push(named);
+                        let op = self.events[i].ops.first().map_or("", |o| o.0);
+                        let grant = if op == ROLE_WRITE {
+                            "the role assignment".to_owned()
+                        } else {
+                            format!("the privilege grant ({op})")
+                        };
+                        parts.push(match (action, mode) {
+                            (Action::Suspend, Mode::Enforce) if stopped > 0 => format!(
+                                "stopped after {ran} calls, principal suspended ({stopped} more stopped)"
+                            ),
+                            (Action::Suspend, Mode::Enforce) => {
+                                format!("principal suspended at its last call ({ran})")
+                            }
+                            (Action::Suspend, Mode::Notify) => {
+                                format!("would have suspended the principal after {ran} calls")
+                            }
+                            (Action::Revoke, Mode::Enforce) => format!("{grant} was revoked"),
+                            (Action::Revoke, Mode::Notify) => {
+                                format!("would have revoked {grant}")
+                            }
+                            (Action::Incident, Mode::Enforce) => "an incident was opened".into(),
+                            (Action::Incident, Mode::Notify) => {
+                                "would have opened an incident".into()
+                            }
+                            (Action::Block, Mode::Enforce) => "its network was blocked".into(),
+                            (Action::Block, Mode::Notify) => {
+                                "would have blocked its network".into()
+                            }
+                        });
+                    }
+                }
+                let summary = if parts.is_empty() {
+                    format!("no response: all {} calls ran", mine.len())
+                } else {
+                    parts.join("; ")
+                };
+                ScenarioResponse {
+                    name: name.clone(),
+                    principal: self.people[*who].id.clone(),
+                    calls: mine.len(),
+                    stopped,
+                    actions,
+                    summary,
+                }
+            })
+            .collect();
+        let mut false_list = Vec::new();
+        for (i, e) in self.events.iter().enumerate() {
+            if e.incident.is_some() || e.at < START {
+                continue;
+            }
+            for (action, mode, rule) in fired(&steps[i]) {
+                if !matches!(action, Action::Suspend | Action::Revoke) {
+                    continue;
+                }
+                let calls_stopped = if action == Action::Suspend {
+                    (i + 1..self.events.len())
+                        .filter(|&j| {
+                            self.events[j].who == e.who
+                                && steps[j] == Step::Stopped(Stop::Suspended)
+                        })
+                        .count()
+                } else {
+                    0
+                };
+                let p = &self.people[e.who];
+                false_list.push(FalseResponse {
+                    principal: p.id.clone(),
+                    role: p.role.name().to_owned(),
+                    at: chrono::DateTime::from_timestamp(e.at, 0)
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_default(),
+                    action: action.as_str().to_owned(),
+                    rule,
+                    mode: mode.as_str().to_owned(),
+                    operation: e.ops.first().map_or("", |o| o.0).to_owned(),
+                    calls_stopped,
+                });
+            }
+        }
+        Responses {
+            rules,
+            scenarios,
+            false_responses: false_list.len(),
+            false_list,
+        }
+    }
 
     fn replay(self) -> Report {
         let risk = Risk::with_geo(RiskConfig::default(), geo_table());
@@ -1225,6 +1530,12 @@ impl World {
             },
             state_bytes_max: sizes.iter().copied().max().unwrap_or(0),
             false_alerts,
+            responses: Responses {
+                rules: Vec::new(),
+                scenarios: Vec::new(),
+                false_responses: 0,
+                false_list: Vec::new(),
+            },
             missed: Vec::new(),
             targets_met: false,
         };
@@ -1315,6 +1626,76 @@ mod tests {
     }
 
     #[test]
+    fn the_baseline_responses_stop_the_mass_deletion_and_revoke_the_foreign_grant() {
+        let report = run(&EvalOptions {
+            seed: 7,
+            days: 10,
+            principals: 20,
+        })
+        .expect("run");
+        let r = &report.responses;
+        assert_eq!(r.rules.len(), 3, "{}", report.text());
+        let by_name = |name: &str| {
+            r.scenarios
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let mass = by_name("dormant_mass_delete");
+        assert!(mass.summary.contains("principal suspended"), "{}", report.text());
+        assert!(mass.stopped > 0 && mass.stopped < mass.calls, "{mass:?}");
+        assert!(mass.actions.contains(&"suspend (enforce)".to_owned()));
+        let admin = by_name("foreign_admin_role_assignment");
+        assert!(
+            admin.summary.contains("the role assignment was revoked"),
+            "{}",
+            report.text()
+        );
+        let denied = by_name("slow_denied_role_assignments");
+        assert!(denied.actions.is_empty(), "denied grants never ran: {denied:?}");
+        assert_eq!(r.false_responses, r.false_list.len());
+        let text = report.text();
+        assert!(text.contains("  dormant mass delete: "), "{text}");
+        assert!(text.contains("false responses on normal traffic"), "{text}");
+    }
+
+    #[test]
+    fn notify_rules_say_what_they_would_have_done_and_stop_nothing() {
+        let config: ResponseConfig = toml::from_str(
+            r#"
+            [[rules]]
+            name = "mass-deletion"
+            on = "floor:delete_spike"
+            actions = ["suspend"]
+            mode = "notify"
+            "#,
+        )
+        .unwrap();
+        let report = run_with(
+            &EvalOptions {
+                seed: 7,
+                days: 10,
+                principals: 20,
+            },
+            &config,
+        )
+        .expect("run");
+        let mass = &report.responses.scenarios[0];
+        assert_eq!(mass.stopped, 0, "{mass:?}");
+        assert_eq!(mass.actions, ["suspend (notify)"]);
+        assert!(
+            mass.summary
+                .starts_with("would have suspended the principal after"),
+            "{mass:?}"
+        );
+        assert!(
+            report.responses.scenarios[1].summary.starts_with("no response"),
+            "{}",
+            report.text()
+        );
+    }
+
+    #[test]
     fn same_seed_same_report() {
         let options = EvalOptions {
             seed: 3,
@@ -1328,6 +1709,10 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&a.scenarios).unwrap(),
             serde_json::to_value(&b.scenarios).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&a.responses).unwrap(),
+            serde_json::to_value(&b.responses).unwrap()
         );
     }
 

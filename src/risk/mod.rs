@@ -30,6 +30,7 @@ pub mod eval;
 pub mod features;
 pub mod geo;
 pub mod refusals;
+pub mod replay;
 pub mod shared;
 
 use std::collections::{HashMap, HashSet};

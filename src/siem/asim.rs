@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::event::{Device, Item, Stored, gap_message};
+use super::event::{Device, Item, Stored, Urgency, gap_message};
 
 /// The stream's columns and their types, in the order docs/SIEM.md lists
 /// them: the data collection rule's `streamDeclarations` and the custom
@@ -143,7 +143,9 @@ fn record_row(r: &Stored, whole: bool, set: &mut impl FnMut(&str, Value)) {
     set("EventMessage", json!(r.summary()));
     let ops = r.operations();
     let resources = r.resources();
-    let operation = if ops.is_empty() {
+    let operation = if let Some(operation) = response_operation(r) {
+        operation.to_owned()
+    } else if ops.is_empty() {
         r.str("tool").unwrap_or(kind).to_owned()
     } else {
         ops.join(", ")
@@ -190,7 +192,13 @@ fn record_row(r: &Stored, whole: bool, set: &mut impl FnMut(&str, Value)) {
             _ => "Deny",
         })),
     );
-    set("RuleName", json!(r.policies()));
+    set(
+        "RuleName",
+        json!(
+            r.policies()
+                .or_else(|| { r.response_event().and(r.detail("rule")).map(str::to_owned) })
+        ),
+    );
     if let Some((score, level)) = r.risk() {
         set("ThreatRiskLevel", json!(score.min(100)));
         set("ThreatOriginalRiskLevel", json!(level));
@@ -238,8 +246,36 @@ fn event_type(r: &Stored) -> &'static str {
             _ => "Execute",
         },
         "policy_load" | "key_rotation" | "approval" => "Set",
+        "response" => match r.response_event() {
+            Some("suspend" | "block") => "Disable",
+            Some("lift" | "unblock") => "Enable",
+            Some("revoke") => "Delete",
+            Some("incident") => "Create",
+            _ => "Other",
+        },
+        "incident" => match r.response_event() {
+            Some("opened") => "Create",
+            _ => "Set",
+        },
         _ => "Other",
     }
+}
+
+/// The `Operation` of a `response` or `incident` record.
+fn response_operation(r: &Stored) -> Option<&'static str> {
+    let operation = match (r.kind(), r.response_event()?) {
+        ("response", "suspend") => "Suspend principal",
+        ("response", "lift") => "Lift suspension",
+        ("response", "revoke") => "Revoke privilege grant",
+        ("response", "block") => "Block network",
+        ("response", "unblock") => "Unblock network",
+        ("response", "incident") => "Open incident",
+        ("incident", "opened") => "Open incident",
+        ("incident", "acknowledged") => "Acknowledge incident",
+        ("incident", "closed") => "Close incident",
+        _ => "Automatic response",
+    };
+    Some(operation)
 }
 
 fn result_details(r: &Stored) -> Option<String> {
@@ -249,6 +285,7 @@ fn result_details(r: &Stored) -> Option<String> {
             (Some("deny"), Some(advice)) => Some(format!("deny ({advice})")),
             (effect, _) => effect.map(str::to_owned),
         },
+        "response" | "incident" => r.response_result().map(str::to_owned),
         _ => r
             .detail("reason")
             .or_else(|| r.detail("event"))
@@ -257,13 +294,10 @@ fn result_details(r: &Stored) -> Option<String> {
 }
 
 fn severity(r: &Stored) -> &'static str {
-    let risky = matches!(r.risk(), Some((_, "high" | "critical")));
-    if r.kind() == "risk_alert" || risky {
-        "High"
-    } else if r.notable() {
-        "Medium"
-    } else {
-        "Informational"
+    match r.urgency() {
+        Urgency::High => "High",
+        Urgency::Medium => "Medium",
+        Urgency::Informational => "Informational",
     }
 }
 
@@ -273,6 +307,14 @@ fn object(r: &Stored, resources: &[&str]) -> (String, &'static str) {
         return ((*resource).to_owned(), "Cloud Resource");
     }
     let kind = r.kind();
+    if let (Some(event), Some(target)) = (r.response_event(), r.response_target()) {
+        let object_type = match (kind, event) {
+            ("response", "suspend" | "lift") => "Directory Service Object",
+            ("response", "revoke") => "Cloud Resource",
+            _ => "Other",
+        };
+        return (target, object_type);
+    }
     match kind {
         "policy_load" => (
             r.detail("hash").unwrap_or("policy set").to_owned(),
@@ -375,6 +417,59 @@ mod tests {
         let record: Value = serde_json::from_str(row["WardenRecord"].as_str().unwrap()).unwrap();
         assert_eq!(record["seq"], 41);
         assert_eq!(row["WardenLeafHash"], json!("ab".repeat(32)));
+    }
+
+    #[test]
+    fn responses_and_incidents_name_their_action_incident_and_status() {
+        let suspended = row(&Item::Record(suspended(30)), &device(), true);
+        check_types(&suspended);
+        for (column, expected) in [
+            ("EventType", json!("Disable")),
+            ("EventSubType", json!("response")),
+            ("EventResult", json!("Success")),
+            ("EventResultDetails", json!("done")),
+            ("EventSeverity", json!("High")),
+            ("Operation", json!("Suspend principal")),
+            ("Object", json!("t-1/o-1")),
+            ("ObjectType", json!("Directory Service Object")),
+            ("RuleName", json!("mass-deletion")),
+            ("ActorUsername", json!("alice@contoso.com")),
+            ("WardenKind", json!("response")),
+        ] {
+            assert_eq!(suspended[column], expected, "{column}");
+        }
+        assert!(
+            suspended["EventMessage"]
+                .as_str()
+                .unwrap()
+                .contains("incident INC-1"),
+            "{suspended}"
+        );
+        let lifted = row(&Item::Record(lifted(31)), &device(), true);
+        check_types(&lifted);
+        assert_eq!(lifted["EventType"], "Enable");
+        assert_eq!(lifted["EventSeverity"], "Informational");
+        assert_eq!(lifted["Operation"], "Lift suspension");
+        let opened = row(&Item::Record(incident(32, "opened")), &device(), true);
+        check_types(&opened);
+        for (column, expected) in [
+            ("EventType", json!("Create")),
+            ("EventSubType", json!("incident")),
+            ("EventResultDetails", json!("open")),
+            ("EventSeverity", json!("High")),
+            ("Operation", json!("Open incident")),
+            ("Object", json!("INC-1")),
+            ("ObjectType", json!("Other")),
+            ("RuleName", json!("mass-deletion")),
+        ] {
+            assert_eq!(opened[column], expected, "{column}");
+        }
+        let closed = row(&Item::Record(incident(33, "closed")), &device(), true);
+        check_types(&closed);
+        assert_eq!(closed["EventType"], "Set");
+        assert_eq!(closed["EventResultDetails"], "closed");
+        assert_eq!(closed["EventSeverity"], "Informational");
+        assert_eq!(closed["Object"], "INC-1");
     }
 
     #[test]

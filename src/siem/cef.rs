@@ -15,7 +15,7 @@
 
 use std::net::IpAddr;
 
-use super::event::{Device, Item, Stored, gap_message};
+use super::event::{Device, Item, Stored, Urgency, gap_message};
 
 /// The CEF header fields before the event's own.
 const VENDOR: &str = "Warden";
@@ -104,7 +104,12 @@ fn record_extension(r: &Stored, ext: &mut Extension) {
     if !resources.is_empty() {
         ext.labelled("cs4", "resources", resources.join(" "));
     }
-    ext.labelled_opt("cs5", "policies", r.policies().as_deref());
+    match (r.policies(), r.response_event().and(r.detail("rule"))) {
+        (Some(policies), _) => ext.labelled("cs5", "policies", policies),
+        // A response's or incident's rule takes the policies' field.
+        (None, Some(rule)) => ext.labelled("cs5", "responseRule", rule),
+        (None, None) => {}
+    }
     ext.labelled_opt("cs6", "tenantId", r.principal("tid"));
     ext.opt("suser", r.principal("name"));
     ext.opt("suid", r.principal("oid"));
@@ -115,9 +120,11 @@ fn record_extension(r: &Stored, ext: &mut Extension) {
     }
     ext.opt("requestClientApplication", r.str("user_agent"));
     ext.opt("destinationServiceName", r.str("upstream"));
-    ext.opt("act", r.effect());
+    // A response's action (`suspend`, `lift`, ...) or what happened to an
+    // incident (`opened`, ...), and how it ended or the incident's status.
+    ext.opt("act", r.effect().or_else(|| r.response_event()));
     ext.opt("reason", r.advice());
-    ext.opt("outcome", r.str("status"));
+    ext.opt("outcome", r.str("status").or_else(|| r.response_result()));
     if let Some((score, _)) = r.risk() {
         ext.labelled("cn2", "riskScore", score.to_string());
     }
@@ -129,18 +136,16 @@ fn record_extension(r: &Stored, ext: &mut Extension) {
         "azureCorrelationId",
         r.str("azure_correlation_id"),
     );
+    ext.labelled_opt("flexString2", "incidentId", r.incident_id());
     ext.add("msg", r.summary());
 }
 
 /// CEF severity, 0 to 10.
 fn severity(r: &Stored) -> u8 {
-    let risky = matches!(r.risk(), Some((_, "high" | "critical")));
-    if r.kind() == "risk_alert" || risky {
-        7
-    } else if r.notable() {
-        5
-    } else {
-        2
+    match r.urgency() {
+        Urgency::High => 7,
+        Urgency::Medium => 5,
+        Urgency::Informational => 2,
     }
 }
 
@@ -379,6 +384,41 @@ mod tests {
 
     fn message_of_gap() -> String {
         message(&Item::Gap { first: 5, last: 6 }, &device())
+    }
+
+    #[test]
+    fn responses_and_incidents_carry_their_action_incident_and_status() {
+        let text = message(&Item::Record(suspended(30)), &device());
+        let parsed = parse(&text).unwrap();
+        assert_eq!(parsed.header[4], "response");
+        assert_eq!(parsed.header[5], "Principal suspended");
+        assert_eq!(parsed.header[6], "7");
+        assert_eq!(parsed.get("act"), Some("suspend"));
+        assert_eq!(parsed.get("outcome"), Some("done"));
+        assert_eq!(parsed.get("flexString2"), Some("INC-1"));
+        assert_eq!(parsed.get("flexString2Label"), Some("incidentId"));
+        assert_eq!(parsed.get("cs5"), Some("mass-deletion"));
+        assert_eq!(parsed.get("cs5Label"), Some("responseRule"));
+        let lifted = parse(&message(&Item::Record(lifted(31)), &device())).unwrap();
+        assert_eq!(lifted.header[5], "Suspension lifted");
+        assert_eq!(lifted.header[6], "2");
+        assert_eq!(lifted.get("act"), Some("lift"));
+        let opened = parse(&message(&Item::Record(incident(32, "opened")), &device())).unwrap();
+        assert_eq!(opened.header[4], "incident");
+        assert_eq!(opened.header[5], "Incident opened");
+        assert_eq!(opened.header[6], "7");
+        assert_eq!(opened.get("act"), Some("opened"));
+        assert_eq!(opened.get("outcome"), Some("open"));
+        assert_eq!(opened.get("flexString2"), Some("INC-1"));
+        let closed = parse(&message(&Item::Record(incident(33, "closed")), &device())).unwrap();
+        assert_eq!(closed.header[5], "Incident closed");
+        assert_eq!(closed.header[6], "2");
+        assert_eq!(closed.get("outcome"), Some("closed"));
+        // The syslog severity follows: warning for the suspension, informational after.
+        let text = syslog_message(&Item::Record(suspended(30)), &device(), 13);
+        assert!(text.starts_with("<108>1 "), "{text}");
+        let text = syslog_message(&Item::Record(incident(33, "closed")), &device(), 13);
+        assert!(text.starts_with("<110>1 "), "{text}");
     }
 
     #[test]

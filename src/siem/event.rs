@@ -7,6 +7,15 @@
 
 use serde_json::Value;
 
+/// How urgently a record asks for a person, whatever the sink: each sink
+/// maps it onto its own severity scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    Informational,
+    Medium,
+    High,
+}
+
 /// One thing to ship.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
@@ -137,13 +146,146 @@ impl Stored {
     }
 
     /// How the record ended, for sinks that have a success/failure field:
-    /// `Some(true)` success, `Some(false)` failure, `None` not applicable.
+    /// `Some(true)` success, `Some(false)` failure, `None` not applicable
+    /// (a response only recorded in notify mode, or skipped).
     pub fn succeeded(&self) -> Option<bool> {
         match self.kind() {
             "outcome" => Some(self.str("status") == Some("ok")),
             "intent" => self.effect().map(|e| e == "allow"),
-            "log_start" | "policy_load" | "key_rotation" | "heartbeat" | "approval" => Some(true),
+            "log_start" | "policy_load" | "key_rotation" | "heartbeat" | "approval"
+            | "incident" => Some(true),
+            "response" => match self.detail("result") {
+                Some("done" | "already") => Some(true),
+                Some("failed") => Some(false),
+                _ => None,
+            },
             _ => None,
+        }
+    }
+
+    /// The incident a `response` or `incident` record is about.
+    pub fn incident_id(&self) -> Option<&str> {
+        self.detail("incident_id")
+    }
+
+    /// What a `response` record did (`suspend`, `revoke`, `block`,
+    /// `incident` in notify mode, `lift`, `unblock`) or what happened to
+    /// an incident (`opened`, `acknowledged`, `closed`).
+    pub fn response_event(&self) -> Option<&str> {
+        match self.kind() {
+            "response" => self.detail("action"),
+            "incident" => self.detail("event"),
+            _ => None,
+        }
+    }
+
+    /// How a `response` ended (`done`, `failed`, `already`, `would`,
+    /// `skipped`), or an incident's status after the record.
+    pub fn response_result(&self) -> Option<&str> {
+        match self.kind() {
+            "response" => self.detail("result"),
+            "incident" => self.detail("status"),
+            _ => None,
+        }
+    }
+
+    /// What a `response` acted on: `tid/oid`, a network, role assignment
+    /// ids (space-separated); an incident's id.
+    pub fn response_target(&self) -> Option<String> {
+        if self.kind() == "incident" {
+            return self.incident_id().map(str::to_owned);
+        }
+        match self.value.get("details")?.get("target")? {
+            Value::String(target) => Some(target.clone()),
+            Value::Array(ids) => {
+                let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
+                (!ids.is_empty()).then(|| ids.join(" "))
+            }
+            _ => None,
+        }
+    }
+
+    /// How urgent the record is: a risk alert, a call scored `high` or
+    /// `critical`, an incident opened, a principal suspended, a grant
+    /// revoked, a network blocked, or a response that failed: `High`; a
+    /// denied or failed call, or what a rule in notify mode would have
+    /// done: `Medium`; the rest (a suspension lifted, a block ended, an
+    /// incident acknowledged or closed): `Informational`.
+    pub fn urgency(&self) -> Urgency {
+        if let Some(event) = self.response_event() {
+            return match (self.kind(), event, self.detail("result")) {
+                ("incident", "opened", _) => Urgency::High,
+                ("incident", _, _) => Urgency::Informational,
+                (_, _, Some("failed")) => Urgency::High,
+                (_, "suspend" | "revoke" | "block", Some("done")) => Urgency::High,
+                (_, _, Some("would")) => Urgency::Medium,
+                (_, "lift" | "unblock", _) | (_, _, Some("already" | "skipped")) => {
+                    Urgency::Informational
+                }
+                _ => Urgency::Medium,
+            };
+        }
+        let risky = matches!(self.risk(), Some((_, "high" | "critical")));
+        if self.kind() == "risk_alert" || risky {
+            Urgency::High
+        } else if self.notable() {
+            Urgency::Medium
+        } else {
+            Urgency::Informational
+        }
+    }
+
+    /// What a `response` or `incident` record tells, in a few words
+    /// ("Principal suspended", "Incident closed").
+    fn response_title(&self) -> Option<String> {
+        let event = self.response_event()?;
+        if self.kind() == "incident" {
+            return Some(format!("Incident {event}"));
+        }
+        let result = self.detail("result").unwrap_or("");
+        let title = match (event, result) {
+            ("suspend", "done") => "Principal suspended",
+            ("revoke", "done") => "Privilege grant revoked",
+            ("block", "done") => "Network blocked",
+            ("lift", _) => "Suspension lifted",
+            ("unblock", _) => "Network block ended",
+            ("suspend", "already") => "Principal already suspended",
+            ("suspend", "failed") => "Suspension FAILED",
+            ("revoke", "failed") => "Revocation FAILED",
+            ("block", "failed") => "Block FAILED",
+            ("revoke", "skipped") => "Revocation skipped",
+            (action, "would") => {
+                return Some(format!(
+                    "Response not enforced (notify mode): would {action}"
+                ));
+            }
+            (action, result) => return Some(format!("Automatic response: {action} {result}")),
+        };
+        Some(title.to_owned())
+    }
+
+    /// The rest of a `response` or `incident` record's line: its target,
+    /// incident, rule and who acted and why.
+    fn response_summary(&self, parts: &mut Vec<String>) {
+        if self.kind() == "incident" {
+            parts.extend(self.incident_id().map(str::to_owned));
+            parts.extend(self.detail("status").map(|s| format!("status {s}")));
+            parts.extend(self.detail("title").map(str::to_owned));
+        } else {
+            parts.extend(self.response_target().map(|t| format!("target {t}")));
+            parts.extend(self.incident_id().map(|i| format!("incident {i}")));
+        }
+        if let Some(rule) = self.detail("rule") {
+            match self.detail("mode") {
+                Some(mode) => parts.push(format!("rule {rule} ({mode})")),
+                None => parts.push(format!("rule {rule}")),
+            }
+        }
+        let why = self.detail("note").or_else(|| self.detail("reason"));
+        match (self.detail("name"), why) {
+            (Some(name), why) => parts.push(format!("by {name}: {}", why.unwrap_or(""))),
+            (None, Some(why)) => parts.push(why.to_owned()),
+            (None, None) => {}
         }
     }
 
@@ -155,6 +297,9 @@ impl Stored {
 
     /// A short title for the record's kind.
     pub fn title(&self) -> String {
+        if let Some(title) = self.response_title() {
+            return title;
+        }
         match self.kind() {
             "intent" => match self.effect() {
                 Some("allow") => "Tool call allowed".into(),
@@ -171,6 +316,8 @@ impl Stored {
             "approval" => "JIT approval changed".into(),
             "risk_alert" => "Risk alert".into(),
             "auth" => "Authentication event".into(),
+            "response" => "Automatic response".into(),
+            "incident" => "Incident changed".into(),
             other => format!("Audit record: {other}"),
         }
     }
@@ -179,6 +326,10 @@ impl Stored {
     /// was decided or went wrong.
     pub fn summary(&self) -> String {
         let mut parts = vec![self.title()];
+        if matches!(self.kind(), "response" | "incident") {
+            self.response_summary(&mut parts);
+            return parts.join("; ");
+        }
         if let Some(tool) = self.str("tool") {
             parts.push(format!("tool {tool}"));
         }
@@ -301,6 +452,62 @@ pub(crate) mod samples {
         )
     }
 
+    /// The `response` record of a principal suspended under a rule.
+    pub fn suspended(seq: u64) -> Stored {
+        record(
+            seq,
+            json!({
+                "seq": seq,
+                "event_id": "0190f0a0-0000-7000-8000-000000000003",
+                "ts": "2026-03-01T10:11:15Z",
+                "kind": "response",
+                "call_id": "0190f0a0-0000-7000-8000-0000000000c1",
+                "principal": {"tid": "t-1", "oid": "o-1", "name": "alice@contoso.com", "kind": "user"},
+                "source_ip": "203.0.113.7",
+                "tool": "arm_vm_delete",
+                "risk": {"score": 70, "level": "high", "reasons": []},
+                "details": {"action": "suspend", "mode": "enforce", "rule": "mass-deletion",
+                            "trigger": "floor:delete_spike", "result": "done", "target": "t-1/o-1",
+                            "incident_id": "INC-1", "reason": "12 deletes in the last hour"},
+            }),
+        )
+    }
+
+    /// The `response` record of a security manager lifting that suspension.
+    pub fn lifted(seq: u64) -> Stored {
+        record(
+            seq,
+            json!({
+                "seq": seq,
+                "event_id": "0190f0a0-0000-7000-8000-000000000004",
+                "ts": "2026-03-01T10:30:00Z",
+                "kind": "response",
+                "principal": {"tid": "t-1", "oid": "o-1", "name": "alice@contoso.com", "kind": "user"},
+                "details": {"action": "lift", "mode": "enforce", "rule": "mass-deletion", "result": "done",
+                            "target": "t-1/o-1", "by": "t-1/o-9", "name": "sam", "reason": "cleared with alice",
+                            "incident_id": "INC-1", "suspended_by_seq": 12},
+            }),
+        )
+    }
+
+    /// An `incident` record: opened, acknowledged or closed.
+    pub fn incident(seq: u64, event: &str) -> Stored {
+        let mut details = json!({"event": event, "incident_id": "INC-1", "rule": "mass-deletion",
+                                 "status": if event == "opened" { "open" } else { event }});
+        if event == "opened" {
+            details["title"] = json!("mass-deletion: delete_spike by alice@contoso.com");
+        } else {
+            details["by"] = json!("t-1/o-9");
+            details["name"] = json!("sam");
+            details["note"] = json!("on it");
+        }
+        record(
+            seq,
+            json!({"seq": seq, "event_id": format!("e-{seq}"), "ts": "2026-03-01T10:11:16Z",
+                   "kind": "incident", "details": details}),
+        )
+    }
+
     /// A record of a kind this build does not know.
     pub fn unknown_kind(seq: u64) -> Stored {
         record(
@@ -327,6 +534,63 @@ pub(crate) mod samples {
 mod tests {
     use super::samples::*;
     use super::*;
+
+    #[test]
+    fn responses_and_incidents_have_their_urgency_title_and_ids() {
+        let suspended = suspended(20);
+        assert_eq!(suspended.urgency(), Urgency::High);
+        assert_eq!(suspended.title(), "Principal suspended");
+        assert_eq!(suspended.succeeded(), Some(true));
+        assert_eq!(suspended.incident_id(), Some("INC-1"));
+        assert_eq!(suspended.response_target().as_deref(), Some("t-1/o-1"));
+        assert_eq!(
+            suspended.summary(),
+            "Principal suspended; target t-1/o-1; incident INC-1; rule mass-deletion (enforce); 12 deletes in the last hour"
+        );
+        let lifted = lifted(21);
+        assert_eq!(lifted.urgency(), Urgency::Informational);
+        assert_eq!(lifted.title(), "Suspension lifted");
+        assert!(
+            lifted.summary().ends_with("by sam: cleared with alice"),
+            "{}",
+            lifted.summary()
+        );
+        let opened = incident(22, "opened");
+        assert_eq!(opened.urgency(), Urgency::High);
+        assert_eq!(opened.title(), "Incident opened");
+        assert_eq!(
+            opened.summary(),
+            "Incident opened; INC-1; status open; mass-deletion: delete_spike by alice@contoso.com; rule mass-deletion"
+        );
+        let closed = incident(23, "closed");
+        assert_eq!(closed.urgency(), Urgency::Informational);
+        assert_eq!(closed.response_result(), Some("closed"));
+        assert!(closed.summary().contains("INC-1; status closed"));
+        assert!(closed.summary().ends_with("by sam: on it"));
+        // Notify mode is worth a look; a failed revocation is urgent.
+        let mut would = suspended.value.clone();
+        would["details"]["result"] = "would".into();
+        would["details"]["mode"] = "notify".into();
+        let would = record(24, would);
+        assert_eq!(would.urgency(), Urgency::Medium);
+        assert_eq!(would.succeeded(), None);
+        assert_eq!(
+            would.title(),
+            "Response not enforced (notify mode): would suspend"
+        );
+        let mut failed = suspended.value.clone();
+        failed["details"]["action"] = "revoke".into();
+        failed["details"]["result"] = "failed".into();
+        failed["details"]["target"] = serde_json::json!(["/ra/1", "/ra/2"]);
+        let failed = record(25, failed);
+        assert_eq!(failed.urgency(), Urgency::High);
+        assert_eq!(failed.title(), "Revocation FAILED");
+        assert_eq!(failed.succeeded(), Some(false));
+        assert_eq!(failed.response_target().as_deref(), Some("/ra/1 /ra/2"));
+        // The rest keep theirs.
+        assert_eq!(denied_intent(1).urgency(), Urgency::High);
+        assert_eq!(ok_outcome(2).urgency(), Urgency::Informational);
+    }
 
     #[test]
     fn fields_are_read_whatever_the_kind() {

@@ -6,10 +6,19 @@
 //! of activity `Other` with the record in `unmapped.record`; a gap is an
 //! API Activity `Other` with status `Failure`, severity `High` and
 //! `unmapped.gap`.
+//!
+//! `response` and `incident` records (automatic responses) get their own
+//! activity (a suspension or block `Update`, a revocation `Delete`, an
+//! incident opened `Create`, acknowledged or closed `Update`), severity
+//! (`High` for an incident opened, a principal suspended, a grant revoked,
+//! a network blocked or a response that failed; `Medium` for what a rule
+//! in notify mode would have done; else `Informational`), status, message
+//! and `api.operation` (`response.suspend`, `incident.closed`, ...), with
+//! `unmapped.incident_id` and `unmapped.incident_status`.
 
 use serde_json::{Value, json};
 
-use super::event::{Item, Stored, gap_message};
+use super::event::{Item, Stored, Urgency, gap_message};
 use crate::audit::export;
 use crate::audit::record::Record;
 
@@ -24,6 +33,9 @@ pub fn event(item: &Item, whole: bool) -> Value {
                 Ok(record) => export::ocsf(&record),
                 Err(_) => unreadable(stored),
             };
+            if stored.response_event().is_some() {
+                response_fields(&mut event, stored);
+            }
             event["metadata"]["sequence"] = json!(stored.seq);
             event["unmapped"]["leaf_hash"] = json!(hex::encode(&stored.leaf_hash));
             if !whole && let Some(unmapped) = event["unmapped"].as_object_mut() {
@@ -34,6 +46,48 @@ pub fn event(item: &Item, whole: bool) -> Value {
             }
             event
         }
+    }
+}
+
+/// What an OCSF reader needs of a `response` or `incident` record.
+fn response_fields(event: &mut Value, r: &Stored) {
+    let what = r.response_event().unwrap_or_default();
+    let (activity_id, activity_name) = match (r.kind(), what) {
+        ("incident", "opened") | ("response", "incident") => (1, "Create"),
+        ("response", "revoke") => (4, "Delete"),
+        _ => (3, "Update"),
+    };
+    let (severity_id, severity) = match r.urgency() {
+        Urgency::High => (4, "High"),
+        Urgency::Medium => (3, "Medium"),
+        Urgency::Informational => (1, "Informational"),
+    };
+    event["activity_id"] = json!(activity_id);
+    event["activity_name"] = json!(activity_name);
+    event["type_uid"] = json!(600300 + activity_id);
+    event["severity_id"] = json!(severity_id);
+    event["severity"] = json!(severity);
+    match r.succeeded() {
+        Some(true) => {
+            event["status_id"] = json!(1);
+            event["status"] = json!("Success");
+        }
+        Some(false) => {
+            event["status_id"] = json!(2);
+            event["status"] = json!("Failure");
+        }
+        None => {}
+    }
+    event["message"] = json!(r.summary());
+    event["api"]["operation"] = json!(format!("{}.{what}", r.kind()));
+    event["unmapped"]["incident_id"] = json!(r.incident_id());
+    if let Some(status) = r.response_result() {
+        let key = if r.kind() == "incident" {
+            "incident_status"
+        } else {
+            "result"
+        };
+        event["unmapped"][key] = json!(status);
     }
 }
 
@@ -152,6 +206,44 @@ mod tests {
         assert_eq!(gap["status"], "Failure");
         assert_eq!(gap["metadata"]["version"], "1.3.0");
         assert_eq!(gap["type_uid"], 600399);
+    }
+
+    #[test]
+    fn responses_and_incidents_have_their_activity_severity_and_incident() {
+        let suspended = event_of(suspended(30), true);
+        assert_eq!(suspended["class_uid"], 6003);
+        assert_eq!(suspended["activity_name"], "Update");
+        assert_eq!(suspended["type_uid"], 600303);
+        assert_eq!(suspended["severity"], "High");
+        assert_eq!(suspended["severity_id"], 4);
+        assert_eq!(suspended["status"], "Success");
+        assert_eq!(suspended["api"]["operation"], "response.suspend");
+        assert_eq!(suspended["unmapped"]["incident_id"], "INC-1");
+        assert_eq!(suspended["unmapped"]["result"], "done");
+        assert_eq!(suspended["actor"]["user"]["uid"], "o-1");
+        assert_eq!(suspended["metadata"]["sequence"], 30);
+        assert!(
+            suspended["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Principal suspended; target t-1/o-1"),
+            "{suspended}"
+        );
+        let lifted = event_of(lifted(31), true);
+        assert_eq!(lifted["severity"], "Informational");
+        assert_eq!(lifted["api"]["operation"], "response.lift");
+        let opened = event_of(incident(32, "opened"), true);
+        assert_eq!(opened["activity_name"], "Create");
+        assert_eq!(opened["type_uid"], 600301);
+        assert_eq!(opened["severity"], "High");
+        assert_eq!(opened["api"]["operation"], "incident.opened");
+        assert_eq!(opened["unmapped"]["incident_id"], "INC-1");
+        assert_eq!(opened["unmapped"]["incident_status"], "open");
+        let closed = event_of(incident(33, "closed"), false);
+        assert_eq!(closed["activity_name"], "Update");
+        assert_eq!(closed["severity_id"], 1);
+        assert_eq!(closed["unmapped"]["incident_status"], "closed");
+        assert_eq!(closed["unmapped"]["truncated"], true);
     }
 
     fn event_of(stored: Stored, whole: bool) -> Value {

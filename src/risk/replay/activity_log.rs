@@ -304,17 +304,22 @@ fn raw(record: &Map<String, Value>, place: Place) -> Result<Option<Raw>, FieldEr
             None => None,
         },
     };
-    let operation = match string(record, &["operationName", "OperationNameValue"])? {
-        Some(op) => op.to_owned(),
-        None => match authorization.as_ref().map(|a| string(a, &["action"])).transpose()? {
-            Some(Some(action)) => action.to_owned(),
-            _ => {
-                return Err(FieldError::new(
-                    "operationName",
-                    "missing: an event needs operationName (or authorization.action)",
-                ));
-            }
-        },
+    let action = match &authorization {
+        Some(a) => string(a, &["action"])?,
+        None => None,
+    };
+    // Diagnostic settings write the operation in capitals; the
+    // authorization's action names it as Azure's role definitions do.
+    let operation = match (string(record, &["operationName", "OperationNameValue"])?, action) {
+        (Some(op), Some(action)) if op.eq_ignore_ascii_case(action) => action.to_owned(),
+        (Some(op), _) => op.to_owned(),
+        (None, Some(action)) => action.to_owned(),
+        (None, None) => {
+            return Err(FieldError::new(
+                "operationName",
+                "missing: an event needs operationName (or authorization.action)",
+            ));
+        }
     };
     let status_text = match string(record, &["status", "ActivityStatusValue"])? {
         Some(s) => Some(s),

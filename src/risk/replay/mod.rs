@@ -24,7 +24,7 @@ pub mod jsonl;
 pub mod report;
 pub mod warden;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{BufRead, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -270,8 +270,6 @@ pub struct Engine {
     suspended: HashMap<String, Mode>,
     /// Network → (until, mode) of its block.
     blocked: HashMap<IpNet, (i64, Mode)>,
-    /// (subject, rule, hour) of the incidents opened.
-    incidents: HashSet<(String, String, i64)>,
 }
 
 impl Engine {
@@ -289,12 +287,24 @@ impl Engine {
             watch: AuthWatch::new(response.block.clone()),
             suspended: HashMap::new(),
             blocked: HashMap::new(),
-            incidents: HashSet::new(),
         }
     }
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Puts `response`'s rules in force from the next event (after a
+    /// history replayed without them, say). What was suspended or blocked
+    /// stays so.
+    pub fn respond_with(&mut self, response: &ResponseConfig) {
+        self.rules = if response.enabled {
+            response.rules()
+        } else {
+            Vec::new()
+        };
+        self.block = response.block.clone();
+        self.watch = AuthWatch::new(response.block.clone());
     }
 
     pub fn risk(&self) -> &Risk {
@@ -360,21 +370,18 @@ impl Engine {
             assessment.unapproved_privilege_grant(&op.azure_op, self.risk.config().critical);
         }
         let alert = self.risk.alert_due(&obs, &assessment);
-        let hour = at.div_euclid(3600);
+        // As the live pipeline does: every call the rules answer, whatever
+        // became of it, gets its responses (a notify-mode rule says what it
+        // would have done each time).
         let mut fired = Vec::new();
         for planned in plan::for_call(&self.rules, &assessment) {
             let fires = match planned.action {
-                Action::Suspend => match (self.suspended.get(&key), planned.mode) {
-                    (None, mode) => {
-                        self.suspended.insert(key.clone(), mode);
-                        true
+                Action::Suspend => {
+                    if planned.mode == Mode::Enforce || !self.suspended.contains_key(&key) {
+                        self.suspended.insert(key.clone(), planned.mode);
                     }
-                    (Some(Mode::Notify), Mode::Enforce) => {
-                        self.suspended.insert(key.clone(), Mode::Enforce);
-                        true
-                    }
-                    _ => false,
-                },
+                    true
+                }
                 // Only a grant that ran can be undone.
                 Action::Revoke => {
                     call.outcome == Outcome::Succeeded
@@ -383,10 +390,7 @@ impl Engine {
                             .iter()
                             .any(|op| super::features::is_privilege_grant(&op.azure_op))
                 }
-                Action::Incident => {
-                    self.incidents
-                        .insert((key.clone(), planned.rule.clone(), hour))
-                }
+                Action::Incident => true,
                 // Blocks answer failing authentication only.
                 Action::Block => false,
             };
@@ -426,7 +430,6 @@ impl Engine {
         }
         let mut fired = Vec::new();
         if let Some(network) = tipped {
-            let hour = at.div_euclid(3600);
             let until = at + self.block.cool_down.as_secs() as i64;
             for planned in plan::for_auth_failures(&self.rules) {
                 let fires = match planned.action {
@@ -441,11 +444,7 @@ impl Engine {
                         }
                         true
                     }
-                    Action::Incident => self.incidents.insert((
-                        network.network.to_string(),
-                        planned.rule.clone(),
-                        hour,
-                    )),
+                    Action::Incident => true,
                     Action::Suspend | Action::Revoke => false,
                 };
                 if fires {
@@ -525,14 +524,12 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, FieldE
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("malformed JSON: {inner}")
-        } else {
-            inner.to_string()
-        };
+        if inner.is_syntax() || inner.is_eof() {
+            return FieldError::whole(format!("malformed JSON: {inner}"));
+        }
         FieldError {
             field: (path != "." && !path.is_empty()).then_some(path),
-            message,
+            message: inner.to_string(),
         }
     })
 }
@@ -646,8 +643,8 @@ pub fn load(
     format: Format,
     classifier: &Classifier,
 ) -> Result<Loaded, InputError> {
-    let file = input.name();
-    let whole = |message: String| FieldError::whole(message).at(&file, None);
+    let name = input.name();
+    let whole = |message: String| FieldError::whole(message).at(&name, None);
     let (bytes, dir) = if input.is_stdin() {
         let mut buffer = Vec::new();
         std::io::stdin()
@@ -672,7 +669,7 @@ pub fn load(
     let file = if dir {
         input.path.join("records.jsonl").display().to_string()
     } else {
-        file
+        name.clone()
     };
     let format = match format {
         Format::Auto if dir => Format::Warden,
@@ -794,7 +791,7 @@ pub fn load_config(path: &Path) -> Result<(RiskConfig, ResponseConfig), String> 
     let tables: Tables = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
-            .map_or(0, |s| text[..s.start.min(text.len())].lines().count().max(1));
+            .map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         format!("{name}:{line}: {}", e.message())
     })?;
     tables.risk.validate().map_err(|e| format!("{name}: {e}"))?;
