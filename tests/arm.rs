@@ -53,7 +53,14 @@ async fn arm_deciding(retry_after: u64, policy: Option<&str>) -> Arm {
     );
     let warden = match policy {
         Some(policy) => InProcess::start_with_policy("", &issuer.identity_toml(), &azure, policy),
-        None => InProcess::start_with_identity("", &issuer.identity_toml(), &azure),
+        // Every call allowed: a role assignment runs without an approval,
+        // which the baseline response rules revoke at once (that is
+        // tests/responses.rs); here the tools themselves are under test.
+        None => InProcess::start_with_identity(
+            "",
+            &issuer.identity_toml(),
+            &format!("[response]\nenabled = false\n{azure}"),
+        ),
     };
     Arm {
         issuer,

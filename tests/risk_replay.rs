@@ -358,7 +358,8 @@ fn az_event(c: &Planted, n: usize, status: &str, at: DateTime<Utc>) -> Value {
         "tenantId": TENANT
     });
     if started {
-        event["httpRequest"] = json!({"clientIpAddress": c.ip, "clientRequestId": format!("r{n}"), "method": "PUT"});
+        event["httpRequest"] =
+            json!({"clientIpAddress": c.ip, "clientRequestId": format!("r{n}"), "method": "PUT"});
     }
     event
 }
@@ -585,7 +586,10 @@ fn a_months_activity_log_gives_exactly_the_planted_alerts_and_responses() {
     let az_calls = calls.iter().filter(|c| c.who.az).count();
     assert_eq!(report["sources"][0]["events"], az_calls);
     assert_eq!(report["sources"][0]["records"], 2 * az_calls + 1);
-    assert_eq!(report["sources"][1]["records"], 2 * (calls.len() - az_calls));
+    assert_eq!(
+        report["sources"][1]["records"],
+        2 * (calls.len() - az_calls)
+    );
     check_planted(&report, &calls);
     assert_eq!(report["first"], "2026-10-05T02:00:00Z");
 
@@ -640,10 +644,18 @@ fn a_months_activity_log_gives_exactly_the_planted_alerts_and_responses() {
     assert_eq!(s["calls_stopped_by_suspension"], 0);
     assert_eq!(s["events_stopped_by_blocks"], 0);
     assert_eq!(s["scored"], calls.len());
-    assert!(s["calls_after_notify_suspension"].as_u64().unwrap() > 10, "{s}");
+    assert!(
+        s["calls_after_notify_suspension"].as_u64().unwrap() > 10,
+        "{s}"
+    );
     assert_eq!(s["events_after_notify_block"], 10);
     assert_eq!(s["principals_suspended"], 0);
-    assert!(s["responses_by_action"]["suspend"]["notify"].as_u64().unwrap() >= 1);
+    assert!(
+        s["responses_by_action"]["suspend"]["notify"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(s["responses_by_action"]["block"]["notify"], 1);
     assert!(s["responses_by_action"].get("revoke").is_none(), "{s}");
 }
@@ -753,7 +765,11 @@ fn bad_input_names_the_file_line_and_field_and_reports_nothing() {
     // A file that is not there, a format the data is not in, a bad config.
     let out = run(&["risk", "replay", "--events", "/nonexistent/x.json"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/x.json: cannot read"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/x.json: cannot read"),
+        "{}",
+        stderr(&out)
+    );
     let path = dir.path().join("calls.jsonl");
     std::fs::write(&path, format!("{good}\n")).unwrap();
     let out = run(&[
@@ -840,12 +856,9 @@ async fn replaying_a_live_wardens_export_reproduces_its_alerts_and_responses() {
     // guardrail for deletes of unknown resources is recorded, not enforced
     // (the test is about the risk stage).
     shadow_policy(&policies, "delete-without-facts-requires-jit");
-    let mut gate = Gate::start_in_process_with_arm(
-        TEST_CATALOG,
-        &format!("dir = {policies:?}\n"),
-        TABLES,
-    )
-    .await;
+    let mut gate =
+        Gate::start_in_process_with_arm(TEST_CATALOG, &format!("dir = {policies:?}\n"), TABLES)
+            .await;
     let carol = gate.client("carol", &["Contributor"], true).await;
     let dave = gate.client("dave", &["Contributor"], true).await;
     for i in 0..3 {
@@ -875,7 +888,11 @@ async fn replaying_a_live_wardens_export_reproduces_its_alerts_and_responses() {
         assert_eq!(refused_token(&gate.warden.url()).await, 401);
     }
     let again = call(&carol, "echo", vm("vm-99")).await.unwrap();
-    assert!(text(&again).contains("Held for approval"), "{}", text(&again));
+    assert!(
+        text(&again).contains("Held for approval"),
+        "{}",
+        text(&again)
+    );
     let manager = gate.token("sam", &["SecurityManager"], true);
     let approved = reqwest::Client::new()
         .post(format!(
@@ -917,7 +934,10 @@ async fn replaying_a_live_wardens_export_reproduces_its_alerts_and_responses() {
         })
         .map(|r| {
             (
-                r["principal"]["name"].as_str().unwrap_or_default().to_owned(),
+                r["principal"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 hour_of(r["ts"].as_str().unwrap()),
                 r["details"]["action"].as_str().unwrap().to_owned(),
             )

@@ -365,9 +365,6 @@ impl Responses {
             incident_id: incident.map(str::to_owned),
             lifted: None,
         };
-        // The record's sequence number is known once it is stored: the
-        // entry names the record that made it by the call instead, and the
-        // cache gets the number.
         let guard = Guard {
             ns: SUSPENDED.into(),
             key: key.clone(),
@@ -377,6 +374,16 @@ impl Responses {
         match self.audit.append_guarded(record, guard).await {
             Ok(seq) => {
                 suspension.seq = seq;
+                // The entry learns its record's number (the record could
+                // not name itself before it was stored).
+                if let Err(error) = self
+                    .audit
+                    .store()
+                    .put_state(SUSPENDED, &key, state::encode(&suspension), None)
+                    .await
+                {
+                    tracing::error!(%error, principal = %key, "the suspension's record number was not stored");
+                }
                 self.suspended
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -252,11 +252,7 @@ impl Report {
             }
         ));
         for s in &r.scenarios {
-            out.push_str(&format!(
-                "  {}: {}\n",
-                s.name.replace('_', " "),
-                s.summary
-            ));
+            out.push_str(&format!("  {}: {}\n", s.name.replace('_', " "), s.summary));
         }
         out.push_str(&format!(
             "false responses on normal traffic (suspensions, revocations): {}\n",
@@ -1642,7 +1638,11 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {name}"))
         };
         let mass = by_name("dormant_mass_delete");
-        assert!(mass.summary.contains("principal suspended"), "{}", report.text());
+        assert!(
+            mass.summary.contains("principal suspended"),
+            "{}",
+            report.text()
+        );
         assert!(mass.stopped > 0 && mass.stopped < mass.calls, "{mass:?}");
         assert!(mass.actions.contains(&"suspend (enforce)".to_owned()));
         let admin = by_name("foreign_admin_role_assignment");
@@ -1652,7 +1652,10 @@ mod tests {
             report.text()
         );
         let denied = by_name("slow_denied_role_assignments");
-        assert!(denied.actions.is_empty(), "denied grants never ran: {denied:?}");
+        assert!(
+            denied.actions.is_empty(),
+            "denied grants never ran: {denied:?}"
+        );
         assert_eq!(r.false_responses, r.false_list.len());
         let text = report.text();
         assert!(text.contains("  dormant mass delete: "), "{text}");
@@ -1689,7 +1692,9 @@ mod tests {
             "{mass:?}"
         );
         assert!(
-            report.responses.scenarios[1].summary.starts_with("no response"),
+            report.responses.scenarios[1]
+                .summary
+                .starts_with("no response"),
             "{}",
             report.text()
         );

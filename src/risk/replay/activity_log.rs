@@ -48,7 +48,10 @@ const OID: [&str; 2] = [
     "http://schemas.microsoft.com/identity/claims/objectidentifier",
     "oid",
 ];
-const TID: [&str; 2] = ["http://schemas.microsoft.com/identity/claims/tenantid", "tid"];
+const TID: [&str; 2] = [
+    "http://schemas.microsoft.com/identity/claims/tenantid",
+    "tid",
+];
 const UPN: [&str; 3] = [
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
     "upn",
@@ -120,7 +123,10 @@ pub(super) fn load(
             let Value::Object(record) = value else {
                 return Err(FieldError::whole("expected a JSON object").at(file, Some(place)));
             };
-            match record.iter().find(|(k, _)| k.eq_ignore_ascii_case("records")) {
+            match record
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("records"))
+            {
                 Some((_, Value::Array(inner))) => {
                     for (i, r) in inner.iter().enumerate() {
                         let Value::Object(r) = r else {
@@ -140,8 +146,9 @@ pub(super) fn load(
                     }
                     Ok(())
                 }
-                Some(_) => Err(FieldError::new("records", "expected an array")
-                    .at(file, Some(place))),
+                Some(_) => {
+                    Err(FieldError::new("records", "expected an array").at(file, Some(place)))
+                }
                 None => take(place, &record),
             }
         })?;
@@ -195,8 +202,7 @@ impl<'de> Visitor<'de> for Stream<'_> {
         let each = self.each;
         let mut index = 0u64;
         while let Some(record) = seq.next_element::<Map<String, Value>>()? {
-            each(index, record)
-                .map_err(|()| de::Error::custom("the record above is not valid"))?;
+            each(index, record).map_err(|()| de::Error::custom("the record above is not valid"))?;
             index += 1;
         }
         Ok(())
@@ -250,10 +256,7 @@ fn text(value: &Value) -> Option<&str> {
 
 /// A string field of `map` (`None` when absent or empty); an error when it
 /// is there but not a string.
-fn string<'a>(
-    map: &'a Map<String, Value>,
-    keys: &[&str],
-) -> Result<Option<&'a str>, FieldError> {
+fn string<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Result<Option<&'a str>, FieldError> {
     match get(map, keys) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str()).filter(|s| !s.trim().is_empty())),
@@ -264,14 +267,20 @@ fn string<'a>(
 
 /// An object field, also when given as JSON text (`Claims` in Log
 /// Analytics rows).
-fn object(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<Map<String, Value>>, FieldError> {
+fn object(
+    map: &Map<String, Value>,
+    keys: &[&str],
+) -> Result<Option<Map<String, Value>>, FieldError> {
     match get(map, keys) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o.clone())),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(o)) => Ok(Some(o)),
-            _ => Err(FieldError::new(keys[0], "expected an object (or JSON text of one)")),
+            _ => Err(FieldError::new(
+                keys[0],
+                "expected an object (or JSON text of one)",
+            )),
         },
         Some(_) => Err(FieldError::new(keys[0], "expected an object")),
     }
@@ -310,7 +319,10 @@ fn raw(record: &Map<String, Value>, place: Place) -> Result<Option<Raw>, FieldEr
     };
     // Diagnostic settings write the operation in capitals; the
     // authorization's action names it as Azure's role definitions do.
-    let operation = match (string(record, &["operationName", "OperationNameValue"])?, action) {
+    let operation = match (
+        string(record, &["operationName", "OperationNameValue"])?,
+        action,
+    ) {
         (Some(op), Some(action)) if op.eq_ignore_ascii_case(action) => action.to_owned(),
         (Some(op), _) => op.to_owned(),
         (None, Some(action)) => action.to_owned(),
@@ -379,7 +391,9 @@ fn raw(record: &Map<String, Value>, place: Place) -> Result<Option<Raw>, FieldEr
             };
             let tenant = match claim(&TID)? {
                 Some(t) => t,
-                None => string(record, &["tenantId"])?.unwrap_or_default().to_owned(),
+                None => string(record, &["tenantId"])?
+                    .unwrap_or_default()
+                    .to_owned(),
             };
             Some(Who {
                 tenant: tenant.to_ascii_lowercase(),
@@ -602,19 +616,36 @@ mod tests {
         });
         let loaded = parse(&row.to_string()).unwrap();
         let c = calls(&loaded);
-        assert_eq!((c[0].principal.as_str(), c[0].name.as_str()), ("oid-b", "Bob"));
+        assert_eq!(
+            (c[0].principal.as_str(), c[0].name.as_str()),
+            ("oid-b", "Bob")
+        );
         assert_eq!(c[0].operations[0].class, RiskClass::Delete);
     }
 
     #[test]
     fn bad_events_name_the_index_or_line_and_field() {
-        let mut bad = az("2026-11-02T09:00:01Z", "Microsoft.Compute/virtualMachines/delete", "Started", "c1");
+        let mut bad = az(
+            "2026-11-02T09:00:01Z",
+            "Microsoft.Compute/virtualMachines/delete",
+            "Started",
+            "c1",
+        );
         bad["eventTimestamp"] = json!("02/11/2026 09:00");
-        let good = az("2026-11-02T09:00:01Z", "Microsoft.Compute/virtualMachines/delete", "Started", "c1");
+        let good = az(
+            "2026-11-02T09:00:01Z",
+            "Microsoft.Compute/virtualMachines/delete",
+            "Started",
+            "c1",
+        );
         let e = parse(&json!([good, bad]).to_string()).unwrap_err();
         assert_eq!(e.place, Some(Place::Index(1)));
         assert_eq!(e.field.as_deref(), Some("eventTimestamp"));
-        assert!(e.to_string().starts_with("activity.json[1]: field `eventTimestamp`: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("activity.json[1]: field `eventTimestamp`: "),
+            "{e}"
+        );
 
         let mut no_op = az("2026-11-02T09:00:01Z", "x", "Started", "c1");
         no_op.as_object_mut().unwrap().remove("operationName");

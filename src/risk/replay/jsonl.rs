@@ -113,7 +113,10 @@ fn parse(text: &str, classifier: &Classifier) -> Result<(i64, What), FieldError>
         "app" => "application",
         "auth" => {
             let source_ip = source_ip.ok_or_else(|| {
-                FieldError::new("source_ip", "missing: an attempt needs the address it came from")
+                FieldError::new(
+                    "source_ip",
+                    "missing: an attempt needs the address it came from",
+                )
             })?;
             let ok = match line.outcome.as_deref() {
                 Some("ok") => true,
@@ -138,7 +141,10 @@ fn parse(text: &str, classifier: &Classifier) -> Result<(i64, What), FieldError>
                 ("roles", !line.roles.is_empty()),
             ] {
                 if given {
-                    return Err(FieldError::new(field, "not a field of an attempt (kind auth)"));
+                    return Err(FieldError::new(
+                        field,
+                        "not a field of an attempt (kind auth)",
+                    ));
                 }
             }
             return Ok((
@@ -158,7 +164,10 @@ fn parse(text: &str, classifier: &Classifier) -> Result<(i64, What), FieldError>
         }
     };
     if line.count.is_some() {
-        return Err(FieldError::new("count", "only attempts (kind auth) have a count"));
+        return Err(FieldError::new(
+            "count",
+            "only attempts (kind auth) have a count",
+        ));
     }
     let (tenant, oid, name) = principal(line.principal.as_ref())?;
     let operation = line
@@ -288,7 +297,11 @@ mod tests {
         let loaded = load_text(text).unwrap();
         assert_eq!(loaded.records, 5);
         assert_eq!(loaded.events[1].origin.place, Place::Line(3));
-        assert_eq!(loaded.events[1].at(), loaded.events[0].at(), "offsets are read");
+        assert_eq!(
+            loaded.events[1].at(),
+            loaded.events[0].at(),
+            "offsets are read"
+        );
         let What::Call(first) = &loaded.events[0].what else {
             panic!()
         };
@@ -301,7 +314,10 @@ mod tests {
         let What::Call(grant) = &loaded.events[1].what else {
             panic!()
         };
-        assert_eq!((grant.kind.as_str(), grant.name.as_str()), ("application", "deployer"));
+        assert_eq!(
+            (grant.kind.as_str(), grant.name.as_str()),
+            ("application", "deployer")
+        );
         assert_eq!(grant.operations[0].class, RiskClass::Privileged);
         assert!(grant.unapproved_grant);
         let What::Call(approved) = &loaded.events[2].what else {

@@ -789,13 +789,16 @@ pub fn load_config(path: &Path) -> Result<(RiskConfig, ResponseConfig), String> 
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
     let tables: Tables = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let line = e.span().map_or(0, |s| {
+            text[..s.start.min(text.len())].matches('\n').count() + 1
+        });
         format!("{name}:{line}: {}", e.message())
     })?;
     tables.risk.validate().map_err(|e| format!("{name}: {e}"))?;
-    tables.response.validate().map_err(|e| format!("{name}: {e}"))?;
+    tables
+        .response
+        .validate()
+        .map_err(|e| format!("{name}: {e}"))?;
     let mut risk = tables.risk;
     if let Some(geo) = &mut risk.geo
         && geo.is_relative()

@@ -263,7 +263,10 @@ impl Builder {
             }
         }
         let subject = match (&event.what, &fired.network) {
-            (_, Some(network)) => self.networks.entry(network.network.to_string()).or_default(),
+            (_, Some(network)) => self
+                .networks
+                .entry(network.network.to_string())
+                .or_default(),
             (What::Call(call), None) => self.principals.entry(call.key()).or_default(),
             (What::Auth(_), None) => return,
         };
@@ -301,7 +304,10 @@ impl Builder {
             }
             Step::Stopped(Stop::Blocked(network)) => {
                 self.summary.events_stopped_by_blocks += 1;
-                self.networks.entry(network.to_string()).or_default().stopped += 1;
+                self.networks
+                    .entry(network.to_string())
+                    .or_default()
+                    .stopped += 1;
                 return;
             }
             Step::Call {
@@ -335,7 +341,10 @@ impl Builder {
             }
             Some(Stop::Blocked(network)) => {
                 self.summary.events_after_notify_block += 1;
-                self.networks.entry(network.to_string()).or_default().after_notify += 1;
+                self.networks
+                    .entry(network.to_string())
+                    .or_default()
+                    .after_notify += 1;
             }
             None => {}
         }
@@ -444,7 +453,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -22,7 +22,9 @@ fn call(who: &str, at_ms: i64, op: &str, class: RiskClass, outcome: Outcome) -> 
             operations: vec![CallOp::new(
                 op,
                 class,
-                Some("/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm"),
+                Some(
+                    "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm",
+                ),
             )],
             cost: None,
             outcome,
@@ -69,7 +71,10 @@ fn history(engine: &mut Engine, who: &str) -> i64 {
             }
         }
     }
-    assert!(steps.iter().all(|s| actions(s).is_empty()), "ordinary deletes");
+    assert!(
+        steps.iter().all(|s| actions(s).is_empty()),
+        "ordinary deletes"
+    );
     start
 }
 
@@ -137,7 +142,9 @@ fn notify_mode_stops_nothing_and_says_what_enforcing_would_have() {
         .map(|i| engine.step(&delete("mallory", T0 + i * 20_000)))
         .collect();
     assert!(steps.iter().all(|s| matches!(s, Step::Call { .. })));
-    let answered: Vec<usize> = (0..10).filter(|&i| !actions(&steps[i]).is_empty()).collect();
+    let answered: Vec<usize> = (0..10)
+        .filter(|&i| !actions(&steps[i]).is_empty())
+        .collect();
     assert!(!answered.is_empty(), "the burst is answered");
     // Each call the rule answers says what it would have done, as live.
     for &i in &answered {
@@ -189,7 +196,10 @@ fn a_block_stops_the_network_for_its_cool_down() {
     if let What::Call(c) = &mut from_bad.what {
         c.source_ip = Some(bad.parse::<IpAddr>().unwrap());
     }
-    assert_eq!(engine.step(&from_bad), Step::Stopped(Stop::Blocked(blocked)));
+    assert_eq!(
+        engine.step(&from_bad),
+        Step::Stopped(Stop::Blocked(blocked))
+    );
     // Another address is not blocked; after the cool-down, neither is it.
     assert!(matches!(
         engine.step(&attempt("203.0.113.10", at + 60_000, false)),
@@ -205,7 +215,13 @@ fn a_block_stops_the_network_for_its_cool_down() {
 fn a_grant_is_revoked_only_if_it_ran_and_only_without_an_approval() {
     let grant = "Microsoft.Authorization/roleAssignments/write";
     let mut engine = engine(baseline_rules());
-    let failed = engine.step(&call("eve", T0, grant, RiskClass::Privileged, Outcome::Failed));
+    let failed = engine.step(&call(
+        "eve",
+        T0,
+        grant,
+        RiskClass::Privileged,
+        Outcome::Failed,
+    ));
     assert_eq!(actions(&failed), [(Action::Incident, Mode::Enforce)]);
     let Step::Call {
         assessment, alert, ..
@@ -309,8 +325,14 @@ fn formats_are_told_from_the_first_record() {
         ("[\n {\"eventTimestamp\": \"x\"}\n]", Format::ActivityLog),
         ("{\n \"records\": []\n}", Format::ActivityLog),
         ("{\"records\": []}\n", Format::ActivityLog),
-        ("\n{\"time\": \"x\", \"resultType\": \"Start\"}\n", Format::ActivityLog),
-        ("{\"seq\": 0, \"kind\": \"log_start\", \"ts\": \"x\"}\n", Format::Warden),
+        (
+            "\n{\"time\": \"x\", \"resultType\": \"Start\"}\n",
+            Format::ActivityLog,
+        ),
+        (
+            "{\"seq\": 0, \"kind\": \"log_start\", \"ts\": \"x\"}\n",
+            Format::Warden,
+        ),
         ("{\"time\": \"x\", \"kind\": \"auth\"}\n", Format::Jsonl),
         ("", Format::Jsonl),
     ];
@@ -367,23 +389,40 @@ fn replay_merges_inputs_in_time_order_and_reports_per_principal_and_hour() {
     let p = &report.principals[0];
     assert_eq!(p.name, "mallory");
     assert_eq!(p.hours[0].hour, "2026-11-02T09:00:00Z");
-    let actions: Vec<&str> = p.hours[0].responses.iter().map(|r| r.action.as_str()).collect();
+    let actions: Vec<&str> = p.hours[0]
+        .responses
+        .iter()
+        .map(|r| r.action.as_str())
+        .collect();
     assert_eq!(actions, ["suspend", "incident"]);
     assert!(p.hours[0].responses[0].source.contains("calls.jsonl:"));
     assert_eq!(report.networks[0].network, "203.0.113.9/32");
     assert_eq!(report.networks[0].hours[0].responses[0].attempts, Some(20));
     let text = report.text();
     assert!(text.contains("mallory (t/m)"), "{text}");
-    assert!(text.contains("suspend (rule mass-deletion, enforce)"), "{text}");
-    assert!(text.contains("network 203.0.113.9/32: 1 events stopped by its block"), "{text}");
+    assert!(
+        text.contains("suspend (rule mass-deletion, enforce)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("network 203.0.113.9/32: 1 events stopped by its block"),
+        "{text}"
+    );
 
     // A bad line anywhere: nothing is reported, the error names it.
-    std::fs::write(&attempts, "{\"time\": \"2026-11-02T08:00:00Z\", \"kind\": \"bot\"}").unwrap();
+    std::fs::write(
+        &attempts,
+        "{\"time\": \"2026-11-02T08:00:00Z\", \"kind\": \"bot\"}",
+    )
+    .unwrap();
     let e = replay(
         &[Input::new(&calls), Input::new(&attempts)],
         Format::Jsonl,
         &Options::default(),
     )
     .unwrap_err();
-    assert!(e.ends_with("auth.jsonl:1: field `kind`: unknown kind \"bot\": one of user, app, auth"), "{e}");
+    assert!(
+        e.ends_with("auth.jsonl:1: field `kind`: unknown kind \"bot\": one of user, app, auth"),
+        "{e}"
+    );
 }

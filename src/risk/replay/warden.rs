@@ -142,7 +142,10 @@ pub(super) fn load(file: &str, bytes: &Bytes, input: usize) -> Result<Loaded, In
         Ok(())
     })?;
     // Outcomes of calls the export left out.
-    skipped += outcomes.keys().filter(|id| !by_call.contains_key(*id)).count() as u64;
+    skipped += outcomes
+        .keys()
+        .filter(|id| !by_call.contains_key(*id))
+        .count() as u64;
     let mut ids: Vec<(usize, String)> = by_call.into_iter().map(|(id, i)| (i, id)).collect();
     ids.sort();
     for (i, id) in ids {
@@ -222,8 +225,12 @@ fn intent(record: Record, at_ms: i64, line: u64) -> Result<Option<(String, Pendi
         })
         .collect();
     let decision = record.decision.as_ref();
-    let effect = decision.and_then(|d| d.get("effect")).and_then(Value::as_str);
-    let advice = decision.and_then(|d| d.get("advice")).and_then(Value::as_str);
+    let effect = decision
+        .and_then(|d| d.get("effect"))
+        .and_then(Value::as_str);
+    let advice = decision
+        .and_then(|d| d.get("advice"))
+        .and_then(Value::as_str);
     let floored = record
         .risk
         .as_ref()
@@ -380,11 +387,15 @@ mod tests {
     #[test]
     fn outcomes_decide_how_a_call_ended_and_grants_without_jit_are_unapproved() {
         let grant = INTENT
-            .replace("Microsoft.Compute/virtualMachines/delete", "Microsoft.Authorization/roleAssignments/write")
+            .replace(
+                "Microsoft.Compute/virtualMachines/delete",
+                "Microsoft.Authorization/roleAssignments/write",
+            )
             .replace("\"class\":\"delete\"", "\"class\":\"privileged\"");
-        let held = grant
-            .replace("\"c1\"", "\"c2\"")
-            .replace(r#""effect":"allow""#, r#""effect":"deny","advice":"require_approval""#);
+        let held = grant.replace("\"c1\"", "\"c2\"").replace(
+            r#""effect":"allow""#,
+            r#""effect":"deny","advice":"require_approval""#,
+        );
         let approved = grant
             .replace("\"c1\"", "\"c3\"")
             .replace(r#""risk":"#, r#""jit":{"request_id":"r1"},"risk":"#);
@@ -467,7 +478,10 @@ mod tests {
         let e = parse(&format!("{INTENT}\n{bad_ts}")).unwrap_err();
         assert_eq!(e.place, Some(Place::Line(2)));
         assert_eq!(e.field.as_deref(), Some("ts"));
-        assert!(e.to_string().starts_with("audit.jsonl:2: field `ts`: "), "{e}");
+        assert!(
+            e.to_string().starts_with("audit.jsonl:2: field `ts`: "),
+            "{e}"
+        );
         let bad_ip = INTENT.replace("10.0.0.7", "ten");
         let e = parse(&bad_ip).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("source_ip"));
