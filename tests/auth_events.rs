@@ -49,7 +49,15 @@ fn refusals<'a>(records: &'a [Value], reason: &str) -> Vec<&'a Value> {
 async fn refused_tokens_are_counted_aggregated_and_scored_and_sessions_are_recorded() {
     let scratch = tempfile::tempdir().unwrap();
     let policies = baseline_copy(scratch.path(), None);
-    let mut gate = Gate::start_in_process(CATALOG, &format!("dir = {policies:?}\n"), "").await;
+    // Twenty refusals in a row would block the address (the baseline
+    // `auth_failures` rule, tests/responses.rs); this test is about how they
+    // are recorded and scored, so the address stays open.
+    let mut gate = Gate::start_in_process(
+        CATALOG,
+        &format!("dir = {policies:?}\n"),
+        "[response.block]\nmin_attempts = 1000\n",
+    )
+    .await;
     let url = gate.warden.url();
 
     // Twelve copies of a token that is not a JWT, and eight tokens whose

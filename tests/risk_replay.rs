@@ -975,7 +975,28 @@ async fn replaying_a_live_wardens_export_reproduces_its_alerts_and_responses() {
         replayed.sort();
         assert_eq!(replayed, live_responses, "{report:#}");
     }
-    // The carol calls all scored (none stopped: the rule only notifies).
+    // A whole-log bundle directory replays the same.
+    let bundle = scratch.path().join("bundle");
+    let out = run(&[
+        "audit",
+        "export",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+        "--format",
+        "bundle",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from_bundle = replay_json(&[
+        "--events",
+        bundle.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(from_bundle["summary"], report["summary"]);
+    assert_eq!(alerts(&from_bundle), live_alerts);
+    // Carol's calls all scored (none stopped: the rule only notifies).
     let s = &report["summary"];
     assert_eq!(s["calls_stopped_by_suspension"], 0);
     assert!(s["auth_attempts"].as_u64().unwrap() >= 3 + 2, "{s}");

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use ipnet::IpNet;
@@ -83,6 +84,9 @@ pub struct Responses {
     suspended: RwLock<HashMap<String, Suspension>>,
     blocked: RwLock<Vec<(IpNet, i64, Block)>>,
     watch: Mutex<AuthWatch>,
+    /// Counts this replica's own changes to its view, so that a refresh
+    /// whose read began before one of them does not undo it.
+    changes: AtomicU64,
 }
 
 impl std::fmt::Debug for Responses {
@@ -127,6 +131,7 @@ impl Responses {
             suspended: RwLock::default(),
             blocked: RwLock::default(),
             watch,
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -168,6 +173,7 @@ impl Responses {
 
     /// Reads the suspensions and blocks in force from the store.
     pub async fn refresh(&self) -> Result<(), StoreError> {
+        let changes = self.changes.load(Ordering::Acquire);
         let (suspended, blocked) = self
             .audit
             .store()
@@ -195,6 +201,11 @@ impl Responses {
                 Some((net, until, b))
             })
             .collect();
+        // A change this replica made while the read was under way may be
+        // missing from it: the next refresh reads again.
+        if self.changes.load(Ordering::Acquire) != changes {
+            return Ok(());
+        }
         *self
             .suspended
             .write()
@@ -202,6 +213,12 @@ impl Responses {
         *self.blocked.write().unwrap_or_else(PoisonError::into_inner) = blocked;
         self.gauges();
         Ok(())
+    }
+
+    /// After this replica changed its view itself.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.gauges();
     }
 
     /// Sets the gauges from this replica's view.
@@ -388,7 +405,7 @@ impl Responses {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(key, suspension.clone());
-                self.gauges();
+                self.changed();
                 tracing::warn!(target: "warden::response", tid = %t.principal.tid, oid = %t.principal.oid, principal = %name, rule = %p.rule, call_id = %t.call_id, "principal suspended");
                 let detail = format!(
                     "suspended {name}: every call is refused until a security manager lifts it"
@@ -860,7 +877,7 @@ impl Responses {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(key);
-                self.gauges();
+                self.changed();
                 tracing::warn!(target: "warden::response", principal = %key, by = %act.by, "suspension lifted");
                 (self.notify)(Notification {
                     event: "response.lifted".into(),
@@ -993,7 +1010,7 @@ impl Responses {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push((failing.network, until.timestamp(), block.clone()));
-        self.gauges();
+        self.changed();
         tracing::warn!(target: "warden::response", %network, attempts = failing.attempts, failures = failing.failures, until = %block.until, "network blocked");
         (self.notify)(Notification {
             event: "response.blocked".into(),
@@ -1072,7 +1089,7 @@ impl Responses {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .retain(|(n, _, _)| *n != net);
-                self.gauges();
+                self.changed();
                 (self.notify)(Notification {
                     event: "response.unblocked".into(),
                     title: format!("Unblocked: {key}"),

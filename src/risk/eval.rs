@@ -1304,13 +1304,14 @@ impl World {
                         };
                         parts.push(match (action, mode) {
                             (Action::Suspend, Mode::Enforce) if stopped > 0 => format!(
-                                "stopped after {ran} calls, principal suspended ({stopped} more stopped)"
+                                "stopped after {}, principal suspended ({stopped} more stopped)",
+                                calls(ran)
                             ),
                             (Action::Suspend, Mode::Enforce) => {
-                                format!("principal suspended at its last call ({ran})")
+                                format!("principal suspended after {}, its last", calls(ran))
                             }
                             (Action::Suspend, Mode::Notify) => {
-                                format!("would have suspended the principal after {ran} calls")
+                                format!("would have suspended the principal after {}", calls(ran))
                             }
                             (Action::Revoke, Mode::Enforce) => format!("{grant} was revoked"),
                             (Action::Revoke, Mode::Notify) => {
@@ -1328,7 +1329,10 @@ impl World {
                     }
                 }
                 let summary = if parts.is_empty() {
-                    format!("no response: all {} calls ran", mine.len())
+                    match mine.len() {
+                        1 => "no response: its call ran".to_owned(),
+                        n => format!("no response: all {n} calls ran"),
+                    }
                 } else {
                     parts.join("; ")
                 };
@@ -1538,6 +1542,15 @@ impl World {
         report.missed = missed(&report);
         report.targets_met = report.missed.is_empty();
         report
+    }
+}
+
+/// "1 call", "3 calls".
+fn calls(n: usize) -> String {
+    if n == 1 {
+        "1 call".into()
+    } else {
+        format!("{n} calls")
     }
 }
 

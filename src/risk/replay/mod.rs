@@ -3,8 +3,8 @@
 //! (docs/REPLAY.md).
 //!
 //! Three inputs ([`Format`]): Warden's own audit export ([`warden`]), Azure
-//! Activity Log exports ([`activity_log`]) and a small JSON Lines format of
-//! our own ([`jsonl`]). Each becomes a list of [`Event`]s: calls (who, from
+//! Activity Log exports ([`activity_log`]) and the replay's own small JSON
+//! Lines format ([`jsonl`]). Each becomes a list of [`Event`]s: calls (who, from
 //! where, which operations, how they ended, whether a privilege grant ran
 //! without an approval) and authentication attempts (an address, accepted
 //! or refused, how many).
