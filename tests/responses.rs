@@ -49,26 +49,6 @@ fn read(name: &str) -> Value {
     json!({"a": 1, "b": 2, "subscription": SUB, "resource-group": "dev-web", "vm": name})
 }
 
-/// A webhook receiver on loopback: its URL and the bodies it received.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let bodies = bodies.clone();
-            async move {
-                bodies.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
-
 fn events(seen: &Arc<Mutex<Vec<Value>>>) -> Vec<String> {
     seen.lock()
         .unwrap()

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::gate::{Gate, baseline_copy, shadow_policy};
 use common::*;
 use serde_json::{Value, json};
@@ -39,26 +37,6 @@ const RISK: &str = "[risk]\nmedium = 25\nhigh = 40\ncritical = 90\n";
 
 fn vm(text: &str, vm: &str) -> Value {
     json!({"text": text, "subscription": SUB, "resource-group": "dev-web", "vm": vm})
-}
-
-/// A webhook receiver on loopback: its URL and the bodies it received.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let bodies = bodies.clone();
-            async move {
-                bodies.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
 }
 
 fn intent<'a>(records: &'a [Value], call_id: &str) -> &'a Value {
