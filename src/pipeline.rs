@@ -372,6 +372,7 @@ impl Pipeline {
                     !planned.is_empty(),
                 )
                 .await;
+            let mut answer = answer;
             if let Some(scored) = &scored
                 && !planned.is_empty()
             {
@@ -380,8 +381,10 @@ impl Pipeline {
                     succeeded: false,
                     result: None,
                 };
-                self.respond(call, principal, &resolution, scored, planned, ran)
+                let taken = self
+                    .respond(call, principal, &resolution, scored, planned, ran)
                     .await;
+                answer = respond::telling_suspension(answer, principal, &taken);
             }
             // Waiting for a reviewer is an attempt; a refusal (by policy or
             // by a reviewer) is a denial.

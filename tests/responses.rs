@@ -9,6 +9,7 @@
 //!   revocation's;
 //! * a flood of bad tokens from one address blocks it, while another
 //!   address keeps working;
+//! * a block ends with its cool-down;
 //! * in `notify` mode every response only records;
 //! * a suspension made on one replica (PostgreSQL store) is enforced on
 //!   the other within `[response] refresh`.
@@ -122,6 +123,11 @@ async fn a_delete_burst_suspends_the_principal_and_no_further_call_runs() {
     let (ran, refused) = delete_until_refused(&carol).await;
     assert!(ran.len() >= 2, "the first deletes run: {ran:?}");
     assert!(refused.contains("Held for approval"), "{refused}");
+    // The refusal tells carol what happened to her.
+    assert!(
+        refused.contains("Warden has suspended carol for this"),
+        "{refused}"
+    );
     let trigger = call_id_in(&refused);
 
     // Every further call is refused, a read as much as a delete, and none
@@ -487,6 +493,7 @@ mode = "notify"
     let carol = gate.client("carol", &["Contributor"], true).await;
     let (ran, refused) = delete_until_refused(&carol).await;
     assert!(refused.contains("Held for approval"), "{refused}");
+    assert!(!refused.contains("Warden has suspended"), "{refused}");
     let trigger = call_id_in(&refused);
     // Not suspended: the next read runs.
     let answer = call(&carol, "add", read("vm-01")).await.unwrap();
@@ -599,4 +606,42 @@ async fn a_suspension_made_on_one_replica_is_enforced_on_the_other() {
     }
     drop(replicas);
     drop(schema);
+}
+
+#[tokio::test]
+async fn a_block_ends_with_its_cool_down() {
+    let scratch = tempfile::tempdir().unwrap();
+    let policy = policies_without_facts(scratch.path());
+    let gate = Gate::start_in_process(
+        DELETES,
+        &policy,
+        "[response.block]\nmin_attempts = 4\ncool_down = \"1s\"\n",
+    )
+    .await;
+    let url = gate.warden.url();
+    let from: IpAddr = "127.0.0.4".parse().unwrap();
+    let valid = gate.token("dave", &["Reader"], true);
+    let mut tries = 0;
+    loop {
+        let (status, _, body) = initialize_from(from, &url, "not.a.token").await;
+        if status == 403 {
+            break;
+        }
+        assert_eq!(status, 401, "{body}");
+        tries += 1;
+        assert!(tries < 100, "never blocked");
+    }
+    // Once the cool-down is over, the address is served again (a valid
+    // token; the failures still in the window do not block a success).
+    let mut waited = 0;
+    loop {
+        let (status, _, body) = initialize_from(from, &url, &valid).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 403, "{body}");
+        waited += 1;
+        assert!(waited < 200, "the block never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

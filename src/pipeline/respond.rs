@@ -21,7 +21,7 @@ use crate::identity::Principal;
 use crate::policy::Decision;
 use crate::response::Triggered;
 use crate::response::plan::Planned;
-use crate::response::state::Suspension;
+use crate::response::state::{Suspension, Taken};
 
 impl Pipeline {
     /// Records and answers a call of a suspended principal: an intent whose
@@ -76,7 +76,7 @@ impl Pipeline {
     }
 
     /// Carries out what the rules `planned` for a call whose intent and
-    /// outcome are durable (`ran.seqs`).
+    /// outcome are durable (`ran.seqs`); what was done.
     pub(super) async fn respond(
         &self,
         call: &ToolCall,
@@ -85,7 +85,7 @@ impl Pipeline {
         scored: &Scored,
         planned: Vec<Planned>,
         ran: Ran,
-    ) {
+    ) -> Vec<Taken> {
         let taken = self
             .responses
             .respond(Triggered {
@@ -107,5 +107,42 @@ impl Pipeline {
         for t in &taken {
             tracing::info!(target: "warden::response", call_id = %call.call_id, action = %t.action, mode = %t.mode, result = %t.result, detail = %t.detail, "response");
         }
+        taken
     }
+}
+
+/// A refusal's text, telling the caller that a response has just
+/// suspended them (before the closing "(call …)", which clients and the
+/// log read the call id from). Anything else is returned as it was.
+pub(super) fn telling_suspension(
+    answer: Result<CallToolResponse, McpError>,
+    principal: &Principal,
+    taken: &[Taken],
+) -> Result<CallToolResponse, McpError> {
+    if !taken
+        .iter()
+        .any(|t| t.action == "suspend" && t.result == "done")
+    {
+        return answer;
+    }
+    let Ok(CallToolResponse::Complete(result)) = &answer else {
+        return answer;
+    };
+    let Some(text) = result
+        .content
+        .iter()
+        .find_map(|c| c.as_text().map(|t| t.text.clone()))
+        .filter(|_| result.is_error == Some(true))
+    else {
+        return answer;
+    };
+    let sentence = format!(
+        " Warden has suspended {} for this: every further call is refused until a security manager lifts the suspension.",
+        principal.display_name
+    );
+    let text = match text.rfind(" (call ") {
+        Some(at) => format!("{}{sentence}{}", &text[..at], &text[at..]),
+        None => format!("{text}{sentence}"),
+    };
+    Ok(tool_error(text))
 }
