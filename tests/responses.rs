@@ -12,7 +12,7 @@
 //! * a block ends with its cool-down;
 //! * in `notify` mode every response only records;
 //! * a suspension made on one replica (PostgreSQL store) is enforced on
-//!   the other within `[response] refresh`.
+//!   the other within `[response] refresh`, and so is a block.
 
 mod common;
 
@@ -542,36 +542,57 @@ mode = "notify"
     assert!(of_kind(&records, "incident").is_empty());
 }
 
+/// Two replicas on one PostgreSQL schema, each reading the others'
+/// suspensions and blocks every 200 ms (`tables` added to their config).
+struct Two {
+    issuer: Issuer,
+    replicas: Vec<InProcess>,
+    _schema: ScratchSchema,
+    _scratch: tempfile::TempDir,
+}
+
+impl Two {
+    fn start(tables: &str, issuer: Issuer) -> Two {
+        let schema = ScratchSchema::create(&replicas::postgres_admin())
+            .expect("PostgreSQL at 127.0.0.1:5432");
+        let url = schema.url();
+        let scratch = tempfile::tempdir().unwrap();
+        let catalog = scratch.path().join("catalog");
+        std::fs::create_dir(&catalog).unwrap();
+        std::fs::write(catalog.join("demo.toml"), DELETES).unwrap();
+        let upstreams = format!(
+            "[response]\nrefresh = \"200ms\"\n{tables}\n[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n",
+            example("demo_upstream").display().to_string()
+        );
+        let identity = issuer.identity_toml();
+        let mut replicas: Vec<InProcess> = Vec::new();
+        for i in 0..2 {
+            let policy = policies_without_facts(&scratch.path().join(format!("replica-{i}")));
+            let setup = Setup {
+                server_extra: "",
+                identity: &identity,
+                upstreams: &upstreams,
+                audit_extra: "",
+                policy: Some(&policy),
+            };
+            let first = replicas.first().map(|r| r.dir.path());
+            let dir = replicas::replica_dir(&setup, &url, first);
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            replicas.push(InProcess::launch_dir(listener, dir));
+        }
+        Two {
+            issuer,
+            replicas,
+            _schema: schema,
+            _scratch: scratch,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_made_on_one_replica_is_enforced_on_the_other() {
-    let schema =
-        ScratchSchema::create(&replicas::postgres_admin()).expect("PostgreSQL at 127.0.0.1:5432");
-    let url = schema.url();
-    let issuer = Issuer::start().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let catalog = scratch.path().join("catalog");
-    std::fs::create_dir(&catalog).unwrap();
-    std::fs::write(catalog.join("demo.toml"), DELETES).unwrap();
-    let upstreams = format!(
-        "[response]\nrefresh = \"200ms\"\n[catalog]\ndir = {catalog:?}\n[upstreams.demo]\ncommand = {:?}\n",
-        example("demo_upstream").display().to_string()
-    );
-    let identity = issuer.identity_toml();
-    let mut replicas: Vec<InProcess> = Vec::new();
-    for i in 0..2 {
-        let policy = policies_without_facts(&scratch.path().join(format!("replica-{i}")));
-        let setup = Setup {
-            server_extra: "",
-            identity: &identity,
-            upstreams: &upstreams,
-            audit_extra: "",
-            policy: Some(&policy),
-        };
-        let first = replicas.first().map(|r| r.dir.path());
-        let dir = replicas::replica_dir(&setup, &url, first);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        replicas.push(InProcess::launch_dir(listener, dir));
-    }
+    let two = Two::start("", Issuer::start().await);
+    let (issuer, replicas) = (&two.issuer, &two.replicas);
     let token = issuer.mint(&TokenOptions {
         user: "carol".into(),
         roles: vec!["Contributor".into()],
@@ -604,8 +625,43 @@ async fn a_suspension_made_on_one_replica_is_enforced_on_the_other() {
         assert!(tries < 200, "replica B never enforced the suspension");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    drop(replicas);
-    drop(schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_made_on_one_replica_is_enforced_on_the_other() {
+    let two = Two::start(
+        "[response.block]\nmin_attempts = 5\n",
+        Issuer::start().await,
+    );
+    let (a, b) = (two.replicas[0].url(), two.replicas[1].url());
+    let from: IpAddr = "127.0.0.5".parse().unwrap();
+    let valid = two.issuer.token("dave");
+    // Replica B serves the address before anything happened.
+    let (status, _, body) = initialize_from(from, &b, &valid).await;
+    assert_eq!(status, 200, "{body}");
+    // Bad tokens on replica A until A blocks it...
+    let mut tries = 0;
+    while initialize_from(from, &a, "not.a.token").await.0 != 403 {
+        tries += 1;
+        assert!(tries < 100, "replica A never blocked the address");
+    }
+    // ... and replica B refuses it within its refresh interval, while
+    // another address is still served there.
+    let mut tries = 0;
+    loop {
+        let (status, retry, body) = initialize_from(from, &b, &valid).await;
+        if status == 403 {
+            assert_eq!(body["error"]["data"]["reason"], "blocked", "{body}");
+            assert!(retry.is_some());
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        tries += 1;
+        assert!(tries < 200, "replica B never enforced the block");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _, body) = initialize_from("127.0.0.1".parse().unwrap(), &b, &valid).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
