@@ -10,7 +10,8 @@
 //! * a flood of bad tokens from one address blocks it, while another
 //!   address keeps working;
 //! * a block ends with its cool-down;
-//! * in `notify` mode every response only records;
+//! * in `notify` mode every response only records (a suspension, an
+//!   incident, a block, a revocation);
 //! * a suspension made on one replica (PostgreSQL store) is enforced on
 //!   the other within `[response] refresh`, and so is a block.
 
@@ -700,4 +701,64 @@ async fn a_block_ends_with_its_cool_down() {
         assert!(waited < 200, "the block never ended");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_revocation_in_notify_mode_only_records() {
+    let azure = Azure::start(
+        "[[response.rules]]\nname = \"unapproved-privilege-grant\"\n\
+         on = \"floor:privilege_grant_without_approval\"\nactions = [\"revoke\", \"incident\"]\n\
+         mode = \"notify\"\n",
+    )
+    .await;
+    let admin = azure.client("erin", &["BreakGlass"]).await;
+    let scope = format!("/subscriptions/{SUB}/resourceGroups/dev-web");
+    let made = call(&admin, "arm_role_assignment_create", assign(&scope))
+        .await
+        .unwrap();
+    assert_ne!(made.is_error, Some(true), "{}", text(&made));
+    let created: Value = serde_json::from_str(&text(&made)).unwrap();
+    let name = created["name"].as_str().unwrap().to_owned();
+
+    // Nothing was deleted: the assignment is still there.
+    assert!(
+        !azure
+            .served()
+            .await
+            .iter()
+            .any(|r| r.starts_with("DELETE ")),
+        "a DELETE was sent"
+    );
+    let listed = call(&admin, "arm_role_assignment_list", json!({"scope": scope}))
+        .await
+        .unwrap();
+    assert!(text(&listed).contains(&name), "{}", text(&listed));
+
+    // What would have been done is recorded, and no incident is opened.
+    let records = wait_for_records(&azure.warden.db(), |all| {
+        all.iter().filter(|r| r["kind"] == "response").count() >= 2
+    })
+    .await;
+    let mut would: Vec<&str> = of_kind(&records, "response")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["details"]["mode"], "notify", "{r}");
+            assert_eq!(r["details"]["result"], "would", "{r}");
+            r["details"]["action"].as_str().unwrap()
+        })
+        .collect();
+    would.sort();
+    assert_eq!(would, ["incident", "revoke"]);
+    let revoke = of_kind(&records, "response")
+        .into_iter()
+        .find(|r| r["details"]["action"] == "revoke")
+        .unwrap();
+    assert_eq!(
+        revoke["details"]["target"][0]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
+        created["id"].as_str().unwrap().to_lowercase()
+    );
+    assert!(of_kind(&records, "incident").is_empty());
 }
