@@ -43,7 +43,9 @@ fn bench(c: &mut Criterion) {
     let limits = Limits::new(LimitsConfig::default(), Metrics::new());
     let principals: Vec<Principal> = (0..PRINCIPALS).map(principal).collect();
     for p in &principals {
-        limits.admit_call(p, "arm_vm_get").expect("under the defaults");
+        limits
+            .admit_call(p, "arm_vm_get")
+            .expect("under the defaults");
     }
     let mut i = 0;
     let mut next = || {

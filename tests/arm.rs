@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::gate::sim_served;
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
@@ -92,24 +93,7 @@ impl Arm {
 
     /// The paths of the ARM requests the simulator served, newest first.
     async fn served(&self) -> Vec<String> {
-        let log: Value = reqwest::get(format!("{}/_sim/requests?limit=1000", self.sim.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {}",
-                    r["method"].as_str().unwrap_or_default(),
-                    r["path"].as_str().unwrap_or_default()
-                )
-            })
-            .collect()
+        sim_served(&self.sim).await
     }
 }
 

@@ -20,7 +20,7 @@ mod common;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use common::gate::{Gate, arm_simulator, baseline_copy, shadow_policy};
+use common::gate::{Gate, arm_simulator, baseline_copy, shadow_policy, sim_served};
 use common::issuer::Issuer;
 use common::*;
 use serde_json::{Value, json};
@@ -274,24 +274,7 @@ impl Azure {
 
     /// The ARM requests the simulator served: "METHOD path".
     async fn served(&self) -> Vec<String> {
-        let log: Value = reqwest::get(format!("{}/_sim/requests?limit=1000", self.sim.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {}",
-                    r["method"].as_str().unwrap_or_default(),
-                    r["path"].as_str().unwrap_or_default()
-                )
-            })
-            .collect()
+        sim_served(&self.sim).await
     }
 }
 

@@ -99,6 +99,23 @@ fn no_service() -> Response {
     )
 }
 
+/// The first steps of every form: its session (the `Origin` check and
+/// the CSRF token `csrf` reads from the form), the form (empty fields if
+/// it did not parse), and the responses service.
+async fn opened<'p, F: Default>(
+    page: &'p Page,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    uri: &Uri,
+    form: Result<Form<F>, FormRejection>,
+    csrf: fn(&F) -> &str,
+) -> Result<(Signed, F, &'p Responses), Response> {
+    let form = form.ok().map(|Form(f)| f);
+    let signed = form_session(page, peer, headers, uri, form.as_ref().map(csrf)).await?;
+    let responses = page.responses.as_deref().ok_or_else(no_service)?;
+    Ok((signed, form.unwrap_or_default(), responses))
+}
+
 /// Carries out one form's action for `signed` and goes back to `back`
 /// with a notice, or with the error and the typed text kept (`draft`).
 fn finish(
@@ -137,16 +154,15 @@ pub(super) async fn incident(
     Path((id, action)): Path<(String, String)>,
     form: Result<Form<NoteForm>, FormRejection>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    let csrf = form.as_ref().map(|f| f.csrf.as_str());
-    let signed = match form_session(&page, peer, &headers, &uri, csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let form = form.unwrap_or_default();
-    let Some(responses) = page.responses.as_deref() else {
-        return no_service();
-    };
+    let (signed, form, responses) =
+        match opened(&page, peer, &headers, &uri, form, |f: &NoteForm| {
+            f.csrf.as_str()
+        })
+        .await
+        {
+            Ok(opened) => opened,
+            Err(r) => return r,
+        };
     let (to, done) = match action.as_str() {
         "acknowledge" => (IncidentStatus::Acknowledged, "acknowledged"),
         "close" => (IncidentStatus::Closed, "closed"),
@@ -196,16 +212,15 @@ pub(super) async fn lift(
     uri: Uri,
     form: Result<Form<LiftForm>, FormRejection>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    let csrf = form.as_ref().map(|f| f.csrf.as_str());
-    let signed = match form_session(&page, peer, &headers, &uri, csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let form = form.unwrap_or_default();
-    let Some(responses) = page.responses.as_deref() else {
-        return no_service();
-    };
+    let (signed, form, responses) =
+        match opened(&page, peer, &headers, &uri, form, |f: &LiftForm| {
+            f.csrf.as_str()
+        })
+        .await
+        {
+            Ok(opened) => opened,
+            Err(r) => return r,
+        };
     let key = form.principal.trim();
     let reason = form.reason.trim();
     let result = async {
@@ -250,16 +265,15 @@ pub(super) async fn unblock(
     uri: Uri,
     form: Result<Form<UnblockForm>, FormRejection>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    let csrf = form.as_ref().map(|f| f.csrf.as_str());
-    let signed = match form_session(&page, peer, &headers, &uri, csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let form = form.unwrap_or_default();
-    let Some(responses) = page.responses.as_deref() else {
-        return no_service();
-    };
+    let (signed, form, responses) =
+        match opened(&page, peer, &headers, &uri, form, |f: &UnblockForm| {
+            f.csrf.as_str()
+        })
+        .await
+        {
+            Ok(opened) => opened,
+            Err(r) => return r,
+        };
     let network = form.network.trim();
     let reason = form.reason.trim();
     let result = async {

@@ -30,7 +30,8 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{authenticate, json_body as body, refusal};
@@ -39,7 +40,6 @@ use crate::identity::{Authenticator, Principal};
 use crate::response::Responses;
 use crate::response::service::ResponseError;
 use crate::response::state::{Act, IncidentStatus};
-use crate::store::StoreError;
 
 /// The longest note or reason taken (the page's limit too).
 pub(super) const MAX_NOTE: usize = 4096;
@@ -151,39 +151,56 @@ fn refused(e: &ResponseError) -> Response {
     refusal(status, code, &e.to_string())
 }
 
-fn store_refused(e: &StoreError) -> Response {
-    refusal(
-        503,
-        "unavailable",
-        &format!("the store could not be read: {e}"),
-    )
-}
-
 fn forbidden(why: &str) -> Response {
     refusal(403, "forbidden", why)
 }
 
-/// The caller, if a security manager or auditor; else the refusal.
-async fn reader(
+/// Answers a read: the caller must be a security manager or an auditor;
+/// `read` gives what is answered as JSON.
+async fn answer_read<T: Serialize>(
     admin: &ResponsesAdmin,
     headers: &HeaderMap,
     peer: SocketAddr,
-) -> Result<Principal, Response> {
-    let principal = authenticate(&admin.identity, headers, peer).await?;
-    may_read(&admin.approvals, &principal).map_err(|why| forbidden(&why))?;
-    Ok(principal)
+    read: impl AsyncFnOnce(&Responses) -> Result<T, ResponseError>,
+) -> Response {
+    let principal = match authenticate(&admin.identity, headers, peer).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(why) = may_read(&admin.approvals, &principal) {
+        return forbidden(&why);
+    }
+    match read(&admin.responses).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(e) => refused(&e),
+    }
 }
 
-/// The caller, if a security manager with MFA; else the refusal. Checked
-/// before a body is read.
-async fn actor(
+/// Answers a change: the caller must be a security manager with MFA
+/// (checked before the body is read); then its JSON body `B` is read and
+/// `change` makes the change, whose result is answered as JSON.
+async fn answer_change<B: DeserializeOwned, T: Serialize>(
     admin: &ResponsesAdmin,
     headers: &HeaderMap,
     peer: SocketAddr,
-) -> Result<Principal, Response> {
-    let principal = authenticate(&admin.identity, headers, peer).await?;
-    may_act(&admin.approvals, &principal).map_err(|why| forbidden(&why))?;
-    Ok(principal)
+    bytes: &[u8],
+    change: impl AsyncFnOnce(&Responses, &Principal, B) -> Result<T, ResponseError>,
+) -> Response {
+    let principal = match authenticate(&admin.identity, headers, peer).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(why) = may_act(&admin.approvals, &principal) {
+        return forbidden(&why);
+    }
+    let asked: B = match body(headers, bytes) {
+        Ok(asked) => asked,
+        Err(r) => return *r,
+    };
+    match change(&admin.responses, &principal, asked).await {
+        Ok(done) => axum::Json(done).into_response(),
+        Err(e) => refused(&e),
+    }
 }
 
 // ------------------------------------------------------------ incidents
@@ -213,24 +230,16 @@ async fn incidents(
     headers: HeaderMap,
     filter: Result<Query<IncidentFilter>, QueryRejection>,
 ) -> Response {
-    if let Err(r) = reader(&admin, &headers, peer).await {
-        return r;
-    }
-    let Ok(Query(filter)) = filter else {
-        return refusal(
-            400,
-            "invalid",
-            "the query takes only status=open|acknowledged|closed",
-        );
-    };
-    let status = match parse_status(filter.status.as_deref().unwrap_or("")) {
-        Ok(status) => status,
-        Err(e) => return refused(&e),
-    };
-    match admin.responses.incidents(status).await {
-        Ok(incidents) => axum::Json(json!({ "incidents": incidents })).into_response(),
-        Err(e) => store_refused(&e),
-    }
+    answer_read(&admin, &headers, peer, async |responses| {
+        let Ok(Query(filter)) = filter else {
+            return Err(ResponseError::Invalid(
+                "the query takes only status=open|acknowledged|closed".into(),
+            ));
+        };
+        let status = parse_status(filter.status.as_deref().unwrap_or(""))?;
+        Ok(json!({ "incidents": responses.incidents(status).await? }))
+    })
+    .await
 }
 
 async fn incident(
@@ -239,13 +248,10 @@ async fn incident(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = reader(&admin, &headers, peer).await {
-        return r;
-    }
-    match admin.responses.incident(&id).await {
-        Ok(incident) => axum::Json(incident).into_response(),
-        Err(e) => refused(&e),
-    }
+    answer_read(&admin, &headers, peer, async |responses| {
+        responses.incident(&id).await
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,25 +269,19 @@ async fn update(
     to: IncidentStatus,
     bytes: axum::body::Bytes,
 ) -> Response {
-    let principal = match actor(&admin, &headers, peer).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let Note { note } = match body(&headers, &bytes) {
-        Ok(note) => note,
-        Err(r) => return *r,
-    };
-    if let Err(e) = check_note("note", &note) {
-        return refused(&e);
-    }
-    match admin
-        .responses
-        .update_incident(&id, to, act_of(&principal, &note))
-        .await
-    {
-        Ok(incident) => axum::Json(incident).into_response(),
-        Err(e) => refused(&e),
-    }
+    answer_change(
+        &admin,
+        &headers,
+        peer,
+        &bytes,
+        async |responses, principal, Note { note }| {
+            check_note("note", &note)?;
+            responses
+                .update_incident(&id, to, act_of(principal, &note))
+                .await
+        },
+    )
+    .await
 }
 
 async fn acknowledge(
@@ -319,13 +319,10 @@ async fn suspensions(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = reader(&admin, &headers, peer).await {
-        return r;
-    }
-    match admin.responses.suspensions().await {
-        Ok(suspensions) => axum::Json(json!({ "suspensions": suspensions })).into_response(),
-        Err(e) => store_refused(&e),
-    }
+    answer_read(&admin, &headers, peer, async |responses| {
+        Ok(json!({ "suspensions": responses.suspensions().await? }))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -343,26 +340,19 @@ async fn lift(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Response {
-    let principal = match actor(&admin, &headers, peer).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let asked: Lift = match body(&headers, &bytes) {
-        Ok(asked) => asked,
-        Err(r) => return *r,
-    };
-    let key = asked.principal.trim();
-    if let Err(e) = check_principal(key).and_then(|()| check_note("reason", &asked.reason)) {
-        return refused(&e);
-    }
-    match admin
-        .responses
-        .lift(key, act_of(&principal, &asked.reason))
-        .await
-    {
-        Ok(suspension) => axum::Json(suspension).into_response(),
-        Err(e) => refused(&e),
-    }
+    answer_change(
+        &admin,
+        &headers,
+        peer,
+        &bytes,
+        async |responses, principal, asked: Lift| {
+            let key = asked.principal.trim();
+            check_principal(key)?;
+            check_note("reason", &asked.reason)?;
+            responses.lift(key, act_of(principal, &asked.reason)).await
+        },
+    )
+    .await
 }
 
 // ------------------------------------------------------------ blocks
@@ -372,13 +362,10 @@ async fn blocks(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = reader(&admin, &headers, peer).await {
-        return r;
-    }
-    match admin.responses.blocks().await {
-        Ok(blocks) => axum::Json(json!({ "blocks": blocks })).into_response(),
-        Err(e) => store_refused(&e),
-    }
+    answer_read(&admin, &headers, peer, async |responses| {
+        Ok(json!({ "blocks": responses.blocks().await? }))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,30 +383,25 @@ async fn unblock(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Response {
-    let principal = match actor(&admin, &headers, peer).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let asked: Unblock = match body(&headers, &bytes) {
-        Ok(asked) => asked,
-        Err(r) => return *r,
-    };
-    if let Err(e) = check_note("reason", &asked.reason) {
-        return refused(&e);
-    }
-    match admin
-        .responses
-        .unblock(asked.network.trim(), act_of(&principal, &asked.reason))
-        .await
-    {
-        Ok(block) => axum::Json(block).into_response(),
-        Err(e) => refused(&e),
-    }
+    answer_change(
+        &admin,
+        &headers,
+        peer,
+        &bytes,
+        async |responses, principal, asked: Unblock| {
+            check_note("reason", &asked.reason)?;
+            responses
+                .unblock(asked.network.trim(), act_of(principal, &asked.reason))
+                .await
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[test]
     fn principals_are_tid_slash_oid() {

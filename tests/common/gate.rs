@@ -170,3 +170,26 @@ pub fn shadow_policy(policies: &Path, id: &str) {
     }
     panic!("no policy {id} in {}", policies.display());
 }
+
+/// The ARM requests `sim` served, newest first: "METHOD path".
+pub async fn sim_served(sim: &Simulator) -> Vec<String> {
+    let log: serde_json::Value =
+        reqwest::get(format!("{}/_sim/requests?limit=1000", sim.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    log["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap_or_default(),
+                r["path"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
