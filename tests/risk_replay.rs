@@ -28,6 +28,21 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `warden audit export --db DB --out OUT --format FORMAT`, which must succeed.
+fn export(db: &std::path::Path, out: &std::path::Path, format: &str) {
+    let done = run(&[
+        "audit",
+        "export",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        format,
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+}
+
 /// Runs a replay with `--json` and parses its report.
 fn replay_json(args: &[&str]) -> Value {
     let mut all = vec!["risk", "replay", "--json"];
@@ -946,17 +961,7 @@ async fn replaying_a_live_wardens_export_reproduces_its_alerts_and_responses() {
     live_responses.sort();
 
     let out_dir = scratch.path().join("export");
-    let out = run(&[
-        "audit",
-        "export",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--format",
-        "jsonl",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    export(&db, &out_dir, "jsonl");
     let exported = out_dir.join("audit.jsonl");
     let config = gate.warden.config_path();
     let report = replay_json(&[
@@ -977,17 +982,7 @@ async fn replaying_a_live_wardens_export_reproduces_its_alerts_and_responses() {
     }
     // A whole-log bundle directory replays the same.
     let bundle = scratch.path().join("bundle");
-    let out = run(&[
-        "audit",
-        "export",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        bundle.to_str().unwrap(),
-        "--format",
-        "bundle",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    export(&db, &bundle, "bundle");
     let from_bundle = replay_json(&[
         "--events",
         bundle.to_str().unwrap(),
