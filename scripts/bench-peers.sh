@@ -4,9 +4,14 @@
 # Warden to a stdio child per session, and through Python `mcp-proxy` (a
 # bare relay with no security) to a stdio child, and through HAProxy (a
 # relay in C that does no work on the message: the ceiling any proxy
-# reaches on the same cores); each at concurrency 1 and 64. Warden runs its whole pipeline: RS256 tokens from the dev issuer
-# (a Reader), the baseline policies of policies/, risk scoring on, and its
-# SQLite store on disk (every intent fsync'd before the call runs).
+# reaches on the same cores); each at concurrency 1 and 64. Warden runs its
+# whole pipeline: RS256 tokens from the dev issuer (a Reader), the baseline
+# policies of policies/, risk scoring on, and its SQLite store on disk
+# (every intent fsync'd before the call runs). Two more Wardens show what
+# one setting changes, on the stdio path: the store on PostgreSQL
+# ($WARDEN_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/test,
+# where a database warden_bench_peers is dropped and made again; every
+# intent committed before the call runs), and the fast lane off.
 # Prints one JSON line per run and then the table BENCHMARKS.md records.
 #
 # Usage: scripts/bench-peers.sh [CALLS_AT_1 [CALLS_AT_64]]   (default 5000 20000)
@@ -38,7 +43,10 @@ if ! "$PROXY_ENV/bin/python" -c "import importlib.metadata as m; assert m.versio
 fi
 
 B=$PWD/target/bench-peers
-rm -rf "$B"; mkdir -p "$B/http" "$B/stdio" "$B/dev"
+rm -rf "$B"; mkdir -p "$B/http" "$B/stdio" "$B/stdio-pg" "$B/stdio-nolane" "$B/dev"
+ADMIN=${WARDEN_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
+PG_DB=warden_bench_peers
+psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB" -c "CREATE DATABASE $PG_DB"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 wait_for() { # url what log
@@ -57,13 +65,16 @@ bench_dev_issuer "$B/dev" 19055 19050 19056
 pids+=("$BENCH_ISSUER_PID")
 TOKEN=$BENCH_TOKEN
 
-warden_for() { # dir port upstream-toml
-  bench_warden_pipeline "$1" "$2" "$3"
+warden_for() { # dir port upstream-toml [store-line [server-extra]]
+  bench_warden_pipeline "$@"
   pids+=("$BENCH_WARDEN_PID")
   echo "$BENCH_WARDEN_PID" > "$1/pid"
 }
+STDIO="command = \"$R/examples/echo_upstream\""
 warden_for "$B/http" 19052 'url = "http://127.0.0.1:19051/mcp"'
-warden_for "$B/stdio" 19053 "command = \"$R/examples/echo_upstream\""
+warden_for "$B/stdio" 19053 "$STDIO"
+warden_for "$B/stdio-pg" 19058 "$STDIO" "url = \"${ADMIN%/*}/$PG_DB\""
+warden_for "$B/stdio-nolane" 19059 "$STDIO" 'path = "warden.db"' 'fast_lane = false'
 
 # mcp-proxy: Streamable HTTP on /mcp in front of one stdio child.
 "$PROXY_ENV/bin/mcp-proxy" --host 127.0.0.1 --port 19054 -- "$R/examples/echo_upstream" >"$B/mcp-proxy.log" 2>&1 &
@@ -97,12 +108,14 @@ RESULTS=$B/results.jsonl
 for run in "1 $CALLS1" "64 $CALLS64"; do
   set -- $run
   c=$1 calls=$2
-  for path in direct haproxy warden-http warden-stdio mcp-proxy; do
+  for path in direct haproxy warden-http warden-stdio warden-stdio-pg warden-stdio-nolane mcp-proxy; do
     auth=()
     case $path in
       direct) url=http://127.0.0.1:19051/mcp ;;
       warden-http) url=http://127.0.0.1:19052/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
       warden-stdio) url=http://127.0.0.1:19053/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
+      warden-stdio-pg) url=http://127.0.0.1:19058/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
+      warden-stdio-nolane) url=http://127.0.0.1:19059/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
       mcp-proxy) url=http://127.0.0.1:19054/mcp ;;
       haproxy) url=http://127.0.0.1:19057/mcp ;;
     esac
@@ -110,7 +123,7 @@ for run in "1 $CALLS1" "64 $CALLS64"; do
     echo "{\"path\":\"$path\",\"result\":$line}" | tee -a "$RESULTS"
   done
 done
-for path in http stdio; do
+for path in http stdio stdio-pg stdio-nolane; do
   echo "{\"path\":\"warden-$path\",\"rss_kb\":$(awk '/VmRSS/ {print $2}' /proc/$(cat "$B/$path/pid")/status)}" | tee -a "$RESULTS"
 done
 
@@ -124,6 +137,8 @@ names = {
     "haproxy": "HAProxy → HTTP upstream (a C relay, no work on the message)",
     "warden-http": "Warden → HTTP upstream",
     "warden-stdio": "Warden → stdio upstream",
+    "warden-stdio-pg": "Warden → stdio upstream, store on PostgreSQL",
+    "warden-stdio-nolane": "Warden → stdio upstream, fast lane off",
     "mcp-proxy": "Python `mcp-proxy` 0.13.0 → stdio (no security)",
 }
 print()

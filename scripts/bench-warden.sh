@@ -13,12 +13,12 @@
 #   ports), waits for it, and leaves its URL in $BENCH_ISSUER, its pid in
 #   $BENCH_ISSUER_PID and a Reader's RS256 token in $BENCH_TOKEN.
 #
-# bench_warden_pipeline DIR PORT UPSTREAM_TOML
+# bench_warden_pipeline DIR PORT UPSTREAM_TOML [STORE_LINE [SERVER_EXTRA]]
 #   The whole pipeline as a deployment runs it: tokens of the dev issuer
 #   started by bench_dev_issuer, the baseline policies of policies/, risk
-#   scoring on, SQLite on disk; UPSTREAM_TOML is the body of
-#   [upstreams.echo]. Makes DIR's audit keys, writes DIR/w.toml, starts it
-#   with bench_warden_start.
+#   scoring on, SQLite on disk (or STORE_LINE's store); UPSTREAM_TOML is
+#   the body of [upstreams.echo], SERVER_EXTRA more [server] lines. Makes
+#   DIR's audit keys, writes DIR/w.toml, starts it with bench_warden_start.
 #
 # bench_warden_start DIR PORT
 #   Starts `warden serve --config DIR/w.toml` with RUST_LOG=warn, waits
@@ -90,13 +90,14 @@ bench_dev_issuer() {
 }
 
 bench_warden_pipeline() {
-  local dir=$1 port=$2 upstream=$3
+  local dir=$1 port=$2 upstream=$3 store=${4:-'path = "warden.db"'} server_extra=${5:-}
   mkdir -p "$dir"
   "${BENCH_WARDEN_BIN:-$PWD/target/release/warden}" audit keygen --origin bench/pipeline --dir "$dir" >/dev/null
   cat > "$dir/w.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
 max_sessions = 512
+$server_extra
 [identity]
 authority = "$BENCH_ISSUER"
 v1_issuer_base = "$BENCH_ISSUER/sts"
@@ -105,7 +106,7 @@ audiences = ["api://warden-dev"]
 required_scopes = ["access_as_user"]
 mfa_auth_contexts = ["c1"]
 [store]
-path = "warden.db"
+$store
 [audit]
 signing_key = "audit-signing.key"
 hmac_key = "audit-hmac.key"

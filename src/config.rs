@@ -197,6 +197,10 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most headers in one request; more gets 431.
     pub max_headers: usize,
+    /// Answer a plain `tools/call` with one JSON body, without the MCP
+    /// SDK's session worker (see `src/gateway/lane.rs`); `false` sends
+    /// every request through the SDK.
+    pub fast_lane: bool,
 }
 
 impl Default for ServerConfig {
@@ -215,6 +219,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 256,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            fast_lane: true,
         }
     }
 }

@@ -33,7 +33,7 @@ use super::Gateway;
 use crate::audit::auth::{Accepted, Refusal, Surface};
 use crate::identity::{AuthError, UNAUTHORIZED};
 
-const SESSION_HEADER: &str = "mcp-session-id";
+pub(super) const SESSION_HEADER: &str = "mcp-session-id";
 const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// Who owns a session: the principal (`tid`, `oid`) and, for Warden's own

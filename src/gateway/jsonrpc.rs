@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// `413` to a body over `max_body_bytes`.
+pub fn too_large(max_body_bytes: usize) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        INVALID_REQUEST,
+        &format!("request body exceeds {max_body_bytes} bytes"),
+    )
+}
 
 /// A JSON-RPC error response with `id: null`, as JSON.
 pub fn error_response(status: StatusCode, code: i64, message: &str) -> Response {
@@ -39,11 +49,7 @@ pub async fn screen(State(max_body_bytes): State<usize>, request: Request, next:
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, max_body_bytes).await else {
-        return error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            INVALID_REQUEST,
-            &format!("request body exceeds {max_body_bytes} bytes"),
-        );
+        return too_large(max_body_bytes);
     };
     let is_json = parts
         .headers

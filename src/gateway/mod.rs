@@ -4,6 +4,7 @@
 mod auth;
 pub mod http;
 mod jsonrpc;
+mod lane;
 mod names;
 mod origin;
 mod ready;
@@ -49,20 +50,28 @@ pub fn router(
     http.cancellation_token = shutdown;
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(server.session_idle_timeout);
+    let sessions = Arc::new(sessions);
+    let lanes = lane::Lanes::new(
+        gateway.clone(),
+        sessions.clone(),
+        server.session_idle_timeout,
+    );
     let factory = {
         let gateway = gateway.clone();
-        move || Ok(gateway.session())
+        let lanes = lanes.clone();
+        move || Ok(gateway.session(lanes.clone()))
     };
-    let sessions = Arc::new(sessions);
     let bindings = Arc::new(auth::Bindings::new(sessions.clone(), server.max_sessions));
     let mcp = StreamableHttpService::new(factory, sessions, http);
-    // Outermost first: authenticate, then screen the body, then MCP.
+    // Outermost first: check the origin, authenticate, take the fast lane
+    // (a plain `tools/call`), else screen the body, then MCP.
     let mcp = Router::new()
         .fallback_service(mcp)
         .layer(axum::middleware::from_fn_with_state(
             server.max_body_bytes,
             jsonrpc::screen,
         ))
+        .layer(axum::middleware::from_fn_with_state(lanes, lane::serve))
         .layer(axum::middleware::from_fn_with_state(
             (gateway.clone(), bindings),
             auth::guard,

@@ -25,6 +25,7 @@ use rmcp::service::{
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
+use super::lane::Lanes;
 use super::names::Names;
 use crate::approvals::tools as approval_tools;
 use crate::call::ToolCall;
@@ -88,12 +89,14 @@ impl Gateway {
     }
 
     /// A new, not yet initialized HTTP session; each request brings its
-    /// principal from the HTTP front.
-    pub fn session(self: &Arc<Self>) -> Session {
+    /// principal from the HTTP front. Once initialized, its `tools/call`
+    /// requests may take the fast lane of `lanes`.
+    pub fn session(self: &Arc<Self>, lanes: Arc<Lanes>) -> Session {
         Session {
             gateway: self.clone(),
-            state: OnceCell::new(),
+            state: Arc::new(OnceCell::new()),
             principal: None,
+            lanes: Some(lanes),
         }
     }
 
@@ -102,8 +105,9 @@ impl Gateway {
     pub fn stdio_session(self: &Arc<Self>, principal: Principal) -> Session {
         Session {
             gateway: self.clone(),
-            state: OnceCell::new(),
+            state: Arc::new(OnceCell::new()),
             principal: Some(Arc::new(principal)),
+            lanes: None,
         }
     }
 }
@@ -111,16 +115,24 @@ impl Gateway {
 /// The MCP server half of one client session.
 pub struct Session {
     gateway: Arc<Gateway>,
-    state: OnceCell<Connected>,
+    /// Shared with the fast lane, which holds it weakly: the session's
+    /// state lives as long as the SDK keeps the session.
+    state: Arc<OnceCell<Connected>>,
     /// The stdio front's principal; HTTP requests carry their own.
     principal: Option<Arc<Principal>>,
+    /// The HTTP front's fast lane (`None` on stdio).
+    lanes: Option<Arc<Lanes>>,
 }
 
 /// A session after `initialize`: its upstream connections.
-struct Connected {
+pub(super) struct Connected {
     upstreams: Vec<UpstreamConn>,
     relay: Arc<Relay>,
     info: ServerConfig,
+    /// Whether its `tools/call` requests may take the fast lane: the client
+    /// declared no capability (sampling, elicitation, tasks) through which
+    /// an upstream could ask it something on the stream of a call.
+    lane: bool,
     _slot: OwnedSemaphorePermit,
     _open: OpenSession,
 }
@@ -136,11 +148,40 @@ impl Drop for OpenSession {
 
 /// Protocol versions the front speaks: every revision with an `initialize`
 /// handshake up to 2025-11-25.
-fn supported_versions() -> &'static [ProtocolVersion] {
+pub(super) fn supported_versions() -> &'static [ProtocolVersion] {
     ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25)
 }
 
 impl Session {
+    /// The session of a fast-lane request: the HTTP session whose state is
+    /// `state`.
+    pub(super) fn on_lane(gateway: Arc<Gateway>, state: Arc<OnceCell<Connected>>) -> Session {
+        Session {
+            gateway,
+            state,
+            principal: None,
+            lanes: None,
+        }
+    }
+
+    /// The context the SDK would give a request of this session: `parts`
+    /// (with the verified principal in their extensions), the request's
+    /// `id` and `_meta`, cancelled through `ct`.
+    pub(super) fn lane_context(
+        &self,
+        id: RequestId,
+        meta: RequestMetaObject,
+        ct: tokio_util::sync::CancellationToken,
+        parts: http::request::Parts,
+    ) -> Option<RequestContext<RoleServer>> {
+        let connected = self.state.get()?;
+        let mut context = RequestContext::new(id, connected.relay.front.clone());
+        context.ct = ct;
+        context.meta = meta;
+        context.extensions.insert(parts);
+        Some(context)
+    }
+
     fn connected(&self) -> Result<&Connected, McpError> {
         self.state
             .get()
@@ -189,10 +230,15 @@ impl Session {
         })?;
         let info = merged_info(&upstreams);
         gateway.metrics.sessions.inc();
+        let capabilities = &params.capabilities;
+        let lane = capabilities.sampling.is_none()
+            && capabilities.elicitation.is_none()
+            && !capabilities.supports_tasks();
         Ok(Connected {
             upstreams,
             relay,
             info,
+            lane,
             _slot: slot,
             _open: OpenSession(gateway.metrics.clone()),
         })
@@ -926,8 +972,23 @@ impl ServerHandler for Session {
             .await;
     }
 
-    async fn on_initialized(&self, _context: NotificationContext<RoleServer>) {
-        // Each upstream connection completed its own handshake already.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // Each upstream connection completed its own handshake already. An
+        // HTTP session whose client can be answered without a stream opens
+        // its fast lane, under the id the client now sends.
+        let (Some(lanes), Some(connected)) = (&self.lanes, self.state.get()) else {
+            return;
+        };
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get(super::auth::SESSION_HEADER))
+            .and_then(|id| id.to_str().ok());
+        if let Some(id) = id
+            && connected.lane
+        {
+            lanes.open(id, Arc::downgrade(&self.state));
+        }
     }
 }
 

@@ -63,11 +63,14 @@ impl Staged {
     }
 }
 
-/// Policies of one kind of evaluation, and their permits alone (to tell
-/// "a forbid denied" from "no permit applied").
+/// Policies of one kind of evaluation, whole (for validation and partial
+/// evaluation), and split into permits and forbids: a decision evaluates
+/// each half on its own, which tells "a forbid denied" from "no permit
+/// applied" without evaluating anything twice.
 pub(crate) struct Sets {
     all: PolicySet,
     permits: PolicySet,
+    forbids: PolicySet,
     /// The same policies by scope: what a decision evaluates.
     slicer: Slicer,
 }
@@ -78,15 +81,19 @@ impl Sets {
     ) -> Result<Self, String> {
         let mut all = PolicySet::new();
         let mut permits = PolicySet::new();
+        let mut forbids = PolicySet::new();
         for p in policies.clone() {
-            if p.effect() == CedarEffect::Permit {
-                permits.add(p.clone()).map_err(|e| e.to_string())?;
-            }
+            let half = match p.effect() {
+                CedarEffect::Permit => &mut permits,
+                CedarEffect::Forbid => &mut forbids,
+            };
+            half.add(p.clone()).map_err(|e| e.to_string())?;
             all.add(p.clone()).map_err(|e| e.to_string())?;
         }
         Ok(Sets {
             all,
             permits,
+            forbids,
             slicer: Slicer::new(policies),
         })
     }
@@ -822,42 +829,50 @@ impl Engine {
         // The policies whose scope may hold (`slice`): the same answer as
         // the whole set's, for less.
         let slice = self.slicing().then(|| sets.slicer.slice(&b.scope));
-        let (all, permits) = match &slice {
-            Some(Ok(slice)) => (&slice.all, &slice.permits),
+        let (permits, forbids) = match &slice {
+            Some(Ok(slice)) => (&slice.permits, &slice.forbids),
             Some(Err(error)) => {
                 tracing::warn!(target: "warden::policy", %error, "policy slice not built; the whole set is evaluated");
-                (&sets.all, &sets.permits)
+                (&sets.permits, &sets.forbids)
             }
-            None => (&sets.all, &sets.permits),
+            None => (&sets.permits, &sets.forbids),
         };
-        let response = self
-            .authorizer
-            .is_authorized(&b.request, all, &b.store.entities);
-        let reasons = sorted(response.diagnostics().reason().map(ToString::to_string));
+        // Cedar's decision over the whole slice is "allow iff some permit
+        // is satisfied and no forbid is, and nothing failed"; evaluating
+        // the permits and the forbids apart gives that decision and, on a
+        // deny, the satisfied permits a step-up or an approval would let
+        // through, each policy evaluated once.
         let mut failed = Vec::new();
-        for error in response.diagnostics().errors() {
-            let AuthorizationError::PolicyEvaluationError(e) = error;
-            failed.push(e.policy_id().to_string());
-            errors.push(format!("{}: {error}", op.azure_op));
-        }
-        let allowed = response.decision() == CedarDecision::Allow;
-
-        // The satisfied permits: Cedar lists them on allow; on deny they are
-        // found by evaluating the permits alone.
-        let satisfied_permits = if allowed {
-            reasons.clone()
-        } else {
-            let permits = self
+        let mut satisfied = |set: &PolicySet, effect: CedarEffect| {
+            let response = self
                 .authorizer
-                .is_authorized(&b.request, permits, &b.store.entities);
-            if permits.decision() == CedarDecision::Allow {
-                sorted(permits.diagnostics().reason().map(ToString::to_string))
+                .is_authorized(&b.request, set, &b.store.entities);
+            for error in response.diagnostics().errors() {
+                let AuthorizationError::PolicyEvaluationError(e) = error;
+                failed.push(e.policy_id().to_string());
+                errors.push(format!("{}: {error}", op.azure_op));
+            }
+            // A set of one effect: Cedar allows iff one of its permits
+            // holds, and names the forbids that hold when it denies.
+            let holds = match effect {
+                CedarEffect::Permit => response.decision() == CedarDecision::Allow,
+                CedarEffect::Forbid => true,
+            };
+            if holds {
+                sorted(response.diagnostics().reason().map(ToString::to_string))
             } else {
                 Vec::new()
             }
         };
-        let satisfied_forbids = if allowed { &[][..] } else { &reasons[..] };
-        for id in satisfied_permits.iter().chain(satisfied_forbids) {
+        let satisfied_permits = satisfied(permits, CedarEffect::Permit);
+        let satisfied_forbids = satisfied(forbids, CedarEffect::Forbid);
+        let allowed = !satisfied_permits.is_empty() && satisfied_forbids.is_empty();
+        let reasons = if allowed {
+            satisfied_permits.clone()
+        } else {
+            satisfied_forbids.clone()
+        };
+        for id in satisfied_permits.iter().chain(&satisfied_forbids) {
             if let Some(alert) = c.info.get(id).and_then(|i| i.alert.clone()) {
                 alerts.insert(Alert {
                     policy: id.clone(),

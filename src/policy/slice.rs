@@ -37,10 +37,11 @@ use cedar_policy::{
 /// Slices a set caches.
 const MAX_SLICES: usize = 4096;
 
-/// The policies a slice keeps for a request, and their permits alone.
+/// The policies a slice keeps for a request: its permits and its forbids,
+/// each evaluated on its own.
 pub(crate) struct Slice {
-    pub all: PolicySet,
     pub permits: PolicySet,
+    pub forbids: PolicySet,
 }
 
 /// What a request's slice depends on, and its cache key.
@@ -82,17 +83,18 @@ impl Slicer {
         {
             return Ok(found.clone());
         }
-        let mut all = PolicySet::new();
         let mut permits = PolicySet::new();
+        let mut forbids = PolicySet::new();
         for (policy, principal, action) in &self.policies {
             if principal_may_hold(principal, scope) && action_may_hold(action, scope) {
-                if policy.effect() == Effect::Permit {
-                    permits.add(policy.clone()).map_err(|e| e.to_string())?;
-                }
-                all.add(policy.clone()).map_err(|e| e.to_string())?;
+                let half = match policy.effect() {
+                    Effect::Permit => &mut permits,
+                    Effect::Forbid => &mut forbids,
+                };
+                half.add(policy.clone()).map_err(|e| e.to_string())?;
             }
         }
-        let slice = Arc::new(Slice { all, permits });
+        let slice = Arc::new(Slice { permits, forbids });
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_SLICES {
             cache.clear();

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod inproc;
 pub mod issuer;
 pub mod planted;
+pub mod raw;
 pub mod replicas;
 
 pub use inproc::InProcess;
