@@ -629,7 +629,9 @@ impl Audit {
     }
 
     /// Writes a call's outcome in the background (the client is not kept
-    /// waiting); a failure holds the record for retry and fails closed.
+    /// waiting), lingering for the next append to share its commit (see
+    /// [`Store::append_lingering`]); a failure holds the record for retry
+    /// and fails closed.
     pub fn outcome(
         self: &Arc<Self>,
         call: &ToolCall,
@@ -642,7 +644,7 @@ impl Audit {
         let audit = self.clone();
         self.outcomes.spawn(async move {
             let kind = r.kind;
-            if let Err(e) = audit.store.append(vec![sealer(r.clone())]).await {
+            if let Err(e) = audit.store.append_lingering(vec![sealer(r.clone())]).await {
                 tracing::error!(error = %e, call_id = ?r.call_id, "outcome record not written; refusing new calls until it is");
                 audit.metrics.audit_write_failure(kind.as_str());
                 audit.failed(&e);

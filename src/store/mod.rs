@@ -210,6 +210,9 @@ pub(crate) enum Job {
     Append {
         sealers: Vec<Sealer>,
         guard: Option<Guard>,
+        /// Whether the append may wait a moment for the next job to share
+        /// its commit ([`Store::append_lingering`]).
+        linger: bool,
         reply: oneshot::Sender<Result<Vec<u64>, StoreError>>,
     },
     Checkpoint {
@@ -320,6 +323,23 @@ impl Store {
         self.send(|reply| Job::Append {
             sealers,
             guard: None,
+            linger: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Appends records no one waits on (a call's outcome, written after
+    /// its answer); returns their sequence numbers once durable. When the
+    /// writer has nothing else to commit, they wait up to
+    /// `LINGER` (2 ms) for the next job and share its commit: the
+    /// append right behind them (the next call's intent) then costs one
+    /// fsync instead of waiting for theirs first.
+    pub async fn append_lingering(&self, sealers: Vec<Sealer>) -> Result<Vec<u64>, StoreError> {
+        self.send(|reply| Job::Append {
+            sealers,
+            guard: None,
+            linger: true,
             reply,
         })
         .await
@@ -337,6 +357,7 @@ impl Store {
         self.send(|reply| Job::Append {
             sealers,
             guard: Some(guard),
+            linger: false,
             reply,
         })
         .await
@@ -673,6 +694,31 @@ mod tests {
         opened.writer.join().unwrap();
         let again = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
         assert_eq!(again.next_seq, 100);
+    }
+
+    #[tokio::test]
+    async fn a_lingering_append_is_durable_alone_and_numbered_before_what_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let opened = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
+        let store = opened.store.clone();
+        // Alone, it is committed once it has waited: its caller is answered.
+        let alone = store.append_lingering(vec![sealer("outcome")]).await;
+        assert_eq!(alone.unwrap(), vec![0]);
+        // Followed by an append, it keeps its place in the log.
+        let lingering = {
+            let store = store.clone();
+            tokio::spawn(async move { store.append_lingering(vec![sealer("outcome")]).await })
+        };
+        tokio::task::yield_now().await;
+        let next = store.append(vec![sealer("intent")]).await.unwrap();
+        let lingered = lingering.await.unwrap().unwrap();
+        assert_eq!((lingered, next), (vec![1], vec![2]));
+        drop(store);
+        drop(opened.store);
+        opened.writer.join().unwrap();
+        let again = Store::open(&path, Box::new(|_, _, _| {})).unwrap();
+        assert_eq!(again.next_seq, 3);
     }
 
     #[tokio::test]

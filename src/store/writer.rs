@@ -21,6 +21,10 @@ use super::{CheckpointRow, CommitHook, Guard, Job, Sealed, StateChange, StoreErr
 /// Most jobs one transaction takes (bounds the latency of the first caller).
 const MAX_BATCH: usize = 4096;
 
+/// Longest a batch of lingering appends alone waits for another job to
+/// share its commit.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// One backend's writing connection. Every method but `begin` runs inside
 /// the transaction `begin` opened.
 pub(super) trait Backend {
@@ -80,6 +84,22 @@ impl Done {
     }
 }
 
+/// Moves what is queued into `batch`, up to [`MAX_BATCH`] jobs.
+fn take_queued(queue: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+impl Job {
+    fn lingers(&self) -> bool {
+        matches!(self, Job::Append { linger: true, .. })
+    }
+}
+
 pub(super) fn fail(job: Job, error: StoreError) {
     match job {
         Job::Append { reply, .. } => drop(reply.send(Err(error))),
@@ -96,11 +116,14 @@ impl<B: Backend> Writer<B> {
     pub fn run(mut self, queue: mpsc::Receiver<Job>) {
         while let Ok(first) = queue.recv() {
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            take_queued(&queue, &mut batch);
+            // Lingering appends alone wait a moment for company: the
+            // next job shares their commit (and its fsync).
+            if batch.iter().all(Job::lingers)
+                && let Ok(job) = queue.recv_timeout(LINGER)
+            {
+                batch.push(job);
+                take_queued(&queue, &mut batch);
             }
             self.commit(batch);
         }
@@ -146,6 +169,7 @@ impl<B: Backend> Writer<B> {
                     sealers,
                     guard: None,
                     reply,
+                    ..
                 } => match seal(sealers, next_seq) {
                     Ok(records) => {
                         let first = next_seq;
@@ -158,6 +182,7 @@ impl<B: Backend> Writer<B> {
                     sealers,
                     guard: Some(guard),
                     reply,
+                    ..
                 } => {
                     // The unguarded appends numbered before it go in first.
                     self.insert_unguarded(&mut unguarded, &mut next_seq, &mut leaves, &mut done);
