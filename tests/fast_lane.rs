@@ -48,6 +48,16 @@ fn text(message: &Value) -> &str {
         .unwrap_or_else(|| panic!("no text result in {message}"))
 }
 
+/// The outcome record of the (one) call of `tool`, once it is written.
+async fn outcome_of(warden: &InProcess, tool: &str) -> Value {
+    let is_it = |r: &Value| r["kind"] == "outcome" && r["tool"] == tool;
+    wait_for_records(&warden.db(), |r| r.iter().any(is_it))
+        .await
+        .into_iter()
+        .find(is_it)
+        .unwrap_or_else(|| panic!("no outcome of {tool} recorded"))
+}
+
 fn warden(server_extra: &str) -> InProcess {
     InProcess::start(server_extra, &demo_stdio("demo", "lane"))
 }
@@ -70,20 +80,11 @@ async fn a_plain_call_gets_one_json_body_and_its_records() {
     assert_eq!(answer[0]["error"]["code"], -32602, "{answer:?}");
 
     // The call has its intent and its outcome, as every call does.
-    let db = warden.db();
-    let done = |r: &[Value]| {
-        r.iter()
-            .any(|r| r["kind"] == "outcome" && r["tool"] == "echo")
-    };
-    let records = wait_for_records(&db, done).await;
-    let intent = records
-        .iter()
+    let outcome = outcome_of(&warden, "echo").await;
+    let intent = records(&warden.db())
+        .into_iter()
         .find(|r| r["kind"] == "intent" && r["tool"] == "echo")
         .expect("an intent");
-    let outcome = records
-        .iter()
-        .find(|r| r["kind"] == "outcome" && r["tool"] == "echo")
-        .expect("an outcome");
     assert_eq!(intent["call_id"], outcome["call_id"]);
     assert_eq!(outcome["status"], "ok", "{outcome}");
     assert_eq!(intent["session_id"], raw.session.as_str(), "{intent}");
@@ -220,15 +221,7 @@ async fn the_client_cancels_a_lane_call() {
     // The upstream saw the cancellation.
     let (_, count) = exchange(&raw, &call(10, "cancellations", json!({}))).await;
     assert_eq!(text(&count[0]), "1");
-    let records = wait_for_records(&warden.db(), |r| {
-        r.iter()
-            .any(|r| r["kind"] == "outcome" && r["tool"] == "wait_for_cancel")
-    })
-    .await;
-    let outcome = records
-        .iter()
-        .find(|r| r["kind"] == "outcome" && r["tool"] == "wait_for_cancel")
-        .expect("an outcome");
+    let outcome = outcome_of(&warden, "wait_for_cancel").await;
     assert_eq!(outcome["status"], "cancelled", "{outcome}");
 }
 
@@ -246,15 +239,8 @@ async fn a_client_that_goes_away_leaves_complete_records() {
         let answered = answered.text().await;
         panic!("the call ended before the client gave up: {answered:?}");
     }
-    let records = wait_for_records(&warden.db(), |r| {
-        r.iter()
-            .any(|r| r["kind"] == "outcome" && r["tool"] == "progress")
-    })
-    .await;
-    let outcome = records
-        .iter()
-        .find(|r| r["kind"] == "outcome" && r["tool"] == "progress")
-        .expect("the call's outcome, recorded although its client went away");
+    // Its outcome is recorded although its client went away.
+    let outcome = outcome_of(&warden, "progress").await;
     assert_eq!(outcome["status"], "ok", "{outcome}");
 }
 
