@@ -9,8 +9,10 @@
 //! from the HTTP handler and answers `application/json`, which Streamable
 //! HTTP lets a server answer any request with.
 //!
-//! A request takes the lane only when all of these hold; anything else goes
-//! to the SDK unchanged, which answers it as before:
+//! A session's lane opens when the SDK answers its `initialize`, before
+//! the client learns the session's id. A request takes the lane only when
+//! all of these hold; anything else goes to the SDK unchanged, which
+//! answers it as before:
 //! - a `POST` with a session id the SDK still holds, whose client declared
 //!   neither sampling, elicitation nor tasks (nothing an upstream could ask
 //!   it on the call's stream);
@@ -153,9 +155,25 @@ impl Lanes {
     }
 }
 
+/// Where `initialize` offers its session to the lane (see
+/// [`Session`]'s `initialize`), for the lane to open it under the id the
+/// SDK gives the session, before the client is answered.
+#[derive(Clone, Default)]
+pub(super) struct Opening(Arc<Mutex<Option<Weak<OnceCell<Connected>>>>>);
+
+impl Opening {
+    pub(super) fn offer(&self, state: Weak<OnceCell<Connected>>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+    }
+
+    fn take(&self) -> Option<Weak<OnceCell<Connected>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
 /// The `/mcp` middleware, between authentication and the body screen.
 pub async fn serve(State(lanes): State<Arc<Lanes>>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST || !plain(request.headers()) {
+    if request.method() != Method::POST {
         return next.run(request).await;
     }
     let Some(id) = request
@@ -164,8 +182,11 @@ pub async fn serve(State(lanes): State<Arc<Lanes>>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
     else {
-        return next.run(request).await;
+        return opening(&lanes, request, next).await;
     };
+    if !plain(request.headers()) {
+        return next.run(request).await;
+    }
     let Some(lane) = lanes.lane(&id).await else {
         return next.run(request).await;
     };
@@ -204,6 +225,22 @@ pub async fn serve(State(lanes): State<Arc<Lanes>>, request: Request, next: Next
         }
         _ => fallback(parts, bytes).await,
     }
+}
+
+/// A `POST` without a session (an `initialize`): a session the SDK opens
+/// on it, and `initialize` offers, gets its lane before the answer leaves.
+async fn opening(lanes: &Lanes, mut request: Request, next: Next) -> Response {
+    let opening = Opening::default();
+    request.extensions_mut().insert(opening.clone());
+    let response = next.run(request).await;
+    let opened = response
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if let (Some(id), Some(state)) = (opened, opening.take()) {
+        lanes.open(id, state);
+    }
+    response
 }
 
 /// Runs one lane call to its end and answers it as one JSON-RPC message.

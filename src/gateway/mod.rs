@@ -58,8 +58,7 @@ pub fn router(
     );
     let factory = {
         let gateway = gateway.clone();
-        let lanes = lanes.clone();
-        move || Ok(gateway.session(lanes.clone()))
+        move || Ok(gateway.session())
     };
     let bindings = Arc::new(auth::Bindings::new(sessions.clone(), server.max_sessions));
     let mcp = StreamableHttpService::new(factory, sessions, http);

@@ -25,7 +25,7 @@ use rmcp::service::{
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
-use super::lane::Lanes;
+use super::lane::Opening;
 use super::names::Names;
 use crate::approvals::tools as approval_tools;
 use crate::call::ToolCall;
@@ -89,14 +89,12 @@ impl Gateway {
     }
 
     /// A new, not yet initialized HTTP session; each request brings its
-    /// principal from the HTTP front. Once initialized, its `tools/call`
-    /// requests may take the fast lane of `lanes`.
-    pub fn session(self: &Arc<Self>, lanes: Arc<Lanes>) -> Session {
+    /// principal from the HTTP front.
+    pub fn session(self: &Arc<Self>) -> Session {
         Session {
             gateway: self.clone(),
             state: Arc::new(OnceCell::new()),
             principal: None,
-            lanes: Some(lanes),
         }
     }
 
@@ -107,7 +105,6 @@ impl Gateway {
             gateway: self.clone(),
             state: Arc::new(OnceCell::new()),
             principal: Some(Arc::new(principal)),
-            lanes: None,
         }
     }
 }
@@ -120,8 +117,6 @@ pub struct Session {
     state: Arc<OnceCell<Connected>>,
     /// The stdio front's principal; HTTP requests carry their own.
     principal: Option<Arc<Principal>>,
-    /// The HTTP front's fast lane (`None` on stdio).
-    lanes: Option<Arc<Lanes>>,
 }
 
 /// A session after `initialize`: its upstream connections.
@@ -160,7 +155,6 @@ impl Session {
             gateway,
             state,
             principal: None,
-            lanes: None,
         }
     }
 
@@ -560,9 +554,22 @@ impl ServerHandler for Session {
             context.peer.set_peer_info(request.clone());
             let connected = self.connect(&request, context.peer.clone()).await?;
             let info = connected.info.clone();
+            let lane = connected.lane;
             self.state
                 .set(connected)
                 .map_err(|_| McpError::invalid_request("session is already initialized", None))?;
+            // An HTTP session whose client can be answered without a
+            // stream is offered to the fast lane, which opens it under the
+            // id the SDK gives the session, before the client learns it.
+            let opening = context
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Opening>());
+            if let Some(opening) = opening
+                && lane
+            {
+                opening.offer(Arc::downgrade(&self.state));
+            }
             Ok(info)
         })
         .await
@@ -972,23 +979,8 @@ impl ServerHandler for Session {
             .await;
     }
 
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        // Each upstream connection completed its own handshake already. An
-        // HTTP session whose client can be answered without a stream opens
-        // its fast lane, under the id the client now sends.
-        let (Some(lanes), Some(connected)) = (&self.lanes, self.state.get()) else {
-            return;
-        };
-        let id = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get(super::auth::SESSION_HEADER))
-            .and_then(|id| id.to_str().ok());
-        if let Some(id) = id
-            && connected.lane
-        {
-            lanes.open(id, Arc::downgrade(&self.state));
-        }
+    async fn on_initialized(&self, _context: NotificationContext<RoleServer>) {
+        // Each upstream connection completed its own handshake already.
     }
 }
 
