@@ -84,19 +84,17 @@ impl Lane {
 }
 
 impl Lanes {
-    pub fn new(
-        gateway: Arc<Gateway>,
-        sessions: Arc<LocalSessionManager>,
-        idle_timeout: Duration,
-    ) -> Arc<Self> {
+    pub fn new(gateway: Arc<Gateway>, sessions: Arc<LocalSessionManager>) -> Arc<Self> {
         let server = &gateway.config.server;
+        // The SDK's worker ends a session after this long without news.
+        let touch_every = server.session_idle_timeout / 4;
         let max_body_bytes = server.max_body_bytes;
         let prune_above = server.max_sessions.saturating_mul(2).max(16);
         Arc::new(Self {
             gateway,
             sessions,
             lanes: Mutex::new(HashMap::new()),
-            touch_every: idle_timeout / 4,
+            touch_every,
             max_body_bytes,
             prune_above,
             epoch: Instant::now(),

@@ -51,11 +51,7 @@ pub fn router(
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(server.session_idle_timeout);
     let sessions = Arc::new(sessions);
-    let lanes = lane::Lanes::new(
-        gateway.clone(),
-        sessions.clone(),
-        server.session_idle_timeout,
-    );
+    let lanes = lane::Lanes::new(gateway.clone(), sessions.clone());
     let factory = {
         let gateway = gateway.clone();
         move || Ok(gateway.session())
