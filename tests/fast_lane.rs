@@ -1,6 +1,7 @@
 //! The fast lane of `/mcp` (`src/gateway/lane.rs`), seen on the wire: a
 //! plain `tools/call` is answered with one JSON body and recorded like any
-//! other; everything the lane does not take still gets the SDK's stream;
+//! other; one whose upstream reports progress gets it on a stream, then
+//! its answer; everything the lane does not take still gets the SDK's stream;
 //! the client can cancel a lane call; a client that goes away leaves
 //! complete records; a deleted or idle session is gone on the lane too,
 //! and a session in use on the lane only is not idle.
@@ -91,27 +92,43 @@ async fn a_plain_call_gets_one_json_body_and_its_records() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_call_with_a_progress_token_gets_its_progress_then_its_answer() {
+    let warden = warden("");
+    let raw = Raw::open_with(&warden.url(), plain()).await;
+    let with_token = |id: u64, steps: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "progress", "arguments": {"steps": steps, "delay_ms": 20},
+                          "_meta": {"progressToken": format!("p-{id}")}}})
+    };
+    // No progress reported: one JSON body, as for any lane call (the SDK
+    // would have answered on a stream).
+    let (media, answer) = exchange(&raw, &with_token(1, 0)).await;
+    assert_eq!(media, "application/json");
+    assert_eq!(text(&answer[0]), "done 0");
+
+    // Progress reported: a stream of it, in order and under the client's
+    // token, then the answer; twice at once, each on its own stream.
+    let (two, three) = (with_token(2, 3), with_token(3, 5));
+    let (first, second) = tokio::join!(exchange(&raw, &two), exchange(&raw, &three));
+    for ((media, seen), (id, steps)) in [first, second].into_iter().zip([(2, 3), (3, 5)]) {
+        assert!(media.starts_with("text/event-stream"), "{media}");
+        assert_eq!(seen.len(), steps + 1, "{seen:?}");
+        for (n, progress) in seen[..steps].iter().enumerate() {
+            assert_eq!(progress["method"], "notifications/progress", "{seen:?}");
+            assert_eq!(progress["params"]["progressToken"], format!("p-{id}"));
+            let step = progress["params"]["progress"].as_f64();
+            assert_eq!(step, Some(n as f64 + 1.0), "{seen:?}");
+        }
+        assert_eq!(seen[steps]["id"], id);
+        assert_eq!(text(&seen[steps]), format!("done {steps}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn what_the_lane_does_not_take_gets_the_sdks_stream() {
     let warden = warden("");
     let url = warden.url();
     let raw = Raw::open_with(&url, plain()).await;
-
-    // A progress token: the progress rides the call's stream.
-    let seen = raw
-        .call(
-            1,
-            "progress",
-            json!({"steps": 3, "delay_ms": 0}),
-            Some("p-1"),
-            |_| json!({}),
-        )
-        .await;
-    let progress = seen
-        .iter()
-        .filter(|m| m["method"] == "notifications/progress")
-        .count();
-    assert_eq!(progress, 3, "{seen:?}");
-    assert_eq!(text(seen.last().unwrap()), "done 3");
 
     // A client that declared sampling: every call keeps the stream an
     // upstream's request could ride.
@@ -239,9 +256,33 @@ async fn a_client_that_goes_away_leaves_complete_records() {
         let answered = answered.text().await;
         panic!("the call ended before the client gave up: {answered:?}");
     }
-    // Its outcome is recorded although its client went away.
-    let outcome = outcome_of(&warden, "progress").await;
-    assert_eq!(outcome["status"], "ok", "{outcome}");
+    // The same with a progress token: the client reads the first progress
+    // of the call's stream, then goes away.
+    let response = raw
+        .post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "progress", "arguments": {"steps": 4, "delay_ms": 300},
+                                 "_meta": {"progressToken": "p-2"}}}))
+        .await;
+    let mut stream = response.bytes_stream();
+    let first = tokio::time::timeout(HUNG, futures::StreamExt::next(&mut stream))
+        .await
+        .expect("the first progress in time")
+        .expect("a first chunk")
+        .expect("a chunk");
+    let first = messages(&String::from_utf8_lossy(&first));
+    assert_eq!(first[0]["method"], "notifications/progress", "{first:?}");
+    drop(stream);
+    // Both outcomes are recorded although their client went away.
+    let outcomes = |r: &[Value]| {
+        r.iter()
+            .filter(|r| r["kind"] == "outcome" && r["tool"] == "progress")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let records = wait_for_records(&warden.db(), |r| outcomes(r).len() == 2).await;
+    for outcome in outcomes(&records) {
+        assert_eq!(outcome["status"], "ok", "{outcome}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,9 +19,13 @@
 //! - `Accept` naming both `application/json` and `text/event-stream`,
 //!   `Content-Type: application/json`, and an `MCP-Protocol-Version`, if
 //!   any, this front speaks;
-//! - the body is one `tools/call` request without a progress token or any
-//!   per-request protocol metadata, or the cancellation of a call on the
-//!   lane.
+//! - the body is one `tools/call` request without per-request protocol
+//!   metadata, or the cancellation of a call on the lane.
+//!
+//! A call with a progress token is answered the same way unless the
+//! upstream reports progress before it answers: then the lane answers
+//! with a stream of its own, the progress (in the order the upstream sent
+//! it) and then the answer, as the SDK would.
 //!
 //! A lane call runs on a task of its own, so a client that goes away does
 //! not cut a call between its records. Since the SDK's worker sees no lane
@@ -38,13 +42,16 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use rmcp::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, ClientJsonRpcMessage, ClientNotification, ClientRequest, ErrorData,
-    GetMeta, JsonRpcMessage, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+    CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientNotification,
+    ClientRequest, ErrorData, GetMeta, JsonRpcMessage, ProgressNotification, RequestId,
+    RequestMetaObject, ServerJsonRpcMessage, ServerNotification, ServerResult,
 };
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, mpsc};
+use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
@@ -241,7 +248,16 @@ async fn opening(lanes: &Lanes, mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Runs one lane call to its end and answers it as one JSON-RPC message.
+/// How many progress notifications of one lane call may wait for its
+/// client to read them before the upstream's are held back.
+const PROGRESS_QUEUE: usize = 64;
+
+/// The outcome of a lane call's task.
+type Joined = Result<Result<CallToolResponse, ErrorData>, JoinError>;
+
+/// Runs one lane call to its end and answers it: as one JSON-RPC message,
+/// or, once the upstream reports progress the client asked for, as a
+/// stream of that progress ending with the answer.
 async fn call_tool(
     session: Session,
     lane: &Arc<Lane>,
@@ -251,31 +267,101 @@ async fn call_tool(
     parts: http::request::Parts,
 ) -> Response {
     let ct = CancellationToken::new();
+    let progress_token = meta.get_progress_token();
     let Some(context) = session.lane_context(id.clone(), meta, ct.clone(), parts) else {
         let error = ErrorData::invalid_request("session is not initialized", None);
         return json(ServerJsonRpcMessage::error(error, Some(id)));
     };
+    let (sink, mut progress) = mpsc::channel(PROGRESS_QUEUE);
+    if let Some(token) = &progress_token {
+        session.watch_progress(token.clone(), sink.clone()).await;
+    }
     lane.calls().insert(id.clone(), ct);
     // On a task of its own: a client that goes away does not stop a call
     // between its intent and its outcome.
-    let task = {
+    let mut task = {
         let lane = lane.clone();
         let id = id.clone();
         tokio::spawn(async move {
             let result = session.call_tool(params, context).await;
+            if let Some(token) = &progress_token {
+                session.unwatch_progress(token, &sink).await;
+            }
             lane.calls().remove(&id);
             result
         })
     };
-    let message = match task.await {
+    // The upstream's progress is handed over before its answer is read,
+    // so progress reported before the answer is queued by the time the
+    // task ends.
+    let first = tokio::select! {
+        biased;
+        Some(first) = progress.recv() => first,
+        joined = &mut task => match progress.try_recv() {
+            Ok(first) => first,
+            Err(_) => return json(answer(joined, id)),
+        },
+    };
+    let events = futures::stream::unfold(
+        (Some(first), Some((progress, task, id))),
+        |(first, rest)| async move {
+            if let Some(first) = first {
+                return Some((event(&notification(first)), (None, rest)));
+            }
+            let (mut progress, mut task, id) = rest?;
+            tokio::select! {
+                biased;
+                Some(next) = progress.recv() => {
+                    Some((event(&notification(next)), (None, Some((progress, task, id)))))
+                }
+                joined = &mut task => {
+                    let mut last = Vec::new();
+                    while let Ok(next) = progress.try_recv() {
+                        last.extend(event(&notification(next)));
+                    }
+                    last.extend(event(&answer(joined, id)));
+                    Some((last, (None, None)))
+                }
+            }
+        },
+    )
+    .map(Ok::<_, std::convert::Infallible>);
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// The JSON-RPC answer to call `id`, from its task's outcome.
+fn answer(joined: Joined, id: RequestId) -> ServerJsonRpcMessage {
+    match joined {
         Ok(Ok(response)) => ServerJsonRpcMessage::response(ServerResult::from(response), id),
         Ok(Err(error)) => ServerJsonRpcMessage::error(error, Some(id)),
         Err(error) => {
             let error = ErrorData::internal_error(format!("the call's task failed: {error}"), None);
             ServerJsonRpcMessage::error(error, Some(id))
         }
-    };
-    json(message)
+    }
+}
+
+fn notification(progress: ProgressNotification) -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::notification(ServerNotification::ProgressNotification(progress))
+}
+
+/// `message` as one server-sent event.
+fn event(message: &ServerJsonRpcMessage) -> Vec<u8> {
+    let data = serde_json::to_string(message).unwrap_or_else(|error| {
+        let message = format!("a message could not be serialized: {error}");
+        serde_json::json!({"jsonrpc": "2.0", "id": null,
+                           "error": {"code": super::jsonrpc::INTERNAL_ERROR, "message": message}})
+        .to_string()
+    });
+    format!("data: {data}\n\n").into_bytes()
 }
 
 fn json(message: ServerJsonRpcMessage) -> Response {
@@ -294,13 +380,13 @@ fn json(message: ServerJsonRpcMessage) -> Response {
     }
 }
 
-/// Whether a call's parameters leave nothing but its answer to send back:
-/// no progress token, no per-request protocol metadata, no answers to an
+/// Whether a call's parameters leave nothing to send back but its answer
+/// and its progress: no per-request protocol metadata, no answers to an
 /// earlier `input_required`.
 fn on_lane(meta: &RequestMetaObject, params: &CallToolRequestParams) -> bool {
     let plain = |meta: &RequestMetaObject| {
         meta.keys()
-            .all(|key| key != "progressToken" && !key.starts_with("io.modelcontextprotocol/"))
+            .all(|key| !key.starts_with("io.modelcontextprotocol/"))
     };
     plain(meta)
         && params.meta.as_ref().is_none_or(plain)
@@ -413,7 +499,7 @@ mod tests {
         assert!(takes_lane(
             json!({"name": "echo", "arguments": {"a": 1}, "_meta": {"trace": "x"}})
         ));
-        assert!(!takes_lane(
+        assert!(takes_lane(
             json!({"name": "echo", "_meta": {"progressToken": 7}})
         ));
         assert!(!takes_lane(json!({

@@ -176,6 +176,31 @@ impl Session {
         Some(context)
     }
 
+    /// Sends the progress of the lane call whose client token is `token`
+    /// to `sink`, until [`Session::unwatch_progress`] (the lane answers
+    /// that call on a stream of its own, not the SDK's).
+    pub(super) async fn watch_progress(&self, token: ProgressToken, sink: LaneProgress) {
+        if let Ok(connected) = self.connected() {
+            let mut inflight = connected.relay.inflight.lock().await;
+            inflight.lane_progress.insert(token, sink);
+        }
+    }
+
+    /// Stops sending `token`'s progress to `sink` (unless a later call with
+    /// the same token took it over).
+    pub(super) async fn unwatch_progress(&self, token: &ProgressToken, sink: &LaneProgress) {
+        if let Ok(connected) = self.connected() {
+            let mut inflight = connected.relay.inflight.lock().await;
+            if inflight
+                .lane_progress
+                .get(token)
+                .is_some_and(|watching| watching.same_channel(sink))
+            {
+                inflight.lane_progress.remove(token);
+            }
+        }
+    }
+
     fn connected(&self) -> Result<&Connected, McpError> {
         self.state
             .get()
@@ -1004,7 +1029,13 @@ struct Inflight {
     /// Progress token we gave the client for an upstream's request →
     /// (upstream, the upstream's token).
     client_progress: HashMap<ProgressToken, (usize, ProgressToken)>,
+    /// The client's progress token of a fast-lane call → where the lane
+    /// takes its progress (it answers the call on a stream of its own).
+    lane_progress: HashMap<ProgressToken, LaneProgress>,
 }
+
+/// Where a fast-lane call's progress goes (see [`Session::watch_progress`]).
+pub(super) type LaneProgress = tokio::sync::mpsc::Sender<ProgressNotification>;
 
 impl Inflight {
     /// The client request an upstream request most likely belongs to: the
@@ -1108,18 +1139,22 @@ impl Relay {
         let notification = match notification {
             ServerNotification::ProgressNotification(mut progress) => {
                 let key = (index, progress.params.progress_token.clone());
-                let client_token = self
-                    .inflight
-                    .lock()
-                    .await
-                    .upstream_progress
-                    .get(&key)
-                    .cloned();
-                // Progress for a request whose client asked for none is dropped.
-                let Some(client_token) = client_token else {
-                    return;
+                let (client_token, lane) = {
+                    let inflight = self.inflight.lock().await;
+                    // Progress for a request whose client asked for none is dropped.
+                    let Some(client_token) = inflight.upstream_progress.get(&key).cloned() else {
+                        return;
+                    };
+                    let lane = inflight.lane_progress.get(&client_token).cloned();
+                    (client_token, lane)
                 };
                 progress.params.progress_token = client_token;
+                // A lane call's progress rides the lane's own answer.
+                if let Some(lane) = lane {
+                    // An error means the client stopped reading the answer.
+                    let _ = lane.send(progress).await;
+                    return;
+                }
                 ServerNotification::ProgressNotification(progress)
             }
             ServerNotification::ToolListChangedNotification(changed) => {
