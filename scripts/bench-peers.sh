@@ -12,7 +12,12 @@
 # ($WARDEN_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/test,
 # where a database warden_bench_peers is dropped and made again; every
 # intent committed before the call runs), and the fast lane off.
-# Prints one JSON line per run and then the table BENCHMARKS.md records.
+# Prints one JSON line per run and then the table BENCHMARKS.md records,
+# with the CPU time each path spends per call: on the server side (the
+# relay, if any, and its upstream: for Warden → stdio, its children) and in
+# the load generator. On a machine whose cores are all busy, a path keeps
+# half of direct throughput only if its server side spends no more per
+# call than direct's server side and load generator together.
 #
 # Usage: scripts/bench-peers.sh [CALLS_AT_1 [CALLS_AT_64]]   (default 5000 20000)
 # BENCH_WARDEN_BIN=PATH measures another build of `warden serve` (an
@@ -56,7 +61,8 @@ wait_for() { # url what log
 
 # The upstream (called directly, and by the HTTP-upstream Warden).
 $R/examples/echo_upstream --http 127.0.0.1:19051 2>"$B/echo.log" &
-pids+=($!)
+ECHO_PID=$!
+pids+=($ECHO_PID)
 wait_for http://127.0.0.1:19051/mcp "echo upstream" "$B/echo.log"
 
 . scripts/bench-warden.sh
@@ -78,7 +84,8 @@ warden_for "$B/stdio-nolane" 19059 "$STDIO" 'path = "warden.db"' 'fast_lane = fa
 
 # mcp-proxy: Streamable HTTP on /mcp in front of one stdio child.
 "$PROXY_ENV/bin/mcp-proxy" --host 127.0.0.1 --port 19054 -- "$R/examples/echo_upstream" >"$B/mcp-proxy.log" 2>&1 &
-pids+=($!)
+PROXY_PID=$!
+pids+=($PROXY_PID)
 wait_for http://127.0.0.1:19054/mcp "mcp-proxy" "$B/mcp-proxy.log"
 
 # HAProxy (Debian's package, installed by scripts/install-test-deps.sh):
@@ -100,8 +107,50 @@ backend echo
   server echo 127.0.0.1:19051
 CFG
 "$HAPROXY" -f "$B/haproxy.cfg" -db >"$B/haproxy.log" 2>&1 &
-pids+=($!)
+HAPROXY_PID=$!
+pids+=($HAPROXY_PID)
 wait_for http://127.0.0.1:19057/mcp "haproxy" "$B/haproxy.log"
+
+# CPU time (clock ticks: user + system, children reaped included) of the
+# process trees under the pids given: the server side of a path.
+tree_ticks() {
+  python3 - "$@" <<'PY'
+import os, sys
+stats = {}
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the name: state, ppid, ..., utime, stime, cutime, cstime.
+        stats[int(pid)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+todo, seen = [int(p) for p in sys.argv[1:]], set()
+while todo:
+    pid = todo.pop()
+    if pid in seen or pid not in stats:
+        continue
+    seen.add(pid)
+    todo.extend(child for child, (ppid, _) in stats.items() if ppid == pid)
+print(sum(stats[pid][1] for pid in seen))
+PY
+}
+# Children's CPU time of this shell, in milliseconds, into CHILD_MS (what
+# `times` prints on its second line: the load generator's, once it has been
+# waited for). `times` must run in this shell, not in a subshell of a pipe
+# or a command substitution, which would report its own children only; and
+# nothing here starts a process, which would count too.
+HZ=$(getconf CLK_TCK)
+child_ms() {
+  local line ms=0 part
+  times > "$B/times"
+  { read -r _; read -r line; } < "$B/times"
+  for part in $line; do # user, then system: "1m2.345s"
+    [[ $part =~ ^([0-9]+)m([0-9]+)\.([0-9]{3})s$ ]] || { echo "times: $line" >&2; return 1; }
+    ms=$((ms + 10#${BASH_REMATCH[1]} * 60000 + 10#${BASH_REMATCH[2]} * 1000 + 10#${BASH_REMATCH[3]}))
+  done
+  CHILD_MS=$ms
+}
 
 RESULTS=$B/results.jsonl
 : > "$RESULTS"
@@ -110,17 +159,24 @@ for run in "1 $CALLS1" "64 $CALLS64"; do
   c=$1 calls=$2
   for path in direct haproxy warden-http warden-stdio warden-stdio-pg warden-stdio-nolane mcp-proxy; do
     auth=()
+    # The server side of each path: the relay (if any) and its upstream.
     case $path in
-      direct) url=http://127.0.0.1:19051/mcp ;;
-      warden-http) url=http://127.0.0.1:19052/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
-      warden-stdio) url=http://127.0.0.1:19053/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
-      warden-stdio-pg) url=http://127.0.0.1:19058/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
-      warden-stdio-nolane) url=http://127.0.0.1:19059/mcp; auth=(--header "Authorization: Bearer $TOKEN") ;;
-      mcp-proxy) url=http://127.0.0.1:19054/mcp ;;
-      haproxy) url=http://127.0.0.1:19057/mcp ;;
+      direct) url=http://127.0.0.1:19051/mcp; side=($ECHO_PID) ;;
+      warden-http) url=http://127.0.0.1:19052/mcp; side=($(cat "$B/http/pid") $ECHO_PID) ;;
+      warden-stdio) url=http://127.0.0.1:19053/mcp; side=($(cat "$B/stdio/pid")) ;;
+      warden-stdio-pg) url=http://127.0.0.1:19058/mcp; side=($(cat "$B/stdio-pg/pid")) ;;
+      warden-stdio-nolane) url=http://127.0.0.1:19059/mcp; side=($(cat "$B/stdio-nolane/pid")) ;;
+      mcp-proxy) url=http://127.0.0.1:19054/mcp; side=($PROXY_PID) ;;
+      haproxy) url=http://127.0.0.1:19057/mcp; side=($HAPROXY_PID $ECHO_PID) ;;
     esac
+    case $path in warden-*) auth=(--header "Authorization: Bearer $TOKEN") ;; esac
+    server0=$(tree_ticks "${side[@]}"); child_ms; load0=$CHILD_MS
     line=$($R/examples/loadgen --url "$url" "${auth[@]}" --concurrency "$c" --calls "$calls" --warmup 20 --json)
-    echo "{\"path\":\"$path\",\"result\":$line}" | tee -a "$RESULTS"
+    child_ms; load1=$CHILD_MS; server1=$(tree_ticks "${side[@]}")
+    # CPU per measured call, in µs (warm-up calls and session set-up are
+    # counted too: a few percent at these call counts).
+    cpu=$(python3 -c "print(f'{{\"server_us\":{($server1 - $server0) * 1e6 / $HZ / $calls:.1f},\"load_us\":{($load1 - $load0) * 1e3 / $calls:.1f}}}')")
+    echo "{\"path\":\"$path\",\"result\":$line,\"cpu_per_call\":$cpu}" | tee -a "$RESULTS"
   done
 done
 for path in http stdio stdio-pg stdio-nolane; do
@@ -132,6 +188,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 runs = [r for r in rows if "result" in r]
 rss = {r["path"]: r["rss_kb"] for r in rows if "rss_kb" in r}
+cpu = {(r["path"], r["result"]["concurrency"]): r["cpu_per_call"] for r in runs}
 names = {
     "direct": "direct to the upstream (HTTP)",
     "haproxy": "HAProxy → HTTP upstream (a C relay, no work on the message)",
@@ -142,8 +199,8 @@ names = {
     "mcp-proxy": "Python `mcp-proxy` 0.13.0 → stdio (no security)",
 }
 print()
-print("| path | concurrency | calls/s | × direct | p50 | p99 | + p50 | + p99 | errors |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+print("| path | concurrency | calls/s | × direct | p50 | p99 | + p50 | + p99 | errors | CPU µs/call: server side | load generator |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 ms = lambda us: f"{us / 1000:.2f} ms"
 for c in sorted({r["result"]["concurrency"] for r in runs}):
     at = {r["path"]: r["result"] for r in runs if r["result"]["concurrency"] == c}
@@ -154,7 +211,8 @@ for c in sorted({r["result"]["concurrency"] for r in runs}):
             "+" + ms(l["p50"] - dl["p50"]), "+" + ms(l["p99"] - dl["p99"]))
         print(f"| {names[path]} | {c} | {r['throughput_per_s']:,.0f} | "
               f"{r['throughput_per_s'] / d['throughput_per_s']:.2f} | {ms(l['p50'])} | "
-              f"{ms(l['p99'])} | {extra[0]} | {extra[1]} | {r['errors']} |")
+              f"{ms(l['p99'])} | {extra[0]} | {extra[1]} | {r['errors']} | "
+              f"{cpu[(path, c)]['server_us']:.0f} | {cpu[(path, c)]['load_us']:.0f} |")
 print()
 for path, kb in rss.items():
     print(f"{names[path]}: RSS {kb / 1024:.1f} MB after the runs")
