@@ -297,10 +297,14 @@ async fn call_tool(
     let first = tokio::select! {
         biased;
         Some(first) = progress.recv() => first,
-        joined = &mut task => match progress.try_recv() {
-            Ok(first) => first,
-            Err(_) => return json(answer(joined, id)),
-        },
+        joined = &mut task => {
+            // Ended: whatever progress it reported is queued already.
+            let queued = drain(&mut progress);
+            if queued.is_empty() {
+                return json(answer(joined, id));
+            }
+            return event_stream(Body::from(ended(queued, joined, id)));
+        }
     };
     let events = futures::stream::unfold(
         (Some(first), Some((progress, task, id))),
@@ -315,24 +319,39 @@ async fn call_tool(
                     Some((event(&notification(next)), (None, Some((progress, task, id)))))
                 }
                 joined = &mut task => {
-                    let mut last = Vec::new();
-                    while let Ok(next) = progress.try_recv() {
-                        last.extend(event(&notification(next)));
-                    }
-                    last.extend(event(&answer(joined, id)));
-                    Some((last, (None, None)))
+                    let queued = drain(&mut progress);
+                    Some((ended(queued, joined, id), (None, None)))
                 }
             }
         },
     )
     .map(Ok::<_, std::convert::Infallible>);
+    event_stream(Body::from_stream(events))
+}
+
+/// The progress events still queued for a call that has ended.
+fn drain(progress: &mut mpsc::Receiver<ProgressNotification>) -> Vec<u8> {
+    let mut events = Vec::new();
+    while let Ok(next) = progress.try_recv() {
+        events.extend(event(&notification(next)));
+    }
+    events
+}
+
+/// The end of a call's event stream: its last progress, then its answer.
+fn ended(mut queued: Vec<u8>, joined: Joined, id: RequestId) -> Vec<u8> {
+    queued.extend(event(&answer(joined, id)));
+    queued
+}
+
+fn event_stream(body: Body) -> Response {
     (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(events),
+        body,
     )
         .into_response()
 }
@@ -444,6 +463,53 @@ mod tests {
             );
         }
         map
+    }
+
+    #[tokio::test]
+    async fn an_ended_call_answers_after_the_progress_still_queued() {
+        use rmcp::model::{
+            CallToolResult, ContentBlock, NumberOrString, ProgressNotificationParam, ProgressToken,
+        };
+        let (sink, mut progress) = mpsc::channel(PROGRESS_QUEUE);
+        let token = ProgressToken(NumberOrString::String("p-7".into()));
+        for step in [1.0, 2.0] {
+            let param = ProgressNotificationParam::new(token.clone(), step);
+            sink.send(ProgressNotification::new(param)).await.unwrap();
+        }
+        let done = CallToolResult::success(vec![ContentBlock::text("done")]);
+        let body = ended(
+            drain(&mut progress),
+            Ok(Ok(done.into())),
+            RequestId::Number(7),
+        );
+        let body = String::from_utf8(body).unwrap();
+        let events: Vec<serde_json::Value> = body
+            .split_terminator("\n\n")
+            .map(|event| {
+                let data = event
+                    .strip_prefix("data: ")
+                    .expect("one data line per event");
+                serde_json::from_str(data).unwrap()
+            })
+            .collect();
+        assert_eq!(events.len(), 3, "{body}");
+        for (event, step) in events.iter().zip([1.0, 2.0]) {
+            assert_eq!(event["method"], "notifications/progress", "{body}");
+            assert_eq!(event["params"]["progressToken"], "p-7");
+            assert_eq!(event["params"]["progress"].as_f64(), Some(step));
+        }
+        assert_eq!(events[2]["id"], 7);
+        assert_eq!(events[2]["result"]["content"][0]["text"], "done", "{body}");
+        // Nothing queued: nothing before the answer.
+        let failed = Err(ErrorData::internal_error("boom", None));
+        let body = ended(drain(&mut progress), Ok(failed), RequestId::Number(8));
+        let body = String::from_utf8(body).unwrap();
+        assert!(
+            body.starts_with("data: {") && body.ends_with("}\n\n"),
+            "{body}"
+        );
+        assert_eq!(body.matches("data: ").count(), 1, "{body}");
+        assert!(body.contains("\"boom\""), "{body}");
     }
 
     #[test]
