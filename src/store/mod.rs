@@ -37,6 +37,7 @@
 
 pub mod postgres;
 mod sqlite;
+mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};

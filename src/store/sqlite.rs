@@ -10,6 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::SeqVisitor;
+use super::wal::Checkpointer;
 use super::writer::{Backend, Writer};
 use super::{
     CheckpointRow, Columns, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange,
@@ -19,6 +20,13 @@ use super::{
 /// How long a write waits for another process's lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The schema, made or brought up to date at every open. Every index of
+/// `audit_records` is a page a call's commit writes and fsyncs, so the log
+/// keeps only those its queries use: by call id (time-ordered ids: the
+/// newest leaf), and by kind for the kinds other than the two every call
+/// appends (the queries by kind repeat [`RARE_KINDS`], as SQLite uses a
+/// partial index only then). Earlier versions indexed `ts` (no query reads
+/// by it) and every kind; those indexes are dropped.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_records (
     seq           INTEGER PRIMARY KEY,
@@ -32,8 +40,10 @@ CREATE TABLE IF NOT EXISTS audit_records (
     record        BLOB    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_records_call ON audit_records(call_id) WHERE call_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records(ts);
-CREATE INDEX IF NOT EXISTS audit_records_kind ON audit_records(kind, seq);
+DROP INDEX IF EXISTS audit_records_ts;
+DROP INDEX IF EXISTS audit_records_kind;
+CREATE INDEX IF NOT EXISTS audit_records_rare_kind ON audit_records(kind, seq)
+    WHERE kind NOT IN ('intent', 'outcome');
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id       INTEGER PRIMARY KEY,
     size     INTEGER NOT NULL,
@@ -74,6 +84,48 @@ CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_
 CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
     BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 ";
+
+/// The condition of the partial kind index, as the queries repeat it.
+const RARE_KINDS: &str = "kind NOT IN ('intent', 'outcome')";
+
+/// What a query by `kind` adds to its `WHERE` clause for SQLite to use the
+/// partial kind index (nothing for the kinds that index leaves out).
+fn kind_index(kind: &str) -> String {
+    if matches!(kind, "intent" | "outcome") {
+        String::new()
+    } else {
+        format!(" AND {RARE_KINDS}")
+    }
+}
+
+/// The newest records of `kind`, newest first (`?2` of them).
+fn latest_of_kind_sql(kind: &str) -> String {
+    format!(
+        "SELECT seq, record FROM audit_records WHERE kind = ?1{} ORDER BY seq DESC LIMIT ?2",
+        kind_index(kind)
+    )
+}
+
+/// The records of `kind` from `?2` on, in order.
+fn records_of_kind_sql(kind: &str) -> String {
+    format!(
+        "SELECT seq, record FROM audit_records WHERE kind = ?1{} AND seq >= ?2 ORDER BY seq",
+        kind_index(kind)
+    )
+}
+
+/// The intents with no outcome after the last record of `kind`.
+fn open_intents_sql(kind: &str) -> String {
+    format!(
+        "SELECT i.record FROM audit_records i
+         WHERE i.kind = 'intent'
+           AND i.seq > coalesce((SELECT max(seq) FROM audit_records WHERE kind = ?1{}), -1)
+           AND NOT EXISTS (SELECT 1 FROM audit_records o
+                           WHERE o.call_id = i.call_id AND o.kind = 'outcome')
+         ORDER BY i.seq",
+        kind_index(kind)
+    )
+}
 
 fn open_error(path: &Path, reason: String) -> StoreError {
     StoreError::Open {
@@ -171,12 +223,20 @@ pub(super) fn open_writer(path: &Path, hook: CommitHook) -> Result<Opened, Store
             |r| r.get::<_, i64>(0),
         )
         .map_err(|e| open_error(e.to_string()))? as u64;
+    let checkpointer = Checkpointer::start(
+        &conn,
+        open_connection(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?,
+    )
+    .map_err(|e| open_error(e.to_string()))?;
     let (jobs, queue) = mpsc::channel();
     let writer = std::thread::Builder::new()
         .name("warden-store-writer".into())
         .spawn(move || {
             Writer {
-                backend: Sqlite { conn },
+                backend: Sqlite { conn, checkpointer },
                 next_seq,
                 hook,
             }
@@ -196,9 +256,11 @@ pub(super) fn open_writer(path: &Path, hook: CommitHook) -> Result<Opened, Store
     })
 }
 
-/// The SQLite writer's connection.
+/// The SQLite writer's connection, and the thread that checkpoints what
+/// it commits.
 struct Sqlite {
     conn: Connection,
+    checkpointer: Checkpointer,
 }
 
 impl Backend for Sqlite {
@@ -379,7 +441,9 @@ impl Backend for Sqlite {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("COMMIT").map_err(write_error)
+        self.conn.execute_batch("COMMIT").map_err(write_error)?;
+        self.checkpointer.committed();
+        Ok(())
     }
 
     fn rollback(&mut self) {
@@ -480,9 +544,7 @@ impl SqliteReader {
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT seq, record FROM audit_records WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2",
-            )
+            .prepare(&latest_of_kind_sql(kind))
             .map_err(read_error)?;
         let rows = stmt
             .query_map(params![kind, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -512,9 +574,7 @@ impl SqliteReader {
     ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT seq, record FROM audit_records WHERE kind = ?1 AND seq >= ?2 ORDER BY seq",
-            )
+            .prepare_cached(&records_of_kind_sql(kind))
             .map_err(read_error)?;
         let mut rows = stmt.query(params![kind, from]).map_err(read_error)?;
         while let Some(row) = rows.next().map_err(read_error)? {
@@ -557,14 +617,7 @@ impl SqliteReader {
     pub fn open_intents_since_last(&self, kind: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT i.record FROM audit_records i
-                 WHERE i.kind = 'intent'
-                   AND i.seq > coalesce((SELECT max(seq) FROM audit_records WHERE kind = ?1), -1)
-                   AND NOT EXISTS (SELECT 1 FROM audit_records o
-                                   WHERE o.call_id = i.call_id AND o.kind = 'outcome')
-                 ORDER BY i.seq",
-            )
+            .prepare(&open_intents_sql(kind))
             .map_err(read_error)?;
         let rows = stmt
             .query_map([kind], |r| r.get::<_, Vec<u8>>(0))
@@ -701,5 +754,100 @@ impl SqliteReader {
         self.conn
             .query_row("SELECT max(seq) FROM audit_records", [], |r| r.get(0))
             .map_err(read_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sql` with `?1` the kind and `?2` a number.
+    fn bound(sql: &str, kind: &str, n: i64) -> String {
+        sql.replace("?1", &format!("'{kind}'"))
+            .replace("?2", &n.to_string())
+    }
+
+    /// How SQLite would run `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.collect::<Result<Vec<_>, _>>().unwrap().join("; ")
+    }
+
+    #[test]
+    fn an_older_store_loses_the_indexes_no_query_uses_and_the_kind_queries_use_the_partial_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // A store as earlier versions made it: `ts` and every kind indexed.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA).unwrap();
+            old.execute_batch(
+                "CREATE INDEX audit_records_ts ON audit_records(ts);
+                 CREATE INDEX audit_records_kind ON audit_records(kind, seq);",
+            )
+            .unwrap();
+        }
+        let opened = open_writer(&path, Box::new(|_, _, _| {})).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'audit_records' AND sql IS NOT NULL
+                 ORDER BY name",
+            )
+            .unwrap();
+        let indexes: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["audit_records_call", "audit_records_rare_kind"]);
+
+        // Every query by a kind other than intent and outcome reads the
+        // partial index, not the whole log.
+        for sql in [
+            bound(&latest_of_kind_sql("approval"), "approval", 10),
+            bound(&records_of_kind_sql("approval"), "approval", 0),
+            bound(&open_intents_sql("startup"), "startup", 0),
+        ] {
+            let plan = plan(&conn, &sql);
+            assert!(plan.contains("audit_records_rare_kind"), "{sql}: {plan}");
+        }
+        drop(opened.store);
+        opened.writer.join().unwrap();
+    }
+
+    #[test]
+    fn queries_by_kind_find_every_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for (seq, kind) in ["intent", "approval", "outcome", "approval", "intent"]
+            .iter()
+            .enumerate()
+        {
+            conn.execute(
+                "INSERT INTO audit_records (seq, ts, kind, leaf_hash, record)
+                 VALUES (?1, 't', ?2, x'00', x'00')",
+                params![seq as i64, kind],
+            )
+            .unwrap();
+        }
+        let seqs = |sql: String, kind: &str| -> Vec<i64> {
+            let mut stmt = conn.prepare(&bound(&sql, kind, 0)).unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(seqs(records_of_kind_sql("approval"), "approval"), [1, 3]);
+        assert_eq!(seqs(records_of_kind_sql("intent"), "intent"), [0, 4]);
+        assert_eq!(seqs(records_of_kind_sql("outcome"), "outcome"), [2]);
+        let latest = |kind: &str| seqs(latest_of_kind_sql(kind).replace("?2", "1"), kind);
+        assert_eq!(latest("outcome"), [2]);
+        assert_eq!(latest("approval"), [3]);
+        assert_eq!(latest("intent"), [4]);
     }
 }
