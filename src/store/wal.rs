@@ -95,18 +95,23 @@ fn run_checkpoint(conn: &Connection, mode: &str) -> Result<(i64, i64), rusqlite:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    /// A database in WAL mode with one table `t`, and its connection.
+    fn wal_db(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
+        conn.execute_batch("CREATE TABLE t (x BLOB); PRAGMA synchronous=FULL")
+            .unwrap();
+        conn
+    }
 
     #[test]
     fn the_writer_connection_never_checkpoints_and_the_thread_does() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .unwrap();
-        writer
-            .execute_batch("CREATE TABLE t (x BLOB); PRAGMA synchronous=FULL")
-            .unwrap();
+        let writer = wal_db(&path);
         let checkpointer = Checkpointer::start(&writer, Connection::open(&path).unwrap()).unwrap();
         // Well past SQLite's own 1,000-page trigger, in one connection
         // whose checkpoints are off: the log keeps every page.
@@ -147,13 +152,8 @@ mod tests {
     fn a_long_log_is_restarted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .unwrap();
-        writer
-            .execute_batch("PRAGMA wal_autocheckpoint=0; CREATE TABLE t (x BLOB)")
-            .unwrap();
+        let writer = wal_db(&path);
+        writer.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
         writer.execute_batch("BEGIN").unwrap();
         for _ in 0..(RESTART_FRAMES + 100) {
             writer
