@@ -36,12 +36,12 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
 
-use super::SeqVisitor;
 use super::writer::{Backend, Writer};
 use super::{
     CheckpointRow, Columns, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange,
     Store, StoreError, now_text,
 };
+use super::{SeqVisitor, per_call_kind};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -795,8 +795,7 @@ impl PgReader {
         each: &mut SeqVisitor<'_>,
     ) -> Result<(), StoreError> {
         self.paged(
-            "SELECT seq, record FROM audit_records
-             WHERE seq >= $1 AND kind = $3 ORDER BY seq LIMIT $2",
+            records_of_kind_sql(kind),
             from,
             Some(kind.to_owned()),
             |r| (r.get(0), r.get::<_, Vec<u8>>(1)),
@@ -810,7 +809,7 @@ impl PgReader {
         limit: usize,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         self.rows(
-            "SELECT seq, record FROM audit_records WHERE kind = $1 ORDER BY seq DESC LIMIT $2",
+            latest_of_kind_sql(kind),
             vec![Box::new(kind.to_owned()), Box::new(limit as i64)],
             |r| (r.get(0), r.get(1)),
         )
@@ -964,6 +963,34 @@ fn checkpoint_row(r: &postgres::Row) -> CheckpointRow {
         frontier: r.get(3),
         note: r.get(4),
         created: r.get(5),
+    }
+}
+
+/// Records of `kind` from `$1` on, in order, `$2` at most (`$3` the kind).
+fn records_of_kind_sql(kind: &str) -> &'static str {
+    if per_call_kind(kind) {
+        "SELECT seq, record FROM audit_records
+         WHERE seq >= $1 AND kind = $3 ORDER BY seq LIMIT $2"
+    } else {
+        concat!(
+            "SELECT seq, record FROM audit_records
+             WHERE seq >= $1 AND kind = $3 AND ",
+            rare_kinds!(),
+            " ORDER BY seq LIMIT $2"
+        )
+    }
+}
+
+/// The newest records of `kind` (`$1`), newest first, `$2` at most.
+fn latest_of_kind_sql(kind: &str) -> &'static str {
+    if per_call_kind(kind) {
+        "SELECT seq, record FROM audit_records WHERE kind = $1 ORDER BY seq DESC LIMIT $2"
+    } else {
+        concat!(
+            "SELECT seq, record FROM audit_records WHERE kind = $1 AND ",
+            rare_kinds!(),
+            " ORDER BY seq DESC LIMIT $2"
+        )
     }
 }
 
@@ -1185,6 +1212,68 @@ mod tests {
                 .unwrap()
                 .contains(&"audit_records_no_update".to_owned())
         );
+    }
+
+    /// The first column (text) of each row `sql` returns, on a connection
+    /// of its own whose planner avoids sequential scans where it can (the
+    /// tables here are too small for an index to pay otherwise).
+    fn texts(url: &str, sql: String) -> Vec<String> {
+        let url = url.to_owned();
+        std::thread::spawn(move || {
+            let mut client = connect(&url).unwrap();
+            client.batch_execute("SET enable_seqscan = off").unwrap();
+            let rows = client.query(sql.as_str(), &[]).unwrap();
+            rows.iter().map(|r| r.get::<_, String>(0)).collect()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_only_the_indexes_its_queries_read_and_they_read_them() {
+        let schema = scratch();
+        let (opened, _) = open(&schema.url());
+        opened.store.append(vec![sealer("intent")]).await.unwrap();
+        let indexes = texts(
+            &schema.url(),
+            format!(
+                "SELECT indexname::text FROM pg_indexes
+                 WHERE schemaname = '{}' AND tablename = 'audit_records' ORDER BY indexname",
+                schema.name()
+            ),
+        );
+        assert_eq!(
+            indexes,
+            [
+                "audit_records_call",
+                "audit_records_pkey",
+                "audit_records_rare_kind"
+            ]
+        );
+        for sql in [
+            records_of_kind_sql("approval")
+                .replace("$1", "0")
+                .replace("$2", "100")
+                .replace("$3", "'approval'"),
+            latest_of_kind_sql("approval")
+                .replace("$1", "'approval'")
+                .replace("$2", "10"),
+        ] {
+            let plan = texts(&schema.url(), format!("EXPLAIN {sql}")).join("\n");
+            assert!(plan.contains("audit_records_rare_kind"), "{sql}:\n{plan}");
+        }
+        // The kinds the index leaves out are still found.
+        let reader = opened.store.reader().unwrap();
+        let mut intents = Vec::new();
+        reader
+            .records_of_kind_seq("intent", |seq, _| {
+                intents.push(seq);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(intents, [0]);
+        assert_eq!(reader.latest_of_kind("intent", 5).unwrap().len(), 1);
+        assert!(reader.latest_of_kind("approval", 5).unwrap().is_empty());
     }
 
     #[tokio::test]

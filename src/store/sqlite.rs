@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::SeqVisitor;
 use super::wal::Checkpointer;
 use super::writer::{Backend, Writer};
 use super::{
     CheckpointRow, Columns, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange,
     Store, StoreError, now_text,
 };
+use super::{SeqVisitor, per_call_kind};
 
 /// How long a write waits for another process's lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,10 +24,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `audit_records` is a page a call's commit writes and fsyncs, so the log
 /// keeps only those its queries use: by call id (time-ordered ids: the
 /// newest leaf), and by kind for the kinds other than the two every call
-/// appends (the queries by kind repeat [`RARE_KINDS`], as SQLite uses a
-/// partial index only then). Earlier versions indexed `ts` (no query reads
+/// appends (`rare_kinds!`, which the queries by kind repeat). Earlier versions indexed `ts` (no query reads
 /// by it) and every kind; those indexes are dropped.
-const SCHEMA: &str = "
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS audit_records (
     seq           INTEGER PRIMARY KEY,
     ts            TEXT    NOT NULL,
@@ -43,7 +43,9 @@ CREATE INDEX IF NOT EXISTS audit_records_call ON audit_records(call_id) WHERE ca
 DROP INDEX IF EXISTS audit_records_ts;
 DROP INDEX IF EXISTS audit_records_kind;
 CREATE INDEX IF NOT EXISTS audit_records_rare_kind ON audit_records(kind, seq)
-    WHERE kind NOT IN ('intent', 'outcome');
+    WHERE ",
+    rare_kinds!(),
+    ";
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id       INTEGER PRIMARY KEY,
     size     INTEGER NOT NULL,
@@ -83,18 +85,16 @@ CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_
     BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
     BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
-";
-
-/// The condition of the partial kind index, as the queries repeat it.
-const RARE_KINDS: &str = "kind NOT IN ('intent', 'outcome')";
+"
+);
 
 /// What a query by `kind` adds to its `WHERE` clause for SQLite to use the
 /// partial kind index (nothing for the kinds that index leaves out).
-fn kind_index(kind: &str) -> String {
-    if matches!(kind, "intent" | "outcome") {
-        String::new()
+fn kind_index(kind: &str) -> &'static str {
+    if per_call_kind(kind) {
+        ""
     } else {
-        format!(" AND {RARE_KINDS}")
+        concat!(" AND ", rare_kinds!())
     }
 }
 
