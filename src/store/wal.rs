@@ -3,8 +3,8 @@
 //! A commit is durable once its frames are in the write-ahead log and the
 //! log is fsync'd; copying those pages back into the database file (the
 //! checkpoint) can come later. SQLite by default runs that copy inside the
-//! commit that takes the log past 1,000 pages, so one call in a few hundred
-//! waited for it: thousands of page writes and an fsync of the database
+//! commit that takes the log past 1,000 pages, so one call in a hundred or
+//! so waited for it: hundreds of page writes and an fsync of the database
 //! file, the tail of the latency a gateway adds.
 //!
 //! The writer's connection therefore never checkpoints
