@@ -133,10 +133,33 @@ async fn progress_arrives_with_the_clients_own_token() {
     assert_eq!(seen.progress[2].message.as_deref(), Some("step 3"));
 }
 
+/// Warden with the sample upstream over Streamable HTTP, whose tool calls
+/// Warden posts itself (`src/executor/post.rs`), and the upstream process.
+fn remote() -> (InProcess, KillOnDrop) {
+    let (upstream, port) = demo_http("remote");
+    let warden = InProcess::start(
+        "",
+        &format!("[upstreams.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"),
+    );
+    (warden, KillOnDrop(upstream))
+}
+
 #[tokio::test]
 async fn cancellation_reaches_the_upstream() {
     let warden = single();
-    let (client, _) = connect(&warden.url()).await;
+    cancel_and_count(&warden.url()).await;
+}
+
+#[tokio::test]
+async fn cancellation_reaches_an_http_upstream() {
+    let (warden, _upstream) = remote();
+    cancel_and_count(&warden.url()).await;
+}
+
+/// Cancels a call the upstream holds until cancelled, and sees the
+/// upstream count the cancellation.
+async fn cancel_and_count(url: &str) {
+    let (client, _) = connect(url).await;
     let before = call(&client, "cancellations", json!({})).await.unwrap();
     assert_eq!(text(&before), "0");
     let handle = client
@@ -186,7 +209,19 @@ async fn elicitation_sampling_and_roots_reach_the_calling_client() {
 #[tokio::test]
 async fn an_upstream_cancelling_its_own_request_reaches_the_client() {
     let warden = single();
-    let (client, handler) = connect(&warden.url()).await;
+    impatient_elicitation(&warden.url()).await;
+}
+
+#[tokio::test]
+async fn an_http_upstream_cancelling_its_own_request_reaches_the_client() {
+    let (warden, _upstream) = remote();
+    impatient_elicitation(&warden.url()).await;
+}
+
+/// The upstream asks the client for a name on the call's stream, gives up
+/// waiting and cancels its request; the client sees the cancellation.
+async fn impatient_elicitation(url: &str) {
+    let (client, handler) = connect(url).await;
     let answer = call(&client, "elicit_impatiently", json!({}))
         .await
         .unwrap();

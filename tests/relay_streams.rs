@@ -349,3 +349,198 @@ async fn a_response_never_replayed_ends_with_a_timeout() {
     let outcome = records.iter().find(|r| r["kind"] == "outcome").unwrap();
     assert_eq!(outcome["status"], "timeout", "{outcome}");
 }
+
+/// What a scripted HTTP upstream saw.
+#[derive(Default)]
+struct Seen {
+    /// `initialize` requests, each answered with a session of its own.
+    initializes: u64,
+    /// The session id of each `tools/call` POST.
+    calls_on: Vec<String>,
+    /// The `Last-Event-ID` of each GET.
+    resumed_from: Vec<Option<String>>,
+    /// The last call's id and progress token.
+    call: Option<(Value, Value)>,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<Seen>>;
+
+/// A scripted HTTP upstream with one tool, `work`. Each `initialize` opens
+/// session `s-N`. When `forget_first` is set, anything but `initialize` on
+/// a session older than the newest is refused with 404 (the upstream
+/// forgot it).
+/// A call's stream carries an event id and ends without the answer; a
+/// GET resuming from that id replays a progress notification and then
+/// the answer, `replayed`.
+async fn scripted_upstream(forget_first: bool) -> (String, Shared) {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    async fn post(
+        State((seen, forget_first)): State<(Shared, bool)>,
+        headers: HeaderMap,
+        body: axum::Json<Value>,
+    ) -> Response {
+        let message = body.0;
+        let id = message["id"].clone();
+        let session = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut seen = seen.lock().unwrap();
+        let json = |session: String, result: Value| {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (header::HeaderName::from_static("mcp-session-id"), session),
+                ],
+                json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+            )
+                .into_response()
+        };
+        let forgotten = forget_first && session != format!("s-{}", seen.initializes);
+        if forgotten && message["method"] == "tools/call" {
+            seen.calls_on.push(session.clone());
+        }
+        if forgotten && message["method"] != "initialize" {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        match message["method"].as_str() {
+            Some("initialize") => {
+                seen.initializes += 1;
+                let session = format!("s-{}", seen.initializes);
+                json(
+                    session,
+                    json!({
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "scripted", "version": "1"}
+                    }),
+                )
+            }
+            Some("tools/list") => json(
+                session,
+                json!({"tools": [{
+                    "name": "work",
+                    "inputSchema": {"type": "object"},
+                    "annotations": {"readOnlyHint": true, "openWorldHint": false}
+                }]}),
+            ),
+            Some("tools/call") => {
+                seen.calls_on.push(session.clone());
+                let token = message["params"]["_meta"]["progressToken"].clone();
+                seen.call = Some((id, token));
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    "id: e1\nretry: 50\ndata: \n\n",
+                )
+                    .into_response()
+            }
+            Some(_) if id.is_null() => StatusCode::ACCEPTED.into_response(),
+            Some(_) => json(session, json!({})),
+            None => StatusCode::ACCEPTED.into_response(),
+        }
+    }
+    async fn get(State((seen, _)): State<(Shared, bool)>, headers: HeaderMap) -> Response {
+        let from = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut seen = seen.lock().unwrap();
+        seen.resumed_from.push(from.clone());
+        match (from, seen.call.clone()) {
+            (Some(from), Some((id, token))) if from == "e1" => {
+                let progress = json!({
+                    "jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": 1, "total": 1}
+                });
+                let answer = json!({
+                    "jsonrpc": "2.0", "id": id,
+                    "result": {"content": [{"type": "text", "text": "replayed"}]}
+                });
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    format!("id: e2\ndata: {progress}\n\nid: e3\ndata: {answer}\n\n"),
+                )
+                    .into_response()
+            }
+            // The standalone stream is not offered.
+            _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        }
+    }
+    let seen = Shared::default();
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::post(post).get(get))
+        .with_state((seen.clone(), forget_first));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_stream_is_resumed_and_its_answer_and_progress_replayed() {
+    let (url, seen) = scripted_upstream(false).await;
+    let warden = InProcess::start(
+        "",
+        &format!("[upstreams.scripted]\nurl = {url:?}\ntimeout = \"10s\"\n"),
+    );
+    let raw = Raw::open(&warden.url()).await;
+    let messages = raw.call(3, "work", json!({}), Some("mine"), answer).await;
+    let last = messages.last().expect("an answer");
+    assert_eq!(last["id"], 3, "{messages:?}");
+    assert_eq!(result_text(last), "replayed", "{messages:?}");
+    // The replayed progress reached the client with its own token, before
+    // the answer.
+    let progress: Vec<_> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 1, "{messages:?}");
+    assert_eq!(progress[0]["params"]["progressToken"], "mine");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.resumed_from.contains(&Some("e1".to_owned())),
+        "{:?}",
+        seen.resumed_from
+    );
+    assert_eq!(seen.calls_on, ["s-1"]);
+    // Posted by Warden itself (src/executor/post.rs), not by the SDK,
+    // whose request ids are numbers.
+    let (id, _) = seen.call.clone().expect("a call");
+    assert!(id.as_str().is_some_and(|id| id.starts_with("warden-")), "{id}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_the_upstream_forgot_is_renewed_and_the_call_posted_again() {
+    let (url, seen) = scripted_upstream(true).await;
+    let warden = InProcess::start(
+        "",
+        &format!("[upstreams.scripted]\nurl = {url:?}\ntimeout = \"10s\"\n"),
+    );
+    let raw = Raw::open(&warden.url()).await;
+    // The tool's annotations are learnt before the upstream forgets the
+    // session, so the call is the first request to meet the 404.
+    let listed = raw
+        .post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await;
+    assert!(listed.status().is_success());
+    let _ = listed.text().await;
+    seen.lock().unwrap().initializes += 1;
+    let messages = raw.call(3, "work", json!({}), None, answer).await;
+    let last = messages.last().expect("an answer");
+    assert_eq!(result_text(last), "replayed", "{messages:?}");
+    let seen = seen.lock().unwrap();
+    // The first POST went to the forgotten session and was refused; the
+    // second, on the session the SDK opened again, was taken.
+    assert_eq!(seen.calls_on, ["s-1", "s-3"], "initializes: {}", seen.initializes);
+    drop(seen);
+    let records =
+        wait_for_records(&warden.db(), |r| r.iter().any(|r| r["kind"] == "outcome")).await;
+    let outcomes: Vec<_> = records.iter().filter(|r| r["kind"] == "outcome").collect();
+    assert_eq!(outcomes.len(), 1, "{records:?}");
+    assert_eq!(outcomes[0]["status"], "ok", "{:?}", outcomes[0]);
+}

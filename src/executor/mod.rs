@@ -2,6 +2,7 @@
 //! processes, remote servers) or Warden's own built-in servers.
 
 pub mod arm_tools;
+mod post;
 mod shared;
 mod upstream;
 

@@ -27,6 +27,7 @@ use rmcp::{ErrorData as McpError, serve_client};
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
+use super::post::{DirectPost, Recording};
 use super::shared::Generation;
 use crate::config::UpstreamKind;
 use crate::metrics::Metrics;
@@ -136,6 +137,8 @@ pub struct UpstreamConn {
     _child: Option<ChildCount>,
     /// The run of the shared child this connection is on (`serve = "http"`).
     shared: Option<Arc<Generation>>,
+    /// Tool calls posted by the calling task (Streamable HTTP upstreams).
+    post: Option<DirectPost>,
 }
 
 /// Counts a running child in `/metrics` for as long as it lives.
@@ -218,7 +221,7 @@ impl UpstreamConn {
                         serve_client(handler, InOrder::new(name, downstream.clone(), transport))
                             .await
                             .map_err(|e| start(e.to_string()))?;
-                    Ok((service, Some(child)))
+                    Ok((service, Some(child), None))
                 }
                 UpstreamKind::Builtin { builtin } => {
                     // An in-process server on one end of a pipe, the
@@ -231,7 +234,7 @@ impl UpstreamConn {
                         serve_client(handler, InOrder::new(name, downstream.clone(), ours))
                             .await
                             .map_err(|e| start(e.to_string()))?;
-                    Ok((service, None))
+                    Ok((service, None, None))
                 }
                 UpstreamKind::Shared { .. } => {
                     let generation = shared.as_ref().expect("waited for above");
@@ -240,15 +243,19 @@ impl UpstreamConn {
                     let config =
                         StreamableHttpClientTransportConfig::with_uri(generation.url.as_str())
                             .reinit_on_expired_session(false);
-                    let transport = StreamableHttpClientTransport::with_client(
-                        generation.client.clone(),
-                        config,
+                    let client = Recording::new(generation.client.clone());
+                    let post = DirectPost::new(
+                        name,
+                        generation.url.as_str(),
+                        client.clone(),
+                        downstream.clone(),
                     );
+                    let transport = StreamableHttpClientTransport::with_client(client, config);
                     let service =
                         serve_client(handler, InOrder::new(name, downstream.clone(), transport))
                             .await
                             .map_err(|e| start(format!("{}: {e}", generation.url)))?;
-                    Ok((service, None))
+                    Ok((service, None, Some(post)))
                 }
                 UpstreamKind::Http { url, headers } => {
                     let headers: HashMap<_, _> = headers
@@ -257,17 +264,19 @@ impl UpstreamConn {
                         .collect();
                     let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                         .custom_headers(headers);
-                    let transport =
-                        StreamableHttpClientTransport::with_client(http_client(), config);
+                    let client = Recording::new(http_client());
+                    let post =
+                        DirectPost::new(name, url.as_str(), client.clone(), downstream.clone());
+                    let transport = StreamableHttpClientTransport::with_client(client, config);
                     let service =
                         serve_client(handler, InOrder::new(name, downstream.clone(), transport))
                             .await
                             .map_err(|e| start(format!("{url}: {e}")))?;
-                    Ok((service, None))
+                    Ok((service, None, Some(post)))
                 }
             }
         };
-        let (service, child) = tokio::time::timeout(timeouts.init, handshake)
+        let (service, child, post) = tokio::time::timeout(timeouts.init, handshake)
             .await
             .map_err(|_| UpstreamError::InitTimeout {
                 upstream: name.to_owned(),
@@ -296,6 +305,7 @@ impl UpstreamConn {
             info,
             _child: child,
             shared,
+            post,
         })
     }
 
@@ -361,19 +371,34 @@ impl UpstreamConn {
     ) -> Result<ServerResult, UpstreamError> {
         let method = request.method().to_owned();
         meta.remove("progressToken");
+        let peer = self.service.peer();
+        // A tool call on a Streamable HTTP upstream is posted by this task
+        // ([`DirectPost`]); anything else goes through the SDK.
+        let request = match (&self.post, request) {
+            (Some(post), request @ ClientRequest::CallToolRequest(_)) => {
+                match post.prepare(request, meta.clone()) {
+                    Ok(call) => {
+                        sent(&call.id, &call.token);
+                        let id = call.id.clone();
+                        // Boxed: the call's future is large, and the
+                        // pipeline's future holds this one.
+                        let call = Box::pin(post.call(call, peer));
+                        return self.wait(&method, ct, id, call).await;
+                    }
+                    Err(request) => request,
+                }
+            }
+            (_, request) => request,
+        };
         let options = PeerRequestOptions::no_options().with_meta(meta);
-        let handle = self
-            .service
-            .peer()
+        let handle = peer
             .send_cancellable_request(request, options)
             .await
             .map_err(|e| self.service_error(e))?;
         sent(&handle.id, &handle.progress_token);
-        let peer = handle.peer.clone();
         let id = handle.id.clone();
-        let deadline = tokio::time::sleep(self.call_timeout);
-        tokio::select! {
-            response = handle.await_response() => response.map_err(|e| match e {
+        let response = async {
+            handle.await_response().await.map_err(|e| match e {
                 // The connection lives on: only this request's response
                 // stream ended, with nothing to resume.
                 ServiceError::TransportClosed if !self.is_closed() => UpstreamError::Lost {
@@ -381,17 +406,35 @@ impl UpstreamConn {
                     method: method.clone(),
                 },
                 e => self.service_error(e),
-            }),
+            })
+        };
+        self.wait(&method, ct, id, response).await
+    }
+
+    /// Waits for the answer to request `id`, unless the client cancels it,
+    /// the upstream's call timeout passes (then the upstream is told the
+    /// request is cancelled), or the upstream is lost.
+    async fn wait(
+        &self,
+        method: &str,
+        ct: &CancellationToken,
+        id: RequestId,
+        response: impl Future<Output = Result<ServerResult, UpstreamError>>,
+    ) -> Result<ServerResult, UpstreamError> {
+        let peer = self.service.peer();
+        let deadline = tokio::time::sleep(self.call_timeout);
+        tokio::select! {
+            response = response => response,
             () = ct.cancelled() => {
-                cancel(&peer, id).await;
+                cancel(peer, id).await;
                 Err(UpstreamError::Cancelled)
             }
             () = deadline => {
                 tracing::warn!(upstream = %self.name, %method, timeout = ?self.call_timeout, "upstream request timed out");
-                cancel(&peer, id).await;
+                cancel(peer, id).await;
                 Err(UpstreamError::Timeout {
                     upstream: self.name.clone(),
-                    method,
+                    method: method.to_owned(),
                     after: self.call_timeout,
                 })
             }
