@@ -511,7 +511,10 @@ async fn a_cut_stream_is_resumed_and_its_answer_and_progress_replayed() {
     // Posted by Warden itself (src/executor/post.rs), not by the SDK,
     // whose request ids are numbers.
     let (id, _) = seen.call.clone().expect("a call");
-    assert!(id.as_str().is_some_and(|id| id.starts_with("warden-")), "{id}");
+    assert!(
+        id.as_str().is_some_and(|id| id.starts_with("warden-")),
+        "{id}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -536,7 +539,12 @@ async fn a_session_the_upstream_forgot_is_renewed_and_the_call_posted_again() {
     let seen = seen.lock().unwrap();
     // The first POST went to the forgotten session and was refused; the
     // second, on the session the SDK opened again, was taken.
-    assert_eq!(seen.calls_on, ["s-1", "s-3"], "initializes: {}", seen.initializes);
+    assert_eq!(
+        seen.calls_on,
+        ["s-1", "s-3"],
+        "initializes: {}",
+        seen.initializes
+    );
     drop(seen);
     let records =
         wait_for_records(&warden.db(), |r| r.iter().any(|r| r["kind"] == "outcome")).await;

@@ -68,28 +68,29 @@ impl Kind {
 /// Who made the call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    pub tid: String,
-    pub oid: String,
-    pub name: String,
-    /// `user` or `app`.
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_app: Option<String>,
     /// How the caller signed in, when through Warden's OAuth facade
     /// (`oauth_facade`: `client_app` is then the facade's client id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_app: Option<String>,
+    /// The caller's groups that confer the roles in `roles`
+    /// (`[policy.roles]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// A guest (B2B) user of the tenant.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub guest: bool,
+    /// `user` or `app`.
+    pub kind: String,
+    pub name: String,
+    pub oid: String,
     /// The app roles the caller held for the decision (intent records):
     /// the token's `roles` and those `[policy.roles]` confers on its
     /// groups. What access reviews measure use against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
-    /// The caller's groups that confer those roles (`[policy.roles]`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
+    pub tid: String,
 }
 
 impl From<&Principal> for Actor {
@@ -116,15 +117,56 @@ pub struct Operation {
     /// `read`, `write`, `delete`, `action`, `privileged` or `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// What the facts stage looked up about the resource before the call
+    /// was decided: `completeness`, and the `location`, `tags`,
+    /// `resource_group_tags` and `reason` it has.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted"
+    )]
+    pub facts: Option<serde_json::Value>,
     /// Lower-cased ARM id of the narrowest known scope (the full id the
     /// facts stage placed the resource at, when it found it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
-    /// What the facts stage looked up about the resource before the call
-    /// was decided: `completeness`, and the `location`, `tags`,
-    /// `resource_group_tags` and `reason` it has.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facts: Option<serde_json::Value>,
+}
+
+/// Writes `value` with every object's keys in byte order (serde_json keeps
+/// objects in insertion order here), so that serde_json's output of a
+/// record is canonical as written (see [`Record::canonical`]).
+fn sorted<S: serde::Serializer>(value: &Option<Value>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => Sorted(value).serialize(serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+struct Sorted<'a>(&'a Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Sorted(value))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Sorted(item))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 /// How a call ended.
@@ -168,60 +210,85 @@ impl Status {
 
 /// One audit record. Optional fields are left out when empty so that the
 /// canonical bytes hold only what is known.
+///
+/// The fields of a record and of the structs in it are declared in the
+/// order of their names, the order of canonical JSON, so that serde_json's
+/// own output is already canonical (see [`Record::canonical`]; a test keeps
+/// the order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// Position in the log, from 0, contiguous; equals the Merkle leaf index.
-    pub seq: u64,
-    /// UUIDv7.
-    pub event_id: String,
-    /// RFC 3339 UTC with microseconds.
-    pub ts: String,
-    pub kind: Kind,
+    /// Tool arguments after redaction.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted"
+    )]
+    pub arguments: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_correlation_id: Option<String>,
     /// Shared by a call's intent and outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
+    /// The authorization decision (policy stage), when there is one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted"
+    )]
+    pub decision: Option<Value>,
+    /// Kind-specific facts of system records.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted"
+    )]
+    pub details: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// UUIDv7.
+    pub event_id: String,
+    /// The JIT grant the call ran under (intent records): `request_id`,
+    /// `grant_id`, `approvers`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted"
+    )]
+    pub jit: Option<Value>,
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<Operation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<Actor>,
+    /// The risk assessment (risk stage), when there is one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted"
+    )]
+    pub risk: Option<Value>,
+    /// Position in the log, from 0, contiguous; equals the Merkle leaf index.
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    pub status: Option<Status>,
     /// The tool as the client named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// RFC 3339 UTC with microseconds.
+    pub ts: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     /// The tool as the upstream names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_tool: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub operations: Vec<Operation>,
-    /// The authorization decision (policy stage), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<Value>,
-    /// The risk assessment (risk stage), when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub risk: Option<Value>,
-    /// The JIT grant the call ran under (intent records): `request_id`,
-    /// `grant_id`, `approvers`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jit: Option<Value>,
-    /// Tool arguments after redaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arguments: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_us: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub azure_correlation_id: Option<String>,
-    /// Kind-specific facts of system records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub details: Option<Value>,
+    pub user_agent: Option<String>,
 }
 
 impl Record {
@@ -254,7 +321,18 @@ impl Record {
     }
 
     /// RFC 8785 canonical bytes: what is stored, hashed and exported.
+    ///
+    /// serde_json writes the fields in declaration order, which is name
+    /// order, and maps sorted, so its output is canonical as written unless
+    /// the record holds what it writes otherwise (a fraction, keys whose
+    /// UTF-8 and UTF-16 orders differ, ...). One pass checks it
+    /// ([`scan_canonical`]); when the pass cannot prove it, the full
+    /// canonicalizer writes the record, which costs several times more.
     pub fn canonical(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let bytes = serde_json::to_vec(self)?;
+        if proves_canonical(&bytes) {
+            return Ok(bytes);
+        }
         serde_json_canonicalizer::to_vec(self)
     }
 
@@ -380,6 +458,16 @@ struct Top<'a> {
     seq: Option<u64>,
     kind: Option<&'a str>,
     call_id: Option<&'a str>,
+}
+
+/// Whether one pass over `bytes`, as [`scan_canonical`]'s, proves them a
+/// JSON object in RFC 8785 canonical form; `false` decides nothing.
+fn proves_canonical(bytes: &[u8]) -> bool {
+    if std::str::from_utf8(bytes).is_err() {
+        return false;
+    }
+    let mut scan = Scanner { bytes, at: 0 };
+    scan.peek() == Some(b'{') && scan.object(0, None).is_some() && scan.at == bytes.len()
 }
 
 struct Scanner<'a> {
@@ -524,7 +612,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A number in canonical form. Integers of up to 15 digits (exact as
+    /// A number in canonical form. Integers of up to 2^53 (exact as
     /// doubles) are read here and returned; any other number is checked
     /// against what the canonicalizer writes for it.
     fn number(&mut self) -> Option<Option<i64>> {
@@ -556,12 +644,14 @@ impl<'a> Scanner<'a> {
         }
         let token = &self.bytes[start..self.at];
         let count = int_end - digits;
-        if simple && count <= 15 && !(negative && token == b"-0") {
+        if simple && count <= 16 && !(negative && token == b"-0") {
             let mut n: i64 = 0;
             for d in &self.bytes[digits..int_end] {
                 n = n * 10 + i64::from(d - b'0');
             }
-            return Some(Some(if negative { -n } else { n }));
+            if n <= 1 << 53 {
+                return Some(Some(if negative { -n } else { n }));
+            }
         }
         // Rare in records: ask the canonicalizer itself.
         let value: Value = serde_json::from_slice(token).ok()?;
@@ -616,6 +706,134 @@ fn key_before(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record with every field set.
+    fn full_record(seed: &mut u64) -> Record {
+        let mut text = || random_text(seed);
+        let mut r = Record::new(Kind::Outcome);
+        r.seq = 42;
+        // As the gateway makes them (the one-pass check reads it plain).
+        r.call_id = Some(uuid::Uuid::now_v7().to_string());
+        r.principal = Some(Actor {
+            auth_path: Some(text()),
+            client_app: Some(text()),
+            groups: vec![text(), text()],
+            guest: true,
+            kind: "user".into(),
+            name: text(),
+            oid: text(),
+            roles: vec![text()],
+            tid: text(),
+        });
+        r.source_ip = Some(text());
+        r.user_agent = Some(text());
+        r.session_id = Some(text());
+        r.tool = Some(text());
+        r.upstream = Some(text());
+        r.upstream_tool = Some(text());
+        r.operations = vec![Operation {
+            azure_op: text(),
+            class: Some(text()),
+            resource_id: Some(text()),
+            facts: Some(serde_json::json!({"completeness": text(), "tags": {"env": text()}})),
+        }];
+        r.decision = Some(serde_json::json!({"effect": "allow", "policies": [text()]}));
+        r.risk = Some(serde_json::json!({"score": 12, "reasons": [text()]}));
+        r.jit = Some(serde_json::json!({"grant_id": text()}));
+        r.arguments = Some(serde_json::json!({"text": text(), "n": -3}));
+        r.status = Some(Status::Ok);
+        r.error = Some(text());
+        r.duration_us = Some(1234);
+        r.azure_correlation_id = Some(text());
+        r.details = Some(serde_json::json!({"z": [1, 2], "a": {"b": null}}));
+        r
+    }
+
+    /// A string from a small deterministic generator: mostly ASCII, at times
+    /// quotes, backslashes, control characters, accents, private-use and
+    /// astral characters (whose UTF-8 and UTF-16 orders differ).
+    fn random_text(seed: &mut u64) -> String {
+        const PIECES: &[&str] = &[
+            "a",
+            "b",
+            "Z",
+            "0",
+            "-",
+            "/",
+            " ",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "\u{1f}",
+            "é",
+            "\u{e000}",
+            "\u{ffff}",
+            "😀",
+            "\u{10000}",
+            "vm-01",
+            "Microsoft.Compute",
+        ];
+        let mut next = || {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        let len = next() % 6;
+        (0..len)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect()
+    }
+
+    #[test]
+    fn serde_json_writes_a_full_record_canonically() {
+        // Fails when a field is declared out of name order: `canonical`
+        // would then take the slow path for every record.
+        let mut seed = 7;
+        for _ in 0..50 {
+            let mut r = full_record(&mut seed);
+            // ASCII text only, which serde_json writes canonically.
+            let ascii = serde_json::to_string(&r).unwrap();
+            r = serde_json::from_str(&ascii.replace(|c: char| !c.is_ascii(), "x")).unwrap();
+            let bytes = serde_json::to_vec(&r).unwrap();
+            assert!(
+                proves_canonical(&bytes) && scan_canonical(&bytes).is_some(),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_are_the_canonicalizers_whichever_path_writes_them() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        let (mut direct, mut full) = (0, 0);
+        for i in 0..3000 {
+            let mut r = full_record(&mut seed);
+            // Values the fast path cannot prove canonical: fractions,
+            // large numbers, keys out of UTF-16 order.
+            match i % 5 {
+                0 => r.arguments = Some(serde_json::json!({"x": 1.5, "y": 1e21, "z": 0.1})),
+                1 => {
+                    let key = random_text(&mut seed);
+                    r.details = Some(serde_json::json!({ key: 1, "\u{e000}": 2, "😀": 3 }))
+                }
+                2 => r.duration_us = Some(u64::MAX),
+                // The sealer's placeholder number (2^53 - 1).
+                3 => r.seq = (1 << 53) - 1,
+                _ => {}
+            }
+            let expected = serde_json_canonicalizer::to_vec(&r).unwrap();
+            assert_eq!(r.canonical().unwrap(), expected, "record {i}");
+            if proves_canonical(&serde_json::to_vec(&r).unwrap()) {
+                direct += 1;
+            } else {
+                full += 1;
+            }
+        }
+        assert!(direct > 1500 && full > 500, "direct {direct}, full {full}");
+    }
 
     #[test]
     fn columns_read_from_the_bytes_are_the_record_s_own() {

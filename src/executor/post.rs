@@ -82,11 +82,7 @@ impl Recording {
         }
     }
 
-    fn record(
-        &self,
-        session_id: &Option<Arc<str>>,
-        headers: &HashMap<HeaderName, HeaderValue>,
-    ) {
+    fn record(&self, session_id: &Option<Arc<str>>, headers: &HashMap<HeaderName, HeaderValue>) {
         if let Some(id) = session_id {
             let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
             if session
@@ -528,10 +524,8 @@ fn drain(mut events: Events) {
         }
     }
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(DRAIN_FOR, async {
-            while events.next().await.is_some() {}
-        })
-        .await;
+        let _ =
+            tokio::time::timeout(DRAIN_FOR, async { while events.next().await.is_some() {} }).await;
     });
 }
 
