@@ -536,16 +536,13 @@ async fn a_session_the_upstream_forgot_is_renewed_and_the_call_posted_again() {
     let messages = raw.call(3, "work", json!({}), None, answer).await;
     let last = messages.last().expect("an answer");
     assert_eq!(result_text(last), "replayed", "{messages:?}");
-    let seen = seen.lock().unwrap();
     // The first POST went to the forgotten session and was refused; the
     // second, on the session the SDK opened again, was taken.
-    assert_eq!(
-        seen.calls_on,
-        ["s-1", "s-3"],
-        "initializes: {}",
-        seen.initializes
-    );
-    drop(seen);
+    let (calls_on, initializes) = {
+        let seen = seen.lock().unwrap();
+        (seen.calls_on.clone(), seen.initializes)
+    };
+    assert_eq!(calls_on, ["s-1", "s-3"], "initializes: {initializes}");
     let records =
         wait_for_records(&warden.db(), |r| r.iter().any(|r| r["kind"] == "outcome")).await;
     let outcomes: Vec<_> = records.iter().filter(|r| r["kind"] == "outcome").collect();

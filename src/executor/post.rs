@@ -245,29 +245,26 @@ impl DirectPost {
         }
     }
 
+    /// Whether the SDK has a session to post on.
+    pub(super) fn ready(&self) -> bool {
+        self.recording.session().is_some()
+    }
+
     /// The call as it will be posted, with an id and progress token of its
     /// own (strings, unlike the SDK's numbers, so the two never meet), and
-    /// the client's `_meta` without its progress token; `None` while the
-    /// SDK has no session to post on.
-    pub(super) fn prepare(
-        &self,
-        mut request: ClientRequest,
-        meta: RequestMetaObject,
-    ) -> Result<Prepared, ClientRequest> {
-        if self.recording.session().is_none() {
-            return Err(request);
-        }
+    /// the client's `_meta` without its progress token.
+    pub(super) fn prepare(&self, mut request: ClientRequest, meta: RequestMetaObject) -> Prepared {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = RequestId::String(format!("warden-{n}").into());
         let token = ProgressToken(NumberOrString::String(format!("warden-{n}").into()));
         let own = request.get_meta_mut();
         own.extend(meta);
         own.set_progress_token(token.clone());
-        Ok(Prepared {
+        Prepared {
             message: ClientJsonRpcMessage::request(request, id.clone()),
             id,
             token,
-        })
+        }
     }
 
     /// Posts `call` and reads its stream until the answer. `peer` is the
@@ -295,7 +292,7 @@ impl DirectPost {
             return match posted {
                 Ok(StreamableHttpPostResponse::Json(message, _)) => {
                     match self.handle(message, &call.id, &session, peer, &[]).await {
-                        Handled::Answer(answer) => answer,
+                        Handled::Answer(answer) => *answer,
                         _ => Err(self.unexpected()),
                     }
                 }
@@ -370,7 +367,7 @@ impl DirectPost {
                     };
                     asked.retain(|(_, ct)| !ct.is_cancelled());
                     match self.handle(message, id, session, peer, &asked).await {
-                        Handled::Answer(answer) => break answer,
+                        Handled::Answer(answer) => break *answer,
                         Handled::Asked(request, ct) => asked.push((request, ct)),
                         Handled::Done => {}
                     }
@@ -426,10 +423,10 @@ impl DirectPost {
     ) -> Handled {
         match message {
             ServerJsonRpcMessage::Response(response) if response.id == *id => {
-                Handled::Answer(Ok(response.result))
+                Handled::Answer(Box::new(Ok(response.result)))
             }
             ServerJsonRpcMessage::Error(error) if error.id.as_ref().is_none_or(|e| e == id) => {
-                Handled::Answer(Err(UpstreamError::Upstream(error.error)))
+                Handled::Answer(Box::new(Err(UpstreamError::Upstream(error.error))))
             }
             ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_) => {
                 tracing::debug!(upstream = %self.upstream, "an answer to another request on a call's stream, ignored");
@@ -531,8 +528,8 @@ fn drain(mut events: Events) {
 
 /// What one message on a call's stream came to.
 enum Handled {
-    /// The call's answer.
-    Answer(Result<ServerResult, UpstreamError>),
+    /// The call's answer (boxed: it is much larger than the others).
+    Answer(Box<Result<ServerResult, UpstreamError>>),
     /// A request of the upstream's, now in progress.
     Asked(RequestId, CancellationToken),
     /// Nothing more to do.

@@ -374,22 +374,18 @@ impl UpstreamConn {
         let peer = self.service.peer();
         // A tool call on a Streamable HTTP upstream is posted by this task
         // ([`DirectPost`]); anything else goes through the SDK.
-        let request = match (&self.post, request) {
-            (Some(post), request @ ClientRequest::CallToolRequest(_)) => {
-                match post.prepare(request, meta.clone()) {
-                    Ok(call) => {
-                        sent(&call.id, &call.token);
-                        let id = call.id.clone();
-                        // Boxed: the call's future is large, and the
-                        // pipeline's future holds this one.
-                        let call = Box::pin(post.call(call, peer));
-                        return self.wait(&method, ct, id, call).await;
-                    }
-                    Err(request) => request,
-                }
-            }
-            (_, request) => request,
-        };
+        if let Some(post) = &self.post
+            && matches!(request, ClientRequest::CallToolRequest(_))
+            && post.ready()
+        {
+            let call = post.prepare(request, meta);
+            sent(&call.id, &call.token);
+            let id = call.id.clone();
+            // Boxed: the call's future is large, and the pipeline's future
+            // holds this one.
+            let call = Box::pin(post.call(call, peer));
+            return self.wait(&method, ct, id, call).await;
+        }
         let options = PeerRequestOptions::no_options().with_meta(meta);
         let handle = peer
             .send_cancellable_request(request, options)

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::actions::Actions;
+use super::context;
 use super::decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
 use super::error::{PolicyError, Problem};
 use super::memo::{Key, Memo};
@@ -297,7 +298,7 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
     let minimal = CallContext::new("t", "s", chrono::Utc::now());
     for (principal, call) in [(&user, &full), (&app, &minimal)] {
         let (p, _) = request::principal_entities(types, principal, &RolesByGroup::new())?;
-        let context = request::context(principal, call, &parts.args)?;
+        let context = context::build(principal, call, &parts.args)?;
         Request::new(
             p,
             types.action(&declared)?,
@@ -715,7 +716,7 @@ impl Engine {
         Ok(Prepared {
             principal: built,
             principal_key,
-            context: request::context(principal, call, &c.parts.args)?,
+            context: context::build(principal, call, &c.parts.args)?,
         })
     }
 

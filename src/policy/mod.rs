@@ -145,6 +145,7 @@
 
 mod actions;
 mod cases;
+mod context;
 mod decision;
 mod engine;
 mod error;

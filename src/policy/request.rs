@@ -3,14 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
-};
-use chrono::{DateTime, SecondsFormat, Utc};
+use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::schema::{ArgKind, ArgSpec, ResolvedAction, arg_key};
+use super::schema::ResolvedAction;
 use super::scope::{Hierarchy, Kind, Scope};
 use crate::facts::Completeness;
 use crate::identity::{Principal, PrincipalKind};
@@ -211,65 +209,6 @@ fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> RestrictedExpress
     RestrictedExpression::new_set(items.into_iter().map(|s| string(s)))
 }
 
-fn datetime(t: &DateTime<Utc>) -> RestrictedExpression {
-    RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Millis, true))
-}
-
-/// Cedar's API parses an extension function's name each time it builds a
-/// call to it (`datetime("…")`, `ip("…")`), which costs more than the rest
-/// of a context. The expressions themselves are plain values, so the last
-/// `now` and the source addresses seen lately are kept and cloned.
-mod extension {
-    use std::collections::HashMap;
-    use std::net::IpAddr;
-    use std::sync::{LazyLock, Mutex, PoisonError};
-
-    use cedar_policy::RestrictedExpression;
-    use chrono::{DateTime, SecondsFormat, Utc};
-
-    /// Addresses kept (then the cache starts again).
-    const MAX_ADDRESSES: usize = 1024;
-
-    static NOW: Mutex<Option<(String, RestrictedExpression)>> = Mutex::new(None);
-    static ADDRESSES: LazyLock<Mutex<HashMap<IpAddr, RestrictedExpression>>> =
-        LazyLock::new(Default::default);
-
-    /// `datetime(now)`, at the precision the context carries.
-    pub fn now(now: &DateTime<Utc>) -> RestrictedExpression {
-        let text = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let mut last = NOW.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, expr)) = last.as_ref()
-            && *at == text
-        {
-            return expr.clone();
-        }
-        let expr = RestrictedExpression::new_datetime(&text);
-        *last = Some((text, expr.clone()));
-        expr
-    }
-
-    /// `ip(address)`.
-    pub fn ip(address: IpAddr) -> RestrictedExpression {
-        let mut known = ADDRESSES.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(expr) = known.get(&address) {
-            return expr.clone();
-        }
-        if known.len() >= MAX_ADDRESSES {
-            known.clear();
-        }
-        let expr = RestrictedExpression::new_ip(address.to_string());
-        known.insert(address, expr.clone());
-        expr
-    }
-}
-
-fn record(
-    pairs: Vec<(String, RestrictedExpression)>,
-    what: &str,
-) -> Result<RestrictedExpression, String> {
-    RestrictedExpression::new_record(pairs).map_err(|e| format!("{what}: {e}"))
-}
-
 /// The principal entity (`User` or `ServicePrincipal`, id `<tid>/<oid>`)
 /// and its groups and app roles: the token's `roles`, plus the roles
 /// `[policy.roles]` confers on the token's groups.
@@ -443,128 +382,6 @@ fn scope_entity(
         tags,
     )
     .map_err(|e| format!("resource {}: {e}", scope.id))
-}
-
-/// The context record (see `Context` in the schema).
-pub(crate) fn context(
-    principal: &Principal,
-    call: &CallContext,
-    args: &[ArgSpec],
-) -> Result<Context, String> {
-    let mut pairs = vec![
-        ("now".to_owned(), extension::now(&call.now)),
-        (
-            "mfa".to_owned(),
-            RestrictedExpression::new_bool(principal.mfa),
-        ),
-        ("acrs".to_owned(), strings(&principal.acrs)),
-        ("tool".to_owned(), string(&call.tool)),
-        ("facts".to_owned(), string(call.facts.as_str())),
-        (
-            "args".to_owned(),
-            record(context_args(call, args)?, "args")?,
-        ),
-    ];
-    if let Some(ip) = principal.source_ip {
-        pairs.push(("source_ip".to_owned(), extension::ip(ip)));
-    }
-    if let Some(app) = &principal.client_app {
-        pairs.push(("client_app".to_owned(), string(app)));
-    }
-    if let Some(risk) = &call.risk {
-        let risk = vec![
-            (
-                "score".to_owned(),
-                RestrictedExpression::new_long(risk.score),
-            ),
-            ("level".to_owned(), string(&risk.level.to_ascii_lowercase())),
-            ("reasons".to_owned(), strings(&risk.reasons)),
-        ];
-        pairs.push(("risk".to_owned(), record(risk, "risk")?));
-    }
-    if let Some(jit) = &call.jit {
-        let mut grant = vec![
-            ("grant_id".to_owned(), string(&jit.grant_id)),
-            ("approver".to_owned(), string(&jit.approver)),
-            ("expires".to_owned(), datetime(&jit.expires)),
-        ];
-        if let Some(role) = &jit.role {
-            grant.push(("role".to_owned(), string(role)));
-        }
-        if let Some(scope) = &jit.scope {
-            grant.push(("scope".to_owned(), string(&scope.to_ascii_lowercase())));
-        }
-        if !jit.approvers.is_empty() {
-            grant.push(("approvers".to_owned(), strings(&jit.approvers)));
-        }
-        if !jit.operations.is_empty() {
-            grant.push(("operations".to_owned(), strings(&jit.operations)));
-        }
-        pairs.push(("jit".to_owned(), record(grant, "jit")?));
-    }
-    let mut session = vec![("id".to_owned(), string(&call.session))];
-    if let Some(agent) = &call.user_agent {
-        session.push(("user_agent".to_owned(), string(agent)));
-    }
-    pairs.push(("session".to_owned(), record(session, "session")?));
-    Context::from_pairs(pairs).map_err(|e| format!("context: {e}"))
-}
-
-/// The arguments of the call that fill `context.args`: those whose name
-/// matches an `Args` attribute ignoring case, `_` and `-`. Strings are
-/// lower-cased; `null` counts as absent; any other mismatch of type is an
-/// error (so the call is denied rather than a policy silently not seeing
-/// the argument).
-fn context_args(
-    call: &CallContext,
-    specs: &[ArgSpec],
-) -> Result<Vec<(String, RestrictedExpression)>, String> {
-    let Some(Value::Object(arguments)) = &call.arguments else {
-        return Ok(Vec::new());
-    };
-    let mut filled: BTreeMap<&str, (&str, RestrictedExpression)> = BTreeMap::new();
-    for (name, value) in arguments {
-        let key = arg_key(name);
-        let Some(spec) = specs.iter().find(|s| s.key == key) else {
-            continue;
-        };
-        let wrong = |expected: &str| {
-            format!(
-                "argument {name:?} must be {expected} to be tested by policies (context.args.{})",
-                spec.name
-            )
-        };
-        let expr = match (spec.kind, value) {
-            (_, Value::Null) => continue,
-            (ArgKind::String, Value::String(s)) => string(&s.to_ascii_lowercase()),
-            (ArgKind::String, _) => return Err(wrong("a string")),
-            (ArgKind::Long, Value::Number(n)) => {
-                RestrictedExpression::new_long(n.as_i64().ok_or_else(|| wrong("an integer"))?)
-            }
-            (ArgKind::Long, _) => return Err(wrong("an integer")),
-            (ArgKind::Bool, Value::Bool(b)) => RestrictedExpression::new_bool(*b),
-            (ArgKind::Bool, _) => return Err(wrong("a boolean")),
-            (ArgKind::StringSet, Value::Array(items)) => {
-                let items = items
-                    .iter()
-                    .map(|i| i.as_str().map(|s| string(&s.to_ascii_lowercase())))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| wrong("an array of strings"))?;
-                RestrictedExpression::new_set(items)
-            }
-            (ArgKind::StringSet, _) => return Err(wrong("an array of strings")),
-        };
-        if let Some((other, _)) = filled.insert(&spec.name, (name, expr)) {
-            return Err(format!(
-                "arguments {other:?} and {name:?} both fill context.args.{}",
-                spec.name
-            ));
-        }
-    }
-    Ok(filled
-        .into_iter()
-        .map(|(attr, (_, expr))| (attr.to_owned(), expr))
-        .collect())
 }
 
 /// Collects entities into a store (no schema: action entities of

@@ -1,0 +1,387 @@
+//! The context of a request (`Context` in the schema), built as the value
+//! Cedar would evaluate it to.
+//!
+//! Cedar's public API takes a context as expressions and evaluates them on
+//! every request: each string, set and record is interpreted again, and
+//! each `datetime("…")` and `ip("…")` call parsed again. Here the context is
+//! built as that evaluated record directly (Cedar's own value types, with
+//! its `From<ast::Context>` for the request), and the two extension values
+//! are evaluated by Cedar's evaluator once per distinct input and kept: the
+//! last `now` (to the millisecond) and the source addresses seen lately. A
+//! test builds every shape of context both ways and compares them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use cedar_policy::{Context, RestrictedExpression};
+use cedar_policy_core::ast::{self, Value as Evaluated};
+use cedar_policy_core::evaluator::RestrictedEvaluator;
+use cedar_policy_core::extensions::Extensions;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+use smol_str::SmolStr;
+
+use super::request::CallContext;
+use super::schema::{ArgKind, ArgSpec, arg_key};
+use crate::identity::Principal;
+
+/// The context record of a call by `principal`.
+pub(crate) fn build(
+    principal: &Principal,
+    call: &CallContext,
+    args: &[ArgSpec],
+) -> Result<Context, String> {
+    let mut pairs: BTreeMap<SmolStr, Evaluated> = BTreeMap::new();
+    pairs.insert("now".into(), extension::now(&call.now)?);
+    pairs.insert("mfa".into(), principal.mfa.into());
+    pairs.insert("acrs".into(), strings(&principal.acrs));
+    pairs.insert("tool".into(), string(&call.tool));
+    pairs.insert("facts".into(), string(call.facts.as_str()));
+    pairs.insert("args".into(), record(context_args(call, args)?));
+    if let Some(ip) = principal.source_ip {
+        pairs.insert("source_ip".into(), extension::ip(ip)?);
+    }
+    if let Some(app) = &principal.client_app {
+        pairs.insert("client_app".into(), string(app));
+    }
+    if let Some(risk) = &call.risk {
+        let risk = vec![
+            ("score", risk.score.into()),
+            ("level", string(&risk.level.to_ascii_lowercase())),
+            ("reasons", strings(&risk.reasons)),
+        ];
+        pairs.insert("risk".into(), record(risk));
+    }
+    if let Some(jit) = &call.jit {
+        let mut grant = vec![
+            ("grant_id", string(&jit.grant_id)),
+            ("approver", string(&jit.approver)),
+            ("expires", extension::datetime(&millis(&jit.expires))?),
+        ];
+        if let Some(role) = &jit.role {
+            grant.push(("role", string(role)));
+        }
+        if let Some(scope) = &jit.scope {
+            grant.push(("scope", string(&scope.to_ascii_lowercase())));
+        }
+        if !jit.approvers.is_empty() {
+            grant.push(("approvers", strings(&jit.approvers)));
+        }
+        if !jit.operations.is_empty() {
+            grant.push(("operations", strings(&jit.operations)));
+        }
+        pairs.insert("jit".into(), record(grant));
+    }
+    let mut session = vec![("id", string(&call.session))];
+    if let Some(agent) = &call.user_agent {
+        session.push(("user_agent", string(agent)));
+    }
+    pairs.insert("session".into(), record(session));
+    Ok(ast::Context::Value(Arc::new(pairs)).into())
+}
+
+fn string(s: &str) -> Evaluated {
+    s.into()
+}
+
+fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> Evaluated {
+    Evaluated::set(items.into_iter().map(|s| string(s)), None)
+}
+
+fn record(pairs: Vec<(&str, Evaluated)>) -> Evaluated {
+    Evaluated::record(pairs, None)
+}
+
+/// A time as the context carries it: RFC 3339 to the millisecond.
+fn millis(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The arguments of the call that fill `context.args`: those whose name
+/// matches an `Args` attribute ignoring case, `_` and `-`. Strings are
+/// lower-cased; `null` counts as absent; any other mismatch of type is an
+/// error (so the call is denied rather than a policy silently not seeing
+/// the argument).
+fn context_args<'a>(
+    call: &CallContext,
+    specs: &'a [ArgSpec],
+) -> Result<Vec<(&'a str, Evaluated)>, String> {
+    let Some(Value::Object(arguments)) = &call.arguments else {
+        return Ok(Vec::new());
+    };
+    let mut filled: BTreeMap<&str, (&str, Evaluated)> = BTreeMap::new();
+    for (name, value) in arguments {
+        let key = arg_key(name);
+        let Some(spec) = specs.iter().find(|s| s.key == key) else {
+            continue;
+        };
+        let wrong = |expected: &str| {
+            format!(
+                "argument {name:?} must be {expected} to be tested by policies (context.args.{})",
+                spec.name
+            )
+        };
+        let value = match (spec.kind, value) {
+            (_, Value::Null) => continue,
+            (ArgKind::String, Value::String(s)) => string(&s.to_ascii_lowercase()),
+            (ArgKind::String, _) => return Err(wrong("a string")),
+            (ArgKind::Long, Value::Number(n)) => {
+                n.as_i64().ok_or_else(|| wrong("an integer"))?.into()
+            }
+            (ArgKind::Long, _) => return Err(wrong("an integer")),
+            (ArgKind::Bool, Value::Bool(b)) => (*b).into(),
+            (ArgKind::Bool, _) => return Err(wrong("a boolean")),
+            (ArgKind::StringSet, Value::Array(items)) => {
+                let items = items
+                    .iter()
+                    .map(|i| i.as_str().map(|s| string(&s.to_ascii_lowercase())))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| wrong("an array of strings"))?;
+                Evaluated::set(items, None)
+            }
+            (ArgKind::StringSet, _) => return Err(wrong("an array of strings")),
+        };
+        if let Some((other, _)) = filled.insert(&spec.name, (name, value)) {
+            return Err(format!(
+                "arguments {other:?} and {name:?} both fill context.args.{}",
+                spec.name
+            ));
+        }
+    }
+    Ok(filled
+        .into_iter()
+        .map(|(attr, (_, value))| (attr, value))
+        .collect())
+}
+
+/// Extension values, evaluated by Cedar once per input and kept.
+mod extension {
+    use super::*;
+
+    /// Addresses kept (then the cache starts again).
+    const MAX_ADDRESSES: usize = 1024;
+
+    static NOW: Mutex<Option<(String, Evaluated)>> = Mutex::new(None);
+    static ADDRESSES: LazyLock<Mutex<HashMap<IpAddr, Evaluated>>> = LazyLock::new(Default::default);
+
+    /// `datetime(now)`, at the precision the context carries.
+    pub fn now(now: &DateTime<Utc>) -> Result<Evaluated, String> {
+        let text = millis(now);
+        let mut last = NOW.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, value)) = last.as_ref()
+            && *at == text
+        {
+            return Ok(value.clone());
+        }
+        let value = datetime(&text)?;
+        *last = Some((text, value.clone()));
+        Ok(value)
+    }
+
+    /// `datetime(text)`.
+    pub fn datetime(text: &str) -> Result<Evaluated, String> {
+        evaluate(RestrictedExpression::new_datetime(text))
+    }
+
+    /// `ip(address)`.
+    pub fn ip(address: IpAddr) -> Result<Evaluated, String> {
+        let mut known = ADDRESSES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(value) = known.get(&address) {
+            return Ok(value.clone());
+        }
+        if known.len() >= MAX_ADDRESSES {
+            known.clear();
+        }
+        let value = evaluate(RestrictedExpression::new_ip(address.to_string()))?;
+        known.insert(address, value.clone());
+        Ok(value)
+    }
+
+    fn evaluate(expression: RestrictedExpression) -> Result<Evaluated, String> {
+        let expression: &ast::RestrictedExpr = expression.as_ref();
+        RestrictedEvaluator::new(Extensions::all_available())
+            .interpret(expression.as_borrowed())
+            .map_err(|e| format!("context: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::request::{JitFacts, RiskFacts};
+    use crate::policy::schema::ArgSpec;
+
+    /// The context as Cedar's API builds it from expressions: the
+    /// reference the direct build must equal.
+    fn through_cedar(principal: &Principal, call: &CallContext, args: &[ArgSpec]) -> Context {
+        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+        let strings = |items: &mut dyn Iterator<Item = &String>| {
+            RestrictedExpression::new_set(items.map(|s| string(s)).collect::<Vec<_>>())
+        };
+        let record = |pairs: Vec<(&str, RestrictedExpression)>| {
+            RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
+                .unwrap()
+        };
+        let datetime = |t: &DateTime<Utc>| RestrictedExpression::new_datetime(millis(t));
+        let mut pairs = vec![
+            ("now", datetime(&call.now)),
+            ("mfa", RestrictedExpression::new_bool(principal.mfa)),
+            ("acrs", strings(&mut principal.acrs.iter())),
+            ("tool", string(&call.tool)),
+            ("facts", string(call.facts.as_str())),
+        ];
+        let mut filled = Vec::new();
+        if let Some(Value::Object(arguments)) = &call.arguments {
+            for (name, value) in arguments {
+                let Some(spec) = args.iter().find(|s| s.key == arg_key(name)) else {
+                    continue;
+                };
+                let expr = match value {
+                    Value::Null => continue,
+                    Value::String(s) => string(&s.to_ascii_lowercase()),
+                    Value::Number(n) => RestrictedExpression::new_long(n.as_i64().unwrap()),
+                    Value::Bool(b) => RestrictedExpression::new_bool(*b),
+                    Value::Array(items) => RestrictedExpression::new_set(
+                        items
+                            .iter()
+                            .map(|i| string(&i.as_str().unwrap().to_ascii_lowercase())),
+                    ),
+                    Value::Object(_) => unreachable!("no object arguments here"),
+                };
+                filled.push((spec.name.as_str(), expr));
+            }
+        }
+        pairs.push(("args", record(filled)));
+        if let Some(ip) = principal.source_ip {
+            pairs.push(("source_ip", RestrictedExpression::new_ip(ip.to_string())));
+        }
+        if let Some(app) = &principal.client_app {
+            pairs.push(("client_app", string(app)));
+        }
+        if let Some(risk) = &call.risk {
+            pairs.push((
+                "risk",
+                record(vec![
+                    ("score", RestrictedExpression::new_long(risk.score)),
+                    ("level", string(&risk.level.to_ascii_lowercase())),
+                    ("reasons", strings(&mut risk.reasons.iter())),
+                ]),
+            ));
+        }
+        if let Some(jit) = &call.jit {
+            let mut grant = vec![
+                ("grant_id", string(&jit.grant_id)),
+                ("approver", string(&jit.approver)),
+                ("expires", datetime(&jit.expires)),
+            ];
+            if let Some(role) = &jit.role {
+                grant.push(("role", string(role)));
+            }
+            if let Some(scope) = &jit.scope {
+                grant.push(("scope", string(&scope.to_ascii_lowercase())));
+            }
+            if !jit.approvers.is_empty() {
+                grant.push(("approvers", strings(&mut jit.approvers.iter())));
+            }
+            if !jit.operations.is_empty() {
+                grant.push(("operations", strings(&mut jit.operations.iter())));
+            }
+            pairs.push(("jit", record(grant)));
+        }
+        let mut session = vec![("id", string(&call.session))];
+        if let Some(agent) = &call.user_agent {
+            session.push(("user_agent", string(agent)));
+        }
+        pairs.push(("session", record(session)));
+        Context::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_owned(), v))).unwrap()
+    }
+
+    fn spec(name: &str, kind: ArgKind) -> ArgSpec {
+        ArgSpec {
+            name: name.to_owned(),
+            key: arg_key(name),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_direct_build_is_the_value_cedar_evaluates_the_expressions_to() {
+        let args = [
+            spec("vm_size", ArgKind::String),
+            spec("capacity", ArgKind::Long),
+            spec("force", ArgKind::Bool),
+            spec("zones", ArgKind::StringSet),
+        ];
+        let t0: DateTime<Utc> = "2026-12-07T10:00:00.123456Z".parse().unwrap();
+        let mut cases = 0;
+        for shape in 0..32u32 {
+            let mut principal = Principal::anonymous(None);
+            principal.tid = "t1".into();
+            principal.oid = "o1".into();
+            principal.mfa = shape & 1 != 0;
+            principal.acrs = ["c1".to_owned(), "c2".to_owned()].into();
+            if shape & 2 != 0 {
+                principal.source_ip = Some(if shape & 4 != 0 {
+                    "203.0.113.7".parse().unwrap()
+                } else {
+                    "2001:db8::1".parse().unwrap()
+                });
+                principal.client_app = Some("app-1".into());
+            }
+            let mut call = CallContext::new("Tool.Name", "session-1", t0);
+            call.now = t0 + chrono::Duration::milliseconds(i64::from(shape));
+            if shape & 8 != 0 {
+                call.user_agent = Some("agent/1".into());
+                call.arguments = Some(serde_json::json!({
+                    "VM-Size": "Standard_D2s", "capacity": 3, "force": true,
+                    "zones": ["A", "b"], "other": {"x": 1}, "unset": null
+                }));
+                call.risk = Some(RiskFacts {
+                    score: 55,
+                    level: "HIGH".into(),
+                    reasons: vec!["new_country".into()],
+                });
+            }
+            if shape & 16 != 0 {
+                call.jit = Some(JitFacts {
+                    grant_id: "g1".into(),
+                    approver: "a1".into(),
+                    expires: t0 + chrono::Duration::hours(1),
+                    role: (shape & 4 != 0).then(|| "Contributor".into()),
+                    scope: Some("/Subscriptions/S1".into()),
+                    approvers: vec!["a1".into(), "a2".into()],
+                    operations: if shape & 1 != 0 {
+                        vec!["Microsoft.Compute/virtualMachines/start/action".into()]
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+            // Twice: the second build takes the kept extension values.
+            for _ in 0..2 {
+                let direct = build(&principal, &call, &args).unwrap();
+                assert_eq!(
+                    direct,
+                    through_cedar(&principal, &call, &args),
+                    "shape {shape}"
+                );
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 64);
+    }
+
+    #[test]
+    fn arguments_of_the_wrong_type_are_named() {
+        let args = [spec("capacity", ArgKind::Long)];
+        let principal = Principal::anonymous(None);
+        let mut call = CallContext::new("tool", "s", Utc::now());
+        call.arguments = Some(serde_json::json!({"capacity": "three"}));
+        let error = build(&principal, &call, &args).unwrap_err();
+        assert!(
+            error.contains("argument \"capacity\" must be an integer"),
+            "{error}"
+        );
+    }
+}
