@@ -217,10 +217,12 @@ impl UpstreamConn {
                     if let Some(stderr) = stderr {
                         tokio::spawn(log_stderr(name.to_owned(), stderr));
                     }
-                    let service =
-                        serve_client(handler, InOrder::new(name, downstream.clone(), transport))
-                            .await
-                            .map_err(|e| start(e.to_string()))?;
+                    let service = Box::pin(serve_client(
+                        handler,
+                        InOrder::new(name, downstream.clone(), transport),
+                    ))
+                    .await
+                    .map_err(|e| start(e.to_string()))?;
                     Ok((service, Some(child), None))
                 }
                 UpstreamKind::Builtin { builtin } => {
@@ -230,10 +232,12 @@ impl UpstreamConn {
                     let (ours, theirs) = tokio::io::duplex(BUILTIN_PIPE_BYTES);
                     builtins.start(builtin, theirs).map_err(start)?;
                     let ours = IntoTransport::<RoleClient, std::io::Error, _>::into_transport(ours);
-                    let service =
-                        serve_client(handler, InOrder::new(name, downstream.clone(), ours))
-                            .await
-                            .map_err(|e| start(e.to_string()))?;
+                    let service = Box::pin(serve_client(
+                        handler,
+                        InOrder::new(name, downstream.clone(), ours),
+                    ))
+                    .await
+                    .map_err(|e| start(e.to_string()))?;
                     Ok((service, None, None))
                 }
                 UpstreamKind::Shared { .. } => {
@@ -251,10 +255,12 @@ impl UpstreamConn {
                         downstream.clone(),
                     );
                     let transport = StreamableHttpClientTransport::with_client(client, config);
-                    let service =
-                        serve_client(handler, InOrder::new(name, downstream.clone(), transport))
-                            .await
-                            .map_err(|e| start(format!("{}: {e}", generation.url)))?;
+                    let service = Box::pin(serve_client(
+                        handler,
+                        InOrder::new(name, downstream.clone(), transport),
+                    ))
+                    .await
+                    .map_err(|e| start(format!("{}: {e}", generation.url)))?;
                     Ok((service, None, Some(post)))
                 }
                 UpstreamKind::Http { url, headers } => {
@@ -268,10 +274,12 @@ impl UpstreamConn {
                     let post =
                         DirectPost::new(name, url.as_str(), client.clone(), downstream.clone());
                     let transport = StreamableHttpClientTransport::with_client(client, config);
-                    let service =
-                        serve_client(handler, InOrder::new(name, downstream.clone(), transport))
-                            .await
-                            .map_err(|e| start(format!("{url}: {e}")))?;
+                    let service = Box::pin(serve_client(
+                        handler,
+                        InOrder::new(name, downstream.clone(), transport),
+                    ))
+                    .await
+                    .map_err(|e| start(format!("{url}: {e}")))?;
                     Ok((service, None, Some(post)))
                 }
             }
