@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cedar_policy::{Entity, EntityUid};
 
+use super::closed::Closed;
 use super::request::{self, Types};
 use super::schema::SchemaParts;
 
@@ -26,6 +27,8 @@ pub(crate) struct Action {
     pub uid: EntityUid,
     /// The action entity and its groups.
     pub entities: Vec<Entity>,
+    /// The same, closed (a part of its requests' stores).
+    pub closed: Closed,
     /// Its ancestors, sorted (part of a slice's key).
     pub ancestors: Vec<EntityUid>,
 }
@@ -86,10 +89,12 @@ fn build(
         .into_iter()
         .filter(|a| a != &uid)
         .collect();
+    let closed = Closed::new(entities.iter().map(|e| e.as_ref().clone()))?;
     Ok(Action {
         declared: resolved.declared,
         uid,
         entities,
+        closed,
         ancestors,
     })
 }

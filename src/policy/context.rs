@@ -15,23 +15,24 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use cedar_policy::{Context, RestrictedExpression};
-use cedar_policy_core::ast::{self, Value as Evaluated};
+use cedar_policy_core::ast::{self, Literal, Value as Evaluated, ValueKind};
 use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use smol_str::SmolStr;
 
+use super::memo::Key;
 use super::request::CallContext;
 use super::schema::{ArgKind, ArgSpec, arg_key};
 use crate::identity::Principal;
 
-/// The context record of a call by `principal`.
+/// The context record of a call by `principal`, and its [`shape`].
 pub(crate) fn build(
     principal: &Principal,
     call: &CallContext,
     args: &[ArgSpec],
-) -> Result<Context, String> {
+) -> Result<(Context, Option<Key>), String> {
     let mut pairs: BTreeMap<SmolStr, Evaluated> = BTreeMap::new();
     pairs.insert("now".into(), extension::now(&call.now)?);
     pairs.insert("mfa".into(), principal.mfa.into());
@@ -78,7 +79,85 @@ pub(crate) fn build(
         session.push(("user_agent", string(agent)));
     }
     pairs.insert("session".into(), record(session));
-    Ok(ast::Context::Value(Arc::new(pairs)).into())
+    let shape = shape(&pairs);
+    Ok((ast::Context::Value(Arc::new(pairs)).into(), shape))
+}
+
+/// The shape of a context: its attributes, recursively, and the kind of
+/// each value (boolean, integer, string, the shapes in a set, record,
+/// extension type). Contexts of one shape have one type: the schema's
+/// types cannot tell apart two values of one kind (it has no singleton or
+/// range types), so they validate against it alike, and a set validates a
+/// shape once (see `Engine::build`). `None` when validity depends on a
+/// value, not its kind: an entity reference (its type and, for an action or
+/// an enumerated type, its id are checked).
+fn shape(pairs: &BTreeMap<SmolStr, Evaluated>) -> Option<Key> {
+    let mut key = Key::default();
+    record_shape(pairs, &mut key)?;
+    Some(key)
+}
+
+fn record_shape(pairs: &BTreeMap<SmolStr, Evaluated>, key: &mut Key) -> Option<()> {
+    key.str("record").count(pairs.len());
+    for (name, value) in pairs {
+        key.str(name);
+        value_shape(value, key)?;
+    }
+    Some(())
+}
+
+fn value_shape(value: &Evaluated, key: &mut Key) -> Option<()> {
+    match kind(value)? {
+        Kind::Simple(name) => key.str(name),
+        Kind::Nested(inner) => key.key(&inner),
+    };
+    Some(())
+}
+
+/// A value's kind: a name for the kinds without parts, else a key.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Simple(&'static str),
+    Nested(Key),
+}
+
+fn kind(value: &Evaluated) -> Option<Kind> {
+    Some(match value.value_kind() {
+        ValueKind::Lit(Literal::Bool(_)) => Kind::Simple("bool"),
+        ValueKind::Lit(Literal::Long(_)) => Kind::Simple("long"),
+        ValueKind::Lit(Literal::String(_)) => Kind::Simple("string"),
+        ValueKind::Lit(Literal::EntityUID(_)) => return None,
+        ValueKind::Set(set) => {
+            // The distinct kinds of its elements (sets here hold one).
+            let mut kinds: Vec<Kind> = Vec::with_capacity(1);
+            for item in set.iter() {
+                let kind = kind(item)?;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            kinds.sort();
+            let mut key = Key::default();
+            key.str("set").count(kinds.len());
+            for kind in &kinds {
+                match kind {
+                    Kind::Simple(name) => key.str(name),
+                    Kind::Nested(inner) => key.key(inner),
+                };
+            }
+            Kind::Nested(key)
+        }
+        ValueKind::Record(pairs) => {
+            let mut key = Key::default();
+            record_shape(pairs, &mut key)?;
+            Kind::Nested(key)
+        }
+        ValueKind::ExtensionValue(extension) => {
+            let mut key = Key::default();
+            key.str("extension").str(&extension.typename().to_string());
+            Kind::Nested(key)
+        }
+    })
 }
 
 fn string(s: &str) -> Evaluated {
@@ -305,6 +384,59 @@ mod tests {
         }
     }
 
+    /// Calls of 32 shapes: with and without MFA, a source address (v4 or
+    /// v6), a user agent, arguments, risk, a grant and its optional parts.
+    fn cases() -> Vec<(Principal, CallContext)> {
+        let t0: DateTime<Utc> = "2026-12-07T10:00:00.123456Z".parse().unwrap();
+        (0..32u32)
+            .map(|shape| {
+                let mut principal = Principal::anonymous(None);
+                principal.tid = "t1".into();
+                principal.oid = "o1".into();
+                principal.mfa = shape & 1 != 0;
+                principal.acrs = ["c1".to_owned(), "c2".to_owned()].into();
+                if shape & 2 != 0 {
+                    principal.source_ip = Some(if shape & 4 != 0 {
+                        "203.0.113.7".parse().unwrap()
+                    } else {
+                        "2001:db8::1".parse().unwrap()
+                    });
+                    principal.client_app = Some("app-1".into());
+                }
+                let mut call = CallContext::new("Tool.Name", "session-1", t0);
+                call.now = t0 + chrono::Duration::milliseconds(i64::from(shape));
+                if shape & 8 != 0 {
+                    call.user_agent = Some("agent/1".into());
+                    call.arguments = Some(serde_json::json!({
+                        "VM-Size": "Standard_D2s", "capacity": 3, "force": true,
+                        "zones": ["A", "b"], "other": {"x": 1}, "unset": null
+                    }));
+                    call.risk = Some(RiskFacts {
+                        score: 55,
+                        level: "HIGH".into(),
+                        reasons: vec!["new_country".into()],
+                    });
+                }
+                if shape & 16 != 0 {
+                    call.jit = Some(JitFacts {
+                        grant_id: "g1".into(),
+                        approver: "a1".into(),
+                        expires: t0 + chrono::Duration::hours(1),
+                        role: (shape & 4 != 0).then(|| "Contributor".into()),
+                        scope: Some("/Subscriptions/S1".into()),
+                        approvers: vec!["a1".into(), "a2".into()],
+                        operations: if shape & 1 != 0 {
+                            vec!["Microsoft.Compute/virtualMachines/start/action".into()]
+                        } else {
+                            Vec::new()
+                        },
+                    });
+                }
+                (principal, call)
+            })
+            .collect()
+    }
+
     #[test]
     fn the_direct_build_is_the_value_cedar_evaluates_the_expressions_to() {
         let args = [
@@ -313,63 +445,94 @@ mod tests {
             spec("force", ArgKind::Bool),
             spec("zones", ArgKind::StringSet),
         ];
-        let t0: DateTime<Utc> = "2026-12-07T10:00:00.123456Z".parse().unwrap();
-        let mut cases = 0;
-        for shape in 0..32u32 {
-            let mut principal = Principal::anonymous(None);
-            principal.tid = "t1".into();
-            principal.oid = "o1".into();
-            principal.mfa = shape & 1 != 0;
-            principal.acrs = ["c1".to_owned(), "c2".to_owned()].into();
-            if shape & 2 != 0 {
-                principal.source_ip = Some(if shape & 4 != 0 {
-                    "203.0.113.7".parse().unwrap()
-                } else {
-                    "2001:db8::1".parse().unwrap()
-                });
-                principal.client_app = Some("app-1".into());
-            }
-            let mut call = CallContext::new("Tool.Name", "session-1", t0);
-            call.now = t0 + chrono::Duration::milliseconds(i64::from(shape));
-            if shape & 8 != 0 {
-                call.user_agent = Some("agent/1".into());
-                call.arguments = Some(serde_json::json!({
-                    "VM-Size": "Standard_D2s", "capacity": 3, "force": true,
-                    "zones": ["A", "b"], "other": {"x": 1}, "unset": null
-                }));
-                call.risk = Some(RiskFacts {
-                    score: 55,
-                    level: "HIGH".into(),
-                    reasons: vec!["new_country".into()],
-                });
-            }
-            if shape & 16 != 0 {
-                call.jit = Some(JitFacts {
-                    grant_id: "g1".into(),
-                    approver: "a1".into(),
-                    expires: t0 + chrono::Duration::hours(1),
-                    role: (shape & 4 != 0).then(|| "Contributor".into()),
-                    scope: Some("/Subscriptions/S1".into()),
-                    approvers: vec!["a1".into(), "a2".into()],
-                    operations: if shape & 1 != 0 {
-                        vec!["Microsoft.Compute/virtualMachines/start/action".into()]
-                    } else {
-                        Vec::new()
-                    },
-                });
-            }
+        let mut cases_built = 0;
+        for (shape, (principal, call)) in cases().iter().enumerate() {
             // Twice: the second build takes the kept extension values.
             for _ in 0..2 {
-                let direct = build(&principal, &call, &args).unwrap();
+                let (direct, _) = build(principal, call, &args).unwrap();
                 assert_eq!(
                     direct,
-                    through_cedar(&principal, &call, &args),
+                    through_cedar(principal, call, &args),
                     "shape {shape}"
                 );
-                cases += 1;
+                cases_built += 1;
             }
         }
-        assert_eq!(cases, 64);
+        assert_eq!(cases_built, 64);
+    }
+
+    #[test]
+    fn contexts_of_one_shape_validate_alike() {
+        use std::collections::BTreeSet;
+        use std::collections::btree_map::Entry;
+
+        use cedar_policy::{EntityUid, Request, Schema};
+
+        // The schema's context type, and variants that make an optional
+        // attribute required or change the type of one.
+        let variants = [
+            ("", ""),
+            ("source_ip?: ipaddr", "source_ip: ipaddr"),
+            ("user_agent?: String", "user_agent: String"),
+            ("reasons: Set<String>", "reasons: Set<Long>"),
+            ("capacity?: Long", "capacity?: String"),
+            ("operations?: Set<String>", "operations?: Set<Long>"),
+            ("mfa: Bool", "mfa: Long"),
+        ];
+        let args = [
+            spec("vm_size", ArgKind::String),
+            spec("capacity", ArgKind::Long),
+        ];
+        let uid = |s: &str| -> EntityUid { s.parse().unwrap() };
+        let mut answers = BTreeSet::new();
+        let mut shared = 0;
+        for (from, to) in variants {
+            let schema = crate::policy::BUILTIN_SCHEMA;
+            assert!(schema.contains(from), "{from}");
+            let (schema, _) = Schema::from_cedarschema_str(&schema.replacen(from, to, 1)).unwrap();
+            let mut by_shape: BTreeMap<Key, bool> = BTreeMap::new();
+            for (principal, call) in cases() {
+                // The same shape with other values.
+                let mut other = (principal.clone(), call.clone());
+                other.0.mfa = !principal.mfa;
+                other.0.acrs = ["x".to_owned()].into();
+                other.1.session = "session-2".into();
+                other.1.tool = "Other".into();
+                other.1.now = call.now + chrono::Duration::days(1);
+                if let Some(risk) = &mut other.1.risk {
+                    risk.score = 1;
+                    risk.reasons = vec!["a".into(), "b".into()];
+                }
+                let mut keys = Vec::new();
+                for (principal, call) in [(principal, call), other] {
+                    let (context, shape) = build(&principal, &call, &args).unwrap();
+                    let shape = shape.expect("no entity references");
+                    let valid = Request::new(
+                        uid(r#"User::"t1/o1""#),
+                        uid(r#"Action::"Microsoft.Compute/virtualMachines/read""#),
+                        uid(r#"Resource::"/r""#),
+                        context,
+                        Some(&schema),
+                    )
+                    .is_ok();
+                    answers.insert(valid);
+                    match by_shape.entry(shape.clone()) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(valid);
+                        }
+                        Entry::Occupied(seen) => {
+                            shared += 1;
+                            assert_eq!(*seen.get(), valid, "{to}: {call:?}");
+                        }
+                    }
+                    keys.push(shape);
+                }
+                assert_eq!(keys[0], keys[1], "other values, one shape");
+            }
+        }
+        // Both answers occurred, and shapes were met more than once.
+        assert_eq!(answers.len(), 2);
+        assert!(shared >= 32 * variants.len(), "{shared}");
     }
 
     #[test]

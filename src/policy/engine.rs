@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::actions::Actions;
+use super::closed::Closed;
 use super::context;
 use super::decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
 use super::error::{PolicyError, Problem};
@@ -116,6 +117,9 @@ pub(crate) struct Compiled {
     /// requests (see [`memo`](super::memo)).
     principals: Memo<PrincipalEntities>,
     stores: Memo<Store>,
+    /// The (operation, principal type, resource type, context shape)
+    /// combinations Cedar validated against the schema.
+    valid: Memo<()>,
 }
 
 /// Principals a set keeps per generation (at most twice that in all).
@@ -123,6 +127,10 @@ const MAX_PRINCIPALS: usize = 2048;
 /// Entity stores a set keeps per generation (each a dozen or two
 /// entities; at most twice that in all).
 const MAX_STORES: usize = 1024;
+
+/// Validated request shapes a set keeps per generation (a few per
+/// operation in use).
+const MAX_SHAPES: usize = 4096;
 
 /// Loads, parses and strictly validates the policy set of `config`.
 pub(crate) fn compile(
@@ -231,6 +239,7 @@ pub(crate) fn compile(
         actions: Actions::default(),
         principals: Memo::new(MAX_PRINCIPALS),
         stores: Memo::new(MAX_STORES),
+        valid: Memo::new(MAX_SHAPES),
     })
 }
 
@@ -263,13 +272,18 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
     op.resource_group_tags = BTreeMap::from([("env".into(), "dev".into())]);
     let hierarchy = Hierarchy::default();
     let (resource, _, e) = request::resource_entities(types, &op, &hierarchy)?;
-    entities.extend(e);
+    entities.extend(e.into_iter().map(Entity::from));
     let mg = OperationFacts::new(
         "A/b/read",
         "read",
         "/providers/microsoft.management/managementgroups/m",
     );
-    entities.extend(request::resource_entities(types, &mg, &hierarchy)?.2);
+    entities.extend(
+        request::resource_entities(types, &mg, &hierarchy)?
+            .2
+            .into_iter()
+            .map(Entity::from),
+    );
     let entities: HashMap<EntityUid, Entity> = entities.into_iter().map(|e| (e.uid(), e)).collect();
     Entities::from_entities(entities.into_values(), Some(&parts.schema))
         .map_err(|e| e.to_string())?;
@@ -298,7 +312,7 @@ fn self_check(parts: &SchemaParts, types: &Types) -> Result<(), String> {
     let minimal = CallContext::new("t", "s", chrono::Utc::now());
     for (principal, call) in [(&user, &full), (&app, &minimal)] {
         let (p, _) = request::principal_entities(types, principal, &RolesByGroup::new())?;
-        let context = context::build(principal, call, &parts.args)?;
+        let (context, _) = context::build(principal, call, &parts.args)?;
         Request::new(
             p,
             types.action(&declared)?,
@@ -333,6 +347,8 @@ struct Prepared {
     /// The inputs of `principal` (the start of its stores' keys).
     principal_key: Key,
     context: Context,
+    /// The context's shape (`None`: validated on every request).
+    shape: Option<Key>,
 }
 
 /// A principal as Cedar sees it.
@@ -340,6 +356,8 @@ struct PrincipalEntities {
     uid: EntityUid,
     /// The principal entity, then its groups and roles.
     entities: Vec<Entity>,
+    /// The same, closed (a part of its stores).
+    closed: Closed,
     /// The uids of its groups and roles, sorted (part of a slice's key).
     parents: Vec<EntityUid>,
 }
@@ -369,12 +387,17 @@ fn principal_key(principal: &Principal) -> Key {
     key
 }
 
+/// What an operation's action is built from.
+fn operation_action_key(op: &OperationFacts) -> Key {
+    let mut key = Key::default();
+    key.str(&op.azure_op).str(&op.class);
+    key
+}
+
 /// Every input of an operation's action and resource entities.
 fn operation_key(op: &OperationFacts) -> Key {
-    let mut key = Key::default();
-    key.str(&op.azure_op)
-        .str(&op.class)
-        .str(&op.resource_id)
+    let mut key = operation_action_key(op);
+    key.str(&op.resource_id)
         .opt(op.subscription.as_deref())
         .opt(op.resource_group.as_deref())
         .opt(op.resource_type.as_deref())
@@ -707,16 +730,20 @@ impl Engine {
             let mut parents: Vec<EntityUid> = entities.iter().skip(1).map(Entity::uid).collect();
             parents.sort();
             parents.dedup();
+            let closed = Closed::new(entities.iter().map(|e| e.as_ref().clone()))?;
             Ok(PrincipalEntities {
                 uid,
                 entities,
+                closed,
                 parents,
             })
         })?;
+        let (context, shape) = context::build(principal, call, &c.parts.args)?;
         Ok(Prepared {
             principal: built,
             principal_key,
-            context: context::build(principal, call, &c.parts.args)?,
+            context,
+            shape,
         })
     }
 
@@ -747,15 +774,22 @@ impl Engine {
         let store = self.memoised(&c.stores, &key, || {
             let (resource_uid, resource, resource_entities) =
                 request::resource_entities(&c.types, op, &self.hierarchy)?;
-            let entities = request::entities(
-                principal
-                    .entities
-                    .iter()
-                    .cloned()
-                    .chain(action.entities.iter().cloned())
-                    .chain(resource_entities)
-                    .collect(),
-            )?;
+            let entities = if self.memo() {
+                let resource = Closed::new(resource_entities)?;
+                Closed::store([&principal.closed, &action.closed, &resource])?
+            } else {
+                // Built whole and closed by Cedar, as the reference the
+                // tests compare the reused parts with.
+                request::entities(
+                    principal
+                        .entities
+                        .iter()
+                        .cloned()
+                        .chain(action.entities.iter().cloned())
+                        .chain(resource_entities.into_iter().map(Entity::from))
+                        .collect(),
+                )?
+            };
             Ok(Store {
                 entities,
                 resource_uid,
@@ -768,14 +802,32 @@ impl Engine {
             action: action.uid.clone(),
             ancestors: action.ancestors.clone(),
         };
-        let request = Request::new(
-            principal.uid.clone(),
-            action.uid.clone(),
-            store.resource_uid.clone(),
-            prepared.context.clone(),
-            action.declared.then_some(&c.parts.schema),
-        )
-        .map_err(|e| format!("request: {e}"))?;
+        let request = |schema| {
+            Request::new(
+                principal.uid.clone(),
+                action.uid.clone(),
+                store.resource_uid.clone(),
+                prepared.context.clone(),
+                schema,
+            )
+            .map_err(|e| format!("request: {e}"))
+        };
+        let schema = action.declared.then_some(&c.parts.schema);
+        let request = match (schema, &prepared.shape) {
+            // Whether a request validates depends on its action, the types
+            // of its principal and resource, and its context's shape: Cedar
+            // validates each combination once, and requests of a
+            // combination it validated are built without validating again.
+            (Some(schema), Some(shape)) if self.memo() => {
+                let mut key = operation_action_key(op);
+                key.str(&principal.uid.type_name().to_string())
+                    .str(&store.resource_uid.type_name().to_string())
+                    .key(shape);
+                self.memoised(&c.valid, &key, || request(Some(schema)).map(drop))?;
+                request(None)?
+            }
+            _ => request(schema)?,
+        };
         Ok(Built {
             request,
             store,

@@ -100,7 +100,7 @@ impl<V> Memo<V> {
 
 /// The inputs of a build, written as tagged, length-prefixed fields: two
 /// keys are equal only if every input was.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Key(Vec<u8>);
 
 impl Key {
@@ -135,6 +135,19 @@ impl Key {
                 self
             }
         }
+    }
+
+    /// How many fields follow (of a list written field by field).
+    pub fn count(&mut self, n: usize) -> &mut Self {
+        self.tag(b'n', n);
+        self
+    }
+
+    /// Another key's fields, as one field.
+    pub fn key(&mut self, inner: &Key) -> &mut Self {
+        self.tag(b'k', inner.0.len());
+        self.0.extend_from_slice(&inner.0);
+        self
     }
 
     pub fn flag(&mut self, b: bool) -> &mut Self {

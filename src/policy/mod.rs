@@ -145,6 +145,7 @@
 
 mod actions;
 mod cases;
+mod closed;
 mod context;
 mod decision;
 mod engine;

@@ -1,12 +1,14 @@
 //! The facts of a call and their Cedar form: principal, action and resource
 //! entities, and the context record.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy_core::ast::{self, PartialValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use smol_str::SmolStr;
 
 use super::schema::ResolvedAction;
 use super::scope::{Hierarchy, Kind, Scope};
@@ -284,11 +286,15 @@ pub(crate) fn action_entities(
 /// top-level resource); the resource group holding them has the
 /// operation's `resource_group_tags`; every scope in a resource group
 /// names it as `rg`.
+///
+/// The entities are built as Cedar's evaluated form (attribute values are
+/// strings and an entity reference, which evaluate to themselves), so no
+/// expression is evaluated per entity; `Entity::from` gives the API's type.
 pub(crate) fn resource_entities(
     t: &Types,
     op: &OperationFacts,
     hierarchy: &Hierarchy,
-) -> Result<(EntityUid, String, Vec<Entity>), String> {
+) -> Result<(EntityUid, String, Vec<ast::Entity>), String> {
     let chain = hierarchy.chain(&op.resource_id)?;
     let target = &chain[0];
     let agree = |given: &Option<String>, known: &Option<String>, what: &str| match (given, known) {
@@ -348,40 +354,41 @@ fn scope_entity(
     location: Option<String>,
     tags: BTreeMap<String, String>,
     rg: Option<&str>,
-) -> Result<Entity, String> {
+) -> Result<ast::Entity, String> {
+    let value = |s: &str| PartialValue::from(s);
     let mut attrs = vec![
-        ("name".to_owned(), string(&scope.name)),
-        ("resource_type".to_owned(), string(&scope.resource_type)),
+        ("name".into(), value(&scope.name)),
+        ("resource_type".into(), value(&scope.resource_type)),
     ];
     if let Some(rg) = rg {
-        attrs.push((
-            "rg".to_owned(),
-            RestrictedExpression::new_entity_uid(t.uid("ResourceGroup", rg)?),
-        ));
+        let uid: ast::EntityUID = t.uid("ResourceGroup", rg)?.into();
+        attrs.push(("rg".into(), PartialValue::from(uid)));
     }
     let optional = [
         ("subscription_id", scope.subscription_id.as_deref()),
         ("resource_group", scope.resource_group.as_deref()),
         ("location", location.as_deref()),
     ];
-    for (name, value) in optional {
-        if let Some(v) = value {
-            attrs.push((name.to_owned(), string(v)));
+    for (name, v) in optional {
+        if let Some(v) = v {
+            attrs.push((name.into(), value(v)));
         }
     }
     let parents = scope
         .parent
         .iter()
-        .map(|(kind, id)| t.uid(kind.type_name(), id))
-        .collect::<Result<Vec<_>, _>>()?;
-    let tags = tags.into_iter().map(|(k, v)| (k, string(&v)));
-    Entity::new_with_tags(
-        t.uid(scope.kind.type_name(), &scope.id)?,
+        .map(|(kind, id)| t.uid(kind.type_name(), id).map(ast::EntityUID::from))
+        .collect::<Result<HashSet<_>, _>>()?;
+    let tags = tags
+        .into_iter()
+        .map(|(k, v)| (SmolStr::from(k), PartialValue::from(v)));
+    Ok(ast::Entity::new_with_attr_partial_value(
+        t.uid(scope.kind.type_name(), &scope.id)?.into(),
         attrs,
+        HashSet::new(),
         parents,
         tags,
-    )
-    .map_err(|e| format!("resource {}: {e}", scope.id))
+    ))
 }
 
 /// Collects entities into a store (no schema: action entities of
