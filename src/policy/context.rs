@@ -107,57 +107,54 @@ fn record_shape(pairs: &BTreeMap<SmolStr, Evaluated>, key: &mut Key) -> Option<(
 }
 
 fn value_shape(value: &Evaluated, key: &mut Key) -> Option<()> {
-    match kind(value)? {
-        Kind::Simple(name) => key.str(name),
-        Kind::Nested(inner) => key.key(&inner),
-    };
-    Some(())
-}
-
-/// A value's kind: a name for the kinds without parts, else a key.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Simple(&'static str),
-    Nested(Key),
-}
-
-fn kind(value: &Evaluated) -> Option<Kind> {
-    Some(match value.value_kind() {
-        ValueKind::Lit(Literal::Bool(_)) => Kind::Simple("bool"),
-        ValueKind::Lit(Literal::Long(_)) => Kind::Simple("long"),
-        ValueKind::Lit(Literal::String(_)) => Kind::Simple("string"),
+    match value.value_kind() {
+        ValueKind::Lit(Literal::Bool(_)) => key.str("bool"),
+        ValueKind::Lit(Literal::Long(_)) => key.str("long"),
+        ValueKind::Lit(Literal::String(_)) => key.str("string"),
         ValueKind::Lit(Literal::EntityUID(_)) => return None,
         ValueKind::Set(set) => {
-            // The distinct kinds of its elements (sets here hold one).
+            // The distinct shapes of its elements, in order (a set here
+            // holds strings, whose shape is built without allocating).
             let mut kinds: Vec<Kind> = Vec::with_capacity(1);
             for item in set.iter() {
-                let kind = kind(item)?;
+                let kind = match item.value_kind() {
+                    ValueKind::Lit(Literal::String(_)) => Kind::String,
+                    _ => {
+                        let mut inner = Key::default();
+                        value_shape(item, &mut inner)?;
+                        Kind::Other(inner)
+                    }
+                };
                 if !kinds.contains(&kind) {
                     kinds.push(kind);
                 }
             }
             kinds.sort();
-            let mut key = Key::default();
             key.str("set").count(kinds.len());
             for kind in &kinds {
                 match kind {
-                    Kind::Simple(name) => key.str(name),
-                    Kind::Nested(inner) => key.key(inner),
+                    Kind::String => key.str("string"),
+                    Kind::Other(inner) => key.key(inner),
                 };
             }
-            Kind::Nested(key)
+            key
         }
         ValueKind::Record(pairs) => {
-            let mut key = Key::default();
-            record_shape(pairs, &mut key)?;
-            Kind::Nested(key)
+            record_shape(pairs, key)?;
+            key
         }
         ValueKind::ExtensionValue(extension) => {
-            let mut key = Key::default();
-            key.str("extension").str(&extension.typename().to_string());
-            Kind::Nested(key)
+            key.str("extension").str(&extension.typename().to_string())
         }
-    })
+    };
+    Some(())
+}
+
+/// The shape of a set's element.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    String,
+    Other(Key),
 }
 
 fn string(s: &str) -> Evaluated {
