@@ -2,8 +2,8 @@
 //!
 //! A principal's entities depend only on its identity facts, and a
 //! request's entity store only on the principal, the operation and the
-//! resource facts; yet Cedar makes each store by computing the transitive
-//! closure of every entity in it, which costs more than evaluating the
+//! resource facts; yet building a store (its entities, their transitive
+//! closure, see [`closed`](super::closed)) costs more than evaluating the
 //! policies. A set keeps what it built, keyed by an injective encoding of
 //! every input ([`Key`]), so a hit is exactly what building again would
 //! give. Each table keeps two generations of at most its limit (see
