@@ -29,8 +29,8 @@ use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TC
 use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::transitive_closure::compute_tc;
 
-/// Entities whose ancestors are closed within the set (no entity's parent
-/// is outside it unless it is outside every part's types too).
+/// Entities with their ancestors closed: every ancestor, within the set,
+/// of each entity is listed on it.
 pub(crate) struct Closed(Vec<Arc<ast::Entity>>);
 
 impl Closed {

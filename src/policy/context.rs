@@ -113,18 +113,11 @@ fn value_shape(value: &Evaluated, key: &mut Key) -> Option<()> {
         ValueKind::Lit(Literal::String(_)) => key.str("string"),
         ValueKind::Lit(Literal::EntityUID(_)) => return None,
         ValueKind::Set(set) => {
-            // The distinct shapes of its elements, in order (a set here
-            // holds strings, whose shape is built without allocating).
-            let mut kinds: Vec<Kind> = Vec::with_capacity(1);
+            // The distinct shapes of its elements, in order.
+            let mut kinds: Vec<Key> = Vec::with_capacity(1);
             for item in set.iter() {
-                let kind = match item.value_kind() {
-                    ValueKind::Lit(Literal::String(_)) => Kind::String,
-                    _ => {
-                        let mut inner = Key::default();
-                        value_shape(item, &mut inner)?;
-                        Kind::Other(inner)
-                    }
-                };
+                let mut kind = Key::default();
+                value_shape(item, &mut kind)?;
                 if !kinds.contains(&kind) {
                     kinds.push(kind);
                 }
@@ -132,10 +125,7 @@ fn value_shape(value: &Evaluated, key: &mut Key) -> Option<()> {
             kinds.sort();
             key.str("set").count(kinds.len());
             for kind in &kinds {
-                match kind {
-                    Kind::String => key.str("string"),
-                    Kind::Other(inner) => key.key(inner),
-                };
+                key.key(kind);
             }
             key
         }
@@ -148,13 +138,6 @@ fn value_shape(value: &Evaluated, key: &mut Key) -> Option<()> {
         }
     };
     Some(())
-}
-
-/// The shape of a set's element.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    String,
-    Other(Key),
 }
 
 fn string(s: &str) -> Evaluated {
