@@ -52,12 +52,13 @@ fn per_call_kind(kind: &str) -> bool {
 }
 
 pub mod postgres;
+mod queue;
 mod sqlite;
 mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -286,7 +287,7 @@ pub enum StateChange {
 /// writer after it has committed everything queued.
 #[derive(Clone)]
 pub struct Store {
-    jobs: mpsc::Sender<Job>,
+    jobs: Arc<queue::Handle>,
     location: Location,
     /// On PostgreSQL, the reading connections this process shares.
     readers: Option<Arc<postgres::PgReaders>>,
@@ -329,9 +330,7 @@ impl Store {
         job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(job(reply))
-            .map_err(|_| StoreError::Stopped)?;
+        self.jobs.0.submit(job(reply))?;
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
@@ -861,10 +860,8 @@ mod tests {
     #[tokio::test]
     async fn saving_baselines_after_the_writer_stopped_fails() {
         // The writer has gone: the job cannot be queued.
-        let (jobs, queue) = mpsc::channel::<Job>();
-        drop(queue);
         let stopped = Store {
-            jobs,
+            jobs: Arc::new(queue::Handle(Arc::new(queue::Queue::stopped()))),
             location: Location::Sqlite(PathBuf::from("gone.db")),
             readers: None,
         };

@@ -36,6 +36,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
 
+use super::queue::{Handle, Queue};
 use super::writer::{Backend, Writer};
 use super::{
     CheckpointRow, Columns, CommitHook, Guard, Location, Opened, RecordRow, Sealed, StateChange,
@@ -168,7 +169,10 @@ fn migrate(client: &mut Client) -> Result<(), String> {
 /// before this returns.
 pub(super) fn open_writer(url: &str, hook: CommitHook) -> Result<Opened, StoreError> {
     let (ready, started) = mpsc::sync_channel(1);
-    let (jobs, queue) = mpsc::channel();
+    // Only the writer thread commits: the client blocks on a runtime of
+    // its own, which a caller's async task must not do.
+    let queue = Arc::new(Queue::new(false));
+    let runs = queue.clone();
     let writer_url = url.to_owned();
     let writer = std::thread::Builder::new()
         .name("warden-store-writer".into())
@@ -185,12 +189,12 @@ pub(super) fn open_writer(url: &str, hook: CommitHook) -> Result<Opened, StoreEr
                     return;
                 }
             };
-            Writer {
+            runs.install(Box::new(Writer {
                 backend,
                 next_seq,
                 hook,
-            }
-            .run(queue);
+            }));
+            runs.run();
         })
         .map_err(|e| open_error(url, format!("cannot start the writer thread: {e}")))?;
     let next_seq = started
@@ -199,7 +203,7 @@ pub(super) fn open_writer(url: &str, hook: CommitHook) -> Result<Opened, StoreEr
         .map_err(|reason| open_error(url, reason))?;
     Ok(Opened {
         store: Store {
-            jobs,
+            jobs: Arc::new(Handle(queue)),
             location: Location::Postgres(url.to_owned()),
             readers: Some(Arc::new(PgReaders::new(url))),
         },

@@ -4,11 +4,12 @@
 //! or DELETE.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::queue::{Handle, Queue};
 use super::wal::Checkpointer;
 use super::writer::{Backend, Writer};
 use super::{
@@ -231,23 +232,26 @@ pub(super) fn open_writer(path: &Path, hook: CommitHook) -> Result<Opened, Store
         )?,
     )
     .map_err(|e| open_error(e.to_string()))?;
-    let (jobs, queue) = mpsc::channel();
+    // Callers commit their own jobs when the writer is idle (`queue`).
+    let queue = Arc::new(Queue::new(true));
+    queue.install(Box::new(Writer {
+        backend: Sqlite { conn, checkpointer },
+        next_seq,
+        hook,
+    }));
+    let runs = queue.clone();
     let writer = std::thread::Builder::new()
         .name("warden-store-writer".into())
         .spawn(move || {
-            Writer {
-                backend: Sqlite { conn, checkpointer },
-                next_seq,
-                hook,
-            }
-            .run(queue);
-            // The lock is held for as long as the writer runs.
+            runs.run();
+            // The lock is held for as long as the writer runs; `run`
+            // dropped the writer's connection.
             drop(lock);
         })
         .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?;
     Ok(Opened {
         store: Store {
-            jobs,
+            jobs: Arc::new(Handle(queue)),
             location: Location::Sqlite(path.to_owned()),
             readers: None,
         },

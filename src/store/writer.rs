@@ -12,14 +12,12 @@
 //! frontier covers the whole log), numbers its own records after them and
 //! moves the head, all before it commits.
 
-use std::sync::mpsc;
-
 use tokio::sync::oneshot;
 
 use super::{CheckpointRow, CommitHook, Guard, Job, Sealed, StateChange, StoreError};
 
 /// Most jobs one transaction takes (bounds the latency of the first caller).
-const MAX_BATCH: usize = 4096;
+pub(super) const MAX_BATCH: usize = 4096;
 
 /// Longest a batch of lingering appends alone waits for another job to
 /// share its commit.
@@ -84,22 +82,6 @@ impl Done {
     }
 }
 
-/// Moves what is queued into `batch`, up to [`MAX_BATCH`] jobs.
-fn take_queued(queue: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
-    while batch.len() < MAX_BATCH {
-        match queue.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-}
-
-impl Job {
-    fn lingers(&self) -> bool {
-        matches!(self, Job::Append { linger: true, .. })
-    }
-}
-
 pub(super) fn fail(job: Job, error: StoreError) {
     match job {
         Job::Append { reply, .. } => drop(reply.send(Err(error))),
@@ -112,23 +94,13 @@ pub(super) fn fail(job: Job, error: StoreError) {
     }
 }
 
-impl<B: Backend> Writer<B> {
-    pub fn run(mut self, queue: mpsc::Receiver<Job>) {
-        while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            take_queued(&queue, &mut batch);
-            // Lingering appends alone wait a moment for company: the
-            // next job shares their commit (and its fsync).
-            if batch.iter().all(Job::lingers)
-                && let Ok(job) = queue.recv_timeout(LINGER)
-            {
-                batch.push(job);
-                take_queued(&queue, &mut batch);
-            }
-            self.commit(batch);
-        }
+impl<B: Backend + Send> super::queue::Commit for Writer<B> {
+    fn commit(&mut self, batch: Vec<Job>) {
+        Writer::commit(self, batch);
     }
+}
 
+impl<B: Backend> Writer<B> {
     /// One transaction for the whole batch; a job that fails alone is
     /// rolled back to its savepoint and the others still commit.
     fn commit(&mut self, batch: Vec<Job>) {
