@@ -45,9 +45,9 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use rmcp::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientNotification,
-    ClientRequest, ErrorData, GetMeta, JsonRpcMessage, ProgressNotification, RequestId,
-    RequestMetaObject, ServerJsonRpcMessage, ServerNotification, ServerResult,
+    CallToolRequestParams, CallToolResponse, ClientNotification, ClientRequest, ErrorData, GetMeta,
+    JsonRpcMessage, ProgressNotification, RequestId, RequestMetaObject, ServerJsonRpcMessage,
+    ServerNotification, ServerResult,
 };
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use tokio::sync::{OnceCell, mpsc};
@@ -200,7 +200,7 @@ pub async fn serve(State(lanes): State<Arc<Lanes>>, request: Request, next: Next
         return super::jsonrpc::too_large(lanes.max_body_bytes);
     };
     let fallback = |parts, bytes| next.run(Request::from_parts(parts, Body::from(bytes)));
-    let message = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes).ok();
+    let message = super::message::client_message(&bytes);
     match message {
         Some(JsonRpcMessage::Request(mut request)) => {
             // The SDK keeps a request's `_meta` beside its parameters.
@@ -546,8 +546,9 @@ mod tests {
         let message = serde_json::json!({
             "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params
         });
-        let Ok(JsonRpcMessage::Request(mut request)) =
-            serde_json::from_value::<ClientJsonRpcMessage>(message)
+        let bytes = serde_json::to_vec(&message).unwrap();
+        let Some(JsonRpcMessage::Request(mut request)) =
+            super::super::message::client_message(&bytes)
         else {
             panic!("not a request");
         };

@@ -5,6 +5,7 @@ mod auth;
 pub mod http;
 mod jsonrpc;
 mod lane;
+mod message;
 mod names;
 mod origin;
 mod ready;
