@@ -14,9 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use cedar_policy::{Context, RestrictedExpression};
-use cedar_policy_core::ast::{self, Literal, Value as Evaluated, ValueKind};
-use cedar_policy_core::evaluator::RestrictedEvaluator;
+use cedar_policy::Context;
+use cedar_policy_core::ast::{
+    self, ExtensionFunction, Literal, PartialValue, Value as Evaluated, ValueKind,
+};
 use cedar_policy_core::extensions::Extensions;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
@@ -240,7 +241,7 @@ mod extension {
 
     /// `datetime(text)`.
     pub fn datetime(text: &str) -> Result<Evaluated, String> {
-        evaluate(RestrictedExpression::new_datetime(text))
+        construct(&DATETIME, text.to_owned())
     }
 
     /// `ip(address)`.
@@ -252,16 +253,31 @@ mod extension {
         if known.len() >= MAX_ADDRESSES {
             known.clear();
         }
-        let value = evaluate(RestrictedExpression::new_ip(address.to_string()))?;
+        let value = construct(&IP, address.to_string())?;
         known.insert(address, value.clone());
         Ok(value)
     }
 
-    fn evaluate(expression: RestrictedExpression) -> Result<Evaluated, String> {
-        let expression: &ast::RestrictedExpr = expression.as_ref();
-        RestrictedEvaluator::new(Extensions::all_available())
-            .interpret(expression.as_borrowed())
-            .map_err(|e| format!("context: {e}"))
+    /// Cedar's constructors of the two extension types, looked up once:
+    /// the functions `datetime(...)` and `ip(...)` call in a policy.
+    static DATETIME: LazyLock<&'static ExtensionFunction> =
+        LazyLock::new(|| constructor("datetime"));
+    static IP: LazyLock<&'static ExtensionFunction> = LazyLock::new(|| constructor("ip"));
+
+    fn constructor(name: &str) -> &'static ExtensionFunction {
+        let name = ast::Name::unqualified_name(name.parse().expect("an extension function's name"));
+        Extensions::all_available()
+            .func(&name)
+            .expect("Cedar's extensions include datetime and ip")
+    }
+
+    /// What `constructor("text")` evaluates to.
+    fn construct(constructor: &ExtensionFunction, text: String) -> Result<Evaluated, String> {
+        match constructor.call(&[Evaluated::from(text)]) {
+            Ok(PartialValue::Value(value)) => Ok(value),
+            Ok(PartialValue::Residual(_)) => Err("context: an extension value is unknown".into()),
+            Err(e) => Err(format!("context: {e}")),
+        }
     }
 }
 
@@ -270,6 +286,7 @@ mod tests {
     use super::*;
     use crate::policy::request::{JitFacts, RiskFacts};
     use crate::policy::schema::ArgSpec;
+    use cedar_policy::RestrictedExpression;
 
     /// The context as Cedar's API builds it from expressions: the
     /// reference the direct build must equal.
