@@ -58,7 +58,7 @@ pub fn router(
         move || Ok(gateway.session())
     };
     let bindings = Arc::new(auth::Bindings::new(sessions.clone(), server.max_sessions));
-    let mcp = StreamableHttpService::new(factory, sessions, http);
+    let mcp = Shared(Arc::new(StreamableHttpService::new(factory, sessions, http)));
     // Outermost first: check the origin, authenticate, take the fast lane
     // (a plain `tools/call`), else screen the body, then MCP.
     let mcp = Router::new()
@@ -155,4 +155,38 @@ pub async fn serve_stdio(
     };
     running.waiting().await.map_err(std::io::Error::other)?;
     Ok(())
+}
+
+/// The SDK's Streamable HTTP service behind an `Arc`. The router clones
+/// the service it falls back to for every request, the lane's included,
+/// and the SDK's own clone copies its configuration (the allowed hosts, a
+/// cancellation token); this one clones a pointer.
+struct Shared<S>(Arc<S>);
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<S, M> tower::Service<axum::extract::Request> for Shared<StreamableHttpService<S, M>>
+where
+    S: rmcp::ServerHandler + Send + 'static,
+    M: rmcp::transport::streamable_http_server::SessionManager,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(service.handle(request).await.into_response()) })
+    }
 }
