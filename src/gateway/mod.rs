@@ -58,7 +58,9 @@ pub fn router(
         move || Ok(gateway.session())
     };
     let bindings = Arc::new(auth::Bindings::new(sessions.clone(), server.max_sessions));
-    let mcp = Shared(Arc::new(StreamableHttpService::new(factory, sessions, http)));
+    let mcp = Shared(Arc::new(StreamableHttpService::new(
+        factory, sessions, http,
+    )));
     // Outermost first: check the origin, authenticate, take the fast lane
     // (a plain `tools/call`), else screen the body, then MCP.
     let mcp = Router::new()

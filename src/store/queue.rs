@@ -332,7 +332,9 @@ mod tests {
             .name("writer".into())
             .spawn(move || runs.run())
             .unwrap();
-        // Wait until the writer thread waits for work.
+        // Wait until the writer thread waits for work: it sets the flag
+        // and waits under the one lock, so once the flag is seen here, it
+        // is waiting.
         while !queue.pending().writer_idle {
             std::thread::yield_now();
         }
@@ -347,10 +349,13 @@ mod tests {
     fn a_caller_commits_its_job_and_what_lingers_when_the_writer_is_idle() {
         let mut queue = Queue::new(true);
         queue.linger = Duration::from_secs(600);
-        let (queue, committed, writer) = start(queue, None, false);
-        let here = std::thread::current().name().unwrap().to_owned();
+        // The outcome is queued before the writer thread starts: it finds
+        // the outcome, lingers, and is not woken again (the caller below
+        // commits instead of waking it).
         let (outcome, outcome_answer) = job(1, true);
         queue.submit(outcome).unwrap();
+        let (queue, committed, writer) = start(queue, None, false);
+        let here = std::thread::current().name().unwrap().to_owned();
         let (intent, intent_answer) = job(2, false);
         queue.submit(intent).unwrap();
         // Both in one commit, on this thread, before the linger ran out.
