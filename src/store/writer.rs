@@ -1,8 +1,9 @@
-//! The writer loop both backends share: one thread, one connection, and
-//! **group commit**. Jobs that arrive while a transaction is being made
-//! durable wait in the queue and share the next one; each caller is
-//! answered only once its transaction has committed (fsync'd on SQLite,
-//! flushed with `synchronous_commit = on` on PostgreSQL).
+//! The writer both backends share: one connection, and **group commit**.
+//! Jobs that arrive while a transaction is being made durable wait in the
+//! queue ([`super::queue`], which also decides which thread commits) and
+//! share the next one; each caller is answered only once its transaction
+//! has committed (fsync'd on SQLite, flushed with `synchronous_commit = on`
+//! on PostgreSQL).
 //!
 //! Sequence numbers are assigned here, in commit order. On SQLite this
 //! writer is the log's only one. On PostgreSQL several replicas append to
