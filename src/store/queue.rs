@@ -122,14 +122,25 @@ impl Queue {
             Err(TryLockError::WouldBlock) => return,
             Err(TryLockError::Poisoned(_)) => return self.stop(),
         };
-        let batch = self.take();
+        self.commit_queued(&mut writer);
+        drop(writer);
+        self.after_lead();
+    }
+
+    /// Commits up to [`MAX_BATCH`] queued jobs, oldest first, with the
+    /// writer the caller holds (none once it has finished: then they are
+    /// dropped, and their callers learn the store stopped).
+    fn commit_queued(&self, writer: &mut Option<Box<dyn Commit>>) {
+        let batch = {
+            let mut pending = self.pending();
+            let n = pending.jobs.len().min(MAX_BATCH);
+            pending.jobs.drain(..n).collect::<Vec<_>>()
+        };
         if let Some(w) = writer.as_mut()
             && !batch.is_empty()
         {
             w.commit(batch);
         }
-        drop(writer);
-        self.after_lead();
     }
 
     /// Hands on to the writer thread what arrived while a caller
@@ -138,13 +149,6 @@ impl Queue {
         if !self.pending().jobs.is_empty() {
             self.arrived.notify_one();
         }
-    }
-
-    /// Up to [`MAX_BATCH`] queued jobs, oldest first.
-    fn take(&self) -> Vec<Job> {
-        let mut pending = self.pending();
-        let n = pending.jobs.len().min(MAX_BATCH);
-        pending.jobs.drain(..n).collect()
     }
 
     /// Called when the store's last handle goes.
@@ -209,11 +213,7 @@ impl Queue {
                 Ok(writer) => writer,
                 Err(_) => break,
             };
-            let batch = self.take();
-            match writer.as_mut() {
-                Some(w) if !batch.is_empty() => w.commit(batch),
-                _ => {}
-            }
+            self.commit_queued(&mut writer);
         }
         drop(stop_on_panic);
     }
