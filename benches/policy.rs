@@ -17,6 +17,11 @@
 //! p99 printed, since a gateway's budget is about the slow calls.
 
 mod support;
+
+/// The allocator the `warden` binary runs with (`src/main.rs`): decisions
+/// allocate many small values, and production's allocator is what counts.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use support::percentiles;
 
 use std::path::Path;

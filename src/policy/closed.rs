@@ -14,10 +14,15 @@
 //!
 //! The closure of such a union is the union of the parts' closures. Each
 //! part is closed by Cedar's own `compute_tc` (which also rejects a cycle):
-//! the principal's and the action's once, when they are built and kept; the
-//! resource's, a short chain, per store. The store is then assembled from
-//! shared entities, telling Cedar the closure is done. A test compares
-//! stores built this way with stores Cedar closes whole.
+//! the principal's and the action's once, when they are built and kept.
+//! The resource's part is itself two layers: the scopes above the described
+//! resources (a resource group, its subscription, management groups, the
+//! tenant), closed by Cedar once per set of their facts and kept; and the
+//! described resources (the target and what it is nested in), closed per
+//! store on top of them ([`Closed::beneath`]: a new entity's ancestors are
+//! its parents and theirs, which are already known). The store is then
+//! assembled from shared entities, telling Cedar the closure is done. A
+//! test compares stores built this way with stores Cedar closes whole.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -48,12 +53,61 @@ impl Closed {
         Ok(Closed(by_uid.into_values().map(Arc::new).collect()))
     }
 
+    /// `entities` closed on top of `above`, which must be closed: each
+    /// entity's parents are in `above`, among the entities after it, or
+    /// nowhere in either (then they are ancestors without ancestors of
+    /// their own, as in a store). Refuses, where Cedar's closure of the
+    /// union could differ, an entity whose parent comes before it (or is
+    /// itself), a uid in both or twice, and an entity of `above` with one
+    /// of `entities` among its ancestors.
+    pub fn beneath(mut entities: Vec<ast::Entity>, above: &Closed) -> Result<Closed, String> {
+        let refuse = |why: &str, uid: &ast::EntityUID| {
+            Err(format!("entities: {uid} cannot be closed on top: {why}"))
+        };
+        for (i, entity) in entities.iter().enumerate() {
+            let uid = entity.uid();
+            if entities[..i].iter().any(|e| e.uid() == uid) {
+                return refuse("it is given twice", uid);
+            }
+            if above.find(uid).is_some() {
+                return refuse("it is also above", uid);
+            }
+            if above.0.iter().any(|a| a.is_descendant_of(uid)) {
+                return refuse("an entity above descends from it", uid);
+            }
+        }
+        for i in (0..entities.len()).rev() {
+            let (before, after) = entities.split_at_mut(i);
+            let (entity, after) = after.split_first_mut().expect("i is in range");
+            let mut inherited = Vec::new();
+            for parent in entity.parents() {
+                if before.iter().any(|e| e.uid() == parent) || entity.uid() == parent {
+                    return refuse("a parent of it comes before it", entity.uid());
+                }
+                if let Some(closed) = after.iter().find(|e| e.uid() == parent) {
+                    inherited.extend(closed.ancestors().cloned());
+                } else if let Some(closed) = above.find(parent) {
+                    inherited.extend(closed.ancestors().cloned());
+                }
+            }
+            for ancestor in inherited {
+                entity.add_indirect_ancestor(ancestor);
+            }
+        }
+        Ok(Closed(entities.into_iter().map(Arc::new).collect()))
+    }
+
+    fn find(&self, uid: &ast::EntityUID) -> Option<&ast::Entity> {
+        self.0.iter().find(|e| e.uid() == uid).map(Arc::as_ref)
+    }
+
     /// The store holding `parts`, which must be closed parts of a request
-    /// with no edge between them (see the module's documentation).
-    pub fn store(parts: [&Closed; 3]) -> Result<Entities, String> {
+    /// with no edge between them (see the module's documentation), or
+    /// layers of one closed on top of each other.
+    pub fn store(parts: &[&Closed]) -> Result<Entities, String> {
         CoreEntities::new()
             .add_entities(
-                parts.into_iter().flat_map(|p| p.0.iter().cloned()),
+                parts.iter().flat_map(|p| p.0.iter().cloned()),
                 None::<&NoEntitiesSchema>,
                 TCComputation::AssumeAlreadyComputed,
                 Extensions::all_available(),
@@ -183,19 +237,104 @@ mod tests {
             .unwrap();
             let principal_part =
                 Closed::new(principal_entities.iter().map(|e| e.as_ref().clone())).unwrap();
+            // The resource's part closed whole, and in two layers.
             let resource_part = Closed::new(resource_entities).unwrap();
-            let assembled =
-                Closed::store([&principal_part, &action.closed, &resource_part]).unwrap();
-            assert!(
-                whole.as_ref().deep_eq(assembled.as_ref()),
-                "request {i}: {principal:?} {facts:?}\nwhole: {}\nassembled: {}",
-                whole.to_json_value().unwrap(),
-                assembled.to_json_value().unwrap()
-            );
+            let chain = request::ResourceChain::new(&facts, &hierarchy).unwrap();
+            let above = Closed::new(
+                chain
+                    .entities(&types, chain.described()..chain.len())
+                    .unwrap(),
+            )
+            .unwrap();
+            let described = Closed::beneath(
+                chain.entities(&types, 0..chain.described()).unwrap(),
+                &above,
+            )
+            .unwrap();
+            for assembled in [
+                Closed::store(&[&principal_part, &action.closed, &resource_part]).unwrap(),
+                Closed::store(&[&principal_part, &action.closed, &above, &described]).unwrap(),
+            ] {
+                assert!(
+                    whole.as_ref().deep_eq(assembled.as_ref()),
+                    "request {i}: {principal:?} {facts:?}\nwhole: {}\nassembled: {}",
+                    whole.to_json_value().unwrap(),
+                    assembled.to_json_value().unwrap()
+                );
+            }
             sizes.insert(whole.iter().count());
         }
         // Hierarchies of many depths were compared.
         assert!(sizes.len() > 5, "{sizes:?}");
+    }
+
+    #[test]
+    fn entities_close_on_top_of_a_closed_part_as_cedar_closes_them_whole() {
+        let uid = |id: &str| -> ast::EntityUID { format!("Group::\"{id}\"").parse().unwrap() };
+        let node = |id: &str, parents: &[&str]| {
+            ast::Entity::new_with_attr_partial_value(
+                uid(id),
+                [],
+                Default::default(),
+                parents.iter().map(|p| uid(p)).collect(),
+                [],
+            )
+        };
+        // Above: top <- mid <- low, and `side` with a parent nowhere.
+        let above = || {
+            Closed::new([
+                node("low", &["mid"]),
+                node("mid", &["top"]),
+                node("top", &[]),
+                node("side", &["elsewhere"]),
+            ])
+            .unwrap()
+        };
+        let whole = |entities: Vec<ast::Entity>| {
+            let all = entities
+                .into_iter()
+                .chain([
+                    node("low", &["mid"]),
+                    node("mid", &["top"]),
+                    node("top", &[]),
+                    node("side", &["elsewhere"]),
+                ])
+                .map(Entity::from)
+                .collect();
+            request::entities(all).unwrap()
+        };
+        let above = above();
+        // A chain beneath `low`, a leaf with two parents above and one
+        // nowhere, and a leaf under the chain's middle.
+        let layered = vec![
+            node("a", &["b", "side"]),
+            node("b", &["c"]),
+            node("c", &["low", "ghost"]),
+        ];
+        let closed = Closed::beneath(layered.clone(), &above).unwrap();
+        let store = Closed::store(&[&above, &closed]).unwrap();
+        assert!(
+            whole(layered).as_ref().deep_eq(store.as_ref()),
+            "{}",
+            store.to_json_value().unwrap()
+        );
+        let a = closed.find(&uid("a")).unwrap();
+        for ancestor in ["b", "c", "low", "mid", "top", "ghost", "side", "elsewhere"] {
+            assert!(a.is_descendant_of(&uid(ancestor)), "{ancestor}");
+        }
+
+        // Refused: where the union's closure is not the layers'.
+        for (entities, why) in [
+            (vec![node("a", &["b"]), node("b", &["a"])], "comes before"),
+            (vec![node("a", &["a"])], "comes before"),
+            (vec![node("b", &["c"]), node("a", &["b"])], "comes before"),
+            (vec![node("a", &[]), node("a", &[])], "twice"),
+            (vec![node("mid", &[])], "also above"),
+            (vec![node("elsewhere", &[])], "descends from it"),
+        ] {
+            let error = Closed::beneath(entities, &above).err().expect("refused");
+            assert!(error.contains(why), "{error}");
+        }
     }
 
     #[test]

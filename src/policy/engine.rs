@@ -19,7 +19,9 @@ use super::context;
 use super::decision::{Advice, Alert, Decision, Effect, OperationDecision, Outcome, Shadow};
 use super::error::{PolicyError, Problem};
 use super::memo::{Key, Memo};
-use super::request::{self, CallContext, JitFacts, OperationFacts, RiskFacts, RolesByGroup, Types};
+use super::request::{
+    self, CallContext, JitFacts, OperationFacts, ResourceChain, RiskFacts, RolesByGroup, Types,
+};
 use super::residual;
 use super::schema::{self, SchemaParts};
 use super::scope::Hierarchy;
@@ -117,6 +119,9 @@ pub(crate) struct Compiled {
     /// requests (see [`memo`](super::memo)).
     principals: Memo<PrincipalEntities>,
     stores: Memo<Store>,
+    /// The scopes above the described resources of the stores built so
+    /// far, closed (see [`closed`](super::closed)).
+    scopes: Memo<Closed>,
     /// The (operation, principal type, resource type, context shape)
     /// combinations Cedar validated against the schema.
     valid: Memo<()>,
@@ -127,6 +132,9 @@ const MAX_PRINCIPALS: usize = 2048;
 /// Entity stores a set keeps per generation (each a dozen or two
 /// entities; at most twice that in all).
 const MAX_STORES: usize = 1024;
+/// Closed scopes above resources a set keeps per generation (one per
+/// resource group and its tags, in the main).
+const MAX_SCOPES: usize = 1024;
 
 /// Validated request shapes a set keeps per generation (a few per
 /// operation in use).
@@ -239,6 +247,7 @@ pub(crate) fn compile(
         actions: Actions::default(),
         principals: Memo::new(MAX_PRINCIPALS),
         stores: Memo::new(MAX_STORES),
+        scopes: Memo::new(MAX_SCOPES),
         valid: Memo::new(MAX_SHAPES),
     })
 }
@@ -749,7 +758,7 @@ impl Engine {
 
     /// `build`'s value, from `memo` when it holds `key` (see
     /// [`Engine::set_memo`]).
-    fn memoised<V>(
+    fn memoised<V: Send + Sync + 'static>(
         &self,
         memo: &Memo<V>,
         key: &Key,
@@ -772,11 +781,25 @@ impl Engine {
         let principal = &prepared.principal;
         let key = prepared.principal_key.join(&operation_key(op));
         let store = self.memoised(&c.stores, &key, || {
-            let (resource_uid, resource, resource_entities) =
-                request::resource_entities(&c.types, op, &self.hierarchy)?;
+            let chain = ResourceChain::new(op, &self.hierarchy)?;
+            let (resource_uid, resource) = chain.target(&c.types)?;
             let entities = if self.memo() {
-                let resource = Closed::new(resource_entities)?;
-                Closed::store([&principal.closed, &action.closed, &resource])?
+                // The scopes above the described resources are closed
+                // once; the described ones, on top of them, per store.
+                let above = self.memoised(&c.scopes, &chain.above(), || {
+                    Closed::new(chain.entities(&c.types, chain.described()..chain.len())?)
+                })?;
+                let described = chain.entities(&c.types, 0..chain.described())?;
+                match Closed::beneath(described, &above) {
+                    Ok(described) => {
+                        Closed::store(&[&principal.closed, &action.closed, &above, &described])?
+                    }
+                    // Not a chain (never seen): closed whole, as Cedar would.
+                    Err(_) => {
+                        let resource = Closed::new(chain.entities(&c.types, 0..chain.len())?)?;
+                        Closed::store(&[&principal.closed, &action.closed, &resource])?
+                    }
+                }
             } else {
                 // Built whole and closed by Cedar, as the reference the
                 // tests compare the reused parts with.
@@ -786,7 +809,12 @@ impl Engine {
                         .iter()
                         .cloned()
                         .chain(action.entities.iter().cloned())
-                        .chain(resource_entities.into_iter().map(Entity::from))
+                        .chain(
+                            chain
+                                .entities(&c.types, 0..chain.len())?
+                                .into_iter()
+                                .map(Entity::from),
+                        )
                         .collect(),
                 )?
             };

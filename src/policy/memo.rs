@@ -37,8 +37,10 @@ impl<V> Generations<V> {
         key: Box<[u8]>,
         value: Arc<V>,
     ) -> Option<HashMap<Box<[u8]>, Arc<V>>> {
+        // A new generation is made at its full size: growing it would
+        // rehash every key several times per generation, inside calls.
         let dropped = (self.current.len() >= limit).then(|| {
-            let full = std::mem::take(&mut self.current);
+            let full = std::mem::replace(&mut self.current, HashMap::with_capacity(limit));
             std::mem::replace(&mut self.previous, full)
         });
         self.current.insert(key, value);
@@ -46,12 +48,12 @@ impl<V> Generations<V> {
     }
 }
 
-impl<V> Memo<V> {
+impl<V: Send + Sync + 'static> Memo<V> {
     pub fn new(limit: usize) -> Self {
         Memo {
             limit,
             tables: Mutex::new(Generations {
-                current: HashMap::new(),
+                current: HashMap::with_capacity(limit),
                 previous: HashMap::new(),
             }),
         }
@@ -74,7 +76,7 @@ impl<V> Memo<V> {
             if let Some((key, found)) = tables.previous.remove_entry(key.bytes()) {
                 let dropped = tables.insert(self.limit, key, found.clone());
                 drop(tables);
-                drop(dropped);
+                retire(dropped);
                 return Ok(found);
             }
         }
@@ -82,7 +84,7 @@ impl<V> Memo<V> {
         let dropped = self
             .lock()
             .insert(self.limit, key.bytes().into(), value.clone());
-        drop(dropped);
+        retire(dropped);
         Ok(value)
     }
 
@@ -95,6 +97,23 @@ impl<V> Memo<V> {
 
     fn lock(&self) -> MutexGuard<'_, Generations<V>> {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Drops a generation turned out, on a thread of its own: freeing a
+/// thousand entity stores takes a millisecond or more, which the decision
+/// that turned the generation would otherwise wait for. Dropped here if no
+/// thread can be made.
+fn retire<V: Send + Sync + 'static>(dropped: Option<HashMap<Box<[u8]>, Arc<V>>>) {
+    if let Some(dropped) = dropped.filter(|d| !d.is_empty()) {
+        // On failure the closure, and the generation with it, is dropped
+        // by `spawn` itself.
+        let spawned = std::thread::Builder::new()
+            .name("warden-memo-drop".into())
+            .spawn(move || drop(dropped));
+        if let Err(e) = spawned {
+            tracing::debug!("policy memo: dropped a generation in the call: {e}");
+        }
     }
 }
 
@@ -257,5 +276,29 @@ mod tests {
         let rebuilt = memo.get_or_build(&key(&["b"]), build("b again")).unwrap();
         assert_eq!(*rebuilt, "b again");
         assert!(memo.len() <= 4, "never more than two generations");
+    }
+
+    #[test]
+    fn a_new_generation_is_made_at_its_full_size_and_the_old_one_is_freed() {
+        let memo: Memo<String> = Memo::new(64);
+        let first = Arc::downgrade(&memo.get_or_build(&key(&["0"]), || Ok("0".into())).unwrap());
+        // Two turns: the generation holding "0" is turned out whole.
+        for i in 1..=128 {
+            let name = i.to_string();
+            memo.get_or_build(&key(&[&name]), || Ok(name.clone()))
+                .unwrap();
+        }
+        assert!(memo.lock().current.capacity() >= 64);
+        // Freed on a thread of its own: wait for it (the bound only keeps a
+        // failure from hanging the suite).
+        let waited = std::time::Instant::now();
+        while first.upgrade().is_some() {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(60),
+                "the turned-out generation was never freed"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(memo.len(), 64 + 1, "the previous generation and one more");
     }
 }

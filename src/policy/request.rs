@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use smol_str::SmolStr;
 
+use super::memo::Key;
 use super::schema::ResolvedAction;
 use super::scope::{Hierarchy, Kind, Scope};
 use crate::facts::Completeness;
@@ -295,57 +296,143 @@ pub(crate) fn resource_entities(
     op: &OperationFacts,
     hierarchy: &Hierarchy,
 ) -> Result<(EntityUid, String, Vec<ast::Entity>), String> {
-    let chain = hierarchy.chain(&op.resource_id)?;
-    let target = &chain[0];
-    let agree = |given: &Option<String>, known: &Option<String>, what: &str| match (given, known) {
-        (Some(g), Some(k)) if !g.eq_ignore_ascii_case(k) => Err(format!(
-            "the operation's {what} {g:?} is not the one of its resource id {:?}",
-            op.resource_id
-        )),
-        (Some(g), None) => Err(format!(
-            "the operation names {what} {g:?} but its resource id {:?} has none",
-            op.resource_id
-        )),
-        _ => Ok(()),
-    };
-    agree(&op.subscription, &target.subscription_id, "subscription")?;
-    agree(&op.resource_group, &target.resource_group, "resource group")?;
+    let chain = ResourceChain::new(op, hierarchy)?;
+    let (uid, id) = chain.target(t)?;
+    Ok((uid, id, chain.entities(t, 0..chain.len())?))
+}
 
-    let lower = |tags: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        tags.iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
-            .collect()
-    };
-    // The target and the resources it is nested in share its facts.
-    let described = chain
-        .iter()
-        .take_while(|s| s.kind == Kind::Resource)
-        .count()
-        .max(1);
-    let group = chain
-        .iter()
-        .position(|s| s.kind == Kind::ResourceGroup)
-        .map(|at| (at, chain[at].id.clone()));
-    let mut entities = Vec::with_capacity(chain.len());
-    for (i, scope) in chain.iter().enumerate() {
-        let (location, tags) = if i < described {
-            (
-                op.location.as_deref().map(str::to_ascii_lowercase),
-                lower(&op.tags),
-            )
-        } else if scope.kind == Kind::ResourceGroup {
-            (None, lower(&op.resource_group_tags))
-        } else {
-            (None, BTreeMap::new())
-        };
-        let rg = group
-            .as_ref()
-            .filter(|(at, _)| i <= *at)
-            .map(|(_, id)| id.as_str());
-        entities.push(scope_entity(t, scope, location, tags, rg)?);
+/// A resource and the scopes containing it, target first, each with the
+/// facts its entity is built from: the target and the resources it is
+/// nested in (the *described* scopes) share the operation's location and
+/// tags; a resource group above them has the resource group's tags.
+pub(crate) struct ResourceChain<'a> {
+    op: &'a OperationFacts,
+    chain: Vec<Scope>,
+    /// How many scopes, from the target, are described by the operation.
+    described: usize,
+    /// The resource group's place in the chain, and its id.
+    group: Option<(usize, String)>,
+}
+
+impl<'a> ResourceChain<'a> {
+    pub fn new(op: &'a OperationFacts, hierarchy: &Hierarchy) -> Result<Self, String> {
+        let chain = hierarchy.chain(&op.resource_id)?;
+        let target = &chain[0];
+        let agree =
+            |given: &Option<String>, known: &Option<String>, what: &str| match (given, known) {
+                (Some(g), Some(k)) if !g.eq_ignore_ascii_case(k) => Err(format!(
+                    "the operation's {what} {g:?} is not the one of its resource id {:?}",
+                    op.resource_id
+                )),
+                (Some(g), None) => Err(format!(
+                    "the operation names {what} {g:?} but its resource id {:?} has none",
+                    op.resource_id
+                )),
+                _ => Ok(()),
+            };
+        agree(&op.subscription, &target.subscription_id, "subscription")?;
+        agree(&op.resource_group, &target.resource_group, "resource group")?;
+        // The target and the resources it is nested in share its facts.
+        let described = chain
+            .iter()
+            .take_while(|s| s.kind == Kind::Resource)
+            .count()
+            .max(1);
+        let group = chain
+            .iter()
+            .position(|s| s.kind == Kind::ResourceGroup)
+            .map(|at| (at, chain[at].id.clone()));
+        Ok(ResourceChain {
+            op,
+            chain,
+            described,
+            group,
+        })
     }
-    let target_uid = t.uid(target.kind.type_name(), &target.id)?;
-    Ok((target_uid, target.id.clone(), entities))
+
+    pub fn len(&self) -> usize {
+        self.chain.len()
+    }
+
+    /// How many scopes, from the target, are described by the operation:
+    /// the scopes above them are [`ResourceChain::above`].
+    pub fn described(&self) -> usize {
+        self.described
+    }
+
+    /// The target's uid and lower-cased id.
+    pub fn target(&self, t: &Types) -> Result<(EntityUid, String), String> {
+        let target = &self.chain[0];
+        Ok((
+            t.uid(target.kind.type_name(), &target.id)?,
+            target.id.clone(),
+        ))
+    }
+
+    /// The entities of the scopes at `range` of the chain.
+    pub fn entities(
+        &self,
+        t: &Types,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<ast::Entity>, String> {
+        let lower = |tags: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            tags.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
+                .collect()
+        };
+        let mut entities = Vec::with_capacity(range.len());
+        for i in range {
+            let scope = &self.chain[i];
+            let (location, tags) = if i < self.described {
+                (
+                    self.op.location.as_deref().map(str::to_ascii_lowercase),
+                    lower(&self.op.tags),
+                )
+            } else if scope.kind == Kind::ResourceGroup {
+                (None, lower(&self.op.resource_group_tags))
+            } else {
+                (None, BTreeMap::new())
+            };
+            let rg = self
+                .group
+                .as_ref()
+                .filter(|(at, _)| i <= *at)
+                .map(|(_, id)| id.as_str());
+            entities.push(scope_entity(t, scope, location, tags, rg)?);
+        }
+        Ok(entities)
+    }
+
+    /// Every input of the entities above the described scopes: their
+    /// scopes, field by field, and the resource group's tags when the group
+    /// is among them (where its `rg` is, too).
+    pub fn above(&self) -> Key {
+        let above = &self.chain[self.described..];
+        let mut key = Key::default();
+        key.count(above.len());
+        for scope in above {
+            let (parent_kind, parent_id) = match &scope.parent {
+                Some((kind, id)) => (Some(kind.type_name()), Some(id.as_str())),
+                None => (None, None),
+            };
+            key.str(scope.kind.type_name())
+                .str(&scope.id)
+                .str(&scope.name)
+                .str(&scope.resource_type)
+                .opt(scope.subscription_id.as_deref())
+                .opt(scope.resource_group.as_deref())
+                .opt(parent_kind)
+                .opt(parent_id);
+        }
+        match &self.group {
+            Some((at, _)) if *at >= self.described => {
+                key.flag(true).count(*at - self.described);
+                key.map(&self.op.resource_group_tags)
+            }
+            _ => key.flag(false),
+        };
+        key
+    }
 }
 
 fn scope_entity(
