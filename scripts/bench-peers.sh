@@ -19,7 +19,12 @@
 # half of direct throughput only if its server side spends no more per
 # call than direct's server side and load generator together.
 #
-# Usage: scripts/bench-peers.sh [CALLS_AT_1 [CALLS_AT_64]]   (default 5000 20000)
+# The paths take turns: each round runs every path once at concurrency 1
+# and once at 64, and the table gives each figure's median over the rounds
+# (ratios and differences are taken within a round, then their median and
+# range), since one run's latency at concurrency 1 moves by ±0.15 ms here.
+#
+# Usage: scripts/bench-peers.sh [CALLS_AT_1 [CALLS_AT_64 [ROUNDS]]]   (default 5000 20000 3)
 # BENCH_WARDEN_BIN=PATH measures another build of `warden serve` (an
 # earlier commit's, say) with everything else from this checkout;
 # BENCH_BIN_DIR=DIR takes every executable from DIR and builds nothing.
@@ -27,6 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS1=${1:-5000}
 CALLS64=${2:-20000}
+ROUNDS=${3:-3}
 MCP_PROXY_VERSION=0.13.0
 MCP_FOR_PROXY=1.27.1 # the mcp SDK mcp-proxy 0.13.0 is tested against (it needs mcp<2)
 
@@ -154,6 +160,7 @@ child_ms() {
 
 RESULTS=$B/results.jsonl
 : > "$RESULTS"
+for round in $(seq "$ROUNDS"); do
 for run in "1 $CALLS1" "64 $CALLS64"; do
   set -- $run
   c=$1 calls=$2
@@ -176,19 +183,19 @@ for run in "1 $CALLS1" "64 $CALLS64"; do
     # CPU per measured call, in µs (warm-up calls and session set-up are
     # counted too: a few percent at these call counts).
     cpu=$(python3 -c "print(f'{{\"server_us\":{($server1 - $server0) * 1e6 / $HZ / $calls:.1f},\"load_us\":{($load1 - $load0) * 1e3 / $calls:.1f}}}')")
-    echo "{\"path\":\"$path\",\"result\":$line,\"cpu_per_call\":$cpu}" | tee -a "$RESULTS"
+    echo "{\"round\":$round,\"path\":\"$path\",\"result\":$line,\"cpu_per_call\":$cpu}" | tee -a "$RESULTS"
   done
+done
 done
 for path in http stdio stdio-pg stdio-nolane; do
   echo "{\"path\":\"warden-$path\",\"rss_kb\":$(awk '/VmRSS/ {print $2}' /proc/$(cat "$B/$path/pid")/status)}" | tee -a "$RESULTS"
 done
 
 python3 - "$RESULTS" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 runs = [r for r in rows if "result" in r]
 rss = {r["path"]: r["rss_kb"] for r in rows if "rss_kb" in r}
-cpu = {(r["path"], r["result"]["concurrency"]): r["cpu_per_call"] for r in runs}
 names = {
     "direct": "direct to the upstream (HTTP)",
     "haproxy": "HAProxy → HTTP upstream (a C relay, no work on the message)",
@@ -198,21 +205,44 @@ names = {
     "warden-stdio-nolane": "Warden → stdio upstream, fast lane off",
     "mcp-proxy": "Python `mcp-proxy` 0.13.0 → stdio (no security)",
 }
+rounds = sorted({r["round"] for r in runs})
+# Each path's figures in each round, beside direct's of the same round.
+by = {(r["round"], r["path"], r["result"]["concurrency"]): r for r in runs}
+def figures(path, c):
+    out = []
+    for n in rounds:
+        r, d = by[(n, path, c)], by[(n, "direct", c)]
+        l, dl = r["result"]["latency_us"], d["result"]["latency_us"]
+        out.append({
+            "calls": r["result"]["throughput_per_s"],
+            "ratio": r["result"]["throughput_per_s"] / d["result"]["throughput_per_s"],
+            "p50": l["p50"], "p99": l["p99"],
+            "extra50": l["p50"] - dl["p50"], "extra99": l["p99"] - dl["p99"],
+            "errors": r["result"]["errors"],
+            "server": r["cpu_per_call"]["server_us"], "load": r["cpu_per_call"]["load_us"],
+        })
+    return out
+med = lambda xs: statistics.median(xs)
+def spread(xs, fmt):
+    return fmt(med(xs)) if len(xs) == 1 else f"{fmt(med(xs))} ({fmt(min(xs))} to {fmt(max(xs))})"
+ms = lambda us: f"{us / 1000:.2f} ms"
+plus = lambda us: ("+" if us >= 0 else "−") + ms(abs(us))
+print()
+print(f"Medians over {len(rounds)} round(s); ranges in brackets.")
 print()
 print("| path | concurrency | calls/s | × direct | p50 | p99 | + p50 | + p99 | errors | CPU µs/call: server side | load generator |")
 print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-ms = lambda us: f"{us / 1000:.2f} ms"
+paths = list(dict.fromkeys(r["path"] for r in runs))
 for c in sorted({r["result"]["concurrency"] for r in runs}):
-    at = {r["path"]: r["result"] for r in runs if r["result"]["concurrency"] == c}
-    d = at["direct"]
-    for path, r in at.items():
-        l, dl = r["latency_us"], d["latency_us"]
-        extra = ("", "") if path == "direct" else (
-            "+" + ms(l["p50"] - dl["p50"]), "+" + ms(l["p99"] - dl["p99"]))
-        print(f"| {names[path]} | {c} | {r['throughput_per_s']:,.0f} | "
-              f"{r['throughput_per_s'] / d['throughput_per_s']:.2f} | {ms(l['p50'])} | "
-              f"{ms(l['p99'])} | {extra[0]} | {extra[1]} | {r['errors']} | "
-              f"{cpu[(path, c)]['server_us']:.0f} | {cpu[(path, c)]['load_us']:.0f} |")
+    for path in paths:
+        f = figures(path, c)
+        col = lambda k: [x[k] for x in f]
+        ratio, extra = ("1.00", ("", "")) if path == "direct" else (
+            spread(col("ratio"), lambda v: f"{v:.2f}"),
+            (spread(col("extra50"), plus), spread(col("extra99"), plus)))
+        print(f"| {names[path]} | {c} | {med(col('calls')):,.0f} | {ratio} | "
+              f"{ms(med(col('p50')))} | {ms(med(col('p99')))} | {extra[0]} | {extra[1]} | "
+              f"{sum(col('errors'))} | {med(col('server')):.0f} | {med(col('load')):.0f} |")
 print()
 for path, kb in rss.items():
     print(f"{names[path]}: RSS {kb / 1024:.1f} MB after the runs")
