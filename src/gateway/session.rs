@@ -709,7 +709,10 @@ impl ServerHandler for Session {
         };
         let mut upstream_request = request.clone();
         upstream_request.name = Cow::Owned(inner.to_owned());
-        let execute = async {
+        // Boxed, as the pipeline's rarer stages are: a call's future is
+        // moved whole when its task is made, and the forward's state
+        // (16 KB) would otherwise be part of it from the start.
+        let execute = Box::pin(async {
             let request = ClientRequest::CallToolRequest(Request::new(upstream_request));
             match self.forward(index, request, &context).await? {
                 ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
@@ -719,7 +722,7 @@ impl ServerHandler for Session {
                 }
                 _ => Err(unexpected(index, &self.gateway.names)),
             }
-        };
+        });
         self.gateway.pipeline.call_tool(&call, execute).await
     }
 
