@@ -17,11 +17,6 @@
 //! p99 printed, since a gateway's budget is about the slow calls.
 
 mod support;
-
-/// The allocator the `warden` binary runs with (`src/main.rs`): decisions
-/// allocate many small values, and production's allocator is what counts.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use support::percentiles;
 
 use std::path::Path;
@@ -30,6 +25,11 @@ use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use warden::catalog::Catalog;
 use warden::policy::{CallContext, Engine, OperationFacts, PolicyConfig, PrincipalSpec};
+
+/// The allocator the `warden` binary runs with (`src/main.rs`): decisions
+/// allocate many small values, and production's allocator is what counts.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SUB: &str = "11111111-1111-1111-1111-111111111111";
 

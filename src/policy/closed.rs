@@ -281,31 +281,21 @@ mod tests {
             )
         };
         // Above: top <- mid <- low, and `side` with a parent nowhere.
-        let above = || {
-            Closed::new([
+        let above_nodes = || {
+            vec![
                 node("low", &["mid"]),
                 node("mid", &["top"]),
                 node("top", &[]),
                 node("side", &["elsewhere"]),
-            ])
-            .unwrap()
+            ]
         };
+        let above = Closed::new(above_nodes()).unwrap();
         let whole = |entities: Vec<ast::Entity>| {
-            let all = entities
-                .into_iter()
-                .chain([
-                    node("low", &["mid"]),
-                    node("mid", &["top"]),
-                    node("top", &[]),
-                    node("side", &["elsewhere"]),
-                ])
-                .map(Entity::from)
-                .collect();
-            request::entities(all).unwrap()
+            let all = entities.into_iter().chain(above_nodes()).map(Entity::from);
+            request::entities(all.collect()).unwrap()
         };
-        let above = above();
-        // A chain beneath `low`, a leaf with two parents above and one
-        // nowhere, and a leaf under the chain's middle.
+        // A chain beneath `low` whose ends have a second parent: `a` one
+        // above (`side`, itself under a parent nowhere), `c` one nowhere.
         let layered = vec![
             node("a", &["b", "side"]),
             node("b", &["c"]),
