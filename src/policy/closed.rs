@@ -21,8 +21,11 @@
 //! described resources (the target and what it is nested in), closed per
 //! store on top of them ([`Closed::beneath`]: a new entity's ancestors are
 //! its parents and theirs, which are already known). The store is then
-//! assembled from shared entities, telling Cedar the closure is done. A
-//! test compares stores built this way with stores Cedar closes whole.
+//! assembled from shared entities, telling Cedar the closure is done; the
+//! store of the principal's, the action's and the scopes' parts is kept
+//! too ([`Closed::base`]), and a store on a new resource below the same
+//! scopes copies it and adds only the described resources ([`Closed::on`]).
+//! A test compares stores built these ways with stores Cedar closes whole.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -105,14 +108,31 @@ impl Closed {
     /// with no edge between them (see the module's documentation), or
     /// layers of one closed on top of each other.
     pub fn store(parts: &[&Closed]) -> Result<Entities, String> {
-        CoreEntities::new()
+        Self::base(parts).map(Entities::from)
+    }
+
+    /// [`Closed::store`] as Cedar's own value, to be kept and extended
+    /// with [`Closed::on`].
+    pub fn base(parts: &[&Closed]) -> Result<CoreEntities, String> {
+        Self::add(CoreEntities::new(), parts)
+    }
+
+    /// The store holding `base`'s parts and `parts`, under the same
+    /// conditions as [`Closed::store`]. Copying a kept base is cheaper
+    /// than hashing its entities into a new store again, and gives the
+    /// same store.
+    pub fn on(base: &CoreEntities, parts: &[&Closed]) -> Result<Entities, String> {
+        Self::add(base.clone(), parts).map(Entities::from)
+    }
+
+    fn add(store: CoreEntities, parts: &[&Closed]) -> Result<CoreEntities, String> {
+        store
             .add_entities(
                 parts.iter().flat_map(|p| p.0.iter().cloned()),
                 None::<&NoEntitiesSchema>,
                 TCComputation::AssumeAlreadyComputed,
                 Extensions::all_available(),
             )
-            .map(Entities::from)
             .map_err(|e| format!("entities: {e}"))
     }
 }
@@ -251,9 +271,11 @@ mod tests {
                 &above,
             )
             .unwrap();
+            let base = Closed::base(&[&principal_part, &action.closed, &above]).unwrap();
             for assembled in [
                 Closed::store(&[&principal_part, &action.closed, &resource_part]).unwrap(),
                 Closed::store(&[&principal_part, &action.closed, &above, &described]).unwrap(),
+                Closed::on(&base, &[&described]).unwrap(),
             ] {
                 assert!(
                     whole.as_ref().deep_eq(assembled.as_ref()),

@@ -10,6 +10,7 @@ use cedar_policy::{
     AuthorizationError, Authorizer, Context, Decision as CedarDecision, Effect as CedarEffect,
     Entities, Entity, EntityUid, PolicyId, PolicySet, Request, ValidationMode, Validator,
 };
+use cedar_policy_core::entities::Entities as CoreEntities;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -122,6 +123,9 @@ pub(crate) struct Compiled {
     /// The scopes above the described resources of the stores built so
     /// far, closed (see [`closed`](super::closed)).
     scopes: Memo<Closed>,
+    /// Stores of a principal's, an action's and closed scopes' entities,
+    /// which stores on resources below those scopes extend.
+    bases: Memo<CoreEntities>,
     /// The (operation, principal type, resource type, context shape)
     /// combinations Cedar validated against the schema.
     valid: Memo<()>,
@@ -135,6 +139,9 @@ const MAX_STORES: usize = 1024;
 /// Closed scopes above resources a set keeps per generation (one per
 /// resource group and its tags, in the main).
 const MAX_SCOPES: usize = 1024;
+/// Base stores a set keeps per generation (one per principal, action and
+/// resource group in use).
+const MAX_BASES: usize = 1024;
 
 /// Validated request shapes a set keeps per generation (a few per
 /// operation in use).
@@ -248,6 +255,7 @@ pub(crate) fn compile(
         principals: Memo::new(MAX_PRINCIPALS),
         stores: Memo::new(MAX_STORES),
         scopes: Memo::new(MAX_SCOPES),
+        bases: Memo::new(MAX_BASES),
         valid: Memo::new(MAX_SHAPES),
     })
 }
@@ -786,13 +794,23 @@ impl Engine {
             let entities = if self.memo() {
                 // The scopes above the described resources are closed
                 // once; the described ones, on top of them, per store.
-                let above = self.memoised(&c.scopes, &chain.above(), || {
+                let above_key = chain.above();
+                let above = self.memoised(&c.scopes, &above_key, || {
                     Closed::new(chain.entities(&c.types, chain.described()..chain.len())?)
                 })?;
                 let described = chain.entities(&c.types, 0..chain.described())?;
                 match Closed::beneath(described, &above) {
                     Ok(described) => {
-                        Closed::store(&[&principal.closed, &action.closed, &above, &described])?
+                        // What the principal, the action and the scopes
+                        // above make is kept, and copied per resource.
+                        let mut key = Key::default();
+                        key.key(&prepared.principal_key)
+                            .key(&operation_action_key(op))
+                            .key(&above_key);
+                        let base = self.memoised(&c.bases, &key, || {
+                            Closed::base(&[&principal.closed, &action.closed, &above])
+                        })?;
+                        Closed::on(&base, &[&described])?
                     }
                     // Not a chain (never seen): closed whole, as Cedar would.
                     Err(_) => {
