@@ -100,8 +100,16 @@ impl Queue {
                 && pending.writer_idle
                 && !job.lingers()
                 && pending.only_lingering();
+            // The writer thread needs waking only when it waits and the
+            // job changes what it waits for: a job that is due now, or
+            // the first of lingering jobs (whose wait it then times).
+            // A busy writer looks at the queue again before it waits; a
+            // notification it does not need is still a system call.
+            let wake = !lead
+                && pending.writer_idle
+                && (!job.lingers() || pending.jobs.is_empty());
             pending.jobs.push_back(job);
-            if !lead {
+            if wake {
                 self.arrived.notify_one();
             }
             lead
@@ -146,7 +154,8 @@ impl Queue {
     /// Hands on to the writer thread what arrived while a caller
     /// committed.
     fn after_lead(&self) {
-        if !self.pending().jobs.is_empty() {
+        let pending = self.pending();
+        if pending.writer_idle && !pending.jobs.is_empty() {
             self.arrived.notify_one();
         }
     }
