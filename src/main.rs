@@ -10,7 +10,10 @@ use cli::output::errln;
 /// mimalloc instead of the system allocator: a call allocates and frees
 /// many small buffers across threads (JSON, Cedar values, HTTP), where
 /// glibc's allocator spent about a quarter of Warden's CPU under load
-/// (`BENCHMARKS.md`, "Where a call's time goes").
+/// (`BENCHMARKS.md`, "Where a call's time goes"). Built without its
+/// transparent huge pages (`no_thp`): the first touch of a fresh 2 MiB
+/// page stalled the call that made it for milliseconds (`BENCHMARKS.md`,
+/// "No huge pages in the allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

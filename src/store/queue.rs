@@ -105,9 +105,7 @@ impl Queue {
             // the first of lingering jobs (whose wait it then times).
             // A busy writer looks at the queue again before it waits; a
             // notification it does not need is still a system call.
-            let wake = !lead
-                && pending.writer_idle
-                && (!job.lingers() || pending.jobs.is_empty());
+            let wake = !lead && pending.writer_idle && (!job.lingers() || pending.jobs.is_empty());
             pending.jobs.push_back(job);
             if wake {
                 self.arrived.notify_one();
