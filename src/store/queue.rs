@@ -412,6 +412,43 @@ mod tests {
     }
 
     #[test]
+    fn jobs_queued_while_the_writer_thread_commits_are_committed_next_without_a_wake_up() {
+        let (gate, begins, open) = gate();
+        let (queue, committed, writer) = start(Queue::new(false), Some(gate), false);
+        let (first, first_answer) = job(1, false);
+        queue.submit(first).unwrap();
+        begins.recv().unwrap();
+        // The writer thread is inside its commit: not waiting, so these
+        // notify nobody, and it finds them when it looks again.
+        assert!(!queue.pending().writer_idle);
+        let answers: Vec<Answer> = [(2, false), (3, true)]
+            .into_iter()
+            .map(|(label, linger)| {
+                let (j, answer) = job(label, linger);
+                queue.submit(j).unwrap();
+                answer
+            })
+            .collect();
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        let within = Duration::from_secs(30);
+        assert_eq!(
+            committed.recv_timeout(within).unwrap(),
+            ("writer".to_owned(), vec![1])
+        );
+        assert_eq!(
+            committed.recv_timeout(within).unwrap(),
+            ("writer".to_owned(), vec![2, 3])
+        );
+        assert_eq!(answered(first_answer).unwrap(), vec![1]);
+        for (answer, label) in answers.into_iter().zip([2, 3]) {
+            assert_eq!(answered(answer).unwrap(), vec![label]);
+        }
+        drop(Handle(queue));
+        writer.join().unwrap();
+    }
+
+    #[test]
     fn closing_commits_what_is_queued_lingering_or_not_then_the_writer_returns() {
         let mut queue = Queue::new(false);
         queue.linger = Duration::from_secs(600);
