@@ -348,6 +348,17 @@ mod tests {
         (queue, committed, writer)
     }
 
+    /// Submits appends labelled and lingering as given; their answers.
+    fn submit_all(queue: &Queue, jobs: &[(usize, bool)]) -> Vec<Answer> {
+        jobs.iter()
+            .map(|&(label, linger)| {
+                let (j, answer) = job(label, linger);
+                queue.submit(j).unwrap();
+                answer
+            })
+            .collect()
+    }
+
     fn answered(answer: Answer) -> Result<Vec<u64>, StoreError> {
         answer.blocking_recv().unwrap_or(Err(StoreError::Stopped))
     }
@@ -421,14 +432,7 @@ mod tests {
         // The writer thread is inside its commit: not waiting, so these
         // notify nobody, and it finds them when it looks again.
         assert!(!queue.pending().writer_idle);
-        let answers: Vec<Answer> = [(2, false), (3, true)]
-            .into_iter()
-            .map(|(label, linger)| {
-                let (j, answer) = job(label, linger);
-                queue.submit(j).unwrap();
-                answer
-            })
-            .collect();
+        let answers = submit_all(&queue, &[(2, false), (3, true)]);
         open.send(()).unwrap();
         open.send(()).unwrap();
         let within = Duration::from_secs(30);
@@ -454,14 +458,7 @@ mod tests {
         queue.linger = Duration::from_secs(600);
         let (gate, _begins, open) = gate();
         let (queue, committed, writer) = start(queue, Some(gate), false);
-        let answers: Vec<Answer> = [(1, true), (2, true)]
-            .into_iter()
-            .map(|(label, linger)| {
-                let (j, answer) = job(label, linger);
-                queue.submit(j).unwrap();
-                answer
-            })
-            .collect();
+        let answers = submit_all(&queue, &[(1, true), (2, true)]);
         // Closed while they linger: they are committed without waiting.
         drop(Handle(queue));
         open.send(()).unwrap();
